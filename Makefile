@@ -1,0 +1,32 @@
+# Two commands matter: `make run` and `make test`. Both create .venv and install on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_VERSION := 2.13.0
+# torch is installed first and pinned, so pip never resolves a (multi-GB CUDA) build itself.
+# Elsewhere, point it at the CPU wheels: make run PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+PIP_TORCH_ARGS ?=
+
+.PHONY: install run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)" $(PIP_TORCH_ARGS)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@$(BIN)/python -c "import torch, sys; sys.exit('torch is not a CPU build' if torch.version.cuda else 0)"
+	$(BIN)/python -m bot prepare
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/python -m bot
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

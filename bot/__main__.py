@@ -1,0 +1,84 @@
+"""`python -m bot`: start the configured adapters, or the console chat when none is configured.
+
+    python -m bot                 # Telegram and/or Discord if their tokens are set, else console
+    python -m bot chat            # the console chat (JSONL when stdin is not a terminal)
+    python -m bot chat --jsonl --user alice
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+from adapters.console import ConsoleConfig
+from bot.app import EXIT_MODEL, configure_logging, run
+from bot.settings import Settings, SettingsError
+
+log = logging.getLogger("bot")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="All-in-One Bot: sentiment-aware chat on one local LLM, for Telegram, "
+        "Discord and the console. Settings come from the environment and .env "
+        "(see .env.example).",
+    )
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="start the configured adapters (the default)")
+    sub.add_parser("prepare", help="verify and convert the model into the cache, then exit")
+    chat = sub.add_parser("chat", help="chat in the console")
+    for target in (parser, chat):
+        target.add_argument("--jsonl", action="store_true", help="one JSON object per line")
+        target.add_argument("--user", default="local", help="console user id (default: local)")
+    return parser.parse_args(argv)
+
+
+def prepare(settings: Settings) -> int:
+    from engine.model_files import resolve_model
+    from engine.runner import ModelLoadError
+
+    try:
+        source = resolve_model(settings.model, settings.model_cache_dir)
+    except ModelLoadError as error:
+        log.error("the model could not be prepared: %s", error)
+        return EXIT_MODEL
+    print(f"model ready: {source.description} -> {source.location}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    load_dotenv(Path.cwd() / ".env", override=False)  # the environment wins over .env
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 1
+    configure_logging(settings.log_level)
+    if args.command == "prepare":
+        return prepare(settings)
+    platforms = [name for name in ("telegram", "discord") if getattr(settings, name)]
+    console = None
+    if args.command == "chat" or not platforms:
+        if args.command != "chat":
+            log.info(
+                "no TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN set: starting the console chat "
+                "(adapters available: telegram, discord, console)"
+            )
+        jsonl = args.jsonl or not sys.stdin.isatty()
+        chart_dir = settings.database_path.parent
+        console = ConsoleConfig(user_id=args.user, jsonl=jsonl, chart_dir=chart_dir)
+        if args.command == "chat":
+            settings = replace(settings, telegram=None, discord=None)
+    return asyncio.run(run(settings, console))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Wiring: open the store, load the model, start the adapters on one loop, stop them in reverse.
+
+All adapters (Telegram, Discord, console) share one event loop, one model worker thread and
+one database. SIGINT/SIGTERM (or the console's end of input) begin an orderly shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+
+from adapters.base import Adapter
+from adapters.console import ConsoleAdapter, ConsoleConfig
+from bot.settings import Settings
+from engine.runner import ModelLoadError, ModelRunner
+from engine.service import ChatService
+from engine.types import StorageError
+from engine.worker import ModelWorker
+from storage import SqliteMoodStore
+
+log = logging.getLogger("bot")
+
+EXIT_OK = 0
+EXIT_STORAGE = 2
+EXIT_MODEL = 3
+EXIT_ADAPTER = 4
+
+
+def load_runner(settings: Settings) -> Callable[[], ModelRunner]:
+    def load() -> ModelRunner:
+        from engine.transformers_runner import RunnerOptions, TransformersRunner
+
+        options = RunnerOptions(
+            sentiment_method=settings.sentiment_method,  # type: ignore[arg-type]
+            sentiment_max_tokens=settings.sentiment_max_tokens,
+            history_max_tokens=settings.history_max_tokens,
+        )
+        return TransformersRunner.load(
+            settings.model,
+            dtype=settings.model_dtype,
+            cache_dir=settings.model_cache_dir,
+            threads=settings.torch_threads,
+            options=options,
+        )
+
+    return load
+
+
+def build_adapters(
+    settings: Settings, service: ChatService, console: ConsoleConfig | None
+) -> list[Adapter]:
+    adapters: list[Adapter] = []
+    if settings.telegram is not None:
+        from adapters.telegram import TelegramAdapter
+
+        adapters.append(TelegramAdapter(service, settings.telegram))
+    if settings.discord is not None:
+        from adapters.discord import DiscordAdapter
+
+        adapters.append(DiscordAdapter(service, settings.discord))
+    if console is not None:
+        adapters.append(ConsoleAdapter(service, console))
+    return adapters
+
+
+async def run(
+    settings: Settings,
+    console: ConsoleConfig | None,
+    runner_factory: Callable[[], ModelRunner] | None = None,
+) -> int:
+    try:
+        store = await SqliteMoodStore.open(settings.database_path)
+    except StorageError as error:
+        log.error("cannot open the database: %s", error)
+        return EXIT_STORAGE
+    worker = ModelWorker(
+        runner_factory or load_runner(settings),
+        queue_size=settings.queue_size,
+        max_active_replies=settings.max_active_replies,
+        timeout_s=settings.request_timeout_s,
+    )
+    try:
+        log.info("loading the model (%s)…", settings.model)
+        await worker.start()
+        log.info("model ready: %s", worker.runner.name)
+        service = ChatService(worker, store, settings.engine)
+        return await _serve(build_adapters(settings, service, console))
+    except ModelLoadError as error:
+        log.error("the model could not be loaded: %s", error)
+        return EXIT_MODEL
+    finally:
+        await worker.stop()
+        await store.close()
+
+
+async def _serve(adapters: list[Adapter]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    started: list[Adapter] = []
+    waiters: list[asyncio.Task[None]] = []  # referenced so they are not collected early
+    code = EXIT_OK
+    try:
+        for adapter in adapters:
+            await adapter.start()
+            started.append(adapter)
+            log.info("%s adapter running", adapter.name)
+            if isinstance(adapter, ConsoleAdapter):
+                waiter = asyncio.create_task(_set_when(adapter.finished, stop))
+                waiters.append(waiter)
+        await stop.wait()
+        log.info("shutting down")
+    except Exception as error:  # noqa: BLE001 - an adapter that cannot start ends the run
+        log.error("an adapter failed to start: %s", error)
+        code = EXIT_ADAPTER
+    finally:
+        for adapter in reversed(started):
+            try:
+                await adapter.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                log.exception("%s adapter did not stop cleanly", adapter.name)
+        for waiter in waiters:
+            waiter.cancel()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return code
+
+
+async def _set_when(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # httpx logs request URLs at INFO, and Telegram URLs carry the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("transformers", "urllib3", "discord.gateway"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

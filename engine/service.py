@@ -1,0 +1,230 @@
+"""The one entry point adapters call: a message in, a stream of reply events out.
+
+Per message: tag the sentiment (shown at once), build the reply prompt from the persona, the
+tone for that label and this chat's recent turns, stream the reply, then store the mood event
+and both turns in one transaction. One user's messages are handled strictly in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from engine import mood, texts
+from engine.prompts import reply_examples, reply_system_prompt
+from engine.runner import GenerationParams, ReplyRequest
+from engine.types import (
+    IncomingMessage,
+    MoodEvent,
+    MoodReport,
+    MoodStore,
+    ReplyDone,
+    ReplyEvent,
+    ReplyFailed,
+    Sentiment,
+    SentimentTagged,
+    StorageError,
+    TextDelta,
+    Timings,
+    Turn,
+    UserKey,
+)
+from engine.worker import EngineBusy, EngineStopped, EngineTimeout
+
+log = logging.getLogger(__name__)
+
+
+class ModelFacade(Protocol):
+    """What the service needs from the model; engine.worker.ModelWorker is the real one."""
+
+    async def tag(self, text: str) -> Sentiment: ...
+
+    def reply(self, request: ReplyRequest) -> ReplyTokensLike: ...
+
+
+class ReplyTokensLike(Protocol):
+    finished: bool
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    def cancel(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    generation: GenerationParams = field(default_factory=GenerationParams)
+    history_turns: int = 12  # turns fetched from the store; the runner trims them to a token budget
+    max_input_chars: int = 4000  # longer messages are cut before tagging and replying
+    store_message_text: bool = False
+    excerpt_chars: int = 200
+    timezone: str = "UTC"
+
+    @property
+    def tz(self) -> tzinfo:
+        return ZoneInfo(self.timezone)
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 1)
+
+
+class ChatService:
+    def __init__(
+        self,
+        model: ModelFacade,
+        store: MoodStore,
+        config: EngineConfig | None = None,
+        clock: type[datetime] = datetime,
+    ) -> None:
+        self.model = model
+        self.store = store
+        self.config = config or EngineConfig()
+        self._clock = clock
+        self._user_locks: dict[UserKey, asyncio.Lock] = {}
+
+    def _now(self) -> datetime:
+        return self._clock.now(UTC)
+
+    async def handle(self, message: IncomingMessage) -> AsyncIterator[ReplyEvent]:
+        """Yield SentimentTagged, TextDelta…, then ReplyDone — or ReplyFailed as the last event.
+
+        Consume the stream to the end (or close it): the user's ordering lock is held meanwhile.
+        """
+        text = message.text.strip()[: self.config.max_input_chars]
+        if not text:
+            yield ReplyFailed("empty", texts.EMPTY_MESSAGE)
+            return
+        lock = self._user_locks.setdefault(message.user, asyncio.Lock())
+        async with lock:
+            async for event in self._handle_in_order(message, text):
+                yield event
+
+    async def _handle_in_order(
+        self, message: IncomingMessage, text: str
+    ) -> AsyncIterator[ReplyEvent]:
+        start = time.perf_counter()
+        try:
+            sentiment = await self.model.tag(text)
+        except (EngineBusy, EngineStopped):
+            yield ReplyFailed("busy", texts.BUSY)
+            return
+        except EngineTimeout:
+            yield ReplyFailed("timeout", texts.TIMEOUT)
+            return
+        except Exception:
+            log.exception("tagging failed")
+            yield ReplyFailed("model_error", texts.MODEL_ERROR)
+            return
+        sentiment_ms = _ms_since(start)
+        yield SentimentTagged(sentiment, sentiment_ms)
+        event = MoodEvent(
+            platform=message.platform,
+            user_id=message.user_id,
+            chat_id=message.chat_id,
+            label=sentiment.label,
+            p_positive=sentiment.p_positive,
+            created_at=self._now(),
+            excerpt=text[: self.config.excerpt_chars] if self.config.store_message_text else None,
+        )
+        try:
+            history = await self.store.recent_turns(
+                message.user, message.chat_id, self.config.history_turns
+            )
+        except StorageError as error:
+            log.error("could not read conversation memory: %s", error)
+            yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)
+            return
+
+        request = ReplyRequest(
+            system=reply_system_prompt(sentiment.label, text),
+            history=tuple(history),
+            user_text=text,
+            params=self.config.generation,
+            examples=reply_examples(sentiment.label, text),
+        )
+        parts: list[str] = []
+        first_token_ms: float | None = None
+        failure: ReplyFailed | None = None
+        tokens: ReplyTokensLike | None = None
+        try:
+            tokens = self.model.reply(request)
+            async for delta in tokens:
+                if first_token_ms is None:
+                    first_token_ms = _ms_since(start)
+                parts.append(delta)
+                yield TextDelta(delta)
+        except (EngineBusy, EngineStopped):
+            failure = ReplyFailed("busy", texts.BUSY, sentiment)
+        except EngineTimeout:
+            failure = ReplyFailed("timeout", texts.TIMEOUT, sentiment)
+        except Exception:
+            log.exception("reply generation failed")
+            failure = ReplyFailed("model_error", texts.MODEL_ERROR, sentiment)
+        finally:
+            if tokens is not None:
+                tokens.cancel()  # no-op when it ran to the end; frees the model otherwise
+
+        reply = "".join(parts).strip()
+        if failure is None and not reply:
+            failure = ReplyFailed("model_error", texts.MODEL_ERROR, sentiment)
+        # The label happened either way, so the mood event is kept; a reply that never
+        # completed is not remembered as a turn (it would teach the model a cut-off answer).
+        turns = [] if failure else [Turn("user", text), Turn("assistant", reply)]
+        try:
+            await self.store.record_exchange(event, turns)
+        except StorageError as error:
+            log.error("could not store the message: %s", error)
+            yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)
+            return
+        if failure is not None:
+            yield failure
+            return
+        finished = tokens.finished if tokens is not None else False
+        timings = Timings(sentiment_ms, first_token_ms, _ms_since(start))
+        yield ReplyDone(reply, sentiment, timings, finished)
+
+    # --- commands -------------------------------------------------------------------------
+
+    async def mood(self, user: UserKey, days: int = 7) -> MoodReport:
+        """The caller's own history; raises ValueError for days outside 1..365."""
+        tz = self.config.tz
+        previous_start, current_start, end = mood.period_bounds(days, self._now(), tz)
+        events = await self.store.mood_events(user, previous_start, end)
+        previous = [e for e in events if e.created_at < current_start]
+        current = [e for e in events if e.created_at >= current_start]
+        return mood.build_report(user, current, previous, days, self._now(), tz)
+
+    async def mood_chart(self, report: MoodReport) -> bytes:
+        from engine.chart import render_mood_chart
+
+        # matplotlib is CPU work; keep it off the event loop.
+        return await asyncio.to_thread(render_mood_chart, report)
+
+    async def reset(self, user: UserKey, chat_id: str) -> str:
+        await self.store.clear_turns(user, chat_id)
+        return texts.RESET_DONE
+
+    async def forget(self, user: UserKey) -> str:
+        """Delete everything about the user. Adapters ask for confirmation before calling."""
+        rows = await self.store.forget_user(user)
+        self._user_locks.pop(user, None)
+        return texts.forget_done(rows)
+
+
+def parse_days(raw: str | None, default: int = 7) -> int:
+    """Parse the /mood argument; raises ValueError with a user-facing message."""
+    if raw is None or not raw.strip():
+        return default
+    try:
+        days = int(raw.strip())
+    except ValueError:
+        raise ValueError(texts.bad_days(raw)) from None
+    if not 1 <= days <= 365:
+        raise ValueError(texts.bad_days(raw))
+    return days

@@ -1,0 +1,59 @@
+"""Shared fixtures: an engine on the scripted runner and a real (temporary) SQLite store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from engine.service import ChatService, EngineConfig
+from engine.testing import ScriptedRunner
+from engine.worker import ModelWorker
+from storage import SqliteMoodStore
+
+if TYPE_CHECKING:
+    from engine.transformers_runner import TransformersRunner
+
+
+@dataclass
+class ScriptedEngine:
+    service: ChatService
+    runner: ScriptedRunner
+    worker: ModelWorker
+    store: SqliteMoodStore
+    db_path: Path
+
+
+@pytest.fixture(scope="session")
+def real_runner() -> TransformersRunner:
+    """The real packaged model, loaded once per test session (converted on first use)."""
+    from engine.transformers_runner import TransformersRunner
+
+    cache = os.environ.get("MODEL_CACHE_DIR") or None
+    return TransformersRunner.load("packaged", dtype="auto", cache_dir=cache)
+
+
+@pytest.fixture
+def scripted_runner() -> ScriptedRunner:
+    """Override in a test module to script replies (long text, delays, failures)."""
+    return ScriptedRunner()
+
+
+@pytest.fixture
+async def scripted_engine(
+    tmp_path: Path, scripted_runner: ScriptedRunner
+) -> AsyncIterator[ScriptedEngine]:
+    db_path = tmp_path / "bot.db"
+    store = await SqliteMoodStore.open(db_path)
+    worker = ModelWorker(lambda: scripted_runner, queue_size=16, timeout_s=30)
+    await worker.start()
+    service = ChatService(worker, store, EngineConfig())
+    try:
+        yield ScriptedEngine(service, scripted_runner, worker, store, db_path)
+    finally:
+        await worker.stop()
+        await store.close()
