@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from adapters.telegram import TelegramConfig
 from engine.model_files import default_cache_dir
 from engine.runner import GenerationParams
 from engine.service import EngineConfig
@@ -80,9 +81,8 @@ class Settings:
     engine: EngineConfig = field(default_factory=EngineConfig)
     database_path: Path = Path("data/bot.db")
     log_level: str = "INFO"
-    # The platform adapters plug in here in their own change.
-    telegram: None = None
-    discord: None = None
+    telegram: TelegramConfig | None = None
+    discord: None = None  # the Discord adapter plugs in here in its own change
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -107,6 +107,10 @@ class Settings:
             timezone=timezone,
         )
         cache = env.get("MODEL_CACHE_DIR", "").strip()
+        try:
+            telegram = TelegramConfig.from_env(env)
+        except ValueError as error:
+            raise SettingsError(str(error)) from None
         return cls(
             model=env.get("MODEL", "").strip() or "packaged",
             model_dtype=_choice(env, "MODEL_DTYPE", "auto", ("auto", "float32", "bfloat16")),
@@ -122,4 +126,5 @@ class Settings:
             database_path=Path(env.get("DATABASE_PATH", "").strip() or "data/bot.db"),
             log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error"))
             .upper(),
+            telegram=telegram,
         )

@@ -71,6 +71,9 @@ FORGET_ASK = (
     "这会永久删除我保存的关于你的所有数据（心情记录和对话），无法恢复。确定吗？\n"
     "This permanently deletes everything I store about you. Are you sure?"
 )
+FORGET_YES_BUTTON = "确认删除 (Delete)"
+FORGET_NO_BUTTON = "取消 (Cancel)"
+FORGET_NOT_YOURS = "只有发起 /forget 的人可以确认。 (Only the person who asked can answer this.)"
 FORGET_CANCELLED = "已取消，什么都没有删除。 (Cancelled — nothing was deleted.)"
 
 

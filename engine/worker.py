@@ -99,8 +99,11 @@ class ReplyTokens:
         if self._done:
             raise StopAsyncIteration
         remaining = self._deadline - time.monotonic()
+        # asyncio.timeout rather than wait_for: on 3.11 wait_for can swallow a cancellation
+        # that races with a result, which left a cancelled reply running.
         try:
-            item = await asyncio.wait_for(self._job.sink.get(), timeout=max(remaining, 0.0))
+            async with asyncio.timeout(max(remaining, 0.0)):
+                item = await self._job.sink.get()
         except TimeoutError:
             self.cancel()
             raise EngineTimeout("the reply took too long") from None
@@ -176,7 +179,8 @@ class ModelWorker:
         job = _TagJob(text, loop, loop.create_future())
         self._admit(job)
         try:
-            return await asyncio.wait_for(asyncio.shield(job.future), timeout=self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):
+                return await asyncio.shield(job.future)
         except TimeoutError:
             raise EngineTimeout("labelling took too long") from None
         finally:
