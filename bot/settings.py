@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from adapters.discord import DiscordConfig
 from adapters.telegram import TelegramConfig
 from engine.model_files import default_cache_dir
 from engine.runner import GenerationParams
@@ -82,7 +83,7 @@ class Settings:
     database_path: Path = Path("data/bot.db")
     log_level: str = "INFO"
     telegram: TelegramConfig | None = None
-    discord: None = None  # the Discord adapter plugs in here in its own change
+    discord: DiscordConfig | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -109,6 +110,7 @@ class Settings:
         cache = env.get("MODEL_CACHE_DIR", "").strip()
         try:
             telegram = TelegramConfig.from_env(env)
+            discord = DiscordConfig.from_env(env)
         except ValueError as error:
             raise SettingsError(str(error)) from None
         return cls(
@@ -127,4 +129,5 @@ class Settings:
             log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error"))
             .upper(),
             telegram=telegram,
+            discord=discord,
         )
