@@ -70,12 +70,16 @@ def packaged_gguf(cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".gguf.partial")
     digest = hashlib.sha256()
-    with partial.open("wb") as out:
-        for index, package in enumerate(PACKAGED_PARTS, start=1):
-            with _part_path(package, index).open("rb") as chunk:
-                while block := chunk.read(8 << 20):
-                    digest.update(block)
-                    out.write(block)
+    try:
+        with partial.open("wb") as out:
+            for index, package in enumerate(PACKAGED_PARTS, start=1):
+                with _part_path(package, index).open("rb") as chunk:
+                    while block := chunk.read(8 << 20):
+                        digest.update(block)
+                        out.write(block)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # never leave hundreds of MB of a failed join behind
+        raise
     size = partial.stat().st_size
     if size != PACKAGED_SIZE or digest.hexdigest() != PACKAGED_SHA256:
         partial.unlink(missing_ok=True)

@@ -100,8 +100,7 @@ class ChatService:
         if not text:
             yield ReplyFailed("empty", texts.EMPTY_MESSAGE)
             return
-        lock = self._user_locks.setdefault(message.user, asyncio.Lock())
-        async with lock:
+        async with self._user_lock(message.user):
             async for event in self._handle_in_order(message, text):
                 yield event
 
@@ -206,15 +205,22 @@ class ChatService:
         # matplotlib is CPU work; keep it off the event loop.
         return await asyncio.to_thread(render_mood_chart, report)
 
+    # /reset and /forget take the user's ordering lock: a message still being answered is
+    # finished (and stored) first, so nothing of it can reappear after the deletion.
+
     async def reset(self, user: UserKey, chat_id: str) -> str:
-        await self.store.clear_turns(user, chat_id)
+        async with self._user_lock(user):
+            await self.store.clear_turns(user, chat_id)
         return texts.RESET_DONE
 
     async def forget(self, user: UserKey) -> str:
         """Delete everything about the user. Adapters ask for confirmation before calling."""
-        rows = await self.store.forget_user(user)
-        self._user_locks.pop(user, None)
+        async with self._user_lock(user):
+            rows = await self.store.forget_user(user)
         return texts.forget_done(rows)
+
+    def _user_lock(self, user: UserKey) -> asyncio.Lock:
+        return self._user_locks.setdefault(user, asyncio.Lock())
 
 
 def parse_days(raw: str | None, default: int = 7) -> int:

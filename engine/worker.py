@@ -99,11 +99,16 @@ class ReplyTokens:
         if self._done:
             raise StopAsyncIteration
         remaining = self._deadline - time.monotonic()
+        # The deadline bounds the model's work, not the reader: tokens already decoded are
+        # handed over even to a reader that comes back late (e.g. after waiting out a 429).
         # asyncio.timeout rather than wait_for: on 3.11 wait_for can swallow a cancellation
         # that races with a result, which left a cancelled reply running.
         try:
-            async with asyncio.timeout(max(remaining, 0.0)):
-                item = await self._job.sink.get()
+            if not self._job.sink.empty():
+                item = self._job.sink.get_nowait()
+            else:
+                async with asyncio.timeout(max(remaining, 0.0)):
+                    item = await self._job.sink.get()
         except TimeoutError:
             self.cancel()
             raise EngineTimeout("the reply took too long") from None

@@ -1,0 +1,209 @@
+"""Settings.from_env: defaults, validation naming the key, and secrets kept out of reprs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from bot.settings import Settings, SettingsError
+from engine.model_files import default_cache_dir
+from engine.runner import GenerationParams
+from engine.service import EngineConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class RecordingEnv(Mapping[str, str]):
+    """A mapping that remembers every key it was asked for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.asked: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return self.values[key]
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        self.asked.add(key)
+        return self.values.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.model == "packaged"
+    assert settings.model_dtype == "auto"
+    assert settings.model_cache_dir == default_cache_dir()
+    assert settings.torch_threads == 0
+    assert settings.sentiment_method == "logits"
+    assert settings.sentiment_max_tokens == 256
+    assert settings.history_max_tokens == 1024
+    assert settings.queue_size == 32
+    assert settings.max_active_replies == 4
+    assert settings.request_timeout_s == 120.0
+    assert settings.engine == EngineConfig()
+    assert settings.engine.generation == GenerationParams()
+    assert settings.engine.store_message_text is False
+    assert settings.engine.timezone == "UTC"
+    assert settings.database_path == Path("data/bot.db")
+    assert settings.log_level == "INFO"
+    assert settings.telegram is None and settings.discord is None
+    assert Settings.from_env({}) == Settings()  # from_env({}) and the dataclass agree
+
+
+def test_blank_values_mean_default() -> None:
+    keys = ["MODEL", "MAX_NEW_TOKENS", "TEMPERATURE", "MODEL_DTYPE", "STORE_MESSAGE_TEXT"]
+    keys += ["TIMEZONE", "TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "DATABASE_PATH", "LOG_LEVEL"]
+    blank = {key: "  " for key in keys}
+    assert Settings.from_env(blank) == Settings.from_env({})
+
+
+def test_values_are_parsed() -> None:
+    settings = Settings.from_env(
+        {
+            "MODEL": " ./models/qwen ",
+            "MODEL_DTYPE": "Float32",
+            "MODEL_CACHE_DIR": "~/cache-here",
+            "TORCH_THREADS": "4",
+            "SENTIMENT_METHOD": "GENERATE",
+            "MAX_NEW_TOKENS": "64",
+            "TEMPERATURE": "0",
+            "TOP_P": "1",
+            "TOP_K": "0",
+            "REPETITION_PENALTY": "1.2",
+            "HISTORY_TURNS": "0",
+            "MAX_INPUT_CHARS": "100",
+            "STORE_MESSAGE_TEXT": "Yes",
+            "TIMEZONE": "Asia/Shanghai",
+            "DATABASE_PATH": "/tmp/x.db",
+            "LOG_LEVEL": "debug",
+            "REQUEST_TIMEOUT_S": "2.5",
+        }
+    )
+    assert settings.model == "./models/qwen"
+    assert settings.model_dtype == "float32"
+    assert settings.model_cache_dir == Path("~/cache-here").expanduser()
+    assert settings.torch_threads == 4
+    assert settings.sentiment_method == "generate"
+    assert settings.engine.generation == GenerationParams(
+        max_new_tokens=64, temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.2
+    )
+    assert settings.engine.history_turns == 0
+    assert settings.engine.max_input_chars == 100
+    assert settings.engine.store_message_text is True
+    assert settings.engine.timezone == "Asia/Shanghai"
+    assert settings.database_path == Path("/tmp/x.db")
+    assert settings.log_level == "DEBUG"
+    assert settings.request_timeout_s == 2.5
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("ON", True),
+        ("yes", True),
+        ("0", False),
+        ("False", False),
+        ("off", False),
+        ("no", False),
+    ],
+)
+def test_booleans(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"STORE_MESSAGE_TEXT": raw}).engine.store_message_text is expected
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("MAX_NEW_TOKENS", "abc"),
+        ("MAX_NEW_TOKENS", "0"),
+        ("MAX_NEW_TOKENS", "2049"),
+        ("MAX_NEW_TOKENS", "1.5"),
+        ("TEMPERATURE", "9"),
+        ("TEMPERATURE", "-0.1"),
+        ("TEMPERATURE", "warm"),
+        ("TOP_P", "1.5"),
+        ("TOP_K", "-1"),
+        ("REPETITION_PENALTY", "0.5"),
+        ("MODEL_DTYPE", "int4"),
+        ("MODEL_DTYPE", "float16"),
+        ("STORE_MESSAGE_TEXT", "maybe"),
+        ("TIMEZONE", "Mars/Base"),
+        ("TIMEZONE", "../../etc/passwd"),
+        ("HISTORY_TURNS", "201"),
+        ("HISTORY_MAX_TOKENS", "-1"),
+        ("MAX_INPUT_CHARS", "99"),
+        ("SENTIMENT_METHOD", "vibes"),
+        ("SENTIMENT_MAX_TOKENS", "8"),
+        ("QUEUE_SIZE", "0"),
+        ("MAX_ACTIVE_REPLIES", "65"),
+        ("REQUEST_TIMEOUT_S", "0.5"),
+        ("REQUEST_TIMEOUT_S", "soon"),
+        ("TORCH_THREADS", "-2"),
+        ("LOG_LEVEL", "loud"),
+        ("TELEGRAM_BOT_TOKEN", "not-a-token"),
+        ("DISCORD_EDIT_INTERVAL_S", "0"),
+    ],
+)
+def test_bad_values_raise_a_settings_error_naming_the_key(key: str, value: str) -> None:
+    env = {key: value}
+    if key.startswith("DISCORD_"):
+        env["DISCORD_BOT_TOKEN"] = "SECRET2"
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert key in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_a_malformed_telegram_token_is_not_echoed() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"TELEGRAM_BOT_TOKEN": "oops-SECRET-VALUE"})
+    assert "SECRET-VALUE" not in str(caught.value)
+    assert "SECRET-VALUE" not in repr(caught.value)
+
+
+def test_tokens_never_appear_in_repr() -> None:
+    settings = Settings.from_env(
+        {"TELEGRAM_BOT_TOKEN": "123:SECRET", "DISCORD_BOT_TOKEN": "SECRET2"}
+    )
+    assert settings.telegram is not None and settings.telegram.token == "123:SECRET"
+    assert settings.discord is not None and settings.discord.token == "SECRET2"
+    shown = [repr(settings), str(settings), repr(settings.telegram), repr(settings.discord)]
+    for text in shown:
+        assert "SECRET" not in text
+
+
+def test_reads_os_environ_when_no_mapping_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_NEW_TOKENS", "77")
+    monkeypatch.setenv("TIMEZONE", "Europe/Berlin")
+    settings = Settings.from_env()
+    assert settings.engine.generation.max_new_tokens == 77
+    assert settings.engine.timezone == "Europe/Berlin"
+
+
+def test_env_example_documents_the_real_defaults() -> None:
+    example = ROOT / ".env.example"
+    if not example.is_file():
+        pytest.skip(".env.example is not present")
+    documented: dict[str, str] = {}
+    for line in example.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            documented[key.strip()] = value.split(" #")[0].strip()
+    assert Settings.from_env(documented) == Settings.from_env({})
+
+    asked = RecordingEnv({})
+    Settings.from_env(asked)
+    engine_keys = {k for k in asked.asked if not k.startswith(("TELEGRAM_", "DISCORD_"))}
+    assert engine_keys - documented.keys() == set()
