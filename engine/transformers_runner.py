@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from engine import prompts
+from engine.labeller import PrefixLabeller
 from engine.model_files import ModelSource, default_cache_dir, resolve_model
 from engine.runner import GenerationParams, ModelLoadError, ReplyRequest, SentimentMethod
 from engine.types import Label, Sentiment
@@ -52,6 +53,9 @@ class RunnerOptions:
     sentiment_max_tokens: int = 256  # user text budget for tagging
     reply_input_max_tokens: int = 1024  # user text budget for replying
     history_max_tokens: int = 1024  # earlier turns kept in the reply prompt
+    # Reuse the analyst head's KV cache and score only the two label rows (engine/labeller.py);
+    # False runs the whole prompt through the whole model, as a reference.
+    label_prefix_cache: bool = True
 
 
 def _keep_head_and_tail(ids: list[int], limit: int) -> list[int]:
@@ -79,6 +83,7 @@ class TransformersRunner:
         self.tokenizer = tokenizer
         self.name = name
         self.options = options or RunnerOptions()
+        self._labeller: PrefixLabeller | None = None  # built on first use
         self.label_ids = (self._single_token(prompts.POSITIVE_WORD),
                           self._single_token(prompts.NEGATIVE_WORD))  # fmt: skip
         vocab = tokenizer.get_vocab()
@@ -110,7 +115,7 @@ class TransformersRunner:
     def warm_up(self) -> None:
         """Run one label pass now: torch's first pass is several times slower than later ones,
         and that cost belongs to start-up, not to the first user's message."""
-        self._tag_by_logits("hello")
+        self.tag(["hello"])
 
     def _single_token(self, word: str) -> int:
         ids = self.tokenizer.encode(word, add_special_tokens=False)
@@ -155,12 +160,27 @@ class TransformersRunner:
     def tag(self, texts: Sequence[str]) -> list[Sentiment]:
         if self.options.sentiment_method == "generate":
             return [self._tag_by_generation(text) for text in texts]
+        if self.options.label_prefix_cache:
+            return self._tag_batch(texts)
         return [self._tag_by_logits(text) for text in texts]
 
     def _tag_by_logits(self, text: str) -> Sentiment:
         positive, negative = self.label_logits(text)
         p_positive = float(torch.sigmoid(torch.tensor(positive - negative)))
         return Sentiment.from_p_positive(p_positive)
+
+    def _tag_batch(self, texts: Sequence[str]) -> list[Sentiment]:
+        if self._labeller is None:
+            head, tail = self._analyst_frame()
+            self._labeller = PrefixLabeller(self.model, head, tail, self.label_ids)
+        limit = self.options.sentiment_max_tokens
+        user_ids = [
+            _keep_head_and_tail(self.tokenizer.encode(text, add_special_tokens=False), limit)
+            for text in texts
+        ]
+        scores = self._labeller.label_scores(user_ids)
+        p_positive = torch.sigmoid(scores[:, 0] - scores[:, 1])
+        return [Sentiment.from_p_positive(float(p)) for p in p_positive]
 
     @torch.inference_mode()
     def generate_label(self, text: str, max_new_tokens: int = 5) -> tuple[Label | None, str]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from engine import model_files
 from engine.model_files import (
@@ -188,7 +190,7 @@ def test_a_converted_folder_is_reused(tmp_path: Path) -> None:
     gguf = tmp_path / "my-model.gguf"
     gguf.write_bytes(b"not really a gguf")
     key = model_files._gguf_cache_key(gguf)
-    folder = tmp_path / "cache" / "converted" / key
+    folder = tmp_path / "cache" / "converted" / f"{key}-v{model_files.CONVERSION_VERSION}"
     folder.mkdir(parents=True)
     (folder / "converted.ok").write_text("my-model.gguf\n")
     # With the marker present nothing is converted (the bytes above would not convert).
@@ -216,3 +218,38 @@ def test_default_cache_dir_follows_xdg(tmp_path: Path, monkeypatch: pytest.Monke
     assert default_cache_dir() == tmp_path / "all-in-one-bot"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert default_cache_dir() == Path.home() / ".cache" / "all-in-one-bot"
+
+
+# --- tying the duplicated embedding matrices ------------------------------------------------
+
+
+def _untied_tiny(noise: float, seed: int = 0) -> Any:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False,
+    )  # fmt: skip
+    model = Qwen2ForCausalLM(config)
+    with torch.no_grad():
+        base = model.get_input_embeddings().weight
+        model.get_output_embeddings().weight.copy_(base + noise * torch.randn_like(base))
+    return model
+
+
+def test_two_quantisations_of_one_matrix_are_tied_to_the_output_copy() -> None:
+    model = _untied_tiny(noise=0.001)
+    head_before = model.get_output_embeddings().weight.detach().clone()
+    assert model_files.tie_duplicate_embeddings(model) is True
+    assert model.config.tie_word_embeddings is True
+    shared = model.get_input_embeddings().weight
+    assert shared is model.get_output_embeddings().weight
+    assert torch.equal(shared, head_before)  # the (more precise) output matrix is kept
+
+
+def test_really_different_matrices_are_left_alone() -> None:
+    model = _untied_tiny(noise=1.0)
+    assert model_files.tie_duplicate_embeddings(model) is False
+    assert model.config.tie_word_embeddings is False
+    assert model.get_input_embeddings().weight is not model.get_output_embeddings().weight
