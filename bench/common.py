@@ -1,0 +1,250 @@
+"""Shared helpers of the benchmarks: metrics, percentiles, tables, JSON, loading the engine.
+
+Nothing here imports torch or the model at import time, so the fast tests can use it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from engine.runner import ModelRunner
+
+LABELS = ("positive", "negative")
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+# --- statistics -------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolation percentile (numpy's default); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+@dataclass(frozen=True)
+class Classification:
+    n: int
+    accuracy: float
+    recall: dict[str, float]
+    precision: dict[str, float]
+    f1: dict[str, float]
+    macro_f1: float
+    confusion: dict[str, dict[str, int]]  # confusion[true][predicted]
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def classification_metrics(
+    truth: Sequence[str], predicted: Sequence[str | None], labels: Sequence[str] = LABELS
+) -> Classification:
+    """Accuracy, per-class recall/precision/F1, macro-F1, confusion matrix.
+
+    A prediction of None (an unparsable answer) counts as wrong for its true class and is
+    listed in the confusion matrix under "none".
+    """
+    if len(truth) != len(predicted):
+        raise ValueError("truth and predicted differ in length")
+    columns = [*labels, "none"]
+    confusion = {t: dict.fromkeys(columns, 0) for t in labels}
+    for t, p in zip(truth, predicted, strict=True):
+        confusion[t][p if p in labels else "none"] += 1
+    n = len(truth)
+    correct = sum(confusion[label][label] for label in labels)
+    recall: dict[str, float] = {}
+    precision: dict[str, float] = {}
+    f1: dict[str, float] = {}
+    for label in labels:
+        true_count = sum(confusion[label].values())
+        predicted_count = sum(confusion[t][label] for t in labels)
+        hits = confusion[label][label]
+        recall[label] = hits / true_count if true_count else 0.0
+        precision[label] = hits / predicted_count if predicted_count else 0.0
+        total = recall[label] + precision[label]
+        f1[label] = 2 * recall[label] * precision[label] / total if total else 0.0
+    return Classification(
+        n=n,
+        accuracy=correct / n if n else 0.0,
+        recall=recall,
+        precision=precision,
+        f1=f1,
+        macro_f1=sum(f1.values()) / len(labels),
+        confusion=confusion,
+    )
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (VmHWM), in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+# --- output -----------------------------------------------------------------------------
+
+
+def fmt(value: object, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], digits: int = 2) -> str:
+    """A plain-text (Markdown pipe) table, so it can be pasted into the README as is."""
+    cells = [[fmt(cell, digits) for cell in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
+              for i, h in enumerate(headers)]  # fmt: skip
+    def line(values: Sequence[str]) -> str:
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
+
+    out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [line(row) for row in cells]
+    return "\n".join(out)
+
+
+def write_json(path: str | Path | None, name: str, data: Mapping[str, Any]) -> Path:
+    target = Path(path) if path else RESULTS_DIR / f"{name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    print(f"\nwrote {target}", file=sys.stderr)
+    return target
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
+    count = 0
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+# --- the engine -------------------------------------------------------------------------
+
+
+def bench_settings(
+    *, max_new_tokens: int | None = None, dtype: str | None = None, seed: int | None = None
+) -> Settings:
+    """The bot's settings from the environment (as the bot reads them), with bench overrides."""
+    from dataclasses import replace
+
+    from bot.settings import Settings
+
+    settings = Settings.from_env()
+    generation = settings.engine.generation
+    if max_new_tokens is not None:
+        generation = replace(generation, max_new_tokens=max_new_tokens)
+    if seed is not None:
+        generation = replace(generation, seed=seed)
+    settings = replace(settings, engine=replace(settings.engine, generation=generation))
+    if dtype is not None:
+        settings = replace(settings, model_dtype=dtype)
+    return settings
+
+
+def runner_factory(settings: Settings, **option_overrides: Any) -> Callable[[], ModelRunner]:
+    """The bot's own loader (bot.app.load_runner), optionally with other RunnerOptions."""
+    if not option_overrides:
+        from bot.app import load_runner
+
+        return load_runner(settings)
+
+    def load() -> ModelRunner:
+        from engine.transformers_runner import RunnerOptions, TransformersRunner
+
+        options = RunnerOptions(
+            sentiment_method=settings.sentiment_method,  # type: ignore[arg-type]
+            sentiment_max_tokens=settings.sentiment_max_tokens,
+            history_max_tokens=settings.history_max_tokens,
+        )
+        options = RunnerOptions(**{**options.__dict__, **option_overrides})
+        return TransformersRunner.load(
+            settings.model,
+            dtype=settings.model_dtype,
+            cache_dir=settings.model_cache_dir,
+            threads=settings.torch_threads,
+            options=options,
+        )
+
+    return load
+
+
+def model_folder(settings: Settings) -> str:
+    """The local transformers folder the bot loads (converting the GGUF once if needed)."""
+    from engine.model_files import resolve_model
+
+    return resolve_model(settings.model, Path(settings.model_cache_dir)).location
+
+
+def describe_machine() -> dict[str, Any]:
+    import platform
+
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    try:
+        info["load_avg_1m"] = os.getloadavg()[0]
+    except OSError:
+        pass
+    return info
+
+
+def recording_runner_factory(
+    settings: Settings, **option_overrides: Any
+) -> tuple[Callable[[], ModelRunner], list[Any]]:
+    """Like runner_factory, but every reply stream started is appended to the returned list
+    (the real runner's streams expose `.generated`, the exact token ids of the reply)."""
+    load = runner_factory(settings, **option_overrides)
+    streams: list[Any] = []
+
+    def factory() -> ModelRunner:
+        runner = load()
+        start_reply = runner.start_reply
+
+        def recording_start(request: Any) -> Any:
+            stream = start_reply(request)
+            streams.append(stream)
+            return stream
+
+        runner.start_reply = recording_start  # type: ignore[method-assign]
+        return runner
+
+    return factory, streams

@@ -1,0 +1,252 @@
+"""Concurrent users through the engine's public async API, with a check that nothing is lost.
+
+    python -m bench.load --users 8 --messages 3 [--compare-sequential] [--max-new-tokens N]
+
+N simulated users run concurrently; each sends its M messages one after another (the next
+once the previous reply has ended), through ChatService.handle — the path the adapters use —
+with the real model (settings from the environment) and a temporary SQLite store.
+Reported: throughput (replies per minute), p50/p95 time from sending to the label and to the
+end of the reply, how many got a "busy" answer. Afterwards every message must have ended in
+exactly one ReplyDone or one ReplyFailed("busy"), and the store must hold exactly one mood
+event per tagged message. `--compare-sequential` also sends the same messages one at a
+time (same per-user order, fresh store, same loaded model) for "throughput vs sequential".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    bench_settings,
+    describe_machine,
+    percentile,
+    runner_factory,
+    table,
+    write_json,
+)
+from bench.messages import messages
+from engine.service import ChatService
+from engine.types import (
+    IncomingMessage,
+    MoodStore,
+    ReplyDone,
+    ReplyFailed,
+    SentimentTagged,
+    UserKey,
+)
+
+PLATFORM = "bench"
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Outcome:
+    user: str
+    index: int
+    text: str
+    label_s: float | None = None
+    end_s: float | None = None
+    tagged: int = 0  # SentimentTagged events seen
+    done: int = 0  # ReplyDone events seen
+    failures: list[str] = field(default_factory=list)  # ReplyFailed reasons seen
+    reply_chars: int = 0
+    finished: bool | None = None  # ReplyDone.finished: False when MAX_NEW_TOKENS cut it
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def plan(users: int, per_user: int) -> dict[str, list[str]]:
+    texts = [m.text for m in messages(users * per_user)]
+    return {f"user{u}": texts[u * per_user : (u + 1) * per_user] for u in range(users)}
+
+
+async def send(service: ChatService, outcome: Outcome) -> None:
+    start = time.perf_counter()
+    message = IncomingMessage(PLATFORM, outcome.user, outcome.user, outcome.text)
+    async for event in service.handle(message):
+        if isinstance(event, SentimentTagged):
+            outcome.tagged += 1
+            outcome.label_s = time.perf_counter() - start
+        elif isinstance(event, ReplyDone):
+            outcome.done += 1
+            outcome.reply_chars, outcome.finished = len(event.text), event.finished
+        elif isinstance(event, ReplyFailed):
+            outcome.failures.append(event.reason)
+    outcome.end_s = time.perf_counter() - start
+
+
+async def run_concurrent(service: ChatService, work: dict[str, list[str]]) -> list[Outcome]:
+    outcomes = {user: [Outcome(user, i, text) for i, text in enumerate(texts)]
+                for user, texts in work.items()}  # fmt: skip
+
+    async def user_session(items: list[Outcome]) -> None:
+        for outcome in items:
+            await send(service, outcome)
+
+    await asyncio.gather(*(user_session(items) for items in outcomes.values()))
+    return [o for items in outcomes.values() for o in items]
+
+
+async def run_sequential(service: ChatService, work: dict[str, list[str]]) -> list[Outcome]:
+    outcomes = []
+    for index in range(max(len(texts) for texts in work.values())):
+        for user, texts in work.items():
+            if index < len(texts):
+                outcome = Outcome(user, index, texts[index])
+                await send(service, outcome)
+                outcomes.append(outcome)
+    return outcomes
+
+
+async def stored_events(store: MoodStore, users: Sequence[str]) -> dict[str, int]:
+    return {u: len(await store.mood_events(UserKey(PLATFORM, u), EPOCH)) for u in users}
+
+
+def check_nothing_lost(
+    work: dict[str, list[str]], outcomes: Sequence[Outcome], stored: dict[str, int]
+) -> list[str]:
+    """Every sent message ended exactly once (ReplyDone or busy); one stored event per label."""
+    problems = []
+    seen = {(o.user, o.index): o for o in outcomes}
+    for user, texts in work.items():
+        for index in range(len(texts)):
+            o = seen.get((user, index))
+            if o is None:
+                problems.append(f"{user}#{index}: no outcome at all")
+                continue
+            ends = o.done + len(o.failures)
+            if ends != 1:
+                problems.append(f"{user}#{index}: {ends} final events (want exactly 1)")
+            elif o.failures and o.failures != ["busy"]:
+                problems.append(f"{user}#{index}: failed with {o.failures[0]!r}")
+            if o.tagged > 1:
+                problems.append(f"{user}#{index}: tagged {o.tagged} times")
+        tagged = sum(o.tagged for o in outcomes if o.user == user)
+        if stored.get(user, 0) != tagged:
+            problems.append(f"{user}: {stored.get(user, 0)} stored mood events for "
+                            f"{tagged} tagged messages")  # fmt: skip
+    return problems
+
+
+def summarize(outcomes: Sequence[Outcome], wall_s: float) -> dict[str, Any]:
+    labels = [o.label_s for o in outcomes if o.label_s is not None]
+    ends = [o.end_s for o in outcomes if o.done and o.end_s is not None]
+    replies = sum(o.done for o in outcomes)
+    return {
+        "messages": len(outcomes),
+        "cut_by_token_cap": sum(o.finished is False for o in outcomes),
+        "replies": replies,
+        "busy": sum(o.failures.count("busy") for o in outcomes),
+        "other_failures": sum(len(o.failures) - o.failures.count("busy") for o in outcomes),
+        "wall_s": wall_s,
+        "replies_per_min": replies / wall_s * 60.0 if wall_s > 0 else None,
+        "label_s_p50": percentile(labels, 50),
+        "label_s_p95": percentile(labels, 95),
+        "reply_s_p50": percentile(ends, 50),
+        "reply_s_p95": percentile(ends, 95),
+    }
+
+
+async def measure(
+    worker: Any, settings: Any, work: dict[str, list[str]], sequential: bool
+) -> dict[str, Any]:
+    from storage import SqliteMoodStore
+
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as temp:
+        store = await SqliteMoodStore.open(Path(temp) / "load.db")
+        try:
+            service = ChatService(worker, store, settings.engine)
+            load_before, cpu_before = os.getloadavg()[0], cpu_seconds()
+            start = time.perf_counter()
+            run = run_sequential if sequential else run_concurrent
+            outcomes = await run(service, work)
+            wall = time.perf_counter() - start
+            cpu = cpu_seconds() - cpu_before
+            stored = await stored_events(store, list(work))
+        finally:
+            await store.close()
+    result = summarize(outcomes, wall)
+    result["problems"] = check_nothing_lost(work, outcomes, stored)
+    result["stored_events"] = sum(stored.values())
+    # The machine may be shared: the load average says how much, and CPU seconds per reply
+    # is far less sensitive to other processes than wall time is.
+    result["cpu_s_per_reply"] = cpu / result["replies"] if result["replies"] else None
+    result["load_avg_before_after"] = [load_before, os.getloadavg()[0]]
+    result["outcomes"] = [asdict(o) for o in outcomes]
+    return result
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from engine.worker import ModelWorker
+
+    settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
+    worker = ModelWorker(runner_factory(settings), queue_size=settings.queue_size,
+                         max_active_replies=settings.max_active_replies,
+                         timeout_s=settings.request_timeout_s)  # fmt: skip
+    await worker.start()
+    work = plan(args.users, args.messages)
+    results: dict[str, Any] = {}
+    try:
+        print(f"{args.users} users x {args.messages} messages, concurrently…", file=sys.stderr)
+        results["concurrent"] = await measure(worker, settings, work, sequential=False)
+        if args.compare_sequential:
+            print("the same messages one at a time…", file=sys.stderr)
+            results["sequential"] = await measure(worker, settings, work, sequential=True)
+    finally:
+        await worker.stop()
+    results["settings"] = {"queue_size": settings.queue_size,
+                           "max_active_replies": settings.max_active_replies,
+                           "request_timeout_s": settings.request_timeout_s,
+                           "generation": settings.engine.generation.__dict__}  # fmt: skip
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=8)
+    parser.add_argument("--messages", type=int, default=3, help="messages per user")
+    parser.add_argument("--compare-sequential", action="store_true")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="reply token cap (default: MAX_NEW_TOKENS)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="default: bench/results/load.json")
+    args = parser.parse_args(argv)
+    results = asyncio.run(run(args))
+    modes = [m for m in ("concurrent", "sequential") if m in results]
+    keys = ["messages", "replies", "busy", "other_failures", "stored_events",
+            "cut_by_token_cap", "wall_s", "cpu_s_per_reply",
+            "replies_per_min", "label_s_p50", "label_s_p95", "reply_s_p50", "reply_s_p95"]
+    rows = [[key, *(results[m][key] for m in modes)] for key in keys]
+    loads = ["{:.1f}/{:.1f}".format(*results[m]["load_avg_before_after"]) for m in modes]
+    rows.append(["load avg before/after", *loads])
+    if "sequential" in results:
+        ratio = results["concurrent"]["replies_per_min"] / results["sequential"]["replies_per_min"]
+        rows.append(["throughput vs sequential", ratio, 1.0])
+    print(table(["figure", *modes], rows))
+    for mode in modes:
+        problems = results[mode]["problems"]
+        print(f"{mode}: " + ("nothing lost" if not problems else "PROBLEMS:\n  "
+                             + "\n  ".join(problems)))  # fmt: skip
+    results["machine"] = describe_machine()
+    results["args"] = vars(args)
+    write_json(args.json, "load", results)
+    return 1 if any(results[m]["problems"] for m in modes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
