@@ -314,6 +314,7 @@ def test_balanced_head_and_fallback() -> None:
 
 
 def test_baseline_and_evaluate_without_a_model() -> None:
+    pytest.importorskip("sklearn", reason="the baseline needs the 'bench' extra (scikit-learn)")
     from bench.sentiment import evaluate, train_baseline
 
     train = [{"text": t, "label": "positive"} for t in ("很好很棒", "非常好", "good great")]
