@@ -77,7 +77,7 @@ class Settings:
     sentiment_max_tokens: int = 256
     history_max_tokens: int = 1024
     queue_size: int = 32
-    max_active_replies: int = 4
+    max_active_replies: int = 8
     request_timeout_s: float = 120.0
     engine: EngineConfig = field(default_factory=EngineConfig)
     database_path: Path = Path("data/bot.db")
@@ -122,7 +122,7 @@ class Settings:
             sentiment_max_tokens=_int(env, "SENTIMENT_MAX_TOKENS", 256, 16, 4096),
             history_max_tokens=_int(env, "HISTORY_MAX_TOKENS", 1024, 0, 16384),
             queue_size=_int(env, "QUEUE_SIZE", 32, 1, 10_000),
-            max_active_replies=_int(env, "MAX_ACTIVE_REPLIES", 4, 1, 64),
+            max_active_replies=_int(env, "MAX_ACTIVE_REPLIES", 8, 1, 64),
             request_timeout_s=_float(env, "REQUEST_TIMEOUT_S", 120.0, 1.0, 3600.0),
             engine=engine,
             database_path=Path(env.get("DATABASE_PATH", "").strip() or "data/bot.db"),

@@ -54,5 +54,15 @@ class ModelRunner(Protocol):
     def start_reply(self, request: ReplyRequest) -> ReplyStream: ...
 
 
+class BatchStepper(Protocol):
+    """Optional runner capability, found with getattr(runner, "step_many", None)."""
+
+    def step_many(self, streams: Sequence[ReplyStream]) -> list[str | None]:
+        """Same as step() on each of this runner's streams, in order, but in one model pass.
+
+        If it raises, every stream passed is over (the worker fails all their callers).
+        """
+
+
 class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message says why and what to do."""

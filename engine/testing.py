@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from engine.prompts import TONES
-from engine.runner import ReplyRequest
+from engine.runner import ReplyRequest, ReplyStream
 from engine.types import Sentiment
 
 POSITIVE_HINTS = (
@@ -67,6 +67,7 @@ class ScriptedRunner:
     tag_calls: list[list[str]] = field(default_factory=list)
     reply_calls: list[ReplyRequest] = field(default_factory=list)
     replies: list[ScriptedReply] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)  # streams per step_many call
 
     def tag(self, texts: Sequence[str]) -> list[Sentiment]:
         self.tag_calls.append(list(texts))
@@ -87,3 +88,8 @@ class ScriptedRunner:
         reply = ScriptedReply(chunks, self.delay_s, self.fail_reply_at)
         self.replies.append(reply)
         return reply
+
+    def step_many(self, streams: Sequence[ReplyStream]) -> list[str | None]:
+        # No real batching to do: what the worker tests need is the record of the batches.
+        self.batch_sizes.append(len(streams))
+        return [stream.step() for stream in streams]

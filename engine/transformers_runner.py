@@ -7,7 +7,9 @@ The `generate` method is the original design (greedy 5 tokens, then parse), kept
 reference the benchmarks compare against.
 
 Replies are decoded one token per `step()` with our own KV cache, so the worker thread can
-interleave label passes and other users' replies between tokens.
+interleave label passes between tokens; `step_many()` advances several users' replies with
+one forward pass (engine/batch_decode.py). The KV cache of a prompt's fixed opening (system
+prompt and examples) is computed once and reused by every reply that starts with it.
 """
 
 from __future__ import annotations
@@ -21,9 +23,16 @@ from typing import Any
 import torch
 
 from engine import prompts
+from engine.batch_decode import KV, BatchDecoder
 from engine.labeller import PrefixLabeller
 from engine.model_files import ModelSource, default_cache_dir, resolve_model
-from engine.runner import GenerationParams, ModelLoadError, ReplyRequest, SentimentMethod
+from engine.runner import (
+    GenerationParams,
+    ModelLoadError,
+    ReplyRequest,
+    ReplyStream,
+    SentimentMethod,
+)
 from engine.types import Label, Sentiment
 
 log = logging.getLogger(__name__)
@@ -31,6 +40,9 @@ log = logging.getLogger(__name__)
 # The chat turn ends with <|im_end|>; transformers 4.57's GGUF tokenizer reports
 # <|endoftext|> as eos instead, so both always stop a reply.
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+# Distinct reply prompt openings whose KV is kept: one per persona, tone and language in use
+# (~1.4 MB each on the packaged model).
+REPLY_PREFIXES_KEPT = 8
 
 
 def cpu_has_native_bf16() -> bool:
@@ -84,6 +96,8 @@ class TransformersRunner:
         self.name = name
         self.options = options or RunnerOptions()
         self._labeller: PrefixLabeller | None = None  # built on first use
+        self._batch = BatchDecoder(self.model)  # the replies decoding together
+        self._reply_prefixes: dict[tuple[int, ...], KV] = {}  # prompt openings' KV, by ids
         self.label_ids = (self._single_token(prompts.POSITIVE_WORD),
                           self._single_token(prompts.NEGATIVE_WORD))  # fmt: skip
         vocab = tokenizer.get_vocab()
@@ -208,7 +222,7 @@ class TransformersRunner:
 
     # --- replies --------------------------------------------------------------------------
 
-    def reply_prompt_ids(self, request: ReplyRequest) -> list[int]:
+    def reply_messages(self, request: ReplyRequest) -> list[dict[str, str]]:
         user_ids = self.tokenizer.encode(request.user_text, add_special_tokens=False)
         user_text = self.tokenizer.decode(
             _keep_head_and_tail(user_ids, self.options.reply_input_max_tokens)
@@ -222,23 +236,86 @@ class TransformersRunner:
             for turn in (*request.examples, *history)
         ]
         messages.append({"role": "user", "content": user_text})
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        return messages
+
+    def reply_prompt_ids(self, request: ReplyRequest) -> list[int]:
+        ids = self.tokenizer.apply_chat_template(
+            self.reply_messages(request), add_generation_prompt=True
+        )
         return list(ids)
 
     def start_reply(self, request: ReplyRequest) -> TransformersReply:
-        return TransformersReply(self, self.reply_prompt_ids(request), request.params)
+        messages = self.reply_messages(request)
+        ids = list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+        # The system prompt and the fixed examples open most prompts the same way (they are
+        # ~85% of a first message's prompt): their KV cache is computed once and reused.
+        fixed = messages[: 1 + len(request.examples)]
+        prefix_ids = list(self.tokenizer.apply_chat_template(fixed))
+        prefix = None
+        if len(prefix_ids) < len(ids) and ids[: len(prefix_ids)] == prefix_ids:
+            prefix = self._reply_prefix(prefix_ids)
+        return TransformersReply(self, ids, request.params, prefix)
+
+    @torch.inference_mode()
+    def _reply_prefix(self, ids: list[int]) -> KV:
+        key = tuple(ids)
+        kv = self._reply_prefixes.pop(key, None)
+        if kv is None:
+            cache = self.model.model(input_ids=torch.tensor([ids]), use_cache=True).past_key_values
+            kv = [(layer.keys, layer.values) for layer in cache.layers]
+            if len(self._reply_prefixes) >= REPLY_PREFIXES_KEPT:
+                self._reply_prefixes.pop(next(iter(self._reply_prefixes)))
+        self._reply_prefixes[key] = kv  # most recently used last
+        return kv
+
+    @torch.inference_mode()
+    def step_many(self, streams: Sequence[ReplyStream]) -> list[str | None]:
+        """Advance every reply by one token, like step() on each, with ONE forward for all
+        replies past their prompt. A new reply's prompt (after its reused opening) still runs
+        on its own forward: prompts differ in length, and this keeps the batch one token wide."""
+        replies = [stream for stream in streams if isinstance(stream, TransformersReply)]
+        if len(replies) != len(streams):
+            raise TypeError("step_many takes only this runner's replies")
+        results: list[str | None] = [None] * len(replies)
+        decoding: list[int] = []
+        for index, reply in enumerate(replies):
+            if reply.done or reply.length == 0 or reply.pending.shape[1] > 1:
+                results[index] = reply.step()  # over, or its prompt is still to be run
+            else:
+                decoding.append(index)
+        if decoding:
+            rows = [replies[index] for index in decoding]
+            try:
+                logits = self._batch.step(rows)
+            except BaseException:
+                for reply in rows:  # their KV went with the failed batch
+                    reply.close()
+                raise
+            for index, row_logits in zip(decoding, logits, strict=True):
+                results[index] = replies[index].accept(row_logits)
+        return results
 
 
 class TransformersReply:
-    """One reply being decoded with its own KV cache."""
+    """One reply being decoded: with its own KV cache when stepped alone, or as one row of
+    the runner's batch (engine/batch_decode.py) when stepped with others."""
 
-    def __init__(self, runner: TransformersRunner, prompt_ids: list[int], params: GenerationParams):
+    def __init__(
+        self,
+        runner: TransformersRunner,
+        prompt_ids: list[int],
+        params: GenerationParams,
+        prefix: KV | None = None,
+    ) -> None:
         from transformers import DynamicCache
 
         self.runner = runner
         self.params = params
-        self.cache: Any = DynamicCache()
-        self.pending = torch.tensor([prompt_ids])
+        # None once closed, or while its KV is in the batch. Built from a shared prefix, it
+        # copies it (the cache grows by torch.cat), so the shared tensors are never changed.
+        self.cache: Any = DynamicCache(ddp_cache_data=prefix)
+        self.length = prefix[0][0].shape[-2] if prefix else 0  # tokens in the KV cache
+        self.pending = torch.tensor([prompt_ids[self.length :]])  # what the next forward feeds
         self.generated: list[int] = []
         self.emitted = ""
         self.finished = False
@@ -251,9 +328,17 @@ class TransformersReply:
     def step(self) -> str | None:
         if self.done:
             return None
+        batch = self.runner._batch
+        if batch.holds(self):
+            batch.release(self)
         logits = self.runner.model(
             input_ids=self.pending, past_key_values=self.cache, use_cache=True, logits_to_keep=1
         ).logits[0, -1]
+        self.length += self.pending.shape[1]
+        return self.accept(logits)
+
+    def accept(self, logits: torch.Tensor) -> str | None:
+        """Pick the next token from its scores (the pending token is now in the KV cache)."""
         token = sample_next_token(logits.float(), self.generated, self.params, self.generator)
         if token in self.runner.stop_ids:
             self.finished = True
@@ -280,6 +365,8 @@ class TransformersReply:
     def close(self) -> None:
         self.done = True
         self.cache = None
+        # The last batched reply to end frees the batch's cache; the others keep theirs.
+        self.runner._batch.clear_if_idle()
 
 
 def sample_next_token(
@@ -296,18 +383,17 @@ def sample_next_token(
         )
     if params.temperature <= 0:
         return int(torch.argmax(logits))
-    logits = logits / params.temperature
-    if params.top_k > 0:
-        kth = torch.topk(logits, min(params.top_k, logits.shape[-1])).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
+    # Sort only the candidates: top_k first, so top_p works on k values rather than on the
+    # whole vocabulary (a full 151k-entry sort cost ~7 ms a token, per reply in a batch).
+    if 0 < params.top_k < logits.shape[-1]:
+        candidates, ids = torch.topk(logits, params.top_k)  # sorted, highest first
+    else:
+        candidates, ids = torch.sort(logits, descending=True)
+    probs = torch.softmax(candidates / params.temperature, dim=-1)
     if 0 < params.top_p < 1:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        cumulative = torch.cumsum(sorted_probs, dim=-1)
-        drop = cumulative - sorted_probs > params.top_p  # keep the token that crosses top_p
-        sorted_probs[drop] = 0.0
-        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-    return int(torch.multinomial(probs, 1, generator=generator))
+        cumulative = torch.cumsum(probs, dim=-1)
+        probs[cumulative - probs > params.top_p] = 0.0  # keep the token that crosses top_p
+    return int(ids[torch.multinomial(probs, 1, generator=generator)])
 
 
 def _load_pretrained(source: ModelSource, dtype: torch.dtype) -> tuple[Any, Any]:

@@ -47,7 +47,7 @@ def test_defaults() -> None:
     assert settings.sentiment_max_tokens == 256
     assert settings.history_max_tokens == 1024
     assert settings.queue_size == 32
-    assert settings.max_active_replies == 4
+    assert settings.max_active_replies == 8
     assert settings.request_timeout_s == 120.0
     assert settings.engine == EngineConfig()
     assert settings.engine.generation == GenerationParams()

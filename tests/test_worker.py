@@ -442,3 +442,97 @@ async def test_stop_fails_outstanding_jobs_instead_of_hanging() -> None:
         await asyncio.wait_for(queued, HANG)
     assert runner.replies[0].closed
     assert [call.user_text for call in runner.reply_calls] == ["active"]
+
+
+# --- batched decode steps -------------------------------------------------------------------
+
+
+@dataclass
+class BatchLoggingRunner(LoggingRunner):
+    """LoggingRunner that also logs each step_many call, with the streams it was given."""
+
+    def step_many(self, streams: Sequence[object]) -> list[str | None]:  # type: ignore[override]
+        self.log.append(("batch", ",".join(s.name for s in streams)))  # type: ignore[attr-defined]
+        return super().step_many(streams)  # type: ignore[arg-type]
+
+
+async def test_active_replies_are_stepped_together_in_one_batch(make_worker: MakeWorker) -> None:
+    runner = BatchLoggingRunner(reply_text=long_text(30))
+    worker = await make_worker(runner, max_active_replies=3)
+    texts = ["a", "b", "c", "d"]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(collect(worker.reply(req(text))) for text in texts)), HANG
+    )
+    assert ["".join(deltas) for deltas in results] == [long_text(30)] * 4
+
+    assert max(runner.batch_sizes) == 3  # never more than max_active_replies
+    batches = [what for name, what in runner.log if name == "batch"]
+    assert batches.count("a,b,c") >= 25  # the three decoded side by side, one batch per token
+    # Every step went through step_many: no reply was stepped on its own.
+    steps = sum(1 for name, what in runner.log if what == "step")
+    assert steps == sum(runner.batch_sizes) - len(texts)  # each reply's last call is its end
+
+
+async def test_a_label_is_served_between_batched_steps(make_worker: MakeWorker) -> None:
+    runner = BatchLoggingRunner(reply_text=long_text(60), delay_s=0.005)
+    worker = await make_worker(runner, max_active_replies=2)
+    started = asyncio.Event()
+
+    async def consume(text: str) -> list[str]:
+        deltas = []
+        async for delta in worker.reply(req(text)):
+            deltas.append(delta)
+            started.set()
+        return deltas
+
+    replies = [asyncio.create_task(consume(text)) for text in ("a", "b")]
+    await asyncio.wait_for(started.wait(), HANG)
+    await wait_until(lambda: ("batch", "a,b") in runner.log, "both replies decode together")
+    sentiment = await asyncio.wait_for(worker.tag("great news"), HANG)
+    results = await asyncio.wait_for(asyncio.gather(*replies), HANG)
+
+    assert sentiment.label == "positive"
+    assert ["".join(r) for r in results] == [long_text(60)] * 2
+    log = runner.log
+    tag_at = log.index(("tag", "great news"))
+    assert ("batch", "a,b") in log[:tag_at]
+    assert ("batch", "a,b") in log[tag_at + 1 :]  # the batch went on after the label
+
+
+async def test_a_failed_batched_step_reaches_every_caller_in_the_batch(
+    make_worker: MakeWorker,
+) -> None:
+    runner = ScriptedRunner(reply_text="a b c d e f", fail_reply_at=3, tag_delay_s=0.1)
+    worker = await make_worker(runner, max_active_replies=2)
+    # Both replies arrive while the worker is busy with a label, so they start together.
+    label = asyncio.create_task(worker.tag("x"))
+    await wait_until(lambda: bool(runner.tag_calls), "the label pass is running")
+    first, second = worker.reply(req("one")), worker.reply(req("two"))
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(collect(first), collect(second), return_exceptions=True), HANG
+    )
+    await label
+    assert runner.batch_sizes == [2, 2, 2, 2]  # three good steps, then the failing one
+    for outcome in outcomes:
+        assert isinstance(outcome, RuntimeError)
+        assert "scripted decode failure" in str(outcome)
+    assert all(reply.closed for reply in runner.replies)
+    runner.fail_reply_at = None  # the worker goes on serving
+    assert "".join(await collect(worker.reply(req()))) == "a b c d e f"
+
+
+async def test_a_runner_without_step_many_steps_each_reply_on_its_own(
+    make_worker: MakeWorker,
+) -> None:
+    @dataclass
+    class Unbatched(LoggingRunner):
+        step_many = None  # type: ignore[assignment]
+
+    runner = Unbatched(reply_text=long_text(10))
+    worker = await make_worker(runner, max_active_replies=2)
+    results = await asyncio.wait_for(
+        asyncio.gather(collect(worker.reply(req("a"))), collect(worker.reply(req("b")))), HANG
+    )
+    assert ["".join(deltas) for deltas in results] == [long_text(10)] * 2
+    assert runner.batch_sizes == []
+    assert ("a", "end") in runner.log and ("b", "end") in runner.log
