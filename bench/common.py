@@ -177,29 +177,9 @@ def bench_settings(
 
 def runner_factory(settings: Settings, **option_overrides: Any) -> Callable[[], ModelRunner]:
     """The bot's own loader (bot.app.load_runner), optionally with other RunnerOptions."""
-    if not option_overrides:
-        from bot.app import load_runner
+    from bot.app import load_runner
 
-        return load_runner(settings)
-
-    def load() -> ModelRunner:
-        from engine.transformers_runner import RunnerOptions, TransformersRunner
-
-        options = RunnerOptions(
-            sentiment_method=settings.sentiment_method,  # type: ignore[arg-type]
-            sentiment_max_tokens=settings.sentiment_max_tokens,
-            history_max_tokens=settings.history_max_tokens,
-        )
-        options = RunnerOptions(**{**options.__dict__, **option_overrides})
-        return TransformersRunner.load(
-            settings.model,
-            dtype=settings.model_dtype,
-            cache_dir=settings.model_cache_dir,
-            threads=settings.torch_threads,
-            options=options,
-        )
-
-    return load
+    return load_runner(settings, **option_overrides)
 
 
 def model_folder(settings: Settings) -> str:

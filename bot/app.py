@@ -11,6 +11,8 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from adapters.base import Adapter
 from adapters.console import ConsoleAdapter, ConsoleConfig
@@ -29,7 +31,9 @@ EXIT_MODEL = 3
 EXIT_ADAPTER = 4
 
 
-def load_runner(settings: Settings) -> Callable[[], ModelRunner]:
+def load_runner(settings: Settings, **option_overrides: Any) -> Callable[[], ModelRunner]:
+    """A loader for the configured model; the benchmarks pass RunnerOptions overrides."""
+
     def load() -> ModelRunner:
         from engine.transformers_runner import RunnerOptions, TransformersRunner
 
@@ -38,6 +42,7 @@ def load_runner(settings: Settings) -> Callable[[], ModelRunner]:
             sentiment_max_tokens=settings.sentiment_max_tokens,
             history_max_tokens=settings.history_max_tokens,
         )
+        options = replace(options, **option_overrides)
         return TransformersRunner.load(
             settings.model,
             dtype=settings.model_dtype,
