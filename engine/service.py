@@ -193,11 +193,12 @@ class ChatService:
     async def mood(self, user: UserKey, days: int = 7) -> MoodReport:
         """The caller's own history; raises ValueError for days outside 1..365."""
         tz = self.config.tz
-        previous_start, current_start, end = mood.period_bounds(days, self._now(), tz)
+        now = self._now()  # one reading, so the bounds and the day series agree at midnight
+        previous_start, current_start, end = mood.period_bounds(days, now, tz)
         events = await self.store.mood_events(user, previous_start, end)
         previous = [e for e in events if e.created_at < current_start]
         current = [e for e in events if e.created_at >= current_start]
-        return mood.build_report(user, current, previous, days, self._now(), tz)
+        return mood.build_report(user, current, previous, days, now, tz)
 
     async def mood_chart(self, report: MoodReport) -> bytes:
         from engine.chart import render_mood_chart

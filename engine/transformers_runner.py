@@ -142,13 +142,15 @@ class TransformersRunner:
 
     # --- sentiment ------------------------------------------------------------------------
 
+    def _label_user_ids(self, text: str) -> list[int]:
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return _keep_head_and_tail(ids, self.options.sentiment_max_tokens)
+
     def analyst_prompt_ids(self, text: str) -> list[int]:
-        user_ids = self.tokenizer.encode(text, add_special_tokens=False)
-        user_ids = _keep_head_and_tail(user_ids, self.options.sentiment_max_tokens)
         # The marker text is fixed; splicing token ids keeps a cut message from
         # re-tokenising differently at the seams.
         head, tail = self._analyst_frame()
-        return head + user_ids + tail
+        return head + self._label_user_ids(text) + tail
 
     def _analyst_frame(self) -> tuple[list[int], list[int]]:
         marker = "\x00USER\x00"
@@ -187,12 +189,7 @@ class TransformersRunner:
         if self._labeller is None:
             head, tail = self._analyst_frame()
             self._labeller = PrefixLabeller(self.model, head, tail, self.label_ids)
-        limit = self.options.sentiment_max_tokens
-        user_ids = [
-            _keep_head_and_tail(self.tokenizer.encode(text, add_special_tokens=False), limit)
-            for text in texts
-        ]
-        scores = self._labeller.label_scores(user_ids)
+        scores = self._labeller.label_scores([self._label_user_ids(text) for text in texts])
         p_positive = torch.sigmoid(scores[:, 0] - scores[:, 1])
         return [Sentiment.from_p_positive(float(p)) for p in p_positive]
 
