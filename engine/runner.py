@@ -35,6 +35,19 @@ class ReplyRequest:
     examples: tuple[Turn, ...] = ()  # fixed example exchange, before the history, never trimmed
 
 
+@dataclass(frozen=True)
+class RunnerOptions:
+    """How a runner builds its prompts; the same keys for every backend."""
+
+    sentiment_method: SentimentMethod = "logits"
+    sentiment_max_tokens: int = 256  # user text budget for tagging
+    reply_input_max_tokens: int = 1024  # user text budget for replying
+    history_max_tokens: int = 1024  # earlier turns kept in the reply prompt
+    # Reuse the analyst head's KV cache and score only the two label rows (engine/labeller.py);
+    # False runs the whole prompt through the whole model, as a reference (transformers only).
+    label_prefix_cache: bool = True
+
+
 class ReplyStream(Protocol):
     finished: bool  # True once the model ended its turn by itself
 

@@ -17,22 +17,29 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from engine import prompts
 from engine.batch_decode import KV, BatchDecoder
 from engine.labeller import PrefixLabeller
 from engine.model_files import ModelSource, default_cache_dir, resolve_model
+from engine.prompt_ids import (
+    ReplyPrompter,
+    analyst_frame,
+    keep_head_and_tail,
+    parse_generated_label,
+)
 from engine.runner import (
     GenerationParams,
     ModelLoadError,
     ReplyRequest,
     ReplyStream,
-    SentimentMethod,
+    RunnerOptions,
 )
+from engine.sampling import sample_next_token
 from engine.types import Label, Sentiment
 
 log = logging.getLogger(__name__)
@@ -59,34 +66,6 @@ def resolve_dtype(name: str) -> torch.dtype:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
 
 
-@dataclass(frozen=True)
-class RunnerOptions:
-    sentiment_method: SentimentMethod = "logits"
-    sentiment_max_tokens: int = 256  # user text budget for tagging
-    reply_input_max_tokens: int = 1024  # user text budget for replying
-    history_max_tokens: int = 1024  # earlier turns kept in the reply prompt
-    # Reuse the analyst head's KV cache and score only the two label rows (engine/labeller.py);
-    # False runs the whole prompt through the whole model, as a reference.
-    label_prefix_cache: bool = True
-
-
-def _keep_head_and_tail(ids: list[int], limit: int) -> list[int]:
-    # A long message is cut in the middle: openings and conclusions carry most of the mood.
-    if len(ids) <= limit:
-        return ids
-    head = limit // 2
-    return ids[:head] + ids[len(ids) - (limit - head) :]
-
-
-def parse_generated_label(text: str) -> Label | None:
-    """Read the original design's generated answer; None when it named neither label."""
-    has_pos = prompts.POSITIVE_WORD in text or "positive" in text.lower()
-    has_neg = prompts.NEGATIVE_WORD in text or "negative" in text.lower()
-    if has_pos == has_neg:
-        return None
-    return "positive" if has_pos else "negative"
-
-
 class TransformersRunner:
     def __init__(
         self, model: Any, tokenizer: Any, name: str, options: RunnerOptions | None = None
@@ -98,6 +77,11 @@ class TransformersRunner:
         self._labeller: PrefixLabeller | None = None  # built on first use
         self._batch = BatchDecoder(self.model)  # the replies decoding together
         self._reply_prefixes: dict[tuple[int, ...], KV] = {}  # prompt openings' KV, by ids
+        self.prompter = ReplyPrompter(
+            self._render, self._encode, self._decode,
+            input_max_tokens=self.options.reply_input_max_tokens,
+            history_max_tokens=self.options.history_max_tokens,
+        )  # fmt: skip
         self.label_ids = (self._single_token(prompts.POSITIVE_WORD),
                           self._single_token(prompts.NEGATIVE_WORD))  # fmt: skip
         vocab = tokenizer.get_vocab()
@@ -137,35 +121,25 @@ class TransformersRunner:
             raise ModelLoadError(f"{self.name}: {word!r} is not a single token ({ids})")
         return int(ids[0])
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
+    def _render(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        return str(self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        ))  # fmt: skip
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids))
 
     # --- sentiment ------------------------------------------------------------------------
 
     def _label_user_ids(self, text: str) -> list[int]:
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        return _keep_head_and_tail(ids, self.options.sentiment_max_tokens)
+        return keep_head_and_tail(self._encode(text), self.options.sentiment_max_tokens)
 
     def analyst_prompt_ids(self, text: str) -> list[int]:
-        # The marker text is fixed; splicing token ids keeps a cut message from
-        # re-tokenising differently at the seams.
-        head, tail = self._analyst_frame()
+        head, tail = analyst_frame(self._render, self._encode)
         return head + self._label_user_ids(text) + tail
-
-    def _analyst_frame(self) -> tuple[list[int], list[int]]:
-        marker = "\x00USER\x00"
-        rendered = self.tokenizer.apply_chat_template(
-            [
-                {"role": "system", "content": prompts.ANALYST_SYSTEM},
-                {"role": "user", "content": prompts.ANALYST_USER_HEAD + marker
-                 + prompts.ANALYST_USER_TAIL},
-            ],
-            tokenize=False,
-            add_generation_prompt=True,
-        )  # fmt: skip
-        before, after = rendered.split(marker)
-        encode = self.tokenizer.encode
-        return encode(before, add_special_tokens=False), encode(after, add_special_tokens=False)
 
     @torch.inference_mode()
     def label_logits(self, text: str) -> tuple[float, float]:
@@ -187,7 +161,7 @@ class TransformersRunner:
 
     def _tag_batch(self, texts: Sequence[str]) -> list[Sentiment]:
         if self._labeller is None:
-            head, tail = self._analyst_frame()
+            head, tail = analyst_frame(self._render, self._encode)
             self._labeller = PrefixLabeller(self.model, head, tail, self.label_ids)
         scores = self._labeller.label_scores([self._label_user_ids(text) for text in texts])
         p_positive = torch.sigmoid(scores[:, 0] - scores[:, 1])
@@ -219,39 +193,13 @@ class TransformersRunner:
 
     # --- replies --------------------------------------------------------------------------
 
-    def reply_messages(self, request: ReplyRequest) -> list[dict[str, str]]:
-        user_ids = self.tokenizer.encode(request.user_text, add_special_tokens=False)
-        user_text = self.tokenizer.decode(
-            _keep_head_and_tail(user_ids, self.options.reply_input_max_tokens)
-        )
-        history = prompts.fit_history(
-            request.history, self.count_tokens, self.options.history_max_tokens
-        )
-        messages = [{"role": "system", "content": request.system}]
-        messages += [
-            {"role": turn.role, "content": turn.content}
-            for turn in (*request.examples, *history)
-        ]
-        messages.append({"role": "user", "content": user_text})
-        return messages
-
     def reply_prompt_ids(self, request: ReplyRequest) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(
-            self.reply_messages(request), add_generation_prompt=True
-        )
-        return list(ids)
+        return self.prompter.build(request).ids
 
     def start_reply(self, request: ReplyRequest) -> TransformersReply:
-        messages = self.reply_messages(request)
-        ids = list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True))
-        # The system prompt and the fixed examples open most prompts the same way (they are
-        # ~85% of a first message's prompt): their KV cache is computed once and reused.
-        fixed = messages[: 1 + len(request.examples)]
-        prefix_ids = list(self.tokenizer.apply_chat_template(fixed))
-        prefix = None
-        if len(prefix_ids) < len(ids) and ids[: len(prefix_ids)] == prefix_ids:
-            prefix = self._reply_prefix(prefix_ids)
-        return TransformersReply(self, ids, request.params, prefix)
+        prompt = self.prompter.build(request)
+        prefix = self._reply_prefix(prompt.ids[: prompt.opening]) if prompt.opening else None
+        return TransformersReply(self, prompt.ids, request.params, prefix)
 
     @torch.inference_mode()
     def _reply_prefix(self, ids: list[int]) -> KV:
@@ -317,9 +265,7 @@ class TransformersReply:
         self.emitted = ""
         self.finished = False
         self.done = False
-        self.generator: torch.Generator | None = None
-        if params.seed is not None:
-            self.generator = torch.Generator().manual_seed(params.seed)
+        self.rng = np.random.default_rng(params.seed)
 
     @torch.inference_mode()
     def step(self) -> str | None:
@@ -336,7 +282,8 @@ class TransformersReply:
 
     def accept(self, logits: torch.Tensor) -> str | None:
         """Pick the next token from its scores (the pending token is now in the KV cache)."""
-        token = sample_next_token(logits.float(), self.generated, self.params, self.generator)
+        row = logits.float().numpy().copy()  # the sampler changes its row in place
+        token = sample_next_token(row, self.generated, self.params, self.rng)
         if token in self.runner.stop_ids:
             self.finished = True
             return self._finish()
@@ -364,33 +311,6 @@ class TransformersReply:
         self.cache = None
         # The last batched reply to end frees the batch's cache; the others keep theirs.
         self.runner._batch.clear_if_idle()
-
-
-def sample_next_token(
-    logits: torch.Tensor,
-    previous: list[int],
-    params: GenerationParams,
-    generator: torch.Generator | None = None,
-) -> int:
-    if params.repetition_penalty != 1.0 and previous:
-        seen = torch.tensor(sorted(set(previous)))
-        scores = logits[seen]
-        logits[seen] = torch.where(
-            scores > 0, scores / params.repetition_penalty, scores * params.repetition_penalty
-        )
-    if params.temperature <= 0:
-        return int(torch.argmax(logits))
-    # Sort only the candidates: top_k first, so top_p works on k values rather than on the
-    # whole vocabulary (a full 151k-entry sort cost ~7 ms a token, per reply in a batch).
-    if 0 < params.top_k < logits.shape[-1]:
-        candidates, ids = torch.topk(logits, params.top_k)  # sorted, highest first
-    else:
-        candidates, ids = torch.sort(logits, descending=True)
-    probs = torch.softmax(candidates / params.temperature, dim=-1)
-    if 0 < params.top_p < 1:
-        cumulative = torch.cumsum(probs, dim=-1)
-        probs[cumulative - probs > params.top_p] = 0.0  # keep the token that crosses top_p
-    return int(ids[torch.multinomial(probs, 1, generator=generator)])
 
 
 def _load_pretrained(source: ModelSource, dtype: torch.dtype) -> tuple[Any, Any]:

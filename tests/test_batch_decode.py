@@ -23,7 +23,6 @@ from engine.transformers_runner import (
     REPLY_PREFIXES_KEPT,
     TransformersReply,
     TransformersRunner,
-    sample_next_token,
 )
 from engine.types import Label, Turn
 from tests import tiny_model
@@ -268,25 +267,6 @@ def test_step_many_refuses_streams_of_another_kind(runner: TransformersRunner) -
 
     with pytest.raises(TypeError):
         runner.step_many([Foreign()])  # type: ignore[list-item]
-
-
-def test_sampling_draws_from_the_top_k_then_the_top_p_of_those() -> None:
-    # Each row of a batch samples on its own; the sampler sorts only the top_k candidates.
-    generator = torch.Generator().manual_seed(0)
-    logits = torch.log(torch.tensor([0.05, 0.4, 0.01, 0.3, 0.2, 0.04]))
-
-    def picks(top_k: int, top_p: float, draws: int = 2000) -> list[int]:
-        params = GenerationParams(temperature=1.0, top_k=top_k, top_p=top_p,
-                                  repetition_penalty=1.0)  # fmt: skip
-        return [sample_next_token(logits.clone(), [], params, generator) for _ in range(draws)]
-
-    assert set(picks(3, 0.5, 300)) == {1, 3}  # 0.4 alone is under 0.5: the next one crosses it
-    assert set(picks(2, 0.95, 300)) == {1, 3}  # top_k cuts before top_p would
-    drawn = picks(3, 1.0)
-    assert set(drawn) == {1, 3, 4}
-    # Renormalised over the three kept: 0.4 / 0.9, 0.3 / 0.9, 0.2 / 0.9.
-    for token, p in ((1, 4 / 9), (3, 3 / 9), (4, 2 / 9)):
-        assert drawn.count(token) / len(drawn) == pytest.approx(p, abs=0.05)
 
 
 # --- the shared opening of reply prompts -----------------------------------------------------

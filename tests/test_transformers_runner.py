@@ -18,14 +18,9 @@ import torch
 
 from engine import prompts
 from engine.model_files import ModelSource, resolve_model
-from engine.runner import GenerationParams, ModelLoadError, ReplyRequest
-from engine.transformers_runner import (
-    RunnerOptions,
-    TransformersReply,
-    TransformersRunner,
-    parse_generated_label,
-    sample_next_token,
-)
+from engine.prompt_ids import analyst_frame
+from engine.runner import GenerationParams, ModelLoadError, ReplyRequest, RunnerOptions
+from engine.transformers_runner import TransformersReply, TransformersRunner
 from engine.types import Turn
 from tests import tiny_model
 
@@ -156,7 +151,7 @@ def test_an_injected_instruction_still_gets_one_of_the_two_labels(
     # The text sits inside the fixed markers, after the analyst's system prompt.
     ids = runner.analyst_prompt_ids(attack)
     user_ids = runner.tokenizer.encode(attack, add_special_tokens=False)
-    head, tail = runner._analyst_frame()
+    head, tail = analyst_frame(runner._render, runner._encode)
     assert ids == head + user_ids + tail
 
 
@@ -167,7 +162,7 @@ def test_a_long_text_is_cut_in_the_middle_keeping_head_and_tail(tiny: tuple[Any,
     text = "START happy " + "filler words " * 200 + "sad END"
     user_ids = tok.encode(text, add_special_tokens=False)
     assert len(user_ids) > 10 * limit
-    head, tail = runner._analyst_frame()
+    head, tail = analyst_frame(runner._render, runner._encode)
 
     ids = runner.analyst_prompt_ids(text)
 
@@ -178,25 +173,6 @@ def test_a_long_text_is_cut_in_the_middle_keeping_head_and_tail(tiny: tuple[Any,
     assert kept[limit // 2 :] == user_ids[-(limit - limit // 2) :]
     (sentiment,) = runner.tag([text])  # and the cut prompt still tags
     assert sentiment.label in ("positive", "negative")
-
-
-@pytest.mark.parametrize(
-    ("answer", "label"),
-    [
-        ("正面", "positive"),
-        ("负面", "negative"),
-        ("正面。", "positive"),
-        ("Positive.", "positive"),
-        ("NEGATIVE", "negative"),
-        (" 情感：负面\n", "negative"),
-        ("正面还是负面", None),
-        ("positive or negative", None),
-        ("不确定", None),
-        ("", None),
-    ],
-)
-def test_parse_generated_label(answer: str, label: str | None) -> None:
-    assert parse_generated_label(answer) == label
 
 
 @pytest.mark.parametrize(
@@ -324,39 +300,6 @@ def test_close_frees_the_cache_and_ends_the_stream(runner: TransformersRunner) -
     assert reply.cache is None
     assert reply.step() is None
     assert reply.finished is False
-
-
-def test_sample_next_token_top_k_one_is_argmax() -> None:
-    generator = torch.Generator().manual_seed(0)
-    params = GenerationParams(temperature=1.5, top_k=1, top_p=1.0, repetition_penalty=1.0)
-    for _ in range(20):
-        logits = torch.randn(50, generator=generator)
-        expected = int(torch.argmax(logits))
-        assert sample_next_token(logits.clone(), [], params, generator) == expected
-
-
-def test_sample_next_token_top_p_never_picks_the_tail() -> None:
-    generator = torch.Generator().manual_seed(0)
-    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
-    params = GenerationParams(temperature=1.0, top_k=0, top_p=0.6, repetition_penalty=1.0)
-    picks = {sample_next_token(logits.clone(), [], params, generator) for _ in range(300)}
-    assert picks == {0, 1}
-
-
-def test_repetition_penalty_lowers_a_repeated_token() -> None:
-    greedy = GenerationParams(temperature=0.0, repetition_penalty=2.0)
-    positive = torch.tensor([0.0, 2.0, 1.5, -3.0])
-    assert sample_next_token(positive.clone(), [], greedy) == 1
-    assert sample_next_token(positive.clone(), [1], greedy) == 2  # 2.0 / 2 < 1.5
-
-    negative = torch.tensor([-1.0, -1.5, -9.0])
-    assert sample_next_token(negative.clone(), [], greedy) == 0
-    assert sample_next_token(negative.clone(), [0, 0], greedy) == 1  # -1.0 * 2 < -1.5
-
-    # Only the seen tokens are penalised.
-    scores = torch.tensor([3.0, -2.0, 1.0, 0.5])
-    sample_next_token(scores, [0, 1], greedy)  # penalises in place
-    assert scores.tolist() == [1.5, -4.0, 1.0, 0.5]
 
 
 # --- loading --------------------------------------------------------------------------------
