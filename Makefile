@@ -7,7 +7,7 @@ TORCH_VERSION := 2.13.0
 # Elsewhere, point it at the CPU wheels: make run PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 PIP_TORCH_ARGS ?=
 
-.PHONY: install run test lint bench clean
+.PHONY: install install-llama run test lint bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,16 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 install: $(VENV)/.installed
+
+# The optional llama.cpp backend (BACKEND=llama_cpp). PyPI has no Linux wheel, so this builds
+# llama.cpp from source (~6 minutes on 2 cores) with this CPU's extensions and AMX off; no
+# wheel cache, because the build is specific to the machine it ran on.
+$(VENV)/.llama: $(VENV)/.installed scripts/llama-cmake-args.sh
+	CMAKE_ARGS="$$(sh scripts/llama-cmake-args.sh)" $(BIN)/pip install --quiet --no-cache-dir -e '.[llama]'
+	$(BIN)/python -c "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"
+	touch $@
+
+install-llama: $(VENV)/.llama
 
 run: install
 	$(BIN)/python -m bot

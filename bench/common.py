@@ -228,3 +228,9 @@ def recording_runner_factory(
         return runner
 
     return factory, streams
+
+
+def weights_of(runner: Any) -> str:
+    """What the runner computes in: a torch dtype, or llama.cpp running the GGUF as it is."""
+    model = getattr(runner, "model", None)
+    return str(model.dtype) if model is not None else "gguf (llama.cpp)"

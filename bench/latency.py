@@ -36,6 +36,7 @@ from bench.common import (
     percentile,
     recording_runner_factory,
     table,
+    weights_of,
     write_json,
 )
 from bench.messages import messages
@@ -108,7 +109,8 @@ async def child_ours(args: argparse.Namespace, t0: float) -> dict[str, Any]:
             await worker.stop()
             await store.close()
     return {"load_s": loaded_at[0] - t0, "cold_start_s": cold, "samples": samples,
-            "dtype": str(worker.runner.model.dtype), "settings": {
+            "dtype": weights_of(worker.runner), "settings": {
+                "backend": settings.backend,
                 "model_dtype": settings.model_dtype, "torch_threads": settings.torch_threads,
                 "generation": settings.engine.generation.__dict__}}  # fmt: skip
 

@@ -14,8 +14,9 @@ from typing import Any
 import torch
 
 from engine import prompts
+from engine.prompt_ids import parse_generated_label
 from engine.runner import GenerationParams
-from engine.transformers_runner import STOP_TOKENS, parse_generated_label
+from engine.transformers_runner import STOP_TOKENS
 from engine.types import Label
 
 

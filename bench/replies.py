@@ -31,6 +31,7 @@ from bench.common import (
     mean,
     recording_runner_factory,
     table,
+    weights_of,
     write_json,
 )
 from bench.messages import messages
@@ -129,7 +130,7 @@ async def collect(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[
                     elif isinstance(event, ReplyFailed):
                         print(f"message {i} failed: {event.reason}", file=sys.stderr)
                 print(f"  {i + 1}/{args.messages}", file=sys.stderr, flush=True)
-            dtype = str(worker.runner.model.dtype)
+            dtype = weights_of(worker.runner)
         finally:
             await worker.stop()
             await store.close()

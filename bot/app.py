@@ -17,7 +17,7 @@ from typing import Any
 from adapters.base import Adapter
 from adapters.console import ConsoleAdapter, ConsoleConfig
 from bot.settings import Settings
-from engine.runner import ModelLoadError, ModelRunner
+from engine.runner import ModelLoadError, ModelRunner, RunnerOptions
 from engine.service import ChatService
 from engine.types import StorageError
 from engine.worker import ModelWorker
@@ -32,17 +32,28 @@ EXIT_ADAPTER = 4
 
 
 def load_runner(settings: Settings, **option_overrides: Any) -> Callable[[], ModelRunner]:
-    """A loader for the configured model; the benchmarks pass RunnerOptions overrides."""
+    """A loader for the configured backend and model; the benchmarks pass RunnerOptions
+    overrides."""
 
     def load() -> ModelRunner:
-        from engine.transformers_runner import RunnerOptions, TransformersRunner
-
         options = RunnerOptions(
             sentiment_method=settings.sentiment_method,  # type: ignore[arg-type]
             sentiment_max_tokens=settings.sentiment_max_tokens,
             history_max_tokens=settings.history_max_tokens,
         )
         options = replace(options, **option_overrides)
+        if settings.backend == "llama_cpp":
+            from engine.llama_cpp_runner import LlamaCppRunner
+
+            return LlamaCppRunner.load(
+                settings.model,
+                cache_dir=settings.model_cache_dir,
+                threads=settings.torch_threads,
+                context_tokens=settings.llama_context_tokens,
+                options=options,
+            )
+        from engine.transformers_runner import TransformersRunner
+
         return TransformersRunner.load(
             settings.model,
             dtype=settings.model_dtype,
@@ -88,7 +99,7 @@ async def run(
         timeout_s=settings.request_timeout_s,
     )
     try:
-        log.info("loading the model (%s)…", settings.model)
+        log.info("loading the model (%s on %s)…", settings.model, settings.backend)
         await worker.start()
         log.info("model ready: %s", worker.runner.name)
         service = ChatService(worker, store, settings.engine)

@@ -70,6 +70,8 @@ def _choice(env: Mapping[str, str], key: str, default: str, choices: tuple[str, 
 @dataclass(frozen=True)
 class Settings:
     model: str = "packaged"
+    backend: str = "transformers"
+    llama_context_tokens: int = 8192
     model_dtype: str = "auto"
     model_cache_dir: Path = field(default_factory=default_cache_dir)
     torch_threads: int = 0
@@ -108,6 +110,10 @@ class Settings:
             timezone=timezone,
         )
         cache = env.get("MODEL_CACHE_DIR", "").strip()
+        backend = _choice(env, "BACKEND", "transformers", ("transformers", "llama_cpp"))
+        sentiment_method = _choice(env, "SENTIMENT_METHOD", "logits", ("logits", "generate"))
+        if backend == "llama_cpp" and sentiment_method != "logits":
+            raise SettingsError("SENTIMENT_METHOD=generate needs BACKEND=transformers")
         try:
             telegram = TelegramConfig.from_env(env)
             discord = DiscordConfig.from_env(env)
@@ -115,10 +121,12 @@ class Settings:
             raise SettingsError(str(error)) from None
         return cls(
             model=env.get("MODEL", "").strip() or "packaged",
+            backend=backend,
+            llama_context_tokens=_int(env, "LLAMA_CONTEXT_TOKENS", 8192, 512, 131072),
             model_dtype=_choice(env, "MODEL_DTYPE", "auto", ("auto", "float32", "bfloat16")),
             model_cache_dir=Path(cache).expanduser() if cache else default_cache_dir(),
             torch_threads=_int(env, "TORCH_THREADS", 0, 0, 256),
-            sentiment_method=_choice(env, "SENTIMENT_METHOD", "logits", ("logits", "generate")),
+            sentiment_method=sentiment_method,
             sentiment_max_tokens=_int(env, "SENTIMENT_MAX_TOKENS", 256, 16, 4096),
             history_max_tokens=_int(env, "HISTORY_MAX_TOKENS", 1024, 0, 16384),
             queue_size=_int(env, "QUEUE_SIZE", 32, 1, 10_000),

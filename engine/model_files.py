@@ -181,3 +181,19 @@ def resolve_model(spec: str, cache_dir: Path) -> ModelSource:
     if path.is_absolute() or spec.startswith((".", "~")):
         raise ModelLoadError(f"MODEL path does not exist: {path}")
     return ModelSource(spec, False, spec)
+
+
+def resolve_gguf(spec: str, cache_dir: Path) -> tuple[Path, str]:
+    """The GGUF file that llama.cpp reads as it is (no conversion), and its description."""
+    spec = spec.strip() or PACKAGED
+    if spec == PACKAGED:
+        return packaged_gguf(cache_dir), f"{PACKAGED_NAME} (packaged)"
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"MODEL points at a GGUF file that does not exist: {path}")
+        return path, path.name
+    raise ModelLoadError(
+        f"BACKEND=llama_cpp reads GGUF files: set MODEL=packaged or MODEL=/path/to/model.gguf "
+        f"(got {spec!r}; hub ids and transformers folders need BACKEND=transformers)"
+    )

@@ -28,6 +28,15 @@ class ScriptedEngine:
     db_path: Path
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # CI sets this so the llama.cpp backend's tests fail loudly instead of skipping.
+    if os.environ.get("REQUIRE_LLAMA_CPP") == "1":
+        import importlib.util
+
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise pytest.UsageError("REQUIRE_LLAMA_CPP=1 but llama_cpp is not installed")
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """For tests on the tiny model: it is far too small to gain from threads, and on a busy

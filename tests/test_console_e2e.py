@@ -15,9 +15,13 @@ pytestmark = pytest.mark.model
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_jsonl_session_on_the_real_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["transformers", "llama_cpp"])
+def test_jsonl_session_on_the_real_model(tmp_path: Path, backend: str) -> None:
+    if backend == "llama_cpp":
+        pytest.importorskip("llama_cpp", reason="the llama extra is not installed")
     db = tmp_path / "bot.db"
-    env = {**os.environ, "DATABASE_PATH": str(db), "MAX_NEW_TOKENS": "60", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "DATABASE_PATH": str(db), "MAX_NEW_TOKENS": "60", "PYTHONPATH": str(ROOT),
+           "BACKEND": backend}  # fmt: skip
     for key in ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN"):
         env.pop(key, None)
     lines = [

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-from engine.transformers_runner import RunnerOptions, TransformersRunner
+from engine.runner import RunnerOptions
+from engine.transformers_runner import TransformersRunner
 from tests import tiny_model
 
 TEXTS = [

@@ -20,6 +20,7 @@ from engine.model_files import (
     ModelSource,
     default_cache_dir,
     packaged_gguf,
+    resolve_gguf,
     resolve_model,
 )
 from engine.runner import ModelLoadError
@@ -184,6 +185,24 @@ def test_resolve_packaged_uses_the_joined_gguf(
             str(tmp_path / "converted" / "x"), True, f"{PACKAGED_NAME} (packaged)"
         )
     assert calls[:2] == [("join", tmp_path), ("convert", tmp_path / f"{PACKAGED_NAME}.gguf")]
+
+
+def test_resolve_gguf_takes_the_file_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(model_files, "packaged_gguf", lambda cache: cache / "joined.gguf")
+    assert resolve_gguf(" packaged ", tmp_path) == (
+        tmp_path / "joined.gguf", f"{PACKAGED_NAME} (packaged)"
+    )
+    mine = tmp_path / "mine.gguf"
+    mine.write_bytes(b"GGUF")
+    assert resolve_gguf(str(mine), tmp_path) == (mine, "mine.gguf")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        resolve_gguf(str(tmp_path / "gone.gguf"), tmp_path)
+    for other in ("Qwen/Qwen2.5-0.5B-Instruct", str(tmp_path)):
+        with pytest.raises(ModelLoadError, match="BACKEND=llama_cpp reads GGUF files"):
+            resolve_gguf(other, tmp_path)
+    assert not (tmp_path / "converted").exists()  # llama.cpp needs no conversion
 
 
 def test_a_converted_folder_is_reused(tmp_path: Path) -> None:

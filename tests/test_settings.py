@@ -40,6 +40,8 @@ class RecordingEnv(Mapping[str, str]):
 def test_defaults() -> None:
     settings = Settings.from_env({})
     assert settings.model == "packaged"
+    assert settings.backend == "transformers"
+    assert settings.llama_context_tokens == 8192
     assert settings.model_dtype == "auto"
     assert settings.model_cache_dir == default_cache_dir()
     assert settings.torch_threads == 0
@@ -86,6 +88,7 @@ def test_values_are_parsed() -> None:
             "DATABASE_PATH": "/tmp/x.db",
             "LOG_LEVEL": "debug",
             "REQUEST_TIMEOUT_S": "2.5",
+            "LLAMA_CONTEXT_TOKENS": "4096",
         }
     )
     assert settings.model == "./models/qwen"
@@ -103,6 +106,13 @@ def test_values_are_parsed() -> None:
     assert settings.database_path == Path("/tmp/x.db")
     assert settings.log_level == "DEBUG"
     assert settings.request_timeout_s == 2.5
+    assert settings.llama_context_tokens == 4096
+
+
+def test_the_llama_cpp_backend_is_chosen_and_checked() -> None:
+    assert Settings.from_env({"BACKEND": " Llama_CPP "}).backend == "llama_cpp"
+    with pytest.raises(SettingsError, match="SENTIMENT_METHOD=generate needs BACKEND"):
+        Settings.from_env({"BACKEND": "llama_cpp", "SENTIMENT_METHOD": "generate"})
 
 
 @pytest.mark.parametrize(
@@ -144,6 +154,8 @@ def test_booleans(raw: str, expected: bool) -> None:
         ("HISTORY_MAX_TOKENS", "-1"),
         ("MAX_INPUT_CHARS", "99"),
         ("SENTIMENT_METHOD", "vibes"),
+        ("BACKEND", "onnx"),
+        ("LLAMA_CONTEXT_TOKENS", "100"),
         ("SENTIMENT_MAX_TOKENS", "8"),
         ("QUEUE_SIZE", "0"),
         ("MAX_ACTIVE_REPLIES", "65"),

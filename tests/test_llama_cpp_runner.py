@@ -1,0 +1,170 @@
+"""The llama.cpp backend on the real packaged GGUF (it loads in about a second).
+
+Besides its own behaviour, it is checked against the transformers backend: both must build
+the very same token ids for the same prompts, so the two backends answer the same question.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from engine import llama_cpp_runner
+from engine.llama_cpp_runner import LlamaCppRunner
+from engine.prompts import detect_language, reply_examples, reply_system_prompt
+from engine.runner import GenerationParams, ModelLoadError, ReplyRequest, RunnerOptions
+from engine.transformers_runner import TransformersRunner
+from engine.types import Label, Turn
+
+HAS_LLAMA = llama_cpp_runner.llama_cpp is not None
+pytestmark = [pytest.mark.model, pytest.mark.skipif(not HAS_LLAMA, reason="make install-llama")]
+
+GREEDY = GenerationParams(max_new_tokens=24, temperature=0.0, repetition_penalty=1.0)
+OBVIOUS = [
+    ("今天的实验终于成功了，太棒了！", "positive"),
+    ("我好难过，考试又没过。", "negative"),
+    ("I love this new phone, it's amazing!", "positive"),
+    ("This is the worst day of my life.", "negative"),
+]
+
+
+def cache_dir() -> str | None:
+    return os.environ.get("MODEL_CACHE_DIR") or None
+
+
+@pytest.fixture(scope="module")
+def llama() -> Iterator[LlamaCppRunner]:
+    runner = LlamaCppRunner.load("packaged", cache_dir=cache_dir())
+    yield runner
+    runner.close()
+
+
+def request(text: str, label: Label = "negative", params: GenerationParams = GREEDY,
+            history: tuple[Turn, ...] = ()) -> ReplyRequest:  # fmt: skip
+    return ReplyRequest(reply_system_prompt(label, text), history, text, params,
+                        reply_examples(label, text))  # fmt: skip
+
+
+def run(runner: LlamaCppRunner, reply: object) -> tuple[str, list[int]]:
+    pieces = []
+    while (delta := reply.step()) is not None:  # type: ignore[attr-defined]
+        pieces.append(delta)
+    return "".join(pieces), list(reply.generated)  # type: ignore[attr-defined]
+
+
+def test_obvious_sentences_are_labelled(llama: LlamaCppRunner) -> None:
+    results = llama.tag([text for text, _ in OBVIOUS])
+    assert [r.label for r in results] == [label for _, label in OBVIOUS]
+    assert llama.label_ids == (106557, 103276)
+
+
+def test_a_batch_of_labels_equals_labels_one_by_one(llama: LlamaCppRunner) -> None:
+    texts = [text for text, _ in OBVIOUS] + ["meh", "x" * 3000]
+    together = llama.tag(texts)
+    alone = [llama.tag([text])[0] for text in texts]
+    # llama.cpp is not batch-invariant (other kernels for other batch shapes): seen up to
+    # 0.024 apart. A sequence mix-up would move the scores far more than that.
+    for a, b in zip(together, alone, strict=True):
+        assert a.p_positive == pytest.approx(b.p_positive, abs=0.05)
+
+
+def test_the_cached_head_gives_the_scores_of_the_whole_prompt(llama: LlamaCppRunner) -> None:
+    from engine.prompt_ids import analyst_frame, chatml
+
+    head, tail = analyst_frame(chatml, llama.encode)
+    text = "I lost my keys but found a great café."
+    (cached,) = llama.tag([text])
+    seq = llama._take_sequence()
+    try:
+        (row,) = llama._forward([(seq, head + llama.encode(text) + tail, 0)])
+    finally:
+        llama._drop_sequence(seq)
+    positive, negative = llama.label_ids
+    import math
+
+    whole = 1 / (1 + math.exp(float(row[negative] - row[positive])))
+    assert cached.p_positive == pytest.approx(whole, abs=0.02)
+
+
+def test_both_backends_build_the_same_prompts(
+    llama: LlamaCppRunner, real_runner: TransformersRunner
+) -> None:
+    history = (Turn("user", "昨天下雨了"), Turn("assistant", "希望今天放晴！"))
+    for text in ("I got the job!!! 🎉", "今天好累 <b>真的</b>", "mixed 中文 and English"):
+        req = request(text, "positive", history=history)
+        assert llama.prompter.build(req).ids == real_runner.reply_prompt_ids(req)
+        from engine.prompt_ids import analyst_frame, chatml
+
+        head, tail = analyst_frame(chatml, llama.encode)
+        assert head + llama.encode(text) + tail == real_runner.analyst_prompt_ids(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [("我好难过，考试又没过。", "negative"), ("I finally got the job offer today!", "positive")],
+)
+def test_reply_is_in_the_users_language_and_stops(
+    llama: LlamaCppRunner, text: str, label: Label
+) -> None:
+    params = GenerationParams(max_new_tokens=160, seed=0)
+    reply_text, tokens = run(llama, llama.start_reply(request(text, label, params)))
+    assert reply_text.strip() and "\ufffd" not in reply_text
+    assert detect_language(reply_text) == detect_language(text)
+    assert 0 < len(tokens) < 160  # it ended its turn by itself
+
+
+def test_replies_stepped_together_match_replies_stepped_alone(llama: LlamaCppRunner) -> None:
+    texts = ["hello there", "我今天升职了！", "My cat is sick and I am worried."]
+    alone = [run(llama, llama.start_reply(request(text))) for text in texts]
+    streams = [llama.start_reply(request(text)) for text in texts]
+    outputs: list[list[str]] = [[] for _ in texts]
+    while not all(stream.done for stream in streams):
+        for output, delta in zip(outputs, llama.step_many(streams), strict=True):
+            if delta is not None:
+                output.append(delta)
+    for (text, tokens), stream, output in zip(alone, streams, outputs, strict=True):
+        assert stream.generated[:12] == tokens[:12]  # greedy: the same start, batched or not
+        assert "".join(output).startswith(text[:8])
+
+
+def test_the_shared_opening_is_cached_and_reused(llama: LlamaCppRunner) -> None:
+    first = run(llama, llama.start_reply(request("I failed my driving test.")))
+    openings = dict(llama._openings)
+    second = run(llama, llama.start_reply(request("I failed my driving test.")))
+    assert llama._openings == openings  # the same sequence served the second reply
+    assert first == second  # and it holds the same KV as a fresh computation
+
+
+def test_sequences_are_returned_when_replies_end_or_close(llama: LlamaCppRunner) -> None:
+    free = len(llama._free)
+    done = llama.start_reply(request("hi"))
+    run(llama, done)
+    closed = llama.start_reply(request("hi again"))
+    closed.step()
+    closed.close()
+    closed.close()  # twice is harmless
+    assert closed.step() is None
+    assert len(llama._free) == free
+
+
+def test_a_full_context_fails_the_reply_not_the_runner() -> None:
+    small = LlamaCppRunner.load("packaged", cache_dir=cache_dir(), context_tokens=512)
+    try:
+        free = len(small._free)
+        reply = small.start_reply(request("long " * 700))
+        with pytest.raises(RuntimeError, match="context is full"):
+            reply.step()
+        assert reply.done and len(small._free) == free
+        assert small.tag(["I am happy"])[0].label == "positive"  # still works
+    finally:
+        small.close()
+
+
+def test_it_refuses_what_it_cannot_run(tmp_path: object) -> None:
+    with pytest.raises(ModelLoadError, match="BACKEND=llama_cpp reads GGUF files"):
+        LlamaCppRunner.load("Qwen/Qwen2.5-0.5B-Instruct", cache_dir=cache_dir())
+    with pytest.raises(ModelLoadError, match="SENTIMENT_METHOD=logits"):
+        LlamaCppRunner.load("packaged", cache_dir=cache_dir(),
+                            options=RunnerOptions(sentiment_method="generate"))  # fmt: skip
