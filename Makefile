@@ -17,7 +17,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m bot prepare
 	touch $@
 
+# `make install` also tries the llama.cpp backend once (BACKEND=auto prefers it). If that
+# build fails, the bot still installs and runs on transformers; `make install-llama` retries.
 install: $(VENV)/.installed
+	@test -f $(VENV)/.llama -o -f $(VENV)/.llama-failed || $(MAKE) --no-print-directory install-llama \
+	  || { touch $(VENV)/.llama-failed; echo "warning: the llama.cpp backend did not build (see above); BACKEND=auto uses transformers"; }
 
 # The optional llama.cpp backend (BACKEND=llama_cpp). PyPI has no Linux wheel, so this builds
 # llama.cpp from source (~6 minutes on 2 cores) with this CPU's extensions and AMX off; no
@@ -25,6 +29,7 @@ install: $(VENV)/.installed
 $(VENV)/.llama: $(VENV)/.installed scripts/llama-cmake-args.sh
 	CMAKE_ARGS="$$(sh scripts/llama-cmake-args.sh)" $(BIN)/pip install --quiet --no-cache-dir -e '.[llama]'
 	$(BIN)/python -c "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"
+	rm -f $(VENV)/.llama-failed
 	touch $@
 
 install-llama: $(VENV)/.llama

@@ -163,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"skipping baseline for {path}: no {train_path}", file=sys.stderr)
                     continue
                 predict = train_baseline(read_jsonl(train_path))
+            elif method == "generate" and not hasattr(runner, "generate_label"):
+                print("skipping generate: it needs BACKEND=transformers", file=sys.stderr)
+                continue
             else:
                 predict = llm_predictors(runner)[method]
             results[method] = evaluate(rows, predict, f"{path.name} {method}")

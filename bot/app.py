@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from importlib.util import find_spec
 from typing import Any
 
 from adapters.base import Adapter
@@ -31,6 +32,18 @@ EXIT_MODEL = 3
 EXIT_ADAPTER = 4
 
 
+def choose_backend(settings: Settings) -> str:
+    """BACKEND=auto picks llama.cpp (faster, smaller: README "Performance and accuracy") when
+    it is installed and can run what is configured, and transformers otherwise."""
+    if settings.backend != "auto":
+        return settings.backend
+    spec = settings.model.strip()
+    runs_gguf = spec in ("", "packaged") or spec.endswith(".gguf")
+    if runs_gguf and settings.sentiment_method == "logits" and find_spec("llama_cpp"):
+        return "llama_cpp"
+    return "transformers"
+
+
 def load_runner(settings: Settings, **option_overrides: Any) -> Callable[[], ModelRunner]:
     """A loader for the configured backend and model; the benchmarks pass RunnerOptions
     overrides."""
@@ -42,7 +55,7 @@ def load_runner(settings: Settings, **option_overrides: Any) -> Callable[[], Mod
             history_max_tokens=settings.history_max_tokens,
         )
         options = replace(options, **option_overrides)
-        if settings.backend == "llama_cpp":
+        if choose_backend(settings) == "llama_cpp":
             from engine.llama_cpp_runner import LlamaCppRunner
 
             return LlamaCppRunner.load(
@@ -99,7 +112,7 @@ async def run(
         timeout_s=settings.request_timeout_s,
     )
     try:
-        log.info("loading the model (%s on %s)…", settings.model, settings.backend)
+        log.info("loading the model (%s on %s)…", settings.model, choose_backend(settings))
         await worker.start()
         log.info("model ready: %s", worker.runner.name)
         service = ChatService(worker, store, settings.engine)

@@ -70,7 +70,7 @@ def _choice(env: Mapping[str, str], key: str, default: str, choices: tuple[str, 
 @dataclass(frozen=True)
 class Settings:
     model: str = "packaged"
-    backend: str = "transformers"
+    backend: str = "auto"
     llama_context_tokens: int = 8192
     model_dtype: str = "auto"
     model_cache_dir: Path = field(default_factory=default_cache_dir)
@@ -110,7 +110,7 @@ class Settings:
             timezone=timezone,
         )
         cache = env.get("MODEL_CACHE_DIR", "").strip()
-        backend = _choice(env, "BACKEND", "transformers", ("transformers", "llama_cpp"))
+        backend = _choice(env, "BACKEND", "auto", ("auto", "transformers", "llama_cpp"))
         sentiment_method = _choice(env, "SENTIMENT_METHOD", "logits", ("logits", "generate"))
         if backend == "llama_cpp" and sentiment_method != "logits":
             raise SettingsError("SENTIMENT_METHOD=generate needs BACKEND=transformers")

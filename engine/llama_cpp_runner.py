@@ -48,6 +48,10 @@ HEAD_SEQUENCE = 0
 OPENINGS_KEPT = 4  # reply prompt openings whose KV stays cached (LRU), sequences 1..4
 MAX_SEQUENCES = 64  # all of the above plus labels and replies in flight
 BATCH_TOKENS = 512  # tokens per llama_decode call; longer work is split over several
+# New prompt tokens fed per step_many call, beyond one token per decoding reply. A prompt
+# costs ~7 ms a token here, so this bounds a step at ~0.3 s with 8 replies decoding, and a
+# label that arrives meanwhile waits for no more than that (vLLM calls it chunked prefill).
+PREFILL_TOKENS_PER_STEP = 32
 
 
 def _forward_llama_log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
@@ -183,14 +187,18 @@ class LlamaCppRunner:
         llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
         self._free.append(seq)
 
-    def _forward(self, items: Sequence[tuple[int, list[int], int]]) -> list[np.ndarray]:
+    def _forward(
+        self, items: Sequence[tuple[int, list[int], int]], scores: Sequence[bool] = ()
+    ) -> list[np.ndarray]:
         """Run each (sequence, tokens, first position) and return the scores after each
-        item's last token. Items share llama_decode calls of up to BATCH_TOKENS tokens."""
+        item's last token (an empty array where `scores` says False: a prompt's middle).
+        Items share llama_decode calls of up to BATCH_TOKENS tokens."""
         results: list[np.ndarray] = [np.empty(0, np.float32)] * len(items)
         batch = self._batch
         filled = 0
         outputs: list[tuple[int, int]] = []  # (item, slot in the batch) to read after decode
         for index, (seq, tokens, position) in enumerate(items):
+            wanted = scores[index] if scores else True
             for offset, token in enumerate(tokens):
                 if filled == BATCH_TOKENS:
                     self._decode(filled, outputs, results)
@@ -199,8 +207,9 @@ class LlamaCppRunner:
                 batch.pos[filled] = position + offset
                 batch.n_seq_id[filled] = 1
                 batch.seq_id[filled][0] = seq
-                batch.logits[filled] = offset == len(tokens) - 1
-                if offset == len(tokens) - 1:
+                last = wanted and offset == len(tokens) - 1
+                batch.logits[filled] = last
+                if last:
                     outputs.append((index, filled))
                 filled += 1
         if filled:
@@ -295,13 +304,31 @@ class LlamaCppRunner:
         if len(replies) != len(streams):
             raise TypeError("step_many takes only this runner's replies")
         live = [reply for reply in replies if not reply.done]
+        # Decoding replies feed their one token; prompts share the prefill budget, oldest first.
+        budget = PREFILL_TOKENS_PER_STEP
+        feeds: list[tuple[LlamaCppReply, list[int]]] = []
+        for reply in sorted(live, key=lambda reply: len(reply.pending) > 1):
+            if len(reply.pending) == 1:
+                feeds.append((reply, reply.pending))
+            elif budget > 0:
+                feeds.append((reply, reply.pending[:budget]))
+                budget -= len(feeds[-1][1])
         try:
-            rows = self._forward([(reply.seq, reply.pending, reply.position) for reply in live])
+            rows = self._forward(
+                [(reply.seq, tokens, reply.position) for reply, tokens in feeds],
+                [len(tokens) == len(reply.pending) for reply, tokens in feeds],
+            )
         except BaseException:
             for reply in live:  # their KV may be half written
                 reply.close()
             raise
-        deltas = {id(reply): reply.accept(row) for reply, row in zip(live, rows, strict=True)}
+        deltas: dict[int, str | None] = {id(reply): "" for reply in live}  # "": no text yet
+        for (reply, tokens), row in zip(feeds, rows, strict=True):
+            if len(tokens) < len(reply.pending):  # a prompt's middle: more next step
+                reply.position += len(tokens)
+                reply.pending = reply.pending[len(tokens) :]
+            else:
+                deltas[id(reply)] = reply.accept(row)
         return [deltas.get(id(reply)) for reply in replies]
 
 

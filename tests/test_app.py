@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import load_runner
+from bot import app
+from bot.app import choose_backend, load_runner
 from bot.settings import Settings
 from engine import llama_cpp_runner
 from engine.runner import ModelLoadError
@@ -36,9 +37,29 @@ def test_each_backend_gets_its_own_options(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(TransformersRunner, "load", staticmethod(fake("transformers")))
     monkeypatch.setattr(llama_cpp_runner.LlamaCppRunner, "load", staticmethod(fake("llama")))
     env = {"MODEL": "/m.gguf", "TORCH_THREADS": "3", "LLAMA_CONTEXT_TOKENS": "2048"}
-    assert load_runner(Settings.from_env(env))() == "transformers"
+    assert load_runner(Settings.from_env({**env, "BACKEND": "transformers"}))() == "transformers"
     assert load_runner(Settings.from_env({**env, "BACKEND": "llama_cpp"}))() == "llama"
     assert seen["transformers"]["spec"] == seen["llama"]["spec"] == "/m.gguf"
     assert seen["transformers"]["threads"] == seen["llama"]["threads"] == 3
     assert seen["llama"]["context_tokens"] == 2048 and "dtype" not in seen["llama"]
     assert seen["transformers"]["dtype"] == "auto" and "context_tokens" not in seen["transformers"]
+
+
+@pytest.mark.parametrize(
+    ("env", "installed", "expected"),
+    [
+        ({}, True, "llama_cpp"),
+        ({}, False, "transformers"),
+        ({"MODEL": "~/models/other.gguf"}, True, "llama_cpp"),
+        ({"MODEL": "Qwen/Qwen2.5-0.5B-Instruct"}, True, "transformers"),  # llama.cpp reads GGUF
+        ({"MODEL": "./my-checkpoint"}, True, "transformers"),
+        ({"SENTIMENT_METHOD": "generate"}, True, "transformers"),  # the reference method
+        ({"BACKEND": "transformers"}, True, "transformers"),
+        ({"BACKEND": "llama_cpp"}, False, "llama_cpp"),  # asked for: load() says what is missing
+    ],
+)
+def test_auto_picks_llama_cpp_when_it_can_run_the_configuration(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], installed: bool, expected: str
+) -> None:
+    monkeypatch.setattr(app, "find_spec", lambda name: object() if installed else None)
+    assert choose_backend(Settings.from_env(env)) == expected

@@ -40,7 +40,7 @@ class RecordingEnv(Mapping[str, str]):
 def test_defaults() -> None:
     settings = Settings.from_env({})
     assert settings.model == "packaged"
-    assert settings.backend == "transformers"
+    assert settings.backend == "auto"
     assert settings.llama_context_tokens == 8192
     assert settings.model_dtype == "auto"
     assert settings.model_cache_dir == default_cache_dir()
