@@ -58,7 +58,8 @@ def _forward_llama_log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
     # llama.cpp logs every tensor at load; only its warnings and errors are worth showing.
     message = text.decode("utf-8", errors="replace").rstrip()
     if message:
-        log.log({3: logging.WARNING, 4: logging.ERROR}.get(level, logging.DEBUG), message)
+        ours = {3: logging.WARNING, 4: logging.ERROR}.get(level, logging.DEBUG)
+        log.log(ours, "llama.cpp: %s", message)
 
 
 _LOG_CALLBACK = llama_cpp.llama_log_callback(_forward_llama_log) if llama_cpp else None

@@ -6,6 +6,7 @@ the very same token ids for the same prompts, so the two backends answer the sam
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 
@@ -196,3 +197,15 @@ def test_prompts_are_fed_in_chunks_so_a_step_stays_short(
     # Chunking changes when, not what; greedy tokens match until batch rounding (other rows
     # in the same llama_decode) tips a near tie, as in the batched test above.
     assert run(llama, long)[1][:6] == whole[1][:6]
+
+
+def test_llama_cpp_logs_go_to_python_logging(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="engine.llama_cpp_runner")
+    llama_cpp_runner._forward_llama_log(2, b"load_tensors: 24 layers\n", None)  # type: ignore[arg-type]
+    llama_cpp_runner._forward_llama_log(3, b"odd token\n", None)  # type: ignore[arg-type]
+    llama_cpp_runner._forward_llama_log(4, b"failed\n", None)  # type: ignore[arg-type]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.DEBUG, "llama.cpp: load_tensors: 24 layers"),
+        (logging.WARNING, "llama.cpp: odd token"),
+        (logging.ERROR, "llama.cpp: failed"),
+    ]
