@@ -69,7 +69,7 @@ def _require_package() -> None:
     if llama_cpp is None:
         raise ModelLoadError(
             "BACKEND=llama_cpp needs the llama-cpp-python package: run `make install-llama` "
-            "(it builds llama.cpp from source, ~5 minutes), or set BACKEND=transformers"
+            "(it builds llama.cpp from source, ~6 minutes), or set BACKEND=transformers"
         )
 
 
@@ -112,7 +112,9 @@ class LlamaCppRunner:
         self._batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
         self._free = list(range(params.n_seq_max - 1, OPENINGS_KEPT, -1))  # pop() takes lowest
         self._openings: dict[tuple[int, ...], int] = {}  # opening ids → its sequence, LRU order
-        self._head: list[int] | None = None  # the analyst head, once it is in sequence 0
+        # The analyst prompt around the user's text; its head's KV goes into sequence 0 once.
+        self._head, self._tail = analyst_frame(chatml, self.encode)
+        self._head_cached = False
         self.label_ids = (self._single_token(prompts.POSITIVE_WORD),
                           self._single_token(prompts.NEGATIVE_WORD))  # fmt: skip
         self.prompter = ReplyPrompter(
@@ -236,10 +238,9 @@ class LlamaCppRunner:
     # --- sentiment ------------------------------------------------------------------------
 
     def tag(self, texts: Sequence[str]) -> list[Sentiment]:
-        if self._head is None:
-            head, self._tail = analyst_frame(chatml, self.encode)
-            self._forward([(HEAD_SEQUENCE, head, 0)])
-            self._head = head
+        if not self._head_cached:
+            self._forward([(HEAD_SEQUENCE, self._head, 0)])
+            self._head_cached = True
         results: list[Sentiment] = []
         room = max(1, len(self._free) - 1)
         for start in range(0, len(texts), room):
@@ -247,7 +248,6 @@ class LlamaCppRunner:
         return results
 
     def _tag_some(self, texts: Sequence[str]) -> list[Sentiment]:
-        assert self._head is not None
         sequences: list[int] = []
         try:
             items = []

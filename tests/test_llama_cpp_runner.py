@@ -7,13 +7,16 @@ the very same token ids for the same prompts, so the two backends answer the sam
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from engine import llama_cpp_runner
 from engine.llama_cpp_runner import LlamaCppRunner
+from engine.prompt_ids import analyst_frame, chatml
 from engine.prompts import detect_language, reply_examples, reply_system_prompt
 from engine.runner import GenerationParams, ModelLoadError, ReplyRequest, RunnerOptions
 from engine.transformers_runner import TransformersRunner
@@ -72,8 +75,6 @@ def test_a_batch_of_labels_equals_labels_one_by_one(llama: LlamaCppRunner) -> No
 
 
 def test_the_cached_head_gives_the_scores_of_the_whole_prompt(llama: LlamaCppRunner) -> None:
-    from engine.prompt_ids import analyst_frame, chatml
-
     head, tail = analyst_frame(chatml, llama.encode)
     text = "I lost my keys but found a great café."
     (cached,) = llama.tag([text])
@@ -83,8 +84,6 @@ def test_the_cached_head_gives_the_scores_of_the_whole_prompt(llama: LlamaCppRun
     finally:
         llama._drop_sequence(seq)
     positive, negative = llama.label_ids
-    import math
-
     whole = 1 / (1 + math.exp(float(row[negative] - row[positive])))
     assert cached.p_positive == pytest.approx(whole, abs=0.02)
 
@@ -96,8 +95,6 @@ def test_both_backends_build_the_same_prompts(
     for text in ("I got the job!!! 🎉", "今天好累 <b>真的</b>", "mixed 中文 and English"):
         req = request(text, "positive", history=history)
         assert llama.prompter.build(req).ids == real_runner.reply_prompt_ids(req)
-        from engine.prompt_ids import analyst_frame, chatml
-
         head, tail = analyst_frame(chatml, llama.encode)
         assert head + llama.encode(text) + tail == real_runner.analyst_prompt_ids(text)
 
@@ -164,7 +161,11 @@ def test_a_full_context_fails_the_reply_not_the_runner() -> None:
         small.close()
 
 
-def test_it_refuses_what_it_cannot_run(tmp_path: object) -> None:
+def test_it_refuses_what_it_cannot_run(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ModelLoadError, match="llama.cpp could not load"):
+        LlamaCppRunner.load(str(broken))
     with pytest.raises(ModelLoadError, match="BACKEND=llama_cpp reads GGUF files"):
         LlamaCppRunner.load("Qwen/Qwen2.5-0.5B-Instruct", cache_dir=cache_dir())
     with pytest.raises(ModelLoadError, match="SENTIMENT_METHOD=logits"):
