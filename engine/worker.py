@@ -52,6 +52,7 @@ class _ReplyJob:
     sink: asyncio.Queue[object]
     cancelled: bool = False
     stream: ReplyStream | None = None
+    started_at: float | None = None  # time.monotonic() when it got an active slot
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,10 @@ def _set_exception(future: asyncio.Future[Sentiment], error: BaseException) -> N
 class ReplyTokens:
     """Async iterator over the text deltas of one reply; `finished` is known at the end."""
 
-    def __init__(self, job: _ReplyJob, deadline: float, release: Callable[[], None]) -> None:
+    def __init__(self, job: _ReplyJob, timeout_s: float, release: Callable[[], None]) -> None:
         self._job = job
-        self._deadline = deadline
+        self._admitted_at = time.monotonic()
+        self._timeout_s = timeout_s
         self._release = release
         self._done = False
         self.finished = False
@@ -100,17 +102,14 @@ class ReplyTokens:
     async def __anext__(self) -> str:
         if self._done:
             raise StopAsyncIteration
-        remaining = self._deadline - time.monotonic()
         # The deadline bounds the model's work, not the reader: tokens already decoded are
         # handed over even to a reader that comes back late (e.g. after waiting out a 429).
+        # It counts from the moment the reply got an active slot, so waiting behind other
+        # users' replies does not eat its budget; waiting alone may take timeout_s too.
         # asyncio.timeout rather than wait_for: on 3.11 wait_for can swallow a cancellation
         # that races with a result, which left a cancelled reply running.
         try:
-            if not self._job.sink.empty():
-                item = self._job.sink.get_nowait()
-            else:
-                async with asyncio.timeout(max(remaining, 0.0)):
-                    item = await self._job.sink.get()
+            item = await self._next_item()
         except TimeoutError:
             self.cancel()
             raise EngineTimeout("the reply took too long") from None
@@ -125,6 +124,20 @@ class ReplyTokens:
         assert isinstance(item, _End)
         self.finished = item.finished
         raise StopAsyncIteration
+
+    async def _next_item(self) -> object:
+        while True:
+            if not self._job.sink.empty():
+                return self._job.sink.get_nowait()
+            started = self._job.started_at  # set by the worker thread
+            deadline = (started if started is not None else self._admitted_at) + self._timeout_s
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                    return await self._job.sink.get()
+            except TimeoutError:
+                if started is None and self._job.started_at is not None:
+                    continue  # it got its slot meanwhile: its own deadline applies now
+                raise
 
     def cancel(self) -> None:
         """Stop generating (the caller gave up); the worker frees the KV cache."""
@@ -198,7 +211,7 @@ class ModelWorker:
         loop = asyncio.get_running_loop()
         job = _ReplyJob(request, loop, asyncio.Queue())
         self._admit(job)
-        return ReplyTokens(job, time.monotonic() + self._timeout_s, self._release)
+        return ReplyTokens(job, self._timeout_s, self._release)
 
     # --- admission ------------------------------------------------------------------------
 
@@ -269,6 +282,7 @@ class ModelWorker:
             _deliver(job.loop, _set_result, job.future, sentiment)
 
     def _start_reply(self, job: _ReplyJob) -> bool:
+        job.started_at = time.monotonic()
         try:
             job.stream = self.runner.start_reply(job.request)
         except Exception as error:  # noqa: BLE001 - reported to the caller

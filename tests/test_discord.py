@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -163,8 +164,15 @@ async def wait_for_call(fake: FakeDiscord, route: str, token: str) -> Any:
     return calls[0]
 
 
-async def mood_events(engine: ScriptedEngine, user_id: int) -> list[Any]:
-    return await engine.store.mood_events(UserKey("discord", str(user_id)), LONG_AGO)
+async def mood_events(engine: ScriptedEngine, user_id: int, at_least: int = 0) -> list[Any]:
+    """The user's stored mood events, once there are `at_least` of them: the store commits
+    after the reply's last text, which the final edit may already show."""
+    deadline = time.monotonic() + 5
+    while True:
+        events = await engine.store.mood_events(UserKey("discord", str(user_id)), LONG_AGO)
+        if len(events) >= at_least or time.monotonic() > deadline:
+            return events
+        await asyncio.sleep(0.01)
 
 
 # --- messages -------------------------------------------------------------------------------
@@ -190,7 +198,7 @@ async def test_dm_shows_label_then_streams_the_reply_by_edits(
     assert fake.calls_to(TYPING)
     assert scripted_engine.runner.reply_calls[-1].user_text == text
 
-    [event] = await mood_events(scripted_engine, ALICE_ID)
+    [event] = await mood_events(scripted_engine, ALICE_ID, at_least=1)
     assert (event.label, event.chat_id) == ("positive", str(DM_OF[ALICE_ID]))
 
 
@@ -450,7 +458,7 @@ async def test_forget_needs_the_callers_confirmation(
     refused = await wait_for_call(fake, CALLBACK, intruder["token"])
     assert refused.json["data"]["content"] == texts.FORGET_NOT_YOURS
     assert refused.json["data"]["flags"] == EPHEMERAL
-    assert len(await mood_events(scripted_engine, ALICE_ID)) == 1
+    assert len(await mood_events(scripted_engine, ALICE_ID, at_least=1)) == 1
 
     confirm = press(fake, ALICE, prompt, style=4)
     await fake.dispatch("INTERACTION_CREATE", confirm)
@@ -479,7 +487,7 @@ async def test_forget_cancel_deletes_nothing(
     assert answer.json["type"] == 7  # the prompt is updated in place
     assert answer.json["data"]["content"] == texts.FORGET_CANCELLED
     assert answer.json["data"]["components"] == []
-    assert len(await mood_events(scripted_engine, ALICE_ID)) == 1
+    assert len(await mood_events(scripted_engine, ALICE_ID, at_least=1)) == 1
 
 
 async def test_reset_and_help(
@@ -495,7 +503,8 @@ async def test_reset_and_help(
     assert answer.json["content"] == texts.RESET_DONE
     assert (await wait_for_call(fake, CALLBACK, reset["token"])).json["data"]["flags"] == EPHEMERAL
     assert await scripted_engine.store.recent_turns(user, str(DM_OF[ALICE_ID]), 10) == []
-    assert len(await mood_events(scripted_engine, ALICE_ID)) == 1  # mood history is kept
+    kept = await mood_events(scripted_engine, ALICE_ID, at_least=1)
+    assert len(kept) == 1  # mood history is kept
 
     help_ = slash(fake, ALICE, "help", guild_id=GUILD, channel_id=CHANNEL)
     await fake.dispatch("INTERACTION_CREATE", help_)

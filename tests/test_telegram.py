@@ -77,8 +77,15 @@ def key(user_id: int) -> UserKey:
     return UserKey("telegram", str(user_id))
 
 
-async def mood_events(engine: ScriptedEngine, user_id: int) -> list[Any]:
-    return await engine.store.mood_events(key(user_id), EPOCH)
+async def mood_events(engine: ScriptedEngine, user_id: int, at_least: int = 0) -> list[Any]:
+    """The user's stored mood events, once there are `at_least` of them: the store commits
+    after the reply's last text, which the final edit may already show."""
+    deadline = time.monotonic() + 5
+    while True:
+        events = await engine.store.mood_events(key(user_id), EPOCH)
+        if len(events) >= at_least or time.monotonic() > deadline:
+            return events
+        await asyncio.sleep(0.01)
 
 
 def tagged_texts(engine: ScriptedEngine) -> list[str]:
@@ -120,7 +127,7 @@ async def test_private_message_label_first_then_streamed_reply_and_stored(
     assert len(api.calls_to("sendMessage")) == 1  # the reply grew by editing that message
     assert api.calls_to("editMessageText", ok_only=True)[-1].params["text"] == final
     assert api.calls_to("sendChatAction")[0].params == {"chat_id": USER, "action": "typing"}
-    events = await mood_events(scripted_engine, USER)
+    events = await mood_events(scripted_engine, USER, at_least=1)
     assert [(e.label, e.chat_id) for e in events] == [("positive", str(USER))]
 
 
@@ -302,7 +309,7 @@ async def test_reset_clears_this_chats_memory_but_keeps_mood(
     api.private_text(USER, "/reset")
     await wait_text(api, USER, texts.RESET_DONE)
     assert await scripted_engine.store.recent_turns(key(USER), str(USER), 10) == []
-    assert len(await mood_events(scripted_engine, USER)) == 1
+    assert len(await mood_events(scripted_engine, USER, at_least=1)) == 1
 
 
 async def test_forget_asks_only_the_owner_can_confirm_and_cancel_keeps_data(

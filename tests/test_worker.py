@@ -278,6 +278,36 @@ async def test_slow_reply_times_out(make_worker: MakeWorker) -> None:
     assert await asyncio.wait_for(worker.tag("good"), HANG) == Sentiment("positive", 0.9)
 
 
+async def test_waiting_for_a_slot_does_not_eat_the_reply_budget(
+    make_worker: MakeWorker,
+) -> None:
+    # One active slot: the second reply waits ~0.4 s for the first, then decodes ~0.4 s.
+    # Together that is past the 0.6 s timeout, but its own decoding is well within it.
+    runner = ScriptedRunner(reply_text=long_text(8), delay_s=0.05)
+    worker = await make_worker(runner, timeout_s=0.6, max_active_replies=1)
+    first, second = worker.reply(req("one")), worker.reply(req("two"))
+    started = time.monotonic()
+    texts = await asyncio.gather(collect(first), collect(second))
+    assert time.monotonic() - started > 0.6
+    assert ["".join(text) for text in texts] == [long_text(8)] * 2
+
+
+async def test_a_reply_that_never_gets_a_slot_times_out_without_starting(
+    make_worker: MakeWorker,
+) -> None:
+    runner = ScriptedRunner(reply_text=long_text(40), delay_s=0.05)  # ~2 s
+    worker = await make_worker(runner, timeout_s=0.3, max_active_replies=1)
+    hog = worker.reply(req("hog"))
+    first_word = await hog.__anext__()
+    assert first_word == "w0 "
+    starved = worker.reply(req("starved"))
+    with pytest.raises(EngineTimeout):
+        await collect(starved)
+    hog.cancel()
+    await wait_until(lambda: runner.replies[0].closed, "the hog is cancelled")
+    assert len(runner.replies) == 1  # the starved reply was dropped before it started
+
+
 async def test_a_reply_finished_in_time_is_delivered_to_a_late_reader(
     make_worker: MakeWorker,
 ) -> None:
