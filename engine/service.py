@@ -8,6 +8,7 @@ and both turns in one transaction. One user's messages are handled strictly in o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -86,7 +87,7 @@ class ChatService:
         self.store = store
         self.config = config or EngineConfig()
         self._clock = clock
-        self._user_locks: dict[UserKey, asyncio.Lock] = {}
+        self._user_locks: dict[UserKey, _UserLock] = {}
 
     def _now(self) -> datetime:
         return self._clock.now(UTC)
@@ -220,8 +221,25 @@ class ChatService:
             rows = await self.store.forget_user(user)
         return texts.forget_done(rows)
 
-    def _user_lock(self, user: UserKey) -> asyncio.Lock:
-        return self._user_locks.setdefault(user, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def _user_lock(self, user: UserKey) -> AsyncIterator[None]:
+        # Counted, so a user's lock is dropped when nobody holds or awaits it: a bot that
+        # meets thousands of users does not keep a lock for each one forever.
+        entry = self._user_locks.setdefault(user, _UserLock())
+        entry.holders += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.holders -= 1
+            if entry.holders == 0:
+                del self._user_locks[user]
+
+
+@dataclass
+class _UserLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    holders: int = 0  # holding or waiting
 
 
 def parse_days(raw: str | None, default: int = 7) -> int:

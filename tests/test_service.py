@@ -251,6 +251,28 @@ async def test_another_user_is_not_blocked(scripted_engine: ScriptedEngine) -> N
     assert ("alice", "ReplyDone") in log
 
 
+async def test_a_users_lock_is_dropped_once_nobody_waits_for_it(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    service = scripted_engine.service
+    scripted_engine.runner.delay_s = 0.01
+
+    async def consume(message: IncomingMessage) -> None:
+        async for _ in service.handle(message):
+            assert service._user_locks  # held while the message is handled
+
+    first = asyncio.create_task(consume(msg("one " * 10, user="carol")))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(consume(msg("two", user="carol")))
+    await asyncio.sleep(0.01)
+    assert service._user_locks[msg("x", user="carol").user].holders == 2  # one holds, one waits
+    await asyncio.wait_for(asyncio.gather(first, second), HANG)
+    for name in ("dave", "erin", "frank"):
+        await run(service, msg("hello", user=name))
+    await service.reset(msg("x", user="dave").user, "chat")
+    assert service._user_locks == {}
+
+
 async def _until(condition: Callable[[], bool]) -> None:
     while not condition():
         await asyncio.sleep(0.005)
