@@ -9,7 +9,10 @@ sequence can start as a copy of another at no cost (cells are shared, not copied
   text and the short tail, reads the two label scores and is dropped;
 - a few sequences hold the KV of reply prompt openings (persona plus example exchange);
 - every reply decodes in a sequence of its own, and `step_many` advances all of them, new
-  prompts included, in one `llama_decode` call.
+  prompts included, in one `llama_decode` call;
+- a finished reply's sequence is kept for a while (LRU): the user's next prompt usually
+  starts with it (same persona and examples, then the history that just grew by this
+  exchange), so only the new message is run, not the whole conversation again.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 
 HEAD_SEQUENCE = 0
 OPENINGS_KEPT = 4  # reply prompt openings whose KV stays cached (LRU), sequences 1..4
+CONVERSATIONS_KEPT = 8  # finished replies whose KV stays for the next message (LRU)
 MAX_SEQUENCES = 64  # all of the above plus labels and replies in flight
 BATCH_TOKENS = 512  # tokens per llama_decode call; longer work is split over several
 # New prompt tokens fed per step_many call, beyond one token per decoding reply. A prompt
@@ -59,6 +63,8 @@ def _forward_llama_log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
     message = text.decode("utf-8", errors="replace").rstrip()
     if message:
         ours = {3: logging.WARNING, 4: logging.ERROR}.get(level, logging.DEBUG)
+        if "failed to find a memory slot" in message:
+            ours = logging.DEBUG  # a full KV cache: _decode makes room and says so if it can't
         log.log(ours, "llama.cpp: %s", message)
 
 
@@ -112,6 +118,8 @@ class LlamaCppRunner:
         self._batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
         self._free = list(range(params.n_seq_max - 1, OPENINGS_KEPT, -1))  # pop() takes lowest
         self._openings: dict[tuple[int, ...], int] = {}  # opening ids → its sequence, LRU order
+        # Finished sequence → (the tokens its KV holds, how many of them were its prompt).
+        self._kept: dict[int, tuple[list[int], int]] = {}  # LRU order
         # The analyst prompt around the user's text; its head's KV goes into sequence 0 once.
         self._head, self._tail = analyst_frame(chatml, self.encode)
         self._head_cached = False
@@ -183,8 +191,40 @@ class LlamaCppRunner:
 
     def _take_sequence(self) -> int:
         if not self._free:
+            self._evict_kept()
+        if not self._free:
             raise RuntimeError("llama.cpp: every sequence is in use")
         return self._free.pop()
+
+    def _keep(self, seq: int, tokens: list[int], prompt_length: int) -> None:
+        """Keep a finished reply's KV (`tokens` are exactly what it holds) for reuse."""
+        self._kept[seq] = (tokens, prompt_length)
+        while len(self._kept) > CONVERSATIONS_KEPT:
+            self._evict_kept()
+
+    def _evict_kept(self) -> bool:
+        if not self._kept:
+            return False
+        seq = next(iter(self._kept))  # least recently used
+        del self._kept[seq]
+        self._drop_sequence(seq)
+        return True
+
+    def _continued(self, ids: list[int]) -> tuple[int, int]:
+        """The kept exchange that `ids` continues, and how many leading ids it holds; (-1, 0)
+        if none. A prompt continues an exchange when it starts with that exchange's whole
+        prompt: the same conversation one message later (other users share only the opening,
+        and must not take this user's KV away)."""
+        for seq, (tokens, prompt_length) in reversed(self._kept.items()):
+            if ids[:prompt_length] != tokens[:prompt_length]:
+                continue
+            common = prompt_length
+            for a, b in zip(tokens[prompt_length:], ids[prompt_length:], strict=False):
+                if a != b:  # the reply may re-tokenise differently from how it was sampled
+                    break
+                common += 1
+            return seq, common
+        return -1, 0
 
     def _drop_sequence(self, seq: int) -> None:
         llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
@@ -224,6 +264,9 @@ class LlamaCppRunner:
     ) -> None:
         self._batch.n_tokens = filled
         code = llama_cpp.llama_decode(self._ctx, self._batch)
+        # 1 = no room in the KV cache (nothing was computed): kept conversations make room.
+        while code == 1 and self._evict_kept():
+            code = llama_cpp.llama_decode(self._ctx, self._batch)
         if code == 1:
             raise RuntimeError(
                 f"llama.cpp's context is full ({self.context_tokens} tokens shared by all "
@@ -272,12 +315,19 @@ class LlamaCppRunner:
     def start_reply(self, request: ReplyRequest) -> LlamaCppReply:
         prompt = self.prompter.build(request)
         seq = self._take_sequence()
-        cached = 0
+        source, cached = self._continued(prompt.ids)
+        cached = min(cached, len(prompt.ids) - 1)  # the last prompt token must run: its scores
         try:
-            if prompt.opening:
+            if cached > prompt.opening:  # this user's last exchange: reuse it, it is superseded
+                llama_cpp.llama_memory_seq_cp(self._memory, source, seq, 0, cached)
+                del self._kept[source]
+                self._drop_sequence(source)
+            elif prompt.opening:
                 source = self._opening(prompt.ids[: prompt.opening])
                 llama_cpp.llama_memory_seq_cp(self._memory, source, seq, -1, -1)
                 cached = prompt.opening
+            else:
+                cached = 0
         except BaseException:
             self._drop_sequence(seq)
             raise
@@ -347,6 +397,7 @@ class LlamaCppReply:
         self.runner = runner
         self.seq = seq
         self.params = params
+        self.prompt_ids = prompt_ids
         self.position = cached  # tokens of this sequence already in the KV cache
         self.pending = prompt_ids[cached:]  # what the next forward feeds
         self.generated: list[int] = []
@@ -373,10 +424,13 @@ class LlamaCppReply:
 
     def _finish(self) -> str | None:
         tail = self.text.decode(b"", final=True)
-        self.close()
+        if not self.done:  # a complete reply: its KV may start this user's next prompt
+            self.done = True
+            held = (self.prompt_ids + self.generated)[: self.position]
+            self.runner._keep(self.seq, held, len(self.prompt_ids))
         return tail or None
 
     def close(self) -> None:
-        if not self.done:
+        if not self.done:  # cancelled or failed: nothing worth keeping
             self.done = True
             self.runner._drop_sequence(self.seq)

@@ -136,15 +136,46 @@ def test_the_shared_opening_is_cached_and_reused(llama: LlamaCppRunner) -> None:
 
 
 def test_sequences_are_returned_when_replies_end_or_close(llama: LlamaCppRunner) -> None:
+    llama.tag(["empty the kept ones"])
+    while llama._evict_kept():
+        pass
     free = len(llama._free)
     done = llama.start_reply(request("hi"))
     run(llama, done)
+    assert list(llama._kept) == [done.seq]  # a complete reply's KV is kept for a while
     closed = llama.start_reply(request("hi again"))
     closed.step()
     closed.close()
     closed.close()  # twice is harmless
     assert closed.step() is None
-    assert len(llama._free) == free
+    assert closed.seq not in llama._kept  # a cancelled one is not
+    assert len(llama._free) + len(llama._kept) == free
+
+
+def test_the_next_message_reuses_the_conversation_so_far(llama: LlamaCppRunner) -> None:
+    first_text = "I failed my driving test today."
+    answer, _ = run(llama, llama.start_reply(request(first_text)))
+    history = (Turn("user", first_text), Turn("assistant", answer.strip()))
+    follow_up = request("And I have to wait a month to retry.", history=history)
+    prompt = llama.prompter.build(follow_up)
+
+    reply = llama.start_reply(follow_up)
+    # Everything up to the new message came from the kept sequence, not just the opening.
+    assert prompt.opening < len(prompt.ids) - 40 < reply.position < len(prompt.ids)
+    assert reply.pending == prompt.ids[reply.position :]
+    text, tokens = run(llama, reply)
+
+    while llama._evict_kept():  # the same prompt computed from the opening only
+        pass
+    fresh = llama.start_reply(follow_up)
+    assert fresh.position == prompt.opening
+    assert run(llama, fresh)[1][:6] == tokens[:6]
+
+
+def test_kept_conversations_are_bounded_and_make_room(llama: LlamaCppRunner) -> None:
+    for index in range(llama_cpp_runner.CONVERSATIONS_KEPT + 3):
+        run(llama, llama.start_reply(request(f"message number {index}", params=GREEDY)))
+    assert len(llama._kept) == llama_cpp_runner.CONVERSATIONS_KEPT
 
 
 def test_a_full_context_fails_the_reply_not_the_runner() -> None:
@@ -157,6 +188,13 @@ def test_a_full_context_fails_the_reply_not_the_runner() -> None:
                 pass
         assert reply.done and len(small._free) == free
         assert small.tag(["I am happy"])[0].label == "positive"  # still works
+        # Kept conversations give their cells back when a new prompt needs them.
+        longer = GenerationParams(max_new_tokens=80, temperature=0.0, repetition_penalty=1.0)
+        for index in range(8):
+            story = f"Tell me a long story about a lighthouse keeper, part {index}."
+            text, _ = run(small, small.start_reply(request(story, params=longer)))
+            assert text.strip()
+        assert len(small._kept) < 8  # (8 would not fit in 512 cells)
     finally:
         small.close()
 
@@ -189,6 +227,8 @@ def test_prompts_are_fed_in_chunks_so_a_step_stays_short(
     decoding = llama.start_reply(request("hello"))
     while len(decoding.pending) > 1:  # get one reply past its prompt
         decoding.step()
+    while llama._evict_kept():  # or `long` would continue `whole`'s kept exchange
+        pass
     long = llama.start_reply(request(text))
     assert len(long.pending) > 3 * llama_cpp_runner.PREFILL_TOKENS_PER_STEP
     steps = [llama.step_many([decoding, long]) for _ in range(3)]
