@@ -71,6 +71,10 @@ def _forward_llama_log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
 _LOG_CALLBACK = llama_cpp.llama_log_callback(_forward_llama_log) if llama_cpp else None
 
 
+class ContextFull(RuntimeError):
+    """No room left in the KV cache for a batch, even after dropping kept conversations."""
+
+
 def _require_package() -> None:
     if llama_cpp is None:
         raise ModelLoadError(
@@ -268,7 +272,7 @@ class LlamaCppRunner:
         while code == 1 and self._evict_kept():
             code = llama_cpp.llama_decode(self._ctx, self._batch)
         if code == 1:
-            raise RuntimeError(
+            raise ContextFull(
                 f"llama.cpp's context is full ({self.context_tokens} tokens shared by all "
                 "replies in flight); raise LLAMA_CONTEXT_TOKENS or lower MAX_ACTIVE_REPLIES"
             )
@@ -365,15 +369,19 @@ class LlamaCppRunner:
                 feeds.append((reply, reply.pending[:budget]))
                 budget -= len(feeds[-1][1])
         try:
-            rows = self._forward(
-                [(reply.seq, tokens, reply.position) for reply, tokens in feeds],
-                [len(tokens) == len(reply.pending) for reply, tokens in feeds],
-            )
+            try:
+                rows = self._feed(feeds)
+            except ContextFull:
+                feeds = self._without_new_prompts(feeds)
+                rows = self._feed(feeds)
         except BaseException:
             for reply in live:  # their KV may be half written
                 reply.close()
             raise
         deltas: dict[int, str | None] = {id(reply): "" for reply in live}  # "": no text yet
+        for reply in live:
+            if reply.done:  # a prompt that did not fit: its reply ends, empty
+                deltas[id(reply)] = None
         for (reply, tokens), row in zip(feeds, rows, strict=True):
             if len(tokens) < len(reply.pending):  # a prompt's middle: more next step
                 reply.position += len(tokens)
@@ -381,6 +389,30 @@ class LlamaCppRunner:
             else:
                 deltas[id(reply)] = reply.accept(row)
         return [deltas.get(id(reply)) for reply in replies]
+
+
+    def _feed(self, feeds: list[tuple[LlamaCppReply, list[int]]]) -> list[np.ndarray]:
+        return self._forward(
+            [(reply.seq, tokens, reply.position) for reply, tokens in feeds],
+            [len(tokens) == len(reply.pending) for reply, tokens in feeds],
+        )
+
+    def _without_new_prompts(
+        self, feeds: list[tuple[LlamaCppReply, list[int]]]
+    ) -> list[tuple[LlamaCppReply, list[int]]]:
+        """The cache is full: the prompts still being read give way (their users get an error
+        reply) so that the replies already decoding can finish. Raises ContextFull again
+        when there are none to drop."""
+        prompts = [reply for reply, _ in feeds if len(reply.pending) > 1]
+        if not prompts:
+            raise ContextFull(f"llama.cpp's context is full ({self.context_tokens} tokens)")
+        log.warning("the KV cache is full: %d new prompt(s) dropped", len(prompts))
+        for reply in prompts:
+            reply.close()
+        kept = [(reply, tokens) for reply, tokens in feeds if not reply.done]
+        for reply, _ in kept:  # a failed decode writes nothing, but make sure of it
+            llama_cpp.llama_memory_seq_rm(self._memory, reply.seq, reply.position, -1)
+        return kept
 
 
 class LlamaCppReply:

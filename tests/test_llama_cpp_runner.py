@@ -178,15 +178,36 @@ def test_kept_conversations_are_bounded_and_make_room(llama: LlamaCppRunner) -> 
     assert len(llama._kept) == llama_cpp_runner.CONVERSATIONS_KEPT
 
 
+def test_a_prompt_that_does_not_fit_ends_only_its_own_reply(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    small = LlamaCppRunner.load("packaged", cache_dir=cache_dir(), context_tokens=640)
+    try:
+        decoding = small.start_reply(request("hello there"))
+        while len(decoding.pending) > 1:
+            decoding.step()
+        huge = small.start_reply(request("words " * 600))
+        outputs: dict[str, list[str]] = {"decoding": [], "huge": []}
+        while not (decoding.done and huge.done):
+            for name, delta in zip(outputs, small.step_many([decoding, huge]), strict=True):
+                if delta:
+                    outputs[name].append(delta)
+        assert huge.generated == [] and not huge.finished  # ended empty: an error reply
+        assert decoding.finished and "".join(outputs["decoding"]).strip()  # unharmed
+        assert "new prompt(s) dropped" in caplog.text
+    finally:
+        small.close()
+
+
 def test_a_full_context_fails_the_reply_not_the_runner() -> None:
     small = LlamaCppRunner.load("packaged", cache_dir=cache_dir(), context_tokens=512)
     try:
         free = len(small._free)
         reply = small.start_reply(request("long " * 700))
-        with pytest.raises(RuntimeError, match="context is full"):  # once its prompt runs out
-            while reply.step() is not None:
-                pass
-        assert reply.done and len(small._free) == free
+        while reply.step() is not None:  # its prompt runs out of room part-way
+            pass
+        assert reply.done and not reply.finished and reply.generated == []
+        assert len(small._free) == free
         assert small.tag(["I am happy"])[0].label == "positive"  # still works
         # Kept conversations give their cells back when a new prompt needs them.
         longer = GenerationParams(max_new_tokens=80, temperature=0.0, repetition_penalty=1.0)
