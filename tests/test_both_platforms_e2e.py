@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.discord_api import FakeDiscord, user_payload
 from tests.fakes.telegram_api import FakeTelegramAPI
+from tests.support import bot_process
 from tests.test_discord_e2e import DM_CHANNEL
 from tests.test_discord_e2e import TOKEN as DISCORD_TOKEN
 from tests.test_discord_e2e import USER_ID as DISCORD_USER
@@ -46,33 +46,23 @@ async def test_telegram_and_discord_share_one_process(tmp_path: Path) -> None:
             }
             for key in ("TELEGRAM_ALLOWED_USER_IDS", "DISCORD_ALLOWED_USER_IDS"):
                 env.pop(key, None)
-            with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-                process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "bot",
-                    cwd=tmp_path, env=env,
-                    stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
-                )  # fmt: skip
-                try:
-                    await discord.wait_for(lambda: discord.identifies, timeout=300)
-                    # Both messages arrive together: the one model serves both platforms.
-                    telegram.private_text(TELEGRAM_USER, "I finally passed my driving test!")
-                    author = user_payload(DISCORD_USER, "alice")
-                    await discord.dispatch(
-                        "MESSAGE_CREATE",
-                        discord.message(
-                            channel_id=DM_CHANNEL, author=author, content="今天好累，什么都不顺。"
-                        ),
-                    )
-                    shown_telegram, shown_discord = await asyncio.gather(
-                        telegram_final_reply(telegram, db, process),
-                        discord_final_reply(discord, db, process),
-                    )
-                    process.send_signal(signal.SIGTERM)
-                    code = await asyncio.wait_for(process.wait(), timeout=60)
-                finally:
-                    if process.returncode is None:
-                        process.kill()
-                        await process.wait()
+            async with bot_process(tmp_path, env, stdout_path, stderr_path) as process:
+                await discord.wait_for(lambda: discord.identifies, timeout=300)
+                # Both messages arrive together: the one model serves both platforms.
+                telegram.private_text(TELEGRAM_USER, "I finally passed my driving test!")
+                author = user_payload(DISCORD_USER, "alice")
+                await discord.dispatch(
+                    "MESSAGE_CREATE",
+                    discord.message(
+                        channel_id=DM_CHANNEL, author=author, content="今天好累，什么都不顺。"
+                    ),
+                )
+                shown_telegram, shown_discord = await asyncio.gather(
+                    telegram_final_reply(telegram, db, process),
+                    discord_final_reply(discord, db, process),
+                )
+                process.send_signal(signal.SIGTERM)
+                code = await asyncio.wait_for(process.wait(), timeout=60)
     finally:
         await discord.close()
 

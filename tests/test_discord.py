@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import discord
@@ -19,6 +17,7 @@ from engine.testing import ScriptedRunner, scripted_p_positive
 from engine.types import Sentiment, StorageError, UserKey
 from tests.conftest import ScriptedEngine
 from tests.fakes.discord_api import EPHEMERAL, JSON, FakeDiscord, user_payload
+from tests.support import stored_mood_events
 
 TOKEN = "test-token"
 GUILD, CHANNEL, OTHER_CHANNEL = 7100, 7101, 7102
@@ -30,7 +29,6 @@ EDITS = "PATCH /channels/{channel_id}/messages/{message_id}"
 TYPING = "POST /channels/{channel_id}/typing"
 CALLBACK = "POST /interactions/{interaction_id}/{token}/callback"
 EDIT_ORIGINAL = "PATCH /webhooks/{application_id}/{token}/messages/@original"
-LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -165,14 +163,7 @@ async def wait_for_call(fake: FakeDiscord, route: str, token: str) -> Any:
 
 
 async def mood_events(engine: ScriptedEngine, user_id: int, at_least: int = 0) -> list[Any]:
-    """The user's stored mood events, once there are `at_least` of them: the store commits
-    after the reply's last text, which the final edit may already show."""
-    deadline = time.monotonic() + 5
-    while True:
-        events = await engine.store.mood_events(UserKey("discord", str(user_id)), LONG_AGO)
-        if len(events) >= at_least or time.monotonic() > deadline:
-            return events
-        await asyncio.sleep(0.01)
+    return await stored_mood_events(engine.store, UserKey("discord", str(user_id)), at_least)
 
 
 # --- messages -------------------------------------------------------------------------------

@@ -6,16 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from engine import texts
-from engine.types import Sentiment, UserKey
-from storage import SqliteMoodStore
+from engine.types import UserKey
 from tests.fakes.discord_api import FakeDiscord, user_payload
+from tests.support import bot_process, final_reply
 
 pytestmark = pytest.mark.model
 
@@ -44,28 +41,17 @@ async def test_python_m_bot_answers_a_discord_dm_and_stops_on_sigint(tmp_path: P
     for key in ("TELEGRAM_BOT_TOKEN", "DISCORD_ALLOWED_USER_IDS", "DISCORD_TRIGGERS"):
         env.pop(key, None)
     try:
-        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            # Files, not pipes: debug logging would fill a pipe nobody reads until the end.
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot",
-                cwd=tmp_path,  # no .env from the repo can leak in
-                env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
-            )  # fmt: skip
-            try:
-                await fake.wait_for(lambda: fake.identifies, timeout=STARTUP_TIMEOUT_S)
-                author = user_payload(USER_ID, "alice")
-                text = "今天的实验终于成功了，太棒了！"
-                await fake.dispatch(
-                    "MESSAGE_CREATE",
-                    fake.message(channel_id=DM_CHANNEL, author=author, content=text),
-                )
-                shown = await _final_reply(fake, db, process)
-                process.send_signal(signal.SIGINT)
-                code = await asyncio.wait_for(process.wait(), timeout=60)
-            finally:
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
+        async with bot_process(tmp_path, env, stdout_path, stderr_path) as process:
+            await fake.wait_for(lambda: fake.identifies, timeout=STARTUP_TIMEOUT_S)
+            author = user_payload(USER_ID, "alice")
+            text = "今天的实验终于成功了，太棒了！"
+            await fake.dispatch(
+                "MESSAGE_CREATE",
+                fake.message(channel_id=DM_CHANNEL, author=author, content=text),
+            )
+            shown = await _final_reply(fake, db, process)
+            process.send_signal(signal.SIGINT)
+            code = await asyncio.wait_for(process.wait(), timeout=60)
     finally:
         await fake.close()
     stdout = stdout_path.read_text(errors="replace")
@@ -83,30 +69,8 @@ async def test_python_m_bot_answers_a_discord_dm_and_stops_on_sigint(tmp_path: P
 
 
 async def _final_reply(fake: FakeDiscord, db: Path, process: asyncio.subprocess.Process) -> str:
-    """Wait until the DM shows exactly the stored reply under the stored label.
+    def shown() -> list[str]:
+        return [m["content"] for m in fake.channel_messages(DM_CHANNEL)]
 
-    The engine stores the exchange before it reports the reply done, and the renderer's last
-    edit follows; so once the DM matches the database, the reply is final.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + REPLY_TIMEOUT_S
     user = UserKey("discord", str(USER_ID))
-    shown: list[str] = []
-    while loop.time() < deadline:
-        if process.returncode is not None:
-            raise AssertionError(f"python -m bot exited early with {process.returncode}")
-        shown = [m["content"] for m in fake.channel_messages(DM_CHANNEL)]
-        if shown and db.exists():
-            store = await SqliteMoodStore.open(db)
-            try:
-                events = await store.mood_events(user, datetime(2000, 1, 1, tzinfo=UTC))
-                turns = await store.recent_turns(user, str(DM_CHANNEL), 2)
-            finally:
-                await store.close()
-            if events and turns:
-                sentiment = Sentiment(events[0].label, events[0].p_positive)
-                expected = f"{texts.label_line(sentiment)}\n\n{turns[-1].content}"
-                if shown == [expected]:
-                    return expected
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"no final reply in time; the DM shows {shown!r}")
+    return await final_reply(shown, db, process, user, str(DM_CHANNEL), REPLY_TIMEOUT_S)

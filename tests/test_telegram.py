@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -28,11 +27,11 @@ from tests.fakes.telegram_api import (
     private_chat,
     user_json,
 )
+from tests.support import stored_mood_events
 
 USER, OTHER = 111, 222
 POSITIVE = texts.label_line(Sentiment("positive", 0.9))
 NEGATIVE = texts.label_line(Sentiment("negative", 0.1))
-EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 MakeAdapter = Callable[..., Awaitable[TelegramAdapter]]
 
@@ -78,14 +77,7 @@ def key(user_id: int) -> UserKey:
 
 
 async def mood_events(engine: ScriptedEngine, user_id: int, at_least: int = 0) -> list[Any]:
-    """The user's stored mood events, once there are `at_least` of them: the store commits
-    after the reply's last text, which the final edit may already show."""
-    deadline = time.monotonic() + 5
-    while True:
-        events = await engine.store.mood_events(key(user_id), EPOCH)
-        if len(events) >= at_least or time.monotonic() > deadline:
-            return events
-        await asyncio.sleep(0.01)
+    return await stored_mood_events(engine.store, key(user_id), at_least)
 
 
 def tagged_texts(engine: ScriptedEngine) -> list[str]:

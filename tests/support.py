@@ -1,0 +1,83 @@
+"""Waiting helpers shared by the adapter and end-to-end suites."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine import texts
+from engine.types import MoodEvent, MoodStore, Sentiment, UserKey
+from storage import SqliteMoodStore
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+async def stored_mood_events(store: MoodStore, user: UserKey, at_least: int = 0) -> list[MoodEvent]:
+    """The user's stored mood events, once there are `at_least` of them (5 s at most): the
+    store commits after the reply's last text, which the final edit may already show."""
+    deadline = time.monotonic() + 5
+    while True:
+        events = await store.mood_events(user, EPOCH)
+        if len(events) >= at_least or time.monotonic() > deadline:
+            return events
+        await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def bot_process(
+    cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m bot` in `cwd` (so no .env from the repo leaks in), killed if still running
+    at the end. Output goes to files, not pipes: debug logging would fill a pipe nobody reads
+    until the end."""
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot",
+            cwd=cwd, env=dict(env), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
+        )  # fmt: skip
+        try:
+            yield process
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+async def final_reply(
+    shown: Callable[[], list[str]],
+    db: Path,
+    process: asyncio.subprocess.Process,
+    user: UserKey,
+    chat_id: str,
+    timeout_s: float,
+) -> str:
+    """Wait until the chat shows exactly the stored reply under the stored label.
+
+    The engine stores the exchange before it reports the reply done, and the renderer's last
+    edit follows; so once the chat matches the database, the reply is final.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        if process.returncode is not None:
+            raise AssertionError(f"python -m bot exited early with {process.returncode}")
+        messages = shown()
+        if messages and db.exists():
+            store = await SqliteMoodStore.open(db)
+            try:
+                events = await store.mood_events(user, EPOCH)
+                turns = await store.recent_turns(user, chat_id, 2)
+            finally:
+                await store.close()
+            if events and turns:
+                sentiment = Sentiment(events[0].label, events[0].p_positive)
+                expected = f"{texts.label_line(sentiment)}\n\n{turns[-1].content}"
+                if messages == [expected]:
+                    return expected
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no final reply in time; the chat shows {shown()!r}")
