@@ -18,6 +18,7 @@ from typing import Any
 from adapters.base import Adapter
 from adapters.console import ConsoleAdapter, ConsoleConfig
 from bot.settings import Settings
+from engine.model_files import names_a_gguf
 from engine.runner import ModelLoadError, ModelRunner, RunnerOptions
 from engine.service import ChatService
 from engine.types import StorageError
@@ -37,8 +38,7 @@ def choose_backend(settings: Settings) -> str:
     it is installed and can run what is configured, and transformers otherwise."""
     if settings.backend != "auto":
         return settings.backend
-    spec = settings.model.strip()
-    runs_gguf = spec in ("", "packaged") or spec.endswith(".gguf")
+    runs_gguf = names_a_gguf(settings.model)
     if runs_gguf and settings.sentiment_method == "logits" and find_spec("llama_cpp"):
         return "llama_cpp"
     return "transformers"

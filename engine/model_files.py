@@ -183,13 +183,19 @@ def resolve_model(spec: str, cache_dir: Path) -> ModelSource:
     return ModelSource(spec, False, spec)
 
 
+def names_a_gguf(spec: str) -> bool:
+    """Whether MODEL is a GGUF file (the packaged one or a path ending in .gguf)."""
+    spec = spec.strip() or PACKAGED
+    return spec == PACKAGED or Path(spec).suffix == ".gguf"
+
+
 def resolve_gguf(spec: str, cache_dir: Path) -> tuple[Path, str]:
     """The GGUF file that llama.cpp reads as it is (no conversion), and its description."""
     spec = spec.strip() or PACKAGED
     if spec == PACKAGED:
         return packaged_gguf(cache_dir), f"{PACKAGED_NAME} (packaged)"
     path = Path(spec).expanduser()
-    if path.suffix == ".gguf":
+    if names_a_gguf(spec):
         if not path.is_file():
             raise ModelLoadError(f"MODEL points at a GGUF file that does not exist: {path}")
         return path, path.name
