@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import datasets, load, replies
+from bench import batching, datasets, load, replies
 from bench.common import classification_metrics, percentile, table
 from bench.latency import summarize as latency_summary
+from engine.runner import GenerationParams
 from engine.service import ChatService, EngineConfig
+from engine.testing import ScriptedRunner
 from storage import SqliteMoodStore
 from tests.conftest import ScriptedEngine
 
@@ -70,6 +72,26 @@ def test_table_and_latency_summary() -> None:
     assert figures["decode_tokens_per_s"] == pytest.approx(30 / 3.0)
     assert figures["sentiment_s_p50"] == pytest.approx(0.4)
     assert figures["reply_tokens_mean"] == 16 and figures["finished_share"] == 0.5
+
+
+def test_batching_counts_steps_only_while_all_replies_decode() -> None:
+    runner = ScriptedRunner(reply_text="one two three four")
+    figures = batching.measure(runner, 2, GenerationParams())
+    # Each prompt runs alone up to its first word, then both decode together to their ends.
+    assert runner.batch_sizes == [1, 1, 2, 2, 2, 2]
+    assert runner.tag_calls == [[m.text for m in batching.messages(2)]]
+    assert figures.reply_tokens == [4, 4]
+    assert len(figures.prompt_s) == 2
+    assert len(figures.step_s) == 3  # the first joint step (a cache regroup) is not counted
+
+
+def test_batching_ceiling_hand_computed() -> None:
+    alone = batching.BatchFigures(1, label_s=0.1, prompt_s=[0.2], step_s=[0.03], reply_tokens=[40])
+    together = batching.BatchFigures(8, label_s=0.05, prompt_s=[0.2] * 8, step_s=[0.1])
+    # alone: 0.1 + 0.2 + 40 * 0.03 = 1.5 s a message; together: 0.05 + 0.2 + 40 * 0.1 / 8
+    assert batching.ceiling(alone, together) == pytest.approx(1.5 / 0.75)
+    assert together.tokens_per_s == pytest.approx(80.0)
+    assert batching.ceiling(alone, batching.BatchFigures(8)) is None  # nothing measured
 
 
 # --- dataset parsers on synthetic archives --------------------------------------------------
