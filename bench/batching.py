@@ -34,6 +34,7 @@ from engine.prompts import reply_examples, reply_system_prompt
 from engine.runner import GenerationParams, ReplyRequest
 
 MIN_STEPS = 8  # steps with all k replies decoding, for a figure worth reporting
+MAX_EXTRA_ROUNDS = 4  # rounds added to reach MIN_STEPS when replies end early
 
 
 @dataclass
@@ -68,18 +69,18 @@ def measure(runner: Any, replies: int, params: GenerationParams) -> BatchFigures
     start = time.perf_counter()
     runner.tag(texts)
     figures.label_s = (time.perf_counter() - start) / replies
-    streams = []
+    live = []
+    counts: dict[int, int] = {}  # stream → tokens it has decoded
     for text in texts:
         stream = runner.start_reply(request_for(text, params))
         start = time.perf_counter()
-        tokens = 1
         delta = runner.step_many([stream])[0]
         while delta == "":  # the middle of its prompt (or of a character)
             delta = runner.step_many([stream])[0]
         figures.prompt_s.append(time.perf_counter() - start)
-        streams.append((stream, tokens if delta is not None else 0))
-    live = [stream for stream, _ in streams]
-    counts = {id(stream): tokens for stream, tokens in streams}
+        counts[id(stream)] = 0 if delta is None else 1
+        if delta is not None:
+            live.append(stream)
     first = True
     while live:
         start = time.perf_counter()
@@ -109,6 +110,7 @@ def ceiling(alone: BatchFigures, together: BatchFigures) -> float | None:
 
 
 def run(sizes: Sequence[int], max_new_tokens: int | None, seed: int) -> dict[str, Any]:
+    """`sizes` must include 1: every figure is relative to one reply alone."""
     from engine import llama_cpp_runner
 
     # Every prompt must cost what a first message costs: on llama.cpp a prompt that repeats
@@ -121,17 +123,18 @@ def run(sizes: Sequence[int], max_new_tokens: int | None, seed: int) -> dict[str
     results: list[BatchFigures] = []
     for size in sizes:
         figures = measure(runner, size, params)
-        while len(figures.step_s) < MIN_STEPS and size > 1:  # one reply ended early: again
-            more = measure(runner, size, params)
+        for _ in range(MAX_EXTRA_ROUNDS):
+            if len(figures.step_s) >= MIN_STEPS:
+                break
+            more = measure(runner, size, params)  # a reply ended early: another round
             figures.step_s += more.step_s
             figures.reply_tokens += more.reply_tokens
         results.append(figures)
         print(f"  {size} together: done", file=sys.stderr, flush=True)
-    alone = next((figures for figures in results if figures.replies == 1), None)
+    alone = next(figures for figures in results if figures.replies == 1)
     rows = []
     for figures in results:
-        speed = figures.tokens_per_s
-        base = alone.tokens_per_s if alone else None
+        speed, base = figures.tokens_per_s, alone.tokens_per_s
         rows.append({
             "replies": figures.replies,
             "label_ms_each": 1000 * figures.label_s,
@@ -139,7 +142,7 @@ def run(sizes: Sequence[int], max_new_tokens: int | None, seed: int) -> dict[str
             "step_ms": 1000 * (mean(figures.step_s) or 0.0),
             "decode_tokens_per_s": speed,
             "decode_speedup": speed / base if speed and base else None,
-            "load_ceiling": ceiling(alone, figures) if alone else None,
+            "load_ceiling": ceiling(alone, figures),
         })  # fmt: skip
     return {
         "backend": runner.name,
