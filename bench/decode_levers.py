@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = bench_settings()
     folder = model_folder(settings)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, fix_mistral_regex=False)  # as the bot
     dtype = resolve_dtype(settings.model_dtype)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
     ids = torch.tensor([tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True)])
