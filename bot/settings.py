@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from adapters.discord import DiscordConfig
-from adapters.telegram import TelegramConfig
+from adapters.discord_config import DiscordConfig
+from adapters.telegram_config import TelegramConfig
 from engine.model_files import default_cache_dir
 from engine.runner import GenerationParams
 from engine.service import EngineConfig

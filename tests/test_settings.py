@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -219,3 +221,17 @@ def test_env_example_documents_the_real_defaults() -> None:
     Settings.from_env(asked)
     engine_keys = {k for k in asked.asked if not k.startswith(("TELEGRAM_", "DISCORD_"))}
     assert engine_keys - documented.keys() == set()
+
+
+def test_reading_settings_loads_no_platform_library() -> None:
+    # The platform clients cost ~0.45 s to import; a bot with Discord or Telegram unset (and
+    # the console, and the benchmarks) must not pay for them just to read its settings.
+    probe = (
+        "import sys; from bot.settings import Settings; "
+        "Settings.from_env({'DISCORD_BOT_TOKEN': 'd', 'TELEGRAM_BOT_TOKEN': '1:t'}); "
+        "print(sorted(name for name in ('discord', 'telegram', 'aiohttp') if name in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
