@@ -30,8 +30,8 @@ from typing import Any
 
 from bench.common import bench_settings, describe_machine, mean, runner_factory, table, write_json
 from bench.messages import messages
-from engine.prompts import reply_examples, reply_system_prompt
-from engine.runner import GenerationParams, ReplyRequest
+from engine.prompts import reply_request
+from engine.runner import GenerationParams
 
 MIN_STEPS = 8  # steps with all k replies decoding, for a figure worth reporting
 MAX_EXTRA_ROUNDS = 4  # rounds added to reach MIN_STEPS when replies end early
@@ -51,18 +51,6 @@ class BatchFigures:
         return self.replies / mean_step if mean_step else None
 
 
-def request_for(text: str, params: GenerationParams) -> ReplyRequest:
-    """The reply request the service would build for a first message (no history)."""
-    label = "positive"  # the tone only changes a line of the prompt; the cost is the same
-    return ReplyRequest(
-        system=reply_system_prompt(label, text),
-        history=(),
-        user_text=text,
-        params=params,
-        examples=reply_examples(label, text),
-    )
-
-
 def measure(runner: Any, replies: int, params: GenerationParams) -> BatchFigures:
     figures = BatchFigures(replies)
     texts = [message.text for message in messages(replies)]
@@ -72,7 +60,8 @@ def measure(runner: Any, replies: int, params: GenerationParams) -> BatchFigures
     live = []
     counts: dict[int, int] = {}  # stream → tokens it has decoded
     for text in texts:
-        stream = runner.start_reply(request_for(text, params))
+        # A first message (no history); the label only changes a line of the prompt.
+        stream = runner.start_reply(reply_request("positive", text, (), params))
         start = time.perf_counter()
         delta = runner.step_many([stream])[0]
         while delta == "":  # the middle of its prompt (or of a character)

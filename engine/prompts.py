@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+from engine.runner import GenerationParams, ReplyRequest
 from engine.types import Label, Turn
 
 # --- sentiment: the analyst role of the original design ----------------------------------
@@ -107,6 +108,19 @@ def reply_examples(label: Label, user_text: str) -> tuple[Turn, ...]:
     """The example exchange placed before the real conversation."""
     question, answer = EXAMPLES[detect_language(user_text)][label]
     return (Turn("user", question), Turn("assistant", answer))
+
+
+def reply_request(
+    label: Label, user_text: str, history: tuple[Turn, ...], params: GenerationParams
+) -> ReplyRequest:
+    """What the runner is asked for a message with this label: persona, tone and example."""
+    return ReplyRequest(
+        system=reply_system_prompt(label, user_text),
+        history=history,
+        user_text=user_text,
+        params=params,
+        examples=reply_examples(label, user_text),
+    )
 
 
 def fit_history(

@@ -18,7 +18,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from engine import mood, texts
-from engine.prompts import reply_examples, reply_system_prompt
+from engine.prompts import reply_request
 from engine.runner import GenerationParams, ReplyRequest
 from engine.types import (
     IncomingMessage,
@@ -141,13 +141,7 @@ class ChatService:
             yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)
             return
 
-        request = ReplyRequest(
-            system=reply_system_prompt(sentiment.label, text),
-            history=tuple(history),
-            user_text=text,
-            params=self.config.generation,
-            examples=reply_examples(sentiment.label, text),
-        )
+        request = reply_request(sentiment.label, text, tuple(history), self.config.generation)
         parts: list[str] = []
         first_token_ms: float | None = None
         failure: ReplyFailed | None = None

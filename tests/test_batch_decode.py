@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import torch
 
-from engine.prompts import detect_language, reply_examples, reply_system_prompt
+from engine.prompts import detect_language, reply_request
 from engine.runner import GenerationParams, ReplyRequest
 from engine.transformers_runner import (
     REPLY_PREFIXES_KEPT,
@@ -322,10 +322,7 @@ def test_real_model_replies_sampled_in_one_batch_are_sane(real_runner: Transform
     replies = []
     for seed, (text, label) in enumerate(texts):
         params = GenerationParams(max_new_tokens=120, seed=seed)  # the bot's sampling
-        replies.append(real_runner.start_reply(ReplyRequest(
-            system=reply_system_prompt(label, text), history=(), user_text=text, params=params,
-            examples=reply_examples(label, text),
-        )))  # fmt: skip
+        replies.append(real_runner.start_reply(reply_request(label, text, (), params)))
     batch = Batch(real_runner)
     batch.live = list(replies)
     batch.text = {id(reply): "" for reply in replies}

@@ -17,7 +17,7 @@ import pytest
 from engine import llama_cpp_runner
 from engine.llama_cpp_runner import LlamaCppRunner
 from engine.prompt_ids import analyst_frame, chatml
-from engine.prompts import detect_language, reply_examples, reply_system_prompt
+from engine.prompts import detect_language, reply_request
 from engine.runner import GenerationParams, ModelLoadError, ReplyRequest, RunnerOptions
 from engine.transformers_runner import TransformersRunner
 from engine.types import Label, Turn
@@ -47,8 +47,7 @@ def llama() -> Iterator[LlamaCppRunner]:
 
 def request(text: str, label: Label = "negative", params: GenerationParams = GREEDY,
             history: tuple[Turn, ...] = ()) -> ReplyRequest:  # fmt: skip
-    return ReplyRequest(reply_system_prompt(label, text), history, text, params,
-                        reply_examples(label, text))  # fmt: skip
+    return reply_request(label, text, history, params)
 
 
 def run(runner: LlamaCppRunner, reply: object) -> tuple[str, list[int]]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from engine.model_files import PACKAGED_SHA256, PACKAGED_SIZE, default_cache_dir, packaged_gguf
-from engine.prompts import detect_language, reply_examples, reply_system_prompt
-from engine.runner import GenerationParams, ReplyRequest
+from engine.prompts import detect_language, reply_request
+from engine.runner import GenerationParams
 from engine.transformers_runner import TransformersRunner
 
 pytestmark = pytest.mark.model
@@ -56,13 +56,8 @@ def test_injection_cannot_break_the_label_format(real_runner: TransformersRunner
 def test_reply_is_in_the_users_language_and_stops(
     real_runner: TransformersRunner, text: str, label: str
 ) -> None:
-    request = ReplyRequest(
-        system=reply_system_prompt(label, text),  # type: ignore[arg-type]
-        history=(),
-        user_text=text,
-        params=GenerationParams(max_new_tokens=120, seed=7),
-        examples=reply_examples(label, text),  # type: ignore[arg-type]
-    )
+    params = GenerationParams(max_new_tokens=120, seed=7)
+    request = reply_request(label, text, (), params)  # type: ignore[arg-type]
     stream = real_runner.start_reply(request)
     parts = []
     while (delta := stream.step()) is not None:
