@@ -279,41 +279,36 @@ async def test_load_checker_detects_lost_messages(scripted_engine: ScriptedEngin
     assert "user0: 1 stored mood events for 2 tagged messages" in problems
 
 
-async def test_load_checker_flags_non_busy_failures(tmp_path: Path) -> None:
-    from engine.testing import ScriptedRunner
+async def run_load(
+    tmp_path: Path, runner: ScriptedRunner, users: int, queue_size: int = 32
+) -> tuple[dict[str, list[str]], list[load.Outcome], dict[str, int]]:
+    """One message per user through a real worker and store: (plan, outcomes, stored)."""
     from engine.worker import ModelWorker
 
     store = await SqliteMoodStore.open(tmp_path / "bot.db")
-    worker = ModelWorker(lambda: ScriptedRunner(fail_reply_at=0), timeout_s=30)
+    worker = ModelWorker(lambda: runner, queue_size=queue_size, timeout_s=30)
     await worker.start()
     try:
         service = ChatService(worker, store, EngineConfig())
-        work = load.plan(users=1, per_user=1)
+        work = load.plan(users=users, per_user=1)
         outcomes = await load.run_concurrent(service, work)
         stored = await load.stored_events(store, list(work))
     finally:
         await worker.stop()
         await store.close()
+    return work, outcomes, stored
+
+
+async def test_load_checker_flags_non_busy_failures(tmp_path: Path) -> None:
+    work, outcomes, stored = await run_load(tmp_path, ScriptedRunner(fail_reply_at=0), users=1)
     assert outcomes[0].failures == ["model_error"]
     assert stored == {"user0": 1}  # the label happened, so its mood event is kept
     assert load.check_nothing_lost(work, outcomes, stored) == ["user0#0: failed with 'model_error'"]
 
 
 async def test_busy_answers_are_not_problems(tmp_path: Path) -> None:
-    from engine.testing import ScriptedRunner
-    from engine.worker import ModelWorker
-
-    store = await SqliteMoodStore.open(tmp_path / "bot.db")
-    worker = ModelWorker(lambda: ScriptedRunner(delay_s=0.01), queue_size=1, timeout_s=30)
-    await worker.start()
-    try:
-        service = ChatService(worker, store, EngineConfig())
-        work = load.plan(users=4, per_user=1)
-        outcomes = await load.run_concurrent(service, work)
-        stored = await load.stored_events(store, list(work))
-    finally:
-        await worker.stop()
-        await store.close()
+    runner = ScriptedRunner(delay_s=0.01)
+    work, outcomes, stored = await run_load(tmp_path, runner, users=4, queue_size=1)
     summary = load.summarize(outcomes, wall_s=1.0)
     assert summary["busy"] >= 1 and summary["busy"] + summary["replies"] == 4
     assert load.check_nothing_lost(work, outcomes, stored) == []
