@@ -15,24 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from engine import texts
-from engine.service import ChatService, parse_days
-from engine.types import (
-    IncomingMessage,
-    ReplyDone,
-    ReplyFailed,
-    SentimentTagged,
-    StorageError,
-    TextDelta,
-    UserKey,
-)
+from chat import texts
+from chat.commands import Caller, Commands
+from chat.service import ChatService
+from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, TextDelta, UserKey
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "console"
 CHAT_ID = "console"
 QUIT_COMMANDS = {"quit", "exit"}
-CONFIRM_HINT = "发送 /forget confirm 确认。 (Send /forget confirm to go ahead.)"
+CONFIRM_WORDS = frozenset({"confirm", "yes", "y"})
 
 
 @dataclass(frozen=True)
@@ -40,12 +33,6 @@ class ConsoleConfig:
     user_id: str = "local"
     jsonl: bool = False
     chart_dir: Path | None = None  # where /mood saves its PNG in interactive mode
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    text: str
-    chart_path: Path | None = None
 
 
 class ConsoleAdapter:
@@ -59,10 +46,12 @@ class ConsoleAdapter:
         stdout: TextIO | None = None,
     ) -> None:
         self.service = service
+        self.commands = Commands(service)
         self.config = config
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.user = UserKey(PLATFORM, config.user_id)
+        self.caller = Caller(self.user, CHAT_ID)
         self.finished = asyncio.Event()  # set when input ends or the user quits
         self._task: asyncio.Task[None] | None = None
 
@@ -94,8 +83,7 @@ class ConsoleAdapter:
                 name, _, arg = line.strip()[1:].partition(" ")
                 if name.lower() in QUIT_COMMANDS:
                     return
-                result = await self._command(name.lower(), arg.strip())
-                self._show_command(name.lower(), result)
+                await self._command(name.lower(), arg.strip())
             elif self.config.jsonl:
                 await self._answer_jsonl(line)
             else:
@@ -142,54 +130,36 @@ class ConsoleAdapter:
                     record["p_positive"] = round(event.sentiment.p_positive, 4)
         self._write(json.dumps(record, ensure_ascii=False) + "\n")
 
-    def _show_command(self, name: str, result: CommandResult) -> None:
-        if self.config.jsonl:
-            record: dict[str, str] = {"command": name, "text": result.text}
-            if result.chart_path is not None:
-                record["chart"] = str(result.chart_path)
-            self._write(json.dumps(record, ensure_ascii=False) + "\n")
-            return
-        self._write(result.text + "\n")
-        if result.chart_path is not None:
-            self._write(f"📈 {result.chart_path}\n")
-
     # --- commands -------------------------------------------------------------------------
 
-    async def _command(self, name: str, arg: str) -> CommandResult:
-        try:
-            return await self._run_command(name, arg)
-        except StorageError as error:
-            log.error("command /%s failed: %s", name, error)
-            return CommandResult(texts.STORAGE_ERROR)
+    async def _command(self, name: str, arg: str) -> None:
+        # A typed confirmation stands in for the platforms' confirm buttons.
+        if arg.lower() in CONFIRM_WORDS and self.commands.asks_first(name):
+            result = await self.commands.confirm(name, self.caller, True)
+            self._show_command(name, result.text)
+            return
+        charts = self.config.chart_dir is not None
+        result = await self.commands.run(name, self.caller, arg, charts=charts)
+        text = result.text
+        if result.confirm is not None:
+            text += "\n" + texts.console_confirm_hint(name)
+        self._show_command(name, text, self._save_chart(result.chart_png))
 
-    async def _run_command(self, name: str, arg: str) -> CommandResult:
-        if name == "start":
-            return CommandResult(texts.start_text())
-        if name == "help":
-            return CommandResult(texts.help_text())
-        if name == "mood":
-            return await self._mood(arg)
-        if name == "reset":
-            return CommandResult(await self.service.reset(self.user, CHAT_ID))
-        if name == "forget":
-            return await self._forget(arg)
-        return CommandResult(texts.UNKNOWN_COMMAND)
+    def _save_chart(self, png: bytes | None) -> Path | None:
+        if png is None or self.config.chart_dir is None:
+            return None
+        path = self.config.chart_dir / f"mood-{self.config.user_id}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
+        return path
 
-    async def _mood(self, arg: str) -> CommandResult:
-        try:
-            days = parse_days(arg)
-        except ValueError as error:
-            return CommandResult(str(error))
-        report = await self.service.mood(self.user, days)
-        chart_path = None
-        if self.config.chart_dir is not None and report.total:
-            chart_path = self.config.chart_dir / f"mood-{self.config.user_id}.png"
-            chart_path.parent.mkdir(parents=True, exist_ok=True)
-            chart_path.write_bytes(await self.service.mood_chart(report))
-        return CommandResult(report.text, chart_path)
-
-    async def _forget(self, arg: str) -> CommandResult:
-        # A typed confirmation stands in for the platforms' confirm button.
-        if arg.lower() in {"confirm", "yes", "y"}:
-            return CommandResult(await self.service.forget(self.user))
-        return CommandResult(f"{texts.FORGET_ASK}\n{CONFIRM_HINT}")
+    def _show_command(self, name: str, text: str, chart: Path | None = None) -> None:
+        if self.config.jsonl:
+            record: dict[str, str] = {"command": name, "text": text}
+            if chart is not None:
+                record["chart"] = str(chart)
+            self._write(json.dumps(record, ensure_ascii=False) + "\n")
+            return
+        self._write(text + "\n")
+        if chart is not None:
+            self._write(f"📈 {chart}\n")

@@ -30,8 +30,8 @@ from typing import Any
 
 from bench.common import bench_settings, describe_machine, mean, runner_factory, table, write_json
 from bench.messages import messages
-from engine.prompts import reply_request
-from engine.runner import GenerationParams
+from chat.prompts import reply_request
+from core.types import GenerationParams
 
 MIN_STEPS = 8  # steps with all k replies decoding, for a figure worth reporting
 MAX_EXTRA_ROUNDS = 4  # rounds added to reach MIN_STEPS when replies end early
@@ -100,14 +100,14 @@ def ceiling(alone: BatchFigures, together: BatchFigures) -> float | None:
 
 def run(sizes: Sequence[int], max_new_tokens: int | None, seed: int) -> dict[str, Any]:
     """`sizes` must include 1: every figure is relative to one reply alone."""
-    from engine import llama_cpp_runner
+    from runtime.backends import llama_cpp as llama_cpp_runner
 
     # Every prompt must cost what a first message costs: on llama.cpp a prompt that repeats
     # an earlier one would continue its kept KV and run almost nothing.
     llama_cpp_runner.CONVERSATIONS_KEPT = 0
     settings = bench_settings(max_new_tokens=max_new_tokens, seed=seed)
     runner = runner_factory(settings)()
-    params = settings.engine.generation
+    params = settings.chat.generation
     measure(runner, 2, params)  # warm-up: caches both languages' reply prompt openings
     results: list[BatchFigures] = []
     for size in sizes:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bot.settings import Settings
-    from engine.runner import ModelRunner
+    from runtime.runner import ModelRunner
 
 LABELS = ("positive", "negative")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -159,34 +159,34 @@ def bench_settings(
     *, max_new_tokens: int | None = None, dtype: str | None = None, seed: int | None = None
 ) -> Settings:
     """The bot's settings from the environment (as the bot reads them), with bench overrides."""
-    from dataclasses import replace
-
     from bot.settings import Settings
 
     settings = Settings.from_env()
-    generation = settings.engine.generation
+    chat: dict[str, Any] = {"seed": seed}
     if max_new_tokens is not None:
-        generation = replace(generation, max_new_tokens=max_new_tokens)
-    if seed is not None:
-        generation = replace(generation, seed=seed)
-    settings = replace(settings, engine=replace(settings.engine, generation=generation))
-    if dtype is not None:
-        settings = replace(settings, model_dtype=dtype)
-    return settings
+        chat["max_new_tokens"] = max_new_tokens
+    model: dict[str, Any] = {} if dtype is None else {"dtype": dtype}
+    return settings.model_copy(
+        update={
+            "chat": settings.chat.model_copy(update=chat),
+            "model": settings.model.model_copy(update=model),
+        }
+    )
 
 
 def runner_factory(settings: Settings, **option_overrides: Any) -> Callable[[], ModelRunner]:
-    """The bot's own loader (bot.app.load_runner), optionally with other RunnerOptions."""
-    from bot.app import load_runner
+    """The bot's own loader (runtime.backends.runner_loader), optionally with other
+    RunnerOptions."""
+    from runtime.backends import runner_loader
 
-    return load_runner(settings, **option_overrides)
+    return runner_loader(settings.model, **option_overrides)
 
 
 def model_folder(settings: Settings) -> str:
     """The local transformers folder the bot loads (converting the GGUF once if needed)."""
-    from engine.model_files import resolve_model
+    from runtime.model_files import resolve_model
 
-    return resolve_model(settings.model, Path(settings.model_cache_dir)).location
+    return resolve_model(settings.model.model, settings.model.cache_dir).location
 
 
 def describe_machine() -> dict[str, Any]:

@@ -36,22 +36,23 @@ CONVERSATION = (
 
 
 async def converse(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from engine.service import ChatService
-    from engine.types import IncomingMessage, ReplyDone, SentimentTagged, TextDelta
-    from engine.worker import ModelWorker
+    from chat.service import ChatService
+    from core.types import IncomingMessage, ReplyDone, SentimentTagged, TextDelta
+    from runtime.config import WorkerConfig
+    from runtime.worker import ModelWorker
     from storage import SqliteMoodStore
 
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
     if args.no_reuse:
-        from engine import llama_cpp_runner
+        from runtime.backends import llama_cpp as llama_cpp_runner
 
         llama_cpp_runner.CONVERSATIONS_KEPT = 0
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         store = await SqliteMoodStore.open(Path(folder) / "bench.db")
-        worker = ModelWorker(runner_factory(settings), max_active_replies=1)
+        worker = ModelWorker(runner_factory(settings), WorkerConfig(max_active_replies=1))
         await worker.start()
-        service = ChatService(worker, store, settings.engine)
+        service = ChatService(worker, store, settings.chat)
         try:
             for index, text in enumerate(CONVERSATION, start=1):
                 row: dict[str, Any] = {"message": index, "text": text}

@@ -60,12 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine.transformers_runner import resolve_dtype
+    from runtime.backends.transformers_runner import resolve_dtype
 
     settings = bench_settings()
     folder = model_folder(settings)
     tokenizer = AutoTokenizer.from_pretrained(folder, fix_mistral_regex=False)  # as the bot
-    dtype = resolve_dtype(settings.model_dtype)
+    dtype = resolve_dtype(settings.model.dtype)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
     ids = torch.tensor([tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True)])
     results: dict[str, dict[str, Any]] = {}

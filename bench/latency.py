@@ -63,9 +63,9 @@ def summarize(samples: list[dict[str, float]]) -> dict[str, float | None]:
 
 
 async def child_ours(args: argparse.Namespace, t0: float) -> dict[str, Any]:
-    from engine.service import ChatService
-    from engine.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, TextDelta
-    from engine.worker import ModelWorker
+    from chat.service import ChatService
+    from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, TextDelta
+    from runtime.worker import ModelWorker
     from storage import SqliteMoodStore
 
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
@@ -95,11 +95,11 @@ async def child_ours(args: argparse.Namespace, t0: float) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as temp:
         store = await SqliteMoodStore.open(Path(temp) / "bench.db")
-        worker = ModelWorker(factory, queue_size=settings.queue_size,
-                             max_active_replies=settings.max_active_replies,
-                             timeout_s=max(settings.request_timeout_s, 1800.0))  # fmt: skip
+        timeout = max(settings.worker.request_timeout_s, 1800.0)
+        worker = ModelWorker(factory, settings.worker.model_copy(
+            update={"request_timeout_s": timeout}))  # fmt: skip
         await worker.start()
-        service = ChatService(worker, store, settings.engine)
+        service = ChatService(worker, store, settings.chat)
         try:
             batch = messages(args.messages)
             await one("cold", batch[0].text)
@@ -110,9 +110,9 @@ async def child_ours(args: argparse.Namespace, t0: float) -> dict[str, Any]:
             await store.close()
     return {"load_s": loaded_at[0] - t0, "cold_start_s": cold, "samples": samples,
             "dtype": weights_of(worker.runner), "settings": {
-                "backend": settings.backend,
-                "model_dtype": settings.model_dtype, "torch_threads": settings.torch_threads,
-                "generation": settings.engine.generation.__dict__}}  # fmt: skip
+                "backend": settings.model.backend,
+                "model_dtype": settings.model.dtype, "torch_threads": settings.model.threads,
+                "generation": settings.chat.generation.__dict__}}  # fmt: skip
 
 
 def child_reference(args: argparse.Namespace, t0: float) -> dict[str, Any]:
@@ -120,8 +120,8 @@ def child_reference(args: argparse.Namespace, t0: float) -> dict[str, Any]:
     from bench.reference import ReferenceBot
 
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
-    bot = ReferenceBot.load(model_folder(settings), settings.engine.generation,
-                            threads=settings.torch_threads)  # fmt: skip
+    bot = ReferenceBot.load(model_folder(settings), settings.chat.generation,
+                            threads=settings.model.threads)  # fmt: skip
     load_s = time.time() - t0
 
     def one(text: str) -> dict[str, float]:

@@ -36,15 +36,9 @@ from bench.common import (
     write_json,
 )
 from bench.messages import messages
-from engine.service import ChatService
-from engine.types import (
-    IncomingMessage,
-    MoodStore,
-    ReplyDone,
-    ReplyFailed,
-    SentimentTagged,
-    UserKey,
-)
+from chat.service import ChatService
+from core.ports import MoodStore
+from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, UserKey
 
 PLATFORM = "bench"
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -169,7 +163,7 @@ async def measure(
     with tempfile.TemporaryDirectory(prefix="bench-load-") as temp:
         store = await SqliteMoodStore.open(Path(temp) / "load.db")
         try:
-            service = ChatService(worker, store, settings.engine)
+            service = ChatService(worker, store, settings.chat)
             load_before, cpu_before = os.getloadavg()[0], cpu_seconds()
             start = time.perf_counter()
             run = run_sequential if sequential else run_concurrent
@@ -191,12 +185,10 @@ async def measure(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from engine.worker import ModelWorker
+    from runtime.worker import ModelWorker
 
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
-    worker = ModelWorker(runner_factory(settings), queue_size=settings.queue_size,
-                         max_active_replies=settings.max_active_replies,
-                         timeout_s=settings.request_timeout_s)  # fmt: skip
+    worker = ModelWorker(runner_factory(settings), settings.worker)
     await worker.start()
     work = plan(args.users, args.messages)
     results: dict[str, Any] = {}
@@ -208,10 +200,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results["sequential"] = await measure(worker, settings, work, sequential=True)
     finally:
         await worker.stop()
-    results["settings"] = {"queue_size": settings.queue_size,
-                           "max_active_replies": settings.max_active_replies,
-                           "request_timeout_s": settings.request_timeout_s,
-                           "generation": settings.engine.generation.__dict__}  # fmt: skip
+    results["settings"] = {**settings.worker.model_dump(),
+                           "generation": settings.chat.generation.__dict__}  # fmt: skip
     return results
 
 

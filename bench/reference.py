@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from engine import prompts
-from engine.prompt_ids import parse_generated_label
-from engine.runner import GenerationParams
-from engine.transformers_runner import STOP_TOKENS
-from engine.types import Label
+from chat import prompts
+from core.types import GenerationParams, Label
+from runtime import labelling
+from runtime.backends.transformers_runner import STOP_TOKENS
+from runtime.labelling import parse_generated_label
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,9 @@ class ReferenceBot:
     def tag(self, text: str) -> tuple[Label | None, str]:
         """The analyst prompt, 5 greedy tokens, parsed; None when it named neither label."""
         ids = self._ids([
-            {"role": "system", "content": prompts.ANALYST_SYSTEM},
+            {"role": "system", "content": labelling.ANALYST_SYSTEM},
             {"role": "user",
-             "content": prompts.ANALYST_USER_HEAD + text + prompts.ANALYST_USER_TAIL},
+             "content": labelling.ANALYST_USER_HEAD + text + labelling.ANALYST_USER_TAIL},
         ])  # fmt: skip
         new = self._generate(ids, max_new_tokens=5, do_sample=False)
         answer = self.tokenizer.decode(new, skip_special_tokens=True)

@@ -35,7 +35,7 @@ from bench.common import (
     write_json,
 )
 from bench.messages import messages
-from engine.prompts import detect_language, reply_examples
+from chat.prompts import detect_language, reply_examples
 
 ECHO_JACCARD = 0.5
 ECHO_SUBSTRING = 0.8
@@ -105,9 +105,10 @@ def quality(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def collect(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from engine.service import ChatService
-    from engine.types import IncomingMessage, ReplyDone, ReplyFailed
-    from engine.worker import ModelWorker
+    from chat.service import ChatService
+    from core.types import IncomingMessage, ReplyDone, ReplyFailed
+    from runtime.config import WorkerConfig
+    from runtime.worker import ModelWorker
     from storage import SqliteMoodStore
 
     settings = bench_settings(max_new_tokens=args.max_new_tokens, dtype=args.dtype,
@@ -116,9 +117,9 @@ async def collect(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-replies-") as temp:
         store = await SqliteMoodStore.open(Path(temp) / "replies.db")
-        worker = ModelWorker(factory, timeout_s=max(settings.request_timeout_s, 1800.0))
+        worker = ModelWorker(factory, WorkerConfig(request_timeout_s=1800.0))
         await worker.start()
-        service = ChatService(worker, store, settings.engine)
+        service = ChatService(worker, store, settings.chat)
         try:
             for i, m in enumerate(messages(args.messages)):
                 user = f"user{i}"
@@ -134,7 +135,7 @@ async def collect(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[
         finally:
             await worker.stop()
             await store.close()
-    return rows, {"dtype": dtype, "generation": settings.engine.generation.__dict__}
+    return rows, {"dtype": dtype, "generation": settings.chat.generation.__dict__}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -41,11 +40,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def prepare(settings: Settings) -> int:
-    from engine.model_files import resolve_model
-    from engine.runner import ModelLoadError
+    from core.errors import ModelLoadError
+    from runtime.model_files import resolve_model
 
     try:
-        source = resolve_model(settings.model, settings.model_cache_dir)
+        source = resolve_model(settings.model.model, settings.model.cache_dir)
     except ModelLoadError as error:
         log.error("the model could not be prepared: %s", error)
         return EXIT_MODEL
@@ -55,6 +54,8 @@ def prepare(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # The settings read .env themselves; loading it into the environment too lets the
+    # libraries see their own variables from it (HF_HUB_OFFLINE, OMP_NUM_THREADS…).
     load_dotenv(Path.cwd() / ".env", override=False)  # the environment wins over .env
     try:
         settings = Settings.from_env()
@@ -73,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
                 "(adapters available: telegram, discord, console)"
             )
         jsonl = args.jsonl or not sys.stdin.isatty()
-        chart_dir = settings.database_path.parent
+        chart_dir = settings.storage.database_path.parent
         console = ConsoleConfig(user_id=args.user, jsonl=jsonl, chart_dir=chart_dir)
         if args.command == "chat":
-            settings = replace(settings, telegram=None, discord=None)
+            settings = settings.model_copy(update={"telegram": None, "discord": None})
     return asyncio.run(run(settings, console))
 
 

@@ -11,18 +11,15 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import replace
-from importlib.util import find_spec
-from typing import Any
 
-from adapters.base import Adapter
 from adapters.console import ConsoleAdapter, ConsoleConfig
 from bot.settings import Settings
-from engine.model_files import names_a_gguf
-from engine.runner import ModelLoadError, ModelRunner, RunnerOptions
-from engine.service import ChatService
-from engine.types import StorageError
-from engine.worker import ModelWorker
+from chat.service import ChatService
+from core.errors import ModelLoadError, StorageError
+from core.ports import Adapter
+from runtime.backends import choose_backend, runner_loader
+from runtime.runner import ModelRunner
+from runtime.worker import ModelWorker
 from storage import SqliteMoodStore
 
 log = logging.getLogger("bot")
@@ -33,61 +30,16 @@ EXIT_MODEL = 3
 EXIT_ADAPTER = 4
 
 
-def choose_backend(settings: Settings) -> str:
-    """BACKEND=auto picks llama.cpp (faster, smaller: README "Performance and accuracy") when
-    it is installed and can run what is configured, and transformers otherwise."""
-    if settings.backend != "auto":
-        return settings.backend
-    runs_gguf = names_a_gguf(settings.model)
-    if runs_gguf and settings.sentiment_method == "logits" and find_spec("llama_cpp"):
-        return "llama_cpp"
-    return "transformers"
-
-
-def load_runner(settings: Settings, **option_overrides: Any) -> Callable[[], ModelRunner]:
-    """A loader for the configured backend and model; the benchmarks pass RunnerOptions
-    overrides."""
-
-    def load() -> ModelRunner:
-        options = RunnerOptions(
-            sentiment_method=settings.sentiment_method,  # type: ignore[arg-type]
-            sentiment_max_tokens=settings.sentiment_max_tokens,
-            history_max_tokens=settings.history_max_tokens,
-        )
-        options = replace(options, **option_overrides)
-        if choose_backend(settings) == "llama_cpp":
-            from engine.llama_cpp_runner import LlamaCppRunner
-
-            return LlamaCppRunner.load(
-                settings.model,
-                cache_dir=settings.model_cache_dir,
-                threads=settings.torch_threads,
-                context_tokens=settings.llama_context_tokens,
-                options=options,
-            )
-        from engine.transformers_runner import TransformersRunner
-
-        return TransformersRunner.load(
-            settings.model,
-            dtype=settings.model_dtype,
-            cache_dir=settings.model_cache_dir,
-            threads=settings.torch_threads,
-            options=options,
-        )
-
-    return load
-
-
 def build_adapters(
     settings: Settings, service: ChatService, console: ConsoleConfig | None
 ) -> list[Adapter]:
     adapters: list[Adapter] = []
     if settings.telegram is not None:
-        from adapters.telegram import TelegramAdapter
+        from adapters.telegram.adapter import TelegramAdapter
 
         adapters.append(TelegramAdapter(service, settings.telegram))
     if settings.discord is not None:
-        from adapters.discord import DiscordAdapter
+        from adapters.discord.adapter import DiscordAdapter
 
         adapters.append(DiscordAdapter(service, settings.discord))
     if console is not None:
@@ -101,21 +53,17 @@ async def run(
     runner_factory: Callable[[], ModelRunner] | None = None,
 ) -> int:
     try:
-        store = await SqliteMoodStore.open(settings.database_path)
+        store = await SqliteMoodStore.open(settings.storage.database_path)
     except StorageError as error:
         log.error("cannot open the database: %s", error)
         return EXIT_STORAGE
-    worker = ModelWorker(
-        runner_factory or load_runner(settings),
-        queue_size=settings.queue_size,
-        max_active_replies=settings.max_active_replies,
-        timeout_s=settings.request_timeout_s,
-    )
+    worker = ModelWorker(runner_factory or runner_loader(settings.model), settings.worker)
     try:
-        log.info("loading the model (%s on %s)…", settings.model, choose_backend(settings))
+        backend = choose_backend(settings.model)
+        log.info("loading the model (%s on %s)…", settings.model.model, backend)
         await worker.start()
         log.info("model ready: %s", worker.runner.name)
-        service = ChatService(worker, store, settings.engine)
+        service = ChatService(worker, store, settings.chat)
         return await _serve(build_adapters(settings, service, console))
     except ModelLoadError as error:
         log.error("the model could not be loaded: %s", error)

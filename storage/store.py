@@ -1,4 +1,4 @@
-"""SQLite implementation of engine.types.MoodStore on top of aiosqlite."""
+"""SQLite implementation of core.ports.MoodStore on top of aiosqlite."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import aiosqlite
 
-from engine.types import MoodEvent, StorageError, Turn, UserKey
+from core.errors import StorageError
+from core.types import MoodEvent, Turn, UserKey
 from storage.migrations import MIGRATIONS, SCHEMA_VERSION, split_statements
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000

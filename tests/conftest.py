@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from engine.service import ChatService, EngineConfig
-from engine.testing import ScriptedRunner
-from engine.worker import ModelWorker
+from chat.config import ChatConfig
+from chat.service import ChatService
+from runtime.worker import ModelWorker
 from storage import SqliteMoodStore
+from tests.scripted import ScriptedRunner
+from tests.support import worker_config
 
 if TYPE_CHECKING:
-    from engine.transformers_runner import TransformersRunner
+    from runtime.backends.transformers_runner import TransformersRunner
 
 
 @dataclass
@@ -52,7 +54,7 @@ def one_torch_thread() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def real_runner() -> TransformersRunner:
     """The real packaged model, loaded once per test session (converted on first use)."""
-    from engine.transformers_runner import TransformersRunner
+    from runtime.backends.transformers_runner import TransformersRunner
 
     cache = os.environ.get("MODEL_CACHE_DIR") or None
     return TransformersRunner.load("packaged", dtype="auto", cache_dir=cache)
@@ -70,9 +72,10 @@ async def scripted_engine(
 ) -> AsyncIterator[ScriptedEngine]:
     db_path = tmp_path / "bot.db"
     store = await SqliteMoodStore.open(db_path)
-    worker = ModelWorker(lambda: scripted_runner, queue_size=16, timeout_s=30)
+    limits = worker_config(queue_size=16, request_timeout_s=30)
+    worker = ModelWorker(lambda: scripted_runner, limits)
     await worker.start()
-    service = ChatService(worker, store, EngineConfig())
+    service = ChatService(worker, store, ChatConfig())
     try:
         yield ScriptedEngine(service, scripted_runner, worker, store, db_path)
     finally:

@@ -9,12 +9,21 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from engine import texts
-from engine.types import MoodEvent, MoodStore, Sentiment, UserKey
+from chat import texts
+from core.ports import MoodStore
+from core.types import MoodEvent, Sentiment, UserKey
+from runtime.config import WorkerConfig
 from storage import SqliteMoodStore
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def worker_config(**limits: Any) -> WorkerConfig:
+    """The worker's limits for a test, which may be below what the settings allow (a 0.2 s
+    deadline, say): built without validation."""
+    return WorkerConfig.model_construct(**limits)
 
 
 async def stored_mood_events(store: MoodStore, user: UserKey, at_least: int = 0) -> list[MoodEvent]:

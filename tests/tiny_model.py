@@ -15,7 +15,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from engine import prompts
+from chat import prompts
+from runtime import labelling
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -44,7 +45,7 @@ _EXTRA_CORPUS = [
 
 
 def _corpus() -> list[str]:
-    texts = [prompts.ANALYST_SYSTEM, prompts.ANALYST_USER_HEAD, prompts.ANALYST_USER_TAIL]
+    texts = [labelling.ANALYST_SYSTEM, labelling.ANALYST_USER_HEAD, labelling.ANALYST_USER_TAIL]
     for language in ("zh", "en"):
         texts.append(prompts.PERSONA[language])
         texts.extend(prompts.TONES[language].values())
@@ -66,7 +67,7 @@ def build_tokenizer(vocab_size: int = 600) -> PreTrainedTokenizerFast:
     )
     backend.train_from_iterator(_corpus() * 3, trainer=trainer)
     # Like Qwen's vocabulary, the two label words are single (ordinary) tokens.
-    backend.add_tokens([prompts.POSITIVE_WORD, prompts.NEGATIVE_WORD])
+    backend.add_tokens([labelling.POSITIVE_WORD, labelling.NEGATIVE_WORD])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token=IM_END,

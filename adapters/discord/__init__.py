@@ -1,0 +1,1 @@
+"""Discord via discord.py. The config module imports no platform library."""

@@ -1,0 +1,163 @@
+"""The streamed-reply renderer that every platform adapter shares.
+
+The renderer turns the engine's event stream into platform messages: the label goes out at
+once, the reply grows by editing that message (throttled, since platforms rate-limit edits),
+overflow moves to a new message at the platform's length limit, and a rate-limit answer is
+waited out and retried so no text is ever lost. Adapters only supply a `MessageSink`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Generic, Protocol, TypeVar
+
+from chat import texts
+from core.types import ReplyDone, ReplyEvent, ReplyFailed, SentimentTagged, TextDelta
+
+log = logging.getLogger(__name__)
+
+Handle = TypeVar("Handle")
+T = TypeVar("T")
+
+
+class RateLimited(Exception):
+    """Raised by a sink when the platform said 429; the renderer waits and retries."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited for {retry_after} s")
+        self.retry_after = retry_after
+
+
+class MessageSink(Protocol[Handle]):
+    async def send(self, text: str) -> Handle: ...
+
+    async def edit(self, handle: Handle, text: str) -> None: ...
+
+    async def typing(self) -> None:
+        """Show the typing indicator (platforms expire it after a few seconds)."""
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split into chunks of at most `limit` characters, preferring line, then word breaks."""
+    chunks: list[str] = []
+    while len(text) > limit:
+        cut = text.rfind("\n", limit // 2, limit + 1)
+        if cut <= 0:
+            cut = text.rfind(" ", limit // 2, limit + 1)
+        if cut <= 0:
+            cut = limit
+        chunks.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text or not chunks:
+        chunks.append(text)
+    return chunks
+
+
+@dataclass(frozen=True)
+class RenderLimits:
+    max_chars: int  # Telegram 4096, Discord 2000
+    edit_interval_s: float = 1.0  # at most one edit per message per interval
+    typing_interval_s: float = 4.0  # renew the typing indicator this often
+    max_retries: int = 5  # 429s waited out per send/edit before giving up on that call
+
+
+async def _with_retry(call: Callable[[], Awaitable[T]], limits: RenderLimits) -> T:
+    for attempt in range(limits.max_retries + 1):
+        try:
+            return await call()
+        except RateLimited as limited:
+            if attempt == limits.max_retries:
+                raise
+            log.info("platform rate limit: waiting %.1f s", limited.retry_after)
+            await asyncio.sleep(limited.retry_after)
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class RenderResult:
+    text: str  # the full text shown, label line included
+    messages: int  # how many platform messages it took
+    failure: ReplyFailed | None
+
+
+class ReplyRenderer(Generic[Handle]):
+    def __init__(self, sink: MessageSink[Handle], limits: RenderLimits) -> None:
+        self.sink = sink
+        self.limits = limits
+        self._handles: list[Handle] = []
+        self._shown: list[str] = []  # what each platform message currently shows
+        self._last_edit = 0.0
+
+    async def render(self, events: AsyncIterator[ReplyEvent]) -> RenderResult:
+        header = ""
+        body = ""
+        failure: ReplyFailed | None = None
+        typing_task = asyncio.create_task(self._keep_typing())
+        try:
+            async for event in events:
+                if isinstance(event, SentimentTagged):
+                    header = texts.label_line(event.sentiment)
+                    await self._show(header, force=True)
+                elif isinstance(event, TextDelta):
+                    body += event.text
+                    await self._show(self._compose(header, body), force=False)
+                elif isinstance(event, ReplyDone):
+                    body = event.text
+                elif isinstance(event, ReplyFailed):
+                    failure = event
+                    body = f"{body.strip()}\n\n{event.message}" if body.strip() else event.message
+        finally:
+            typing_task.cancel()
+        final = self._compose(header, body)
+        await self._show(final, force=True)
+        return RenderResult(final, len(self._handles), failure)
+
+    @staticmethod
+    def _compose(header: str, body: str) -> str:
+        body = body.strip()
+        if header and body:
+            return f"{header}\n\n{body}"
+        return header or body
+
+    async def _show(self, text: str, force: bool) -> None:
+        """Bring the platform messages up to `text`; intermediate updates are throttled."""
+        if not text:
+            return
+        chunks = split_text(text, self.limits.max_chars)
+        now = time.monotonic()
+        if not force and now - self._last_edit < self.limits.edit_interval_s:
+            return
+        for index, chunk in enumerate(chunks):
+            if index < len(self._handles):
+                if self._shown[index] == chunk:
+                    continue
+                handle = self._handles[index]
+                if force:
+                    await _with_retry(partial(self.sink.edit, handle, chunk), self.limits)
+                else:
+                    try:
+                        await self.sink.edit(handle, chunk)
+                    except RateLimited as limited:
+                        # An intermediate frame can be skipped (the final one cannot): hold
+                        # further edits until the platform's window has passed.
+                        self._last_edit = now + limited.retry_after
+                        return
+                self._shown[index] = chunk
+            else:
+                handle = await _with_retry(partial(self.sink.send, chunk), self.limits)
+                self._handles.append(handle)
+                self._shown.append(chunk)
+        self._last_edit = time.monotonic()
+
+    async def _keep_typing(self) -> None:
+        while True:
+            try:
+                await self.sink.typing()
+            except Exception as error:  # noqa: BLE001 - a missing indicator is cosmetic
+                log.debug("typing indicator failed: %s", error)
+            await asyncio.sleep(self.limits.typing_interval_s)

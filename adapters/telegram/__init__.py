@@ -1,0 +1,1 @@
+"""Telegram via python-telegram-bot. The config module imports no platform library."""

@@ -1,0 +1,346 @@
+"""Telegram adapter: Bot API updates in, engine replies out, via python-telegram-bot.
+
+A thin translator. Private chats: every text is answered. Groups: only messages that
+@mention the bot or reply to one of its messages (each trigger configurable), answered as a
+reply. The reply streams through adapters.streaming.ReplyRenderer with the sink from
+adapters.telegram.chat; commands run through chat.commands and are rendered here.
+
+Polling runs inside the caller's event loop (initialize/start/start_polling rather than
+run_polling, which would own the loop), so Telegram, Discord and the console share one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable
+
+from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.constants import MessageLimit
+from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from adapters.streaming import RenderLimits, ReplyRenderer
+from adapters.telegram.chat import (
+    Outbox,
+    TelegramSink,
+    addressed_text,
+    from_human,
+    leading_command,
+)
+from adapters.telegram.config import TelegramConfig
+from chat import texts
+from chat.commands import Caller, Commands
+from chat.service import ChatService
+from core.types import IncomingMessage, UserKey
+
+__all__ = ["TelegramAdapter", "TelegramAuthError", "TelegramConfig"]
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+
+# A confirmation button: "<command>:<yes|no>:<asker's user id>".
+_CONFIRM_DATA = re.compile(r"^(\w+):(yes|no):(\d+)$")
+_ALLOWED_UPDATES = ["message", "callback_query"]
+
+Context = ContextTypes.DEFAULT_TYPE
+
+
+class TelegramAuthError(RuntimeError):
+    """Telegram refused the token. Raised instead of PTB's InvalidToken, whose text holds it."""
+
+
+class TelegramAdapter:
+    name = "telegram"
+
+    def __init__(self, service: ChatService, config: TelegramConfig) -> None:
+        self.service = service
+        self.config = config
+        self._app: Application | None = None  # type: ignore[type-arg]
+        self._inflight: set[asyncio.Task[object]] = set()
+        self.commands = Commands(service)
+        self._redactor = _TokenRedactor(config.token)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._app is not None:
+            raise RuntimeError("the Telegram adapter is already started")
+        _keep_token_out_of_logs(self._redactor, install=True)
+        app = (
+            ApplicationBuilder()
+            .token(self.config.token)
+            .base_url(self.config.api_base_url)
+            .base_file_url(self.config.api_file_url)
+            .concurrent_updates(True)  # one user's long reply must not hold up the others
+            .build()
+        )
+        self._app = app
+        only_messages = filters.UpdateType.MESSAGE  # not edited messages, not channel posts
+        names = [name for name, _ in Commands.menu()]
+        app.add_handler(CommandHandler(names, self._on_command, filters=only_messages))
+        app.add_handler(MessageHandler(only_messages, self._on_message))
+        app.add_handler(CallbackQueryHandler(self._on_callback))
+        app.add_error_handler(self._on_error)
+        try:
+            await app.initialize()  # getMe: fails here on a bad token or unreachable API
+            await self._set_commands(app.bot)
+            await app.start()
+            assert app.updater is not None  # ApplicationBuilder always builds one
+            await app.updater.start_polling(
+                timeout=self.config.poll_timeout_s,
+                allowed_updates=_ALLOWED_UPDATES,
+                bootstrap_retries=3,
+            )
+        except BaseException as error:
+            await self.stop()
+            if isinstance(error, InvalidToken):
+                raise TelegramAuthError(
+                    "Telegram rejected TELEGRAM_BOT_TOKEN; check it with @BotFather"
+                ) from None
+            redacted = self._redactor.redact(str(error))
+            if redacted != str(error):
+                raise RuntimeError(f"Telegram adapter failed to start: {redacted}") from None
+            raise
+        log.info("telegram: polling as @%s", app.bot.username)
+
+    async def stop(self) -> None:
+        """Stop polling, let in-flight replies finish (bounded), then close. Never raises."""
+        app, self._app = self._app, None
+        if app is None:
+            return
+        updater = app.updater
+        if updater is not None and updater.running:
+            await _logged("stopping the updater", updater.stop())
+        if app.running:
+            await self._finish_inflight()
+            await _logged("stopping the application", app.stop())
+        await _logged("shutting down", app.shutdown())
+        # After a failed initialize() the Application skips this, but the HTTP clients are open.
+        await _logged("closing the HTTP clients", app.bot.shutdown())
+        _keep_token_out_of_logs(self._redactor, install=False)
+
+    async def _set_commands(self, bot: Bot) -> None:
+        commands = [BotCommand(name, about) for name, about in Commands.menu()]
+        try:
+            await bot.set_my_commands(commands)
+        except TelegramError as error:
+            # Only the command menu is missing; the commands themselves still work.
+            log.warning("telegram: setMyCommands failed: %s", error)
+
+    async def _finish_inflight(self) -> None:
+        pending = {task for task in self._inflight if not task.done()}
+        if not pending:
+            return
+        log.info("telegram: waiting for %d reply(ies) to finish", len(pending))
+        _, pending = await asyncio.wait(pending, timeout=self.config.stop_grace_s)
+        # Cancel, and insist: on Python 3.11 asyncio.wait_for (used by the engine) drops a
+        # cancellation that races with a result arriving, and the reply would run on.
+        for _ in range(20):
+            if not pending:
+                return
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
+        log.warning("telegram: %d reply(ies) ignored cancellation", len(pending))
+
+    async def _on_error(self, update: object, context: Context) -> None:
+        update_id = update.update_id if isinstance(update, Update) else None
+        if isinstance(context.error, Forbidden):
+            # Blocked by the user or removed from the group: nothing to fix on our side.
+            log.info("telegram: update %s: %s", update_id, context.error)
+            return
+        log.error("telegram: update %s failed", update_id, exc_info=context.error)
+
+    # --- messages -----------------------------------------------------------------------------
+
+    def _allowed(self, user_id: int) -> bool:
+        return not self.config.allowed_user_ids or user_id in self.config.allowed_user_ids
+
+    async def _on_message(self, update: Update, context: Context) -> None:
+        message = update.message
+        if message is None or not from_human(message):
+            return
+        if message.text is None and message.effective_attachment is None:
+            return  # service messages: joins, pins, title changes…
+        assert message.from_user is not None
+        outbox = Outbox.answering(context.bot, message)
+        command = leading_command(message)
+        if command is not None:
+            # Known commands never get here (their CommandHandler took them). In groups a bare
+            # or foreign /command may be meant for another bot.
+            _, target = command
+            me = (context.bot.username or "").lower()
+            if outbox.private or (target is not None and target.lower() == me):
+                await self._answer(outbox, message.from_user.id, texts.UNKNOWN_COMMAND)
+            return
+        text = addressed_text(message, context.bot.id, context.bot.username or "", self.config)
+        if text is None:
+            return
+        if not self._allowed(message.from_user.id):
+            await outbox.say(texts.NOT_ALLOWED)
+            return
+        if message.text is None:
+            await outbox.say(texts.NOT_TEXT)
+            return
+        await self._stream_reply(outbox, message, text)
+
+    async def _stream_reply(self, outbox: Outbox, message: Message, text: str) -> None:
+        assert message.from_user is not None
+        incoming = IncomingMessage(PLATFORM, str(message.from_user.id), str(message.chat_id), text)
+        interval = self.config.edit_interval_s
+        if not outbox.private:
+            interval = self.config.group_edit_interval_s
+        limits = RenderLimits(max_chars=MessageLimit.MAX_TEXT_LENGTH, edit_interval_s=interval)
+        renderer = ReplyRenderer(TelegramSink(outbox), limits)
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            # aclosing: if stop() cancels us, the engine still releases this user's lock.
+            events = self.service.handle(incoming)
+            async with contextlib.aclosing(events):  # type: ignore[type-var]
+                result = await renderer.render(events)
+        finally:
+            self._inflight.discard(task)
+        if result.failure is not None:
+            log.info("telegram: reply failed (%s)", result.failure.reason)
+
+    async def _answer(self, outbox: Outbox, user_id: int, text: str) -> None:
+        await outbox.say(text if self._allowed(user_id) else texts.NOT_ALLOWED)
+
+    # --- commands -----------------------------------------------------------------------------
+
+    async def _command_preamble(self, update: Update, context: Context) -> Outbox | None:
+        """The outbox to answer into, or None when the command is to be ignored or refused."""
+        message = update.message
+        if message is None or not from_human(message):
+            return None
+        outbox = Outbox.answering(context.bot, message)
+        assert message.from_user is not None
+        if not self._allowed(message.from_user.id):
+            await outbox.say(texts.NOT_ALLOWED)
+            return None
+        return outbox
+
+    async def _on_command(self, update: Update, context: Context) -> None:
+        outbox = await self._command_preamble(update, context)
+        if outbox is None or update.message is None:
+            return
+        command = leading_command(update.message)
+        assert command is not None  # CommandHandler matched it
+        # Keyed by the caller's own id, so in a group nobody sees anyone else's data.
+        caller = Caller(_user_key(update), str(outbox.chat_id))
+        result = await self.commands.run(command[0], caller, " ".join(context.args or ()))
+        markup = None
+        if result.confirm is not None:
+            # The asker's id rides in the button data, so only they can confirm, even after
+            # a restart and even in a group where everyone sees the buttons.
+            data = f"{result.confirm.action}:{{}}:{caller.user.user_id}"
+            markup = InlineKeyboardMarkup([[
+                InlineKeyboardButton(result.confirm.yes, callback_data=data.format("yes")),
+                InlineKeyboardButton(result.confirm.no, callback_data=data.format("no")),
+            ]])  # fmt: skip
+        await outbox.say(result.text, markup=markup)
+        if result.chart_png is not None:
+            try:
+                await outbox.send_photo(result.chart_png)
+            except TelegramError:
+                # The summary went out; a missing picture is not worth failing the command.
+                log.exception("telegram: sending the mood chart failed")
+
+    async def _on_callback(self, update: Update, context: Context) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        notice: str | None = None
+        alert = False
+        try:
+            match = _CONFIRM_DATA.match(query.data or "")
+            if match is None or not self.commands.asks_first(match.group(1)):
+                return
+            action, choice, owner = match.groups()
+            if str(query.from_user.id) != owner:
+                notice, alert = texts.FORGET_NOT_YOURS, True
+                return
+            chat_id = str(query.message.chat.id) if query.message else owner
+            caller = Caller(UserKey(PLATFORM, owner), chat_id)
+            result = await self.commands.confirm(action, caller, choice == "yes")
+            try:
+                await query.edit_message_text(result.text)  # also removes the buttons
+            except BadRequest as error:
+                if "message is not modified" not in error.message.lower():
+                    log.info("telegram: could not edit the /%s prompt: %s", action, error)
+                    notice = result.text  # the prompt is gone or too old: say it in a toast
+        finally:
+            # Always answer, or the user's client shows a spinner on the button for a while.
+            await query.answer(notice, show_alert=alert)
+
+
+def _user_key(update: Update) -> UserKey:
+    assert update.effective_user is not None
+    return UserKey(PLATFORM, str(update.effective_user.id))
+
+
+async def _logged(what: str, step: Awaitable[object]) -> None:
+    try:
+        await step
+    except Exception:
+        log.exception("telegram: %s failed", what)
+
+
+class _TokenRedactor(logging.Filter):
+    """Replaces the token in records, tracebacks included: PTB logs its API URL, which
+    carries the token, at DEBUG, and the text of InvalidToken holds it too."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        # Case-insensitive: TelegramError capitalize()s its message, lowering the rest.
+        self._token = re.compile(re.escape(token), re.IGNORECASE)
+
+    def redact(self, text: str) -> str:
+        return self._token.sub("<token>", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is the handler's to report
+            return True
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            # Formatters use a pre-set exc_text instead of formatting the exception again.
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def _guarded_loggers() -> list[logging.Logger]:
+    # Logger filters do not apply to records from child loggers, so every PTB logger gets one
+    # (PTB creates them all at import time).
+    names = [name for name in logging.Logger.manager.loggerDict if name.startswith("telegram")]
+    return [logging.getLogger(name) for name in [*names, __name__, "adapters.telegram.chat"]]
+
+
+def _keep_token_out_of_logs(redactor: _TokenRedactor, install: bool) -> None:
+    for logger in _guarded_loggers():
+        if install:
+            logger.addFilter(redactor)
+        else:
+            logger.removeFilter(redactor)
+    # httpx logs every request URL at INFO (before any filter of ours could see it).
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)

@@ -1,0 +1,73 @@
+"""Telegram adapter settings (imports no platform library, so reading settings stays cheap).
+
+Every key is documented, with its default, in `.env.example`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator, model_validator
+
+from core.config import ConfigGroup, IdSet
+
+_TRIGGERS = frozenset({"mention", "reply"})
+_TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
+
+
+def parse_triggers(raw: str, key: str) -> frozenset[str]:
+    """ "mention,reply" → the set; "none" or nothing → empty. Shared with Discord's triggers."""
+    words = {word for word in re.split(r"[,\s]+", raw.strip().lower()) if word} - {"none"}
+    if unknown := words - _TRIGGERS:
+        raise ValueError(
+            f"{key} takes mention and/or reply (or none), got {', '.join(sorted(unknown))}"
+        )
+    return frozenset(words)
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+class TelegramConfig(ConfigGroup):
+    enabled_by: ClassVar[str | None] = "TELEGRAM_BOT_TOKEN"
+    derived_keys: ClassVar[frozenset[str]] = frozenset({"TELEGRAM_GROUP_TRIGGERS"})
+
+    token: str = Field(alias="TELEGRAM_BOT_TOKEN", repr=False)  # never logged
+    # The token is appended to these (a self-hosted Bot API server, or a test fake).
+    api_base_url: str = Field("https://api.telegram.org/bot", alias="TELEGRAM_API_BASE_URL")
+    api_file_url: str = Field("https://api.telegram.org/file/bot", alias="TELEGRAM_API_FILE_URL")
+    allowed_user_ids: IdSet = Field(frozenset(), alias="TELEGRAM_ALLOWED_USER_IDS")
+    # From TELEGRAM_GROUP_TRIGGERS.
+    group_reply_on_mention: bool = True
+    group_reply_on_reply: bool = True
+    edit_interval_s: float = Field(1.0, ge=0.1, alias="TELEGRAM_EDIT_INTERVAL_S")
+    # Telegram allows a group about 20 messages a minute, edits included.
+    group_edit_interval_s: float = Field(3.0, ge=0.1, alias="TELEGRAM_GROUP_EDIT_INTERVAL_S")
+    poll_timeout_s: float = Field(10.0, ge=0.0, alias="TELEGRAM_POLL_TIMEOUT_S")
+    stop_grace_s: float = Field(15.0, ge=0.0, alias="TELEGRAM_STOP_GRACE_S")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _triggers(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "TELEGRAM_GROUP_TRIGGERS" in data:
+            triggers = parse_triggers(data["TELEGRAM_GROUP_TRIGGERS"], "TELEGRAM_GROUP_TRIGGERS")
+            data = {
+                **data,
+                "group_reply_on_mention": "mention" in triggers,
+                "group_reply_on_reply": "reply" in triggers,
+            }
+        return data
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, token: str) -> str:
+        if not _TOKEN_SHAPE.match(token):
+            # The message must not echo the value: it is a secret even when malformed.
+            raise ValueError("does not look like a bot token (<digits>:<secret> from @BotFather)")
+        return token
+
+    _urls = field_validator("api_base_url", "api_file_url")(_http_url)

@@ -1,0 +1,163 @@
+"""The bot's commands, written once: each returns a platform-neutral CommandResult that every
+adapter renders its own way (a Telegram message with an inline keyboard, an ephemeral Discord
+answer with a button view, a console line or a JSON object).
+
+Adding a command means one function here, one entry in COMMANDS, and its registration in each
+platform adapter (a slash command on Discord has typed options, so it is declared there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from chat import texts
+from chat.mood import MAX_DAYS
+from chat.service import ChatService
+from core.errors import StorageError
+from core.types import UserKey
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who runs a command, and in which chat (commands only ever touch the caller's data)."""
+
+    user: UserKey
+    chat_id: str
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The command asks before acting: adapters show two buttons (or a typed `/name confirm`)
+    that only the caller may press, then call `Commands.confirm(action, caller, yes)`."""
+
+    action: str
+    yes: str  # the buttons' labels
+    no: str
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    text: str
+    chart_png: bytes | None = None  # /mood's chart, when asked for and there is data
+    confirm: Confirmation | None = None
+
+
+Handler = Callable[["Commands", Caller, str, bool], Awaitable[CommandResult]]
+
+
+def parse_days(raw: str | None, default: int = DEFAULT_DAYS) -> int:
+    """The /mood argument; raises ValueError with the user-facing message."""
+    if raw is None or not raw.strip():
+        return default
+    try:
+        days = int(raw.strip())
+    except ValueError:
+        raise ValueError(texts.bad_days(raw)) from None
+    if not 1 <= days <= MAX_DAYS:
+        raise ValueError(texts.bad_days(raw))
+    return days
+
+
+async def _start(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    return CommandResult(texts.start_text())
+
+
+async def _help(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    return CommandResult(texts.help_text())
+
+
+async def _mood(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    try:
+        days = parse_days(args)
+    except ValueError as error:
+        return CommandResult(str(error))
+    report = await commands.service.mood(caller.user, days)
+    png = None
+    if charts and report.total:  # an empty period has nothing to draw
+        from chat.chart import render_mood_chart
+
+        try:
+            # matplotlib is CPU work; keep it off the event loop.
+            png = await asyncio.to_thread(render_mood_chart, report)
+        except Exception:
+            # The summary still goes out; a missing picture is not worth failing the command.
+            log.exception("the mood chart failed")
+    return CommandResult(report.text, png)
+
+
+async def _reset(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    return CommandResult(await commands.service.reset(caller.user, caller.chat_id))
+
+
+async def _forget(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    ask = Confirmation("forget", texts.FORGET_YES_BUTTON, texts.FORGET_NO_BUTTON)
+    return CommandResult(texts.FORGET_ASK, confirm=ask)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    run: Handler
+    asks_first: bool = False  # answers with a Confirmation; Commands.confirm(name, …) acts
+
+    @property
+    def description(self) -> str:
+        return texts.COMMANDS[self.name]
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("start", _start),
+    Command("help", _help),
+    Command("mood", _mood),
+    Command("reset", _reset),
+    Command("forget", _forget, asks_first=True),
+)
+
+
+class Commands:
+    """Runs commands for a caller; storage failures become the user-facing storage text."""
+
+    def __init__(self, service: ChatService) -> None:
+        self.service = service
+        self._by_name = {command.name: command for command in COMMANDS}
+
+    @staticmethod
+    def menu() -> list[tuple[str, str]]:
+        """(name, description) of every command, for the platforms' command menus."""
+        return [(command.name, command.description) for command in COMMANDS]
+
+    def asks_first(self, name: str) -> bool:
+        command = self._by_name.get(name.lower())
+        return command is not None and command.asks_first
+
+    async def run(
+        self, name: str, caller: Caller, args: str = "", *, charts: bool = True
+    ) -> CommandResult:
+        """Run `/name args`; `charts=False` skips drawing /mood's PNG."""
+        command = self._by_name.get(name.lower())
+        if command is None:
+            return CommandResult(texts.UNKNOWN_COMMAND)
+        try:
+            return await command.run(self, caller, args.strip(), charts)
+        except StorageError as error:
+            log.error("/%s failed: %s", command.name, error)
+            return CommandResult(texts.STORAGE_ERROR)
+
+    async def confirm(self, action: str, caller: Caller, accepted: bool) -> CommandResult:
+        """The answer to a Confirmation; the adapter has checked that the caller asked."""
+        if not accepted:
+            return CommandResult(texts.FORGET_CANCELLED)
+        if not self.asks_first(action):
+            raise ValueError(f"no command asks to confirm {action!r}")
+        try:
+            return CommandResult(await self.service.forget(caller.user))
+        except StorageError as error:
+            log.error("forget failed: %s", error)
+            return CommandResult(texts.STORAGE_ERROR)

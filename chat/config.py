@@ -1,0 +1,58 @@
+"""The chat logic's settings: how replies are sampled, how much history, privacy, time zone.
+
+Every key is documented, with its default, in `.env.example`.
+"""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+
+from core.config import ConfigGroup
+from core.types import GenerationParams
+
+_DEFAULT = GenerationParams()  # the sampling defaults are written once, on the dataclass
+
+
+class ChatConfig(ConfigGroup):
+    max_new_tokens: int = Field(_DEFAULT.max_new_tokens, ge=1, le=2048, alias="MAX_NEW_TOKENS")
+    temperature: float = Field(_DEFAULT.temperature, ge=0.0, le=2.0, alias="TEMPERATURE")
+    top_p: float = Field(_DEFAULT.top_p, ge=0.0, le=1.0, alias="TOP_P")
+    top_k: int = Field(_DEFAULT.top_k, ge=0, le=1000, alias="TOP_K")
+    repetition_penalty: float = Field(
+        _DEFAULT.repetition_penalty, ge=1.0, le=2.0, alias="REPETITION_PENALTY"
+    )
+    # Turns fetched from the store; the runtime trims them to its token budget.
+    history_turns: int = Field(12, ge=0, le=200, alias="HISTORY_TURNS")
+    # Longer messages are cut before tagging and replying.
+    max_input_chars: int = Field(4000, ge=100, le=100_000, alias="MAX_INPUT_CHARS")
+    store_message_text: bool = Field(False, alias="STORE_MESSAGE_TEXT")
+    excerpt_chars: int = 200
+    timezone: str = Field("UTC", alias="TIMEZONE")
+    seed: int | None = None  # fixed sampling seed (benchmarks)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a known IANA time zone (e.g. Asia/Shanghai)") from None
+        return name
+
+    @property
+    def tz(self) -> tzinfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def generation(self) -> GenerationParams:
+        return GenerationParams(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            repetition_penalty=self.repetition_penalty,
+            seed=self.seed,
+        )

@@ -1,0 +1,104 @@
+"""What the model is told for a reply: the persona, the tone per label and the examples.
+
+Kept in one module so that tuning a prompt never means hunting through code. The label's own
+prompt (the analyst frame) belongs to the runtime: runtime/labelling.py.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from core.types import GenerationParams, Label, ReplyRequest, Turn
+
+# --- the reply: persona plus a tone chosen by the label ----------------------------------
+# Two lessons from trying this on the 0.5B model: it follows a system prompt written in the
+# user's own language far better than a bilingual one (a mixed prompt made it answer Chinese
+# in English), and it imitates one example exchange much better than it obeys a long
+# instruction (long tone instructions were echoed back verbatim). So each language has a
+# short persona, a one-line tone per label, and one example exchange per tone.
+
+Language = Literal["zh", "en"]
+
+PERSONA: dict[Language, str] = {
+    "zh": (
+        "你是一个温暖、有同理心的AI助手，像一位善解人意的好朋友一样聊天。"
+        "用中文回复，两到四句话，自然口语化。不要重复用户的原话，不要列清单，"
+        "不要说“作为AI”之类的话。"
+    ),
+    "en": (
+        "You are a warm, empathetic AI companion who chats like a caring friend. "
+        "Reply in English in two to four natural sentences. Do not repeat the user's words, "
+        "do not make lists, and never say things like \"as an AI\"."
+    ),
+}
+
+TONES: dict[Language, dict[Label, str]] = {
+    "zh": {
+        "negative": "对方心情低落：先体谅，再温柔安慰。",
+        "positive": "对方很开心：和对方一起高兴，给予鼓励。",
+    },
+    "en": {
+        "negative": "They are feeling down: acknowledge it and comfort them gently.",
+        "positive": "They are happy: share the joy and encourage them.",
+    },
+}
+
+EXAMPLES: dict[Language, dict[Label, tuple[str, str]]] = {
+    "zh": {
+        "negative": (
+            "今天被老板当众批评了，好委屈。",
+            "被当众批评真的很难受，委屈是很正常的。你已经很努力了，别太苛责自己。"
+            "想聊聊发生了什么吗？",
+        ),
+        "positive": (
+            "我终于跑完了人生第一个半马！",
+            "太厉害了，恭喜你！坚持跑完半马一点都不容易，这份成就感一定很棒。"
+            "好好休息，为自己骄傲吧！",
+        ),
+    },
+    "en": {
+        "negative": (
+            "I failed my driving test again.",
+            "Oh no, that's really disappointing, especially after all the practice. Lots of "
+            "people need a few tries, so please don't be too hard on yourself. You'll get there.",
+        ),
+        "positive": (
+            "I just got accepted into my dream school!",
+            "That's wonderful news, congratulations! All your hard work really paid off. "
+            "I'm so happy for you, enjoy this moment!",
+        ),
+    },
+}
+
+
+def detect_language(text: str) -> Language:
+    """Chinese when the message has a meaningful share of CJK characters, else English."""
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "en"
+    cjk = sum(1 for ch in letters if "\u4e00" <= ch <= "\u9fff")
+    return "zh" if cjk / len(letters) >= 0.2 else "en"
+
+
+def reply_system_prompt(label: Label, user_text: str) -> str:
+    language = detect_language(user_text)
+    return f"{PERSONA[language]}\n{TONES[language][label]}"
+
+
+def reply_examples(label: Label, user_text: str) -> tuple[Turn, ...]:
+    """The example exchange placed before the real conversation."""
+    question, answer = EXAMPLES[detect_language(user_text)][label]
+    return (Turn("user", question), Turn("assistant", answer))
+
+
+def reply_request(
+    label: Label, user_text: str, history: tuple[Turn, ...], params: GenerationParams
+) -> ReplyRequest:
+    """What the runner is asked for a message with this label: persona, tone and example."""
+    return ReplyRequest(
+        system=reply_system_prompt(label, user_text),
+        history=history,
+        user_text=user_text,
+        params=params,
+        examples=reply_examples(label, user_text),
+    )

@@ -1,0 +1,196 @@
+"""The one entry point adapters call: a message in, a stream of reply events out.
+
+Per message: tag the sentiment (shown at once), build the reply prompt from the persona, the
+tone for that label and this chat's recent turns, stream the reply, then store the mood event
+and both turns in one transaction. One user's messages are handled strictly in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from chat import mood, texts
+from chat.config import ChatConfig
+from chat.prompts import reply_request
+from core.errors import EngineBusy, EngineStopped, EngineTimeout, StorageError
+from core.ports import ModelFacade, MoodStore, ReplyTokens
+from core.types import (
+    IncomingMessage,
+    MoodEvent,
+    MoodReport,
+    ReplyDone,
+    ReplyEvent,
+    ReplyFailed,
+    SentimentTagged,
+    TextDelta,
+    Timings,
+    Turn,
+    UserKey,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 1)
+
+
+class ChatService:
+    def __init__(
+        self,
+        model: ModelFacade,
+        store: MoodStore,
+        config: ChatConfig | None = None,
+        clock: type[datetime] = datetime,
+    ) -> None:
+        self.model = model
+        self.store = store
+        self.config = config or ChatConfig()
+        self._clock = clock
+        self._user_locks: dict[UserKey, _UserLock] = {}
+
+    def _now(self) -> datetime:
+        return self._clock.now(UTC)
+
+    async def handle(self, message: IncomingMessage) -> AsyncIterator[ReplyEvent]:
+        """Yield SentimentTagged, TextDelta…, then ReplyDone — or ReplyFailed as the last event.
+
+        Consume the stream to the end (or close it): the user's ordering lock is held meanwhile.
+        """
+        text = message.text.strip()[: self.config.max_input_chars]
+        if not text:
+            yield ReplyFailed("empty", texts.EMPTY_MESSAGE)
+            return
+        async with self._user_lock(message.user):
+            async for event in self._handle_in_order(message, text):
+                yield event
+
+    async def _handle_in_order(
+        self, message: IncomingMessage, text: str
+    ) -> AsyncIterator[ReplyEvent]:
+        start = time.perf_counter()
+        try:
+            sentiment = await self.model.tag(text)
+        except (EngineBusy, EngineStopped):
+            yield ReplyFailed("busy", texts.BUSY)
+            return
+        except EngineTimeout:
+            yield ReplyFailed("timeout", texts.TIMEOUT)
+            return
+        except Exception:
+            log.exception("tagging failed")
+            yield ReplyFailed("model_error", texts.MODEL_ERROR)
+            return
+        sentiment_ms = _ms_since(start)
+        yield SentimentTagged(sentiment, sentiment_ms)
+        event = MoodEvent(
+            platform=message.platform,
+            user_id=message.user_id,
+            chat_id=message.chat_id,
+            label=sentiment.label,
+            p_positive=sentiment.p_positive,
+            created_at=self._now(),
+            excerpt=text[: self.config.excerpt_chars] if self.config.store_message_text else None,
+        )
+        try:
+            history = await self.store.recent_turns(
+                message.user, message.chat_id, self.config.history_turns
+            )
+        except StorageError as error:
+            log.error("could not read conversation memory: %s", error)
+            yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)
+            return
+
+        request = reply_request(sentiment.label, text, tuple(history), self.config.generation)
+        parts: list[str] = []
+        first_token_ms: float | None = None
+        failure: ReplyFailed | None = None
+        tokens: ReplyTokens | None = None
+        try:
+            tokens = self.model.reply(request)
+            async for delta in tokens:
+                if first_token_ms is None:
+                    first_token_ms = _ms_since(start)
+                parts.append(delta)
+                yield TextDelta(delta)
+        except (EngineBusy, EngineStopped):
+            failure = ReplyFailed("busy", texts.BUSY, sentiment)
+        except EngineTimeout:
+            failure = ReplyFailed("timeout", texts.TIMEOUT, sentiment)
+        except Exception:
+            log.exception("reply generation failed")
+            failure = ReplyFailed("model_error", texts.MODEL_ERROR, sentiment)
+        finally:
+            if tokens is not None:
+                tokens.cancel()  # no-op when it ran to the end; frees the model otherwise
+
+        reply = "".join(parts).strip()
+        if failure is None and not reply:
+            failure = ReplyFailed("model_error", texts.MODEL_ERROR, sentiment)
+        # The label happened either way, so the mood event is kept; a reply that never
+        # completed is not remembered as a turn (it would teach the model a cut-off answer).
+        turns = [] if failure else [Turn("user", text), Turn("assistant", reply)]
+        try:
+            await self.store.record_exchange(event, turns)
+        except StorageError as error:
+            log.error("could not store the message: %s", error)
+            yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)
+            return
+        if failure is not None:
+            yield failure
+            return
+        finished = tokens.finished if tokens is not None else False
+        timings = Timings(sentiment_ms, first_token_ms, _ms_since(start))
+        yield ReplyDone(reply, sentiment, timings, finished)
+
+    # --- what the commands (chat/commands.py) call ------------------------------------------
+
+    async def mood(self, user: UserKey, days: int = 7) -> MoodReport:
+        """The caller's own history; raises ValueError for days outside 1..365."""
+        tz = self.config.tz
+        now = self._now()  # one reading, so the bounds and the day series agree at midnight
+        previous_start, current_start, end = mood.period_bounds(days, now, tz)
+        events = await self.store.mood_events(user, previous_start, end)
+        previous = [e for e in events if e.created_at < current_start]
+        current = [e for e in events if e.created_at >= current_start]
+        return mood.build_report(user, current, previous, days, now, tz)
+
+    # /reset and /forget take the user's ordering lock: a message still being answered is
+    # finished (and stored) first, so nothing of it can reappear after the deletion.
+
+    async def reset(self, user: UserKey, chat_id: str) -> str:
+        async with self._user_lock(user):
+            await self.store.clear_turns(user, chat_id)
+        return texts.RESET_DONE
+
+    async def forget(self, user: UserKey) -> str:
+        """Delete everything about the user. Adapters ask for confirmation before calling."""
+        async with self._user_lock(user):
+            rows = await self.store.forget_user(user)
+        return texts.forget_done(rows)
+
+    @contextlib.asynccontextmanager
+    async def _user_lock(self, user: UserKey) -> AsyncIterator[None]:
+        # Counted, so a user's lock is dropped when nobody holds or awaits it: a bot that
+        # meets thousands of users does not keep a lock for each one forever.
+        entry = self._user_locks.setdefault(user, _UserLock())
+        entry.holders += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.holders -= 1
+            if entry.holders == 0:
+                del self._user_locks[user]
+
+
+@dataclass
+class _UserLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    holders: int = 0  # holding or waiting

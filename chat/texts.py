@@ -1,0 +1,158 @@
+"""What the bot says to people (as opposed to prompts, which are what the model is told).
+
+The UI is Chinese first with English alongside, matching the product's audience.
+"""
+
+from __future__ import annotations
+
+from datetime import date, tzinfo
+
+from core.types import MoodEvent, MoodReport, Sentiment
+
+LABEL_EMOJI = {"positive": "😄", "negative": "😔"}
+LABEL_WORD = {"positive": "正面", "negative": "负面"}
+
+
+def label_line(sentiment: Sentiment, with_score: bool = True) -> str:
+    """The line shown the moment a message is tagged, e.g. `😄 情感判断: 正面 (0.96)`."""
+    line = f"{LABEL_EMOJI[sentiment.label]} 情感判断: {LABEL_WORD[sentiment.label]}"
+    return f"{line} ({sentiment.confidence:.2f})" if with_score else line
+
+
+EMPTY_MESSAGE = "我没有看到文字内容，发一句话给我吧。 (Send me some text and I'll reply.)"
+BUSY = "我现在有点忙，请稍后再试。 (I'm busy right now — please try again in a moment.)"
+TIMEOUT = "这次回复花的时间太长了，请再试一次。 (That took too long — please try again.)"
+MODEL_ERROR = "抱歉，我这边出了点问题，没能回复。 (Sorry, something went wrong on my side.)"
+STORAGE_ERROR = (
+    "抱歉，我暂时无法读写心情记录，请稍后再试。 "
+    "(Sorry, the mood journal is unavailable right now — please try again later.)"
+)
+NOT_TEXT = "我目前只能读懂文字消息。 (I can only read text messages for now.)"
+NOT_ALLOWED = "抱歉，这个机器人只对部分用户开放。 (Sorry, this bot is private.)"
+UNKNOWN_COMMAND = "我不认识这个命令，发送 /help 查看可用命令。 (Unknown command — see /help.)"
+
+INTRO = (
+    "你好！我是 All-in-One Bot 🤗\n"
+    "我会先判断你每条消息的情感（正面或负面），再用合适的语气回复你："
+    "你难过时安慰你，你开心时和你一起开心。\n"
+    "Hi! I tag the mood of each message (positive or negative) and reply in a matching tone."
+)
+
+PRIVACY = (
+    "我保存的内容：每条消息的情感标签、置信度和时间（用于 /mood），以及最近的对话（用于上下文）。"
+    "消息原文只在管理员开启 STORE_MESSAGE_TEXT 时作为摘录保存。"
+    "/reset 清除对话记忆，/forget 删除关于你的一切。\n"
+    "What I store: each message's label, confidence and time (for /mood) and recent turns "
+    "(for context). /reset clears the conversation, /forget deletes everything about you."
+)
+
+COMMANDS: dict[str, str] = {
+    "start": "介绍与隐私说明 (intro and what is stored)",
+    "help": "查看帮助 (show help)",
+    "mood": "查看心情记录，可加天数，如 /mood 30 (your mood history)",
+    "reset": "清除对话记忆 (clear conversation memory)",
+    "forget": "删除关于你的所有数据 (delete all your data)",
+}
+
+
+def help_text() -> str:
+    lines = [INTRO, "", "命令 (commands):"]
+    lines += [f"/{name} — {about}" for name, about in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def start_text() -> str:
+    return f"{INTRO}\n\n{PRIVACY}\n\n发送 /help 查看命令。 (Send /help for commands.)"
+
+
+RESET_DONE = (
+    "好的，我已经忘掉了这段对话的上下文。心情记录还在。 "
+    "(Conversation memory cleared; mood history kept.)"
+)
+FORGET_ASK = (
+    "这会永久删除我保存的关于你的所有数据（心情记录和对话），无法恢复。确定吗？\n"
+    "This permanently deletes everything I store about you. Are you sure?"
+)
+FORGET_YES_BUTTON = "确认删除 (Delete)"
+FORGET_NO_BUTTON = "取消 (Cancel)"
+FORGET_NOT_YOURS = "只有发起 /forget 的人可以确认。 (Only the person who asked can answer this.)"
+FORGET_CANCELLED = "已取消，什么都没有删除。 (Cancelled — nothing was deleted.)"
+
+
+def console_confirm_hint(command: str) -> str:
+    """The console has no buttons: a typed `/<command> confirm` answers a confirmation."""
+    return f"发送 /{command} confirm 确认。 (Send /{command} confirm to go ahead.)"
+
+
+def forget_done(rows: int) -> str:
+    return f"已删除关于你的所有数据（{rows} 条记录）。 (Deleted everything about you: {rows} rows.)"
+
+
+def bad_days(raw: str) -> str:
+    return f"天数需要是 1 到 365 之间的整数，例如 /mood 30。 (Days must be 1–365, got {raw!r}.)"
+
+
+# --- /mood ---------------------------------------------------------------------------------
+
+EXCERPT_CHARS = 24  # of a stored excerpt, in the latest entries
+
+
+def mood_report(report: MoodReport, had_previous: bool, tz: tzinfo) -> str:
+    days = report.days
+    period = "今天" if days == 1 else f"最近 {days} 天"
+    period_en = "today" if days == 1 else f"last {days} days"
+    if report.total == 0:
+        if had_previous:
+            return (
+                f"{period}还没有心情记录。和我聊聊吧，我会记录每条消息的情感。"
+                f" (No mood entries {period_en} — just chat with me.)"
+            )
+        return (
+            "还没有心情记录。和我聊聊吧，我会记录每条消息的情感。"
+            " (No mood history yet — just chat with me.)"
+        )
+    share = report.positive_share or 0.0
+    pos_pct = round(share * 100)
+    first, last = report.series[0].day, report.series[-1].day
+    lines = [
+        f"📊 {period}的心情 (mood, {period_en})",
+        f"共 {report.total} 条: 😄 正面 {report.positive} ({pos_pct}%)"
+        f" · 😔 负面 {report.negative} ({100 - pos_pct}%)",
+        f"每日 {report.sparkline}  ({_day_label(first, last)} → {_day_label(last, first)})",
+        _trend_line(report),
+        "最近:",
+    ]
+    for event in report.latest:
+        lines.append("  " + _event_line(event, tz))
+    return "\n".join(lines)
+
+
+def _trend_line(report: MoodReport) -> str:
+    days = report.days
+    trend = report.trend
+    if trend is None:
+        return f"趋势: 前 {days} 天没有记录，暂无可比较 (no earlier data to compare)"
+    points = round(trend * 100)
+    if points > 0:
+        return f"趋势: 比前 {days} 天 ↑ {points} 个百分点 (up {points} pts vs previous period)"
+    if points < 0:
+        return f"趋势: 比前 {days} 天 ↓ {-points} 个百分点 (down {-points} pts vs previous period)"
+    return f"趋势: 与前 {days} 天持平 → (about the same as the previous period)"
+
+
+def _event_line(event: MoodEvent, tz: tzinfo) -> str:
+    stamp = event.created_at.astimezone(tz).strftime("%m-%d %H:%M")
+    face, word = ("😄", "正面") if event.label == "positive" else ("😔", "负面")
+    confidence = event.p_positive if event.label == "positive" else 1.0 - event.p_positive
+    line = f"{stamp} {face} {word} {confidence:.2f}"
+    if event.excerpt:
+        excerpt = " ".join(event.excerpt.split())
+        if len(excerpt) > EXCERPT_CHARS:
+            excerpt = excerpt[: EXCERPT_CHARS - 1] + "…"
+        line += f" 「{excerpt}」"
+    return line
+
+
+def _day_label(day: date, other: date) -> str:
+    # Month-day is enough unless the range crosses a year boundary.
+    return day.strftime("%m-%d" if day.year == other.year else "%Y-%m-%d")

@@ -1,0 +1,66 @@
+"""What the chat logic needs from the outside: a store, a model, and the adapters' shape.
+
+`storage` implements MoodStore, `runtime.worker.ModelWorker` implements ModelFacade, and the
+platform adapters implement Adapter. Only the types of `core.types` cross these ports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from core.types import MoodEvent, ReplyRequest, Sentiment, Turn, UserKey
+
+
+class MoodStore(Protocol):
+    async def record_exchange(self, event: MoodEvent, turns: Sequence[Turn]) -> None:
+        """Write the mood event and the turns of one message in a single transaction."""
+
+    async def recent_turns(self, user: UserKey, chat_id: str, limit: int) -> list[Turn]:
+        """The last `limit` turns of this user in this chat, oldest first."""
+
+    async def mood_events(
+        self, user: UserKey, since: datetime, until: datetime | None = None
+    ) -> list[MoodEvent]:
+        """This user's events with since <= created_at < until, oldest first."""
+
+    async def clear_turns(self, user: UserKey, chat_id: str) -> int:
+        """Delete this user's conversation memory in this chat; returns rows deleted."""
+
+    async def forget_user(self, user: UserKey) -> int:
+        """Delete everything stored about this user; returns rows deleted."""
+
+    async def close(self) -> None: ...
+
+
+class ReplyTokens(Protocol):
+    """The text deltas of one reply, as they are decoded; `finished` is known at the end."""
+
+    finished: bool
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    def cancel(self) -> None:
+        """Stop generating (the caller gave up); a no-op once the reply has ended."""
+
+
+class ModelFacade(Protocol):
+    """The model's two jobs. Raises core.errors.EngineBusy, EngineTimeout or EngineStopped
+    when it cannot do them; any other exception is a model failure."""
+
+    async def tag(self, text: str) -> Sentiment: ...
+
+    def reply(self, request: ReplyRequest) -> ReplyTokens: ...
+
+
+class Adapter(Protocol):
+    """A platform translator: platform events in, chat logic calls, platform replies out."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Connect and begin handling messages; return once running."""
+
+    async def stop(self) -> None:
+        """Stop receiving, finish or drop in-flight work, disconnect."""

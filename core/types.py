@@ -1,0 +1,182 @@
+"""The plain types that cross package boundaries: a message in, reply events out, what the
+store keeps, and what the chat logic asks of the model.
+
+Every package may import these; nothing here imports a platform SDK, SQL, torch or pydantic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+Label = Literal["positive", "negative"]
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True)
+class UserKey:
+    """A person is a platform plus that platform's user id: Telegram 42 is not Discord 42."""
+
+    platform: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    platform: str
+    user_id: str
+    chat_id: str
+    text: str
+
+    @property
+    def user(self) -> UserKey:
+        return UserKey(self.platform, self.user_id)
+
+
+@dataclass(frozen=True)
+class Sentiment:
+    label: Label
+    p_positive: float
+
+    @property
+    def confidence(self) -> float:
+        return self.p_positive if self.label == "positive" else 1.0 - self.p_positive
+
+    @classmethod
+    def from_p_positive(cls, p_positive: float) -> Sentiment:
+        return cls("positive" if p_positive >= 0.5 else "negative", p_positive)
+
+
+@dataclass(frozen=True)
+class Timings:
+    sentiment_ms: float
+    first_token_ms: float | None
+    total_ms: float
+
+
+# --- the stream of events the engine yields for one message -------------------------------
+
+
+@dataclass(frozen=True)
+class SentimentTagged:
+    """Always the first event of a successful message: adapters show the label at once."""
+
+    sentiment: Sentiment
+    ms: float
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyDone:
+    """The last event: the whole reply, already stored."""
+
+    text: str
+    sentiment: Sentiment
+    timings: Timings
+    finished: bool  # True when the model ended its turn, False when MAX_NEW_TOKENS cut it
+
+
+FailureReason = Literal["empty", "busy", "timeout", "model_error", "storage_error"]
+
+
+@dataclass(frozen=True)
+class ReplyFailed:
+    """The last event when no reply could be made; `message` is ready to show to the user."""
+
+    reason: FailureReason
+    message: str
+    sentiment: Sentiment | None = None
+
+
+ReplyEvent = SentimentTagged | TextDelta | ReplyDone | ReplyFailed
+
+
+# --- what the store keeps -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MoodEvent:
+    platform: str
+    user_id: str
+    chat_id: str
+    label: Label
+    p_positive: float
+    created_at: datetime  # timezone-aware, UTC
+    excerpt: str | None = None  # only when STORE_MESSAGE_TEXT=true
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class DayPoint:
+    day: date
+    positive: int
+    negative: int
+
+    @property
+    def total(self) -> int:
+        return self.positive + self.negative
+
+    @property
+    def positive_share(self) -> float | None:
+        return self.positive / self.total if self.total else None
+
+
+@dataclass(frozen=True)
+class MoodReport:
+    user: UserKey
+    days: int
+    positive: int
+    negative: int
+    series: tuple[DayPoint, ...]  # one point per day, oldest first, empty days included
+    sparkline: str
+    # the same-length period just before; None when it had no events
+    previous_positive_share: float | None
+    latest: tuple[MoodEvent, ...] = field(default=())  # newest first
+    text: str = ""  # the human-readable summary adapters send as is
+
+    @property
+    def total(self) -> int:
+        return self.positive + self.negative
+
+    @property
+    def positive_share(self) -> float | None:
+        return self.positive / self.total if self.total else None
+
+    @property
+    def trend(self) -> float | None:
+        """Change of the positive share against the previous period, in share points."""
+        if self.positive_share is None or self.previous_positive_share is None:
+            return None
+        return self.positive_share - self.previous_positive_share
+
+
+# --- what the chat logic asks of the model ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_new_tokens: int = 160
+    temperature: float = 0.7  # 0 means greedy
+    top_p: float = 0.8
+    top_k: int = 20
+    repetition_penalty: float = 1.05
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class ReplyRequest:
+    system: str  # persona plus the tone instruction for this message's label
+    history: tuple[Turn, ...]  # oldest first; the runner drops the oldest to fit its budget
+    user_text: str
+    params: GenerationParams
+    examples: tuple[Turn, ...] = ()  # fixed example exchange, before the history, never trimmed

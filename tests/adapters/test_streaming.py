@@ -1,0 +1,238 @@
+"""split_text and ReplyRenderer (adapters/base.py) against an in-memory message sink."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+
+import pytest
+
+from adapters.streaming import RateLimited, RenderLimits, ReplyRenderer, split_text
+from chat import texts
+from core.types import (
+    ReplyDone,
+    ReplyEvent,
+    ReplyFailed,
+    Sentiment,
+    SentimentTagged,
+    TextDelta,
+    Timings,
+)
+
+HAPPY = Sentiment("positive", 0.9)
+LABEL = texts.label_line(HAPPY)
+TIMINGS = Timings(1.0, 2.0, 3.0)
+
+
+# --- split_text -----------------------------------------------------------------------------
+
+
+def squeeze(text: str) -> str:
+    return "".join(text.split())
+
+
+@pytest.mark.parametrize("limit", [5, 10, 37, 100])
+def test_split_text_respects_the_limit_and_loses_nothing(limit: int) -> None:
+    rng = random.Random(limit)
+    pieces = ["word", "longerword", " ", " ", "\n", "中文字", "x" * 23, "!", "  \n"]
+    for _ in range(200):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 60))).strip()
+        chunks = split_text(text, limit)
+        assert chunks
+        assert all(len(chunk) <= limit for chunk in chunks)
+        assert squeeze("".join(chunks)) == squeeze(text)
+        assert all(chunk == chunk.strip() for chunk in chunks)
+        if text:
+            assert all(chunks)
+
+
+def test_split_text_short_text_is_one_chunk() -> None:
+    assert split_text("hello", 10) == ["hello"]
+    assert split_text("x" * 10, 10) == ["x" * 10]
+    assert split_text("", 10) == [""]
+
+
+def test_split_text_prefers_a_newline_then_a_space() -> None:
+    text = "first line\nsecond part continues here"
+    assert split_text(text, 20) == ["first line", "second part", "continues here"]
+    words = "alpha beta gamma delta epsilon"
+    assert split_text(words, 12) == ["alpha beta", "gamma delta", "epsilon"]
+
+
+def test_split_text_hard_cuts_when_there_is_no_break() -> None:
+    assert split_text("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]
+    assert split_text("中" * 7, 3) == ["中" * 3, "中" * 3, "中"]
+
+
+def test_split_text_ignores_a_break_in_the_first_half() -> None:
+    # Cutting at that space would make a tiny chunk: it cuts at the limit instead.
+    assert split_text("a " + "b" * 30, 10) == ["a " + "b" * 8, "b" * 10, "b" * 10, "b" * 2]
+
+
+# --- the renderer ---------------------------------------------------------------------------
+
+
+@dataclass
+class FakeSink:
+    """Messages are ints; records every call and raises RateLimited when told to."""
+
+    messages: list[str] = field(default_factory=list)
+    calls: list[tuple[str, int, str]] = field(default_factory=list)
+    edit_failures: list[float] = field(default_factory=list)  # retry_after for each next edit
+    fail_edits_of: str | None = None  # only rate-limit edits whose text is exactly this
+    typings: int = 0
+
+    async def send(self, text: str) -> int:
+        self.calls.append(("send", len(self.messages), text))
+        self.messages.append(text)
+        return len(self.messages) - 1
+
+    async def edit(self, handle: int, text: str) -> None:
+        self.calls.append(("edit", handle, text))
+        if self.edit_failures and (self.fail_edits_of is None or text == self.fail_edits_of):
+            raise RateLimited(self.edit_failures.pop(0))
+        self.messages[handle] = text
+
+    async def typing(self) -> None:
+        self.typings += 1
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _, _ in self.calls]
+
+
+async def stream(events: Iterable[ReplyEvent]) -> AsyncIterator[ReplyEvent]:
+    for event in events:
+        yield event
+
+
+def reply_events(words: list[str], finished: bool = True) -> list[ReplyEvent]:
+    deltas: list[ReplyEvent] = [TextDelta(word) for word in words]
+    text = "".join(words).strip()
+    return [SentimentTagged(HAPPY, 1.0), *deltas, ReplyDone(text, HAPPY, TIMINGS, finished)]
+
+
+WORDS = ["Hello ", "there, ", "this ", "is ", "a ", "streamed ", "reply."]
+FULL = f"{LABEL}\n\nHello there, this is a streamed reply."
+
+
+async def test_label_first_then_complete_final_text() -> None:
+    sink = FakeSink()
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=0.0))
+    result = await renderer.render(stream(reply_events(WORDS)))
+
+    assert sink.calls[0] == ("send", 0, LABEL)
+    assert sink.messages == [FULL]
+    assert result.text == FULL and result.messages == 1 and result.failure is None
+    assert set(sink.kinds()[1:]) == {"edit"}
+    # Unthrottled, the message grew word by word and never shrank.
+    shown = [text for kind, _, text in sink.calls if kind == "edit"]
+    assert all(len(a) <= len(b) for a, b in zip(shown, shown[1:], strict=False))
+    assert len(shown) >= len(WORDS)
+
+
+async def test_edits_are_throttled() -> None:
+    sink = FakeSink()
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=3600.0))
+    await renderer.render(stream(reply_events(WORDS)))
+    assert sink.calls == [("send", 0, LABEL), ("edit", 0, FULL)]
+
+
+async def test_final_edit_waits_out_a_rate_limit_and_retries() -> None:
+    sink = FakeSink(edit_failures=[0.01, 0.02])
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=3600.0))
+    result = await renderer.render(stream(reply_events(WORDS)))
+    assert sink.calls == [("send", 0, LABEL)] + [("edit", 0, FULL)] * 3
+    assert sink.messages == [FULL]
+    assert result.text == FULL
+
+
+async def test_final_edit_gives_up_after_max_retries() -> None:
+    sink = FakeSink(edit_failures=[0.0] * 10)
+    limits = RenderLimits(max_chars=4096, edit_interval_s=3600.0, max_retries=2)
+    with pytest.raises(RateLimited):
+        await ReplyRenderer(sink, limits).render(stream(reply_events(WORDS)))
+    assert sink.kinds().count("edit") == 3  # the first try and two retries
+
+
+async def test_rate_limited_intermediate_edit_is_skipped_not_lost() -> None:
+    first_frame = f"{LABEL}\n\nHello"
+    sink = FakeSink(edit_failures=[30.0], fail_edits_of=first_frame)
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=0.0))
+    result = await renderer.render(stream(reply_events(WORDS)))
+
+    edits = [text for kind, _, text in sink.calls if kind == "edit"]
+    # The 429 on the first frame held back the other intermediate frames (its window is 30 s)
+    # without sleeping, and the final text still went out in full.
+    assert edits == [first_frame, FULL]
+    assert sink.messages == [FULL]
+    assert result.text == FULL
+
+
+async def test_overflow_goes_into_new_messages() -> None:
+    words = [f"word{i:02d} " for i in range(40)]
+    sink = FakeSink()
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=60, edit_interval_s=0.0))
+    result = await renderer.render(stream(reply_events(words)))
+
+    body = "".join(words).strip()
+    assert result.messages == len(sink.messages) > 1
+    assert all(len(message) <= 60 for message in sink.messages)
+    assert sink.messages[0].startswith(LABEL)
+    assert squeeze("".join(sink.messages)) == squeeze(f"{LABEL}{body}")
+    assert sink.messages == split_text(f"{LABEL}\n\n{body}", 60)
+    # Each message was sent once; later changes were edits of it.
+    assert [handle for kind, handle, _ in sink.calls if kind == "send"] == list(
+        range(len(sink.messages))
+    )
+
+
+async def test_overflow_with_throttling_still_delivers_everything() -> None:
+    words = [f"word{i:02d} " for i in range(40)]
+    sink = FakeSink()
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=60, edit_interval_s=3600.0))
+    result = await renderer.render(stream(reply_events(words)))
+    assert sink.messages == split_text(f"{LABEL}\n\n{''.join(words).strip()}", 60)
+    assert result.messages == len(sink.messages)
+
+
+async def test_failure_after_some_text_shows_both() -> None:
+    events: list[ReplyEvent] = [
+        SentimentTagged(HAPPY, 1.0),
+        TextDelta("Hello "),
+        TextDelta("there"),
+        ReplyFailed("model_error", texts.MODEL_ERROR, HAPPY),
+    ]
+    sink = FakeSink()
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=3600.0))
+    result = await renderer.render(stream(events))
+    assert result.text == f"{LABEL}\n\nHello there\n\n{texts.MODEL_ERROR}"
+    assert sink.messages == [result.text]
+    assert result.failure == events[-1]
+
+
+async def test_failure_without_a_label() -> None:
+    sink = FakeSink()
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096))
+    failure = ReplyFailed("busy", texts.BUSY)
+    result = await renderer.render(stream([failure]))
+    assert sink.calls == [("send", 0, texts.BUSY)]
+    assert result.text == texts.BUSY and result.failure == failure
+
+
+async def test_a_long_rate_limited_first_send_is_retried() -> None:
+    class SlowStart(FakeSink):
+        failures = 2
+
+        async def send(self, text: str) -> int:
+            if self.failures:
+                self.failures -= 1
+                self.calls.append(("send-429", -1, text))
+                raise RateLimited(0.01)
+            return await super().send(text)
+
+    sink = SlowStart()
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=3600.0))
+    result = await renderer.render(stream(reply_events(WORDS)))
+    assert sink.kinds() == ["send-429", "send-429", "send", "edit"]
+    assert sink.messages == [FULL] and result.text == FULL

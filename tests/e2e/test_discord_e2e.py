@@ -1,0 +1,76 @@
+"""`python -m bot` with a Discord token, end to end: a subprocess on the real packaged model
+connects to the loopback fake gateway, answers one DM, and exits cleanly on SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from core.types import UserKey
+from tests.fakes.discord_api import FakeDiscord, user_payload
+from tests.support import bot_process, final_reply
+
+pytestmark = pytest.mark.model
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "fake-token"
+USER_ID, DM_CHANNEL = 4242, 5151
+STARTUP_TIMEOUT_S = 300.0  # the first run converts the packaged model into the cache
+REPLY_TIMEOUT_S = 180.0
+
+
+async def test_python_m_bot_answers_a_discord_dm_and_stops_on_sigint(tmp_path: Path) -> None:
+    db = tmp_path / "bot.db"
+    stdout_path, stderr_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    fake = FakeDiscord(token=TOKEN)
+    await fake.start()
+    env = {
+        **os.environ,
+        "DISCORD_BOT_TOKEN": TOKEN,
+        "DISCORD_API_BASE_URL": fake.api_base_url,
+        "DISCORD_GATEWAY_URL": fake.gateway_url,
+        "DATABASE_PATH": str(db),
+        "MAX_NEW_TOKENS": "60",
+        "LOG_LEVEL": "debug",  # the token must stay out of even the most verbose logs
+        "PYTHONPATH": str(ROOT),
+    }
+    for key in ("TELEGRAM_BOT_TOKEN", "DISCORD_ALLOWED_USER_IDS", "DISCORD_TRIGGERS"):
+        env.pop(key, None)
+    try:
+        async with bot_process(tmp_path, env, stdout_path, stderr_path) as process:
+            await fake.wait_for(lambda: fake.identifies, timeout=STARTUP_TIMEOUT_S)
+            author = user_payload(USER_ID, "alice")
+            text = "今天的实验终于成功了，太棒了！"
+            await fake.dispatch(
+                "MESSAGE_CREATE",
+                fake.message(channel_id=DM_CHANNEL, author=author, content=text),
+            )
+            shown = await _final_reply(fake, db, process)
+            process.send_signal(signal.SIGINT)
+            code = await asyncio.wait_for(process.wait(), timeout=60)
+    finally:
+        await fake.close()
+    stdout = stdout_path.read_text(errors="replace")
+    stderr = stderr_path.read_text(errors="replace")
+
+    assert code == 0, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    leaks = [line for line in (stdout + stderr).splitlines() if TOKEN in line]
+    assert leaks == []
+    label, _, reply = shown.partition("\n\n")
+    assert label.startswith(("😄 情感判断: ", "😔 情感判断: "))
+    assert reply.strip()
+    assert fake.calls_to("POST /channels/{channel_id}/typing")
+    assert {c["name"] for c in fake.commands[None]} >= {"mood", "reset", "forget", "help"}
+
+
+async def _final_reply(fake: FakeDiscord, db: Path, process: asyncio.subprocess.Process) -> str:
+    def shown() -> list[str]:
+        return [m["content"] for m in fake.channel_messages(DM_CHANNEL)]
+
+    user = UserKey("discord", str(USER_ID))
+    return await final_reply(shown, db, process, user, str(DM_CHANNEL), REPLY_TIMEOUT_S)

@@ -1,0 +1,62 @@
+"""`python -m bot` with a Telegram token, end to end: a subprocess on the real packaged model
+polls the loopback fake Bot API, answers one message, and shuts down cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from core.types import UserKey
+from tests.fakes.telegram_api import FakeTelegramAPI
+from tests.support import bot_process, final_reply
+
+pytestmark = pytest.mark.model
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "123:TEST"
+USER = 4242
+FIRST_RUN_TIMEOUT_S = 300.0  # the first run converts the packaged model into the cache
+
+
+async def test_python_m_bot_answers_on_telegram_and_stops_on_sigterm(tmp_path: Path) -> None:
+    db = tmp_path / "bot.db"
+    stdout_path, stderr_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    async with FakeTelegramAPI(TOKEN) as api:
+        env = {
+            **os.environ,
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "TELEGRAM_API_BASE_URL": api.base_url,
+            "TELEGRAM_API_FILE_URL": api.file_url,
+            "DATABASE_PATH": str(db),
+            "MAX_NEW_TOKENS": "60",
+            "LOG_LEVEL": "debug",  # the token must stay out of even the most verbose logs
+            "PYTHONPATH": str(ROOT),
+        }
+        for key in ("DISCORD_BOT_TOKEN", "TELEGRAM_ALLOWED_USER_IDS", "TELEGRAM_GROUP_TRIGGERS"):
+            env.pop(key, None)
+        async with bot_process(tmp_path, env, stdout_path, stderr_path) as process:
+            api.private_text(USER, "今天的实验终于成功了，太棒了！")
+            shown = await _final_reply(api, db, process)
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), timeout=60)
+    stdout = stdout_path.read_text(errors="replace")
+    stderr = stderr_path.read_text(errors="replace")
+
+    assert code == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    leaks = [line for line in (stdout + stderr).splitlines() if TOKEN.lower() in line.lower()]
+    assert leaks == []
+    label, _, reply = shown.partition("\n\n")
+    assert label.startswith(("😄 情感判断: ", "😔 情感判断: "))
+    assert reply.strip()
+    assert api.calls_to("setMyCommands") and api.calls_to("sendChatAction")
+
+
+async def _final_reply(api: FakeTelegramAPI, db: Path, process: asyncio.subprocess.Process) -> str:
+    user = UserKey("telegram", str(USER))
+    return await final_reply(lambda: api.bot_texts(USER), db, process, user, str(USER),
+                             FIRST_RUN_TIMEOUT_S)  # fmt: skip

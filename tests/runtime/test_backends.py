@@ -1,0 +1,65 @@
+"""runtime.backends: the configured backend plugin is the one loaded, with its own options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.errors import ModelLoadError
+from runtime import backends
+from runtime.backends import choose_backend, runner_loader
+from runtime.backends import llama_cpp as llama_cpp_runner
+from runtime.config import ModelConfig
+
+
+def test_the_llama_backend_without_its_package_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(llama_cpp_runner, "llama_cpp", None)
+    config = ModelConfig(backend="llama_cpp", model=str(tmp_path / "m.gguf"))
+    with pytest.raises(ModelLoadError, match="make install-llama"):
+        runner_loader(config)()
+
+
+def test_each_backend_gets_its_own_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, dict[str, object]] = {}
+
+    def fake(name: str):  # type: ignore[no-untyped-def]
+        def load(spec: str, **kwargs: object) -> str:
+            seen[name] = {"spec": spec, **kwargs}
+            return name
+
+        return load
+
+    from runtime.backends.transformers_runner import TransformersRunner
+
+    monkeypatch.setattr(TransformersRunner, "load", staticmethod(fake("transformers")))
+    monkeypatch.setattr(llama_cpp_runner.LlamaCppRunner, "load", staticmethod(fake("llama")))
+    env = {"MODEL": "/m.gguf", "TORCH_THREADS": "3", "LLAMA_CONTEXT_TOKENS": "2048"}
+    assert runner_loader(ModelConfig.from_env({**env, "BACKEND": "transformers"}))()  # type: ignore[arg-type] == "transformers"
+    assert runner_loader(ModelConfig.from_env({**env, "BACKEND": "llama_cpp"}))()  # type: ignore[arg-type] == "llama"
+    assert seen["transformers"]["spec"] == seen["llama"]["spec"] == "/m.gguf"
+    assert seen["transformers"]["threads"] == seen["llama"]["threads"] == 3
+    assert seen["llama"]["context_tokens"] == 2048 and "dtype" not in seen["llama"]
+    assert seen["transformers"]["dtype"] == "auto" and "context_tokens" not in seen["transformers"]
+
+
+@pytest.mark.parametrize(
+    ("env", "installed", "expected"),
+    [
+        ({}, True, "llama_cpp"),
+        ({}, False, "transformers"),
+        ({"MODEL": "~/models/other.gguf"}, True, "llama_cpp"),
+        ({"MODEL": "Qwen/Qwen2.5-0.5B-Instruct"}, True, "transformers"),  # llama.cpp reads GGUF
+        ({"MODEL": "./my-checkpoint"}, True, "transformers"),
+        ({"SENTIMENT_METHOD": "generate"}, True, "transformers"),  # the reference method
+        ({"BACKEND": "transformers"}, True, "transformers"),
+        ({"BACKEND": "llama_cpp"}, False, "llama_cpp"),  # asked for: load() says what is missing
+    ],
+)
+def test_auto_picks_llama_cpp_when_it_can_run_the_configuration(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], installed: bool, expected: str
+) -> None:
+    monkeypatch.setattr(backends, "find_spec", lambda name: object() if installed else None)
+    assert choose_backend(ModelConfig.from_env(env)) == expected  # type: ignore[arg-type]

@@ -1,0 +1,274 @@
+"""The llama.cpp backend on the real packaged GGUF (it loads in about a second).
+
+Besides its own behaviour, it is checked against the transformers backend: both must build
+the very same token ids for the same prompts, so the two backends answer the same question.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chat.prompts import detect_language, reply_request
+from core.errors import ModelLoadError
+from core.types import GenerationParams, Label, ReplyRequest, Turn
+from runtime.backends import llama_cpp as llama_cpp_runner
+from runtime.backends.llama_cpp import LlamaCppRunner
+from runtime.backends.transformers_runner import TransformersRunner
+from runtime.labelling import analyst_frame
+from runtime.prompt_ids import chatml
+from runtime.runner import RunnerOptions
+
+HAS_LLAMA = llama_cpp_runner.llama_cpp is not None
+pytestmark = [pytest.mark.model, pytest.mark.skipif(not HAS_LLAMA, reason="make install-llama")]
+
+GREEDY = GenerationParams(max_new_tokens=24, temperature=0.0, repetition_penalty=1.0)
+OBVIOUS = [
+    ("今天的实验终于成功了，太棒了！", "positive"),
+    ("我好难过，考试又没过。", "negative"),
+    ("I love this new phone, it's amazing!", "positive"),
+    ("This is the worst day of my life.", "negative"),
+]
+
+
+def cache_dir() -> str | None:
+    return os.environ.get("MODEL_CACHE_DIR") or None
+
+
+@pytest.fixture(scope="module")
+def llama() -> Iterator[LlamaCppRunner]:
+    runner = LlamaCppRunner.load("packaged", cache_dir=cache_dir())
+    yield runner
+    runner.close()
+
+
+def request(text: str, label: Label = "negative", params: GenerationParams = GREEDY,
+            history: tuple[Turn, ...] = ()) -> ReplyRequest:  # fmt: skip
+    return reply_request(label, text, history, params)
+
+
+def run(runner: LlamaCppRunner, reply: object) -> tuple[str, list[int]]:
+    pieces = []
+    while (delta := reply.step()) is not None:  # type: ignore[attr-defined]
+        pieces.append(delta)
+    return "".join(pieces), list(reply.generated)  # type: ignore[attr-defined]
+
+
+def test_obvious_sentences_are_labelled(llama: LlamaCppRunner) -> None:
+    results = llama.tag([text for text, _ in OBVIOUS])
+    assert [r.label for r in results] == [label for _, label in OBVIOUS]
+    assert llama.label_ids == (106557, 103276)
+
+
+def test_a_batch_of_labels_equals_labels_one_by_one(llama: LlamaCppRunner) -> None:
+    texts = [text for text, _ in OBVIOUS] + ["meh", "x" * 3000]
+    together = llama.tag(texts)
+    alone = [llama.tag([text])[0] for text in texts]
+    # llama.cpp is not batch-invariant (other kernels for other batch shapes): seen up to
+    # 0.024 apart. A sequence mix-up would move the scores far more than that.
+    for a, b in zip(together, alone, strict=True):
+        assert a.p_positive == pytest.approx(b.p_positive, abs=0.05)
+
+
+def test_the_cached_head_gives_the_scores_of_the_whole_prompt(llama: LlamaCppRunner) -> None:
+    head, tail = analyst_frame(chatml, llama.encode)
+    text = "I lost my keys but found a great café."
+    (cached,) = llama.tag([text])
+    seq = llama._take_sequence()
+    try:
+        (row,) = llama._forward([(seq, head + llama.encode(text) + tail, 0)])
+    finally:
+        llama._drop_sequence(seq)
+    positive, negative = llama.label_ids
+    whole = 1 / (1 + math.exp(float(row[negative] - row[positive])))
+    assert cached.p_positive == pytest.approx(whole, abs=0.02)
+
+
+def test_both_backends_build_the_same_prompts(
+    llama: LlamaCppRunner, real_runner: TransformersRunner
+) -> None:
+    history = (Turn("user", "昨天下雨了"), Turn("assistant", "希望今天放晴！"))
+    for text in ("I got the job!!! 🎉", "今天好累 <b>真的</b>", "mixed 中文 and English"):
+        req = request(text, "positive", history=history)
+        assert llama.prompter.build(req).ids == real_runner.reply_prompt_ids(req)
+        head, tail = analyst_frame(chatml, llama.encode)
+        assert head + llama.encode(text) + tail == real_runner.analyst_prompt_ids(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [("我好难过，考试又没过。", "negative"), ("I finally got the job offer today!", "positive")],
+)
+def test_reply_is_in_the_users_language_and_stops(
+    llama: LlamaCppRunner, text: str, label: Label
+) -> None:
+    params = GenerationParams(max_new_tokens=160, seed=0)
+    reply_text, tokens = run(llama, llama.start_reply(request(text, label, params)))
+    assert reply_text.strip() and "\ufffd" not in reply_text
+    assert detect_language(reply_text) == detect_language(text)
+    assert 0 < len(tokens) < 160  # it ended its turn by itself
+
+
+def test_replies_stepped_together_match_replies_stepped_alone(llama: LlamaCppRunner) -> None:
+    texts = ["hello there", "我今天升职了！", "My cat is sick and I am worried."]
+    alone = [run(llama, llama.start_reply(request(text))) for text in texts]
+    streams = [llama.start_reply(request(text)) for text in texts]
+    outputs: list[list[str]] = [[] for _ in texts]
+    while not all(stream.done for stream in streams):
+        for output, delta in zip(outputs, llama.step_many(streams), strict=True):
+            if delta is not None:
+                output.append(delta)
+    for (text, tokens), stream, output in zip(alone, streams, outputs, strict=True):
+        assert stream.generated[:12] == tokens[:12]  # greedy: the same start, batched or not
+        assert "".join(output).startswith(text[:8])
+
+
+def test_the_shared_opening_is_cached_and_reused(llama: LlamaCppRunner) -> None:
+    first = run(llama, llama.start_reply(request("I failed my driving test.")))
+    openings = dict(llama._openings)
+    second = run(llama, llama.start_reply(request("I failed my driving test.")))
+    assert llama._openings == openings  # the same sequence served the second reply
+    assert first == second  # and it holds the same KV as a fresh computation
+
+
+def test_sequences_are_returned_when_replies_end_or_close(llama: LlamaCppRunner) -> None:
+    llama.tag(["empty the kept ones"])
+    while llama._evict_kept():
+        pass
+    free = len(llama._free)
+    done = llama.start_reply(request("hi"))
+    run(llama, done)
+    assert list(llama._kept) == [done.seq]  # a complete reply's KV is kept for a while
+    closed = llama.start_reply(request("hi again"))
+    closed.step()
+    closed.close()
+    closed.close()  # twice is harmless
+    assert closed.step() is None
+    assert closed.seq not in llama._kept  # a cancelled one is not
+    assert len(llama._free) + len(llama._kept) == free
+
+
+def test_the_next_message_reuses_the_conversation_so_far(llama: LlamaCppRunner) -> None:
+    first_text = "I failed my driving test today."
+    answer, _ = run(llama, llama.start_reply(request(first_text)))
+    history = (Turn("user", first_text), Turn("assistant", answer.strip()))
+    follow_up = request("And I have to wait a month to retry.", history=history)
+    prompt = llama.prompter.build(follow_up)
+
+    reply = llama.start_reply(follow_up)
+    # Everything up to the new message came from the kept sequence, not just the opening.
+    assert prompt.opening < len(prompt.ids) - 40 < reply.position < len(prompt.ids)
+    assert reply.pending == prompt.ids[reply.position :]
+    text, tokens = run(llama, reply)
+
+    while llama._evict_kept():  # the same prompt computed from the opening only
+        pass
+    fresh = llama.start_reply(follow_up)
+    assert fresh.position == prompt.opening
+    assert run(llama, fresh)[1][:6] == tokens[:6]
+
+
+def test_kept_conversations_are_bounded_and_make_room(llama: LlamaCppRunner) -> None:
+    for index in range(llama_cpp_runner.CONVERSATIONS_KEPT + 3):
+        run(llama, llama.start_reply(request(f"message number {index}", params=GREEDY)))
+    assert len(llama._kept) == llama_cpp_runner.CONVERSATIONS_KEPT
+
+
+def test_a_prompt_that_does_not_fit_ends_only_its_own_reply(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    small = LlamaCppRunner.load("packaged", cache_dir=cache_dir(), context_tokens=640)
+    try:
+        decoding = small.start_reply(request("hello there"))
+        while len(decoding.pending) > 1:
+            decoding.step()
+        huge = small.start_reply(request("words " * 600))
+        outputs: dict[str, list[str]] = {"decoding": [], "huge": []}
+        while not (decoding.done and huge.done):
+            for name, delta in zip(outputs, small.step_many([decoding, huge]), strict=True):
+                if delta:
+                    outputs[name].append(delta)
+        assert huge.generated == [] and not huge.finished  # ended empty: an error reply
+        assert decoding.finished and "".join(outputs["decoding"]).strip()  # unharmed
+        assert "new prompt(s) dropped" in caplog.text
+    finally:
+        small.close()
+
+
+def test_a_full_context_fails_the_reply_not_the_runner() -> None:
+    small = LlamaCppRunner.load("packaged", cache_dir=cache_dir(), context_tokens=512)
+    try:
+        free = len(small._free)
+        reply = small.start_reply(request("long " * 700))
+        while reply.step() is not None:  # its prompt runs out of room part-way
+            pass
+        assert reply.done and not reply.finished and reply.generated == []
+        assert len(small._free) == free
+        assert small.tag(["I am happy"])[0].label == "positive"  # still works
+        # Kept conversations give their cells back when a new prompt needs them.
+        longer = GenerationParams(max_new_tokens=80, temperature=0.0, repetition_penalty=1.0)
+        for index in range(8):
+            story = f"Tell me a long story about a lighthouse keeper, part {index}."
+            text, _ = run(small, small.start_reply(request(story, params=longer)))
+            assert text.strip()
+        assert len(small._kept) < 8  # (8 would not fit in 512 cells)
+    finally:
+        small.close()
+
+
+def test_it_refuses_what_it_cannot_run(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ModelLoadError, match="llama.cpp could not load"):
+        LlamaCppRunner.load(str(broken))
+    with pytest.raises(ModelLoadError, match="BACKEND=llama_cpp reads GGUF files"):
+        LlamaCppRunner.load("Qwen/Qwen2.5-0.5B-Instruct", cache_dir=cache_dir())
+    with pytest.raises(ModelLoadError, match="SENTIMENT_METHOD=logits"):
+        LlamaCppRunner.load("packaged", cache_dir=cache_dir(),
+                            options=RunnerOptions(sentiment_method="generate"))  # fmt: skip
+
+
+def test_prompts_are_fed_in_chunks_so_a_step_stays_short(
+    llama: LlamaCppRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = "My week: " + "meetings, deadlines, and more meetings. " * 12
+    whole = run(llama, llama.start_reply(request(text)))
+    fed: list[int] = []
+    forward = llama._forward
+
+    def recording(items, scores=()):  # type: ignore[no-untyped-def]
+        fed.append(sum(len(tokens) for _, tokens, _ in items))
+        return forward(items, scores)
+
+    monkeypatch.setattr(llama, "_forward", recording)
+    decoding = llama.start_reply(request("hello"))
+    while len(decoding.pending) > 1:  # get one reply past its prompt
+        decoding.step()
+    while llama._evict_kept():  # or `long` would continue `whole`'s kept exchange
+        pass
+    long = llama.start_reply(request(text))
+    assert len(long.pending) > 3 * llama_cpp_runner.PREFILL_TOKENS_PER_STEP
+    steps = [llama.step_many([decoding, long]) for _ in range(3)]
+    assert all(delta == "" for _, delta in steps)  # the long prompt is not through yet
+    assert fed[-3:] == [1 + llama_cpp_runner.PREFILL_TOKENS_PER_STEP] * 3
+    decoding.close()
+    # Chunking changes when, not what; greedy tokens match until batch rounding (other rows
+    # in the same llama_decode) tips a near tie, as in the batched test above.
+    assert run(llama, long)[1][:6] == whole[1][:6]
+
+
+def test_llama_cpp_logs_go_to_python_logging(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="runtime.backends.llama_cpp")
+    llama_cpp_runner._forward_llama_log(2, b"load_tensors: 24 layers\n", None)  # type: ignore[arg-type]
+    llama_cpp_runner._forward_llama_log(3, b"odd token\n", None)  # type: ignore[arg-type]
+    llama_cpp_runner._forward_llama_log(4, b"failed\n", None)  # type: ignore[arg-type]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.DEBUG, "llama.cpp: load_tensors: 24 layers"),
+        (logging.WARNING, "llama.cpp: odd token"),
+        (logging.ERROR, "llama.cpp: failed"),
+    ]

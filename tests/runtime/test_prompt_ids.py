@@ -1,0 +1,153 @@
+import pytest
+
+from core.types import GenerationParams, ReplyRequest, Turn
+from runtime import labelling
+from runtime.labelling import analyst_frame, parse_generated_label
+from runtime.prompt_ids import (
+    ReplyPrompter,
+    chatml,
+    fit_history,
+    keep_head_and_tail,
+)
+
+
+def words(text: str) -> list[int]:
+    """A toy tokenizer: one id per character, so cuts and prefixes are easy to see."""
+    return [ord(ch) for ch in text]
+
+
+def unwords(ids: list[int]) -> str:
+    return "".join(chr(i) for i in ids)
+
+
+def test_chatml_renders_qwen_turns() -> None:
+    # Checked against the packaged model's own template in test_llama_cpp_runner.
+    messages = [{"role": "system", "content": "be kind"}, {"role": "user", "content": "今天好累"}]
+    assert chatml(messages, False) == (
+        "<|im_start|>system\nbe kind<|im_end|>\n<|im_start|>user\n今天好累<|im_end|>\n"
+    )
+    assert chatml(messages, True) == chatml(messages, False) + "<|im_start|>assistant\n"
+
+
+def test_keep_head_and_tail() -> None:
+    ids = list(range(100))
+    assert keep_head_and_tail(ids, 200) == ids
+    assert keep_head_and_tail(ids, 10) == [0, 1, 2, 3, 4, 95, 96, 97, 98, 99]
+    assert keep_head_and_tail(ids, 5) == [0, 1, 97, 98, 99]
+
+
+def test_the_analyst_frame_surrounds_the_user_text() -> None:
+    head, tail = analyst_frame(chatml, words)
+    whole = unwords(head) + "USER TEXT" + unwords(tail)
+    assert whole.startswith(f"<|im_start|>system\n{labelling.ANALYST_SYSTEM}<|im_end|>")
+    assert f"{labelling.ANALYST_USER_HEAD}USER TEXT{labelling.ANALYST_USER_TAIL}" in whole
+    assert whole.endswith("<|im_start|>assistant\n")
+
+
+def reply_request(text: str, history: tuple[Turn, ...] = ()) -> ReplyRequest:
+    examples = (Turn("user", "example q"), Turn("assistant", "example a"))
+    return ReplyRequest("persona", history, text, GenerationParams(), examples)
+
+
+def test_the_reply_prompt_opening_covers_system_and_examples() -> None:
+    prompter = ReplyPrompter(chatml, words, unwords, input_max_tokens=100,
+                             history_max_tokens=100)  # fmt: skip
+    prompt = prompter.build(reply_request("hello", (Turn("user", "earlier"),)))
+    text = unwords(prompt.ids)
+    opening = unwords(prompt.ids[: prompt.opening])
+    assert opening == chatml(
+        [{"role": "system", "content": "persona"}, {"role": "user", "content": "example q"},
+         {"role": "assistant", "content": "example a"}], False,
+    )  # fmt: skip
+    assert text.startswith(opening)
+    assert text.endswith("<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n")
+    assert "earlier" in text[len(opening) :]
+
+
+def test_the_reply_prompt_cuts_long_input_and_drops_old_history() -> None:
+    prompter = ReplyPrompter(chatml, words, unwords, input_max_tokens=10,
+                             history_max_tokens=20)  # fmt: skip
+    history = (Turn("user", "old-old-old"), Turn("assistant", "old answer"),
+               Turn("user", "new"), Turn("assistant", "yes"))  # fmt: skip
+    messages = prompter.messages(reply_request("abcdefghijKLMNOPQRSTUVWXYZ", history))
+    contents = [message["content"] for message in messages]
+    assert contents[-1] == "abcdeVWXYZ"
+    assert contents[3:5] == ["new", "yes"]  # 8 + 8 of 20: the older pair does not fit
+    assert "old-old-old" not in contents
+
+
+@pytest.mark.parametrize(
+    ("answer", "label"),
+    [
+        ("正面", "positive"),
+        ("负面", "negative"),
+        ("正面。", "positive"),
+        ("Positive.", "positive"),
+        ("NEGATIVE", "negative"),
+        (" 情感：负面\n", "negative"),
+        ("正面还是负面", None),
+        ("positive or negative", None),
+        ("不确定", None),
+        ("", None),
+    ],
+)
+def test_parse_generated_label(answer: str, label: str | None) -> None:
+    assert parse_generated_label(answer) == label
+
+
+def test_analyst_prompt_treats_the_message_as_text() -> None:
+    # The label words must appear in the analyst instruction, and the markers must
+    # enclose the message so that an instruction inside it reads as content.
+    assert labelling.POSITIVE_WORD in labelling.ANALYST_SYSTEM
+    assert labelling.NEGATIVE_WORD in labelling.ANALYST_SYSTEM
+    assert labelling.ANALYST_USER_HEAD.endswith("<<<\n")
+    assert labelling.ANALYST_USER_TAIL.startswith("\n>>>")
+
+
+def cost(text: str) -> int:
+    return len(text)  # one "token" per character (+5 per turn in fit_history)
+
+
+def turns(*contents: str) -> list[Turn]:
+    roles = ("user", "assistant")
+    return [Turn(roles[i % 2], content) for i, content in enumerate(contents)]  # type: ignore[arg-type]
+
+
+def test_fit_history_keeps_everything_within_budget() -> None:
+    history = turns("u1", "a1", "u2", "a2")
+    assert fit_history(history, cost, budget=4 * 7) == tuple(history)
+
+
+def test_fit_history_keeps_the_newest_and_starts_on_a_user_turn() -> None:
+    history = turns("u1" * 10, "a1", "u2", "a2")  # costs 25, 7, 7, 7
+    # 21 fits a2, u2, a1 but not u1; then a1 is dropped so that it starts on a user turn.
+    assert fit_history(history, cost, budget=21) == (Turn("user", "u2"), Turn("assistant", "a2"))
+    assert fit_history(history, cost, budget=14) == (Turn("user", "u2"), Turn("assistant", "a2"))
+    # Only the last assistant turn fits: an exchange without its question is dropped.
+    assert fit_history(history, cost, budget=13) == ()
+
+
+def test_fit_history_never_skips_a_turn_to_keep_older_ones() -> None:
+    history = turns("u1", "a1", "u2", "x" * 100, "u3", "a3")
+    kept = fit_history(history, cost, budget=40)
+    assert kept == (Turn("user", "u3"), Turn("assistant", "a3"))
+
+
+def test_fit_history_edge_cases() -> None:
+    assert fit_history([], cost, budget=100) == ()
+    assert fit_history(turns("u1", "a1"), cost, budget=0) == ()
+    assert fit_history(turns("u1", "a1"), cost, budget=13) == ()  # 14 needed
+    # History that starts with an assistant turn (e.g. after a trim in the store).
+    history = [Turn("assistant", "a0"), *turns("u1", "a1")]
+    assert fit_history(history, cost, budget=1000) == tuple(history[1:])
+
+
+def test_fit_history_uses_the_given_token_counter() -> None:
+    calls: list[str] = []
+
+    def counting(text: str) -> int:
+        calls.append(text)
+        return 1
+
+    assert len(fit_history(turns("u1", "a1", "u2", "a2"), counting, budget=12)) == 2
+    assert calls == ["a2", "u2", "a1"]  # newest first, and it stops at the first misfit

@@ -1,0 +1,95 @@
+"""A scripted stand-in for the model, behind the same ModelRunner interface.
+
+Used by the fast test suites (engine, console, adapters) where the real model's seconds of
+latency would only slow the tests down. It is deterministic and records what it was asked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from chat.prompts import TONES
+from core.types import ReplyRequest, Sentiment
+from runtime.runner import ReplyStream
+
+POSITIVE_HINTS = (
+    "好", "棒", "开心", "成功", "喜欢", "高兴", "太好",
+    "happy", "great", "love", "good", "awesome", "yay", "excellent", "glad",
+)  # fmt: skip
+
+
+def _is_negative_tone(system: str) -> bool:
+    return any(tones["negative"] in system for tones in TONES.values())
+
+
+def scripted_p_positive(text: str) -> float:
+    lowered = text.lower()
+    return 0.9 if any(hint in lowered for hint in POSITIVE_HINTS) else 0.1
+
+
+@dataclass
+class ScriptedReply:
+    chunks: list[str]
+    delay_s: float
+    fail_at: int | None
+    finished: bool = False
+    closed: bool = False
+    _index: int = 0
+
+    def step(self) -> str | None:
+        if self.closed or self._index >= len(self.chunks):
+            self.finished = not self.closed
+            return None
+        if self.fail_at is not None and self._index == self.fail_at:
+            raise RuntimeError("scripted decode failure")
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        chunk = self.chunks[self._index]
+        self._index += 1
+        return chunk
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class ScriptedRunner:
+    """Labels by keyword; replies with a fixed text (or one naming the tone), a word per step."""
+
+    reply_text: str | None = None
+    delay_s: float = 0.0  # per decode step, to simulate a slow model
+    tag_delay_s: float = 0.0
+    fail_tag: bool = False
+    fail_reply_at: int | None = None  # raise on this decode step
+    name: str = "scripted"
+    tag_calls: list[list[str]] = field(default_factory=list)
+    reply_calls: list[ReplyRequest] = field(default_factory=list)
+    replies: list[ScriptedReply] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)  # streams per step_many call
+
+    def tag(self, texts: Sequence[str]) -> list[Sentiment]:
+        self.tag_calls.append(list(texts))
+        if self.tag_delay_s:
+            time.sleep(self.tag_delay_s)
+        if self.fail_tag:
+            raise RuntimeError("scripted tagging failure")
+        return [Sentiment.from_p_positive(scripted_p_positive(text)) for text in texts]
+
+    def start_reply(self, request: ReplyRequest) -> ScriptedReply:
+        self.reply_calls.append(request)
+        text = self.reply_text
+        if text is None:
+            tone = "comforting" if _is_negative_tone(request.system) else "cheerful"
+            text = f"A {tone} reply to: {request.user_text}"
+        words = text.split(" ")
+        chunks = [word + " " for word in words[:-1]] + [words[-1]]
+        reply = ScriptedReply(chunks, self.delay_s, self.fail_reply_at)
+        self.replies.append(reply)
+        return reply
+
+    def step_many(self, streams: Sequence[ReplyStream]) -> list[str | None]:
+        # No real batching to do: what the worker tests need is the record of the batches.
+        self.batch_sizes.append(len(streams))
+        return [stream.step() for stream in streams]
