@@ -1,115 +1,54 @@
-"""The Discord adapter: gateway messages and slash commands in, engine replies out.
+"""The Discord adapter: discord.py's commands.Bot with two Cogs, started on the shared loop.
 
-A thin translator around discord.py. DMs are always answered; in server channels the bot
-answers only when @mentioned or replied to. Replies stream through the shared ReplyRenderer
-(label first, then throttled edits, split at Discord's 2000 characters). Slash commands live
-in adapters/discord_commands.py, its settings in adapters/discord_config.py.
-
-Importing `discord` from a module named `adapters/discord.py` is safe: imports are absolute,
-and `adapters/` itself is never on sys.path (the package root is).
+A thin translator. `ChatCog` (chat_cog.py) answers messages, `CommandsCog` (commands_cog.py)
+serves the slash commands; this module starts and stops the bot and turns what can go wrong
+at start-up into a DiscordStartError that says what to fix. The bot talks to Discord's real
+endpoints, through DISCORD_PROXY when set (discord.py's own proxy option).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import discord
-import yarl
+from discord.ext import commands
 
-from adapters.discord.cog import BotCommandTree
+from adapters.discord.chat_cog import NO_MENTIONS, ChatCog
+from adapters.discord.commands_cog import CommandsCog, CommandTree
 from adapters.discord.config import DiscordConfig
-from adapters.streaming import RateLimited, RenderLimits, ReplyRenderer
-from chat import texts
 from chat.service import ChatService
-from core.types import IncomingMessage
+
+__all__ = ["DiscordAdapter", "DiscordConfig", "DiscordStartError"]
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "discord"
-MAX_MESSAGE_CHARS = 2000
-
-# Nothing the bot sends may ping anyone: the text comes from a language model.
-NO_MENTIONS = discord.AllowedMentions.none()
-
-CONTENT_INTENT_HINT = (
-    "Discord delivered a message with no text, attachments or embeds: the Message Content "
-    "intent is probably disabled for this bot. Enable it in the Discord developer portal "
-    "(your application > Bot > Privileged Gateway Intents > Message Content Intent)."
-)
+API_URL = "https://discord.com/api/v10"  # discord.py's own endpoints, named in errors
+GATEWAY_URL = "wss://gateway.discord.gg/"
 
 
 class DiscordStartError(RuntimeError):
     """start() could not get the bot online; the message says why and what to fix."""
 
 
-@contextlib.asynccontextmanager
-async def _platform_errors() -> AsyncIterator[None]:
-    """Turn a 429 that discord.py did not wait out itself into the renderer's RateLimited.
-
-    discord.py retries 429s in its HTTP layer, but raises when the response lacks the `Via`
-    header (it assumes a Cloudflare ban) or exceeds max_ratelimit_timeout.
-    """
-    try:
-        yield
-    except discord.RateLimited as error:
-        raise RateLimited(error.retry_after) from error
-    except discord.HTTPException as error:
-        if error.status != 429:
-            raise
-        raise RateLimited(_retry_after(error)) from error
-
-
-def _retry_after(error: discord.HTTPException) -> float:
-    header = getattr(error.response, "headers", {}).get("Retry-After")
-    try:
-        return max(float(header), 0.0) if header is not None else 1.0
-    except ValueError:
-        return 1.0
-
-
-class _ChannelSink:
-    """Where one reply goes: the message's channel, as a reply to it in server channels."""
-
-    def __init__(self, source: discord.Message) -> None:
-        self._source = source
-        self._channel = source.channel
-        # In a busy channel the first message quotes the one it answers; a DM needs no quote.
-        self._quote = not isinstance(source.channel, discord.DMChannel)
-
-    async def send(self, text: str) -> discord.Message:
-        async with _platform_errors():
-            if self._quote:
-                # fail_if_not_exists=False: if the question was deleted, answer anyway.
-                quote = self._source.to_reference(fail_if_not_exists=False)
-                sent = await self._channel.send(text, reference=quote, allowed_mentions=NO_MENTIONS)
-            else:
-                sent = await self._channel.send(text, allowed_mentions=NO_MENTIONS)
-        self._quote = False
-        return sent
-
-    async def edit(self, handle: discord.Message, text: str) -> None:
-        async with _platform_errors():
-            await handle.edit(content=text, allowed_mentions=NO_MENTIONS)
-
-    async def typing(self) -> None:
-        # Awaiting (not entering) typing() sends one indicator; the renderer renews it.
-        await self._channel.typing()
-
-
-class _Client(discord.Client):
+class DiscordBot(commands.Bot):
     def __init__(self, adapter: DiscordAdapter, **options: Any) -> None:
-        super().__init__(**options)
-        self._adapter = adapter
-        self.tree = BotCommandTree(self, adapter.service, adapter.user_allowed, adapter.track)
+        # Slash commands only: no prefix commands and no help command to answer.
+        super().__init__(commands.when_mentioned, help_command=None, tree_cls=CommandTree,
+                         **options)  # fmt: skip
+        self.adapter = adapter
 
-    async def on_message(self, message: discord.Message) -> None:
-        await self._adapter.on_message(message)
+    async def setup_hook(self) -> None:
+        """Runs inside login(): the Cogs are added and the slash commands published."""
+        await self.add_cog(ChatCog(self, self.adapter))
+        await self.add_cog(CommandsCog(self, self.adapter))
+        assert isinstance(self.tree, CommandTree)
+        await self.tree.publish(self.adapter.config.command_guild_id)
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands: ChatCog's listener answers messages."""
 
 
 class DiscordAdapter:
@@ -118,13 +57,11 @@ class DiscordAdapter:
     def __init__(self, service: ChatService, config: DiscordConfig) -> None:
         self.service = service
         self.config = config
-        self.client: _Client | None = None
+        self.client: DiscordBot | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[object]] = set()
         self._stopping = False
         self._online = False  # READY was reached; later gateway failures are logged, not raised
-        self._warned_content_intent = False
-        self._limits = RenderLimits(MAX_MESSAGE_CHARS, edit_interval_s=config.edit_interval_s)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -135,22 +72,19 @@ class DiscordAdapter:
         """
         if self.client is not None:
             raise RuntimeError("DiscordAdapter.start() may only be called once")
-        # discord.py reads its endpoints from class attributes, so this is process-wide:
-        # every discord.py client in this process now talks to these URLs.
-        discord.http.Route.BASE = self.config.api_base_url.rstrip("/")
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.config.gateway_url)
         # The bot has no voice features; don't warn at every start that voice libs are missing.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 
         intents = discord.Intents.default()
         intents.message_content = True  # privileged: must also be enabled in the portal
         intents.dm_messages = True
-        self.client = _Client(
+        self.client = DiscordBot(
             self,
             intents=intents,
             allowed_mentions=NO_MENTIONS,
             guild_ready_timeout=self.config.guild_ready_timeout_s,
             chunk_guilds_at_startup=False,
+            proxy=self.config.proxy,
         )
         try:
             await self._connect(self.client)
@@ -160,16 +94,18 @@ class DiscordAdapter:
         user = self.client.user
         log.info("connected to Discord as %s (id %s)", user, user and user.id)
 
-    async def _connect(self, client: _Client) -> None:
+    def _via(self) -> str:
+        return f" through the proxy {self.config.proxy}" if self.config.proxy else ""
+
+    async def _connect(self, client: DiscordBot) -> None:
         try:
             await client.login(self.config.token)
         except discord.LoginFailure as error:
             raise DiscordStartError("Discord rejected the bot token (DISCORD_BOT_TOKEN)") from error
         except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
             raise DiscordStartError(
-                f"could not reach the Discord API at {self.config.api_base_url}: {error}"
+                f"could not reach the Discord API at {API_URL}{self._via()}: {error}"
             ) from error
-        await client.tree.sync_commands(self.config.command_guild_id)
 
         connect = self._connect_task = asyncio.create_task(client.connect(), name="discord")
         connect.add_done_callback(self._gateway_ended)
@@ -194,11 +130,10 @@ class DiscordAdapter:
         if cause is not None:
             # An unreachable gateway ends discord.py's first connect() in an AttributeError
             # (it reads the not-yet-created websocket's sequence), hence "could not connect".
-            return (
-                f"could not connect to the Discord gateway at {self.config.gateway_url}: {cause!r}"
-            )
+            where = f"{GATEWAY_URL}{self._via()}"
+            return f"could not connect to the Discord gateway at {where}: {cause!r}"
         return (
-            f"no READY from the Discord gateway at {self.config.gateway_url} "
+            f"no READY from the Discord gateway at {GATEWAY_URL}{self._via()} "
             f"within {self.config.ready_timeout_s:g} s"
         )
 
@@ -214,7 +149,7 @@ class DiscordAdapter:
         self._stopping = True
         if pending := set(self._in_flight):
             _, late = await asyncio.wait(pending, timeout=self.config.shutdown_grace_s)
-            # Cancel until they end (aclosing() in the handler closes the engine stream): on
+            # Cancel until they end (aclosing() in the handler closes the chat stream): on
             # Python 3.11 a cancel racing a result can be swallowed (asyncio.wait_for,
             # gh-86296) anywhere down the stack, so once is not always enough.
             for _ in range(20):
@@ -238,105 +173,5 @@ class DiscordAdapter:
         task.add_done_callback(self._in_flight.discard)
         return True
 
-    # --- who and what gets an answer ----------------------------------------------------------
-
     def user_allowed(self, user_id: int) -> bool:
         return not self.config.allowed_user_ids or user_id in self.config.allowed_user_ids
-
-    def _channel_allowed(self, channel: object) -> bool:
-        allowed = self.config.allowed_channel_ids
-        # A thread inherits its parent channel's permission.
-        ids = {getattr(channel, "id", None), getattr(channel, "parent_id", None)}
-        return not allowed or bool(ids & allowed)
-
-    def _me(self) -> discord.ClientUser | None:
-        return self.client.user if self.client else None
-
-    def _mention_tokens(self, message: discord.Message) -> list[str]:
-        me = self._me()
-        if me is None:
-            return []
-        tokens = [f"<@{me.id}>", f"<@!{me.id}>"]
-        # Picking the bot in the @ menu may insert its managed role instead of the user.
-        role = message.guild.self_role if message.guild else None
-        if role is not None:
-            tokens.append(f"<@&{role.id}>")
-        return tokens
-
-    def _replies_to_me(self, message: discord.Message) -> bool:
-        me = self._me()
-        reference = message.reference
-        if me is None or reference is None:
-            return False
-        target = reference.resolved
-        if not isinstance(target, discord.Message):
-            target = reference.cached_message
-        return target is not None and target.author.id == me.id
-
-    def _addressed(self, message: discord.Message) -> bool:
-        if self.config.reply_on_mention and any(
-            token in message.content for token in self._mention_tokens(message)
-        ):
-            return True
-        return self.config.reply_on_reply and self._replies_to_me(message)
-
-    def _text_of(self, message: discord.Message) -> str:
-        text = message.content
-        for token in self._mention_tokens(message):
-            text = text.replace(token, " ")
-        # Other mentions reach the model as names, not as <@123> markup.
-        users = {str(user.id): user.display_name for user in message.mentions}
-        roles = {str(role.id): role.name for role in message.role_mentions}
-        text = re.sub(r"<@!?(\d+)>", lambda m: "@" + users.get(m[1], "user"), text)
-        text = re.sub(r"<@&(\d+)>", lambda m: "@" + roles.get(m[1], "role"), text)
-        return re.sub(r"[ \t]+", " ", text).strip()
-
-    # --- messages -----------------------------------------------------------------------------
-
-    async def on_message(self, message: discord.Message) -> None:
-        author, me = message.author, self._me()
-        # Bots include this one; answering them could loop forever.
-        if author.bot or message.webhook_id is not None or (me is not None and author.id == me.id):
-            return
-        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
-            return  # joins, pins, thread notices…
-        if not isinstance(message.channel, discord.DMChannel) and not (
-            self._channel_allowed(message.channel) and self._addressed(message)
-        ):
-            return
-        if not self.track():
-            return
-        sink = _ChannelSink(message)
-        try:
-            await self._answer(message, sink)
-        except (discord.HTTPException, RateLimited) as error:
-            log.warning("could not reply in Discord channel %s: %s", message.channel.id, error)
-
-    async def _answer(self, message: discord.Message, sink: _ChannelSink) -> None:
-        if not self.user_allowed(message.author.id):
-            await sink.send(texts.NOT_ALLOWED)
-            return
-        text = self._text_of(message)
-        if not text:
-            if (
-                message.attachments
-                or message.stickers
-                or message.embeds
-                or getattr(message, "message_snapshots", None)  # forwards, discord.py >= 2.5
-                or message.poll
-            ):
-                await sink.send(texts.NOT_TEXT)
-                return
-            if not message.content and not self._warned_content_intent:
-                self._warned_content_intent = True
-                log.warning(CONTENT_INTENT_HINT)
-            # An empty text still goes to the engine, which answers with its own hint.
-        incoming = IncomingMessage(PLATFORM, str(message.author.id), str(message.channel.id), text)
-        renderer: ReplyRenderer[discord.Message] = ReplyRenderer(sink, self._limits)
-        # aclosing: if stop() cancels us mid-reply, the engine stream (and its lock) is released.
-        async with contextlib.aclosing(self.service.handle(incoming)) as events:
-            result = await renderer.render(events)
-        if result.failure is not None:
-            log.info(
-                "Discord reply failed (%s) in channel %s", result.failure.reason, incoming.chat_id
-            )

@@ -20,8 +20,8 @@ class DiscordConfig(ConfigGroup):
     blank_is_a_value: ClassVar[frozenset[str]] = frozenset({"DISCORD_TRIGGERS"})  # DMs only
 
     token: str = Field(alias="DISCORD_BOT_TOKEN", repr=False)  # never logged
-    api_base_url: str = Field("https://discord.com/api/v10", alias="DISCORD_API_BASE_URL")
-    gateway_url: str = Field("wss://gateway.discord.gg/", alias="DISCORD_GATEWAY_URL")
+    # An http(s) proxy for Discord's REST API and gateway (discord.py's `proxy` option).
+    proxy: str | None = Field(None, alias="DISCORD_PROXY")
     allowed_user_ids: IdSet = Field(frozenset(), alias="DISCORD_ALLOWED_USER_IDS")
     # Empty = every server channel; a thread inherits its parent channel's permission.
     allowed_channel_ids: IdSet = Field(frozenset(), alias="DISCORD_ALLOWED_CHANNEL_IDS")
@@ -44,19 +44,11 @@ class DiscordConfig(ConfigGroup):
                     "reply_on_reply": "reply" in triggers}  # fmt: skip
         return data
 
-    @field_validator("api_base_url")
+    @field_validator("proxy")
     @classmethod
-    def _http(cls, value: str) -> str:
-        return _url(value, ("http", "https"))
-
-    @field_validator("gateway_url")
-    @classmethod
-    def _ws(cls, value: str) -> str:
-        return _url(value, ("ws", "wss"))
-
-
-def _url(raw: str, schemes: tuple[str, ...]) -> str:
-    url = yarl.URL(raw)
-    if url.scheme not in schemes or not url.host:
-        raise ValueError(f"must be a {' or '.join(schemes)} URL")
-    return raw
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            url = yarl.URL(value)
+            if url.scheme not in ("http", "https") or not url.host:
+                raise ValueError("must be an http(s) URL, e.g. http://proxy.example:3128")
+        return value

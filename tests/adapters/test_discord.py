@@ -11,12 +11,8 @@ from typing import Any
 import discord
 import pytest
 
-from adapters.discord.adapter import (
-    CONTENT_INTENT_HINT,
-    DiscordAdapter,
-    DiscordConfig,
-    DiscordStartError,
-)
+from adapters.discord.adapter import DiscordAdapter, DiscordConfig, DiscordStartError
+from adapters.discord.chat_cog import CONTENT_INTENT_HINT
 from chat import texts
 from core.errors import StorageError
 from core.types import Sentiment, UserKey
@@ -67,18 +63,9 @@ class AdapterFactory:
 
 
 @pytest.fixture
-def restore_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The adapter repoints discord.py's process-wide endpoints; put them back afterwards."""
-    monkeypatch.setattr(discord.http.Route, "BASE", discord.http.Route.BASE)
-    gateway = discord.gateway.DiscordWebSocket
-    monkeypatch.setattr(gateway, "DEFAULT_GATEWAY", gateway.DEFAULT_GATEWAY)
-
-
-@pytest.fixture
 async def make_adapter(
     fake: FakeDiscord,
     scripted_engine: ScriptedEngine,
-    restore_endpoints: None,
     caplog: pytest.LogCaptureFixture,
 ) -> AsyncIterator[AdapterFactory]:
     factory = AdapterFactory(fake, scripted_engine)
@@ -98,14 +85,24 @@ async def adapter(make_adapter: AdapterFactory) -> DiscordAdapter:
 def config(fake: FakeDiscord, **overrides: Any) -> DiscordConfig:
     values: dict[str, Any] = {
         "token": TOKEN,
-        "api_base_url": fake.api_base_url,
-        "gateway_url": fake.gateway_url,
+        "proxy": fake.proxy_url,
         "edit_interval_s": 0.05,
         "guild_ready_timeout_s": 0.01,
         "ready_timeout_s": 5.0,
     }
     # Faster than the settings allow, so the tests run quickly: built without validation.
     return DiscordConfig.model_construct(**{**values, **overrides})
+
+
+async def test_discord_is_reached_at_its_own_urls_through_the_proxy(
+    adapter: DiscordAdapter, fake: FakeDiscord
+) -> None:
+    assert fake.proxy is not None
+    assert "discord.com:443" in fake.proxy.tunnels  # REST
+    assert "gateway.discord.gg:443" in fake.proxy.tunnels  # the gateway websocket
+    # Nothing process-wide was repointed: another client in this process would reach Discord.
+    assert discord.http.Route.BASE == "https://discord.com/api/v10"
+    assert str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == "wss://gateway.discord.gg/"
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -549,7 +546,6 @@ async def test_stop_before_start_is_safe(scripted_engine: ScriptedEngine) -> Non
     await DiscordAdapter(scripted_engine.service, DiscordConfig(token="x")).stop()
 
 
-@pytest.mark.usefixtures("restore_endpoints")
 async def test_bad_token_fails_start_clearly(
     fake: FakeDiscord, scripted_engine: ScriptedEngine
 ) -> None:
@@ -560,7 +556,6 @@ async def test_bad_token_fails_start_clearly(
     assert "wrong-token" not in repr(adapter.config)
 
 
-@pytest.mark.usefixtures("restore_endpoints")
 async def test_disabled_message_content_intent_fails_start_clearly(
     fake: FakeDiscord, scripted_engine: ScriptedEngine
 ) -> None:
@@ -573,18 +568,19 @@ async def test_disabled_message_content_intent_fails_start_clearly(
     await adapter.stop()
 
 
-@pytest.mark.usefixtures("restore_endpoints")
 async def test_unreachable_discord_fails_start_clearly(
     fake: FakeDiscord, scripted_engine: ScriptedEngine
 ) -> None:
-    nowhere = config(fake, api_base_url="http://127.0.0.1:9/api/v10")
-    with pytest.raises(DiscordStartError, match="could not reach the Discord API"):
-        await DiscordAdapter(scripted_engine.service, nowhere).start()
+    assert fake.proxy is not None
+    fake.proxy.refused.add("discord.com")
+    with pytest.raises(DiscordStartError, match="could not reach the Discord API") as raised:
+        await DiscordAdapter(scripted_engine.service, config(fake)).start()
+    assert fake.proxy_url in str(raised.value)  # the way it tried is named
 
     # REST works but the gateway is unreachable: a failure or a timeout, named either way.
-    silent = config(fake, gateway_url="ws://127.0.0.1:9/gateway", ready_timeout_s=0.5)
-    adapter = DiscordAdapter(scripted_engine.service, silent)
-    with pytest.raises(DiscordStartError, match="Discord gateway at ws://127.0.0.1:9/gateway"):
+    fake.proxy.refused = {"gateway.discord.gg"}
+    adapter = DiscordAdapter(scripted_engine.service, config(fake, ready_timeout_s=0.5))
+    with pytest.raises(DiscordStartError, match="Discord gateway at wss://gateway.discord.gg"):
         await adapter.start()
     assert adapter.client is not None and adapter.client.is_closed()
 
@@ -603,8 +599,7 @@ def test_config_from_env_defaults_and_parsing() -> None:
     full = DiscordConfig.from_env(
         {
             "DISCORD_BOT_TOKEN": "secret",
-            "DISCORD_API_BASE_URL": "http://127.0.0.1:9/api/v10",
-            "DISCORD_GATEWAY_URL": "ws://127.0.0.1:9/gateway",
+            "DISCORD_PROXY": "http://127.0.0.1:9",
             "DISCORD_ALLOWED_USER_IDS": "1, 2 3",
             "DISCORD_ALLOWED_CHANNEL_IDS": "4",
             "DISCORD_TRIGGERS": "reply",
@@ -613,8 +608,7 @@ def test_config_from_env_defaults_and_parsing() -> None:
         }
     )
     assert full is not None
-    assert full.api_base_url == "http://127.0.0.1:9/api/v10"
-    assert full.gateway_url == "ws://127.0.0.1:9/gateway"
+    assert full.proxy == "http://127.0.0.1:9"
     assert full.allowed_user_ids == {1, 2, 3} and full.allowed_channel_ids == {4}
     assert (full.reply_on_mention, full.reply_on_reply) == (False, True)
     assert full.edit_interval_s == 1.5 and full.command_guild_id == 99
@@ -631,8 +625,8 @@ def test_config_from_env_defaults_and_parsing() -> None:
         ("DISCORD_TRIGGERS", "mention,everything"),
         ("DISCORD_EDIT_INTERVAL_S", "soon"),
         ("DISCORD_EDIT_INTERVAL_S", "0"),
-        ("DISCORD_API_BASE_URL", "discord.com/api"),
-        ("DISCORD_GATEWAY_URL", "https://gateway.discord.gg"),
+        ("DISCORD_PROXY", "127.0.0.1:3128"),
+        ("DISCORD_PROXY", "socks5://127.0.0.1:1080"),
         ("DISCORD_COMMAND_GUILD_ID", "1,2"),
     ],
 )

@@ -31,8 +31,7 @@ async def test_python_m_bot_answers_a_discord_dm_and_stops_on_sigint(tmp_path: P
     env = {
         **os.environ,
         "DISCORD_BOT_TOKEN": TOKEN,
-        "DISCORD_API_BASE_URL": fake.api_base_url,
-        "DISCORD_GATEWAY_URL": fake.gateway_url,
+        "DISCORD_PROXY": fake.proxy_url,
         "DATABASE_PATH": str(db),
         "MAX_NEW_TOKENS": "60",
         "LOG_LEVEL": "debug",  # the token must stay out of even the most verbose logs

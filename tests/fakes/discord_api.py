@@ -9,6 +9,10 @@ uploads, and 429s shaped like Discord's (a `Via` header decides whether discord.
 Every REST call is recorded. Tests inject MESSAGE_CREATE / INTERACTION_CREATE dispatches and
 can script the next answers of a route to fail.
 
+The client reaches it as it reaches Discord (https://discord.com/api/v10, wss://gateway.discord.gg)
+through `proxy_url`: a TLS-terminating CONNECT proxy (tests/fakes/tls_proxy.py) in front of
+this plain server, so the bot is configured exactly as in production plus DISCORD_PROXY.
+
 Frames are plain JSON text even though discord.py asks for `compress=zlib-stream`: its gateway
 only decompresses BINARY frames and parses TEXT frames as they are.
 """
@@ -26,10 +30,13 @@ from typing import Any, TypeVar
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.tls_proxy import TlsProxy, loopback_ca
+
 T = TypeVar("T")
 JSON = dict[str, Any]
 
 API_PREFIX = "/api/v10"
+GATEWAY_URL = "wss://gateway.discord.gg"
 MAX_CONTENT = 2000
 INTERACTION_ACK_WINDOW_S = 3.0
 EPHEMERAL = 1 << 6
@@ -166,20 +173,19 @@ class FakeDiscord:
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.proxy: TlsProxy | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
     @property
-    def api_base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{API_PREFIX}"
-
-    @property
-    def gateway_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/gateway"
+    def proxy_url(self) -> str:
+        """What DISCORD_PROXY is set to: the client then talks to Discord's own URLs."""
+        assert self.proxy is not None, "start() first"
+        return self.proxy.url
 
     async def start(self) -> None:
         app = web.Application(middlewares=[self._middleware])
-        app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/", self._gateway)
         routes: list[tuple[str, str, Callable[..., Any]]] = [
             ("GET", "/users/@me", self._get_me),
             ("GET", "/oauth2/applications/@me", self._get_application),
@@ -217,8 +223,12 @@ class FakeDiscord:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.proxy = TlsProxy(loopback_ca(), self.port)
+        await self.proxy.start()
 
     async def close(self) -> None:
+        if self.proxy is not None:
+            await self.proxy.close()
         for connection in self.connections:
             if not connection.ws.closed:
                 await connection.ws.close(code=1001)
@@ -440,7 +450,7 @@ class FakeDiscord:
             "user": self.bot,
             "guilds": [{"id": str(gid), "unavailable": True} for gid in self.guilds],
             "session_id": session.id,
-            "resume_gateway_url": self.gateway_url,
+            "resume_gateway_url": GATEWAY_URL,
             "application": {"id": str(self.application_id), "flags": 0},
             "private_channels": [],
             "relationships": [],
@@ -572,7 +582,7 @@ class FakeDiscord:
     async def _get_gateway(self, request: web.Request, call: ApiCall) -> web.Response:
         return json_response(
             {
-                "url": self.gateway_url,
+                "url": GATEWAY_URL,
                 "shards": 1,
                 "session_start_limit": {
                     "total": 1000,
@@ -749,8 +759,8 @@ class FakeDiscord:
                     "filename": upload.filename,
                     "size": len(upload.data),
                     "content_type": upload.content_type,
-                    "url": f"{self.api_base_url}/attachments/{attachment_id}",
-                    "proxy_url": f"{self.api_base_url}/attachments/{attachment_id}",
+                    "url": f"https://cdn.discordapp.com/attachments/{attachment_id}",
+                    "proxy_url": f"https://cdn.discordapp.com/attachments/{attachment_id}",
                 }
             )
         return stored

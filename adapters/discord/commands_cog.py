@@ -1,4 +1,4 @@
-"""Slash commands for the Discord adapter: /mood, /reset, /forget, /help and /start.
+"""The slash commands Cog: /mood, /reset, /forget, /help and /start, from chat/commands.py.
 
 Every answer is ephemeral: it concerns only the caller, and it keeps channels quiet (which is
 also why the channel allow-list does not apply here; the user allow-list does). Discord wants
@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
 from discord import app_commands
+from discord.ext import commands
 
 from chat import texts
 from chat.commands import Caller, Commands, Confirmation
-from chat.service import ChatService
-from core.errors import StorageError
 from core.types import UserKey
+
+if TYPE_CHECKING:
+    from adapters.discord.adapter import DiscordAdapter
 
 log = logging.getLogger(__name__)
 
@@ -79,22 +81,11 @@ class ConfirmView(discord.ui.View):
                 log.debug("could not expire the confirmation prompt: %s", error)
 
 
-class BotCommandTree(app_commands.CommandTree):
-    def __init__(
-        self,
-        client: discord.Client,
-        service: ChatService,
-        user_allowed: Callable[[int], bool],
-        track: Callable[[], bool],
-    ) -> None:
-        super().__init__(client)
-        self.service = service
-        self._user_allowed = user_allowed
-        self._track = track
-        _register(self)
+class CommandTree(app_commands.CommandTree):
+    """Publishes the commands, and turns an unexpected failure into an answer to the user."""
 
-    async def sync_commands(self, guild_id: int | None) -> None:
-        """Publish the commands; a failure is logged, since chat still works without them."""
+    async def publish(self, guild_id: int | None) -> None:
+        """Sync the commands; a failure is logged, since chat still works without them."""
         guild = discord.Object(guild_id) if guild_id else None
         if guild is not None:
             # Guild commands appear at once; global ones can take up to an hour.
@@ -107,82 +98,88 @@ class BotCommandTree(app_commands.CommandTree):
         where = f"guild {guild_id}" if guild_id else "globally"
         log.info("synced %d Discord slash commands %s", len(synced), where)
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        if not self._track():
-            return False  # shutting down
-        if self._user_allowed(interaction.user.id):
-            return True
-        await interaction.response.send_message(texts.NOT_ALLOWED, ephemeral=True)
-        return False
-
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        cause = getattr(error, "original", error)
+        if isinstance(error, app_commands.CheckFailure):
+            return  # refused (and answered) by CommandsCog.interaction_check
         name = interaction.command.name if interaction.command else "?"
-        if isinstance(cause, StorageError):
-            log.error("/%s: %s", name, cause)
-            text = texts.STORAGE_ERROR
-        else:
-            log.error("/%s failed", name, exc_info=cause)
-            text = texts.MODEL_ERROR
+        log.error("/%s failed", name, exc_info=getattr(error, "original", error))
         try:
             if interaction.response.is_done():
-                await interaction.edit_original_response(content=text, attachments=[], view=None)
+                await interaction.edit_original_response(
+                    content=texts.MODEL_ERROR, attachments=[], view=None
+                )
             else:
-                await interaction.response.send_message(text, ephemeral=True)
+                await interaction.response.send_message(texts.MODEL_ERROR, ephemeral=True)
         except discord.HTTPException as http_error:
             log.debug("could not report the error to the user: %s", http_error)
 
 
-def _register(tree: BotCommandTree) -> None:
-    commands = Commands(tree.service)
+class CommandsCog(commands.Cog):
+    """Each slash command runs the shared command (chat/commands.py) and renders its result."""
 
-    async def answer(
-        interaction: discord.Interaction, name: str, args: str = "", *, defer: bool = True
+    def __init__(self, bot: commands.Bot, adapter: DiscordAdapter) -> None:
+        self.bot = bot
+        self.adapter = adapter
+        self.commands = Commands(adapter.service)
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+        if not self.adapter.track():
+            return False  # shutting down
+        if self.adapter.user_allowed(interaction.user.id):
+            return True
+        await interaction.response.send_message(texts.NOT_ALLOWED, ephemeral=True)
+        return False
+
+    async def _answer(
+        self, interaction: discord.Interaction, name: str, args: str = "", *, defer: bool = True
     ) -> None:
-        if defer:  # the database or the chart may outlast Discord's 3 s window
+        """Run /name and show the result to the caller only. `defer` first when it may take
+        longer than Discord's 3 s window (the database, the chart)."""
+        if defer:
             await interaction.response.defer(ephemeral=True, thinking=True)
         caller = Caller(_user(interaction), str(interaction.channel_id))
-        result = await commands.run(name, caller, args)
+        result = await self.commands.run(name, caller, args)
+        extra: dict[str, Any] = {}
         view = None
         if result.confirm is not None:
-            view = ConfirmView(interaction.user.id, result.confirm, commands, caller)
+            view = extra["view"] = ConfirmView(
+                interaction.user.id, result.confirm, self.commands, caller
+            )
         files = []
         if result.chart_png is not None:
             files.append(discord.File(io.BytesIO(result.chart_png), filename="mood.png"))
         if defer:
-            kwargs = {"view": view} if view is not None else {}
             await interaction.edit_original_response(
-                content=_fit(result.text), attachments=files, **kwargs
+                content=_fit(result.text), attachments=files, **extra
             )
         else:
-            kwargs = {"view": view} if view is not None else {}
             await interaction.response.send_message(
-                _fit(result.text), files=files, ephemeral=True, **kwargs
+                _fit(result.text), files=files, ephemeral=True, **extra
             )
         if view is not None:
             view.prompt = interaction
 
-    @tree.command(name="mood", description=texts.COMMANDS["mood"])
+    @app_commands.command(name="mood", description=texts.COMMANDS["mood"])
     @app_commands.describe(days=DAYS_DESCRIPTION)
     async def mood(
-        interaction: discord.Interaction, days: app_commands.Range[int, 1, 365] | None = None
+        self, interaction: discord.Interaction, days: app_commands.Range[int, 1, 365] | None = None
     ) -> None:
-        await answer(interaction, "mood", "" if days is None else str(days))
+        await self._answer(interaction, "mood", "" if days is None else str(days))
 
-    @tree.command(name="reset", description=texts.COMMANDS["reset"])
-    async def reset(interaction: discord.Interaction) -> None:
-        await answer(interaction, "reset")
+    @app_commands.command(name="reset", description=texts.COMMANDS["reset"])
+    async def reset(self, interaction: discord.Interaction) -> None:
+        await self._answer(interaction, "reset")
 
-    @tree.command(name="forget", description=texts.COMMANDS["forget"])
-    async def forget(interaction: discord.Interaction) -> None:
-        await answer(interaction, "forget", defer=False)
+    @app_commands.command(name="forget", description=texts.COMMANDS["forget"])
+    async def forget(self, interaction: discord.Interaction) -> None:
+        await self._answer(interaction, "forget", defer=False)
 
-    @tree.command(name="help", description=texts.COMMANDS["help"])
-    async def help_(interaction: discord.Interaction) -> None:
-        await answer(interaction, "help", defer=False)
+    @app_commands.command(name="help", description=texts.COMMANDS["help"])
+    async def help_(self, interaction: discord.Interaction) -> None:
+        await self._answer(interaction, "help", defer=False)
 
-    @tree.command(name="start", description=texts.COMMANDS["start"])
-    async def start(interaction: discord.Interaction) -> None:
-        await answer(interaction, "start", defer=False)
+    @app_commands.command(name="start", description=texts.COMMANDS["start"])
+    async def start(self, interaction: discord.Interaction) -> None:
+        await self._answer(interaction, "start", defer=False)
