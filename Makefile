@@ -40,8 +40,11 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Lint: ruff's rules, ruff's formatting, and the type checker (settings in pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info

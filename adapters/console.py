@@ -8,6 +8,7 @@ a line starting with `/` runs that command and answers `{"command": ..., "text":
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -62,10 +63,8 @@ class ConsoleAdapter:
     async def stop(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     # --- the loop -------------------------------------------------------------------------
 

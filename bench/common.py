@@ -5,6 +5,7 @@ Nothing here imports torch or the model at import time, so the fast tests can us
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -66,7 +67,7 @@ def classification_metrics(
     columns = [*labels, "none"]
     confusion = {t: dict.fromkeys(columns, 0) for t in labels}
     for t, p in zip(truth, predicted, strict=True):
-        confusion[t][p if p in labels else "none"] += 1
+        confusion[t][p if p is not None and p in labels else "none"] += 1
     n = len(truth)
     correct = sum(confusion[label][label] for label in labels)
     recall: dict[str, float] = {}
@@ -118,6 +119,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], digits: int 
     cells = [[fmt(cell, digits) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
               for i, h in enumerate(headers)]  # fmt: skip
+
     def line(values: Sequence[str]) -> str:
         return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
 
@@ -135,12 +137,8 @@ def write_json(path: str | Path | None, name: str, data: Mapping[str, Any]) -> P
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    rows = []
     with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                rows.append(json.loads(line))
-    return rows
+        return [json.loads(line) for line in handle if line.strip()]
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
@@ -200,10 +198,8 @@ def describe_machine() -> dict[str, Any]:
         info["torch_threads"] = torch.get_num_threads()
     except ImportError:
         pass
-    try:
+    with contextlib.suppress(OSError):
         info["load_avg_1m"] = os.getloadavg()[0]
-    except OSError:
-        pass
     return info
 
 

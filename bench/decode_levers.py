@@ -26,7 +26,7 @@ MESSAGES = [
 ]
 
 
-def timed_generate(model: Any, ids: Any, tokens: int, **options: Any) -> tuple[float, str]:
+def timed_generate(model: Any, ids: Any, tokens: int, **options: Any) -> tuple[float, list[int]]:
     import torch
 
     start = time.perf_counter()
@@ -42,10 +42,11 @@ def timed_generate(model: Any, ids: Any, tokens: int, **options: Any) -> tuple[f
 
 
 def decode_rate(model: Any, ids: Any, tokens: int, repeats: int, **options: Any) -> dict[str, Any]:
-    rates, generated = [], []
-    for _ in range(repeats):
+    rates: list[float] = []
+    generated: list[int] = []
+    for _repeat in range(repeats):
         whole, generated = timed_generate(model, ids, tokens, **options)
-        first, _ = timed_generate(model, ids, 1, **options)
+        first, _first_ids = timed_generate(model, ids, 1, **options)
         rates.append((tokens - 1) / (whole - first))
     return {"decode_tokens_per_s": max(rates), "all_runs": rates, "ids": generated}
 

@@ -154,11 +154,18 @@ def run_child(impl: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.latency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--messages", type=int, default=20)
-    parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help="reply token cap for both sides (default: MAX_NEW_TOKENS)")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="reply token cap for both sides (default: MAX_NEW_TOKENS)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="default: bench/results/latency.json")
     parser.add_argument("--child", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
@@ -181,9 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     results = {impl: run_child(impl, args) for impl in IMPLEMENTATIONS}
     figures = {}
     for impl, result in results.items():
-        figures[impl] = {"cold_start_s": result["cold_start_s"], "load_s": result["load_s"],
-                         **summarize(result["samples"]), "peak_rss_mb": result["peak_rss_mb"],
-                         "cpu_s_total": result["cpu_s"]}
+        figures[impl] = {
+            "cold_start_s": result["cold_start_s"],
+            "load_s": result["load_s"],
+            **summarize(result["samples"]),
+            "peak_rss_mb": result["peak_rss_mb"],
+            "cpu_s_total": result["cpu_s"],
+        }
     rows = []
     for key in figures["ours"]:
         ours, ref = figures["ours"][key], figures["reference"][key]

@@ -206,21 +206,37 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--messages", type=int, default=3, help="messages per user")
     parser.add_argument("--compare-sequential", action="store_true")
-    parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help="reply token cap (default: MAX_NEW_TOKENS)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=None, help="reply token cap (default: MAX_NEW_TOKENS)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="default: bench/results/load.json")
     args = parser.parse_args(argv)
     results = asyncio.run(run(args))
     modes = [m for m in ("concurrent", "sequential") if m in results]
-    keys = ["messages", "replies", "busy", "other_failures", "stored_events",
-            "cut_by_token_cap", "wall_s", "cpu_s_per_reply",
-            "replies_per_min", "label_s_p50", "label_s_p95", "reply_s_p50", "reply_s_p95"]
+    keys = [
+        "messages",
+        "replies",
+        "busy",
+        "other_failures",
+        "stored_events",
+        "cut_by_token_cap",
+        "wall_s",
+        "cpu_s_per_reply",
+        "replies_per_min",
+        "label_s_p50",
+        "label_s_p95",
+        "reply_s_p50",
+        "reply_s_p95",
+    ]
     rows = [[key, *(results[m][key] for m in modes)] for key in keys]
     loads = ["{:.1f}/{:.1f}".format(*results[m]["load_avg_before_after"]) for m in modes]
     rows.append(["load avg before/after", *loads])

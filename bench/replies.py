@@ -89,6 +89,7 @@ def copies_example(reply: str, message: str, label: str) -> bool:
 
 def quality(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Rows of {message, reply, label, finished, tokens} into the shares and means."""
+
     def share(flags: list[bool]) -> float | None:
         return mean([float(f) for f in flags])
 
@@ -96,8 +97,9 @@ def quality(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "n": len(rows),
         "same_language": share([same_language(r["reply"], r["message"]) for r in rows]),
         "echo": share([is_echo(r["reply"], r["message"]) for r in rows]),
-        "copies_example": share([copies_example(r["reply"], r["message"], r["label"])
-                                 for r in rows]),  # fmt: skip
+        "copies_example": share(
+            [copies_example(r["reply"], r["message"], r["label"]) for r in rows]
+        ),
         "finished": share([bool(r["finished"]) for r in rows]),
         "mean_chars": mean([len(r["reply"]) for r in rows]),
         "mean_tokens": mean([r["tokens"] for r in rows]),
@@ -139,12 +141,18 @@ async def collect(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.replies", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=None,
-                        help="default: MODEL_DTYPE")
-    parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help="default: MAX_NEW_TOKENS")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.replies",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default=None,
+        help="default: MODEL_DTYPE",
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: MAX_NEW_TOKENS")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--messages", type=int, default=20)
     parser.add_argument("--json", default=None, help="default: bench/results/replies.json")
@@ -153,13 +161,23 @@ def main(argv: list[str] | None = None) -> int:
     groups = {"all": rows, **{lang: [r for r in rows if detect_language(r["message"]) == lang]
                               for lang in ("zh", "en")}}  # fmt: skip
     results = {name: quality(group) for name, group in groups.items()}
-    keys = ["n", "same_language", "echo", "copies_example", "finished", "mean_chars",
-            "mean_tokens"]
-    print(f"dtype {config['dtype']}, max_new_tokens "
-          f"{config['generation']['max_new_tokens']}, seed {args.seed}")
+    keys = ["n", "same_language", "echo", "copies_example", "finished", "mean_chars", "mean_tokens"]
+    print(
+        f"dtype {config['dtype']}, max_new_tokens "
+        f"{config['generation']['max_new_tokens']}, seed {args.seed}"
+    )
     print(table(["group", *keys], [[name, *(r[k] for k in keys)] for name, r in results.items()]))
-    write_json(args.json, "replies", {"machine": describe_machine(), "args": vars(args),
-                                      "config": config, "results": results, "replies": rows})
+    write_json(
+        args.json,
+        "replies",
+        {
+            "machine": describe_machine(),
+            "args": vars(args),
+            "config": config,
+            "results": results,
+            "replies": rows,
+        },
+    )
     return 0
 
 

@@ -129,13 +129,21 @@ def add_fallback(results: dict[str, dict[str, Any]], truth: Sequence[str]) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.sentiment", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", action="append", type=Path,
-                        help=f"JSONL file (repeatable; default: {' and '.join(DEFAULT_DATA)})")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sentiment",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data",
+        action="append",
+        type=Path,
+        help=f"JSONL file (repeatable; default: {' and '.join(DEFAULT_DATA)})",
+    )
     parser.add_argument("--method", choices=(*METHODS, "all"), default="all")
-    parser.add_argument("--limit", type=int, default=None,
-                        help="first N rows of each file, N/2 per label")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="first N rows of each file, N/2 per label"
+    )
     parser.add_argument("--json", default=None, help="default: bench/results/sentiment.json")
     args = parser.parse_args(argv)
     files = args.data or [Path(p) for p in DEFAULT_DATA]

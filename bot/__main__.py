@@ -1,8 +1,8 @@
 """`python -m bot`: start the configured adapters, or the console chat when none is configured.
 
-    python -m bot                 # Telegram and/or Discord if their tokens are set, else console
-    python -m bot chat            # the console chat (JSONL when stdin is not a terminal)
-    python -m bot chat --jsonl --user alice
+python -m bot                 # Telegram and/or Discord if their tokens are set, else console
+python -m bot chat            # the console chat (JSONL when stdin is not a terminal)
+python -m bot chat --jsonl --user alice
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ async def _serve(adapters: list[Adapter]) -> int:
         for adapter in reversed(started):
             try:
                 await adapter.stop()
-            except Exception:  # noqa: BLE001 - keep stopping the others
+            except Exception:
                 log.exception("%s adapter did not stop cleanly", adapter.name)
         for waiter in waiters:
             waiter.cancel()

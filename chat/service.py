@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -58,7 +58,7 @@ class ChatService:
     def _now(self) -> datetime:
         return self._clock.now(UTC)
 
-    async def handle(self, message: IncomingMessage) -> AsyncIterator[ReplyEvent]:
+    async def handle(self, message: IncomingMessage) -> AsyncGenerator[ReplyEvent, None]:
         """Yield SentimentTagged, TextDelta…, then ReplyDone — or ReplyFailed as the last event.
 
         Consume the stream to the end (or close it): the user's ordering lock is held meanwhile.

@@ -122,8 +122,7 @@ def mood_report(report: MoodReport, had_previous: bool, tz: tzinfo) -> str:
         _trend_line(report),
         "最近:",
     ]
-    for event in report.latest:
-        lines.append("  " + _event_line(event, tz))
+    lines += ["  " + _event_line(event, tz) for event in report.latest]
     return "\n".join(lines)
 
 

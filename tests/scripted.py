@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from chat.prompts import TONES
 from core.types import ReplyRequest, Sentiment
@@ -92,4 +93,5 @@ class ScriptedRunner:
     def step_many(self, streams: Sequence[ReplyStream]) -> list[str | None]:
         # No real batching to do: what the worker tests need is the record of the batches.
         self.batch_sizes.append(len(streams))
-        return [stream.step() for stream in streams]
+        # Every stream here came from a start_reply of this runner (or a test's subclass).
+        return [cast(ScriptedReply, stream).step() for stream in streams]

@@ -124,7 +124,7 @@ class CommandsCog(commands.Cog):
         self.adapter = adapter
         self.commands = Commands(adapter.service)
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if not self.adapter.track():
             return False  # shutting down
         if self.adapter.user_allowed(interaction.user.id):

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable
+from datetime import timedelta
 
 from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import MessageLimit
@@ -67,7 +68,7 @@ class TelegramAdapter:
     def __init__(self, service: ChatService, config: TelegramConfig) -> None:
         self.service = service
         self.config = config
-        self._app: Application | None = None  # type: ignore[type-arg]
+        self._app: Application | None = None
         self._inflight: set[asyncio.Task[object]] = set()
         self.commands = Commands(service)
         self._redactor = _TokenRedactor(config.token)
@@ -99,7 +100,7 @@ class TelegramAdapter:
             await app.start()
             assert app.updater is not None  # ApplicationBuilder always builds one
             await app.updater.start_polling(
-                timeout=self.config.poll_timeout_s,
+                timeout=timedelta(seconds=self.config.poll_timeout_s),
                 allowed_updates=_ALLOWED_UPDATES,
                 bootstrap_retries=3,
             )
@@ -210,7 +211,7 @@ class TelegramAdapter:
         try:
             # aclosing: if stop() cancels us, the engine still releases this user's lock.
             events = self.service.handle(incoming)
-            async with contextlib.aclosing(events):  # type: ignore[type-var]
+            async with contextlib.aclosing(events):
                 result = await renderer.render(events)
         finally:
             self._inflight.discard(task)

@@ -51,7 +51,7 @@ def addressed_text(
     if message.chat.type == ChatType.PRIVATE:
         return text
     if config.group_reply_on_mention:
-        kinds = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION]
+        kinds: list[str | None] = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION]
         found = {**message.parse_entities(kinds), **message.parse_caption_entities(kinds)}
         mine = [
             shown

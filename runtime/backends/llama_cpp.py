@@ -40,7 +40,7 @@ from runtime.sampling import sample_next_token
 try:
     import llama_cpp
 except ImportError:  # the optional extra is not installed; load() says how to get it
-    llama_cpp = None
+    llama_cpp = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,6 @@ class LlamaCppRunner:
             else:
                 deltas[id(reply)] = reply.accept(row)
         return [deltas.get(id(reply)) for reply in replies]
-
 
     def _feed(self, feeds: list[tuple[LlamaCppReply, list[int]]]) -> list[np.ndarray]:
         return self._forward(

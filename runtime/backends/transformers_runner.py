@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,7 @@ REPLY_PREFIXES_KEPT = 8
 
 def cpu_has_native_bf16() -> bool:
     try:
-        flags = open("/proc/cpuinfo", encoding="ascii", errors="ignore").read()
+        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="ignore")
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
@@ -94,7 +95,6 @@ class TransformersRunner:
         threads: int = 0,
         options: RunnerOptions | None = None,
     ) -> TransformersRunner:
-        from pathlib import Path
 
         if threads > 0:
             torch.set_num_threads(threads)

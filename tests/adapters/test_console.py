@@ -118,13 +118,15 @@ async def test_forget_needs_confirm(scripted_engine: ScriptedEngine) -> None:
     store = scripted_engine.store
     records = await run_jsonl(scripted_engine, ["I am happy", "/forget"])
     assert records[1]["command"] == "forget"
-    assert texts.FORGET_ASK in records[1]["text"] and "/forget confirm" in records[1]["text"]
+    assert texts.FORGET_ASK in records[1]["text"]
+    assert "/forget confirm" in records[1]["text"]
     assert len(await store.mood_events(ME, EPOCH)) == 1  # nothing deleted yet
     assert len(await store.recent_turns(ME, CHAT_ID, 10)) == 2
 
     (record,) = await run_jsonl(scripted_engine, ["/forget confirm"])
     assert record["command"] == "forget"
-    assert record["text"].startswith("已删除") and "rows" in record["text"]
+    assert record["text"].startswith("已删除")
+    assert "rows" in record["text"]
     assert await store.mood_events(ME, EPOCH) == []
     assert await store.recent_turns(ME, CHAT_ID, 10) == []
 
@@ -168,7 +170,8 @@ async def test_interactive_shows_the_label_before_the_reply(
     label = texts.label_line(Sentiment("positive", 0.9))
     reply = "A cheerful reply to: I am so happy today"
     assert texts.help_text() in output
-    assert label in output and reply in output
+    assert label in output
+    assert reply in output
     assert output.index(label) < output.index(reply)
     assert f"{label}\n🤖 {reply}\n" in output
 
@@ -181,5 +184,6 @@ async def test_interactive_failure_and_mood_chart(
     )
     assert f"⚠️  {texts.EMPTY_MESSAGE}" in output
     chart = tmp_path / "mood-local.png"
-    assert chart.is_file() and chart.read_bytes().startswith(b"\x89PNG")
+    assert chart.is_file()
+    assert chart.read_bytes().startswith(b"\x89PNG")
     assert f"📈 {chart}" in output

@@ -308,7 +308,8 @@ async def test_bots_and_own_messages_are_ignored(
     await fake.dispatch("MESSAGE_CREATE", dm(fake, ALICE, "a human"))
     await wait_for_message(fake, DM_OF[ALICE_ID], expected_reply("a human"))
     assert tagged_texts(scripted_engine) == ["a human"]
-    assert not fake.channel_messages(8899) and not fake.channel_messages(CHANNEL)
+    assert not fake.channel_messages(8899)
+    assert not fake.channel_messages(CHANNEL)
 
 
 async def test_allow_lists(
@@ -397,14 +398,18 @@ async def test_mood_is_deferred_ephemeral_and_has_the_callers_chart(
     answer = await wait_for_call(fake, EDIT_ORIGINAL, interaction["token"])
 
     ack = await wait_for_call(fake, CALLBACK, interaction["token"])
-    assert ack.json["type"] == 5 and ack.json["data"]["flags"] == EPHEMERAL  # deferred, private
+    assert ack.json["type"] == 5
+    assert ack.json["data"]["flags"] == EPHEMERAL
     assert ack.status == 200  # the fake refuses acknowledgements later than 3 s
     report = await scripted_engine.service.mood(UserKey("discord", str(ALICE_ID)), 30)
     assert report.total == 1
     assert answer.json["content"] == report.text
     [chart] = answer.files
-    assert chart.filename == "mood.png" and chart.data.startswith(b"\x89PNG\r\n\x1a\n")
-    assert fake.original_message(int(interaction["id"]))["flags"] == EPHEMERAL
+    assert chart.filename == "mood.png"
+    assert chart.data.startswith(b"\x89PNG\r\n\x1a\n")
+    original = fake.original_message(int(interaction["id"]))
+    assert original is not None
+    assert original["flags"] == EPHEMERAL
 
     # Bob has no history: his report is his own, and there is no chart to draw.
     other = slash(fake, BOB, "mood")
@@ -443,7 +448,8 @@ async def test_forget_needs_the_callers_confirmation(
     ask = slash(fake, ALICE, "forget")
     await fake.dispatch("INTERACTION_CREATE", ask)
     ack = await wait_for_call(fake, CALLBACK, ask["token"])
-    assert ack.json["type"] == 4 and ack.json["data"]["flags"] == EPHEMERAL
+    assert ack.json["type"] == 4
+    assert ack.json["data"]["flags"] == EPHEMERAL
     assert ack.json["data"]["content"] == texts.FORGET_ASK
     prompt = fake.original_message(int(ask["id"]))
     assert prompt is not None
@@ -516,7 +522,8 @@ async def test_stop_closes_cleanly_and_is_idempotent(
     adapter: DiscordAdapter, fake: FakeDiscord
 ) -> None:
     await adapter.stop()
-    assert adapter.client is not None and adapter.client.is_closed()
+    assert adapter.client is not None
+    assert adapter.client.is_closed()
     await asyncio.wait_for(fake.connections[-1].closed.wait(), 5)  # the client hung up
     await adapter.stop()
     await asyncio.sleep(0.1)
@@ -533,7 +540,8 @@ async def test_stop_drops_a_reply_that_outlives_the_grace_period(
     await fake.wait_for(lambda: fake.channel_messages(DM_OF[ALICE_ID]))  # the label is out
 
     await asyncio.wait_for(adapter.stop(), 5)
-    assert adapter.client is not None and adapter.client.is_closed()
+    assert adapter.client is not None
+    assert adapter.client.is_closed()
     # The engine stream was closed, so the worker abandons the generation (on its next step).
     for _ in range(40):
         if scripted_engine.runner.replies[-1].closed:
@@ -564,7 +572,8 @@ async def test_disabled_message_content_intent_fails_start_clearly(
     with pytest.raises(DiscordStartError, match="Message Content"):
         await adapter.start()
     intents = discord.Intents._from_value(fake.identifies[0]["intents"])
-    assert intents.message_content and intents.dm_messages
+    assert intents.message_content
+    assert intents.dm_messages
     await adapter.stop()
 
 
@@ -580,9 +589,10 @@ async def test_unreachable_discord_fails_start_clearly(
     # REST works but the gateway is unreachable: a failure or a timeout, named either way.
     fake.proxy.refused = {"gateway.discord.gg"}
     adapter = DiscordAdapter(scripted_engine.service, config(fake, ready_timeout_s=0.5))
-    with pytest.raises(DiscordStartError, match="Discord gateway at wss://gateway.discord.gg"):
+    with pytest.raises(DiscordStartError, match=r"Discord gateway at wss://gateway\.discord\.gg"):
         await adapter.start()
-    assert adapter.client is not None and adapter.client.is_closed()
+    assert adapter.client is not None
+    assert adapter.client.is_closed()
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -609,12 +619,16 @@ def test_config_from_env_defaults_and_parsing() -> None:
     )
     assert full is not None
     assert full.proxy == "http://127.0.0.1:9"
-    assert full.allowed_user_ids == {1, 2, 3} and full.allowed_channel_ids == {4}
+    assert full.allowed_user_ids == {1, 2, 3}
+    assert full.allowed_channel_ids == {4}
     assert (full.reply_on_mention, full.reply_on_reply) == (False, True)
-    assert full.edit_interval_s == 1.5 and full.command_guild_id == 99
+    assert full.edit_interval_s == 1.5
+    assert full.command_guild_id == 99
 
     dms_only = DiscordConfig.from_env({"DISCORD_BOT_TOKEN": "t", "DISCORD_TRIGGERS": ""})
-    assert dms_only is not None and not (dms_only.reply_on_mention or dms_only.reply_on_reply)
+    assert dms_only is not None
+    assert not (dms_only.reply_on_mention)
+    assert not (dms_only.reply_on_reply)
 
 
 @pytest.mark.parametrize(

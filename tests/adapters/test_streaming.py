@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -123,11 +124,13 @@ async def test_label_first_then_complete_final_text() -> None:
 
     assert sink.calls[0] == ("send", 0, LABEL)
     assert sink.messages == [FULL]
-    assert result.text == FULL and result.messages == 1 and result.failure is None
+    assert result.text == FULL
+    assert result.messages == 1
+    assert result.failure is None
     assert set(sink.kinds()[1:]) == {"edit"}
     # Unthrottled, the message grew word by word and never shrank.
     shown = [text for kind, _, text in sink.calls if kind == "edit"]
-    assert all(len(a) <= len(b) for a, b in zip(shown, shown[1:], strict=False))
+    assert all(len(a) <= len(b) for a, b in itertools.pairwise(shown))
     assert len(shown) >= len(WORDS)
 
 
@@ -217,7 +220,8 @@ async def test_failure_without_a_label() -> None:
     failure = ReplyFailed("busy", texts.BUSY)
     result = await renderer.render(stream([failure]))
     assert sink.calls == [("send", 0, texts.BUSY)]
-    assert result.text == texts.BUSY and result.failure == failure
+    assert result.text == texts.BUSY
+    assert result.failure == failure
 
 
 async def test_a_long_rate_limited_first_send_is_retried() -> None:
@@ -235,4 +239,5 @@ async def test_a_long_rate_limited_first_send_is_retried() -> None:
     renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=3600.0))
     result = await renderer.render(stream(reply_events(WORDS)))
     assert sink.kinds() == ["send-429", "send-429", "send", "edit"]
-    assert sink.messages == [FULL] and result.text == FULL
+    assert sink.messages == [FULL]
+    assert result.text == FULL

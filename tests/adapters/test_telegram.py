@@ -4,6 +4,7 @@ scripted engine, real SQLite store. No network."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -90,7 +91,9 @@ async def wait_text(api: FakeTelegramAPI, chat_id: int, fragment: str, timeout: 
     def found(_: list[ApiCall]) -> str | None:
         return next((t for t in api.bot_texts(chat_id) if fragment in t), None)
 
-    return await api.wait_for(found, timeout, what=f"{fragment!r} in chat {chat_id}")
+    shown = await api.wait_for(found, timeout, what=f"{fragment!r} in chat {chat_id}")
+    assert shown is not None
+    return shown
 
 
 def sent_in_reply_to(api: FakeTelegramAPI, message_id: int) -> list[ApiCall]:
@@ -138,7 +141,7 @@ async def test_edits_are_throttled_while_streaming(
     # Unthrottled this would be ~30 edits; at one per 0.3 s it is about 0.9 / 0.3 + final.
     assert 2 <= len(edits) <= 6, [round(e.at, 2) for e in edits]
     intermediate = edits[:-1]  # the final edit is forced out at once
-    gaps = [b.at - a.at for a, b in zip(intermediate, intermediate[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(intermediate)]
     assert all(gap >= interval - 0.05 for gap in gaps), gaps
 
 
@@ -247,7 +250,7 @@ async def test_commands_are_registered(bot: TelegramAdapter, api: FakeTelegramAP
     for name in texts.COMMANDS:  # every advertised command has a handler
         before = len(api.bot_texts(USER))
         api.private_text(USER, f"/{name}")
-        await api.wait_for(lambda _, n=before: len(api.bot_texts(USER)) > n, what=f"/{name}")
+        await api.wait_for(lambda _, n=before: len(api.bot_texts(USER)) > n, what=f"/{name}")  # type: ignore[misc]
         assert api.bot_texts(USER)[before] != texts.UNKNOWN_COMMAND
 
 
@@ -356,7 +359,8 @@ async def test_group_chatter_is_ignored_mentions_are_answered_as_replies(
     await wait_text(api, GROUP_ID, "reply to: how are you")
 
     answer = sent_in_reply_to(api, mention["message_id"])
-    assert len(answer) == 1 and answer[0].params["chat_id"] == GROUP_ID
+    assert len(answer) == 1
+    assert answer[0].params["chat_id"] == GROUP_ID
     assert sent_in_reply_to(api, chatter["message_id"]) == []
     assert tagged_texts(scripted_engine) == ["how are you"]  # mention stripped
     assert await mood_events(scripted_engine, OTHER) == []
@@ -369,7 +373,7 @@ async def test_bare_mention_and_forum_topics(
     await api.wait_for(lambda _: sent_in_reply_to(api, bare["message_id"]))
     assert sent_in_reply_to(api, bare["message_id"])[0].params["text"] == texts.EMPTY_MESSAGE
 
-    topic = dict(message_thread_id=7, is_topic_message=True)
+    topic: dict[str, Any] = {"message_thread_id": 7, "is_topic_message": True}
     api.push_message(group_chat(), user_json(USER), text="@testbot in a topic", **topic)
     await wait_text(api, GROUP_ID, "reply to: in a topic")
     assert api.calls_to("sendMessage")[-1].params["message_thread_id"] == 7

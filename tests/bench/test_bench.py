@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def test_classification_metrics_degenerate_predictor() -> None:
     assert m.recall == {"positive": 0.0, "negative": 1.0}
     assert m.f1["positive"] == 0.0  # no positive predictions: no division by zero
     assert m.f1["negative"] == pytest.approx(2 / 3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="differ in length"):
         classification_metrics(["positive"], [])
 
 
@@ -57,7 +58,8 @@ def test_percentile_interpolates_like_numpy() -> None:
     values = [4.0, 1.0, 3.0, 2.0]
     assert percentile(values, 50) == pytest.approx(2.5)
     assert percentile(values, 95) == pytest.approx(3.85)
-    assert percentile(values, 0) == 1.0 and percentile(values, 100) == 4.0
+    assert percentile(values, 0) == 1.0
+    assert percentile(values, 100) == 4.0
     assert percentile([7.0], 95) == 7.0
     assert percentile([], 50) is None
 
@@ -65,7 +67,8 @@ def test_percentile_interpolates_like_numpy() -> None:
 def test_table_and_latency_summary() -> None:
     text = table(["a", "b"], [["x", 1.23456], ["yy", None]])
     assert text.splitlines()[0] == "| a  | b    |"
-    assert "| x  | 1.23 |" in text and "| yy | –    |" in text
+    assert "| x  | 1.23 |" in text
+    assert "| yy | –    |" in text
     samples = [
         {"sentiment_s": 0.3, "first_token_s": 1.0, "total_s": 3.0, "tokens": 21, "finished": 1},
         {"sentiment_s": 0.5, "first_token_s": 1.0, "total_s": 2.0, "tokens": 11, "finished": 0},
@@ -73,7 +76,8 @@ def test_table_and_latency_summary() -> None:
     figures = latency_summary(samples)
     assert figures["decode_tokens_per_s"] == pytest.approx(30 / 3.0)
     assert figures["sentiment_s_p50"] == pytest.approx(0.4)
-    assert figures["reply_tokens_mean"] == 16 and figures["finished_share"] == 0.5
+    assert figures["reply_tokens_mean"] == 16
+    assert figures["finished_share"] == 0.5
 
 
 def test_batching_counts_steps_only_while_all_replies_decode() -> None:
@@ -127,7 +131,8 @@ def test_parse_vader_filters_and_labels_by_sign() -> None:
         ("broke after a week", "negative", 3),
         ("does the job", "positive", 4),
     ]
-    assert rows[1]["mean_rating"] == -1.0 and rows[0]["source"] == "amazon.txt"
+    assert rows[1]["mean_rating"] == -1.0
+    assert rows[0]["source"] == "amazon.txt"
 
 
 def test_english_rows_from_nested_vader_archive(tmp_path: Path) -> None:
@@ -202,7 +207,7 @@ def test_balanced_split_is_deterministic_balanced_and_disjoint() -> None:
     assert not {r["text"] for r in evaluation} & {r["text"] for r in train}
     _, capped = datasets.balanced_split(rows, per_class=10, seed=7, train_per_class=5)
     assert len(capped) == 10
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="only 30 rows"):
         datasets.balanced_split(rows, per_class=31, seed=7)
 
 
@@ -244,8 +249,11 @@ def test_quality_summary() -> None:
          "finished": False, "tokens": 4},
     ]  # fmt: skip
     q = replies.quality(rows)
-    assert q["n"] == 2 and q["same_language"] == 1.0
-    assert q["echo"] == 0.5 and q["finished"] == 0.5 and q["mean_tokens"] == 6
+    assert q["n"] == 2
+    assert q["same_language"] == 1.0
+    assert q["echo"] == 0.5
+    assert q["finished"] == 0.5
+    assert q["mean_tokens"] == 6
     assert q["copies_example"] == 0.0
 
 
@@ -261,7 +269,8 @@ async def test_load_run_loses_nothing_on_scripted_engine(
     assert load.check_nothing_lost(work, outcomes, stored) == []
     assert stored == {"user0": 2, "user1": 2, "user2": 2}
     summary = load.summarize(outcomes, wall_s=1.0)
-    assert summary["replies"] == 6 and summary["busy"] == 0
+    assert summary["replies"] == 6
+    assert summary["busy"] == 0
     assert summary["label_s_p50"] is not None
 
 
@@ -312,7 +321,8 @@ async def test_busy_answers_are_not_problems(tmp_path: Path) -> None:
     runner = ScriptedRunner(delay_s=0.01)
     work, outcomes, stored = await run_load(tmp_path, runner, users=4, queue_size=1)
     summary = load.summarize(outcomes, wall_s=1.0)
-    assert summary["busy"] >= 1 and summary["busy"] + summary["replies"] == 4
+    assert summary["busy"] >= 1
+    assert summary["busy"] + summary["replies"] == 4
     assert load.check_nothing_lost(work, outcomes, stored) == []
 
 
@@ -326,8 +336,10 @@ def test_balanced_head_and_fallback() -> None:
     head = balanced_head(rows, 4)
     assert [r["text"] for r in head] == ["positive-0", "positive-1", "negative-0", "negative-1"]
     assert balanced_head(rows, None) == rows
-    results = {"generate": {"predictions": ["positive", None]},
-               "logits": {"predictions": ["negative", "negative"]}}  # fmt: skip
+    results: dict[str, dict[str, Any]] = {
+        "generate": {"predictions": ["positive", None]},
+        "logits": {"predictions": ["negative", "negative"]},
+    }
     add_fallback(results, ["positive", "negative"])
     assert results["generate"]["accuracy_with_fallback"] == 1.0
 
@@ -340,8 +352,11 @@ def test_baseline_and_evaluate_without_a_model() -> None:
     train += [{"text": t, "label": "negative"} for t in ("很差很烂", "非常差", "bad awful")]
     predict = train_baseline(train * 3)  # min_df=2 needs repeats
     label, p = predict("真的很好")
-    assert label == "positive" and p > 0.5
+    assert label == "positive"
+    assert p > 0.5
     rows = [{"text": "好", "label": "positive"}, {"text": "差", "label": "negative"}]
     metrics = evaluate(rows, predict, "test")
-    assert metrics["accuracy"] == 1.0 and metrics["unparsable"] == 0
-    assert metrics["roc_auc"] == 1.0 and metrics["latency_ms_p50"] is not None
+    assert metrics["accuracy"] == 1.0
+    assert metrics["unparsable"] == 0
+    assert metrics["roc_auc"] == 1.0
+    assert metrics["latency_ms_p50"] is not None

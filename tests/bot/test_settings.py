@@ -38,9 +38,11 @@ def test_defaults() -> None:
     assert settings.chat.timezone == "UTC"
     assert settings.storage.database_path == Path("data/bot.db")
     assert settings.log_level == "INFO"
-    assert settings.telegram is None and settings.discord is None
+    assert settings.telegram is None
+    assert settings.discord is None
     # One default per key: the groups built in code agree with an empty environment.
-    assert settings.model == ModelConfig() and settings.worker == WorkerConfig()
+    assert settings.model == ModelConfig()
+    assert settings.worker == WorkerConfig()
     assert settings.model.runner_options() == RunnerOptions()
 
 
@@ -171,8 +173,10 @@ def test_tokens_never_appear_in_repr() -> None:
     settings = Settings.from_env(
         {"TELEGRAM_BOT_TOKEN": "123:SECRET", "DISCORD_BOT_TOKEN": "SECRET2"}
     )
-    assert settings.telegram is not None and settings.telegram.token == "123:SECRET"
-    assert settings.discord is not None and settings.discord.token == "SECRET2"
+    assert settings.telegram is not None
+    assert settings.telegram.token == "123:SECRET"
+    assert settings.discord is not None
+    assert settings.discord.token == "SECRET2"
     shown = [repr(settings), str(settings), repr(settings.telegram), repr(settings.discord)]
     for text in shown:
         assert "SECRET" not in text
@@ -214,8 +218,10 @@ def test_the_env_file_is_read_and_the_environment_wins(
     monkeypatch.setenv("TOP_K", "9")
     monkeypatch.delenv("TELEGRAM_BOT_TOKEN", raising=False)
     settings = Settings.from_env()
-    assert settings.chat.max_new_tokens == 55 and settings.chat.top_k == 9
-    assert settings.telegram is not None and settings.telegram.token == "1:FROMFILE"
+    assert settings.chat.max_new_tokens == 55
+    assert settings.chat.top_k == 9
+    assert settings.telegram is not None
+    assert settings.telegram.token == "1:FROMFILE"
 
 
 def test_reading_settings_loads_no_platform_library() -> None:

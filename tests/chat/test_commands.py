@@ -37,7 +37,8 @@ async def test_start_and_help_are_texts(scripted_engine: ScriptedEngine) -> None
 async def test_unknown_commands_say_so(scripted_engine: ScriptedEngine) -> None:
     result = await Commands(scripted_engine.service).run("dance", HERE, "now")
     assert result.text == texts.UNKNOWN_COMMAND
-    assert result.chart_png is None and result.confirm is None
+    assert result.chart_png is None
+    assert result.confirm is None
 
 
 async def test_mood_reports_text_and_a_chart_only_when_asked_and_not_empty(
@@ -50,7 +51,8 @@ async def test_mood_reports_text_and_a_chart_only_when_asked_and_not_empty(
     report = await scripted_engine.service.mood(ALICE, 7)
     with_chart = await commands.run("mood", HERE)
     assert with_chart.text == report.text
-    assert with_chart.chart_png is not None and with_chart.chart_png.startswith(b"\x89PNG")
+    assert with_chart.chart_png is not None
+    assert with_chart.chart_png.startswith(b"\x89PNG")
     assert (await commands.run("mood", HERE, charts=False)).chart_png is None
     month = await commands.run("mood", HERE, " 30 ", charts=False)
     assert month.text == (await scripted_engine.service.mood(ALICE, 30)).text
@@ -61,7 +63,8 @@ async def test_mood_with_a_bad_number_of_days_explains(
     scripted_engine: ScriptedEngine, junk: str
 ) -> None:
     result = await Commands(scripted_engine.service).run("mood", HERE, junk)
-    assert result.text == texts.bad_days(junk) and result.chart_png is None
+    assert result.text == texts.bad_days(junk)
+    assert result.chart_png is None
 
 
 async def test_reset_clears_this_chat_only(scripted_engine: ScriptedEngine) -> None:
@@ -77,8 +80,10 @@ async def test_forget_asks_first_and_acts_only_on_yes(scripted_engine: ScriptedE
     await chat(scripted_engine, "hello there")
     asked = await commands.run("forget", HERE)
     assert asked.text == texts.FORGET_ASK
-    assert asked.confirm is not None and asked.confirm.action == "forget"
-    assert commands.asks_first("forget") and not commands.asks_first("mood")
+    assert asked.confirm is not None
+    assert asked.confirm.action == "forget"
+    assert commands.asks_first("forget")
+    assert not commands.asks_first("mood")
     assert (await scripted_engine.service.mood(ALICE, 7)).total == 1  # asking deletes nothing
 
     cancelled = await commands.confirm("forget", HERE, accepted=False)
@@ -144,7 +149,8 @@ def test_parse_days_default_is_configurable() -> None:
 
 @pytest.mark.parametrize("raw", ["0", "366", "-3", "abc", "3.5", "7 days", "1e3", "+"])
 def test_parse_days_rejects(raw: str) -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match=r"1.*365") as caught:
         parse_days(raw)
     assert repr(raw) in str(caught.value)
-    assert "1" in str(caught.value) and "365" in str(caught.value)
+    assert "1" in str(caught.value)
+    assert "365" in str(caught.value)

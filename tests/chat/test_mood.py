@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from chat.mood import build_report, period_bounds, sparkline
-from core.types import DayPoint, MoodEvent, UserKey
+from core.types import DayPoint, Label, MoodEvent, UserKey
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")  # UTC+8, no DST
 NEW_YORK = ZoneInfo("America/New_York")
@@ -18,12 +18,12 @@ NOW = datetime(2024, 11, 22, 6, 3, tzinfo=UTC)
 
 
 def ev(at: datetime, p_positive: float, excerpt: str | None = None) -> MoodEvent:
-    label = "positive" if p_positive >= 0.5 else "negative"
+    label: Label = "positive" if p_positive >= 0.5 else "negative"
     return MoodEvent("telegram", "42", "c", label, p_positive, at.astimezone(UTC), excerpt)
 
 
-def local(*args: int) -> datetime:
-    return datetime(*args, tzinfo=SHANGHAI)
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=SHANGHAI)
 
 
 # Seven-day window in Shanghai: 11-16 .. 11-22.
@@ -106,8 +106,10 @@ def test_text_has_counts_shares_sparkline_and_local_times() -> None:
     text = build_report(USER, CURRENT, [], 7, NOW, SHANGHAI).text
     assert "7 天" in text
     assert "共 8 条" in text
-    assert "正面 5 (62%)" in text and "负面 3 (38%)" in text
-    assert "▅·▁▇··█" in text and "11-16 → 11-22" in text
+    assert "正面 5 (62%)" in text
+    assert "负面 3 (38%)" in text
+    assert "▅·▁▇··█" in text
+    assert "11-16 → 11-22" in text
     assert "11-22 14:03 😄 正面 0.93" in text  # local time, not 06:03 UTC
     assert "11-19 00:30 😄 正面 0.95" in text
     assert "11-19 12:00 😔 负面 0.70" in text  # the confidence of the label, not p_positive
@@ -133,31 +135,37 @@ def test_trend_against_previous_period(previous_pos: int, previous_neg: int, exp
 
 def test_no_previous_period_says_so() -> None:
     report = build_report(USER, CURRENT, [], 7, NOW, SHANGHAI)
-    assert report.previous_positive_share is None and report.trend is None
+    assert report.previous_positive_share is None
+    assert report.trend is None
     assert "no earlier data to compare" in report.text
-    assert "↑" not in report.text and "↓" not in report.text
+    assert "↑" not in report.text
+    assert "↓" not in report.text
 
 
 def test_empty_history_is_a_kind_report() -> None:
     report = build_report(USER, [], [], 7, NOW, SHANGHAI)
     assert (report.positive, report.negative, report.positive_share) == (0, 0, None)
-    assert len(report.series) == 7 and all(p.total == 0 for p in report.series)
+    assert len(report.series) == 7
+    assert all(p.total == 0 for p in report.series)
     assert report.sparkline == "·" * 7
     assert report.latest == ()
-    assert "还没有心情记录" in report.text and "No mood history yet" in report.text
+    assert "还没有心情记录" in report.text
+    assert "No mood history yet" in report.text
 
 
 def test_empty_current_but_earlier_history() -> None:
     previous = [ev(local(2024, 11, 10, 12, 0), 0.9)]
     report = build_report(USER, [], previous, 7, NOW, SHANGHAI)
-    assert report.total == 0 and report.previous_positive_share == 1.0
+    assert report.total == 0
+    assert report.previous_positive_share == 1.0
     assert "最近 7 天还没有心情记录" in report.text
 
 
 def test_one_day_report() -> None:
     report = build_report(USER, CURRENT, [], 1, NOW, SHANGHAI)
     assert [p.day for p in report.series] == [date(2024, 11, 22)]
-    assert report.total == 1 and report.sparkline == "█"
+    assert report.total == 1
+    assert report.sparkline == "█"
     assert "今天" in report.text
 
 

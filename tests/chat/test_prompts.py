@@ -8,11 +8,12 @@ from chat.prompts import (
     EXAMPLES,
     PERSONA,
     TONES,
+    Language,
     detect_language,
     reply_examples,
     reply_system_prompt,
 )
-from core.types import Turn
+from core.types import Label, Turn
 
 
 @pytest.mark.parametrize(
@@ -46,26 +47,27 @@ def test_detect_language_threshold_is_a_fifth() -> None:
 @pytest.mark.parametrize("label", ["positive", "negative"])
 @pytest.mark.parametrize(("text", "language"), [("今天好开心", "zh"), ("I got the job!", "en")])
 def test_reply_system_prompt_and_examples_pick_language_and_label(
-    label: str, text: str, language: str
+    label: Label, text: str, language: Language
 ) -> None:
-    system = reply_system_prompt(label, text)  # type: ignore[arg-type]
-    assert system == f"{PERSONA[language]}\n{TONES[language][label]}"  # type: ignore[index]
-    other = "en" if language == "zh" else "zh"
-    assert PERSONA[other] not in system  # type: ignore[index]
-    question, answer = EXAMPLES[language][label]  # type: ignore[index]
-    assert reply_examples(label, text) == (  # type: ignore[arg-type]
+    system = reply_system_prompt(label, text)
+    assert system == f"{PERSONA[language]}\n{TONES[language][label]}"
+    other: Language = "en" if language == "zh" else "zh"
+    assert PERSONA[other] not in system
+    question, answer = EXAMPLES[language][label]
+    assert reply_examples(label, text) == (
         Turn("user", question),
         Turn("assistant", answer),
     )
 
 
 def test_tones_and_examples_differ_by_label() -> None:
-    for language in ("zh", "en"):
-        assert TONES[language]["positive"] != TONES[language]["negative"]  # type: ignore[index]
-        assert EXAMPLES[language]["positive"] != EXAMPLES[language]["negative"]  # type: ignore[index]
-        for label in ("positive", "negative"):
-            question, answer = EXAMPLES[language][label]  # type: ignore[index]
+    languages: tuple[Language, ...] = ("zh", "en")
+    labels: tuple[Label, ...] = ("positive", "negative")
+    for language in languages:
+        assert TONES[language]["positive"] != TONES[language]["negative"]
+        assert EXAMPLES[language]["positive"] != EXAMPLES[language]["negative"]
+        for label in labels:
+            question, answer = EXAMPLES[language][label]
             assert detect_language(question) == language
             assert detect_language(answer) == language
-        assert detect_language(PERSONA[language]) == language  # type: ignore[index]
-
+        assert detect_language(PERSONA[language]) == language

@@ -17,6 +17,7 @@ from chat.service import ChatService
 from core.errors import StorageError
 from core.types import (
     IncomingMessage,
+    Label,
     MoodEvent,
     ReplyDone,
     ReplyEvent,
@@ -95,7 +96,8 @@ async def test_event_order_and_storage(scripted_engine: ScriptedEngine) -> None:
     assert isinstance(events[0], SentimentTagged)
     assert events[0].sentiment == Sentiment("positive", 0.9)
     deltas = events[1:-1]
-    assert deltas and all(isinstance(e, TextDelta) for e in deltas)
+    assert deltas
+    assert all(isinstance(e, TextDelta) for e in deltas)
     reply = done(events)
     assert "".join(e.text for e in deltas if isinstance(e, TextDelta)) == reply.text
     assert reply.text == "A cheerful reply to: I am so happy today"
@@ -156,7 +158,8 @@ async def test_tone_and_prompt_language_follow_the_message(
     scripted_engine: ScriptedEngine, text: str, label: str, tone: str, language: str
 ) -> None:
     events = await run(scripted_engine.service, msg(text))
-    assert isinstance(events[0], SentimentTagged) and events[0].sentiment.label == label
+    assert isinstance(events[0], SentimentTagged)
+    assert events[0].sentiment.label == label
     assert tone in done(events).text
 
     (call,) = scripted_engine.runner.reply_calls
@@ -392,7 +395,7 @@ async def test_closing_the_stream_early_cancels_the_reply_and_frees_the_user(
     async for event in stream:
         if isinstance(event, TextDelta):
             break
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     deadline = time.monotonic() + HANG
     while not runner.replies[0].closed:
         assert time.monotonic() < deadline, "the reply was not cancelled"
@@ -492,7 +495,7 @@ async def test_mood_reports_only_the_callers_own_data(scripted_engine: ScriptedE
     nobody = await service.mood(UserKey("telegram", "nobody"))
     assert nobody.total == 0
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="from 1 to 365"):
         await service.mood(ALICE, 0)
 
 
@@ -501,7 +504,7 @@ async def test_mood_respects_the_day_window(scripted_engine: ScriptedEngine) -> 
     now = datetime.now(UTC)
 
     def event(days_ago: float, p: float) -> MoodEvent:
-        label = "positive" if p >= 0.5 else "negative"
+        label: Label = "positive" if p >= 0.5 else "negative"
         return MoodEvent("telegram", "42", "c", label, p, now - timedelta(days=days_ago))
 
     await store.record_exchange(event(0, 0.9), [])

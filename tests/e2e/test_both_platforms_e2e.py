@@ -69,7 +69,9 @@ async def test_telegram_and_discord_share_one_process(tmp_path: Path) -> None:
     assert code == 0, stderr[-3000:]
     assert "Traceback" not in stderr
     assert stderr.count("model ready") == 1  # one model for both adapters
-    assert "telegram adapter running" in stderr and "discord adapter running" in stderr
+    assert "telegram adapter running" in stderr
+    assert "discord adapter running" in stderr
     for shown in (shown_telegram, shown_discord):
         label, _, reply = shown.partition("\n\n")
-        assert label.startswith(("😄 情感判断: ", "😔 情感判断: ")) and reply.strip()
+        assert label.startswith(("😄 情感判断: ", "😔 情感判断: "))
+        assert reply.strip()

@@ -49,16 +49,22 @@ def test_jsonl_session_on_the_real_model(tmp_path: Path, backend: str) -> None:
     assert len(records) == len(lines)
 
     happy, sad, empty, mood, unknown, ask, deleted, after = records
-    assert happy["sentiment"] == "positive" and happy["p_positive"] > 0.5
-    assert sad["sentiment"] == "negative" and sad["p_positive"] < 0.5
+    assert happy["sentiment"] == "positive"
+    assert happy["p_positive"] > 0.5
+    assert sad["sentiment"] == "negative"
+    assert sad["p_positive"] < 0.5
     for answer in (happy, sad):
         assert answer["reply"].strip()
         assert set(answer["ms"]) == {"sentiment", "first_token", "total"}
         assert 0 < answer["ms"]["sentiment"] <= answer["ms"]["first_token"] <= answer["ms"]["total"]
     assert empty["error"] == "empty"
-    assert mood["command"] == "mood" and "正面 1" in mood["text"] and "负面 1" in mood["text"]
+    assert mood["command"] == "mood"
+    assert "正面 1" in mood["text"]
+    assert "负面 1" in mood["text"]
     assert Path(mood["chart"]).read_bytes().startswith(b"\x89PNG")
-    assert unknown["command"] == "nonsense" and "/help" in unknown["text"]
+    assert unknown["command"] == "nonsense"
+    assert "/help" in unknown["text"]
     assert "confirm" in ask["text"]
     assert "7 rows" in deleted["text"]  # 2 mood events + 4 turns + the user row
-    assert after["command"] == "mood" and "正面 1" not in after["text"]
+    assert after["command"] == "mood"
+    assert "正面 1" not in after["text"]

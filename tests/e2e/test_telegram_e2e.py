@@ -53,7 +53,8 @@ async def test_python_m_bot_answers_on_telegram_and_stops_on_sigterm(tmp_path: P
     label, _, reply = shown.partition("\n\n")
     assert label.startswith(("😄 情感判断: ", "😔 情感判断: "))
     assert reply.strip()
-    assert api.calls_to("setMyCommands") and api.calls_to("sendChatAction")
+    assert api.calls_to("setMyCommands")
+    assert api.calls_to("sendChatAction")
 
 
 async def _final_reply(api: FakeTelegramAPI, db: Path, process: asyncio.subprocess.Process) -> str:

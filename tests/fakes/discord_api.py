@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 from tests.fakes.tls_proxy import TlsProxy, loopback_ca
 
@@ -263,7 +263,8 @@ class FakeDiscord:
         """Send a DISPATCH on the live, identified (or resumed) gateway connection."""
         await asyncio.wait_for(self._live_event.wait(), timeout)
         connection, session = self._live, self._session
-        assert connection is not None and session is not None
+        assert connection is not None
+        assert session is not None
         if event == "INTERACTION_CREATE":
             self._register_interaction(data)
         session.seq += 1
@@ -721,9 +722,9 @@ class FakeDiscord:
     def _new_message(self, channel_id: int, body: JSON, files: list[UploadedFile]) -> JSON:
         content = body.get("content") or ""
         _check_content(content)
-        if not content and not files and not body.get("components"):
-            if not body.get("flags", 0) & LOADING:
-                raise _ApiError(400, 50006, "Cannot send an empty message")
+        empty = not content and not files and not body.get("components")
+        if empty and not body.get("flags", 0) & LOADING:
+            raise _ApiError(400, 50006, "Cannot send an empty message")
         message = self.message(channel_id=channel_id, author=self.bot, content=content)
         message["flags"] = body.get("flags", 0)
         message["components"] = body.get("components", [])
@@ -795,7 +796,8 @@ async def _read_body(request: web.Request) -> tuple[Any, list[UploadedFile]]:
         files: list[UploadedFile] = []
         reader = await request.multipart()
         async for part in reader:
-            data = await part.read()  # type: ignore[union-attr]
+            assert isinstance(part, BodyPartReader)
+            data = await part.read()
             name = part.name or ""
             if name == "payload_json":
                 payload = json.loads(data)
@@ -803,7 +805,7 @@ async def _read_body(request: web.Request) -> tuple[Any, list[UploadedFile]]:
                 files.append(
                     UploadedFile(
                         field=name,
-                        filename=part.filename or "",  # type: ignore[union-attr]
+                        filename=part.filename or "",
                         content_type=part.headers.get("Content-Type", ""),
                         data=bytes(data),
                     )

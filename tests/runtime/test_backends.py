@@ -25,7 +25,7 @@ def test_the_llama_backend_without_its_package_says_how_to_install(
 def test_each_backend_gets_its_own_options(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, dict[str, object]] = {}
 
-    def fake(name: str):  # type: ignore[no-untyped-def]
+    def fake(name: str):
         def load(spec: str, **kwargs: object) -> str:
             seen[name] = {"spec": spec, **kwargs}
             return name
@@ -37,12 +37,16 @@ def test_each_backend_gets_its_own_options(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(TransformersRunner, "load", staticmethod(fake("transformers")))
     monkeypatch.setattr(llama_cpp_runner.LlamaCppRunner, "load", staticmethod(fake("llama")))
     env = {"MODEL": "/m.gguf", "TORCH_THREADS": "3", "LLAMA_CONTEXT_TOKENS": "2048"}
-    assert runner_loader(ModelConfig.from_env({**env, "BACKEND": "transformers"}))()  # type: ignore[arg-type] == "transformers"
-    assert runner_loader(ModelConfig.from_env({**env, "BACKEND": "llama_cpp"}))()  # type: ignore[arg-type] == "llama"
+    for backend, loaded in (("transformers", "transformers"), ("llama_cpp", "llama")):
+        config = ModelConfig.from_env({**env, "BACKEND": backend})
+        assert config is not None
+        assert runner_loader(config)() == loaded
     assert seen["transformers"]["spec"] == seen["llama"]["spec"] == "/m.gguf"
     assert seen["transformers"]["threads"] == seen["llama"]["threads"] == 3
-    assert seen["llama"]["context_tokens"] == 2048 and "dtype" not in seen["llama"]
-    assert seen["transformers"]["dtype"] == "auto" and "context_tokens" not in seen["transformers"]
+    assert seen["llama"]["context_tokens"] == 2048
+    assert "dtype" not in seen["llama"]
+    assert seen["transformers"]["dtype"] == "auto"
+    assert "context_tokens" not in seen["transformers"]
 
 
 @pytest.mark.parametrize(
@@ -62,4 +66,6 @@ def test_auto_picks_llama_cpp_when_it_can_run_the_configuration(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], installed: bool, expected: str
 ) -> None:
     monkeypatch.setattr(backends, "find_spec", lambda name: object() if installed else None)
-    assert choose_backend(ModelConfig.from_env(env)) == expected  # type: ignore[arg-type]
+    config = ModelConfig.from_env(env)
+    assert config is not None
+    assert choose_backend(config) == expected

@@ -159,9 +159,11 @@ def test_a_reply_joining_mid_decode_and_one_leaving_still_match(
     third = batch.add(*PROMPTS[2])  # prefilled on its own while the other two decode
     batch.run()
 
-    assert 2 in batch.sizes and 3 in batch.sizes
+    assert 2 in batch.sizes
+    assert 3 in batch.sizes
     # `second` (12 tokens) left first; the other two went on in a smaller batch.
-    assert batch.sizes[-1] == 0 and 2 in batch.sizes[batch.sizes.index(3) :]
+    assert batch.sizes[-1] == 0
+    assert 2 in batch.sizes[batch.sizes.index(3) :]
     assert_matches_solo(runner, batch, [first, second, third], PROMPTS)
 
 
@@ -196,7 +198,8 @@ def test_closing_a_reply_mid_batch_leaves_the_others_unaffected(
     batch.live.remove(cancelled)
     batch.run()
 
-    assert cancelled.step() is None and cancelled.finished is False
+    assert cancelled.step() is None
+    assert cancelled.finished is False
     assert len(cancelled.generated) == 4
     kept = [replies[0], replies[2]]
     assert_matches_solo(runner, batch, kept, [PROMPTS[0], PROMPTS[2]])
@@ -265,7 +268,7 @@ def test_step_many_refuses_streams_of_another_kind(runner: TransformersRunner) -
             pass
 
     with pytest.raises(TypeError):
-        runner.step_many([Foreign()])  # type: ignore[list-item]
+        runner.step_many([Foreign()])
 
 
 # --- the shared opening of reply prompts -----------------------------------------------------
@@ -297,7 +300,8 @@ def test_replies_reuse_the_kv_of_their_shared_opening(runner: TransformersRunner
             pass
         assert reply.generated == whole.generated
     for (keys, values), (old_keys, old_values) in zip(stored, opening, strict=True):
-        assert torch.equal(keys, old_keys) and torch.equal(values, old_values)  # not mutated
+        assert torch.equal(keys, old_keys)
+        assert torch.equal(values, old_values)
 
 
 def test_only_a_few_prompt_openings_are_kept(runner: TransformersRunner) -> None:
@@ -332,4 +336,5 @@ def test_real_model_replies_sampled_in_one_batch_are_sane(real_runner: Transform
         answer = batch.text[id(reply)].strip()
         assert reply.finished, f"reply hit the token cap: {answer!r}"
         assert detect_language(answer) == detect_language(text)
-        assert "<|im_end|>" not in answer and "<|endoftext|>" not in answer
+        assert "<|im_end|>" not in answer
+        assert "<|endoftext|>" not in answer

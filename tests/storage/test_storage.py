@@ -15,7 +15,7 @@ import pytest_asyncio
 
 import storage.store as store_module
 from core.errors import StorageError
-from core.types import MoodEvent, Turn, UserKey
+from core.types import Label, MoodEvent, Turn, UserKey
 from storage import SqliteMoodStore
 from storage.migrations import MIGRATIONS, SCHEMA_VERSION, split_statements
 
@@ -32,7 +32,7 @@ def event(
     p_positive: float = 0.9,
     excerpt: str | None = None,
 ) -> MoodEvent:
-    label = "positive" if p_positive >= 0.5 else "negative"
+    label: Label = "positive" if p_positive >= 0.5 else "negative"
     return MoodEvent(user.platform, user.user_id, chat_id, label, p_positive, at, excerpt)
 
 
@@ -288,7 +288,8 @@ async def test_mood_events_range_order_and_round_trip(store: SqliteMoodStore) ->
     got = await store.mood_events(ALICE, T0, T0 + timedelta(hours=3))
     assert [e.created_at for e in got] == [T0, T0 + timedelta(hours=2)]  # since incl., until excl.
     assert all(e.created_at.utcoffset() == timedelta(0) for e in got)
-    assert got[0].excerpt == "msg 1" and got[1].excerpt == "msg 2"
+    assert got[0].excerpt == "msg 1"
+    assert got[1].excerpt == "msg 2"
     everything = await store.mood_events(ALICE, T0 - timedelta(days=1))
     assert [e.created_at for e in everything] == sorted(stamps)
     assert everything[-1].p_positive == pytest.approx(0.9)
