@@ -88,7 +88,7 @@ def tagged_texts(engine: ScriptedEngine) -> list[str]:
 async def wait_text(api: FakeTelegramAPI, chat_id: int, fragment: str, timeout: float = 5.0) -> str:
     """Wait until one of the bot's messages in the chat contains `fragment`; return it."""
 
-    def found(_: list[ApiCall]) -> str | None:
+    def found() -> str | None:
         return next((t for t in api.bot_texts(chat_id) if fragment in t), None)
 
     shown = await api.wait_for(found, timeout, what=f"{fragment!r} in chat {chat_id}")
@@ -250,7 +250,11 @@ async def test_commands_are_registered(bot: TelegramAdapter, api: FakeTelegramAP
     for name in texts.COMMANDS:  # every advertised command has a handler
         before = len(api.bot_texts(USER))
         api.private_text(USER, f"/{name}")
-        await api.wait_for(lambda _, n=before: len(api.bot_texts(USER)) > n, what=f"/{name}")  # type: ignore[misc]
+
+        def answered(count: int = before) -> bool:
+            return len(api.bot_texts(USER)) > count
+
+        await api.wait_for(answered, what=f"/{name}")
         assert api.bot_texts(USER)[before] != texts.UNKNOWN_COMMAND
 
 
@@ -279,7 +283,7 @@ async def test_mood_sends_summary_and_png_chart(
     api.private_text(USER, "I love this")
     await wait_text(api, USER, "reply to: I love this")
     api.private_text(USER, "/mood 30")
-    photo = await api.wait_for(lambda _: api.calls_to("sendPhoto"), timeout=30, what="sendPhoto")
+    photo = await api.wait_for(lambda: api.calls_to("sendPhoto"), timeout=30, what="sendPhoto")
 
     report = await scripted_engine.service.mood(key(USER), 30)
     assert report.positive == 1
@@ -294,7 +298,7 @@ async def test_mood_with_bad_days_explains_and_without_data_sends_no_chart(
     api.private_text(USER, "/mood lots")
     await wait_text(api, USER, texts.bad_days("lots"))
     api.private_text(USER, "/mood")
-    await api.wait_for(lambda _: len(api.bot_texts(USER)) == 2)
+    await api.wait_for(lambda: len(api.bot_texts(USER)) == 2)
     await asyncio.sleep(0.2)
     assert api.calls_to("sendPhoto") == []
 
@@ -326,7 +330,7 @@ async def test_forget_asks_only_the_owner_can_confirm_and_cancel_keeps_data(
     yes, no = (button["callback_data"] for button in buttons)
 
     api.press_button(OTHER, prompt, yes)
-    refusal = await api.wait_for(lambda _: api.calls_to("answerCallbackQuery"))
+    refusal = await api.wait_for(lambda: api.calls_to("answerCallbackQuery"))
     assert refusal[0].params["text"] == texts.FORGET_NOT_YOURS
     assert refusal[0].params["show_alert"] is True
     assert await mood_events(scripted_engine, USER)  # nothing deleted
@@ -338,11 +342,11 @@ async def test_forget_asks_only_the_owner_can_confirm_and_cancel_keeps_data(
     assert "reply_markup" not in api.bot_messages(GROUP_ID)[-1]  # buttons removed
 
     api.group_text(USER, "/forget")
-    await api.wait_for(lambda _: api.bot_texts(GROUP_ID).count(texts.FORGET_ASK) == 1)
+    await api.wait_for(lambda: api.bot_texts(GROUP_ID).count(texts.FORGET_ASK) == 1)
     prompt = api.bot_messages(GROUP_ID)[-1]
     api.press_button(USER, prompt, yes)
     await wait_text(api, GROUP_ID, "已删除")
-    await api.wait_for(lambda _: len(api.calls_to("answerCallbackQuery")) == 3)
+    await api.wait_for(lambda: len(api.calls_to("answerCallbackQuery")) == 3)
 
     assert await mood_events(scripted_engine, USER) == []
     assert await scripted_engine.store.recent_turns(key(USER), str(USER), 10) == []
@@ -370,7 +374,7 @@ async def test_bare_mention_and_forum_topics(
     bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
 ) -> None:
     bare = api.group_text(USER, "@testbot")
-    await api.wait_for(lambda _: sent_in_reply_to(api, bare["message_id"]))
+    await api.wait_for(lambda: sent_in_reply_to(api, bare["message_id"]))
     assert sent_in_reply_to(api, bare["message_id"])[0].params["text"] == texts.EMPTY_MESSAGE
 
     topic: dict[str, Any] = {"message_thread_id": 7, "is_topic_message": True}
@@ -421,8 +425,8 @@ async def test_group_non_text_and_commands_only_when_addressed(
     other_bots_command = api.group_text(OTHER, "/frobnicate@otherbot")
     sticker_to_bot = api.sticker(group_chat(), USER, reply_to=bot_message)
     command_to_bot = api.group_text(USER, "/frobnicate@testbot")
-    await api.wait_for(lambda _: sent_in_reply_to(api, command_to_bot["message_id"]))
-    await api.wait_for(lambda _: sent_in_reply_to(api, sticker_to_bot["message_id"]))
+    await api.wait_for(lambda: sent_in_reply_to(api, command_to_bot["message_id"]))
+    await api.wait_for(lambda: sent_in_reply_to(api, sticker_to_bot["message_id"]))
 
     assert sent_in_reply_to(api, sticker_to_bot["message_id"])[0].params["text"] == texts.NOT_TEXT
     assert sent_in_reply_to(api, command_to_bot["message_id"])[0].params["text"] == (
@@ -456,7 +460,7 @@ async def test_stop_is_prompt_and_idempotent(
 ) -> None:
     adapter = await make_adapter(poll_timeout_s=30.0)
     # Wait until a long poll is actually parked on the server.
-    await api.wait_for(lambda _: [c for c in api.calls_to("getUpdates") if c.params.get("timeout")])
+    await api.wait_for(lambda: [c for c in api.calls_to("getUpdates") if c.params.get("timeout")])
     await asyncio.sleep(0.1)
     began = time.monotonic()
     await adapter.stop()
@@ -500,7 +504,7 @@ async def test_token_never_reaches_logs(
     await make_adapter()
     api.private_text(USER, "hello")
     errors = await api.wait_for(
-        lambda _: [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
+        lambda: [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
     )
     api.private_text(USER, "hello again")
     await wait_text(api, USER, "reply to: hello again")

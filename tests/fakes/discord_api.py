@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from tests.fakes.base import RecordingServer
 from tests.fakes.tls_proxy import TlsProxy, loopback_ca
 
 T = TypeVar("T")
@@ -72,8 +73,6 @@ class ApiCall:
 
 @dataclass
 class _Fault:
-    method: str
-    route: str
     status: int
     retry_after: float
     via: bool
@@ -135,7 +134,7 @@ def json_response(
     )
 
 
-class FakeDiscord:
+class FakeDiscord(RecordingServer[ApiCall, _Fault]):
     """One bot user, one application, optional guilds with text channels, DMs by channel id."""
 
     def __init__(
@@ -147,6 +146,7 @@ class FakeDiscord:
         guilds: dict[int, list[int]] | None = None,  # guild id -> its text channel ids
         heartbeat_interval_ms: int = 41250,
     ) -> None:
+        super().__init__()
         self.token = token
         self.bot = user_payload(bot_id, "MoodBot", bot=True)
         self.bot_id = bot_id
@@ -155,7 +155,6 @@ class FakeDiscord:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.reject_intents = False  # answer IDENTIFY with 4014 "disallowed intents"
 
-        self.calls: list[ApiCall] = []
         self.messages: dict[int, JSON] = {}  # every message the bot created, by id
         self.files: dict[int, bytes] = {}  # attachment id -> bytes
         self.commands: dict[int | None, list[JSON]] = {}  # guild id (None: global) -> commands
@@ -165,14 +164,10 @@ class FakeDiscord:
 
         self._interactions: dict[int, _Interaction] = {}
         self._tokens: dict[str, int] = {}  # interaction token -> interaction id
-        self._faults: list[_Fault] = []
         self._session: _Session | None = None
         self._live: _Connection | None = None
         self._live_event = asyncio.Event()
-        self._changed = asyncio.Condition()
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
         self.proxy: TlsProxy | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -218,11 +213,7 @@ class FakeDiscord:
         ]
         for method, path, handler in routes:
             app.router.add_route(method, API_PREFIX + path, handler)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await self.serve(app)
         self.proxy = TlsProxy(loopback_ca(), self.port)
         await self.proxy.start()
 
@@ -232,8 +223,7 @@ class FakeDiscord:
         for connection in self.connections:
             if not connection.ws.closed:
                 await connection.ws.close(code=1001)
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().close()
 
     # --- what tests drive -------------------------------------------------------------------
 
@@ -257,7 +247,7 @@ class FakeDiscord:
         and retries a 429 that has it (without, it assumes a Cloudflare ban and raises).
         """
         for _ in range(times):
-            self._faults.append(_Fault(method, route, status, retry_after, via))
+            self.script_fault(f"{method} {route}", _Fault(status, retry_after, via))
 
     async def dispatch(self, event: str, data: JSON, timeout: float = 5.0) -> None:
         """Send a DISPATCH on the live, identified (or resumed) gateway connection."""
@@ -278,16 +268,8 @@ class FakeDiscord:
         self._live, self._live_event = None, asyncio.Event()
         await connection.ws.send_str(json.dumps({"op": 7, "d": None}))
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
-        """Wait until predicate() is truthy (re-checked on every call/gateway event)."""
-
-        async def poll() -> T:
-            async with self._changed:
-                while not (result := predicate()):
-                    await self._changed.wait()
-                return result
-
-        return await asyncio.wait_for(poll(), timeout)
+    def describe(self, call: ApiCall) -> str:
+        return f"{call.route}({call.status})"
 
     def calls_to(self, route: str) -> list[ApiCall]:
         """Calls by route template, e.g. "POST /channels/{channel_id}/messages"."""
@@ -402,7 +384,6 @@ class FakeDiscord:
         await ws.prepare(request)
         connection = _Connection(ws, dict(request.query))
         self.connections.append(connection)
-        await self._notify()
         await ws.send_str(
             json.dumps({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
         )
@@ -416,7 +397,6 @@ class FakeDiscord:
             if self._live is connection:
                 self._live, self._live_event = None, asyncio.Event()
             connection.closed.set()
-            await self._notify()
         return ws
 
     async def _gateway_op(self, connection: _Connection, op: int, data: Any) -> None:
@@ -441,7 +421,6 @@ class FakeDiscord:
             self._go_live(connection)
             session.seq += 1
             await ws.send_str(json.dumps({"op": 0, "t": "RESUMED", "s": session.seq, "d": {}}))
-        await self._notify()
 
     async def _ready(self, connection: _Connection) -> None:
         session = _Session(id=f"session-{next(self._ids)}")
@@ -512,10 +491,6 @@ class FakeDiscord:
 
     # --- REST plumbing ----------------------------------------------------------------------
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable[..., Any]) -> Any:
         if not request.path.startswith(API_PREFIX):
@@ -537,7 +512,6 @@ class FakeDiscord:
         self.calls.append(call)
         response = await self._answer(request, handler if resource else None, call)
         call.status = response.status
-        await self._notify()
         return response
 
     async def _answer(
@@ -549,9 +523,8 @@ class FakeDiscord:
         by_url_token = call.route.startswith("POST /interactions/") or "/webhooks/" in call.route
         if not by_url_token and request.headers.get("Authorization") != f"Bot {self.token}":
             return json_response({"message": "401: Unauthorized", "code": 0}, 401)
-        fault = next((f for f in self._faults if f"{f.method} {f.route}" == call.route), None)
+        fault = self.take_fault(call.route)
         if fault is not None:
-            self._faults.remove(fault)
             return _fault_response(fault)
         try:
             # Route handlers take the recorded call (parsed body included) as a second argument.

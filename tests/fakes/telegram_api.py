@@ -17,13 +17,14 @@ import copy
 import itertools
 import json
 import re
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
+
+from tests.fakes.base import RecordingServer
 
 T = TypeVar("T")
 JSON = dict[str, Any]
@@ -103,12 +104,13 @@ def group_chat(chat_id: int = GROUP_ID) -> JSON:
     return {"id": chat_id, "type": "supergroup", "title": "Test group"}
 
 
-class FakeTelegramAPI:
+class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
     """Serve `/bot{token}/{method}` on 127.0.0.1 at a free port; use as an async context."""
 
     def __init__(
         self, token: str = DEFAULT_TOKEN, *, bot_id: int = 999000, bot_username: str = "testbot"
     ) -> None:
+        super().__init__()
         self.token = token
         self.bot = {
             "id": bot_id,
@@ -119,19 +121,15 @@ class FakeTelegramAPI:
             "can_read_all_group_messages": False,
             "supports_inline_queries": False,
         }
-        self.calls: list[ApiCall] = []
         self.commands: list[JSON] = []
-        self.port = 0
         self._updates: list[JSON] = []
         self._update_ids = itertools.count(1)
         self._callback_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
         self._messages: dict[tuple[int, int], JSON] = {}
         self._chats: dict[int, JSON] = {}
-        self._failures: dict[str, list[_Failure]] = {}
         self._wakeup = asyncio.Event()
         self._closing = False
-        self._runner: web.AppRunner | None = None
         self._handlers: dict[str, Callable[[JSON, dict[str, bytes]], Awaitable[Any]]] = {
             "getMe": self._get_me,
             "deleteWebhook": self._true,
@@ -161,31 +159,16 @@ class FakeTelegramAPI:
     async def start(self) -> None:
         app = web.Application(client_max_size=20 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        # No access log: it would print the token-bearing paths into the logs tests inspect.
-        self._runner = web.AppRunner(
-            app, handle_signals=False, shutdown_timeout=1.0, access_log=None
-        )
-        await self._runner.setup()
-        # Bind the socket ourselves: loopback only, and the port is known before serving.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        await self.serve(app)
 
     async def close(self) -> None:
         # Release pending long polls first, or the runner would wait out their timeout.
         self._closing = True
         self._wake()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await super().close()
 
-    async def __aenter__(self) -> FakeTelegramAPI:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+    def describe(self, call: ApiCall) -> str:
+        return f"{call.method}({call.status})"
 
     # --- what tests use -----------------------------------------------------------------------
 
@@ -210,8 +193,7 @@ class FakeTelegramAPI:
                 if status == 429
                 else "Bad Request: scripted failure"
             )
-        failure = _Failure(status, description, retry_after)
-        self._failures.setdefault(method, []).extend([failure] * times)
+        self.script_fault(method, _Failure(status, description, retry_after), times)
 
     def bot_messages(self, chat_id: int) -> list[JSON]:
         """The bot's messages in a chat as they look now (after edits), oldest first."""
@@ -224,20 +206,6 @@ class FakeTelegramAPI:
 
     def bot_texts(self, chat_id: int) -> list[str]:
         return [m.get("text") or m.get("caption") or "" for m in self.bot_messages(chat_id)]
-
-    async def wait_for(
-        self, predicate: Callable[[list[ApiCall]], T], timeout: float = 5.0, what: str = ""
-    ) -> T:
-        """Poll the recorded calls until `predicate(calls)` is truthy; return that value."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = predicate(self.calls)
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                seen = ", ".join(f"{c.method}({c.status})" for c in self.calls[-15:])
-                raise AssertionError(f"timed out waiting for {what or predicate}; last: {seen}")
-            await asyncio.sleep(0.01)
 
     # --- injecting updates --------------------------------------------------------------------
 
@@ -361,9 +329,8 @@ class FakeTelegramAPI:
             handler = self._handlers.get(method)
             if handler is None:
                 raise _ApiError(404, "Not Found")
-            failures = self._failures.get(method)
-            if failures:
-                failure = failures.pop(0)
+            failure = self.take_fault(method)
+            if failure is not None:
                 raise _ApiError(failure.status, failure.description, failure.retry_after)
             result = await handler(params, files)
         except _ApiError as error:
