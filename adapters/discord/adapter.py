@@ -19,6 +19,7 @@ from discord.ext import commands
 from adapters.discord.chat_cog import NO_MENTIONS, ChatCog
 from adapters.discord.commands_cog import CommandsCog, CommandTree
 from adapters.discord.config import DiscordConfig
+from adapters.inflight import InFlight
 from chat.service import ChatService
 
 __all__ = ["DiscordAdapter", "DiscordConfig", "DiscordStartError"]
@@ -59,8 +60,7 @@ class DiscordAdapter:
         self.config = config
         self.client: DiscordBot | None = None
         self._connect_task: asyncio.Task[None] | None = None
-        self._in_flight: set[asyncio.Task[object]] = set()
-        self._stopping = False
+        self._in_flight = InFlight("discord")
         self._online = False  # READY was reached; later gateway failures are logged, not raised
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -141,23 +141,12 @@ class DiscordAdapter:
         if task.cancelled():
             return
         error = task.exception()  # retrieved even when stopping, so asyncio never complains
-        if error is not None and self._online and not self._stopping:
+        if error is not None and self._online and not self._in_flight.closed:
             log.error("the Discord gateway connection ended; Discord is offline: %r", error)
 
     async def stop(self) -> None:
         """Stop taking messages, let in-flight replies finish briefly, then disconnect."""
-        self._stopping = True
-        if pending := set(self._in_flight):
-            _, late = await asyncio.wait(pending, timeout=self.config.shutdown_grace_s)
-            # Cancel until they end (aclosing() in the handler closes the chat stream): on
-            # Python 3.11 a cancel racing a result can be swallowed (asyncio.wait_for,
-            # gh-86296) anywhere down the stack, so once is not always enough.
-            for _ in range(20):
-                if not late:
-                    break
-                for task in late:
-                    task.cancel()
-                _, late = await asyncio.wait(late, timeout=0.25)
+        await self._in_flight.finish(self.config.shutdown_grace_s)
         if self.client is not None and not self.client.is_closed():
             await self.client.close()
         if self._connect_task is not None:
@@ -166,12 +155,7 @@ class DiscordAdapter:
 
     def track(self) -> bool:
         """Register the current event task as in-flight work; False once stopping."""
-        task = asyncio.current_task()
-        if self._stopping or task is None:
-            return False
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
-        return True
+        return self._in_flight.track()
 
     def user_allowed(self, user_id: int) -> bool:
         return not self.config.allowed_user_ids or user_id in self.config.allowed_user_ids

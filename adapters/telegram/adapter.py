@@ -11,7 +11,6 @@ run_polling, which would own the loop), so Telegram, Discord and the console sha
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -31,6 +30,7 @@ from telegram.ext import (
     filters,
 )
 
+from adapters.inflight import InFlight
 from adapters.streaming import RenderLimits, ReplyRenderer
 from adapters.telegram.chat import (
     Outbox,
@@ -69,7 +69,7 @@ class TelegramAdapter:
         self.service = service
         self.config = config
         self._app: Application | None = None
-        self._inflight: set[asyncio.Task[object]] = set()
+        self._inflight = InFlight("telegram")
         self.commands = Commands(service)
         self._redactor = _TokenRedactor(config.token)
 
@@ -125,7 +125,7 @@ class TelegramAdapter:
         if updater is not None and updater.running:
             await _logged("stopping the updater", updater.stop())
         if app.running:
-            await self._finish_inflight()
+            await self._inflight.finish(self.config.stop_grace_s)
             await _logged("stopping the application", app.stop())
         await _logged("shutting down", app.shutdown())
         # After a failed initialize() the Application skips this, but the HTTP clients are open.
@@ -139,22 +139,6 @@ class TelegramAdapter:
         except TelegramError as error:
             # Only the command menu is missing; the commands themselves still work.
             log.warning("telegram: setMyCommands failed: %s", error)
-
-    async def _finish_inflight(self) -> None:
-        pending = {task for task in self._inflight if not task.done()}
-        if not pending:
-            return
-        log.info("telegram: waiting for %d reply(ies) to finish", len(pending))
-        _, pending = await asyncio.wait(pending, timeout=self.config.stop_grace_s)
-        # Cancel, and insist: on Python 3.11 asyncio.wait_for (used by the engine) drops a
-        # cancellation that races with a result arriving, and the reply would run on.
-        for _ in range(20):
-            if not pending:
-                return
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=0.1)
-        log.warning("telegram: %d reply(ies) ignored cancellation", len(pending))
 
     async def _on_error(self, update: object, context: Context) -> None:
         update_id = update.update_id if isinstance(update, Update) else None
@@ -205,16 +189,11 @@ class TelegramAdapter:
             interval = self.config.group_edit_interval_s
         limits = RenderLimits(max_chars=MessageLimit.MAX_TEXT_LENGTH, edit_interval_s=interval)
         renderer = ReplyRenderer(TelegramSink(outbox), limits)
-        task = asyncio.current_task()
-        assert task is not None
-        self._inflight.add(task)
-        try:
-            # aclosing: if stop() cancels us, the engine still releases this user's lock.
-            events = self.service.handle(incoming)
-            async with contextlib.aclosing(events):
-                result = await renderer.render(events)
-        finally:
-            self._inflight.discard(task)
+        if not self._inflight.track():
+            return  # stopping
+        # aclosing: if stop() cancels us, the chat service still releases this user's lock.
+        async with contextlib.aclosing(self.service.handle(incoming)) as events:
+            result = await renderer.render(events)
         if result.failure is not None:
             log.info("telegram: reply failed (%s)", result.failure.reason)
 
