@@ -7,7 +7,9 @@ the same ids from it (runtime/prompt_ids.py renders and encodes).
 
 from __future__ import annotations
 
-from core.types import Label
+import math
+
+from core.types import Label, Sentiment
 from runtime.prompt_ids import Encode, Render
 
 ANALYST_SYSTEM = (
@@ -52,3 +54,12 @@ def parse_generated_label(text: str) -> Label | None:
     if has_pos == has_neg:
         return None
     return "positive" if has_pos else "negative"
+
+
+def sentiment_from_scores(positive: float, negative: float) -> Sentiment:
+    """The label from the next-token scores (logits or logprobs) of the two label words.
+
+    Every backend ends here, local or remote, so whatever turns scores into a probability is
+    applied the same way everywhere.
+    """
+    return Sentiment.from_p_positive(1.0 / (1.0 + math.exp(negative - positive)))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import codecs
 import ctypes
 import logging
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -307,7 +306,7 @@ class LlamaCppRunner:
                 self._drop_sequence(seq)
         positive, negative = self.label_ids
         return [
-            Sentiment.from_p_positive(1.0 / (1.0 + math.exp(float(row[negative] - row[positive]))))
+            labelling.sentiment_from_scores(float(row[positive]), float(row[negative]))
             for row in rows
         ]
 

@@ -151,16 +151,14 @@ class TransformersRunner:
 
     def _tag_by_logits(self, text: str) -> Sentiment:
         positive, negative = self.label_logits(text)
-        p_positive = float(torch.sigmoid(torch.tensor(positive - negative)))
-        return Sentiment.from_p_positive(p_positive)
+        return labelling.sentiment_from_scores(positive, negative)
 
     def _tag_batch(self, texts: Sequence[str]) -> list[Sentiment]:
         if self._labeller is None:
             head, tail = analyst_frame(self._render, self._encode)
             self._labeller = PrefixLabeller(self.model, head, tail, self.label_ids)
         scores = self._labeller.label_scores([self._label_user_ids(text) for text in texts])
-        p_positive = torch.sigmoid(scores[:, 0] - scores[:, 1])
-        return [Sentiment.from_p_positive(float(p)) for p in p_positive]
+        return [labelling.sentiment_from_scores(float(pos), float(neg)) for pos, neg in scores]
 
     @torch.inference_mode()
     def generate_label(self, text: str, max_new_tokens: int = 5) -> tuple[Label | None, str]:
