@@ -114,6 +114,7 @@ class ConsoleAdapter:
                 record = {
                     "sentiment": event.sentiment.label,
                     "p_positive": round(event.sentiment.p_positive, 4),
+                    "neutral": event.sentiment.neutral,
                     "reply": event.text,
                     "finished": event.finished,
                     "ms": {
@@ -127,6 +128,7 @@ class ConsoleAdapter:
                 if event.sentiment is not None:
                     record["sentiment"] = event.sentiment.label
                     record["p_positive"] = round(event.sentiment.p_positive, 4)
+                    record["neutral"] = event.sentiment.neutral
         self._write(json.dumps(record, ensure_ascii=False) + "\n")
 
     # --- commands -------------------------------------------------------------------------

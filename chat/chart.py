@@ -7,12 +7,12 @@ import io
 from core.types import MoodReport
 
 WIDTH_PX, HEIGHT_PX, DPI = 800, 400, 100
-POSITIVE_COLOR, NEGATIVE_COLOR = "#4caf50", "#e57373"
+POSITIVE_COLOR, NEUTRAL_COLOR, NEGATIVE_COLOR = "#4caf50", "#bdbdbd", "#e57373"
 MAX_TICKS = 10
 
 
 def render_mood_chart(report: MoodReport) -> bytes:
-    """Stacked per-day bars of positive/negative counts, 800x400 PNG.
+    """Stacked per-day bars of negative, neutral and positive counts, 800x400 PNG.
 
     Labels are ASCII only: the bundled DejaVu Sans has no CJK glyphs.
     """
@@ -28,9 +28,13 @@ def render_mood_chart(report: MoodReport) -> bytes:
     ax = fig.add_subplot()
     xs = list(range(len(report.series)))
     positive = [point.positive for point in report.series]
+    neutral = [point.neutral for point in report.series]
     negative = [point.negative for point in report.series]
+    below_positive = [n + m for n, m in zip(negative, neutral, strict=True)]
     ax.bar(xs, negative, color=NEGATIVE_COLOR, label="negative")
-    ax.bar(xs, positive, bottom=negative, color=POSITIVE_COLOR, label="positive")
+    if report.neutral:
+        ax.bar(xs, neutral, bottom=negative, color=NEUTRAL_COLOR, label="neutral")
+    ax.bar(xs, positive, bottom=below_positive, color=POSITIVE_COLOR, label="positive")
 
     step = max(1, -(-len(xs) // MAX_TICKS))  # ceil, so long periods do not overlap labels
     ticks = xs[::step]
@@ -42,11 +46,19 @@ def render_mood_chart(report: MoodReport) -> bytes:
     ax.set_title(f"Mood, {period}")
 
     if report.total:
-        share = round((report.positive_share or 0.0) * 100)
-        summary = f"{report.total} messages: {report.positive} positive ({share}%), "
-        summary += f"{report.negative} negative ({100 - share}%)"
+        counts = {
+            "positive": report.positive,
+            "neutral": report.neutral,
+            "negative": report.negative,
+        }
+        parts = [
+            f"{count} {tone} ({round(count * 100 / report.total)}%)"
+            for tone, count in counts.items()
+            if count or tone != "neutral"
+        ]
+        summary = f"{report.total} messages: " + ", ".join(parts)
         ax.text(0.01, 0.97, summary, transform=ax.transAxes, va="top", fontsize=9)
-        tallest = max(p + n for p, n in zip(positive, negative, strict=True))
+        tallest = max(p + b for p, b in zip(positive, below_positive, strict=True))
         ax.set_ylim(0, tallest * 1.3)  # headroom so the summary and legend clear the bars
         handles, labels = ax.get_legend_handles_labels()
         # Reversed so the legend stacks like the bars: positive on top.

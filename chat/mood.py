@@ -5,12 +5,13 @@ The report's text is written by chat/texts.py, with every other text users read.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from chat import texts
-from core.types import DayPoint, MoodEvent, MoodReport, UserKey
+from core.types import DayPoint, MoodEvent, MoodReport, Tone, UserKey, mood_share
 
 MAX_DAYS = 365
 LATEST_COUNT = 5
@@ -59,30 +60,37 @@ def build_report(
     validate_days(days)
     today = _local_day(now, tz)
     window = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
-    counts = {day: [0, 0] for day in window}
+    counts = {day: Counter[Tone]() for day in window}
     kept: list[MoodEvent] = []
     for event in current:
         bucket = counts.get(_local_day(event.created_at, tz))
         if bucket is not None:
-            bucket[0 if event.label == "positive" else 1] += 1
+            bucket[event.tone] += 1
             kept.append(event)
-    series = tuple(DayPoint(day, pos, neg) for day, (pos, neg) in counts.items())
-    prev_positive = sum(1 for event in previous if event.label == "positive")
+    series = tuple(
+        DayPoint(day, tones["positive"], tones["negative"], tones["neutral"])
+        for day, tones in counts.items()
+    )
+    before = Counter(event.tone for event in previous)
     report = MoodReport(
         user=user,
         days=days,
         positive=sum(point.positive for point in series),
         negative=sum(point.negative for point in series),
+        neutral=sum(point.neutral for point in series),
         series=series,
         sparkline=sparkline(series),
-        previous_positive_share=prev_positive / len(previous) if previous else None,
+        previous_positive_share=mood_share(
+            before["positive"], before["negative"], before["neutral"]
+        ),
         latest=tuple(sorted(kept, key=lambda e: e.created_at, reverse=True)[:LATEST_COUNT]),
     )
     return replace(report, text=texts.mood_report(report, bool(previous), tz))
 
 
 def sparkline(series: Sequence[DayPoint]) -> str:
-    """One char per day: ▁ (all negative) … █ (all positive), · for a day without events."""
+    """One char per day: ▁ (all negative) … █ (all positive), · for a day without events;
+    a neutral message counts half, so a day of small talk sits in the middle."""
     chars = []
     for point in series:
         share = point.positive_share

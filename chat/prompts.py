@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from core.types import GenerationParams, Label, ReplyRequest, Turn
+from core.types import GenerationParams, ReplyRequest, Tone, Turn
 
 # --- the reply: persona plus a tone chosen by the label ----------------------------------
 # Two lessons from trying this on the 0.5B model: it follows a system prompt written in the
@@ -32,18 +32,20 @@ PERSONA: dict[Language, str] = {
     ),
 }
 
-TONES: dict[Language, dict[Label, str]] = {
+TONES: dict[Language, dict[Tone, str]] = {
     "zh": {
         "negative": "对方心情低落：先体谅，再温柔安慰。",
         "positive": "对方很开心：和对方一起高兴，给予鼓励。",
+        "neutral": "对方在闲聊或提问：友好、自然地回应，需要时简单回答。",
     },
     "en": {
         "negative": "They are feeling down: acknowledge it and comfort them gently.",
         "positive": "They are happy: share the joy and encourage them.",
+        "neutral": "They are chatting or asking something: answer in a friendly, natural way.",
     },
 }
 
-EXAMPLES: dict[Language, dict[Label, tuple[str, str]]] = {
+EXAMPLES: dict[Language, dict[Tone, tuple[str, str]]] = {
     "zh": {
         "negative": (
             "今天被老板当众批评了，好委屈。",
@@ -54,6 +56,10 @@ EXAMPLES: dict[Language, dict[Label, tuple[str, str]]] = {
             "我终于跑完了人生第一个半马！",
             "太厉害了，恭喜你！坚持跑完半马一点都不容易，这份成就感一定很棒。"
             "好好休息，为自己骄傲吧！",
+        ),
+        "neutral": (
+            "我刚到家，在想晚饭做点什么。",
+            "辛苦啦！冰箱里有什么就做什么吧，番茄炒蛋又快又好吃。你平时喜欢吃什么？",
         ),
     },
     "en": {
@@ -66,6 +72,11 @@ EXAMPLES: dict[Language, dict[Label, tuple[str, str]]] = {
             "I just got accepted into my dream school!",
             "That's wonderful news, congratulations! All your hard work really paid off. "
             "I'm so happy for you, enjoy this moment!",
+        ),
+        "neutral": (
+            "I just got home and I'm wondering what to cook.",
+            "Welcome home! Something quick like pasta or a stir-fry is always a good call. "
+            "What do you have in the fridge?",
         ),
     },
 }
@@ -80,25 +91,25 @@ def detect_language(text: str) -> Language:
     return "zh" if cjk / len(letters) >= 0.2 else "en"
 
 
-def reply_system_prompt(label: Label, user_text: str) -> str:
+def reply_system_prompt(tone: Tone, user_text: str) -> str:
     language = detect_language(user_text)
-    return f"{PERSONA[language]}\n{TONES[language][label]}"
+    return f"{PERSONA[language]}\n{TONES[language][tone]}"
 
 
-def reply_examples(label: Label, user_text: str) -> tuple[Turn, ...]:
+def reply_examples(tone: Tone, user_text: str) -> tuple[Turn, ...]:
     """The example exchange placed before the real conversation."""
-    question, answer = EXAMPLES[detect_language(user_text)][label]
+    question, answer = EXAMPLES[detect_language(user_text)][tone]
     return (Turn("user", question), Turn("assistant", answer))
 
 
 def reply_request(
-    label: Label, user_text: str, history: tuple[Turn, ...], params: GenerationParams
+    tone: Tone, user_text: str, history: tuple[Turn, ...], params: GenerationParams
 ) -> ReplyRequest:
-    """What the runner is asked for a message with this label: persona, tone and example."""
+    """What the runner is asked for a message shown with this tone: persona, tone, example."""
     return ReplyRequest(
-        system=reply_system_prompt(label, user_text),
+        system=reply_system_prompt(tone, user_text),
         history=history,
         user_text=user_text,
         params=params,
-        examples=reply_examples(label, user_text),
+        examples=reply_examples(tone, user_text),
     )

@@ -97,6 +97,7 @@ class ChatService:
             p_positive=sentiment.p_positive,
             created_at=self._now(),
             excerpt=text[: self.config.excerpt_chars] if self.config.store_message_text else None,
+            neutral=sentiment.neutral,
         )
         try:
             history = await self.store.recent_turns(
@@ -107,7 +108,7 @@ class ChatService:
             yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)
             return
 
-        request = reply_request(sentiment.label, text, tuple(history), self.config.generation)
+        request = reply_request(sentiment.tone, text, tuple(history), self.config.generation)
         parts: list[str] = []
         first_token_ms: float | None = None
         failure: ReplyFailed | None = None

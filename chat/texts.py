@@ -7,16 +7,22 @@ from __future__ import annotations
 
 from datetime import date, tzinfo
 
-from core.types import MoodEvent, MoodReport, Sentiment
+from core.types import MoodEvent, MoodReport, Sentiment, Tone
 
-LABEL_EMOJI = {"positive": "😄", "negative": "😔"}
-LABEL_WORD = {"positive": "正面", "negative": "负面"}
+LABEL_EMOJI: dict[Tone, str] = {"positive": "😄", "negative": "😔", "neutral": "😐"}
+LABEL_WORD: dict[Tone, str] = {"positive": "正面", "negative": "负面", "neutral": "中性"}
 
 
 def label_line(sentiment: Sentiment, with_score: bool = True) -> str:
-    """The line shown the moment a message is tagged, e.g. `😄 情感判断: 正面 (0.96)`."""
-    line = f"{LABEL_EMOJI[sentiment.label]} 情感判断: {LABEL_WORD[sentiment.label]}"
-    return f"{line} ({sentiment.confidence:.2f})" if with_score else line
+    """The line shown the moment a message is tagged, e.g. `😄 情感判断: 正面 (0.96)`.
+
+    The number is the label's calibrated confidence; a neutral message shows none (it is
+    neutral because neither side is likely enough to show)."""
+    tone = sentiment.tone
+    line = f"{LABEL_EMOJI[tone]} 情感判断: {LABEL_WORD[tone]}"
+    if not with_score or sentiment.neutral:
+        return line
+    return f"{line} ({sentiment.confidence:.2f})"
 
 
 EMPTY_MESSAGE = "我没有看到文字内容，发一句话给我吧。 (Send me some text and I'll reply.)"
@@ -111,19 +117,35 @@ def mood_report(report: MoodReport, had_previous: bool, tz: tzinfo) -> str:
             "还没有心情记录。和我聊聊吧，我会记录每条消息的情感。"
             " (No mood history yet — just chat with me.)"
         )
-    share = report.positive_share or 0.0
-    pos_pct = round(share * 100)
     first, last = report.series[0].day, report.series[-1].day
+    counts: dict[Tone, int] = {
+        "positive": report.positive,
+        "neutral": report.neutral,
+        "negative": report.negative,
+    }
+    shares = _percentages(list(counts.values()))
+    parts = [
+        f"{LABEL_EMOJI[tone]} {LABEL_WORD[tone]} {count} ({share}%)"
+        for (tone, count), share in zip(counts.items(), shares, strict=True)
+        if count or tone != "neutral"  # a history without small talk reads as before
+    ]
     lines = [
         f"📊 {period}的心情 (mood, {period_en})",
-        f"共 {report.total} 条: 😄 正面 {report.positive} ({pos_pct}%)"
-        f" · 😔 负面 {report.negative} ({100 - pos_pct}%)",
+        f"共 {report.total} 条: " + " · ".join(parts),
         f"每日 {report.sparkline}  ({_day_label(first, last)} → {_day_label(last, first)})",
         _trend_line(report),
         "最近:",
     ]
     lines += ["  " + _event_line(event, tz) for event in report.latest]
     return "\n".join(lines)
+
+
+def _percentages(counts: list[int]) -> list[int]:
+    """Whole percentages that add up to 100 (the largest share absorbs the rounding)."""
+    total = sum(counts)
+    shares = [round(count * 100 / total) for count in counts]
+    shares[counts.index(max(counts))] += 100 - sum(shares)
+    return shares
 
 
 def _trend_line(report: MoodReport) -> str:
@@ -141,9 +163,11 @@ def _trend_line(report: MoodReport) -> str:
 
 def _event_line(event: MoodEvent, tz: tzinfo) -> str:
     stamp = event.created_at.astimezone(tz).strftime("%m-%d %H:%M")
-    face, word = ("😄", "正面") if event.label == "positive" else ("😔", "负面")
-    confidence = event.p_positive if event.label == "positive" else 1.0 - event.p_positive
-    line = f"{stamp} {face} {word} {confidence:.2f}"
+    tone = event.tone
+    line = f"{stamp} {LABEL_EMOJI[tone]} {LABEL_WORD[tone]}"
+    if tone != "neutral":
+        confidence = event.p_positive if tone == "positive" else 1.0 - event.p_positive
+        line += f" {confidence:.2f}"
     if event.excerpt:
         excerpt = " ".join(event.excerpt.split())
         if len(excerpt) > EXCERPT_CHARS:

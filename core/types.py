@@ -11,6 +11,9 @@ from datetime import date, datetime
 from typing import Literal
 
 Label = Literal["positive", "negative"]
+# What is shown, and the tone of the reply: a message in which nothing much is felt (a
+# greeting, a question, a plain fact) is shown as neutral while keeping its two-way label.
+Tone = Literal["positive", "negative", "neutral"]
 Role = Literal["user", "assistant"]
 
 
@@ -36,16 +39,21 @@ class IncomingMessage:
 
 @dataclass(frozen=True)
 class Sentiment:
-    label: Label
-    p_positive: float
+    label: Label  # the side the scores favour, always one of the two
+    p_positive: float  # calibrated: of the messages labelled so, this share is positive
+    neutral: bool = False  # shown as neutral: too close to call to show a side
 
     @property
     def confidence(self) -> float:
         return self.p_positive if self.label == "positive" else 1.0 - self.p_positive
 
+    @property
+    def tone(self) -> Tone:
+        return "neutral" if self.neutral else self.label
+
     @classmethod
-    def from_p_positive(cls, p_positive: float) -> Sentiment:
-        return cls("positive" if p_positive >= 0.5 else "negative", p_positive)
+    def from_p_positive(cls, p_positive: float, neutral: bool = False) -> Sentiment:
+        return cls("positive" if p_positive >= 0.5 else "negative", p_positive, neutral)
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,11 @@ class MoodEvent:
     p_positive: float
     created_at: datetime  # timezone-aware, UTC
     excerpt: str | None = None  # only when STORE_MESSAGE_TEXT=true
+    neutral: bool = False  # shown as neutral (the label is still the side the scores favour)
+
+    @property
+    def tone(self) -> Tone:
+        return "neutral" if self.neutral else self.label
 
 
 @dataclass(frozen=True)
@@ -116,19 +129,26 @@ class Turn:
     content: str
 
 
+def mood_share(positive: int, negative: int, neutral: int) -> float | None:
+    """0 (all negative) … 1 (all positive), a neutral message counting half; None for none."""
+    total = positive + negative + neutral
+    return (positive + neutral / 2) / total if total else None
+
+
 @dataclass(frozen=True)
 class DayPoint:
     day: date
     positive: int
     negative: int
+    neutral: int = 0
 
     @property
     def total(self) -> int:
-        return self.positive + self.negative
+        return self.positive + self.negative + self.neutral
 
     @property
     def positive_share(self) -> float | None:
-        return self.positive / self.total if self.total else None
+        return mood_share(self.positive, self.negative, self.neutral)
 
 
 @dataclass(frozen=True)
@@ -143,14 +163,16 @@ class MoodReport:
     previous_positive_share: float | None
     latest: tuple[MoodEvent, ...] = field(default=())  # newest first
     text: str = ""  # the human-readable summary adapters send as is
+    neutral: int = 0
 
     @property
     def total(self) -> int:
-        return self.positive + self.negative
+        return self.positive + self.negative + self.neutral
 
     @property
     def positive_share(self) -> float | None:
-        return self.positive / self.total if self.total else None
+        """The mood share (see mood_share): the positive share when nothing was neutral."""
+        return mood_share(self.positive, self.negative, self.neutral)
 
     @property
     def trend(self) -> float | None:

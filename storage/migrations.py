@@ -44,6 +44,11 @@ MIGRATIONS: tuple[str, ...] = (
     -- turn before its reply.
     CREATE INDEX turns_user_chat_time ON turns (user_id, chat_id, created_at, id);
     """,
+    # 2: a message shown as neutral keeps its two-way label; /mood counts it apart.
+    """
+    ALTER TABLE mood_events ADD COLUMN neutral INTEGER NOT NULL DEFAULT 0
+        CHECK (neutral IN (0, 1));
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

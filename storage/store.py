@@ -79,9 +79,18 @@ class SqliteMoodStore:
         async with self._transaction() as conn:
             user_id = await _upsert_user(conn, event.platform, event.user_id, created_at)
             await conn.execute(
-                "INSERT INTO mood_events (user_id, chat_id, label, p_positive, created_at, excerpt)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (user_id, event.chat_id, event.label, event.p_positive, created_at, event.excerpt),
+                "INSERT INTO mood_events"
+                " (user_id, chat_id, label, p_positive, created_at, excerpt, neutral)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    user_id,
+                    event.chat_id,
+                    event.label,
+                    event.p_positive,
+                    created_at,
+                    event.excerpt,
+                    int(event.neutral),
+                ),
             )
             await conn.executemany(
                 "INSERT INTO turns (user_id, chat_id, role, content, created_at)"
@@ -104,7 +113,7 @@ class SqliteMoodStore:
         self, user: UserKey, since: datetime, until: datetime | None = None
     ) -> list[MoodEvent]:
         sql = (
-            "SELECT e.chat_id, e.label, e.p_positive, e.created_at, e.excerpt"
+            "SELECT e.chat_id, e.label, e.p_positive, e.created_at, e.excerpt, e.neutral"
             " FROM mood_events e JOIN users u ON u.id = e.user_id"
             " WHERE u.platform = ? AND u.platform_user_id = ? AND e.created_at >= ?"
         )
@@ -115,9 +124,16 @@ class SqliteMoodStore:
         rows = await self._fetchall(sql + " ORDER BY e.created_at, e.id", params)
         return [
             MoodEvent(
-                user.platform, user.user_id, chat_id, label, p_positive, _from_text(at), excerpt
+                user.platform,
+                user.user_id,
+                chat_id,
+                label,
+                p_positive,
+                _from_text(at),
+                excerpt,
+                bool(neutral),
             )
-            for chat_id, label, p_positive, at, excerpt in rows
+            for chat_id, label, p_positive, at, excerpt, neutral in rows
         ]
 
     async def clear_turns(self, user: UserKey, chat_id: str) -> int:

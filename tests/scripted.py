@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from chat.prompts import TONES
-from core.types import ReplyRequest, Sentiment
+from core.types import ReplyRequest, Sentiment, Tone
 from runtime.runner import ReplyStream
 
 POSITIVE_HINTS = (
@@ -21,13 +21,26 @@ POSITIVE_HINTS = (
 )  # fmt: skip
 
 
-def _is_negative_tone(system: str) -> bool:
-    return any(tones["negative"] in system for tones in TONES.values())
+def _tone_word(system: str) -> str:
+    words: dict[Tone, str] = {"negative": "comforting", "neutral": "friendly"}
+    for tone, word in words.items():
+        if any(tones[tone] in system for tones in TONES.values()):
+            return word
+    return "cheerful"
+
+
+NEUTRAL_HINTS = ("你好", "what time is it")  # shown as neutral, as the real head would
 
 
 def scripted_p_positive(text: str) -> float:
     lowered = text.lower()
     return 0.9 if any(hint in lowered for hint in POSITIVE_HINTS) else 0.1
+
+
+def scripted_sentiment(text: str) -> Sentiment:
+    if any(hint in text.lower() for hint in NEUTRAL_HINTS):
+        return Sentiment("positive", 0.55, neutral=True)
+    return Sentiment.from_p_positive(scripted_p_positive(text))
 
 
 @dataclass
@@ -76,13 +89,13 @@ class ScriptedRunner:
             time.sleep(self.tag_delay_s)
         if self.fail_tag:
             raise RuntimeError("scripted tagging failure")
-        return [Sentiment.from_p_positive(scripted_p_positive(text)) for text in texts]
+        return [scripted_sentiment(text) for text in texts]
 
     def start_reply(self, request: ReplyRequest) -> ScriptedReply:
         self.reply_calls.append(request)
         text = self.reply_text
         if text is None:
-            tone = "comforting" if _is_negative_tone(request.system) else "cheerful"
+            tone = _tone_word(request.system)
             text = f"A {tone} reply to: {request.user_text}"
         words = text.split(" ")
         chunks = [word + " " for word in words[:-1]] + [words[-1]]

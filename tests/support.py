@@ -84,7 +84,7 @@ async def final_reply(
             finally:
                 await store.close()
             if events and turns:
-                sentiment = Sentiment(events[0].label, events[0].p_positive)
+                sentiment = Sentiment(events[0].label, events[0].p_positive, events[0].neutral)
                 expected = f"{texts.label_line(sentiment)}\n\n{turns[-1].content}"
                 if messages == [expected]:
                     return expected

@@ -15,7 +15,6 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from chat import prompts
 from runtime import labelling
 
 IM_START = "<|im_start|>"
@@ -44,14 +43,40 @@ _EXTRA_CORPUS = [
 ]
 
 
+# The reply prompts' texts as they were when these tests were written: frozen, so that editing
+# a prompt does not retrain the tiny tokenizer (and change every tiny model's outputs).
+_PROMPT_CORPUS = (
+    "你是一个温暖、有同理心的AI助手，像一位善解人意的好朋友一样聊天。用中文回复，两到四句话，自然口语化。不要重复用户的原话，不要列清单，不要说“作为AI”之类的话。",
+    "对方心情低落：先体谅，再温柔安慰。",
+    "对方很开心：和对方一起高兴，给予鼓励。",
+    "今天被老板当众批评了，好委屈。",
+    "被当众批评真的很难受，委屈是很正常的。你已经很努力了，别太苛责自己。想聊聊发生了什么吗？",
+    "我终于跑完了人生第一个半马！",
+    "太厉害了，恭喜你！坚持跑完半马一点都不容易，这份成就感一定很棒。好好休息，为自己骄傲吧！",
+    (
+        "You are a warm, empathetic AI companion who chats like a caring friend. Reply in"
+        " English in two to four natural sentences. Do not repeat the user's words, do no"
+        't make lists, and never say things like "as an AI".'
+    ),
+    "They are feeling down: acknowledge it and comfort them gently.",
+    "They are happy: share the joy and encourage them.",
+    "I failed my driving test again.",
+    (
+        "Oh no, that's really disappointing, especially after all the practice. Lots of p"
+        "eople need a few tries, so please don't be too hard on yourself. You'll get ther"
+        "e."
+    ),
+    "I just got accepted into my dream school!",
+    (
+        "That's wonderful news, congratulations! All your hard work really paid off. I'm "
+        "so happy for you, enjoy this moment!"
+    ),
+)
+
+
 def _corpus() -> list[str]:
     texts = [labelling.ANALYST_SYSTEM, labelling.ANALYST_USER_HEAD, labelling.ANALYST_USER_TAIL]
-    for language in ("zh", "en"):
-        texts.append(prompts.PERSONA[language])
-        texts.extend(prompts.TONES[language].values())
-        for question, answer in prompts.EXAMPLES[language].values():
-            texts += [question, answer]
-    return texts + _EXTRA_CORPUS
+    return [*texts, *_PROMPT_CORPUS, *_EXTRA_CORPUS]
 
 
 def build_tokenizer(vocab_size: int = 600) -> PreTrainedTokenizerFast:

@@ -47,7 +47,7 @@ async def test_one_json_object_per_message(scripted_engine: ScriptedEngine) -> N
     records = await run_jsonl(scripted_engine, ["I am so happy today", "my cat is sick"])
     assert len(records) == 2
     for record in records:
-        assert set(record) == {"sentiment", "p_positive", "reply", "finished", "ms"}
+        assert set(record) == {"sentiment", "p_positive", "neutral", "reply", "finished", "ms"}
         assert set(record["ms"]) == {"sentiment", "first_token", "total"}
         assert all(isinstance(value, int | float) for value in record["ms"].values())
         assert record["ms"]["sentiment"] <= record["ms"]["first_token"] <= record["ms"]["total"]
@@ -84,6 +84,7 @@ async def test_a_model_failure_gives_an_error_object_with_the_label(
         "text": texts.MODEL_ERROR,
         "sentiment": "positive",
         "p_positive": 0.9,
+        "neutral": False,
     }
 
 
@@ -187,3 +188,12 @@ async def test_interactive_failure_and_mood_chart(
     assert chart.is_file()
     assert chart.read_bytes().startswith(b"\x89PNG")
     assert f"📈 {chart}" in output
+
+
+async def test_jsonl_says_when_a_message_is_shown_as_neutral(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    small_talk, happy = await run_jsonl(scripted_engine, ["你好", "I am so happy today"])
+    assert small_talk["neutral"] is True
+    assert small_talk["sentiment"] in ("positive", "negative")  # the two-way label stays
+    assert happy["neutral"] is False

@@ -79,3 +79,18 @@ def test_matplotlib_is_imported_lazily() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+NEUTRAL_RGB = (0xBD, 0xBD, 0xBD)
+
+
+def test_neutral_messages_get_their_own_grey_bars() -> None:
+    def grey(pixels: np.ndarray) -> int:
+        return int(np.all(np.abs(pixels.astype(int) - NEUTRAL_RGB) <= 3, axis=-1).sum())
+
+    stamp = datetime(2024, 11, 20, 9, tzinfo=UTC)
+    small_talk = [MoodEvent("discord", "7", "c", "positive", 0.55, stamp, None, True)] * 3
+    with_neutral = decode(render_mood_chart(report_with([*seeded_events(), *small_talk])))
+    without = decode(render_mood_chart(populated()))
+    # Three bars' worth of grey, beyond the few grey pixels of anti-aliased text.
+    assert grey(with_neutral) > grey(without) + 1000

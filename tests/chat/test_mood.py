@@ -187,3 +187,22 @@ def test_days_are_validated(days: object) -> None:
 def test_naive_now_is_rejected() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         period_bounds(7, datetime(2024, 11, 22, 6, 3), SHANGHAI)
+
+
+def test_neutral_messages_are_counted_apart_and_sit_in_the_middle() -> None:
+    small_talk = [
+        MoodEvent("telegram", "42", "c", "positive", 0.55, local(2024, 11, 21, 9, 0), None, True),
+        MoodEvent("telegram", "42", "c", "negative", 0.45, local(2024, 11, 21, 10, 0), None, True),
+    ]
+    report = build_report(USER, [*CURRENT, *small_talk], [], 7, NOW, SHANGHAI)
+    assert (report.positive, report.negative, report.neutral, report.total) == (5, 3, 2, 10)
+    assert report.series[-2] == DayPoint(date(2024, 11, 21), 0, 0, 2)
+    assert report.sparkline == "▅·▁▇·▅█"  # a day of small talk only: a middle block
+    assert report.positive_share == pytest.approx((5 + 1) / 10)
+    assert "😄 正面 5 (50%) · 😐 中性 2 (20%) · 😔 负面 3 (30%)" in report.text
+    assert "11-21 10:00 😐 中性" in report.text  # no confidence for a neutral entry
+    assert "中性 0." not in report.text
+
+
+def test_without_neutral_messages_the_shares_read_as_before() -> None:
+    assert "中性" not in build_report(USER, CURRENT, [], 7, NOW, SHANGHAI).text

@@ -514,3 +514,17 @@ async def test_mood_respects_the_day_window(scripted_engine: ScriptedEngine) -> 
     assert (report.positive, report.negative) == (1, 1)
     month = await scripted_engine.service.mood(ALICE, 30)
     assert (month.positive, month.negative) == (2, 1)
+
+
+async def test_a_neutral_message_gets_the_neutral_tone_and_is_stored_neutral(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    events = await run(scripted_engine.service, msg("你好"))
+    assert isinstance(events[0], SentimentTagged)
+    assert events[0].sentiment.neutral
+    (call,) = scripted_engine.runner.reply_calls
+    assert TONES["zh"]["neutral"] in call.system
+    assert done(events).text == "A friendly reply to: 你好"
+    (stored,) = await events_of(scripted_engine, ALICE)
+    assert stored.neutral
+    assert stored.label == events[0].sentiment.label  # the two-way label is kept

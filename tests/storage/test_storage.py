@@ -7,6 +7,7 @@ import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -341,3 +342,36 @@ async def test_forget_user_deletes_everything_about_them(
 async def test_split_statements_respects_quotes() -> None:
     script = "CREATE TABLE a (x TEXT DEFAULT 'x;y'); -- note; here\nCREATE TABLE b (y);\n"
     assert len(split_statements(script)) == 2
+
+
+async def test_a_neutral_message_keeps_its_label_and_is_read_back_neutral(
+    store: SqliteMoodStore,
+) -> None:
+    small_talk = replace(event(p_positive=0.55), neutral=True)
+    await store.record_exchange(small_talk, [])
+    await store.record_exchange(event(at=T0 + timedelta(minutes=1)), [])
+    got = await store.mood_events(ALICE, T0)
+    assert [(e.label, e.neutral) for e in got] == [("positive", True), ("positive", False)]
+
+
+async def test_a_file_with_the_first_schema_is_upgraded_in_place(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as conn:  # what a bot of the first schema left behind
+        for statement in split_statements(MIGRATIONS[0]):
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO users (id, platform, platform_user_id, created_at) VALUES (1, ?, ?, ?)",
+            (ALICE.platform, ALICE.user_id, T0.isoformat()),
+        )
+        conn.execute(
+            "INSERT INTO mood_events (user_id, chat_id, label, p_positive, created_at)"
+            " VALUES (1, 'chat-1', 'negative', 0.2, ?)",
+            (T0.isoformat(timespec="microseconds"),),
+        )
+    store = await SqliteMoodStore.open(db_path)
+    try:
+        (old,) = await store.mood_events(ALICE, T0 - timedelta(days=1))
+        assert (old.label, old.p_positive, old.neutral) == ("negative", pytest.approx(0.2), False)
+    finally:
+        await store.close()
+    assert raw_count(db_path, "PRAGMA user_version") == SCHEMA_VERSION
