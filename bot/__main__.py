@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 "(adapters available: telegram, discord, console)"
             )
         jsonl = args.jsonl or not sys.stdin.isatty()
-        chart_dir = settings.storage.database_path.parent
+        chart_dir = settings.storage.files_dir
         console = ConsoleConfig(user_id=args.user, jsonl=jsonl, chart_dir=chart_dir)
         if args.command == "chat":
             settings = settings.model_copy(update={"telegram": None, "discord": None})

@@ -15,7 +15,7 @@ from chat import texts
 from core.ports import MoodStore
 from core.types import MoodEvent, Sentiment, UserKey
 from runtime.config import WorkerConfig
-from storage import SqliteMoodStore
+from storage.store import SqlMoodStore
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -77,7 +77,7 @@ async def final_reply(
             raise AssertionError(f"python -m bot exited early with {process.returncode}")
         messages = shown()
         if messages and db.exists():
-            store = await SqliteMoodStore.open(db)
+            store = await SqlMoodStore.open(db)
             try:
                 events = await store.mood_events(user, EPOCH)
                 turns = await store.recent_turns(user, chat_id, 2)

@@ -18,7 +18,7 @@ from bench.latency import summarize as latency_summary
 from chat.config import ChatConfig
 from chat.service import ChatService
 from core.types import GenerationParams
-from storage import SqliteMoodStore
+from storage.store import SqlMoodStore
 from tests.conftest import ScriptedEngine
 from tests.scripted import ScriptedRunner
 from tests.support import worker_config
@@ -296,7 +296,7 @@ async def run_load(
     """One message per user through a real worker and store: (plan, outcomes, stored)."""
     from runtime.worker import ModelWorker
 
-    store = await SqliteMoodStore.open(tmp_path / "bot.db")
+    store = await SqlMoodStore.open(tmp_path / "bot.db")
     worker = ModelWorker(lambda: runner, worker_config(queue_size=queue_size, request_timeout_s=30))
     await worker.start()
     try:
