@@ -112,7 +112,15 @@ class ReplyFailed:
     sentiment: Sentiment | None = None
 
 
-ReplyEvent = SentimentTagged | TextDelta | ReplyDone | ReplyFailed
+@dataclass(frozen=True)
+class AlreadyHandled:
+    """The only event when this platform message was seen before (a redelivery, or another
+    bot process has it): there is nothing to show, and nothing was stored."""
+
+    key: MessageKey
+
+
+ReplyEvent = SentimentTagged | TextDelta | ReplyDone | ReplyFailed | AlreadyHandled
 
 
 # --- what the store keeps -----------------------------------------------------------------

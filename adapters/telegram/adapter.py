@@ -183,7 +183,13 @@ class TelegramAdapter:
 
     async def _stream_reply(self, outbox: Outbox, message: Message, text: str) -> None:
         assert message.from_user is not None
-        incoming = IncomingMessage(PLATFORM, str(message.from_user.id), str(message.chat_id), text)
+        incoming = IncomingMessage(
+            PLATFORM,
+            str(message.from_user.id),
+            str(message.chat_id),
+            text,
+            message_id=str(message.message_id),  # unique within its chat: seen once
+        )
         interval = self.config.edit_interval_s
         if not outbox.private:
             interval = self.config.group_edit_interval_s

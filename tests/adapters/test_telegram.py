@@ -126,6 +126,46 @@ async def test_private_message_label_first_then_streamed_reply_and_stored(
     assert [(e.label, e.chat_id) for e in events] == [("positive", str(USER))]
 
 
+async def test_the_same_update_delivered_twice_is_answered_once(
+    make_adapter: MakeAdapter,
+    api: FakeTelegramAPI,
+    scripted_engine: ScriptedEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="chat.service")
+    api.private_text(USER, "I am so happy today")
+    api.redeliver(api.delivered[-1]["update_id"])  # both copies come in one getUpdates
+    await make_adapter()
+    await wait_text(api, USER, "A cheerful reply")
+    await api.wait_for(lambda: "was seen before" in caplog.text, what="the copy skipped")
+
+    assert len(api.calls_to("sendMessage")) == 1
+    assert len(await mood_events(scripted_engine, USER, at_least=1)) == 1
+    assert len(tagged_texts(scripted_engine)) == 1
+
+
+async def test_an_update_redelivered_after_a_crash_is_not_answered_again(
+    make_adapter: MakeAdapter,
+    api: FakeTelegramAPI,
+    scripted_engine: ScriptedEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="chat.service")
+    first = await make_adapter()
+    api.private_text(USER, "I am so happy today")
+    await wait_text(api, USER, "A cheerful reply")
+    await stored_mood_events(scripted_engine.store, key(USER), at_least=1)
+    await first.stop()
+    # The process died before Telegram heard that the update arrived: it comes again, to
+    # the process that starts next (same database).
+    api.redeliver(api.delivered[-1]["update_id"])
+    await make_adapter()
+    await api.wait_for(lambda: "was seen before" in caplog.text, what="the copy skipped")
+
+    assert len(api.calls_to("sendMessage")) == 1
+    assert len(await mood_events(scripted_engine, USER)) == 1
+
+
 async def test_edits_are_throttled_while_streaming(
     make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
 ) -> None:

@@ -123,6 +123,7 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
         }
         self.commands: list[JSON] = []
         self._updates: list[JSON] = []
+        self.delivered: list[JSON] = []  # every update ever queued, for redelivering
         self._update_ids = itertools.count(1)
         self._callback_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
@@ -214,8 +215,16 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
         update = dict(update)
         update.setdefault("update_id", next(self._update_ids))
         self._updates.append(update)
+        self.delivered.append(update)
         self._wake()
         return int(update["update_id"])
+
+    def redeliver(self, update_id: int) -> None:
+        """Queue an update again, as Telegram does when its delivery was never confirmed (the
+        bot crashed before its next getUpdates): a poller that starts afresh gets it again."""
+        update = next(u for u in self.delivered if u["update_id"] == update_id)
+        self._updates.append(copy.deepcopy(update))
+        self._wake()
 
     def push_message(
         self,
