@@ -4,7 +4,7 @@ Per message: record it in the inbox (a platform message seen before is skipped),
 sentiment (shown at once), build the reply prompt from the persona, the tone for that label
 and this chat's recent turns, stream the reply, then store the mood event and both turns and
 mark the message done, in one transaction. One user's messages are handled strictly in
-order.
+order: within a process by a lock per user, across processes by the store's user_turn.
 """
 
 from __future__ import annotations
@@ -88,7 +88,14 @@ class ChatService:
             await self._mark_done(key)
             yield ReplyFailed("empty", texts.EMPTY_MESSAGE)
             return
-        async with self._user_lock(message.user):
+        async with self._user_lock(message.user), contextlib.AsyncExitStack() as turn:
+            try:
+                # Other bot processes sharing the database wait for this user's turn too.
+                await turn.enter_async_context(self.store.user_turn(message.user))
+            except StorageError as error:
+                log.error("could not take the user's turn: %s", error)
+                yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
+                return
             async for event in self._handle_in_order(message, text):
                 yield event
 
@@ -192,13 +199,13 @@ class ChatService:
     # finished (and stored) first, so nothing of it can reappear after the deletion.
 
     async def reset(self, user: UserKey, chat_id: str) -> str:
-        async with self._user_lock(user):
+        async with self._user_lock(user), self.store.user_turn(user):
             await self.store.clear_turns(user, chat_id)
         return texts.RESET_DONE
 
     async def forget(self, user: UserKey) -> str:
         """Delete everything about the user. Adapters ask for confirmation before calling."""
-        async with self._user_lock(user):
+        async with self._user_lock(user), self.store.user_turn(user):
             rows = await self.store.forget_user(user)
         return texts.forget_done(rows)
 
