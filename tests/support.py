@@ -39,14 +39,14 @@ async def stored_mood_events(store: MoodStore, user: UserKey, at_least: int = 0)
 
 @contextlib.asynccontextmanager
 async def bot_process(
-    cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path
+    cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path, module: str = "bot"
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`python -m bot` in `cwd` (so no .env from the repo leaks in), killed if still running
-    at the end. Output goes to files, not pipes: debug logging would fill a pipe nobody reads
-    until the end."""
+    """`python -m bot` (or `module`, e.g. tests.scripted_bot) in `cwd` (so no .env from the
+    repo leaks in), killed if still running at the end. Output goes to files, not pipes: debug
+    logging would fill a pipe nobody reads until the end."""
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot",
+            sys.executable, "-m", module,
             cwd=cwd, env=dict(env), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
         )  # fmt: skip
         try:
