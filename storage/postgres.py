@@ -105,12 +105,17 @@ class PostgresDatabase(Database):
                     await conn.execute(select(func.pg_advisory_lock(key)))
                 yield
             finally:
-                try:
-                    await conn.execute(select(func.pg_advisory_unlock(key)))
-                except Exception as error:  # noqa: BLE001 - closing below releases it anyway
-                    log.warning("releasing a user's turn failed: %s", self.translate(error))
-                finally:
-                    await conn.close()
+                # Shielded: a second cancellation (a stopping adapter insists) must not leave
+                # the connection, and the user's lock on it, open.
+                await asyncio.shield(self._release(conn, key))
+
+    async def _release(self, conn: AsyncConnection, key: int) -> None:
+        try:
+            await conn.execute(select(func.pg_advisory_unlock(key)))
+        except Exception as error:  # noqa: BLE001 - closing the connection releases it anyway
+            log.warning("releasing a user's turn failed: %s", self.translate(error))
+        finally:
+            await conn.close()
 
     def translate(self, error: BaseException) -> StorageError:
         where = f"the PostgreSQL database of DATABASE_URL ({self.shown})"

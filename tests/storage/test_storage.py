@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -305,6 +308,48 @@ async def test_locked_database_on_open_raises(db_path: Path) -> None:
         holder.close()
 
 
+READ_ONLY_PROBE = """
+import asyncio, sys
+from datetime import UTC, datetime
+from core.types import MoodEvent, UserKey
+from storage.store import SqlMoodStore
+
+async def main():
+    store = await SqlMoodStore.open(sys.argv[1])
+    try:
+        alice = UserKey("telegram", "42")
+        print(len(await store.mood_events(alice, datetime(2000, 1, 1, tzinfo=UTC))))
+        event = MoodEvent("telegram", "42", "chat-1", "positive", 0.9, datetime.now(UTC))
+        await store.record_exchange(event, [])
+    finally:
+        await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_read_only_file_reads_and_refuses_writes_clearly(db_path: Path) -> None:
+    store = await SqlMoodStore.open(db_path)
+    await store.record_exchange(event(), exchange(1))
+    await store.close()
+    db_path.chmod(0o444)
+    # Root may write a read-only file anyway; without CAP_DAC_OVERRIDE it may not.
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root and setpriv (util-linux) is missing")
+        prefix = ["setpriv", "--bounding-set=-dac_override", "--inh-caps=-dac_override"]
+    root = Path(__file__).resolve().parents[2]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*prefix, sys.executable, "-c", READ_ONLY_PROBE, str(db_path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)}, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.strip() == "1"  # what is there can still be read
+    assert f"StorageError: the database file is read-only: {db_path}" in done.stderr
+    assert raw_count(db_path, "SELECT count(*) FROM mood_events") == 1
+
+
 async def test_memory_database_works() -> None:
     store = await SqlMoodStore.open(":memory:")
     await store.record_exchange(event(), exchange(1))
@@ -391,6 +436,37 @@ async def test_postgres_user_turn_keeps_other_processes_waiting(
 async def _take_turn(store: SqlMoodStore, user: UserKey, order: list[str]) -> None:
     async with store.user_turn(user):
         order.append(f"{user.platform}:{user.user_id}")
+
+
+async def test_postgres_a_cancelled_holder_or_waiter_gives_the_turn_back(
+    postgres: PostgresCluster,
+) -> None:
+    url = postgres.new_database()
+    a, b = await SqlMoodStore.open(url), await SqlMoodStore.open(url)
+    entered = asyncio.Event()
+
+    async def hold_forever(store: SqlMoodStore) -> None:
+        async with store.user_turn(ALICE):
+            entered.set()
+            await asyncio.Event().wait()
+
+    try:
+        holder = asyncio.create_task(hold_forever(a))
+        await asyncio.wait_for(entered.wait(), 5)
+        waiter = asyncio.create_task(_take_turn(b, ALICE, []))
+        await asyncio.sleep(0.2)
+        waiter.cancel()  # gave up waiting: must not take the turn later
+        for _ in range(2):  # a stopping adapter cancels, and insists
+            holder.cancel()
+            await asyncio.sleep(0)
+        await asyncio.gather(holder, waiter, return_exceptions=True)
+        order: list[str] = []
+        await asyncio.wait_for(_take_turn(b, ALICE, order), 5)
+        await asyncio.wait_for(_take_turn(a, ALICE, order), 5)
+    finally:
+        await a.close()
+        await b.close()
+    assert order == ["telegram:42", "telegram:42"]
 
 
 async def test_postgres_a_dead_holder_releases_the_users_turn(
