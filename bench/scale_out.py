@@ -361,7 +361,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             shown = {u: len(api.bot_texts(u)) for u in by_user}
         # The survivors were stopped cleanly (SIGTERM) before the database is read.
         rows = await database_rows(database_url)
-        logs = {r.number: r.log.read_text(errors="replace")[-3000:] for r in pool_of_replicas}
+        logs = {r.number: r.log.read_text(errors="replace") for r in pool_of_replicas}
+    ready = [line.partition("model ready: ")[2] for line in logs[0].splitlines()
+             if "model ready: " in line]  # fmt: skip
     verdict = check(work, rows, shown, fault["killed"] if fault else None)
     # Sent after the kill, and answered: by the replicas left.
     after_kill = [m for m in work if fault and m.sent_at and m.sent_at > fault["at"]
@@ -370,7 +372,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "processes": args.processes,
         "users": args.users,
         "messages": len(work),
-        "model": "scripted" if args.scripted else os.environ.get("BACKEND", "auto"),
+        "model": ready[0] if ready else "?",  # as the first replica's log names it
         "max_new_tokens": args.max_new_tokens,
         "wall_s": round(wall, 1),
         "answered_per_min": round(verdict["totals"].get("answered", 0) / wall * 60, 1),
@@ -381,7 +383,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_avg_before_after": [load_before, load_after],
         "machine": describe_machine(),
         "rows": [asdict(m) for m in work],
-        "replica_log_tails": logs if verdict["problems"] else {},
+        "replica_log_tails": {n: log[-3000:] for n, log in logs.items()}
+        if verdict["problems"]
+        else {},
     }
 
 
@@ -407,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     totals = result["totals"]
     keys = ["answered", "failed_before_label", "unfinished_in_killed", "lost",
             "duplicated_mood_rows", "duplicated_exchanges", "duplicated_replies"]  # fmt: skip
-    rows = [["processes", result["processes"]], ["users x messages",
+    rows = [["processes", result["processes"]], ["model", result["model"]], ["users x messages",
             f"{result['users']} x {len(result['rows']) // result['users']}"],
             ["posted to two replicas", result["posted_twice"]],
             *[[key, totals.get(key, 0)] for key in keys],

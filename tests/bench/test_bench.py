@@ -372,7 +372,8 @@ async def test_scale_out_bench_on_the_scripted_model_with_a_kill(
 ) -> None:
     from bench import scale_out
 
-    args = argparse.Namespace(processes=2, users=4, messages=3, kill=True, scripted=True,
+    # Five messages a user, so that some are still to come when the kill happens.
+    args = argparse.Namespace(processes=2, users=4, messages=5, kill=True, scripted=True,
                               database_url=postgres.new_database(), max_new_tokens=16,
                               timeout_s=300)  # fmt: skip
     result = await scale_out.run(args)
@@ -380,11 +381,11 @@ async def test_scale_out_bench_on_the_scripted_model_with_a_kill(
     totals = result["totals"]
     assert totals.get("lost", 0) == 0
     assert totals.get("duplicated_mood_rows", 0) == totals.get("duplicated_replies", 0) == 0
-    assert result["posted_twice"] >= 2  # the retried deliveries did happen
+    assert result["posted_twice"] >= 1  # a retried delivery did happen
     assert result["fault"] is not None
     assert result["fault"]["in_flight"]
     assert totals["unfinished_in_killed"] >= 1  # it really died mid-reply
-    assert totals["answered"] + totals["unfinished_in_killed"] == 12
+    assert totals["answered"] + totals["unfinished_in_killed"] == 20
     assert result["answered_without_the_killed_replica"] >= 1  # the other kept answering
 
 
