@@ -406,6 +406,21 @@ async def test_postgres_down_names_database_url_not_the_password() -> None:
     assert "s3cret-pw" not in message
 
 
+async def test_postgres_password_may_come_from_pgpassword(
+    postgres: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres.new_database().replace(f":{postgres.password}@", "@")
+    monkeypatch.setenv("PGPASSWORD", postgres.password)
+    store = await SqlMoodStore.open(url)
+    try:
+        async with store.user_turn(ALICE):  # the turn's own connection logs in the same way
+            await store.record_exchange(event(), exchange(1))
+        assert await store.recent_turns(ALICE, "chat-1", 2) == exchange(1)
+    finally:
+        await store.close()
+    assert postgres.password not in store.shown
+
+
 async def test_postgres_missing_database_says_so(postgres: PostgresCluster) -> None:
     with pytest.raises(StorageError, match="does not exist"):
         await SqlMoodStore.open(postgres.url("no_such_database"))
