@@ -7,7 +7,7 @@ TORCH_VERSION := 2.13.0
 # Elsewhere, point it at the CPU wheels: make run PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 PIP_TORCH_ARGS ?=
 
-.PHONY: install install-llama run test lint bench clean
+.PHONY: install install-llama install-postgres run test lint bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ $(VENV)/.llama: $(VENV)/.installed scripts/llama-cmake-args.sh
 	touch $@
 
 install-llama: $(VENV)/.llama
+
+# PostgreSQL 15 (Debian's `postgresql`, needs root) for the storage tests' second database:
+# the tests start a throwaway cluster of their own on 127.0.0.1 and remove it afterwards.
+# Without it those tests are skipped (CI sets REQUIRE_POSTGRES=1, so there they fail).
+install-postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
 run: install
 	$(BIN)/python -m bot

@@ -17,7 +17,14 @@ from functools import partial
 from typing import Generic, Protocol, TypeVar
 
 from chat import texts
-from core.types import ReplyDone, ReplyEvent, ReplyFailed, SentimentTagged, TextDelta
+from core.types import (
+    AlreadyHandled,
+    ReplyDone,
+    ReplyEvent,
+    ReplyFailed,
+    SentimentTagged,
+    TextDelta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +118,8 @@ class ReplyRenderer(Generic[Handle]):
                 elif isinstance(event, ReplyFailed):
                     failure = event
                     body = f"{body.strip()}\n\n{event.message}" if body.strip() else event.message
+                elif isinstance(event, AlreadyHandled):
+                    break  # answered by another delivery of the message: show nothing
         finally:
             typing_task.cancel()
         final = self._compose(header, body)

@@ -40,7 +40,7 @@ async def converse(args: argparse.Namespace) -> list[dict[str, Any]]:
     from core.types import IncomingMessage, ReplyDone, SentimentTagged, TextDelta
     from runtime.config import WorkerConfig
     from runtime.worker import ModelWorker
-    from storage import SqliteMoodStore
+    from storage.store import SqlMoodStore
 
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
     if args.no_reuse:
@@ -49,7 +49,7 @@ async def converse(args: argparse.Namespace) -> list[dict[str, Any]]:
         llama_cpp_runner.CONVERSATIONS_KEPT = 0
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
-        store = await SqliteMoodStore.open(Path(folder) / "bench.db")
+        store = await SqlMoodStore.open(Path(folder) / "bench.db")
         worker = ModelWorker(runner_factory(settings), WorkerConfig(max_active_replies=1))
         await worker.start()
         service = ChatService(worker, store, settings.chat)

@@ -66,7 +66,7 @@ async def child_ours(args: argparse.Namespace, t0: float) -> dict[str, Any]:
     from chat.service import ChatService
     from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, TextDelta
     from runtime.worker import ModelWorker
-    from storage import SqliteMoodStore
+    from storage.store import SqlMoodStore
 
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
     load, streams = recording_runner_factory(settings)
@@ -94,7 +94,7 @@ async def child_ours(args: argparse.Namespace, t0: float) -> dict[str, Any]:
         return sample
 
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as temp:
-        store = await SqliteMoodStore.open(Path(temp) / "bench.db")
+        store = await SqlMoodStore.open(Path(temp) / "bench.db")
         timeout = max(settings.worker.request_timeout_s, 1800.0)
         worker = ModelWorker(factory, settings.worker.model_copy(
             update={"request_timeout_s": timeout}))  # fmt: skip

@@ -158,10 +158,10 @@ def summarize(outcomes: Sequence[Outcome], wall_s: float) -> dict[str, Any]:
 async def measure(
     worker: Any, settings: Any, work: dict[str, list[str]], sequential: bool
 ) -> dict[str, Any]:
-    from storage import SqliteMoodStore
+    from storage.store import SqlMoodStore
 
     with tempfile.TemporaryDirectory(prefix="bench-load-") as temp:
-        store = await SqliteMoodStore.open(Path(temp) / "load.db")
+        store = await SqlMoodStore.open(Path(temp) / "load.db")
         try:
             service = ChatService(worker, store, settings.chat)
             load_before, cpu_before = os.getloadavg()[0], cpu_seconds()

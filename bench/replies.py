@@ -111,14 +111,14 @@ async def collect(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[
     from core.types import IncomingMessage, ReplyDone, ReplyFailed
     from runtime.config import WorkerConfig
     from runtime.worker import ModelWorker
-    from storage import SqliteMoodStore
+    from storage.store import SqlMoodStore
 
     settings = bench_settings(max_new_tokens=args.max_new_tokens, dtype=args.dtype,
                               seed=args.seed)  # fmt: skip
     factory, streams = recording_runner_factory(settings)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-replies-") as temp:
-        store = await SqliteMoodStore.open(Path(temp) / "replies.db")
+        store = await SqlMoodStore.open(Path(temp) / "replies.db")
         worker = ModelWorker(factory, WorkerConfig(request_timeout_s=1800.0))
         await worker.start()
         service = ChatService(worker, store, settings.chat)

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -18,8 +19,11 @@ from dotenv import load_dotenv
 from adapters.console import ConsoleConfig
 from bot.app import EXIT_MODEL, configure_logging, run
 from bot.settings import Settings, SettingsError
+from runtime.runner import ModelRunner
 
 log = logging.getLogger("bot")
+
+RunnerFactory = Callable[[], ModelRunner]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -52,7 +56,8 @@ def prepare(settings: Settings) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, runner_factory: RunnerFactory | None = None) -> int:
+    """`runner_factory` replaces the configured model (tests run bot processes on a script)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     # The settings read .env themselves; loading it into the environment too lets the
     # libraries see their own variables from it (HF_HUB_OFFLINE, OMP_NUM_THREADS…).
@@ -74,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
                 "(adapters available: telegram, discord, console)"
             )
         jsonl = args.jsonl or not sys.stdin.isatty()
-        chart_dir = settings.storage.database_path.parent
+        chart_dir = settings.storage.files_dir
         console = ConsoleConfig(user_id=args.user, jsonl=jsonl, chart_dir=chart_dir)
         if args.command == "chat":
             settings = settings.model_copy(update={"telegram": None, "discord": None})
-    return asyncio.run(run(settings, console))
+    return asyncio.run(run(settings, console, runner_factory))
 
 
 if __name__ == "__main__":

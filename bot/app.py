@@ -20,7 +20,7 @@ from core.ports import Adapter
 from runtime.backends import choose_backend, runner_loader
 from runtime.runner import ModelRunner
 from runtime.worker import ModelWorker
-from storage import SqliteMoodStore
+from storage.store import SqlMoodStore
 
 log = logging.getLogger("bot")
 
@@ -53,10 +53,13 @@ async def run(
     runner_factory: Callable[[], ModelRunner] | None = None,
 ) -> int:
     try:
-        store = await SqliteMoodStore.open(settings.storage.database_path)
+        store = await SqlMoodStore.open(
+            settings.storage.target, pool_size=settings.storage.pool_size
+        )
     except StorageError as error:
         log.error("cannot open the database: %s", error)
         return EXIT_STORAGE
+    log.info("database: %s (%s)", store.shown, store.dialect)
     worker = ModelWorker(runner_factory or runner_loader(settings.model), settings.worker)
     try:
         backend = choose_backend(settings.model)

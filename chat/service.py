@@ -1,8 +1,10 @@
 """The one entry point adapters call: a message in, a stream of reply events out.
 
-Per message: tag the sentiment (shown at once), build the reply prompt from the persona, the
-tone for that label and this chat's recent turns, stream the reply, then store the mood event
-and both turns in one transaction. One user's messages are handled strictly in order.
+Per message: record it in the inbox (a platform message seen before is skipped), tag the
+sentiment (shown at once), build the reply prompt from the persona, the tone for that label
+and this chat's recent turns, stream the reply, then store the mood event and both turns and
+mark the message done, in one transaction. One user's messages are handled strictly in
+order: within a process by a lock per user, across processes by the store's user_turn.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from chat.prompts import reply_request
 from core.errors import EngineBusy, EngineStopped, EngineTimeout, StorageError
 from core.ports import ModelFacade, MoodStore, ReplyTokens
 from core.types import (
+    AlreadyHandled,
     IncomingMessage,
+    MessageKey,
     MoodEvent,
     MoodReport,
     ReplyDone,
@@ -59,15 +63,39 @@ class ChatService:
         return self._clock.now(UTC)
 
     async def handle(self, message: IncomingMessage) -> AsyncGenerator[ReplyEvent, None]:
-        """Yield SentimentTagged, TextDelta…, then ReplyDone — or ReplyFailed as the last event.
+        """Yield SentimentTagged, TextDelta…, then ReplyDone — or ReplyFailed as the last event,
+        or only AlreadyHandled when this platform message was seen before.
 
         Consume the stream to the end (or close it): the user's ordering lock is held meanwhile.
         """
+        key = message.key
+        if key is not None:
+            # The inbox makes a platform message count once, whoever sees it and however
+            # often: a redelivered update, or the same update at two bot processes.
+            try:
+                first = await self.store.claim_message(key, message.user, self._now())
+            except StorageError as error:
+                log.error("could not record the incoming message: %s", error)
+                yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
+                return
+            if not first:
+                log.info("message %s in %s chat %s was seen before: skipped",
+                         key.message_id, key.platform, key.chat_id)  # fmt: skip
+                yield AlreadyHandled(key)
+                return
         text = message.text.strip()[: self.config.max_input_chars]
         if not text:
+            await self._mark_done(key)
             yield ReplyFailed("empty", texts.EMPTY_MESSAGE)
             return
-        async with self._user_lock(message.user):
+        async with self._user_lock(message.user), contextlib.AsyncExitStack() as turn:
+            try:
+                # Other bot processes sharing the database wait for this user's turn too.
+                await turn.enter_async_context(self.store.user_turn(message.user))
+            except StorageError as error:
+                log.error("could not take the user's turn: %s", error)
+                yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
+                return
             async for event in self._handle_in_order(message, text):
                 yield event
 
@@ -75,16 +103,20 @@ class ChatService:
         self, message: IncomingMessage, text: str
     ) -> AsyncIterator[ReplyEvent]:
         start = time.perf_counter()
+        key = message.key
         try:
             sentiment = await self.model.tag(text)
         except (EngineBusy, EngineStopped):
+            await self._mark_done(key)
             yield ReplyFailed("busy", texts.BUSY)
             return
         except EngineTimeout:
+            await self._mark_done(key)
             yield ReplyFailed("timeout", texts.TIMEOUT)
             return
         except Exception:
             log.exception("tagging failed")
+            await self._mark_done(key)
             yield ReplyFailed("model_error", texts.MODEL_ERROR)
             return
         sentiment_ms = _ms_since(start)
@@ -138,7 +170,9 @@ class ChatService:
         # completed is not remembered as a turn (it would teach the model a cut-off answer).
         turns = [] if failure else [Turn("user", text), Turn("assistant", reply)]
         try:
-            await self.store.record_exchange(event, turns)
+            # Marked done in the same transaction: stored and done, or neither. A message
+            # whose exchange could not be stored stays 'received' (unfinished work).
+            await self.store.record_exchange(event, turns, done=key)
         except StorageError as error:
             log.error("could not store the message: %s", error)
             yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)
@@ -166,15 +200,24 @@ class ChatService:
     # finished (and stored) first, so nothing of it can reappear after the deletion.
 
     async def reset(self, user: UserKey, chat_id: str) -> str:
-        async with self._user_lock(user):
+        async with self._user_lock(user), self.store.user_turn(user):
             await self.store.clear_turns(user, chat_id)
         return texts.RESET_DONE
 
     async def forget(self, user: UserKey) -> str:
         """Delete everything about the user. Adapters ask for confirmation before calling."""
-        async with self._user_lock(user):
+        async with self._user_lock(user), self.store.user_turn(user):
             rows = await self.store.forget_user(user)
         return texts.forget_done(rows)
+
+    async def _mark_done(self, key: MessageKey | None) -> None:
+        """The message ended without an exchange to store (the user got a failure answer)."""
+        if key is None:
+            return
+        try:
+            await self.store.mark_done(key, self._now())
+        except StorageError as error:
+            log.error("could not mark the message done: %s", error)
 
     @contextlib.asynccontextmanager
     async def _user_lock(self, user: UserKey) -> AsyncIterator[None]:

@@ -7,15 +7,33 @@ platform adapters implement Adapter. Only the types of `core.types` cross these 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from core.types import MoodEvent, ReplyRequest, Sentiment, Turn, UserKey
+from core.types import MessageKey, MoodEvent, ReplyRequest, Sentiment, Turn, UserKey
 
 
 class MoodStore(Protocol):
-    async def record_exchange(self, event: MoodEvent, turns: Sequence[Turn]) -> None:
-        """Write the mood event and the turns of one message in a single transaction."""
+    """Raises core.errors.StorageError, with a message fit for the log, when the database
+    cannot do what is asked (locked, corrupt, read-only, unreachable)."""
+
+    async def claim_message(self, key: MessageKey, user: UserKey, at: datetime) -> bool:
+        """Record an incoming platform message in the inbox ('received') before work on it
+        starts. False when it was recorded before: a redelivery, or another process has it."""
+
+    async def mark_done(self, key: MessageKey, at: datetime) -> None:
+        """Mark an inbox message done when it ended without an exchange to store."""
+
+    async def record_exchange(
+        self, event: MoodEvent, turns: Sequence[Turn], done: MessageKey | None = None
+    ) -> None:
+        """Write the mood event and the turns of one message, and mark its inbox entry
+        `done` when given, in a single transaction."""
+
+    def user_turn(self, user: UserKey) -> AbstractAsyncContextManager[None]:
+        """Held while one of the user's messages is handled: other bot processes sharing the
+        database wait for it (PostgreSQL), so a user's messages are handled one at a time."""
 
     async def recent_turns(self, user: UserKey, chat_id: str, limit: int) -> list[Turn]:
         """The last `limit` turns of this user in this chat, oldest first."""

@@ -26,15 +26,34 @@ class UserKey:
 
 
 @dataclass(frozen=True)
+class MessageKey:
+    """One platform message, the same on every delivery: Telegram numbers messages per chat,
+    so the chat is part of the key."""
+
+    platform: str
+    chat_id: str
+    message_id: str
+
+
+@dataclass(frozen=True)
 class IncomingMessage:
     platform: str
     user_id: str
     chat_id: str
     text: str
+    # The platform's id of this message; None where there is none (the console). With it,
+    # the chat service handles the message at most once, however often it is delivered.
+    message_id: str | None = None
 
     @property
     def user(self) -> UserKey:
         return UserKey(self.platform, self.user_id)
+
+    @property
+    def key(self) -> MessageKey | None:
+        if self.message_id is None:
+            return None
+        return MessageKey(self.platform, self.chat_id, self.message_id)
 
 
 @dataclass(frozen=True)
@@ -101,7 +120,15 @@ class ReplyFailed:
     sentiment: Sentiment | None = None
 
 
-ReplyEvent = SentimentTagged | TextDelta | ReplyDone | ReplyFailed
+@dataclass(frozen=True)
+class AlreadyHandled:
+    """The only event when this platform message was seen before (a redelivery, or another
+    bot process has it): there is nothing to show, and nothing was stored."""
+
+    key: MessageKey
+
+
+ReplyEvent = SentimentTagged | TextDelta | ReplyDone | ReplyFailed | AlreadyHandled
 
 
 # --- what the store keeps -----------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Persistent storage for mood history and conversation memory."""
+"""Persistent storage for mood history, conversation memory and the inbox of messages.
 
-from storage.store import SqliteMoodStore
-
-__all__ = ["SqliteMoodStore"]
+`storage.store.SqlMoodStore` is the store; this package imports nothing on its own, so that
+reading the settings (storage/config.py) does not load SQLAlchemy and the drivers.
+"""

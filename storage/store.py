@@ -1,301 +1,297 @@
-"""SQLite implementation of core.ports.MoodStore on top of aiosqlite."""
+"""core.ports.MoodStore on SQLAlchemy Core: one set of statements for SQLite and PostgreSQL.
+
+Every write is one transaction; every statement is parameterised (Core binds the values).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-import aiosqlite
+from sqlalchemy import ColumnElement, ScalarSelect, Select, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import StorageError
-from core.types import MoodEvent, Turn, UserKey
+from core.types import MessageKey, MoodEvent, Turn, UserKey
+from storage.database import Database, check_version
 from storage.migrations import MIGRATIONS, SCHEMA_VERSION, split_statements
+from storage.postgres import PostgresDatabase
+from storage.schema import aware, inbox, mood_events, turns, users
+from storage.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SqliteDatabase
+from storage.target import DatabaseTarget
 
-DEFAULT_BUSY_TIMEOUT_MS = 5000
-
-# Primary SQLite result codes (extended codes keep these in their low byte).
-_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
-_SQLITE_IOERR, _SQLITE_CANTOPEN, _SQLITE_READONLY, _SQLITE_FULL = 10, 14, 8, 13
+DEFAULT_POOL_SIZE = 10
 
 
-class SqliteMoodStore:
-    """One SQLite file (WAL) holding users, their mood events and conversation turns.
+class SqlMoodStore:
+    """Users, their mood events and conversation turns, and the inbox of platform messages,
+    in SQLite (one file, WAL) or PostgreSQL (shared by several bot processes)."""
 
-    All work on the single connection is serialised by an asyncio lock, because interleaving
-    two coroutines' statements on one connection would mix their transactions. Other
-    connections (another store or process) are kept out by BEGIN IMMEDIATE plus busy_timeout.
-    """
-
-    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
-        self._conn: aiosqlite.Connection | None = conn
-        self._path = path
-        self._lock = asyncio.Lock()
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._closed = False
 
     @classmethod
     async def open(
-        cls, path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
-    ) -> SqliteMoodStore:
-        """Open (creating if needed) and migrate the database; raises StorageError on failure."""
-        name = str(path)
-        if name != ":memory:":
-            name = await asyncio.to_thread(_prepare_folder, Path(path))
+        cls,
+        target: DatabaseTarget | str | Path,
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        pool_size: int = DEFAULT_POOL_SIZE,
+    ) -> SqlMoodStore:
+        """Connect to (creating a SQLite file if needed) and migrate the database; a path or
+        URL string is read as DATABASE_URL is. Raises StorageError on failure."""
+        if isinstance(target, Path):
+            target = DatabaseTarget.sqlite(target)
+        elif isinstance(target, str):
+            try:
+                target = DatabaseTarget.parse(target)
+            except ValueError as error:
+                raise StorageError(f"DATABASE_URL {error}") from None
+        database: Database
+        if target.kind == "sqlite":
+            database = await SqliteDatabase.open(target, busy_timeout_ms)
+        else:
+            database = await PostgresDatabase.open(target, pool_size)
+        store = cls(database)
         try:
-            # aiosqlite does not wait for its worker thread when connecting fails, and that
-            # thread may later report into a closed event loop; a plain open first turns the
-            # common failures (a directory, no permission) into a clean error.
-            await asyncio.to_thread(_probe_open, name)
-            # isolation_level=None: the sqlite3 module must not open transactions behind our
-            # back; every write below says BEGIN IMMEDIATE itself.
-            conn = await aiosqlite.connect(
-                name, isolation_level=None, timeout=busy_timeout_ms / 1000
-            )
-        except sqlite3.Error as exc:
-            raise _translate(exc, name) from exc
-        store = cls(conn, name)
-        try:
-            await store._setup(busy_timeout_ms)
+            await store._migrate()
         except BaseException:
-            await conn.close()
+            await database.close()
             raise
         return store
 
+    @property
+    def dialect(self) -> str:
+        return self._db.name
+
+    @property
+    def shown(self) -> str:
+        """The database, for logs: the path, or the URL without its password."""
+        return self._db.shown
+
     async def close(self) -> None:
-        # Under the lock, so a transaction in flight finishes instead of losing its connection.
-        async with self._lock:
-            if self._conn is not None:
-                conn, self._conn = self._conn, None
-                await conn.close()
+        if not self._closed:
+            self._closed = True
+            await self._db.close()
 
-    # --- MoodStore --------------------------------------------------------------------------
+    # --- MoodStore: the inbox ---------------------------------------------------------------
 
-    async def record_exchange(self, event: MoodEvent, turns: Sequence[Turn]) -> None:
-        created_at = _to_text(event.created_at)
+    async def claim_message(self, key: MessageKey, user: UserKey, at: datetime) -> bool:
+        insert = self._db.insert(inbox).on_conflict_do_nothing(
+            index_elements=[inbox.c.platform, inbox.c.chat_id, inbox.c.message_id]
+        )
         async with self._transaction() as conn:
-            user_id = await _upsert_user(conn, event.platform, event.user_id, created_at)
+            user_id = await self._user_id(conn, user, at)
+            result = await conn.execute(
+                insert,
+                {
+                    "platform": key.platform,
+                    "chat_id": key.chat_id,
+                    "message_id": key.message_id,
+                    "user_id": user_id,
+                    "state": "received",
+                    "received_at": aware(at),
+                },
+            )
+            # The message text is not kept while work is pending (STORE_MESSAGE_TEXT is off
+            # by default); a crash recovery that needs it would add a column here.
+            return result.rowcount == 1
+
+    async def mark_done(self, key: MessageKey, at: datetime) -> None:
+        async with self._transaction() as conn:
             await conn.execute(
-                "INSERT INTO mood_events"
-                " (user_id, chat_id, label, p_positive, created_at, excerpt, neutral)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    user_id,
-                    event.chat_id,
-                    event.label,
-                    event.p_positive,
-                    created_at,
-                    event.excerpt,
-                    int(event.neutral),
-                ),
+                update(inbox).where(*_is(key)).values(state="done", done_at=aware(at))
             )
-            await conn.executemany(
-                "INSERT INTO turns (user_id, chat_id, role, content, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(user_id, event.chat_id, t.role, t.content, created_at) for t in turns],
+
+    # --- MoodStore: exchanges ---------------------------------------------------------------
+
+    async def record_exchange(
+        self, event: MoodEvent, turns_: Sequence[Turn], done: MessageKey | None = None
+    ) -> None:
+        at = aware(event.created_at)
+        async with self._transaction() as conn:
+            user_id = await self._user_id(conn, UserKey(event.platform, event.user_id), at)
+            await conn.execute(
+                mood_events.insert(),
+                {
+                    "user_id": user_id,
+                    "chat_id": event.chat_id,
+                    "label": event.label,
+                    "p_positive": event.p_positive,
+                    "created_at": at,
+                    "excerpt": event.excerpt,
+                    "neutral": event.neutral,
+                },
             )
+            if turns_:
+                await conn.execute(
+                    turns.insert(),
+                    [
+                        {
+                            "user_id": user_id,
+                            "chat_id": event.chat_id,
+                            "role": t.role,
+                            "content": t.content,
+                            "created_at": at,
+                        }
+                        for t in turns_
+                    ],
+                )
+            if done is not None:
+                await self._mark_done_in(conn, done, user_id, at)
 
     async def recent_turns(self, user: UserKey, chat_id: str, limit: int) -> list[Turn]:
         if limit <= 0:
             return []
-        rows = await self._fetchall(
-            "SELECT role, content FROM turns"
-            " WHERE user_id = (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?)"
-            " AND chat_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
-            (user.platform, user.user_id, chat_id, limit),
+        query = (
+            select(turns.c.role, turns.c.content)
+            .where(turns.c.user_id == _user_id_of(user), turns.c.chat_id == chat_id)
+            .order_by(turns.c.created_at.desc(), turns.c.id.desc())
+            .limit(limit)
         )
+        rows = await self._fetchall(query)
         return [Turn(role, content) for role, content in reversed(rows)]
 
     async def mood_events(
         self, user: UserKey, since: datetime, until: datetime | None = None
     ) -> list[MoodEvent]:
-        sql = (
-            "SELECT e.chat_id, e.label, e.p_positive, e.created_at, e.excerpt, e.neutral"
-            " FROM mood_events e JOIN users u ON u.id = e.user_id"
-            " WHERE u.platform = ? AND u.platform_user_id = ? AND e.created_at >= ?"
+        e = mood_events.c
+        query = (
+            select(e.chat_id, e.label, e.p_positive, e.created_at, e.excerpt, e.neutral)
+            .join_from(mood_events, users, users.c.id == e.user_id)
+            .where(
+                users.c.platform == user.platform,
+                users.c.platform_user_id == user.user_id,
+                e.created_at >= aware(since),
+            )
+            .order_by(e.created_at, e.id)
         )
-        params: list[object] = [user.platform, user.user_id, _to_text(since)]
         if until is not None:
-            sql += " AND e.created_at < ?"
-            params.append(_to_text(until))
-        rows = await self._fetchall(sql + " ORDER BY e.created_at, e.id", params)
+            query = query.where(e.created_at < aware(until))
         return [
             MoodEvent(
-                user.platform,
-                user.user_id,
-                chat_id,
-                label,
-                p_positive,
-                _from_text(at),
-                excerpt,
-                bool(neutral),
+                user.platform, user.user_id, chat_id, label, p_positive, at, excerpt, bool(neutral)
             )
-            for chat_id, label, p_positive, at, excerpt, neutral in rows
+            for chat_id, label, p_positive, at, excerpt, neutral in await self._fetchall(query)
         ]
 
     async def clear_turns(self, user: UserKey, chat_id: str) -> int:
         async with self._transaction() as conn:
-            cursor = await conn.execute(
-                "DELETE FROM turns WHERE chat_id = ? AND user_id ="
-                " (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?)",
-                (chat_id, user.platform, user.user_id),
+            result = await conn.execute(
+                delete(turns).where(
+                    turns.c.chat_id == chat_id, turns.c.user_id == _user_id_of(user)
+                )
             )
-            return cursor.rowcount
+            return result.rowcount
 
     async def forget_user(self, user: UserKey) -> int:
         # Children are deleted explicitly rather than by ON DELETE CASCADE, because cascaded
-        # rows are not included in the changes count we must return.
+        # rows are not included in the count we must return.
         deleted = 0
         async with self._transaction() as conn:
-            for table in ("turns", "mood_events"):  # our own names: identifiers can't be bound
-                cursor = await conn.execute(
-                    f"DELETE FROM {table} WHERE user_id ="
-                    " (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?)",
-                    (user.platform, user.user_id),
+            for table in (turns, mood_events, inbox):
+                result = await conn.execute(
+                    delete(table).where(table.c.user_id == _user_id_of(user))
                 )
-                deleted += cursor.rowcount
-            cursor = await conn.execute(
-                "DELETE FROM users WHERE platform = ? AND platform_user_id = ?",
-                (user.platform, user.user_id),
+                deleted += result.rowcount
+            result = await conn.execute(
+                delete(users).where(
+                    users.c.platform == user.platform, users.c.platform_user_id == user.user_id
+                )
             )
-            return deleted + cursor.rowcount
+            return deleted + result.rowcount
+
+    @asynccontextmanager
+    async def user_turn(self, user: UserKey) -> AsyncIterator[None]:
+        self._check_open()
+        async with self._db.user_turn(user):
+            yield
 
     # --- internals --------------------------------------------------------------------------
 
-    async def _setup(self, busy_timeout_ms: int) -> None:
-        async with self._guard() as conn:
-            await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            # Reading the header first makes a non-database file fail here, before we ask
-            # SQLite to write anything (such as the WAL switch) next to it.
-            version = await _user_version(conn)
-            _check_version(version, self._path)
-            await conn.execute("PRAGMA journal_mode = WAL")
-        if version < SCHEMA_VERSION:
-            await self._migrate()
-
     async def _migrate(self) -> None:
+        async with self._transaction(write=False) as conn:
+            version = await self._db.schema_version(conn)
+        check_version(version, self.shown)
+        if version == SCHEMA_VERSION:
+            return
         async with self._transaction() as conn:
-            # Re-read under the write lock: another process may have migrated meanwhile.
-            version = await _user_version(conn)
-            _check_version(version, self._path)
-            for script in MIGRATIONS[version:]:
-                for statement in split_statements(script):
-                    await conn.execute(statement)
-            # PRAGMA takes no parameters; the value is our own integer constant.
-            await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await self._db.lock_schema(conn)
+            # Read again under the lock: another process may have migrated meanwhile.
+            version = await self._db.schema_version(conn)
+            check_version(version, self.shown)
+            for migration in MIGRATIONS[version:]:
+                for statement in split_statements(migration.script(self._db.name)):
+                    await conn.exec_driver_sql(statement)
+            await self._db.set_schema_version(conn, SCHEMA_VERSION)
 
-    async def _fetchall(self, sql: str, params: Sequence[object]) -> list[tuple]:
-        async with self._guard() as conn, conn.execute(sql, params) as cursor:
-            return [tuple(row) for row in await cursor.fetchall()]
+    async def _user_id(self, conn: AsyncConnection, user: UserKey, at: datetime) -> int:
+        """The user's row id, the row inserted if new (inside the caller's transaction)."""
+        await conn.execute(
+            self._db.insert(users).on_conflict_do_nothing(
+                index_elements=[users.c.platform, users.c.platform_user_id]
+            ),
+            {"platform": user.platform, "platform_user_id": user.user_id, "created_at": at},
+        )
+        # Inserted or already there; on PostgreSQL a concurrent insert by another process
+        # has committed by now (ON CONFLICT waited for it), so the row is visible.
+        return int((await conn.execute(select(_user_id_of(user)))).scalar_one())
 
-    @asynccontextmanager
-    async def _guard(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Hold the connection lock and turn sqlite errors into StorageError."""
-        async with self._lock:
-            if self._conn is None:
-                raise StorageError("the mood store is closed")
-            try:
-                yield self._conn
-            except sqlite3.Error as exc:
-                raise _translate(exc, self._path) from exc
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (including cancellation)."""
-        async with self._guard() as conn:
-            # IMMEDIATE takes the write lock up front, so a second connection waits for it
-            # (busy_timeout) instead of failing later when upgrading a read lock.
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                await conn.execute("COMMIT")
-            except BaseException:
-                # SQLite may already have rolled back; the original error is what matters.
-                with contextlib.suppress(sqlite3.Error):
-                    await conn.execute("ROLLBACK")
-                raise
-
-
-def _prepare_folder(path: Path) -> str:
-    """The database file's full name, its folder created if needed."""
-    file = path.expanduser()
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"cannot create the database folder {file.parent}: {exc}") from exc
-    return str(file)
-
-
-def _probe_open(name: str) -> None:
-    sqlite3.connect(name).close()
-
-
-async def _upsert_user(conn: aiosqlite.Connection, platform: str, user_id: str, now: str) -> int:
-    await conn.execute(
-        "INSERT INTO users (platform, platform_user_id, created_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (platform, platform_user_id) DO NOTHING",
-        (platform, user_id, now),
-    )
-    async with conn.execute(
-        "SELECT id FROM users WHERE platform = ? AND platform_user_id = ?", (platform, user_id)
-    ) as cursor:
-        row = await cursor.fetchone()
-    assert row is not None  # inserted or already present, inside this transaction
-    return int(row[0])
-
-
-async def _user_version(conn: aiosqlite.Connection) -> int:
-    async with conn.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
-    return int(row[0]) if row else 0
-
-
-def _check_version(version: int, path: str) -> None:
-    if version > SCHEMA_VERSION:
-        raise StorageError(
-            f"the database {path} has schema version {version}, but this bot only knows up to "
-            f"{SCHEMA_VERSION}; it was written by a newer version of the bot — upgrade the bot "
-            "or point it at another file (the file was left untouched)"
+    async def _mark_done_in(
+        self, conn: AsyncConnection, key: MessageKey, user_id: int, at: datetime
+    ) -> None:
+        # An upsert: /forget may have deleted the row while the reply was being written.
+        row = {
+            "platform": key.platform,
+            "chat_id": key.chat_id,
+            "message_id": key.message_id,
+            "user_id": user_id,
+            "state": "done",
+            "received_at": at,
+            "done_at": at,
+        }
+        await conn.execute(
+            self._db.insert(inbox).on_conflict_do_update(
+                index_elements=[inbox.c.platform, inbox.c.chat_id, inbox.c.message_id],
+                set_={"state": "done", "done_at": at},
+            ),
+            row,
         )
 
+    async def _fetchall(self, query: Select[Any]) -> list[tuple]:
+        async with self._transaction(write=False) as conn:
+            result = await conn.execute(query)
+            return [tuple(row) for row in result.all()]
 
-def _to_text(moment: datetime) -> str:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"datetime must be timezone-aware, got naive {moment!r}")
-    # Fixed width (always microseconds, always +00:00) so text order equals time order.
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("the mood store is closed")
+
+    @asynccontextmanager
+    async def _transaction(self, write: bool = True) -> AsyncIterator[AsyncConnection]:
+        """One transaction; database errors come out as StorageError with a clear message."""
+        self._check_open()
+        with self._db.translated():
+            async with self._db.transaction(write) as conn:
+                yield conn
 
 
-def _from_text(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(UTC)
+def _is(key: MessageKey) -> tuple[ColumnElement[bool], ...]:
+    return (
+        inbox.c.platform == key.platform,
+        inbox.c.chat_id == key.chat_id,
+        inbox.c.message_id == key.message_id,
+    )
 
 
-def _translate(exc: sqlite3.Error, path: str) -> StorageError:
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = code & 0xFF if isinstance(code, int) else None
-    text = str(exc).lower()
-    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in text or "busy" in text:
-        message = f"the database is locked by another process: {path}"
-    elif (
-        primary in (_SQLITE_NOTADB, _SQLITE_CORRUPT)
-        or "not a database" in text
-        or ("malformed" in text)
-    ):
-        message = f"the database file is unreadable or corrupt: {path}"
-    elif primary == _SQLITE_IOERR or "disk i/o" in text:
-        message = f"a disk I/O error happened while using the database: {path}"
-    elif primary == _SQLITE_FULL or "full" in text:
-        message = f"the disk is full, the database cannot grow: {path}"
-    elif primary == _SQLITE_READONLY or "readonly" in text:
-        message = f"the database file is read-only: {path}"
-    elif primary == _SQLITE_CANTOPEN or "unable to open" in text:
-        message = f"cannot open the database file: {path}"
-    elif isinstance(exc, sqlite3.IntegrityError):
-        message = f"the database refused to store invalid data ({exc})"
-    else:
-        message = f"database error on {path}: {exc}"
-    return StorageError(message)
+def _user_id_of(user: UserKey) -> ScalarSelect[int]:
+    """The scalar subquery for a user's row id."""
+    return (
+        select(users.c.id)
+        .where(users.c.platform == user.platform, users.c.platform_user_id == user.user_id)
+        .scalar_subquery()
+    )

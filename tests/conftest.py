@@ -1,4 +1,5 @@
-"""Shared fixtures: an engine on the scripted runner and a real (temporary) SQLite store."""
+"""Shared fixtures: an engine on the scripted runner and a real (temporary) SQLite store, and
+a throwaway PostgreSQL cluster for the suites that run on both databases."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from chat.config import ChatConfig
 from chat.service import ChatService
 from runtime.worker import ModelWorker
-from storage import SqliteMoodStore
+from storage.store import SqlMoodStore
+from tests.postgres import PostgresCluster, find_bindir, postgres_cluster
 from tests.scripted import ScriptedRunner
 from tests.support import worker_config
 
@@ -26,7 +28,7 @@ class ScriptedEngine:
     service: ChatService
     runner: ScriptedRunner
     worker: ModelWorker
-    store: SqliteMoodStore
+    store: SqlMoodStore
     db_path: Path
 
 
@@ -37,6 +39,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
         if importlib.util.find_spec("llama_cpp") is None:
             raise pytest.UsageError("REQUIRE_LLAMA_CPP=1 but llama_cpp is not installed")
+    # CI sets this too, so the PostgreSQL half of the storage tests fails instead of skipping.
+    if os.environ.get("REQUIRE_POSTGRES") == "1" and find_bindir() is None:
+        raise pytest.UsageError("REQUIRE_POSTGRES=1 but PostgreSQL (initdb, pg_ctl) is missing")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1, shared by the session; each test takes
+    a fresh database from it (`postgres.new_database()`)."""
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    with postgres_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +86,7 @@ async def scripted_engine(
     tmp_path: Path, scripted_runner: ScriptedRunner
 ) -> AsyncIterator[ScriptedEngine]:
     db_path = tmp_path / "bot.db"
-    store = await SqliteMoodStore.open(db_path)
+    store = await SqlMoodStore.open(db_path)
     limits = worker_config(queue_size=16, request_timeout_s=30)
     worker = ModelWorker(lambda: scripted_runner, limits)
     await worker.start()

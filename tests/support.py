@@ -15,7 +15,7 @@ from chat import texts
 from core.ports import MoodStore
 from core.types import MoodEvent, Sentiment, UserKey
 from runtime.config import WorkerConfig
-from storage import SqliteMoodStore
+from storage.store import SqlMoodStore
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -39,14 +39,14 @@ async def stored_mood_events(store: MoodStore, user: UserKey, at_least: int = 0)
 
 @contextlib.asynccontextmanager
 async def bot_process(
-    cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path
+    cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path, module: str = "bot"
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`python -m bot` in `cwd` (so no .env from the repo leaks in), killed if still running
-    at the end. Output goes to files, not pipes: debug logging would fill a pipe nobody reads
-    until the end."""
+    """`python -m bot` (or `module`, e.g. tests.scripted_bot) in `cwd` (so no .env from the
+    repo leaks in), killed if still running at the end. Output goes to files, not pipes: debug
+    logging would fill a pipe nobody reads until the end."""
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot",
+            sys.executable, "-m", module,
             cwd=cwd, env=dict(env), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
         )  # fmt: skip
         try:
@@ -77,7 +77,7 @@ async def final_reply(
             raise AssertionError(f"python -m bot exited early with {process.returncode}")
         messages = shown()
         if messages and db.exists():
-            store = await SqliteMoodStore.open(db)
+            store = await SqlMoodStore.open(db)
             try:
                 events = await store.mood_events(user, EPOCH)
                 turns = await store.recent_turns(user, chat_id, 2)

@@ -189,7 +189,9 @@ class ChatCog(commands.Cog):
                 self._warned_content_intent = True
                 log.warning(CONTENT_INTENT_HINT)
             # An empty text still goes to the engine, which answers with its own hint.
-        incoming = IncomingMessage(PLATFORM, str(message.author.id), str(message.channel.id), text)
+        incoming = IncomingMessage(
+            PLATFORM, str(message.author.id), str(message.channel.id), text, str(message.id)
+        )
         renderer: ReplyRenderer[discord.Message] = ReplyRenderer(sink, self._limits)
         # aclosing: if stop() cancels us mid-reply, the engine stream (and its lock) is released.
         async with contextlib.aclosing(self.adapter.service.handle(incoming)) as events:

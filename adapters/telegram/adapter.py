@@ -5,8 +5,9 @@ A thin translator. Private chats: every text is answered. Groups: only messages 
 reply. The reply streams through adapters.streaming.ReplyRenderer with the sink from
 adapters.telegram.chat; commands run through chat.commands and are rendered here.
 
-Polling runs inside the caller's event loop (initialize/start/start_polling rather than
-run_polling, which would own the loop), so Telegram, Discord and the console share one.
+Polling (or, with TELEGRAM_WEBHOOK_URL, the webhook server) runs inside the caller's event
+loop (initialize/start/start_polling rather than run_polling, which would own the loop), so
+Telegram, Discord and the console share one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     MessageHandler,
+    Updater,
     filters,
 )
 
@@ -99,11 +101,14 @@ class TelegramAdapter:
             await self._set_commands(app.bot)
             await app.start()
             assert app.updater is not None  # ApplicationBuilder always builds one
-            await app.updater.start_polling(
-                timeout=timedelta(seconds=self.config.poll_timeout_s),
-                allowed_updates=_ALLOWED_UPDATES,
-                bootstrap_retries=3,
-            )
+            if self.config.webhook:
+                await self._start_webhook(app.updater)
+            else:
+                await app.updater.start_polling(
+                    timeout=timedelta(seconds=self.config.poll_timeout_s),
+                    allowed_updates=_ALLOWED_UPDATES,
+                    bootstrap_retries=3,
+                )
         except BaseException as error:
             await self.stop()
             if isinstance(error, InvalidToken):
@@ -114,7 +119,25 @@ class TelegramAdapter:
             if redacted != str(error):
                 raise RuntimeError(f"Telegram adapter failed to start: {redacted}") from None
             raise
-        log.info("telegram: polling as @%s", app.bot.username)
+        mode = f"webhook {self.config.webhook_url}" if self.config.webhook else "polling"
+        log.info("telegram: %s as @%s", mode, app.bot.username)
+
+    async def _start_webhook(self, updater: Updater) -> None:
+        """Serve the webhook (PTB's tornado server) and point Telegram at it. Every replica
+        sets the same URL and secret, so starting one more changes nothing for the others;
+        stopping leaves the webhook set, for the replicas still running."""
+        host, port = self.config.listen_address
+        await updater.start_webhook(
+            listen=host,
+            port=port,
+            url_path=self.config.webhook_path,
+            webhook_url=self.config.webhook_url,
+            secret_token=self.config.webhook_secret,  # requests without it get a 403
+            allowed_updates=_ALLOWED_UPDATES,
+            bootstrap_retries=3,
+        )
+        log.info("telegram: webhook server listening on %s:%d/%s", host, port,
+                 self.config.webhook_path)  # fmt: skip
 
     async def stop(self) -> None:
         """Stop polling, let in-flight replies finish (bounded), then close. Never raises."""
@@ -183,7 +206,13 @@ class TelegramAdapter:
 
     async def _stream_reply(self, outbox: Outbox, message: Message, text: str) -> None:
         assert message.from_user is not None
-        incoming = IncomingMessage(PLATFORM, str(message.from_user.id), str(message.chat_id), text)
+        incoming = IncomingMessage(
+            PLATFORM,
+            str(message.from_user.id),
+            str(message.chat_id),
+            text,
+            message_id=str(message.message_id),  # unique within its chat: seen once
+        )
         interval = self.config.edit_interval_s
         if not outbox.private:
             interval = self.config.group_edit_interval_s

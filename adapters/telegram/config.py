@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -14,6 +15,11 @@ from core.config import ConfigGroup, IdSet
 
 _TRIGGERS = frozenset({"mention", "reply"})
 _TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
+# Telegram's rule for a webhook's secret_token.
+_SECRET_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_LISTEN_SHAPE = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$"
+)
 
 
 def parse_triggers(raw: str, key: str) -> frozenset[str]:
@@ -49,6 +55,36 @@ class TelegramConfig(ConfigGroup):
     group_edit_interval_s: float = Field(3.0, ge=0.1, alias="TELEGRAM_GROUP_EDIT_INTERVAL_S")
     poll_timeout_s: float = Field(10.0, ge=0.0, alias="TELEGRAM_POLL_TIMEOUT_S")
     stop_grace_s: float = Field(15.0, ge=0.0, alias="TELEGRAM_STOP_GRACE_S")
+    # Webhook mode (replicas behind a load balancer) when set; long polling when empty.
+    webhook_url: str = Field("", alias="TELEGRAM_WEBHOOK_URL")
+    webhook_listen: str = Field("127.0.0.1:8080", alias="TELEGRAM_WEBHOOK_LISTEN")
+    webhook_secret: str = Field("", alias="TELEGRAM_WEBHOOK_SECRET", repr=False)  # never logged
+
+    @property
+    def webhook(self) -> bool:
+        return bool(self.webhook_url)
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        """TELEGRAM_WEBHOOK_LISTEN as (host, port)."""
+        match = _LISTEN_SHAPE.match(self.webhook_listen)
+        assert match is not None  # checked when the settings were read
+        return match["v6"] or match["host"], int(match["port"])
+
+    @property
+    def webhook_path(self) -> str:
+        """The path the webhook listens on: the path of TELEGRAM_WEBHOOK_URL, which the load
+        balancer passes on as it is."""
+        return urlsplit(self.webhook_url).path.strip("/")
+
+    @model_validator(mode="after")
+    def _webhook_needs_a_secret(self) -> TelegramConfig:
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError(
+                "TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET: without it anyone who "
+                "finds the address could post updates as Telegram"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -71,3 +107,26 @@ class TelegramConfig(ConfigGroup):
         return token
 
     _urls = field_validator("api_base_url", "api_file_url")(_http_url)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if value and not value.startswith("https://"):
+            raise ValueError("must be an https:// URL (Telegram only posts to HTTPS)")
+        return value
+
+    @field_validator("webhook_listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        match = _LISTEN_SHAPE.match(value)
+        if match is None or not 0 < int(match["port"]) < 65536:
+            raise ValueError("must be host:port, e.g. 0.0.0.0:8080 or [::]:8080")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: str) -> str:
+        if value and not _SECRET_SHAPE.match(value):
+            # The message must not echo the value.
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value

@@ -197,6 +197,23 @@ async def test_dm_shows_label_then_streams_the_reply_by_edits(
     assert (event.label, event.chat_id) == ("positive", str(DM_OF[ALICE_ID]))
 
 
+async def test_a_message_dispatched_twice_is_answered_once(
+    adapter: DiscordAdapter, fake: FakeDiscord, scripted_engine: ScriptedEngine
+) -> None:
+    # A gateway resume may replay events; a second process may see the same message.
+    text = "I am so happy today"
+    message = dm(fake, ALICE, text)
+    await fake.dispatch("MESSAGE_CREATE", message)
+    await fake.dispatch("MESSAGE_CREATE", message)
+    await wait_for_message(fake, DM_OF[ALICE_ID], expected_reply(text))
+    await fake.dispatch("MESSAGE_CREATE", dm(fake, ALICE, "and then?"))  # in order, after it
+    await wait_for_message(fake, DM_OF[ALICE_ID], expected_reply("and then?"))
+
+    assert tagged_texts(scripted_engine) == [text, "and then?"]
+    assert len([c for c in fake.calls_to(MESSAGES) if c.status == 200]) == 2
+    assert len(await mood_events(scripted_engine, ALICE_ID, at_least=2)) == 2
+
+
 async def test_server_channel_needs_a_mention_which_is_stripped(
     adapter: DiscordAdapter, fake: FakeDiscord, scripted_engine: ScriptedEngine
 ) -> None:

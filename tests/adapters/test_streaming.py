@@ -12,6 +12,8 @@ import pytest
 from adapters.streaming import RateLimited, RenderLimits, ReplyRenderer, split_text
 from chat import texts
 from core.types import (
+    AlreadyHandled,
+    MessageKey,
     ReplyDone,
     ReplyEvent,
     ReplyFailed,
@@ -241,3 +243,12 @@ async def test_a_long_rate_limited_first_send_is_retried() -> None:
     assert sink.kinds() == ["send-429", "send-429", "send", "edit"]
     assert sink.messages == [FULL]
     assert result.text == FULL
+
+
+async def test_a_message_handled_elsewhere_shows_nothing() -> None:
+    sink = FakeSink()
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=0.0))
+    key = MessageKey("telegram", "1", "2")
+    result = await renderer.render(stream([AlreadyHandled(key)]))
+    assert [kind for kind in sink.kinds() if kind != "typing"] == []
+    assert (result.text, result.messages, result.failure) == ("", 0, None)

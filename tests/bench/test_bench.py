@@ -5,6 +5,7 @@ No real model and no network: archives are built in tmp_path, the engine is the 
 
 from __future__ import annotations
 
+import argparse
 import io
 import tarfile
 from pathlib import Path
@@ -18,8 +19,9 @@ from bench.latency import summarize as latency_summary
 from chat.config import ChatConfig
 from chat.service import ChatService
 from core.types import GenerationParams
-from storage import SqliteMoodStore
+from storage.store import SqlMoodStore
 from tests.conftest import ScriptedEngine
+from tests.postgres import PostgresCluster
 from tests.scripted import ScriptedRunner
 from tests.support import worker_config
 
@@ -296,7 +298,7 @@ async def run_load(
     """One message per user through a real worker and store: (plan, outcomes, stored)."""
     from runtime.worker import ModelWorker
 
-    store = await SqliteMoodStore.open(tmp_path / "bot.db")
+    store = await SqlMoodStore.open(tmp_path / "bot.db")
     worker = ModelWorker(lambda: runner, worker_config(queue_size=queue_size, request_timeout_s=30))
     await worker.start()
     try:
@@ -360,3 +362,70 @@ def test_baseline_and_evaluate_without_a_model() -> None:
     assert metrics["unparsable"] == 0
     assert metrics["roc_auc"] == 1.0
     assert metrics["latency_ms_p50"] is not None
+
+
+# --- bench.scale_out ------------------------------------------------------------------------
+
+
+async def test_scale_out_bench_on_the_scripted_model_with_a_kill(
+    postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    from bench import scale_out
+
+    # Five messages a user, so that some are still to come when the kill happens.
+    args = argparse.Namespace(processes=2, users=4, messages=5, kill=True, scripted=True,
+                              database_url=postgres.new_database(), max_new_tokens=16,
+                              timeout_s=300)  # fmt: skip
+    result = await scale_out.run(args)
+    assert result["problems"] == []
+    totals = result["totals"]
+    assert totals.get("lost", 0) == 0
+    assert totals.get("duplicated_mood_rows", 0) == totals.get("duplicated_replies", 0) == 0
+    assert result["posted_twice"] >= 1  # a retried delivery did happen
+    assert result["fault"] is not None
+    assert result["fault"]["in_flight"]
+    assert totals["unfinished_in_killed"] >= 1  # it really died mid-reply
+    died_with = totals["unfinished_in_killed"] + totals.get("unrecorded_in_killed", 0)
+    assert totals["answered"] + died_with == 20
+    assert result["answered_without_the_killed_replica"] >= 1  # the other kept answering
+
+
+def test_scale_out_checker_finds_duplicates_losses_and_half_stored_exchanges() -> None:
+    from bench.scale_out import Message, check
+
+    sent = [
+        Message(1, 0, "[u0#0] fine", message_id=1, posted_to=[1]),
+        Message(1, 1, "[u0#1] stored twice", message_id=2, posted_to=[0, 1]),
+        Message(2, 0, "[u1#0] died half-stored", message_id=1, posted_to=[0]),
+        Message(2, 1, "[u1#1] never arrived", message_id=2, posted_to=[]),
+        Message(3, 0, "[u2#0] accepted, then the process died", message_id=1, posted_to=[0]),
+    ]
+    rows = {
+        "moods": [{"excerpt": m.text} for m in (sent[0], sent[1], sent[1], sent[2])],
+        "turns": [
+            {"role": role, "content": text}
+            for text in (sent[0].text, sent[1].text, sent[2].text)
+            for role in ("user", "assistant")
+        ],
+        "inbox": [
+            {"chat_id": "1", "message_id": "1", "state": "done"},
+            {"chat_id": "1", "message_id": "2", "state": "done"},
+            {"chat_id": "2", "message_id": "1", "state": "received"},
+        ],
+    }
+    verdict = check(sent, rows, shown={1: 3, 2: 1, 3: 0}, killed=0)
+    assert verdict["totals"] == {
+        "unrecorded_in_killed": 1,
+        "answered": 2,
+        "failed_before_label": 0,
+        "duplicated_mood_rows": 1,
+        "duplicated_exchanges": 0,
+        "unfinished_in_killed": 1,
+        "lost": 1,
+        "duplicated_replies": 1,
+    }
+    problems = "\n".join(verdict["problems"])
+    assert "half-stored exchange of an unfinished message" in problems
+    assert "lost (none" in problems
+    assert "stored twice" in problems
+    assert "answered twice on Telegram" in problems

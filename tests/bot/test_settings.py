@@ -14,6 +14,7 @@ from core.types import GenerationParams
 from runtime.config import ModelConfig, WorkerConfig
 from runtime.model_files import default_cache_dir
 from runtime.runner import RunnerOptions
+from storage.target import DatabaseTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +38,9 @@ def test_defaults() -> None:
     assert settings.chat.store_message_text is False
     assert settings.chat.timezone == "UTC"
     assert settings.storage.database_path == Path("data/bot.db")
+    assert settings.storage.database_url == ""
+    assert settings.storage.target == DatabaseTarget("sqlite", "data/bot.db", "data/bot.db")
+    assert settings.storage.pool_size == 10
     assert settings.log_level == "INFO"
     assert settings.telegram is None
     assert settings.discord is None
@@ -49,6 +53,7 @@ def test_defaults() -> None:
 def test_blank_values_mean_default() -> None:
     keys = ["MODEL", "MAX_NEW_TOKENS", "TEMPERATURE", "MODEL_DTYPE", "STORE_MESSAGE_TEXT"]
     keys += ["TIMEZONE", "TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "DATABASE_PATH", "LOG_LEVEL"]
+    keys += ["DATABASE_URL", "DATABASE_POOL_SIZE"]
     blank = {key: "  " for key in keys}
     assert Settings.from_env(blank) == Settings.from_env({})
 
@@ -150,6 +155,10 @@ def test_booleans(raw: str, expected: bool) -> None:
         ("LOG_LEVEL", "loud"),
         ("TELEGRAM_BOT_TOKEN", "not-a-token"),
         ("DISCORD_EDIT_INTERVAL_S", "0"),
+        ("DATABASE_URL", "mysql://root@db/bot"),
+        ("DATABASE_URL", "postgresql://bot@db"),
+        ("DATABASE_URL", "sqlite://"),
+        ("DATABASE_POOL_SIZE", "0"),
     ],
 )
 def test_bad_values_raise_a_settings_error_naming_the_key(key: str, value: str) -> None:
@@ -167,6 +176,42 @@ def test_a_malformed_telegram_token_is_not_echoed() -> None:
         Settings.from_env({"TELEGRAM_BOT_TOKEN": "oops-SECRET-VALUE"})
     assert "SECRET-VALUE" not in str(caught.value)
     assert "SECRET-VALUE" not in repr(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "location", "shown"),
+    [
+        ("data/other.db", "sqlite", "data/other.db", "data/other.db"),
+        ("sqlite:///data/x.db", "sqlite", "data/x.db", "data/x.db"),
+        ("sqlite+aiosqlite:////var/lib/bot.db", "sqlite", "/var/lib/bot.db", "/var/lib/bot.db"),
+        ("sqlite:///:memory:", "sqlite", ":memory:", ":memory:"),
+        (
+            "postgres://bot:pw@db:5432/bot",
+            "postgresql",
+            "postgresql+asyncpg://bot:pw@db:5432/bot",
+            "postgresql://bot:***@db:5432/bot",
+        ),
+        (
+            "postgresql://bot@/bot?host=/run/postgresql&password=pw",
+            "postgresql",
+            "postgresql+asyncpg://bot@/bot?host=/run/postgresql&password=pw",
+            "postgresql://bot@/bot?host=/run/postgresql&password=***",
+        ),
+    ],
+)
+def test_database_url_names_the_database_and_wins_over_the_path(
+    url: str, kind: str, location: str, shown: str
+) -> None:
+    storage = Settings.from_env({"DATABASE_URL": url, "DATABASE_PATH": "/elsewhere.db"}).storage
+    assert storage.target == DatabaseTarget(kind, location, shown)  # type: ignore[arg-type]
+
+
+def test_a_bad_database_url_is_not_echoed() -> None:
+    with pytest.raises(SettingsError, match="DATABASE_URL") as caught:
+        Settings.from_env({"DATABASE_URL": "mysql://bot:SECRET-PW@db/bot"})
+    assert "SECRET-PW" not in str(caught.value)
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://bot:SECRET-PW@db/bot"})
+    assert "SECRET-PW" not in repr(settings)
 
 
 def test_tokens_never_appear_in_repr() -> None:
@@ -225,12 +270,15 @@ def test_the_env_file_is_read_and_the_environment_wins(
 
 
 def test_reading_settings_loads_no_platform_library() -> None:
-    # The platform clients cost ~0.45 s to import; a bot with Discord or Telegram unset (and
-    # the console, and the benchmarks) must not pay for them just to read its settings.
+    # The platform clients cost ~0.45 s to import, SQLAlchemy and its drivers ~0.5 s; a bot
+    # with Discord or Telegram unset (and the console, and the benchmarks) must not pay for
+    # them just to read its settings.
+    heavy = ("discord", "telegram", "aiohttp", "sqlalchemy", "asyncpg")
     probe = (
         "import sys; from bot.settings import Settings; "
-        "Settings.from_env({'DISCORD_BOT_TOKEN': 'd', 'TELEGRAM_BOT_TOKEN': '1:t'}); "
-        "print(sorted(name for name in ('discord', 'telegram', 'aiohttp') if name in sys.modules))"
+        "Settings.from_env({'DISCORD_BOT_TOKEN': 'd', 'TELEGRAM_BOT_TOKEN': '1:t', "
+        "'DATABASE_URL': 'postgresql://u:p@h/d'}); "
+        f"print(sorted(name for name in {heavy!r} if name in sys.modules))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import pytest
 
 from chat import texts
@@ -108,6 +111,11 @@ class LockedStore:
             raise StorageError("the database is locked by another process")
 
         return locked
+
+    @contextlib.asynccontextmanager
+    async def user_turn(self, user: object) -> AsyncIterator[None]:
+        raise StorageError("the database is locked by another process")
+        yield
 
 
 @pytest.mark.parametrize("name", ["mood", "reset"])

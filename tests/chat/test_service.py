@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -373,6 +374,46 @@ async def test_storage_error_on_record_exchange(scripted_engine: ScriptedEngine)
     assert failed(events) == ReplyFailed("storage_error", texts.STORAGE_ERROR, events[0].sentiment)
     assert not any(isinstance(e, ReplyDone) for e in events)
     assert await events_of(scripted_engine, ALICE) == []
+
+
+class NoTurns(FailingStore):
+    """The real store, except that a user's turn (another process's lock) cannot be taken."""
+
+    @contextlib.asynccontextmanager
+    async def user_turn(self, user: UserKey) -> AsyncIterator[None]:
+        raise StorageError("lost the connection to the database")
+        yield
+
+
+async def test_storage_error_taking_the_users_turn(scripted_engine: ScriptedEngine) -> None:
+    service = ChatService(scripted_engine.worker, NoTurns(scripted_engine.store, set()))  # type: ignore[arg-type]
+    events = await run(service, msg("I am happy"))
+    assert events == [ReplyFailed("storage_error", texts.STORAGE_ERROR)]
+    assert scripted_engine.runner.tag_calls == []  # nothing done outside the user's turn
+    with pytest.raises(StorageError):
+        await service.forget(ALICE)  # /forget waits for the turn too (Commands says so)
+
+
+async def test_the_users_turn_is_held_while_a_message_is_handled(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    held: list[str] = []
+
+    class Watching(FailingStore):
+        @contextlib.asynccontextmanager
+        async def user_turn(self, user: UserKey) -> AsyncIterator[None]:
+            held.append("take")
+            yield
+            held.append("give back")
+
+        async def record_exchange(self, *args: object, **kwargs: object) -> None:
+            held.append("store")
+            await self.inner.record_exchange(*args, **kwargs)  # type: ignore[attr-defined]
+
+    service = ChatService(scripted_engine.worker, Watching(scripted_engine.store, set()))  # type: ignore[arg-type]
+    done(await run(service, msg("I am happy")))
+    await service.reset(ALICE, "chat-1")
+    assert held == ["take", "store", "give back", "take", "give back"]
 
 
 async def test_storage_error_on_reading_history(scripted_engine: ScriptedEngine) -> None:

@@ -37,8 +37,11 @@ MAX_TEXT = 4096
 # Form fields PTB sends as plain strings; every other field is JSON-encoded by PTB (ints,
 # objects, lists), so decoding only the others keeps a text of "42" a string.
 _STRING_FIELDS = frozenset(
-    {"text", "caption", "callback_query_id", "action", "parse_mode", "url", "language_code"}
-)
+    {
+        "text", "caption", "callback_query_id", "action", "parse_mode", "url", "language_code",
+        "secret_token",
+    }
+)  # fmt: skip
 
 
 @dataclass
@@ -122,7 +125,9 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
             "supports_inline_queries": False,
         }
         self.commands: list[JSON] = []
+        self.webhook: JSON = {}  # what setWebhook last set (url, secret_token, …)
         self._updates: list[JSON] = []
+        self.delivered: list[JSON] = []  # every update ever queued, for redelivering
         self._update_ids = itertools.count(1)
         self._callback_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
@@ -132,7 +137,8 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
         self._closing = False
         self._handlers: dict[str, Callable[[JSON, dict[str, bytes]], Awaitable[Any]]] = {
             "getMe": self._get_me,
-            "deleteWebhook": self._true,
+            "deleteWebhook": self._delete_webhook,
+            "setWebhook": self._set_webhook,
             "getUpdates": self._get_updates,
             "sendMessage": self._send_message,
             "editMessageText": self._edit_message_text,
@@ -214,8 +220,16 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
         update = dict(update)
         update.setdefault("update_id", next(self._update_ids))
         self._updates.append(update)
+        self.delivered.append(update)
         self._wake()
         return int(update["update_id"])
+
+    def redeliver(self, update_id: int) -> None:
+        """Queue an update again, as Telegram does when its delivery was never confirmed (the
+        bot crashed before its next getUpdates): a poller that starts afresh gets it again."""
+        update = next(u for u in self.delivered if u["update_id"] == update_id)
+        self._updates.append(copy.deepcopy(update))
+        self._wake()
 
     def push_message(
         self,
@@ -234,6 +248,11 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
         message = self._store(chat, sender, reply_to=reply_to, **content)
         self.push_update({kind: message})
         return message
+
+    def message_update(self, chat: JSON, sender: JSON, text: str) -> JSON:
+        """A new message as an update, not queued: for posting to a webhook."""
+        message = self._store(chat, sender, reply_to=None, text=text, entities=auto_entities(text))
+        return {"update_id": next(self._update_ids), "message": message}
 
     def private_text(self, user_id: int, text: str, *, is_bot: bool = False) -> JSON:
         return self.push_message(
@@ -348,6 +367,16 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
         return self._chats.get(chat_id) or private_chat(chat_id)
 
     async def _true(self, params: JSON, files: dict[str, bytes]) -> bool:
+        return True
+
+    async def _set_webhook(self, params: JSON, files: dict[str, bytes]) -> bool:
+        if not str(params.get("url", "")).startswith("https://"):
+            raise _ApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided")
+        self.webhook = dict(params)
+        return True
+
+    async def _delete_webhook(self, params: JSON, files: dict[str, bytes]) -> bool:
+        self.webhook = {}
         return True
 
     async def _get_me(self, params: JSON, files: dict[str, bytes]) -> JSON:

@@ -1,24 +1,35 @@
-"""SqliteMoodStore against real SQLite files: schema, errors, atomicity, concurrency."""
+"""SqlMoodStore on both databases: a real SQLite file and a throwaway PostgreSQL cluster.
+
+The `db` fixture runs each shared test twice; tests of SQLite's own behaviour (WAL, locked,
+corrupt or read-only files, PRAGMA user_version) and of PostgreSQL's (start-up errors, the
+per-user turn) are written for that database only.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
 import storage.store as store_module
 from core.errors import StorageError
-from core.types import Label, MoodEvent, Turn, UserKey
-from storage import SqliteMoodStore
-from storage.migrations import MIGRATIONS, SCHEMA_VERSION, split_statements
+from core.types import Label, MessageKey, MoodEvent, Turn, UserKey
+from storage.migrations import MIGRATIONS, SCHEMA_VERSION, Migration, split_statements
+from storage.postgres import lock_key
+from storage.store import SqlMoodStore
+from tests.postgres import PostgresCluster
 
 pytestmark = pytest.mark.asyncio
 
@@ -46,86 +57,205 @@ def raw_count(path: Path, sql: str, params: tuple = ()) -> int:
         return conn.execute(sql, params).fetchone()[0]
 
 
+@dataclass
+class Db:
+    """One database under test: where it is, and a way to look at it without the store."""
+
+    kind: str
+    target: str  # a SQLite path or a PostgreSQL URL, as DATABASE_URL takes them
+
+    async def value(self, sql: str) -> object:
+        if self.kind == "sqlite":
+            with sqlite3.connect(self.target) as conn:
+                return conn.execute(sql).fetchone()[0]
+        conn = await asyncpg.connect(self.target)
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+    async def count(self, table: str, where: str = "TRUE") -> int:
+        return int(await self.value(f"SELECT count(*) FROM {table} WHERE {where}"))  # type: ignore[call-overload]
+
+    async def version(self) -> int:
+        if self.kind == "sqlite":
+            return int(await self.value("PRAGMA user_version"))  # type: ignore[call-overload]
+        return int(await self.value("SELECT max(version) FROM schema_version"))  # type: ignore[call-overload]
+
+    async def has_table(self, name: str) -> bool:
+        if self.kind == "sqlite":
+            sql = f"SELECT count(*) FROM sqlite_master WHERE name = '{name}'"
+            return bool(await self.value(sql))
+        return bool(await self.value(f"SELECT to_regclass('{name}') IS NOT NULL"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Db:
+    if request.param == "sqlite":
+        return Db("sqlite", str(tmp_path / "bot.db"))
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return Db("postgresql", cluster.new_database())
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "bot.db"
 
 
 @pytest_asyncio.fixture  # not plain pytest.fixture, so it also works in strict mode
-async def store(db_path: Path) -> AsyncIterator[SqliteMoodStore]:
-    opened = await SqliteMoodStore.open(db_path)
+async def store(db: Db) -> AsyncIterator[SqlMoodStore]:
+    opened = await SqlMoodStore.open(db.target)
     try:
         yield opened
     finally:
         await opened.close()
 
 
-# --- opening and migrations ---------------------------------------------------------------
+def with_migrations(monkeypatch: pytest.MonkeyPatch, *extra: Migration) -> int:
+    migrations = (*MIGRATIONS, *extra)
+    monkeypatch.setattr(store_module, "MIGRATIONS", migrations)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(migrations))
+    monkeypatch.setattr("storage.database.SCHEMA_VERSION", len(migrations))
+    return len(migrations)
 
 
-async def test_open_creates_parent_dirs_schema_and_wal(tmp_path: Path) -> None:
+def both(sql: str) -> Migration:
+    return Migration(sqlite=sql, postgresql=sql)
+
+
+# --- opening and migrations (both databases) ------------------------------------------------
+
+
+async def test_open_creates_the_schema(db: Db) -> None:
+    await (await SqlMoodStore.open(db.target)).close()
+    assert await db.version() == SCHEMA_VERSION
+    for table in ("users", "mood_events", "turns", "inbox"):
+        assert await db.has_table(table), table
+
+
+async def test_reopen_keeps_data_and_applies_only_new_migrations(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await SqlMoodStore.open(db.target)
+    await store.record_exchange(event(), exchange(1))
+    await store.close()
+
+    # A further, hypothetical migration: it must run once on reopen and never again.
+    version = with_migrations(monkeypatch, both("CREATE TABLE extra (x INTEGER);"))
+    for _ in range(2):  # the second open would fail with "table extra already exists"
+        store = await SqlMoodStore.open(db.target)
+        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(1)
+        await store.close()
+    assert await db.version() == version
+    assert await db.count("extra") == 0
+
+
+async def test_reopen_up_to_date_database_runs_no_migration(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await (await SqlMoodStore.open(db.target)).close()
+
+    def explode(script: str) -> list[str]:
+        raise AssertionError("a migration ran on an up-to-date database")
+
+    monkeypatch.setattr(store_module, "split_statements", explode)
+    await (await SqlMoodStore.open(db.target)).close()
+    assert await db.version() == SCHEMA_VERSION
+
+
+async def test_failed_migration_rolls_back_and_keeps_version(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await (await SqlMoodStore.open(db.target)).close()
+    broken = both("CREATE TABLE half (x INTEGER); INSERT INTO nowhere VALUES (1);")
+    with_migrations(monkeypatch, broken)
+    with pytest.raises(StorageError):
+        await SqlMoodStore.open(db.target)
+    assert await db.version() == SCHEMA_VERSION
+    assert not await db.has_table("half")
+
+
+async def test_two_processes_migrating_at_once_migrate_once(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await (await SqlMoodStore.open(db.target)).close()
+    version = with_migrations(monkeypatch, both("CREATE TABLE extra (x INTEGER);"))
+    stores = await asyncio.gather(*(SqlMoodStore.open(db.target) for _ in range(3)))
+    for opened in stores:
+        await opened.close()
+    assert await db.version() == version
+
+
+async def test_too_new_schema_is_refused_and_untouched(db: Db) -> None:
+    await (await SqlMoodStore.open(db.target)).close()
+    if db.kind == "sqlite":
+        with sqlite3.connect(db.target) as conn:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    else:
+        conn = await asyncpg.connect(db.target)
+        await conn.execute("UPDATE schema_version SET version = $1", SCHEMA_VERSION + 1)
+        await conn.close()
+    with pytest.raises(StorageError, match="newer version"):
+        await SqlMoodStore.open(db.target)
+    assert await db.version() == SCHEMA_VERSION + 1
+
+
+async def test_closed_store_raises_storage_error(db: Db) -> None:
+    store = await SqlMoodStore.open(db.target)
+    await store.close()
+    await store.close()  # idempotent
+    with pytest.raises(StorageError, match="closed"):
+        await store.recent_turns(ALICE, "chat-1", 5)
+
+
+# --- SQLite's own behaviour -----------------------------------------------------------------
+
+
+async def test_sqlite_open_creates_parent_dirs_schema_and_wal(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "deeper" / "mood.db"
-    store = await SqliteMoodStore.open(path)
+    store = await SqlMoodStore.open(path)
     await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-    assert {"users", "mood_events", "turns"} <= tables
 
 
-async def test_reopen_keeps_data_and_applies_only_new_migrations(
-    db_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = await SqliteMoodStore.open(db_path)
-    await store.record_exchange(event(), exchange(1))
-    await store.close()
-
-    # A second, hypothetical migration: it must run once on reopen and never again.
-    extra = (*MIGRATIONS, "CREATE TABLE extra (x INTEGER);")
-    monkeypatch.setattr(store_module, "MIGRATIONS", extra)
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(extra))
-    for _ in range(2):  # the second open would fail with "table extra already exists"
-        store = await SqliteMoodStore.open(db_path)
-        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(1)
-        await store.close()
-    assert raw_count(db_path, "PRAGMA user_version") == len(extra)
-    assert raw_count(db_path, "SELECT count(*) FROM extra") == 0
+# Today's schema before the inbox (migration 1 as the bot shipped it), with a row of each
+# kind written the way that bot wrote them.
+OLD_ROWS = """
+INSERT INTO users (id, platform, platform_user_id, created_at)
+    VALUES (1, 'telegram', '42', '2024-11-22T12:00:00.000000+00:00');
+INSERT INTO mood_events (user_id, chat_id, label, p_positive, created_at, excerpt)
+    VALUES (1, 'chat-1', 'negative', 0.25, '2024-11-22T12:00:00.000000+00:00', 'old');
+INSERT INTO turns (user_id, chat_id, role, content, created_at) VALUES
+    (1, 'chat-1', 'user', 'question 0', '2024-11-22T12:00:00.000000+00:00'),
+    (1, 'chat-1', 'assistant', 'answer 0', '2024-11-22T12:00:00.000000+00:00');
+PRAGMA user_version = 1;
+"""
 
 
-async def test_reopen_up_to_date_file_runs_no_migration(
-    db_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await (await SqliteMoodStore.open(db_path)).close()
-
-    def explode(script: str) -> list[str]:
-        raise AssertionError("a migration ran on an up-to-date file")
-
-    monkeypatch.setattr(store_module, "split_statements", explode)
-    await (await SqliteMoodStore.open(db_path)).close()
-    assert raw_count(db_path, "PRAGMA user_version") == SCHEMA_VERSION
-
-
-async def test_failed_migration_rolls_back_and_keeps_version(
-    db_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await (await SqliteMoodStore.open(db_path)).close()
-    broken = (*MIGRATIONS, "CREATE TABLE half (x INTEGER); INSERT INTO nowhere VALUES (1);")
-    monkeypatch.setattr(store_module, "MIGRATIONS", broken)
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(broken))
-    with pytest.raises(StorageError):
-        await SqliteMoodStore.open(db_path)
-    assert raw_count(db_path, "PRAGMA user_version") == SCHEMA_VERSION
-    assert raw_count(db_path, "SELECT count(*) FROM sqlite_master WHERE name = 'half'") == 0
-
-
-async def test_too_new_schema_is_refused_and_untouched(db_path: Path) -> None:
-    await (await SqliteMoodStore.open(db_path)).close()
+async def test_a_database_file_of_the_old_schema_upgrades_in_place(db_path: Path) -> None:
     with sqlite3.connect(db_path) as conn:
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(StorageError, match="newer version"):
-        await SqliteMoodStore.open(db_path)
-    assert raw_count(db_path, "PRAGMA user_version") == SCHEMA_VERSION + 1
+        conn.executescript(MIGRATIONS[0].sqlite + OLD_ROWS)
+        conn.execute("PRAGMA journal_mode = WAL")
+    store = await SqlMoodStore.open(db_path)
+    try:
+        # Everything the old bot stored reads back as it was written.
+        old = await store.mood_events(ALICE, T0 - timedelta(days=1))
+        assert [(e.label, e.p_positive, e.created_at, e.excerpt, e.neutral) for e in old] == [
+            ("negative", 0.25, T0, "old", False)
+        ]
+        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(0)
+        # The new table is there and works with the old rows' user.
+        key = MessageKey("telegram", "chat-1", "7")
+        assert await store.claim_message(key, ALICE, T0 + timedelta(minutes=1))
+        await store.record_exchange(event(at=T0 + timedelta(minutes=1)), exchange(1), done=key)
+        assert await store.recent_turns(ALICE, "chat-1", 2) == exchange(1)
+    finally:
+        await store.close()
+    assert raw_count(db_path, "PRAGMA user_version") == SCHEMA_VERSION
+    assert raw_count(db_path, "SELECT count(*) FROM users") == 1
+    assert raw_count(db_path, "SELECT count(*) FROM inbox WHERE state = 'done'") == 1
 
 
 async def test_corrupt_file_raises_on_open_and_is_left_untouched(tmp_path: Path) -> None:
@@ -133,7 +263,7 @@ async def test_corrupt_file_raises_on_open_and_is_left_untouched(tmp_path: Path)
     garbage = b"definitely not sqlite" + os.urandom(8192)
     path.write_bytes(garbage)
     with pytest.raises(StorageError, match="unreadable or corrupt") as info:
-        await SqliteMoodStore.open(path)
+        await SqlMoodStore.open(path)
     assert str(path) in str(info.value)
     assert path.read_bytes() == garbage
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.db"]
@@ -143,11 +273,11 @@ async def test_unopenable_path_raises_storage_error(tmp_path: Path) -> None:
     folder = tmp_path / "is-a-directory.db"
     folder.mkdir()
     with pytest.raises(StorageError):
-        await SqliteMoodStore.open(folder)
+        await SqlMoodStore.open(folder)
 
 
 async def test_locked_database_write_raises_then_recovers(db_path: Path) -> None:
-    store = await SqliteMoodStore.open(db_path, busy_timeout_ms=100)
+    store = await SqlMoodStore.open(db_path, busy_timeout_ms=100)
     try:
         holder = sqlite3.connect(db_path, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
@@ -172,51 +302,233 @@ async def test_locked_database_on_open_raises(db_path: Path) -> None:
     holder.execute("INSERT INTO other VALUES (1)")
     try:
         with pytest.raises(StorageError, match="locked"):
-            await SqliteMoodStore.open(db_path, busy_timeout_ms=50)
+            await SqlMoodStore.open(db_path, busy_timeout_ms=50)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
 
 
+READ_ONLY_PROBE = """
+import asyncio, sys
+from datetime import UTC, datetime
+from core.types import MoodEvent, UserKey
+from storage.store import SqlMoodStore
+
+async def main():
+    store = await SqlMoodStore.open(sys.argv[1])
+    try:
+        alice = UserKey("telegram", "42")
+        print(len(await store.mood_events(alice, datetime(2000, 1, 1, tzinfo=UTC))))
+        event = MoodEvent("telegram", "42", "chat-1", "positive", 0.9, datetime.now(UTC))
+        await store.record_exchange(event, [])
+    finally:
+        await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_read_only_file_reads_and_refuses_writes_clearly(db_path: Path) -> None:
+    store = await SqlMoodStore.open(db_path)
+    await store.record_exchange(event(), exchange(1))
+    await store.close()
+    db_path.chmod(0o444)
+    # Root may write a read-only file anyway; without CAP_DAC_OVERRIDE it may not.
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root and setpriv (util-linux) is missing")
+        prefix = ["setpriv", "--bounding-set=-dac_override", "--inh-caps=-dac_override"]
+    root = Path(__file__).resolve().parents[2]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*prefix, sys.executable, "-c", READ_ONLY_PROBE, str(db_path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)}, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.strip() == "1"  # what is there can still be read
+    assert f"StorageError: the database file is read-only: {db_path}" in done.stderr
+    assert raw_count(db_path, "SELECT count(*) FROM mood_events") == 1
+
+
 async def test_memory_database_works() -> None:
-    store = await SqliteMoodStore.open(":memory:")
+    store = await SqlMoodStore.open(":memory:")
     await store.record_exchange(event(), exchange(1))
     assert len(await store.mood_events(ALICE, T0 - timedelta(days=1))) == 1
     await store.close()
 
 
-async def test_closed_store_raises_storage_error(db_path: Path) -> None:
-    store = await SqliteMoodStore.open(db_path)
-    await store.close()
-    await store.close()  # idempotent
-    with pytest.raises(StorageError, match="closed"):
-        await store.recent_turns(ALICE, "chat-1", 5)
+async def test_sqlite_urls_and_paths_name_the_same_file(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    first = await SqlMoodStore.open(f"sqlite:///{path}")  # sqlite:////abs/path
+    await first.record_exchange(event(), exchange(1))
+    await first.close()
+    second = await SqlMoodStore.open(str(path))
+    try:
+        assert await second.recent_turns(ALICE, "chat-1", 10) == exchange(1)
+    finally:
+        await second.close()
 
 
-# --- writes -------------------------------------------------------------------------------
+async def test_an_unknown_database_url_is_refused_without_repeating_it() -> None:
+    with pytest.raises(StorageError, match="DATABASE_URL takes") as info:
+        await SqlMoodStore.open("mysql://bot:hunter2@db/bot")
+    assert "hunter2" not in str(info.value)
 
 
-async def test_record_exchange_is_atomic(store: SqliteMoodStore, db_path: Path) -> None:
+# --- PostgreSQL's own behaviour -------------------------------------------------------------
+
+
+async def test_postgres_wrong_password_names_database_url_not_the_password(
+    postgres: PostgresCluster,
+) -> None:
+    url = postgres.url(password="not-the-password")
+    with pytest.raises(StorageError) as info:
+        await SqlMoodStore.open(url)
+    message = str(info.value)
+    assert "DATABASE_URL" in message
+    assert "refused the login" in message
+    assert f"127.0.0.1:{postgres.port}" in message
+    assert "not-the-password" not in message
+    assert postgres.password not in message
+
+
+async def test_postgres_down_names_database_url_not_the_password() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(StorageError) as info:
+        await SqlMoodStore.open(f"postgresql://bot:s3cret-pw@127.0.0.1:{port}/bot")
+    message = str(info.value)
+    assert "cannot reach" in message
+    assert f"DATABASE_URL (postgresql://bot:***@127.0.0.1:{port}/bot)" in message
+    assert "s3cret-pw" not in message
+
+
+async def test_postgres_password_may_come_from_pgpassword(
+    postgres: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres.new_database().replace(f":{postgres.password}@", "@")
+    monkeypatch.setenv("PGPASSWORD", postgres.password)
+    store = await SqlMoodStore.open(url)
+    try:
+        async with store.user_turn(ALICE):  # the turn's own connection logs in the same way
+            await store.record_exchange(event(), exchange(1))
+        assert await store.recent_turns(ALICE, "chat-1", 2) == exchange(1)
+    finally:
+        await store.close()
+    assert postgres.password not in store.shown
+
+
+async def test_postgres_missing_database_says_so(postgres: PostgresCluster) -> None:
+    with pytest.raises(StorageError, match="does not exist"):
+        await SqlMoodStore.open(postgres.url("no_such_database"))
+
+
+async def test_postgres_user_turn_keeps_other_processes_waiting(
+    postgres: PostgresCluster,
+) -> None:
+    url = postgres.new_database()
+    first, second = SqlMoodStore.open(url), SqlMoodStore.open(url)
+    a, b = await asyncio.gather(first, second)
+    order: list[str] = []
+    try:
+        async with a.user_turn(ALICE):
+            waiting = asyncio.create_task(_take_turn(b, ALICE, order))
+            other = asyncio.create_task(_take_turn(b, UserKey("discord", "42"), order))
+            await asyncio.wait_for(other, 5)  # another user is not held up
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # the same user on another store waits
+            order.append("first released")
+        await asyncio.wait_for(waiting, 5)
+    finally:
+        await a.close()
+        await b.close()
+    assert order == ["discord:42", "first released", "telegram:42"]
+
+
+async def _take_turn(store: SqlMoodStore, user: UserKey, order: list[str]) -> None:
+    async with store.user_turn(user):
+        order.append(f"{user.platform}:{user.user_id}")
+
+
+async def test_postgres_a_cancelled_holder_or_waiter_gives_the_turn_back(
+    postgres: PostgresCluster,
+) -> None:
+    url = postgres.new_database()
+    a, b = await SqlMoodStore.open(url), await SqlMoodStore.open(url)
+    entered = asyncio.Event()
+
+    async def hold_forever(store: SqlMoodStore) -> None:
+        async with store.user_turn(ALICE):
+            entered.set()
+            await asyncio.Event().wait()
+
+    try:
+        holder = asyncio.create_task(hold_forever(a))
+        await asyncio.wait_for(entered.wait(), 5)
+        waiter = asyncio.create_task(_take_turn(b, ALICE, []))
+        await asyncio.sleep(0.2)
+        waiter.cancel()  # gave up waiting: must not take the turn later
+        for _ in range(2):  # a stopping adapter cancels, and insists
+            holder.cancel()
+            await asyncio.sleep(0)
+        await asyncio.gather(holder, waiter, return_exceptions=True)
+        order: list[str] = []
+        await asyncio.wait_for(_take_turn(b, ALICE, order), 5)
+        await asyncio.wait_for(_take_turn(a, ALICE, order), 5)
+    finally:
+        await a.close()
+        await b.close()
+    assert order == ["telegram:42", "telegram:42"]
+
+
+async def test_postgres_a_dead_holder_releases_the_users_turn(
+    postgres: PostgresCluster,
+) -> None:
+    url = postgres.new_database()
+    store = await SqlMoodStore.open(url)
+    holder = await asyncpg.connect(url)  # another process, holding Alice's turn
+    await holder.execute("SELECT pg_advisory_lock($1)", lock_key("user", "telegram", "42"))
+    order: list[str] = []
+    try:
+        waiting = asyncio.create_task(_take_turn(store, ALICE, order))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        holder.terminate()  # the process dies: its connection, and the lock, go with it
+        await asyncio.wait_for(waiting, 5)
+    finally:
+        await store.close()
+    assert order == ["telegram:42"]
+
+
+# --- writes (both databases) ----------------------------------------------------------------
+
+
+async def test_record_exchange_is_atomic(store: SqlMoodStore, db: Db) -> None:
     bad_turns = [Turn("user", "hello"), Turn("narrator", "not a valid role")]  # type: ignore[arg-type]
+    key = MessageKey("telegram", "chat-1", "1")
+    assert await store.claim_message(key, ALICE, T0)
     with pytest.raises(StorageError):
-        await store.record_exchange(event(), bad_turns)
-    for table in ("users", "mood_events", "turns"):
-        assert raw_count(db_path, f"SELECT count(*) FROM {table}") == 0, table
+        await store.record_exchange(event(), bad_turns, done=key)
+    for table in ("mood_events", "turns"):
+        assert await db.count(table) == 0, table
+    assert await db.count("inbox", "state = 'received'") == 1  # not marked done either
     # And the store is still usable afterwards.
-    await store.record_exchange(event(), exchange(1))
-    assert raw_count(db_path, "SELECT count(*) FROM turns") == 2
+    await store.record_exchange(event(), exchange(1), done=key)
+    assert await db.count("turns") == 2
+    assert await db.count("inbox", "state = 'done'") == 1
 
 
-async def test_invalid_event_stores_nothing(store: SqliteMoodStore, db_path: Path) -> None:
+async def test_invalid_event_stores_nothing(store: SqlMoodStore, db: Db) -> None:
     bad = MoodEvent("telegram", "42", "chat-1", "meh", 0.5, T0)  # type: ignore[arg-type]
     with pytest.raises(StorageError):
         await store.record_exchange(bad, exchange(1))
-    assert raw_count(db_path, "SELECT count(*) FROM users") == 0
+    assert await db.count("users") == 0
 
 
-async def test_concurrent_writers_on_one_store_lose_nothing(
-    store: SqliteMoodStore, db_path: Path
-) -> None:
+async def test_concurrent_writers_on_one_store_lose_nothing(store: SqlMoodStore, db: Db) -> None:
     users = [UserKey("telegram", str(n)) for n in range(5)]
     await asyncio.gather(
         *(
@@ -224,15 +536,15 @@ async def test_concurrent_writers_on_one_store_lose_nothing(
             for i in range(200)
         )
     )
-    assert raw_count(db_path, "SELECT count(*) FROM mood_events") == 200
-    assert raw_count(db_path, "SELECT count(*) FROM turns") == 400
-    assert raw_count(db_path, "SELECT count(*) FROM users") == 5
+    assert await db.count("mood_events") == 200
+    assert await db.count("turns") == 400
+    assert await db.count("users") == 5
     assert len(await store.mood_events(users[0], T0)) == 40
 
 
-async def test_two_stores_on_one_file_lose_nothing(db_path: Path) -> None:
-    first = await SqliteMoodStore.open(db_path)
-    second = await SqliteMoodStore.open(db_path)
+async def test_two_stores_on_one_database_lose_nothing(db: Db) -> None:
+    first = await SqlMoodStore.open(db.target)
+    second = await SqlMoodStore.open(db.target)
     try:
         await asyncio.gather(
             *(
@@ -246,15 +558,63 @@ async def test_two_stores_on_one_file_lose_nothing(db_path: Path) -> None:
     finally:
         await first.close()
         await second.close()
-    assert raw_count(db_path, "SELECT count(*) FROM mood_events") == 200
-    assert raw_count(db_path, "SELECT count(*) FROM turns") == 400
-    assert raw_count(db_path, "SELECT count(*) FROM users") == 3
+    assert await db.count("mood_events") == 200
+    assert await db.count("turns") == 400
+    assert await db.count("users") == 3
 
 
-# --- reads --------------------------------------------------------------------------------
+# --- the inbox (both databases) -------------------------------------------------------------
 
 
-async def test_platforms_are_separate_people(store: SqliteMoodStore, db_path: Path) -> None:
+async def test_a_message_is_claimed_once(store: SqlMoodStore, db: Db) -> None:
+    key = MessageKey("telegram", "chat-1", "100")
+    assert await store.claim_message(key, ALICE, T0) is True
+    assert await store.claim_message(key, ALICE, T0 + timedelta(seconds=1)) is False
+    # The same message id in another chat, or on another platform, is another message.
+    assert await store.claim_message(MessageKey("telegram", "chat-2", "100"), ALICE, T0)
+    assert await store.claim_message(MessageKey("discord", "chat-1", "100"), ALICE, T0)
+    assert await db.count("inbox", "state = 'received'") == 3
+
+
+async def test_two_stores_claiming_one_message_at_once_let_one_win(db: Db) -> None:
+    stores = [await SqlMoodStore.open(db.target) for _ in range(2)]
+    try:
+        keys = [MessageKey("telegram", "chat-1", str(n)) for n in range(20)]
+        results = await asyncio.gather(
+            *(s.claim_message(key, ALICE, T0) for key in keys for s in stores)
+        )
+    finally:
+        for opened in stores:
+            await opened.close()
+    assert sum(results) == 20  # of each pair of claims, exactly one won
+    assert await db.count("inbox") == 20
+
+
+async def test_record_exchange_marks_the_message_done_and_mark_done_does_too(
+    store: SqlMoodStore, db: Db
+) -> None:
+    answered, failed = MessageKey("telegram", "chat-1", "1"), MessageKey("telegram", "chat-1", "2")
+    for key in (answered, failed):
+        assert await store.claim_message(key, ALICE, T0)
+    await store.record_exchange(event(at=T0 + timedelta(seconds=5)), exchange(1), done=answered)
+    await store.mark_done(failed, T0 + timedelta(seconds=6))
+    assert await db.count("inbox", "state = 'done' AND done_at IS NOT NULL") == 2
+    assert await store.claim_message(answered, ALICE, T0) is False
+
+
+async def test_done_is_recorded_even_if_the_claim_was_deleted(store: SqlMoodStore, db: Db) -> None:
+    key = MessageKey("telegram", "chat-1", "1")
+    assert await store.claim_message(key, ALICE, T0)
+    await store.forget_user(ALICE)  # /forget while the reply was being written
+    await store.record_exchange(event(), exchange(1), done=key)
+    assert await db.count("inbox", "state = 'done'") == 1
+    assert await store.claim_message(key, ALICE, T0) is False
+
+
+# --- reads (both databases) -----------------------------------------------------------------
+
+
+async def test_platforms_are_separate_people(store: SqlMoodStore, db: Db) -> None:
     bob = UserKey("discord", "42")
     await store.record_exchange(event(ALICE, p_positive=0.9), exchange(1))
     await store.record_exchange(event(bob, p_positive=0.1), exchange(2))
@@ -263,10 +623,10 @@ async def test_platforms_are_separate_people(store: SqliteMoodStore, db_path: Pa
     assert [e.label for e in alice_events] == ["positive"]
     assert [(e.platform, e.label) for e in bob_events] == [("discord", "negative")]
     assert await store.recent_turns(bob, "chat-1", 10) == exchange(2)
-    assert raw_count(db_path, "SELECT count(*) FROM users") == 2
+    assert await db.count("users") == 2
 
 
-async def test_recent_turns_newest_limit_oldest_first_per_chat(store: SqliteMoodStore) -> None:
+async def test_recent_turns_newest_limit_oldest_first_per_chat(store: SqlMoodStore) -> None:
     for n in range(4):
         await store.record_exchange(event(at=T0 + timedelta(minutes=n)), exchange(n))
     await store.record_exchange(event(chat_id="chat-2", at=T0 + timedelta(hours=1)), exchange(9))
@@ -280,7 +640,7 @@ async def test_recent_turns_newest_limit_oldest_first_per_chat(store: SqliteMood
     assert await store.recent_turns(UserKey("telegram", "nobody"), "chat-1", 5) == []
 
 
-async def test_mood_events_range_order_and_round_trip(store: SqliteMoodStore) -> None:
+async def test_mood_events_range_order_and_round_trip(store: SqlMoodStore) -> None:
     plus_eight = timezone(timedelta(hours=8))
     stamps = [T0 + timedelta(hours=h) for h in (5, 0, 2, 3)]  # inserted out of order
     for n, at in enumerate(stamps):
@@ -297,15 +657,31 @@ async def test_mood_events_range_order_and_round_trip(store: SqliteMoodStore) ->
     assert everything[-1].excerpt is None  # the first inserted, at T0+5h, had no excerpt
 
 
-async def test_naive_datetimes_are_rejected(store: SqliteMoodStore) -> None:
+async def test_a_neutral_message_keeps_its_label_and_is_read_back_neutral(
+    store: SqlMoodStore,
+) -> None:
+    small_talk = replace(event(p_positive=0.55), neutral=True)
+    await store.record_exchange(small_talk, [])
+    await store.record_exchange(event(at=T0 + timedelta(minutes=1)), [])
+    got = await store.mood_events(ALICE, T0)
+    assert [(e.label, e.neutral) for e in got] == [("positive", True), ("positive", False)]
+
+
+async def test_microseconds_survive_the_round_trip(store: SqlMoodStore) -> None:
+    at = T0 + timedelta(microseconds=123456)
+    await store.record_exchange(event(at=at), [])
+    assert [e.created_at for e in await store.mood_events(ALICE, T0)] == [at]
+
+
+async def test_naive_datetimes_are_rejected(store: SqlMoodStore) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         await store.mood_events(ALICE, datetime(2024, 1, 1))
 
 
-# --- deletes ------------------------------------------------------------------------------
+# --- deletes (both databases) ---------------------------------------------------------------
 
 
-async def test_clear_turns_only_that_chat(store: SqliteMoodStore) -> None:
+async def test_clear_turns_only_that_chat(store: SqlMoodStore) -> None:
     await store.record_exchange(event(chat_id="chat-1"), exchange(1))
     await store.record_exchange(event(chat_id="chat-1"), exchange(2))
     await store.record_exchange(event(chat_id="chat-2"), exchange(3))
@@ -318,23 +694,22 @@ async def test_clear_turns_only_that_chat(store: SqliteMoodStore) -> None:
     assert await store.clear_turns(ALICE, "chat-1") == 0
 
 
-async def test_forget_user_deletes_everything_about_them(
-    store: SqliteMoodStore, db_path: Path
-) -> None:
+async def test_forget_user_deletes_everything_about_them(store: SqlMoodStore, db: Db) -> None:
     other = UserKey("discord", "42")
     await store.record_exchange(event(chat_id="chat-1", excerpt="secret"), exchange(1))
     await store.record_exchange(event(chat_id="chat-2"), exchange(2))
     await store.record_exchange(event(other), exchange(3))
-    assert await store.forget_user(ALICE) == 2 + 4 + 1  # events + turns + the user row
+    assert await store.claim_message(MessageKey("telegram", "chat-1", "9"), ALICE, T0)
+    assert await store.forget_user(ALICE) == 2 + 4 + 1 + 1  # events + turns + inbox + user row
     query = (
-        "SELECT count(*) FROM {} WHERE user_id IN"
-        " (SELECT id FROM users WHERE platform = 'telegram' AND platform_user_id = '42')"
+        "user_id IN (SELECT id FROM users WHERE platform = 'telegram' AND platform_user_id = '42')"
     )
-    for table in ("mood_events", "turns"):
-        assert raw_count(db_path, query.format(table)) == 0
-    assert raw_count(db_path, "SELECT count(*) FROM users WHERE platform = 'telegram'") == 0
-    assert raw_count(db_path, "SELECT count(*) FROM mood_events WHERE excerpt = 'secret'") == 0
-    assert raw_count(db_path, "SELECT count(*) FROM mood_events") == 1  # the other user's
+    for table in ("mood_events", "turns", "inbox"):
+        assert await db.count(table, query) == 0
+    assert await db.count("users", "platform = 'telegram'") == 0
+    assert await db.count("mood_events", "excerpt = 'secret'") == 0
+    assert await db.count("mood_events") == 1  # the other user's
+    assert await db.count("inbox") == 0
     assert await store.recent_turns(other, "chat-1", 10) == exchange(3)
     assert await store.forget_user(ALICE) == 0
 
@@ -342,36 +717,3 @@ async def test_forget_user_deletes_everything_about_them(
 async def test_split_statements_respects_quotes() -> None:
     script = "CREATE TABLE a (x TEXT DEFAULT 'x;y'); -- note; here\nCREATE TABLE b (y);\n"
     assert len(split_statements(script)) == 2
-
-
-async def test_a_neutral_message_keeps_its_label_and_is_read_back_neutral(
-    store: SqliteMoodStore,
-) -> None:
-    small_talk = replace(event(p_positive=0.55), neutral=True)
-    await store.record_exchange(small_talk, [])
-    await store.record_exchange(event(at=T0 + timedelta(minutes=1)), [])
-    got = await store.mood_events(ALICE, T0)
-    assert [(e.label, e.neutral) for e in got] == [("positive", True), ("positive", False)]
-
-
-async def test_a_file_with_the_first_schema_is_upgraded_in_place(db_path: Path) -> None:
-    with sqlite3.connect(db_path) as conn:  # what a bot of the first schema left behind
-        for statement in split_statements(MIGRATIONS[0]):
-            conn.execute(statement)
-        conn.execute("PRAGMA user_version = 1")
-        conn.execute(
-            "INSERT INTO users (id, platform, platform_user_id, created_at) VALUES (1, ?, ?, ?)",
-            (ALICE.platform, ALICE.user_id, T0.isoformat()),
-        )
-        conn.execute(
-            "INSERT INTO mood_events (user_id, chat_id, label, p_positive, created_at)"
-            " VALUES (1, 'chat-1', 'negative', 0.2, ?)",
-            (T0.isoformat(timespec="microseconds"),),
-        )
-    store = await SqliteMoodStore.open(db_path)
-    try:
-        (old,) = await store.mood_events(ALICE, T0 - timedelta(days=1))
-        assert (old.label, old.p_positive, old.neutral) == ("negative", pytest.approx(0.2), False)
-    finally:
-        await store.close()
-    assert raw_count(db_path, "PRAGMA user_version") == SCHEMA_VERSION

@@ -1,0 +1,152 @@
+"""SQLite behind the store: one file (WAL), one connection per process, BEGIN IMMEDIATE.
+
+All work on the one connection is serialised by an asyncio lock, because two coroutines'
+statements on one connection would mix their transactions. Other connections (another
+process) are kept out by BEGIN IMMEDIATE plus the busy timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sqlalchemy import URL, event
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from core.errors import StorageError
+from storage.database import Database, causes, check_version
+from storage.target import DatabaseTarget
+
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+
+# Primary SQLite result codes (extended codes keep these in their low byte).
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_SQLITE_IOERR, _SQLITE_CANTOPEN, _SQLITE_READONLY, _SQLITE_FULL = 10, 14, 8, 13
+
+
+class SqliteDatabase(Database):
+    name: ClassVar = "sqlite"
+    insert: ClassVar = staticmethod(sqlite_insert)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, target: DatabaseTarget, busy_timeout_ms: int) -> SqliteDatabase:
+        name = target.location
+        if not target.in_memory:
+            name = await asyncio.to_thread(_prepare_folder, Path(name))
+            try:
+                # With the standard library first: a plain open turns the common failures
+                # (a directory, no permission, not a database, locked) into a clean error
+                # before any async driver thread exists, and writes nothing to a bad file.
+                await asyncio.to_thread(_preflight, name, busy_timeout_ms)
+            except sqlite3.Error as error:
+                raise translate(error, name) from error
+        # One connection, kept: the lock below serialises its use (and ":memory:" lives
+        # only as long as its connection).
+        engine = create_async_engine(
+            URL.create("sqlite+aiosqlite", database=name),
+            poolclass=StaticPool,
+            connect_args={"timeout": busy_timeout_ms / 1000},
+        )
+        event.listen(engine.sync_engine, "connect", _on_connect)
+        event.listen(engine.sync_engine, "begin", _on_begin)
+        return cls(engine, name)
+
+    @asynccontextmanager
+    async def transaction(self, write: bool) -> AsyncIterator[AsyncConnection]:
+        async with self._lock, super().transaction(write) as conn:
+            yield conn
+
+    async def schema_version(self, conn: AsyncConnection) -> int:
+        return int((await conn.exec_driver_sql("PRAGMA user_version")).scalar_one())
+
+    async def lock_schema(self, conn: AsyncConnection) -> None:
+        pass  # BEGIN IMMEDIATE already holds the write lock
+
+    async def set_schema_version(self, conn: AsyncConnection, version: int) -> None:
+        # PRAGMA takes no parameters; the value is our own integer.
+        await conn.exec_driver_sql(f"PRAGMA user_version = {int(version)}")
+
+    def translate(self, error: BaseException) -> StorageError:
+        for cause in causes(error):
+            if isinstance(cause, sqlite3.Error):
+                return translate(cause, self.shown)
+        return StorageError(f"database error on {self.shown}: {type(error).__name__}")
+
+    async def close(self) -> None:
+        async with self._lock:  # a transaction in flight finishes first
+            await super().close()
+
+
+def _on_connect(dbapi_connection: Any, record: Any) -> None:
+    # The sqlite3 module must not open transactions behind our back: _on_begin does.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _on_begin(conn: Any) -> None:
+    # IMMEDIATE takes the write lock up front, so another process's writer waits for it
+    # (busy timeout) instead of failing later when upgrading a read lock.
+    write = conn.get_execution_options().get("write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _prepare_folder(path: Path) -> str:
+    """The database file's full name, its folder created if needed."""
+    file = path.expanduser()
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the database folder {file.parent}: {exc}") from exc
+    return str(file)
+
+
+def _preflight(name: str, busy_timeout_ms: int) -> None:
+    conn = sqlite3.connect(name, timeout=busy_timeout_ms / 1000, isolation_level=None)
+    try:
+        # Reading the header first makes a non-database file fail here, before we ask
+        # SQLite to write anything (such as the WAL switch) next to it.
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        check_version(version, name)
+        conn.execute("PRAGMA journal_mode = WAL")
+    finally:
+        conn.close()
+
+
+def translate(exc: sqlite3.Error, path: str) -> StorageError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(exc).lower()
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in text or "busy" in text:
+        message = f"the database is locked by another process: {path}"
+    elif (
+        primary in (_SQLITE_NOTADB, _SQLITE_CORRUPT)
+        or "not a database" in text
+        or ("malformed" in text)
+    ):
+        message = f"the database file is unreadable or corrupt: {path}"
+    elif primary == _SQLITE_IOERR or "disk i/o" in text:
+        message = f"a disk I/O error happened while using the database: {path}"
+    elif primary == _SQLITE_FULL or "full" in text:
+        message = f"the disk is full, the database cannot grow: {path}"
+    elif primary == _SQLITE_READONLY or "readonly" in text:
+        message = f"the database file is read-only: {path}"
+    elif primary == _SQLITE_CANTOPEN or "unable to open" in text:
+        message = f"cannot open the database file: {path}"
+    elif isinstance(exc, sqlite3.IntegrityError):
+        message = f"the database refused to store invalid data ({exc})"
+    else:
+        message = f"database error on {path}: {exc}"
+    return StorageError(message)

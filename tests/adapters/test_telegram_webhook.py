@@ -1,0 +1,118 @@
+"""Telegram in webhook mode: updates are posted to the bot's own HTTP server (as Telegram,
+or a load balancer in front of several bot processes, would), replies go to the fake Bot API.
+Only requests carrying the secret token are processed."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from adapters.telegram.adapter import TelegramAdapter, TelegramConfig
+from chat import texts
+from core.types import Sentiment, UserKey
+from tests.conftest import ScriptedEngine
+from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI, private_chat, user_json
+from tests.support import stored_mood_events
+
+USER = 111
+SECRET = "s3cret-hook_token"
+HOOK_URL = "https://bot.example.test/hooks/telegram"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeTelegramAPI]:
+    async with FakeTelegramAPI(DEFAULT_TOKEN) as fake:
+        yield fake
+
+
+MakeAdapter = Callable[..., Awaitable[TelegramAdapter]]
+
+
+@pytest.fixture
+async def hook(scripted_engine: ScriptedEngine, api: FakeTelegramAPI) -> AsyncIterator[str]:
+    """A started adapter in webhook mode; yields the local address to post updates to."""
+    port = free_port()
+    config = TelegramConfig.model_construct(
+        token=DEFAULT_TOKEN,
+        api_base_url=api.base_url,
+        api_file_url=api.file_url,
+        edit_interval_s=0.05,
+        group_edit_interval_s=0.05,
+        webhook_url=HOOK_URL,
+        webhook_listen=f"127.0.0.1:{port}",
+        webhook_secret=SECRET,
+    )
+    adapter = TelegramAdapter(scripted_engine.service, config)
+    await adapter.start()
+    try:
+        yield f"http://127.0.0.1:{port}/hooks/telegram"
+    finally:
+        await adapter.stop()
+
+
+async def post(url: str, update: dict[str, Any], secret: str | None) -> int:
+    headers = {} if secret is None else {"X-Telegram-Bot-Api-Secret-Token": secret}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, json=update, headers=headers) as response,
+    ):
+        return response.status
+
+
+def update_from(api: FakeTelegramAPI, text: str) -> dict[str, Any]:
+    return api.message_update(private_chat(USER), user_json(USER), text)
+
+
+async def test_start_sets_the_webhook_with_its_secret(hook: str, api: FakeTelegramAPI) -> None:
+    assert api.webhook["url"] == HOOK_URL
+    assert api.webhook["secret_token"] == SECRET
+    assert set(api.webhook["allowed_updates"]) == {"message", "callback_query"}
+    assert api.calls_to("getUpdates") == []  # no polling in webhook mode
+
+
+async def test_an_update_with_the_secret_is_answered_and_stored(
+    hook: str, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    assert await post(hook, update_from(api, "I am so happy today"), SECRET) == 200
+    reply = "A cheerful reply to: I am so happy today"
+    expected = f"{texts.label_line(Sentiment('positive', 0.9))}\n\n{reply}"
+    await api.wait_for(lambda: api.bot_texts(USER) == [expected], what="the reply")
+    events = await stored_mood_events(scripted_engine.store, UserKey("telegram", str(USER)), 1)
+    assert [e.label for e in events] == ["positive"]
+
+
+@pytest.mark.parametrize("secret", [None, "wrong-secret", SECRET[:-1]])
+async def test_a_wrong_or_missing_secret_gets_403_and_nothing_is_stored(
+    hook: str, api: FakeTelegramAPI, scripted_engine: ScriptedEngine, secret: str | None
+) -> None:
+    assert await post(hook, update_from(api, "I am so happy today"), secret) == 403
+    # Then a genuine update, so we know the forged one had every chance to be handled.
+    assert await post(hook, update_from(api, "second"), SECRET) == 200
+    await api.wait_for(lambda: len(api.bot_texts(USER)) == 1 and "second" in api.bot_texts(USER)[0])
+    events = await stored_mood_events(scripted_engine.store, UserKey("telegram", str(USER)), 1)
+    assert len(events) == 1
+    assert [text for batch in scripted_engine.runner.tag_calls for text in batch] == ["second"]
+
+
+async def test_the_same_update_posted_twice_is_answered_once(
+    hook: str, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    update = update_from(api, "I am so happy today")
+    assert await post(hook, update, SECRET) == 200
+    assert await post(hook, update, SECRET) == 200  # Telegram retries what it thinks was lost
+    await api.wait_for(lambda: api.bot_texts(USER) and "cheerful reply" in api.bot_texts(USER)[0])
+    assert await post(hook, update_from(api, "and then?"), SECRET) == 200
+    await api.wait_for(lambda: len(api.bot_texts(USER)) == 2)
+    assert len(api.calls_to("sendMessage")) == 2
+    events = await stored_mood_events(scripted_engine.store, UserKey("telegram", str(USER)), 2)
+    assert len(events) == 2

@@ -1,0 +1,62 @@
+"""`python -m bot` with a database it cannot use stops at once with a clear message (exit
+code 2), naming DATABASE_URL without its password; the model is never loaded."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.postgres import PostgresCluster
+
+ROOT = Path(__file__).resolve().parents[2]
+EXIT_STORAGE = 2
+
+
+def run_bot(tmp_path: Path, database_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
+    for key in ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "DATABASE_PATH"):
+        env.pop(key, None)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "chat", "--jsonl"],
+        cwd=tmp_path, env=env, input="", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_a_postgres_that_is_down_stops_the_bot_naming_database_url(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = run_bot(tmp_path, f"postgresql://bot:pw-SECRET-1@127.0.0.1:{port}/bot")
+    assert done.returncode == EXIT_STORAGE, done.stderr[-2000:]
+    assert f"DATABASE_URL (postgresql://bot:***@127.0.0.1:{port}/bot)" in done.stderr
+    assert "cannot reach" in done.stderr
+    assert "SECRET" not in done.stderr + done.stdout
+    assert "loading the model" not in done.stderr
+
+
+def test_a_wrong_postgres_password_stops_the_bot_naming_database_url(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    done = run_bot(tmp_path, postgres.url(password="pw-SECRET-2"))
+    assert done.returncode == EXIT_STORAGE, done.stderr[-2000:]
+    assert "DATABASE_URL" in done.stderr
+    assert "refused the login" in done.stderr
+    assert "SECRET" not in done.stderr + done.stdout
+    assert postgres.password not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://bot:pw-SECRET-3@db/bot", "postgresql://bot:pw-SECRET-3@db"]
+)
+def test_a_database_url_of_the_wrong_shape_is_a_configuration_error(
+    tmp_path: Path, url: str
+) -> None:
+    done = run_bot(tmp_path, url)
+    assert done.returncode == 1
+    assert "configuration error: DATABASE_URL" in done.stderr
+    assert "SECRET" not in done.stderr

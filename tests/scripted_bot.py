@@ -1,0 +1,32 @@
+"""`python -m tests.scripted_bot …`: the real bot process (settings, store, adapters, worker,
+signals) on the scripted model instead of the real one, so that a test can run several bot
+processes at once on two cores. Takes the same arguments and settings as `python -m bot`.
+
+SCRIPTED_DELAY_S: seconds per decoded word (default 0). SCRIPTED_REPLY=history: each reply
+says how many earlier turns its prompt held ("seen 4 turns"), so a test can read from the
+database whether every message saw all of the user's messages before it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from bot.__main__ import main
+from core.types import ReplyRequest
+from tests.scripted import ScriptedReply, ScriptedRunner
+
+
+class HistoryRunner(ScriptedRunner):
+    def start_reply(self, request: ReplyRequest) -> ScriptedReply:
+        if os.environ.get("SCRIPTED_REPLY") == "history":
+            self.reply_text = f"seen {len(request.history)} turns"
+        return super().start_reply(request)
+
+
+def runner() -> HistoryRunner:
+    return HistoryRunner(delay_s=float(os.environ.get("SCRIPTED_DELAY_S") or 0))
+
+
+if __name__ == "__main__":
+    sys.exit(main(runner_factory=runner))
