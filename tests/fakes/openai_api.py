@@ -117,6 +117,9 @@ class FakeOpenAIServer(RecordingServer[Call, Fault]):
         self.finish_reason = finish_reason
         self.chunk_delay_s = chunk_delay_s
         self.label_top: dict[str, float] | None = None  # replaces label_logprobs() when set
+        # "completions": top_logprobs as {token: logprob} (vLLM, llama-cpp-python); "content":
+        # the chat API's shape, which llama.cpp's llama-server sends on /v1/completions too.
+        self.logprobs_shape = "completions"
         self.tokenize_offset = 0  # added to every id /tokenize returns (a different tokenizer)
 
     @property
@@ -211,9 +214,13 @@ class FakeOpenAIServer(RecordingServer[Call, Fault]):
         if self.vllm and body.get("return_tokens_as_token_ids"):
             top = {f"token_id:{_encode(name)[0]}": value for name, value in top.items()}
         best = max(top, key=lambda key: top[key]) if top else ""
-        return {"index": index, "text": best, "finish_reason": "length",
-                "logprobs": {"tokens": [best], "token_logprobs": [top.get(best)],
-                             "top_logprobs": [top], "text_offset": [0]}}  # fmt: skip
+        logprobs: JSON = {"tokens": [best], "token_logprobs": [top.get(best)],
+                          "top_logprobs": [top], "text_offset": [0]}  # fmt: skip
+        if self.logprobs_shape == "content":
+            listed = [{"id": _encode(token)[0], "token": token, "logprob": value, "bytes": []}
+                      for token, value in top.items()]  # fmt: skip
+            logprobs = {"content": [{**listed[0], "top_logprobs": listed}]} if listed else {}
+        return {"index": index, "text": best, "finish_reason": "length", "logprobs": logprobs}
 
     async def _stream(self, request: web.Request, call: Call) -> web.StreamResponse:
         fault = call.fault

@@ -176,6 +176,14 @@ async def test_other_servers_get_the_same_prompt_as_text_and_top_logprobs(
     assert result == expected(SAD)
 
 
+async def test_llama_servers_logprobs_shape_is_read_too(
+    on_generic: OpenAIEngine, generic: FakeOpenAIServer
+) -> None:
+    generic.logprobs_shape = "content"  # llama-server: {"content": [{"top_logprobs": [...]}]}
+    assert await on_generic.tag(SAD) == expected(SAD)
+    assert generic.label_calls()[-1].body["n_probs"] == 20
+
+
 async def test_a_label_word_not_listed_is_bounded_by_the_smallest_listed_logprob(
     on_generic: OpenAIEngine, generic: FakeOpenAIServer
 ) -> None:

@@ -33,7 +33,12 @@ import openai
 from core.errors import EngineBusy, EngineStopped, EngineTimeout, ModelLoadError
 from core.types import ReplyRequest, Sentiment, Turn
 from runtime import labelling
-from runtime.backends.openai_api.labels import LabelScores, label_scores, token_id_key
+from runtime.backends.openai_api.labels import (
+    LabelScores,
+    first_position_top,
+    label_scores,
+    token_id_key,
+)
 from runtime.backends.openai_api.tokens import Tokens, defuse_special_tokens
 from runtime.config import OpenAIConfig, WorkerConfig
 from runtime.labelling import analyst_frame
@@ -308,8 +313,8 @@ class OpenAIEngine:
             hint = " (OPENAI_PRIORITY=true needs vLLM's --scheduling-policy priority)" if (
                 self.config.priority and served.vllm) else ""  # fmt: skip
             raise ModelLoadError(f"a label request to {self.url} failed: {error}{hint}") from None
-        except openai.APIError as error:
-            raise ModelLoadError(f"a label request to {self.url} failed: {error}") from None
+        except Exception as error:  # noqa: BLE001 - whatever it is, the start stops with it
+            raise ModelLoadError(f"a label request to {self.url} failed: {error!r}") from None
         if scores.listed == 0:
             raise ModelLoadError(
                 f"{served.model} at {self.url} did not list either label word "
@@ -398,17 +403,14 @@ class OpenAIEngine:
             answer = await served.client.completions.create(
                 model=served.model, prompt=served.tokens.spell(ids), max_tokens=1,
                 temperature=0.0, logprobs=self.config.top_logprobs,
+                extra_body={"n_probs": self.config.top_logprobs},  # llama-server's own name
             )  # fmt: skip
             choices = answer.choices
         if len(choices) != len(prompts):
             raise RuntimeError(f"{len(prompts)} label prompts got {len(choices)} answers")
         keys = ((token_id_key(positive), labelling.POSITIVE_WORD),
                 (token_id_key(negative), labelling.NEGATIVE_WORD))  # fmt: skip
-        return [
-            label_scores(choice.logprobs.top_logprobs[0] if choice.logprobs
-                         and choice.logprobs.top_logprobs else None, *keys)
-            for choice in choices
-        ]  # fmt: skip
+        return [label_scores(first_position_top(choice.logprobs), *keys) for choice in choices]
 
     # --- replies --------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from core.types import Sentiment
 from runtime.labelling import sentiment_from_scores
@@ -50,3 +51,26 @@ def label_scores(
     listed = sum(score is not None for score in found)
     pos, neg = (floor if score is None else score for score in found)
     return LabelScores(pos, neg, listed)
+
+
+def first_position_top(logprobs: Any) -> dict[str, float] | None:
+    """The top logprobs of the answer's first position, in either shape a server sends:
+    the completions API's `top_logprobs: [{token: logprob}]` (vLLM, llama-cpp-python), or
+    the chat API's `content: [{top_logprobs: [{id, token, logprob}]}]` that llama.cpp's
+    llama-server uses on /v1/completions too (each entry then listed by text and by id)."""
+    if logprobs is None:
+        return None
+    legacy = getattr(logprobs, "top_logprobs", None)
+    if legacy:
+        return dict(legacy[0]) if legacy[0] else None
+    content = getattr(logprobs, "content", None)
+    if not content:
+        return None
+    first = content[0] if isinstance(content[0], Mapping) else vars(content[0])
+    top: dict[str, float] = {}
+    for entry in first.get("top_logprobs") or []:
+        item = entry if isinstance(entry, Mapping) else vars(entry)
+        top[str(item["token"])] = float(item["logprob"])
+        if item.get("id") is not None:
+            top[token_id_key(int(item["id"]))] = float(item["logprob"])
+    return top
