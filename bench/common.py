@@ -21,6 +21,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from bot.settings import Settings
+    from runtime.backends import Engine
+    from runtime.config import WorkerConfig
     from runtime.runner import ModelRunner
 
 LABELS = ("positive", "negative")
@@ -261,3 +263,32 @@ def weights_of(runner: Any) -> str:
     """What the runner computes in: a torch dtype, or llama.cpp running the GGUF as it is."""
     model = getattr(runner, "model", None)
     return str(model.dtype) if model is not None else "gguf (llama.cpp)"
+
+
+def bench_engine(settings: Settings, limits: WorkerConfig) -> tuple[Engine, list[Any]]:
+    """The engine the bot builds for these settings (runtime.backends.model_engine): the
+    worker on a local runner, or a serving engine's client (BACKEND=openai); and the list
+    every reply started is appended to (each has `.generated`, the reply's token ids)."""
+    from runtime.backends import REMOTE_BACKENDS, choose_backend, model_engine
+    from runtime.worker import ModelWorker
+
+    if choose_backend(settings.model) not in REMOTE_BACKENDS:
+        factory, streams = recording_runner_factory(settings)
+        return ModelWorker(factory, limits), streams
+    engine = model_engine(settings.model, limits, settings.openai)
+    replies: list[Any] = []
+    reply = engine.reply
+
+    def recording_reply(request: Any) -> Any:
+        tokens = reply(request)
+        replies.append(tokens)
+        return tokens
+
+    engine.reply = recording_reply  # type: ignore[method-assign]
+    return engine, replies
+
+
+def describe_engine(engine: Any) -> str:
+    """What computes the replies: the local runner's weights, or the remote engine's name."""
+    runner = getattr(engine, "runner", None)
+    return weights_of(runner) if runner is not None else f"remote: {engine.name}"

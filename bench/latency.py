@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    bench_engine,
     bench_settings,
+    describe_engine,
     describe_machine,
     mean,
     peak_rss_mb,
     percentile,
-    recording_runner_factory,
     table,
-    weights_of,
     write_json,
 )
 from bench.messages import messages
@@ -65,17 +65,9 @@ def summarize(samples: list[dict[str, float]]) -> dict[str, float | None]:
 async def child_ours(args: argparse.Namespace, t0: float) -> dict[str, Any]:
     from chat.service import ChatService
     from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, TextDelta
-    from runtime.worker import ModelWorker
     from storage.store import SqlMoodStore
 
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
-    load, streams = recording_runner_factory(settings)
-    loaded_at: list[float] = []
-
-    def factory() -> Any:
-        runner = load()
-        loaded_at.append(time.time())
-        return runner
 
     async def one(user: str, text: str) -> dict[str, float]:
         sample: dict[str, float] = {}
@@ -96,21 +88,25 @@ async def child_ours(args: argparse.Namespace, t0: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as temp:
         store = await SqlMoodStore.open(Path(temp) / "bench.db")
         timeout = max(settings.worker.request_timeout_s, 1800.0)
-        worker = ModelWorker(factory, settings.worker.model_copy(
-            update={"request_timeout_s": timeout}))  # fmt: skip
-        await worker.start()
-        service = ChatService(worker, store, settings.chat)
+        # The bot's own engine: the worker on a local runner, or BACKEND=openai's client.
+        engine, streams = bench_engine(
+            settings, settings.worker.model_copy(update={"request_timeout_s": timeout})
+        )
+        await engine.start()
+        loaded_at = time.time()
+        service = ChatService(engine, store, settings.chat)
         try:
             batch = messages(args.messages)
             await one("cold", batch[0].text)
             cold = time.time() - t0
             samples = [await one(f"user{i}", m.text) for i, m in enumerate(batch)]
         finally:
-            await worker.stop()
+            await engine.stop()
             await store.close()
-    return {"load_s": loaded_at[0] - t0, "cold_start_s": cold, "samples": samples,
-            "dtype": weights_of(worker.runner), "settings": {
+    return {"load_s": loaded_at - t0, "cold_start_s": cold, "samples": samples,
+            "dtype": describe_engine(engine), "settings": {
                 "backend": settings.model.backend,
+                "openai": settings.openai.model_dump(exclude={"api_key"}),
                 "model_dtype": settings.model.dtype, "torch_threads": settings.model.threads,
                 "generation": settings.chat.generation.__dict__}}  # fmt: skip
 

@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    bench_engine,
     bench_settings,
+    describe_engine,
     describe_machine,
     percentile,
-    runner_factory,
     table,
     write_json,
 )
@@ -185,22 +186,21 @@ async def measure(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from runtime.worker import ModelWorker
-
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
-    worker = ModelWorker(runner_factory(settings), settings.worker)
-    await worker.start()
+    engine, _ = bench_engine(settings, settings.worker)  # the bot's own, BACKEND=openai too
+    await engine.start()
     work = plan(args.users, args.messages)
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"engine": describe_engine(engine)}
     try:
         print(f"{args.users} users x {args.messages} messages, concurrently…", file=sys.stderr)
-        results["concurrent"] = await measure(worker, settings, work, sequential=False)
+        results["concurrent"] = await measure(engine, settings, work, sequential=False)
         if args.compare_sequential:
             print("the same messages one at a time…", file=sys.stderr)
-            results["sequential"] = await measure(worker, settings, work, sequential=True)
+            results["sequential"] = await measure(engine, settings, work, sequential=True)
     finally:
-        await worker.stop()
-    results["settings"] = {**settings.worker.model_dump(),
+        await engine.stop()
+    results["settings"] = {**settings.worker.model_dump(), "backend": settings.model.backend,
+                           "openai": settings.openai.model_dump(exclude={"api_key"}),
                            "generation": settings.chat.generation.__dict__}  # fmt: skip
     return results
 
@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     if "sequential" in results:
         ratio = results["concurrent"]["replies_per_min"] / results["sequential"]["replies_per_min"]
         rows.append(["throughput vs sequential", ratio, 1.0])
+    print(f"engine: {results['engine']}")
     print(table(["figure", *modes], rows))
     for mode in modes:
         problems = results[mode]["problems"]

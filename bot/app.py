@@ -17,7 +17,7 @@ from bot.settings import Settings
 from chat.service import ChatService
 from core.errors import ModelLoadError, StorageError
 from core.ports import Adapter
-from runtime.backends import choose_backend, runner_loader
+from runtime.backends import Engine, choose_backend, model_engine
 from runtime.runner import ModelRunner
 from runtime.worker import ModelWorker
 from storage.store import SqlMoodStore
@@ -60,19 +60,26 @@ async def run(
         log.error("cannot open the database: %s", error)
         return EXIT_STORAGE
     log.info("database: %s (%s)", store.shown, store.dialect)
-    worker = ModelWorker(runner_factory or runner_loader(settings.model), settings.worker)
+    # The configured backend's facade: the worker thread on a local runner, or the client of
+    # a remote serving engine (BACKEND=openai). Tests pass a runner of their own.
+    engine: Engine = (
+        ModelWorker(runner_factory, settings.worker)
+        if runner_factory
+        else model_engine(settings.model, settings.worker, settings.openai)
+    )
     try:
         backend = choose_backend(settings.model)
-        log.info("loading the model (%s on %s)…", settings.model.model, backend)
-        await worker.start()
-        log.info("model ready: %s", worker.runner.name)
-        service = ChatService(worker, store, settings.chat)
+        where = settings.openai.base_url if backend == "openai" else settings.model.model
+        log.info("loading the model (%s on %s)…", where, backend)
+        await engine.start()
+        log.info("model ready: %s", engine.name)
+        service = ChatService(engine, store, settings.chat)
         return await _serve(build_adapters(settings, service, console))
     except ModelLoadError as error:
         log.error("the model could not be loaded: %s", error)
         return EXIT_MODEL
     finally:
-        await worker.stop()
+        await engine.stop()
         await store.close()
 
 

@@ -25,7 +25,7 @@ from adapters.discord.config import DiscordConfig
 from adapters.telegram.config import TelegramConfig
 from chat.config import ChatConfig
 from core.config import ConfigGroup, SettingsError, clean_env, settings_error
-from runtime.config import ModelConfig, WorkerConfig
+from runtime.config import ModelConfig, OpenAIConfig, WorkerConfig
 from storage.config import StorageConfig
 
 __all__ = ["Settings", "SettingsError", "environment"]
@@ -42,6 +42,7 @@ class Settings(BaseSettings):
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    openai: OpenAIConfig = Field(default_factory=OpenAIConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     log_level: Annotated[LogLevel, BeforeValidator(_upper)] = Field("INFO", alias="LOG_LEVEL")
@@ -70,7 +71,8 @@ class Settings(BaseSettings):
 
     @classmethod
     def groups(cls) -> list[type[ConfigGroup]]:
-        return [ModelConfig, WorkerConfig, ChatConfig, StorageConfig, TelegramConfig, DiscordConfig]
+        return [ModelConfig, WorkerConfig, OpenAIConfig, ChatConfig, StorageConfig,
+                TelegramConfig, DiscordConfig]  # fmt: skip
 
     @classmethod
     def env_keys(cls) -> set[str]:
@@ -83,6 +85,7 @@ def _groups(env: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {
         "model": ModelConfig.from_env(env),
         "worker": WorkerConfig.from_env(env),
+        "openai": OpenAIConfig.from_env(env),
         "chat": ChatConfig.from_env(env),
         "storage": StorageConfig.from_env(env),
         "telegram": TelegramConfig.from_env(env),

@@ -1,4 +1,5 @@
-"""The runtime's settings: which model on which backend, and the worker's limits.
+"""The runtime's settings: which model on which backend, the worker's limits, and the remote
+serving engine (BACKEND=openai).
 
 Every key is documented, with its default, in `.env.example`.
 """
@@ -14,7 +15,10 @@ from core.config import ConfigGroup, Lowered
 from runtime.model_files import PACKAGED, default_cache_dir
 from runtime.runner import RunnerOptions, SentimentMethod
 
-Backend = Literal["auto", "transformers", "llama_cpp"]
+Backend = Literal["auto", "transformers", "llama_cpp", "openai"]
+# What the OpenAI-compatible server is: vLLM takes token-id prompts, several prompts per
+# request, logprob_token_ids and priority; any other server gets text prompts, one each.
+ServerKind = Literal["auto", "vllm", "generic"]
 Dtype = Literal["auto", "float32", "bfloat16"]
 _OPTIONS = RunnerOptions()
 
@@ -45,7 +49,7 @@ class ModelConfig(ConfigGroup):
 
     @model_validator(mode="after")
     def _generate_needs_transformers(self) -> Self:
-        if self.backend == "llama_cpp" and self.sentiment_method != "logits":
+        if self.backend in ("llama_cpp", "openai") and self.sentiment_method != "logits":
             raise ValueError("SENTIMENT_METHOD=generate needs BACKEND=transformers")
         return self
 
@@ -64,3 +68,23 @@ class WorkerConfig(ConfigGroup):
     queue_size: int = Field(32, ge=1, le=10_000, alias="QUEUE_SIZE")
     max_active_replies: int = Field(8, ge=1, le=64, alias="MAX_ACTIVE_REPLIES")
     request_timeout_s: float = Field(120.0, ge=1.0, le=3600.0, alias="REQUEST_TIMEOUT_S")
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http(s) URL, e.g. http://127.0.0.1:8000/v1")
+    return value.rstrip("/")
+
+
+class OpenAIConfig(ConfigGroup):
+    """BACKEND=openai: the model runs on an OpenAI-compatible serving engine (vLLM, llama.cpp's
+    server); MODEL then only names the tokenizer the prompts are built with."""
+
+    base_url: Annotated[str, AfterValidator(_http_url)] = Field(
+        "http://127.0.0.1:8000/v1", alias="OPENAI_BASE_URL"
+    )
+    api_key: str = Field("", alias="OPENAI_API_KEY", repr=False)  # never logged
+    model: str = Field("", alias="OPENAI_MODEL")  # "" = the first model the server lists
+    server: Annotated[ServerKind, Lowered] = Field("auto", alias="OPENAI_SERVER")
+    priority: bool = Field(False, alias="OPENAI_PRIORITY")
+    top_logprobs: int = Field(20, ge=2, le=1000, alias="OPENAI_TOP_LOGPROBS")

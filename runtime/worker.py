@@ -166,6 +166,10 @@ class ModelWorker:
             raise EngineStopped("the model is not loaded")
         return self._runner
 
+    @property
+    def name(self) -> str:
+        return self.runner.name
+
     async def start(self) -> None:
         """Load the model on the worker thread; raises ModelLoadError if it cannot."""
         loop = asyncio.get_running_loop()

@@ -33,12 +33,16 @@ class ScriptedEngine:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    # CI sets this so the llama.cpp backend's tests fail loudly instead of skipping.
+    # CI sets this so the llama.cpp backend's tests (and those of BACKEND=openai on its
+    # server, the [server] extra) fail loudly instead of skipping.
     if os.environ.get("REQUIRE_LLAMA_CPP") == "1":
         import importlib.util
 
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise pytest.UsageError("REQUIRE_LLAMA_CPP=1 but llama_cpp is not installed")
+        from tests.llama_server import SERVER_MODULES
+
+        missing = [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
+        if missing:
+            raise pytest.UsageError(f"REQUIRE_LLAMA_CPP=1 but {', '.join(missing)} missing")
     # CI sets this too, so the PostgreSQL half of the storage tests fails instead of skipping.
     if os.environ.get("REQUIRE_POSTGRES") == "1" and find_bindir() is None:
         raise pytest.UsageError("REQUIRE_POSTGRES=1 but PostgreSQL (initdb, pg_ctl) is missing")

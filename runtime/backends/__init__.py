@@ -1,8 +1,11 @@
-"""Backend plugins: each turns the configured model into a runtime.runner.ModelRunner.
+"""Backend plugins, chosen by name (the BACKEND setting); modules are imported only when
+chosen, so a bot on llama.cpp never imports torch.
 
-A backend is a module with `load(config: ModelConfig, options: RunnerOptions) -> ModelRunner`,
-registered in BACKENDS by name (the BACKEND setting). Modules are imported only when chosen,
-so a bot on llama.cpp never imports torch.
+A local backend is a module with `load(config: ModelConfig, options: RunnerOptions) ->
+ModelRunner`, registered in BACKENDS: the one worker thread (runtime/worker.py) drives it.
+A remote backend is a module with `load_engine(config, options, limits, remote) -> Engine`,
+registered in REMOTE_BACKENDS: the serving engine schedules, so it is the facade itself.
+`model_engine` builds whichever the settings name.
 """
 
 from __future__ import annotations
@@ -10,16 +13,34 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from importlib.util import find_spec
-from typing import Any
+from typing import Any, Protocol
 
-from runtime.config import ModelConfig
+from core.errors import ModelLoadError
+from core.ports import ModelFacade
+from runtime.config import ModelConfig, OpenAIConfig, WorkerConfig
 from runtime.model_files import names_a_gguf
 from runtime.runner import ModelRunner
+from runtime.worker import ModelWorker
 
 BACKENDS: dict[str, str] = {
     "llama_cpp": "runtime.backends.llama_cpp",
     "transformers": "runtime.backends.transformers_runner",
 }
+REMOTE_BACKENDS: dict[str, str] = {
+    "openai": "runtime.backends.openai_api",
+}
+
+
+class Engine(ModelFacade, Protocol):
+    """The model as the bot runs it: the facade plus its lifetime and a name for the log."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def start(self) -> None:
+        """Load the model or connect to it; raises ModelLoadError saying what to fix."""
+
+    async def stop(self) -> None: ...
 
 
 def choose_backend(config: ModelConfig) -> str:
@@ -38,8 +59,31 @@ def runner_loader(config: ModelConfig, **option_overrides: Any) -> Callable[[], 
     benchmarks pass RunnerOptions overrides."""
 
     def load() -> ModelRunner:
-        module = importlib.import_module(BACKENDS[choose_backend(config)])
+        backend = choose_backend(config)
+        if backend not in BACKENDS:
+            raise ModelLoadError(
+                f"BACKEND={backend} runs the model on a server: there is no local runner "
+                "(use BACKEND=llama_cpp or transformers here)"
+            )
+        module = importlib.import_module(BACKENDS[backend])
         runner: ModelRunner = module.load(config, config.runner_options(**option_overrides))
         return runner
 
     return load
+
+
+def model_engine(
+    config: ModelConfig,
+    limits: WorkerConfig,
+    remote: OpenAIConfig | None = None,
+    **option_overrides: Any,
+) -> Engine:
+    """The model facade the settings name: a remote engine's client, or the worker thread
+    on a local runner. The benchmarks pass RunnerOptions overrides."""
+    backend = choose_backend(config)
+    if backend in REMOTE_BACKENDS:
+        module = importlib.import_module(REMOTE_BACKENDS[backend])
+        options = config.runner_options(**option_overrides)
+        engine: Engine = module.load_engine(config, options, limits, remote or OpenAIConfig())
+        return engine
+    return ModelWorker(runner_loader(config, **option_overrides), limits)

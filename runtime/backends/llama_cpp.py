@@ -67,6 +67,59 @@ def _forward_llama_log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
 _LOG_CALLBACK = llama_cpp.llama_log_callback(_forward_llama_log) if llama_cpp else None
 
 
+def tokenize(vocab: object, text: str) -> list[int]:
+    """Text → ids with llama.cpp's tokenizer (no BOS added; special-token text is parsed)."""
+    raw = text.encode("utf-8")
+    size = len(raw) + 8
+    while True:
+        buffer = (llama_cpp.llama_token * size)()
+        count = llama_cpp.llama_tokenize(vocab, raw, len(raw), buffer, size, False, True)
+        if count >= 0:
+            return list(buffer[:count])
+        size = -count
+
+
+def token_piece(vocab: object, token: int, special: bool = False) -> bytes:
+    """One token's bytes; a special token is spelled out only when `special` is True."""
+    buffer = ctypes.create_string_buffer(64)
+    count = llama_cpp.llama_token_to_piece(vocab, token, buffer, 64, 0, special)
+    return buffer.raw[: max(count, 0)]
+
+
+class GgufVocab:
+    """A GGUF file's tokenizer alone: llama.cpp reads only the vocabulary (no weights), so a
+    process that sends prompts to a remote engine gets the same ids without loading a model."""
+
+    def __init__(self, path: Path) -> None:
+        _require_package()
+        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True
+        self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        if not self._model:
+            raise ModelLoadError(f"llama.cpp could not read the vocabulary of {path}")
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+
+    def encode(self, text: str) -> list[int]:
+        return tokenize(self._vocab, text)
+
+    def decode(self, ids: list[int]) -> str:
+        """Ids → text as the runner decodes a reply (special tokens dropped)."""
+        pieces = b"".join(token_piece(self._vocab, token) for token in ids)
+        return pieces.decode("utf-8", errors="ignore")
+
+    def spell(self, ids: list[int]) -> str:
+        """Ids → the text that encodes back to them, special tokens written out."""
+        pieces = b"".join(token_piece(self._vocab, token, special=True) for token in ids)
+        return pieces.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        if self._model:
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+
 class ContextFull(RuntimeError):
     """No room left in the KV cache for a batch, even after dropping kept conversations."""
 
@@ -163,19 +216,10 @@ class LlamaCppRunner:
     # --- tokens ---------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        raw = text.encode("utf-8")
-        size = len(raw) + 8
-        while True:
-            buffer = (llama_cpp.llama_token * size)()
-            count = llama_cpp.llama_tokenize(self._vocab, raw, len(raw), buffer, size, False, True)
-            if count >= 0:
-                return list(buffer[:count])
-            size = -count
+        return tokenize(self._vocab, text)
 
     def piece(self, token: int) -> bytes:
-        buffer = ctypes.create_string_buffer(64)
-        count = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, 64, 0, False)
-        return buffer.raw[: max(count, 0)]
+        return token_piece(self._vocab, token)
 
     def decode(self, ids: list[int]) -> str:
         return b"".join(self.piece(token) for token in ids).decode("utf-8", errors="ignore")

@@ -429,3 +429,49 @@ def test_scale_out_checker_finds_duplicates_losses_and_half_stored_exchanges() -
     assert "lost (none" in problems
     assert "stored twice" in problems
     assert "answered twice on Telegram" in problems
+
+
+# --- BACKEND=openai: the latency and load benches through the bot's own remote engine --------
+
+
+@pytest.fixture
+async def openai_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """BACKEND=openai pointed at the loopback fake (its own tokenizer stands in for MODEL's)."""
+    from runtime.backends import openai_api
+    from tests.fakes.openai_api import FakeOpenAIServer, fake_tokens
+
+    async with FakeOpenAIServer(vllm=True) as fake:
+        monkeypatch.chdir(tmp_path)  # no .env from the repo
+        for key, value in {"BACKEND": "openai", "OPENAI_BASE_URL": fake.url}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setattr(openai_api, "load_tokens", lambda config: fake_tokens())
+        yield fake
+
+
+async def test_the_load_bench_runs_through_the_openai_backend(openai_env: Any) -> None:
+    import argparse
+
+    args = argparse.Namespace(users=3, messages=2, compare_sequential=True,
+                              max_new_tokens=None, seed=0)  # fmt: skip
+    results = await load.run(args)
+    assert results["engine"].startswith("remote: fake-qwen at http://127.0.0.1:")
+    for mode in ("concurrent", "sequential"):
+        assert results[mode]["problems"] == []
+        assert results[mode]["replies"] == 6
+    assert len(openai_env.reply_calls()) == 12
+
+
+async def test_the_latency_bench_counts_remote_reply_tokens(openai_env: Any) -> None:
+    import argparse
+    import time
+
+    from bench import latency
+
+    args = argparse.Namespace(messages=2, max_new_tokens=None, seed=0)
+    result = await latency.child_ours(args, time.time())
+    assert result["dtype"].startswith("remote: fake-qwen")
+    assert result["settings"]["backend"] == "openai"
+    assert "api_key" not in result["settings"]["openai"]
+    # The fake's reply "Hello there, friend!" is 20 tokens of its one-character tokenizer.
+    assert [sample["tokens"] for sample in result["samples"]] == [20, 20]
+    assert all(sample["finished"] for sample in result["samples"])

@@ -11,7 +11,7 @@ import pytest
 from bot.settings import Settings, SettingsError
 from chat.config import ChatConfig
 from core.types import GenerationParams
-from runtime.config import ModelConfig, WorkerConfig
+from runtime.config import ModelConfig, OpenAIConfig, WorkerConfig
 from runtime.model_files import default_cache_dir
 from runtime.runner import RunnerOptions
 from storage.target import DatabaseTarget
@@ -48,6 +48,13 @@ def test_defaults() -> None:
     assert settings.model == ModelConfig()
     assert settings.worker == WorkerConfig()
     assert settings.model.runner_options() == RunnerOptions()
+    assert settings.openai == OpenAIConfig()
+    assert settings.openai.base_url == "http://127.0.0.1:8000/v1"
+    assert settings.openai.api_key == ""
+    assert settings.openai.model == ""
+    assert settings.openai.server == "auto"
+    assert settings.openai.priority is False
+    assert settings.openai.top_logprobs == 20
 
 
 def test_blank_values_mean_default() -> None:
@@ -105,6 +112,37 @@ def test_the_llama_cpp_backend_is_chosen_and_checked() -> None:
         Settings.from_env({"BACKEND": "llama_cpp", "SENTIMENT_METHOD": "generate"})
 
 
+def test_the_openai_backend_is_one_setting_and_its_server_a_group() -> None:
+    settings = Settings.from_env(
+        {
+            "BACKEND": "OpenAI",
+            "OPENAI_BASE_URL": " https://models.internal:8443/v1/ ",
+            "OPENAI_API_KEY": "sk-SECRET",
+            "OPENAI_MODEL": "Qwen/Qwen2.5-0.5B-Instruct",
+            "OPENAI_SERVER": "vLLM",
+            "OPENAI_PRIORITY": "true",
+            "OPENAI_TOP_LOGPROBS": "5",
+        }
+    )
+    assert settings.model.backend == "openai"
+    assert settings.openai.base_url == "https://models.internal:8443/v1"
+    assert settings.openai.api_key == "sk-SECRET"
+    assert settings.openai.model == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert settings.openai.server == "vllm"
+    assert settings.openai.priority is True
+    assert settings.openai.top_logprobs == 5
+    assert "SECRET" not in repr(settings)
+    with pytest.raises(SettingsError, match="SENTIMENT_METHOD=generate needs BACKEND"):
+        Settings.from_env({"BACKEND": "openai", "SENTIMENT_METHOD": "generate"})
+
+
+def test_a_bad_openai_value_never_shows_the_key() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"OPENAI_BASE_URL": "localhost:8000", "OPENAI_API_KEY": "sk-SECRET"})
+    assert "OPENAI_BASE_URL" in str(caught.value)
+    assert "SECRET" not in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
@@ -159,6 +197,10 @@ def test_booleans(raw: str, expected: bool) -> None:
         ("DATABASE_URL", "postgresql://bot@db"),
         ("DATABASE_URL", "sqlite://"),
         ("DATABASE_POOL_SIZE", "0"),
+        ("OPENAI_BASE_URL", "ftp://models/v1"),
+        ("OPENAI_SERVER", "triton"),
+        ("OPENAI_PRIORITY", "sometimes"),
+        ("OPENAI_TOP_LOGPROBS", "1"),
     ],
 )
 def test_bad_values_raise_a_settings_error_naming_the_key(key: str, value: str) -> None:

@@ -69,3 +69,28 @@ def test_auto_picks_llama_cpp_when_it_can_run_the_configuration(
     config = ModelConfig.from_env(env)
     assert config is not None
     assert choose_backend(config) == expected
+
+
+def test_the_openai_backend_is_a_facade_built_from_its_settings() -> None:
+    from runtime.backends.openai_api.engine import OpenAIEngine
+    from runtime.config import OpenAIConfig, WorkerConfig
+    from runtime.worker import ModelWorker
+
+    model = ModelConfig.from_env({"BACKEND": "openai", "SENTIMENT_MAX_TOKENS": "64"})
+    assert model is not None
+    remote = OpenAIConfig(base_url="http://127.0.0.1:9/v1", top_logprobs=7)
+    limits = WorkerConfig(queue_size=3, request_timeout_s=9)
+    engine = backends.model_engine(model, limits, remote)
+    assert isinstance(engine, OpenAIEngine)
+    assert engine.config is remote
+    assert (engine._queue_size, engine._timeout_s) == (3, 9)
+    assert engine._options.sentiment_max_tokens == 64
+    # Local backends keep the one worker thread.
+    local = backends.model_engine(ModelConfig(backend="llama_cpp"), limits, remote)
+    assert isinstance(local, ModelWorker)
+
+
+def test_the_openai_backend_has_no_local_runner_and_is_never_auto() -> None:
+    with pytest.raises(ModelLoadError, match="BACKEND=openai runs the model on a server"):
+        runner_loader(ModelConfig(backend="openai"))()
+    assert choose_backend(ModelConfig()) in ("llama_cpp", "transformers")

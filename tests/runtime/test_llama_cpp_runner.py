@@ -276,3 +276,19 @@ def test_llama_cpp_logs_go_to_python_logging(caplog: pytest.LogCaptureFixture) -
         (logging.WARNING, "llama.cpp: odd token"),
         (logging.ERROR, "llama.cpp: failed"),
     ]
+
+
+def test_the_vocabulary_alone_tokenizes_as_the_runner(llama: LlamaCppRunner) -> None:
+    from runtime.backends.llama_cpp import GgufVocab
+    from runtime.model_files import default_cache_dir, packaged_gguf
+
+    vocab = GgufVocab(packaged_gguf(Path(cache_dir() or default_cache_dir())))
+    try:
+        prompt = chatml([{"role": "user", "content": "今天好累 <b>真的</b> 😩 ok"}], True)
+        ids = vocab.encode(prompt)
+        assert ids == llama.encode(prompt)
+        assert vocab.spell(ids) == prompt  # special tokens written out: it encodes back
+        assert vocab.decode(ids) == llama.decode(ids)  # special tokens dropped
+        assert "<|im_start|>" not in vocab.decode(ids)
+    finally:
+        vocab.close()

@@ -1,0 +1,18 @@
+"""BACKEND=openai: the model on an OpenAI-compatible serving engine (vLLM, llama.cpp's servers),
+the bot a thin client. See engine.py for why this backend is a ModelFacade, not a runner."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from runtime.backends.openai_api.engine import OpenAIEngine
+from runtime.backends.openai_api.tokens import load_tokens
+from runtime.config import ModelConfig, OpenAIConfig, WorkerConfig
+from runtime.runner import RunnerOptions
+
+
+def load_engine(
+    config: ModelConfig, options: RunnerOptions, limits: WorkerConfig, remote: OpenAIConfig
+) -> OpenAIEngine:
+    """The backend plugin's entry (runtime/backends/__init__.py); start() connects."""
+    return OpenAIEngine(remote, limits, options, partial(load_tokens, config))
