@@ -88,6 +88,18 @@ def test_the_cached_head_gives_the_scores_of_the_whole_prompt(llama: LlamaCppRun
     assert cached.p_positive == pytest.approx(whole, abs=0.02)
 
 
+def test_greetings_are_shown_neutral_and_plain_feelings_are_not(llama: LlamaCppRunner) -> None:
+    # The shipped head's "nothing felt" readout works on llama.cpp's logits rows.
+    quiet = llama.tag(["你好", "Hi", "What time is it in Tokyo?"])
+    assert [s.neutral for s in quiet] == [True, True, True]
+    felt = llama.tag(["I hate this", "烦死了", "太好了！"])
+    assert [(s.label, s.neutral) for s in felt] == [
+        ("negative", False),
+        ("negative", False),
+        ("positive", False),
+    ]
+
+
 def test_both_backends_build_the_same_prompts(
     llama: LlamaCppRunner, real_runner: TransformersRunner
 ) -> None:
