@@ -6,14 +6,17 @@ Every key is documented, with its default, in `.env.example`.
 from __future__ import annotations
 
 from datetime import tzinfo
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from core.config import ConfigGroup
+from chat.prompts import ExampleSet, ReplyLayout, ToneAt
+from core.config import ConfigGroup, Lowered
 from core.types import GenerationParams
 
 _DEFAULT = GenerationParams()  # the sampling defaults are written once, on the dataclass
+_LAYOUT = ReplyLayout()  # and the prompt layout's on its own
 
 
 class ChatConfig(ConfigGroup):
@@ -24,6 +27,9 @@ class ChatConfig(ConfigGroup):
     repetition_penalty: float = Field(
         _DEFAULT.repetition_penalty, ge=1.0, le=2.0, alias="REPETITION_PENALTY"
     )
+    # Where the reply prompt puts the tone and which examples it shows (chat/prompts.py).
+    reply_tone_at: Annotated[ToneAt, Lowered] = Field(_LAYOUT.tone_at, alias="REPLY_TONE_AT")
+    reply_examples: Annotated[ExampleSet, Lowered] = Field(_LAYOUT.examples, alias="REPLY_EXAMPLES")
     # Turns fetched from the store; the runtime trims them to its token budget.
     history_turns: int = Field(12, ge=0, le=200, alias="HISTORY_TURNS")
     # Longer messages are cut before tagging and replying.
@@ -45,6 +51,10 @@ class ChatConfig(ConfigGroup):
     @property
     def tz(self) -> tzinfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def layout(self) -> ReplyLayout:
+        return ReplyLayout(tone_at=self.reply_tone_at, examples=self.reply_examples)
 
     @property
     def generation(self) -> GenerationParams:

@@ -6,6 +6,7 @@ prompt (the analyst frame) belongs to the runtime: runtime/labelling.py.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from core.types import GenerationParams, Label, ReplyRequest, Turn
@@ -80,25 +81,81 @@ def detect_language(text: str) -> Language:
     return "zh" if cjk / len(letters) >= 0.2 else "en"
 
 
-def reply_system_prompt(label: Label, user_text: str) -> str:
+# --- the layout: where the tone goes, which examples come first ----------------------------
+# "note" puts the tone in a short system turn right after the user's message, and every
+# earlier message keeps the note it was answered with, so a conversation's prompt only ever
+# grows at its end whatever the labels: the KV cache of the previous exchange serves the
+# next message (runtime/backends/llama_cpp.py). "system" is the first layout: the tone line
+# in the system prompt, above the history, so a change of label starts the prompt afresh.
+ToneAt = Literal["note", "system"]
+# "mixed": one exchange per tone, in every prompt of a language (the opening is shared by
+# every label); "label": the one exchange of this message's tone (the first layout); "none".
+ExampleSet = Literal["mixed", "label", "none"]
+
+
+@dataclass(frozen=True)
+class ReplyLayout:
+    tone_at: ToneAt = "system"
+    examples: ExampleSet = "label"
+
+
+def reply_system_prompt(label: Label, user_text: str, layout: ReplyLayout = ReplyLayout()) -> str:
     language = detect_language(user_text)
-    return f"{PERSONA[language]}\n{TONES[language][label]}"
+    if layout.tone_at == "system":
+        return f"{PERSONA[language]}\n{TONES[language][label]}"
+    return PERSONA[language]
 
 
-def reply_examples(label: Label, user_text: str) -> tuple[Turn, ...]:
-    """The example exchange placed before the real conversation."""
-    question, answer = EXAMPLES[detect_language(user_text)][label]
-    return (Turn("user", question), Turn("assistant", answer))
+def tone_note(label: Label, text: str) -> Turn:
+    """The system turn that follows a message in the "note" layout: its label's tone."""
+    return Turn("system", TONES[detect_language(text)][label])
+
+
+def _exchange(question: str, answer: str, label: Label, layout: ReplyLayout) -> tuple[Turn, ...]:
+    note = (tone_note(label, question),) if layout.tone_at == "note" else ()
+    return (Turn("user", question), *note, Turn("assistant", answer))
+
+
+def reply_examples(
+    label: Label, user_text: str, layout: ReplyLayout = ReplyLayout()
+) -> tuple[Turn, ...]:
+    """The example exchanges placed before the real conversation."""
+    examples = EXAMPLES[detect_language(user_text)]
+    if layout.examples == "none":
+        return ()
+    if layout.examples == "label":
+        return _exchange(*examples[label], label, layout)
+    return tuple(turn for tone, pair in examples.items() for turn in _exchange(*pair, tone, layout))
+
+
+def with_notes(history: tuple[Turn, ...], layout: ReplyLayout) -> tuple[Turn, ...]:
+    """The stored turns as the prompt shows them: in the "note" layout every earlier message
+    is followed by the tone it was answered in (when the store knows its label)."""
+    if layout.tone_at != "note":
+        return history
+    shown: list[Turn] = []
+    for turn in history:
+        shown.append(Turn(turn.role, turn.content))
+        if turn.role == "user" and turn.label is not None:
+            shown.append(tone_note(turn.label, turn.content))
+    return tuple(shown)
 
 
 def reply_request(
-    label: Label, user_text: str, history: tuple[Turn, ...], params: GenerationParams
+    label: Label,
+    user_text: str,
+    history: tuple[Turn, ...],
+    params: GenerationParams,
+    layout: ReplyLayout = ReplyLayout(),
 ) -> ReplyRequest:
-    """What the runner is asked for a message with this label: persona, tone and example."""
+    """What the runner is asked for a message with this label: persona, examples, the
+    conversation so far and the tone, placed as `layout` says."""
+    note = tone_note(label, user_text).content if layout.tone_at == "note" else ""
     return ReplyRequest(
-        system=reply_system_prompt(label, user_text),
-        history=history,
+        system=reply_system_prompt(label, user_text, layout),
+        history=with_notes(history, layout),
         user_text=user_text,
         params=params,
-        examples=reply_examples(label, user_text),
+        examples=reply_examples(label, user_text, layout),
+        note=note,
     )

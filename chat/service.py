@@ -107,7 +107,9 @@ class ChatService:
             yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)
             return
 
-        request = reply_request(sentiment.label, text, tuple(history), self.config.generation)
+        request = reply_request(
+            sentiment.label, text, tuple(history), self.config.generation, self.config.layout
+        )
         parts: list[str] = []
         first_token_ms: float | None = None
         failure: ReplyFailed | None = None

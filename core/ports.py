@@ -18,7 +18,8 @@ class MoodStore(Protocol):
         """Write the mood event and the turns of one message in a single transaction."""
 
     async def recent_turns(self, user: UserKey, chat_id: str, limit: int) -> list[Turn]:
-        """The last `limit` turns of this user in this chat, oldest first."""
+        """The last `limit` turns of this user in this chat, oldest first; each user turn
+        carries the label of its message (the mood event stored with it)."""
 
     async def mood_events(
         self, user: UserKey, since: datetime, until: datetime | None = None

@@ -11,7 +11,9 @@ from datetime import date, datetime
 from typing import Literal
 
 Label = Literal["positive", "negative"]
-Role = Literal["user", "assistant"]
+# "system" turns exist only inside a reply prompt (the tone notes of chat/prompts.py); the
+# store keeps user and assistant turns.
+Role = Literal["user", "assistant", "system"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,9 @@ class MoodEvent:
 class Turn:
     role: Role
     content: str
+    # A user turn read back from the store: the label its message was given (None when
+    # unknown), so that a prompt can show each earlier message with the tone it was answered in.
+    label: Label | None = None
 
 
 @dataclass(frozen=True)
@@ -175,8 +180,11 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class ReplyRequest:
-    system: str  # persona plus the tone instruction for this message's label
+    system: str  # the persona (plus, in the older layout, the tone for this message's label)
     history: tuple[Turn, ...]  # oldest first; the runner drops the oldest to fit its budget
     user_text: str
     params: GenerationParams
-    examples: tuple[Turn, ...] = ()  # fixed example exchange, before the history, never trimmed
+    examples: tuple[Turn, ...] = ()  # fixed example exchanges, before the history, never trimmed
+    # The tone for this message, shown to the model as a system turn right after the message
+    # (below the history, so one conversation prefix serves every label); "" for none.
+    note: str = ""

@@ -66,6 +66,8 @@ class ReplyPrompter:
             {"role": turn.role, "content": turn.content} for turn in (*request.examples, *history)
         ]
         messages.append({"role": "user", "content": user_text})
+        if request.note:  # below the history: the conversation so far is the same for any note
+            messages.append({"role": "system", "content": request.note})
         return messages
 
     def build(self, request: ReplyRequest) -> ReplyPrompt:

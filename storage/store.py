@@ -92,13 +92,19 @@ class SqliteMoodStore:
     async def recent_turns(self, user: UserKey, chat_id: str, limit: int) -> list[Turn]:
         if limit <= 0:
             return []
+        # A user turn's label is its message's mood event, which record_exchange writes with
+        # the same user, chat and timestamp. A subquery rather than a join: two events at one
+        # instant (only ever seen in tests) must not duplicate the turn.
         rows = await self._fetchall(
-            "SELECT role, content FROM turns"
-            " WHERE user_id = (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?)"
-            " AND chat_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+            "SELECT t.role, t.content, CASE WHEN t.role = 'user' THEN"
+            " (SELECT e.label FROM mood_events e WHERE e.user_id = t.user_id"
+            " AND e.chat_id = t.chat_id AND e.created_at = t.created_at"
+            " ORDER BY e.id DESC LIMIT 1) END FROM turns t"
+            " WHERE t.user_id = (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?)"
+            " AND t.chat_id = ? ORDER BY t.created_at DESC, t.id DESC LIMIT ?",
             (user.platform, user.user_id, chat_id, limit),
         )
-        return [Turn(role, content) for role, content in reversed(rows)]
+        return [Turn(role, content, label) for role, content, label in reversed(rows)]
 
     async def mood_events(
         self, user: UserKey, since: datetime, until: datetime | None = None

@@ -21,8 +21,10 @@ POSITIVE_HINTS = (
 )  # fmt: skip
 
 
-def _is_negative_tone(system: str) -> bool:
-    return any(tones["negative"] in system for tones in TONES.values())
+def _is_negative_tone(request: ReplyRequest) -> bool:
+    # The tone is in the system prompt or in the note after the message, by layout.
+    where = f"{request.system}\n{request.note}"
+    return any(tones["negative"] in where for tones in TONES.values())
 
 
 def scripted_p_positive(text: str) -> float:
@@ -82,7 +84,7 @@ class ScriptedRunner:
         self.reply_calls.append(request)
         text = self.reply_text
         if text is None:
-            tone = "comforting" if _is_negative_tone(request.system) else "cheerful"
+            tone = "comforting" if _is_negative_tone(request) else "cheerful"
             text = f"A {tone} reply to: {request.user_text}"
         words = text.split(" ")
         chunks = [word + " " for word in words[:-1]] + [words[-1]]

@@ -9,11 +9,13 @@ from chat.prompts import (
     PERSONA,
     TONES,
     Language,
+    ReplyLayout,
     detect_language,
     reply_examples,
+    reply_request,
     reply_system_prompt,
 )
-from core.types import Label, Turn
+from core.types import GenerationParams, Label, Turn
 
 
 @pytest.mark.parametrize(
@@ -71,3 +73,57 @@ def test_tones_and_examples_differ_by_label() -> None:
             assert detect_language(question) == language
             assert detect_language(answer) == language
         assert detect_language(PERSONA[language]) == language
+
+
+NOTE = ReplyLayout(tone_at="note", examples="mixed")
+
+
+def test_the_note_layout_puts_the_tone_below_the_history() -> None:
+    history = (Turn("user", "我丢了钱包。", "negative"), Turn("assistant", "别急，先挂失银行卡。"),
+               Turn("user", "找到了！", "positive"), Turn("assistant", "太好了！"))  # fmt: skip
+    request = reply_request("negative", "可是身份证还没找到。", history, GenerationParams(), NOTE)
+    assert request.system == PERSONA["zh"]  # the same for every label
+    assert request.note == TONES["zh"]["negative"]
+    # Every earlier message is followed by the tone it was answered in.
+    assert request.history == (
+        Turn("user", "我丢了钱包。"), Turn("system", TONES["zh"]["negative"]),
+        Turn("assistant", "别急，先挂失银行卡。"),
+        Turn("user", "找到了！"), Turn("system", TONES["zh"]["positive"]),
+        Turn("assistant", "太好了！"),
+    )  # fmt: skip
+    other = reply_request("positive", "可是身份证还没找到。", history, GenerationParams(), NOTE)
+    assert (other.system, other.examples, other.history) == (
+        request.system,
+        request.examples,
+        request.history,
+    )  # only the note differs between labels
+    assert other.note == TONES["zh"]["positive"]
+
+
+def test_a_turn_without_a_known_label_gets_no_note() -> None:
+    history = (Turn("user", "hello"), Turn("assistant", "hi!"))
+    request = reply_request("positive", "how are you?", history, GenerationParams(), NOTE)
+    assert request.history == history
+
+
+def test_mixed_examples_show_every_tone_with_its_note() -> None:
+    examples = reply_examples("positive", "I got the job!", NOTE)
+    expected: list[Turn] = []
+    for label, (question, answer) in EXAMPLES["en"].items():
+        expected += [Turn("user", question), Turn("system", TONES["en"][label]),
+                     Turn("assistant", answer)]  # fmt: skip
+    assert examples == tuple(expected)
+    assert reply_examples("negative", "I got the job!", NOTE) == examples
+    none = ReplyLayout(tone_at="note", examples="none")
+    assert reply_examples("positive", "I got the job!", none) == ()
+    # The first layout: the one exchange of this label, no notes, the tone in the system prompt.
+    first = ReplyLayout(tone_at="system", examples="label")
+    question, answer = EXAMPLES["en"]["negative"]
+    assert reply_examples("negative", "I lost it", first) == (
+        Turn("user", question), Turn("assistant", answer)
+    )  # fmt: skip
+    request = reply_request("negative", "I lost it", (Turn("user", "x", "positive"),),
+                            GenerationParams(), first)  # fmt: skip
+    assert request.note == ""
+    assert request.history == (Turn("user", "x", "positive"),)
+    assert TONES["en"]["negative"] in request.system

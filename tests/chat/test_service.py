@@ -112,7 +112,7 @@ async def test_event_order_and_storage(scripted_engine: ScriptedEngine) -> None:
     assert (stored.label, stored.p_positive, stored.excerpt) == ("positive", 0.9, None)
     assert stored.created_at.tzinfo is not None
     assert await scripted_engine.store.recent_turns(ALICE, "chat-1", 10) == [
-        Turn("user", "I am so happy today"),
+        Turn("user", "I am so happy today", "positive"),
         Turn("assistant", reply.text),
     ]
 
@@ -125,7 +125,7 @@ async def test_second_message_sees_the_first_exchange(scripted_engine: ScriptedE
 
     assert runner.reply_calls[0].history == ()
     assert runner.reply_calls[1].history == (
-        Turn("user", "I love this"),
+        Turn("user", "I love this", "positive"),
         Turn("assistant", first.text),
     )
     assert runner.reply_calls[1].user_text == "and now?"
@@ -192,7 +192,7 @@ async def test_huge_input_is_truncated(scripted_engine: ScriptedEngine) -> None:
     assert tagged == ["好" * limit]
     assert scripted_engine.runner.reply_calls[0].user_text == "好" * limit
     turns = await scripted_engine.store.recent_turns(ALICE, "chat-1", 10)
-    assert turns[0] == Turn("user", "好" * limit)
+    assert turns[0] == Turn("user", "好" * limit, "positive")
 
 
 async def test_excerpt_only_when_store_message_text(scripted_engine: ScriptedEngine) -> None:

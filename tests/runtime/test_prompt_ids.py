@@ -151,3 +151,24 @@ def test_fit_history_uses_the_given_token_counter() -> None:
 
     assert len(fit_history(turns("u1", "a1", "u2", "a2"), counting, budget=12)) == 2
     assert calls == ["a2", "u2", "a1"]  # newest first, and it stops at the first misfit
+
+
+def test_the_note_follows_the_message_and_the_opening_ignores_it() -> None:
+    prompter = ReplyPrompter(chatml, words, unwords, input_max_tokens=100,
+                             history_max_tokens=100)  # fmt: skip
+    history = (Turn("user", "earlier"), Turn("system", "note 1"), Turn("assistant", "answer"))
+    prompts = [
+        prompter.build(ReplyRequest("persona", history, "hello", GenerationParams(),
+                                    (Turn("user", "q"), Turn("assistant", "a")), note))
+        for note in ("be kind", "be glad")
+    ]  # fmt: skip
+    texts = [unwords(prompt.ids) for prompt in prompts]
+    assert texts[0].endswith(
+        "<|im_start|>user\nhello<|im_end|>\n<|im_start|>system\nbe kind<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    assert "<|im_start|>system\nnote 1<|im_end|>\n<|im_start|>assistant\nanswer" in texts[0]
+    # Everything up to the message is the same whatever the note: one prefix for every label.
+    shared = texts[0].index("hello") + len("hello<|im_end|>\n")
+    assert texts[0][:shared] == texts[1][:shared]
+    assert prompts[0].opening == prompts[1].opening > 0

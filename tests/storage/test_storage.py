@@ -36,8 +36,9 @@ def event(
     return MoodEvent(user.platform, user.user_id, chat_id, label, p_positive, at, excerpt)
 
 
-def exchange(n: int) -> list[Turn]:
-    return [Turn("user", f"question {n}"), Turn("assistant", f"answer {n}")]
+def exchange(n: int, label: Label | None = None) -> list[Turn]:
+    """One message and its answer; `label` is what the store reads back for the message."""
+    return [Turn("user", f"question {n}", label), Turn("assistant", f"answer {n}")]
 
 
 def raw_count(path: Path, sql: str, params: tuple = ()) -> int:
@@ -86,7 +87,7 @@ async def test_reopen_keeps_data_and_applies_only_new_migrations(
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(extra))
     for _ in range(2):  # the second open would fail with "table extra already exists"
         store = await SqliteMoodStore.open(db_path)
-        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(1)
+        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(1, "positive")
         await store.close()
     assert raw_count(db_path, "PRAGMA user_version") == len(extra)
     assert raw_count(db_path, "SELECT count(*) FROM extra") == 0
@@ -158,7 +159,7 @@ async def test_locked_database_write_raises_then_recovers(db_path: Path) -> None
         holder.close()
         # The failed write left no transaction open on the store's connection.
         await store.record_exchange(event(), exchange(2))
-        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(2)
+        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(2, "positive")
     finally:
         await store.close()
 
@@ -261,7 +262,7 @@ async def test_platforms_are_separate_people(store: SqliteMoodStore, db_path: Pa
     bob_events = await store.mood_events(bob, T0 - timedelta(days=1))
     assert [e.label for e in alice_events] == ["positive"]
     assert [(e.platform, e.label) for e in bob_events] == [("discord", "negative")]
-    assert await store.recent_turns(bob, "chat-1", 10) == exchange(2)
+    assert await store.recent_turns(bob, "chat-1", 10) == exchange(2, "negative")
     assert raw_count(db_path, "SELECT count(*) FROM users") == 2
 
 
@@ -271,12 +272,36 @@ async def test_recent_turns_newest_limit_oldest_first_per_chat(store: SqliteMood
     await store.record_exchange(event(chat_id="chat-2", at=T0 + timedelta(hours=1)), exchange(9))
     assert await store.recent_turns(ALICE, "chat-1", 3) == [
         Turn("assistant", "answer 2"),
-        Turn("user", "question 3"),
+        Turn("user", "question 3", "positive"),
         Turn("assistant", "answer 3"),
     ]
-    assert await store.recent_turns(ALICE, "chat-2", 10) == exchange(9)
+    assert await store.recent_turns(ALICE, "chat-2", 10) == exchange(9, "positive")
     assert await store.recent_turns(ALICE, "chat-1", 0) == []
     assert await store.recent_turns(UserKey("telegram", "nobody"), "chat-1", 5) == []
+
+
+async def test_each_user_turn_reads_back_the_label_of_its_own_message(
+    store: SqliteMoodStore,
+) -> None:
+    await store.record_exchange(event(p_positive=0.2), exchange(1))
+    await store.record_exchange(event(at=T0 + timedelta(minutes=1), p_positive=0.7), [])  # failed
+    await store.record_exchange(event(at=T0 + timedelta(minutes=2), p_positive=0.9), exchange(2))
+    # The same instant in another chat is another message.
+    await store.record_exchange(event(chat_id="chat-2", p_positive=0.9), exchange(3))
+    assert await store.recent_turns(ALICE, "chat-1", 10) == [
+        *exchange(1, "negative"),
+        *exchange(2, "positive"),
+    ]
+    assert await store.recent_turns(ALICE, "chat-2", 10) == exchange(3, "positive")
+    # Two messages stored at one instant (a clock that stood still) are not duplicated.
+    await store.record_exchange(event(chat_id="chat-3", p_positive=0.1), exchange(4))
+    await store.record_exchange(event(chat_id="chat-3", p_positive=0.9), exchange(5))
+    assert [t.content for t in await store.recent_turns(ALICE, "chat-3", 10)] == [
+        "question 4",
+        "answer 4",
+        "question 5",
+        "answer 5",
+    ]
 
 
 async def test_mood_events_range_order_and_round_trip(store: SqliteMoodStore) -> None:
@@ -311,8 +336,9 @@ async def test_clear_turns_only_that_chat(store: SqliteMoodStore) -> None:
     await store.record_exchange(event(UserKey("discord", "42"), chat_id="chat-1"), exchange(4))
     assert await store.clear_turns(ALICE, "chat-1") == 4
     assert await store.recent_turns(ALICE, "chat-1", 10) == []
-    assert await store.recent_turns(ALICE, "chat-2", 10) == exchange(3)
-    assert await store.recent_turns(UserKey("discord", "42"), "chat-1", 10) == exchange(4)
+    assert await store.recent_turns(ALICE, "chat-2", 10) == exchange(3, "positive")
+    other = UserKey("discord", "42")
+    assert await store.recent_turns(other, "chat-1", 10) == exchange(4, "positive")
     assert len(await store.mood_events(ALICE, T0)) == 3  # mood history is not conversation memory
     assert await store.clear_turns(ALICE, "chat-1") == 0
 
@@ -334,7 +360,7 @@ async def test_forget_user_deletes_everything_about_them(
     assert raw_count(db_path, "SELECT count(*) FROM users WHERE platform = 'telegram'") == 0
     assert raw_count(db_path, "SELECT count(*) FROM mood_events WHERE excerpt = 'secret'") == 0
     assert raw_count(db_path, "SELECT count(*) FROM mood_events") == 1  # the other user's
-    assert await store.recent_turns(other, "chat-1", 10) == exchange(3)
+    assert await store.recent_turns(other, "chat-1", 10) == exchange(3, "positive")
     assert await store.forget_user(ALICE) == 0
 
 
