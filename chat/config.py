@@ -27,6 +27,17 @@ class ChatConfig(ConfigGroup):
     repetition_penalty: float = Field(
         _DEFAULT.repetition_penalty, ge=1.0, le=2.0, alias="REPETITION_PENALTY"
     )
+    presence_penalty: float = Field(
+        _DEFAULT.presence_penalty, ge=0.0, le=2.0, alias="PRESENCE_PENALTY"
+    )
+    frequency_penalty: float = Field(
+        _DEFAULT.frequency_penalty, ge=0.0, le=2.0, alias="FREQUENCY_PENALTY"
+    )
+    dry_multiplier: float = Field(_DEFAULT.dry_multiplier, ge=0.0, le=10.0, alias="DRY_MULTIPLIER")
+    dry_base: float = Field(_DEFAULT.dry_base, ge=1.0, le=4.0, alias="DRY_BASE")
+    dry_allowed_length: int = Field(
+        _DEFAULT.dry_allowed_length, ge=1, le=20, alias="DRY_ALLOWED_LENGTH"
+    )
     # Where the reply prompt puts the tone and which examples it shows (chat/prompts.py).
     reply_tone_at: Annotated[ToneAt, Lowered] = Field(_LAYOUT.tone_at, alias="REPLY_TONE_AT")
     reply_examples: Annotated[ExampleSet, Lowered] = Field(_LAYOUT.examples, alias="REPLY_EXAMPLES")
@@ -65,4 +76,9 @@ class ChatConfig(ConfigGroup):
             top_k=self.top_k,
             repetition_penalty=self.repetition_penalty,
             seed=self.seed,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            dry_multiplier=self.dry_multiplier,
+            dry_base=self.dry_base,
+            dry_allowed_length=self.dry_allowed_length,
         )

@@ -176,6 +176,16 @@ class GenerationParams:
     top_k: int = 20
     repetition_penalty: float = 1.05
     seed: int | None = None
+    # OpenAI-style, over the reply's own tokens: minus presence once, minus frequency per use.
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    # DRY ("don't repeat yourself", runtime/sampling.py): a token that would extend a run
+    # already present in the user's message, the examples, the earlier turns or the reply
+    # itself loses multiplier * base ** (run - allowed_length) when the run is at least
+    # allowed_length tokens long. 0 turns it off.
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
 
 
 @dataclass(frozen=True)

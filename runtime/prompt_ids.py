@@ -39,6 +39,9 @@ def keep_head_and_tail(ids: list[int], limit: int) -> list[int]:
 class ReplyPrompt:
     ids: list[int]
     opening: int  # leading ids shared by every reply with this system prompt and examples
+    # The ids of every turn after the system prompt (examples, history, notes, the message):
+    # what the reply must not copy runs from (the DRY penalty; empty when that is off).
+    avoid: tuple[list[int], ...] = ()
 
 
 class ReplyPrompter:
@@ -77,7 +80,10 @@ class ReplyPrompter:
         # ~85% of a first message's prompt), so a backend can keep their KV cache.
         fixed = self.encode(self.render(messages[: 1 + len(request.examples)], False))
         opening = len(fixed) if len(fixed) < len(ids) and ids[: len(fixed)] == fixed else 0
-        return ReplyPrompt(ids, opening)
+        avoid: tuple[list[int], ...] = ()
+        if request.params.dry_multiplier > 0:
+            avoid = tuple(self.encode(message["content"]) for message in messages[1:])
+        return ReplyPrompt(ids, opening, avoid)
 
 
 def fit_history(

@@ -20,11 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from core.errors import ModelLoadError
-from core.types import GenerationParams, Label, ReplyRequest, Sentiment
+from core.types import Label, ReplyRequest, Sentiment
 from runtime import labelling
 from runtime.backends.transformers_batch import KV, BatchDecoder
 from runtime.backends.transformers_labeller import PrefixLabeller
@@ -36,7 +35,7 @@ from runtime.prompt_ids import (
     keep_head_and_tail,
 )
 from runtime.runner import ReplyStream, RunnerOptions
-from runtime.sampling import sample_next_token
+from runtime.sampling import ReplySampler
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +191,8 @@ class TransformersRunner:
     def start_reply(self, request: ReplyRequest) -> TransformersReply:
         prompt = self.prompter.build(request)
         prefix = self._reply_prefix(prompt.ids[: prompt.opening]) if prompt.opening else None
-        return TransformersReply(self, prompt.ids, request.params, prefix)
+        sampler = ReplySampler(request.params, prompt.avoid)
+        return TransformersReply(self, prompt.ids, sampler, prefix)
 
     @torch.inference_mode()
     def _reply_prefix(self, ids: list[int]) -> KV:
@@ -242,13 +242,14 @@ class TransformersReply:
         self,
         runner: TransformersRunner,
         prompt_ids: list[int],
-        params: GenerationParams,
+        sampler: ReplySampler,
         prefix: KV | None = None,
     ) -> None:
         from transformers import DynamicCache
 
         self.runner = runner
-        self.params = params
+        self.sampler = sampler
+        self.params = sampler.params
         # None once closed, or while its KV is in the batch. Built from a shared prefix, it
         # copies it (the cache grows by torch.cat), so the shared tensors are never changed.
         self.cache: Any = DynamicCache(ddp_cache_data=prefix)
@@ -258,7 +259,6 @@ class TransformersReply:
         self.emitted = ""
         self.finished = False
         self.done = False
-        self.rng = np.random.default_rng(params.seed)
 
     @torch.inference_mode()
     def step(self) -> str | None:
@@ -276,7 +276,7 @@ class TransformersReply:
     def accept(self, logits: torch.Tensor) -> str | None:
         """Pick the next token from its scores (the pending token is now in the KV cache)."""
         row = logits.float().numpy().copy()  # the sampler changes its row in place
-        token = sample_next_token(row, self.generated, self.params, self.rng)
+        token = self.sampler(row, self.generated)
         if token in self.runner.stop_ids:
             self.finished = True
             return self._finish()

@@ -24,6 +24,7 @@ from runtime.backends.transformers_runner import (
     TransformersReply,
     TransformersRunner,
 )
+from runtime.sampling import ReplySampler
 from tests import tiny_model
 
 
@@ -295,7 +296,8 @@ def test_replies_reuse_the_kv_of_their_shared_opening(runner: TransformersRunner
     assert len(runner._reply_prefixes) == 1  # one opening, computed once
     for reply, req in zip(replies, requests, strict=True):
         assert reply.length > 0
-        whole = TransformersReply(runner, runner.reply_prompt_ids(req), req.params)  # no reuse
+        no_reuse = ReplySampler(req.params)
+        whole = TransformersReply(runner, runner.reply_prompt_ids(req), no_reuse)
         while whole.step() is not None:
             pass
         assert reply.generated == whole.generated

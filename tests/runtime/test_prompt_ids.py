@@ -172,3 +172,15 @@ def test_the_note_follows_the_message_and_the_opening_ignores_it() -> None:
     shared = texts[0].index("hello") + len("hello<|im_end|>\n")
     assert texts[0][:shared] == texts[1][:shared]
     assert prompts[0].opening == prompts[1].opening > 0
+
+
+def test_what_a_reply_must_not_copy_is_every_turn_after_the_persona() -> None:
+    prompter = ReplyPrompter(chatml, words, unwords, input_max_tokens=100,
+                             history_max_tokens=100)  # fmt: skip
+    history = (Turn("user", "u1"), Turn("assistant", "a1"))
+    examples = (Turn("user", "q"), Turn("assistant", "a"))
+    anti_copy = GenerationParams(dry_multiplier=0.8)
+    prompt = prompter.build(ReplyRequest("persona", history, "hi", anti_copy, examples, "note"))
+    assert [unwords(ids) for ids in prompt.avoid] == ["q", "a", "u1", "a1", "hi", "note"]
+    plain = prompter.build(ReplyRequest("persona", history, "hi", GenerationParams(), examples))
+    assert plain.avoid == ()  # only computed when the penalty is on
