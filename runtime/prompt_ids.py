@@ -102,3 +102,19 @@ def fit_history(
     while kept and kept[0].role != "user":
         kept.pop(0)
     return tuple(kept)
+
+
+def continued_length(ids: list[int], kept: list[int], prompt_length: int) -> int:
+    """How many leading `ids` a finished exchange's KV serves, 0 if none. `kept` is what its
+    KV holds, of which the first `prompt_length` were its prompt: a new prompt continues the
+    exchange when it starts with that whole prompt (the same conversation one message later;
+    other users share only the opening and must not take this user's KV away), then as much
+    of the reply as re-tokenises the same way."""
+    if len(ids) < prompt_length or ids[:prompt_length] != kept[:prompt_length]:
+        return 0
+    common = prompt_length
+    for a, b in zip(kept[prompt_length:], ids[prompt_length:], strict=False):
+        if a != b:
+            break
+        common += 1
+    return common

@@ -32,7 +32,7 @@ from runtime import labelling
 from runtime.config import ModelConfig
 from runtime.labelling import analyst_frame
 from runtime.model_files import default_cache_dir, resolve_gguf
-from runtime.prompt_ids import ReplyPrompter, chatml, keep_head_and_tail
+from runtime.prompt_ids import ReplyPrompter, chatml, continued_length, keep_head_and_tail
 from runtime.runner import ReplyStream, RunnerOptions
 from runtime.sampling import ReplySampler
 
@@ -211,19 +211,11 @@ class LlamaCppRunner:
         return True
 
     def _continued(self, ids: list[int]) -> tuple[int, int]:
-        """The kept exchange that `ids` continues, and how many leading ids it holds; (-1, 0)
-        if none. A prompt continues an exchange when it starts with that exchange's whole
-        prompt: the same conversation one message later (other users share only the opening,
-        and must not take this user's KV away)."""
+        """The kept exchange that `ids` continues (prompt_ids.continued_length), and how many
+        leading ids it holds; (-1, 0) if none."""
         for seq, (tokens, prompt_length) in reversed(self._kept.items()):
-            if ids[:prompt_length] != tokens[:prompt_length]:
-                continue
-            common = prompt_length
-            for a, b in zip(tokens[prompt_length:], ids[prompt_length:], strict=False):
-                if a != b:  # the reply may re-tokenise differently from how it was sampled
-                    break
-                common += 1
-            return seq, common
+            if common := continued_length(ids, tokens, prompt_length):
+                return seq, common
         return -1, 0
 
     def _drop_sequence(self, seq: int) -> None:
