@@ -46,7 +46,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS_DIR, bench_settings, describe_machine, mean, percentile, table
+from bench.common import (
+    RESULTS_DIR,
+    bench_settings,
+    describe_machine,
+    mean,
+    peak_rss_mb,
+    percentile,
+    table,
+)
 from bench.dialogues import Dialogue, dialogues
 from chat.prompts import detect_language
 
@@ -185,6 +193,16 @@ def flag_reply(row: dict[str, Any], earlier_replies: Sequence[str]) -> dict[str,
 FLAGS = ("echo", "copy", "as_user", "language", "finished", "tone")
 
 
+def add_flags(rows: Sequence[dict[str, Any]]) -> None:
+    """Flag every answered row, in chat order (a copy is judged against earlier replies)."""
+    earlier: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("reply") is not None:
+            replies = earlier.setdefault(row["chat"], [])
+            row["flags"] = flag_reply(row, replies)
+            replies.append(row["reply"])
+
+
 def quality(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Shares of each flag, distinct-2 and lengths over rows that carry `flags`."""
     answered = [r for r in rows if r.get("reply") is not None]
@@ -198,8 +216,13 @@ def quality(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def speed(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Label and first-token p50 of first messages against later ones, in seconds."""
-    out: dict[str, Any] = {}
+    """Label and first-token p50 of first messages against later ones, in seconds, and the
+    decode speed (tokens after the first over the time after the first)."""
+    decoded = [r for r in rows if r.get("total_s") is not None and r.get("tokens")]
+    decode_s = sum(r["total_s"] - r["first_token_s"] for r in decoded)
+    out: dict[str, Any] = {
+        "decode_tps": sum(r["tokens"] - 1 for r in decoded) / decode_s if decode_s > 0 else None
+    }
     for key in ("label_s", "first_token_s"):
         first = [r[key] for r in rows if r["turn"] == 1 and r.get(key) is not None]
         later = [r[key] for r in rows if r["turn"] > 1 and r.get(key) is not None]
@@ -297,12 +320,7 @@ async def run_dialogues(
         finally:
             await worker.stop()
             await store.close()
-    for chat in chats:  # flags need the chat's earlier replies
-        earlier: list[str] = []
-        for row in (r for r in rows if r["chat"] == chat.name):
-            if row["reply"] is not None:
-                row["flags"] = flag_reply(row, earlier)
-                earlier.append(row["reply"])
+    add_flags(rows)
     config = {"runner": backend, "generation": settings.chat.generation.__dict__,
               "history_turns": settings.chat.history_turns,
               "history_max_tokens": settings.model.history_max_tokens}  # fmt: skip
@@ -328,7 +346,7 @@ def groups(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 QUALITY_COLUMNS = ["n", *FLAGS, "distinct2", "chars", "tokens"]
 SPEED_COLUMNS = ["label_s_first_p50", "label_s_later_p50", "label_s_ratio",
                  "first_token_s_first_p50", "first_token_s_later_p50",
-                 "first_token_s_ratio"]  # fmt: skip
+                 "first_token_s_ratio", "decode_tps"]  # fmt: skip
 
 
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -378,13 +396,14 @@ def compare(folders: Sequence[str], group: str) -> str:
     rows = []
     for folder in folders:
         data = json.loads((Path(folder) / "results.json").read_text())
-        figures = data["summary"].get(group)
+        add_flags(data["rows"])  # today's metrics, also for runs saved before a change
+        figures = summary(data["rows"]).get(group)
         if figures is None:
             continue
         rows.append([Path(folder).name, *(figures[k] for k in [*QUALITY_COLUMNS, *SPEED_COLUMNS]),
                      data["machine"].get("load_avg_1m")])  # fmt: skip
     headers = ["run", *QUALITY_COLUMNS, "label first", "label later", "label ratio",
-               "token first", "token later", "token ratio", "load"]  # fmt: skip
+               "token first", "token later", "token ratio", "decode tok/s", "load"]  # fmt: skip
     return table(headers, rows)
 
 
@@ -409,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     rows, config = asyncio.run(run_dialogues(dialogues(args.split), args.max_new_tokens, args.seed))
     results = summary(rows)
-    machine = describe_machine()
+    machine = {**describe_machine(), "peak_rss_mb": peak_rss_mb()}
     print(f"{config['runner']}; seed {args.seed}; {len(rows)} messages in "
           f"{time.time() - started:.0f} s; load average (1 min) "
           f"{machine.get('load_avg_1m')}")  # fmt: skip

@@ -102,16 +102,12 @@ def row(turn: int, message: str, reply: str | None, label: str = "negative",
     base = {"chat": "c", "split": "tune", "language": detect_language(message), "turn": turn,
             "message": message, "reply": reply, "label": label, "mood": "negative",
             "examples": ["被当众批评真的很难受。你已经很努力了。"], "finished": True, "tokens": 10,
-            "label_s": 0.1, "first_token_s": 0.3}  # fmt: skip
+            "label_s": 0.1, "first_token_s": 0.3, "total_s": 1.5}  # fmt: skip
     return {**base, **extra}
 
 
 def flagged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    earlier: list[str] = []
-    for r in rows:
-        if r["reply"] is not None:
-            r["flags"] = dialogue.flag_reply(r, earlier)
-            earlier.append(r["reply"])
+    dialogue.add_flags(rows)
     return rows
 
 
@@ -122,7 +118,8 @@ def test_quality_and_speed_of_a_chat() -> None:
             first_token_s=0.9),  # echo, and half of it is the example
         row(3, "明天还要早起。", "抱抱你，被骂真的很难受，别太往心里去。", label_s=0.2,
             first_token_s=0.6),  # a copy of reply 1
-        row(4, "算了不说了。", None, failure="timeout", label_s=None, first_token_s=None),
+        row(4, "算了不说了。", None, failure="timeout", label_s=None, first_token_s=None,
+            total_s=None),
     ])  # fmt: skip
     assert [r["flags"]["echo"] for r in rows[:3]] == [False, True, False]
     assert [r["flags"]["copy"] for r in rows[:3]] == [False, False, True]
@@ -138,6 +135,8 @@ def test_quality_and_speed_of_a_chat() -> None:
     assert s["first_token_s_later_p50"] == pytest.approx(0.75)
     assert s["first_token_s_ratio"] == pytest.approx(2.5)
     assert s["label_s_ratio"] == pytest.approx(1.6)
+    # 3 replies of 10 tokens: 27 after the first ones, in 1.2 + 0.6 + 0.9 seconds.
+    assert s["decode_tps"] == pytest.approx(10.0)
 
 
 def test_transcripts_and_compare(tmp_path: Path) -> None:
@@ -155,6 +154,8 @@ def test_transcripts_and_compare(tmp_path: Path) -> None:
     assert set(results) == {"all", "tune-en", "tune"}
     folder = tmp_path / "run-a"
     folder.mkdir()
-    (folder / "results.json").write_text(json.dumps({"summary": results, "machine": {}}))
-    printed = dialogue.compare([str(folder)], "tune")
-    assert printed.splitlines()[2].startswith("| run-a")
+    for r in rows:  # a run saved with other flags: compare judges it again, by today's rules
+        r.pop("flags", None)
+    (folder / "results.json").write_text(json.dumps({"rows": rows, "machine": {}}))
+    printed = dialogue.compare([str(folder)], "tune").splitlines()
+    assert printed[2].startswith("| run-a | 1 | 1.00 | 0.00 |")  # n, echo (1 of 1), copy
