@@ -41,8 +41,11 @@ class ChatConfig(ConfigGroup):
     # Where the reply prompt puts the tone and which examples it shows (chat/prompts.py).
     reply_tone_at: Annotated[ToneAt, Lowered] = Field(_LAYOUT.tone_at, alias="REPLY_TONE_AT")
     reply_examples: Annotated[ExampleSet, Lowered] = Field(_LAYOUT.examples, alias="REPLY_EXAMPLES")
-    # Turns fetched from the store; the runtime trims them to its token budget.
+    # Turns fetched from the store; the runtime trims them to its token budget. The window
+    # moves history_step turns at a time: the prompts in between open the same way, so a
+    # reply's KV cache serves the next message (1 = it slides with every message).
     history_turns: int = Field(12, ge=0, le=200, alias="HISTORY_TURNS")
+    history_step: int = Field(1, ge=1, le=200, alias="HISTORY_STEP")
     # Longer messages are cut before tagging and replying.
     max_input_chars: int = Field(4000, ge=100, le=100_000, alias="MAX_INPUT_CHARS")
     store_message_text: bool = Field(False, alias="STORE_MESSAGE_TEXT")

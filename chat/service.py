@@ -100,7 +100,7 @@ class ChatService:
         )
         try:
             history = await self.store.recent_turns(
-                message.user, message.chat_id, self.config.history_turns
+                message.user, message.chat_id, self.config.history_turns, self.config.history_step
             )
         except StorageError as error:
             log.error("could not read conversation memory: %s", error)

@@ -17,9 +17,13 @@ class MoodStore(Protocol):
     async def record_exchange(self, event: MoodEvent, turns: Sequence[Turn]) -> None:
         """Write the mood event and the turns of one message in a single transaction."""
 
-    async def recent_turns(self, user: UserKey, chat_id: str, limit: int) -> list[Turn]:
-        """The last `limit` turns of this user in this chat, oldest first; each user turn
-        carries the label of its message (the mood event stored with it)."""
+    async def recent_turns(
+        self, user: UserKey, chat_id: str, limit: int, step: int = 1
+    ) -> list[Turn]:
+        """This user's latest turns in this chat, oldest first: at most `limit`, starting at a
+        multiple of `step` turns into the chat, so that the window moves `step` turns at a time
+        (the prompts in between all open the same way). Each user turn carries the label of
+        its message (the mood event stored with it)."""
 
     async def mood_events(
         self, user: UserKey, since: datetime, until: datetime | None = None

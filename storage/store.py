@@ -89,22 +89,31 @@ class SqliteMoodStore:
                 [(user_id, event.chat_id, t.role, t.content, created_at) for t in turns],
             )
 
-    async def recent_turns(self, user: UserKey, chat_id: str, limit: int) -> list[Turn]:
+    async def recent_turns(
+        self, user: UserKey, chat_id: str, limit: int, step: int = 1
+    ) -> list[Turn]:
         if limit <= 0:
             return []
+        # The window starts at a multiple of `step` turns into the chat: the first of the last
+        # `limit` turns, rounded up to the next such position.
         # A user turn's label is its message's mood event, which record_exchange writes with
         # the same user, chat and timestamp. A subquery rather than a join: two events at one
         # instant (only ever seen in tests) must not duplicate the turn.
         rows = await self._fetchall(
-            "SELECT t.role, t.content, CASE WHEN t.role = 'user' THEN"
-            " (SELECT e.label FROM mood_events e WHERE e.user_id = t.user_id"
-            " AND e.chat_id = t.chat_id AND e.created_at = t.created_at"
-            " ORDER BY e.id DESC LIMIT 1) END FROM turns t"
+            "WITH chat AS (SELECT t.*,"
+            " ROW_NUMBER() OVER (ORDER BY t.created_at, t.id) - 1 AS position,"
+            " COUNT(*) OVER () AS total FROM turns t"
             " WHERE t.user_id = (SELECT id FROM users WHERE platform = ? AND platform_user_id = ?)"
-            " AND t.chat_id = ? ORDER BY t.created_at DESC, t.id DESC LIMIT ?",
-            (user.platform, user.user_id, chat_id, limit),
+            " AND t.chat_id = ?)"
+            " SELECT c.role, c.content, CASE WHEN c.role = 'user' THEN"
+            " (SELECT e.label FROM mood_events e WHERE e.user_id = c.user_id"
+            " AND e.chat_id = c.chat_id AND e.created_at = c.created_at"
+            " ORDER BY e.id DESC LIMIT 1) END FROM chat c"
+            " WHERE c.position >= (MAX(c.total - ?, 0) + ? - 1) / ? * ?"
+            " ORDER BY c.position",
+            (user.platform, user.user_id, chat_id, limit, step, step, step),
         )
-        return [Turn(role, content, label) for role, content, label in reversed(rows)]
+        return [Turn(role, content, label) for role, content, label in rows]
 
     async def mood_events(
         self, user: UserKey, since: datetime, until: datetime | None = None

@@ -145,6 +145,18 @@ async def test_history_is_limited_to_history_turns(scripted_engine: ScriptedEngi
     ]
 
 
+async def test_the_history_window_moves_in_history_steps(scripted_engine: ScriptedEngine) -> None:
+    config = ChatConfig(history_turns=4, history_step=4)
+    service = ChatService(scripted_engine.worker, scripted_engine.store, config)
+    for i in range(5):
+        done(await run(service, msg(f"message {i}")))
+    shown = [[t.content for t in call.history if t.role == "user"]
+             for call in scripted_engine.runner.reply_calls]  # fmt: skip
+    # From message 3 on, the window starts at turn 4 (message 2) until it is full again.
+    assert shown == [[], ["message 0"], ["message 0", "message 1"], ["message 2"],
+                     ["message 2", "message 3"]]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("text", "label", "tone", "language"),
     [

@@ -280,6 +280,26 @@ async def test_recent_turns_newest_limit_oldest_first_per_chat(store: SqliteMood
     assert await store.recent_turns(UserKey("telegram", "nobody"), "chat-1", 5) == []
 
 
+async def test_the_window_of_recent_turns_moves_in_steps(store: SqliteMoodStore) -> None:
+    async def window(total_exchanges: int, step: int) -> list[str]:
+        while len(await store.recent_turns(ALICE, "chat-1", 1000)) < 2 * total_exchanges:
+            n = len(await store.recent_turns(ALICE, "chat-1", 1000)) // 2
+            await store.record_exchange(event(at=T0 + timedelta(minutes=n)), exchange(n))
+        return [t.content for t in await store.recent_turns(ALICE, "chat-1", 12, step)]
+
+    assert len(await window(3, 6)) == 6  # shorter than the limit: everything
+    assert await window(6, 6) == await window(6, 1)  # exactly the limit
+    # 7 exchanges = 14 turns: the last 12 would start at turn 2; with steps of 6 the window
+    # starts at turn 6 (question 3) and stays there until it holds 12 turns again.
+    assert (await window(7, 6))[0] == "question 3"
+    assert len(await window(7, 6)) == 8
+    assert (await window(9, 6))[0] == "question 3"
+    assert len(await window(9, 6)) == 12
+    assert (await window(10, 6))[0] == "question 6"  # 20 turns: it moves on by 6
+    assert (await window(10, 1))[0] == "question 4"  # step 1: the last 12, sliding
+    assert await window(10, 6) == await window(10, 6)
+
+
 async def test_each_user_turn_reads_back_the_label_of_its_own_message(
     store: SqliteMoodStore,
 ) -> None:
