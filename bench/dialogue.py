@@ -18,9 +18,10 @@ seed. Per reply:
   (Chinese) run of the user's message that says I / my / we / 我;
 - language: the reply is in the message's language (chat.prompts.detect_language);
 - finished: the model ended the reply itself, before MAX_NEW_TOKENS;
-- tone: the reply's wording fits the label the bot gave (TONE_MARKERS: comfort words and no
-  congratulations for negative; joy words and no condolences for positive; neither for
-  neutral). A word list, so it is crude; the transcripts show what it matched;
+- tone: the reply's wording fits the label the bot gave (TONE_MARKERS: comfort words, no
+  more joy words than comfort words and no congratulations for negative; the other way round
+  for positive; neither congratulations nor condolences for neutral). A word list, so it is
+  crude (it cannot see "not great"); the transcripts show what it matched;
 - distinct-2 over all replies of a group (word pairs in English, character pairs in Chinese),
   and the mean reply length in characters and tokens.
 Character 4-grams are taken over the lower-cased letters and digits only (no spaces or
@@ -98,11 +99,12 @@ TONE_MARKERS: dict[str, dict[str, tuple[str, ...]]] = {
         "zh": ("抱歉", "难过", "心疼", "委屈", "别伤心", "遗憾"),
     },
 }  # fmt: skip
-TONE_RULES: dict[str, tuple[str | None, tuple[str, ...]]] = {
-    # label: (a marker group the reply needs, groups it must not have)
-    "negative": ("comfort", ("celebration",)),
-    "positive": ("joy", ("condolence",)),
-    "neutral": (None, ("celebration", "condolence")),  # friendly: neither
+TONE_RULES: dict[str, tuple[str | None, str | None, tuple[str, ...]]] = {
+    # label: (a marker group the reply needs, one that must not outnumber it, groups it must
+    # not have at all)
+    "negative": ("comfort", "joy", ("celebration",)),
+    "positive": ("joy", "comfort", ("condolence",)),
+    "neutral": (None, None, ("celebration", "condolence")),  # friendly: neither
 }
 
 # --- the metrics (pure functions; tests/bench/test_dialogue.py) ---------------------------
@@ -161,9 +163,13 @@ def tone_markers(reply: str, language: str) -> dict[str, list[str]]:
 
 
 def tone_fits(reply: str, language: str, label: str) -> bool:
-    needed, clashes = TONE_RULES[label]
+    needed, rival, clashes = TONE_RULES[label]
     found = tone_markers(reply, language)
-    return (needed is None or bool(found[needed])) and not any(found[c] for c in clashes)
+    if needed is not None and (
+        not found[needed] or len(found[rival or needed]) > len(found[needed])
+    ):
+        return False
+    return not any(found[c] for c in clashes)
 
 
 def units(text: str) -> list[str]:

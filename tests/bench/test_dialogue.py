@@ -77,6 +77,8 @@ def test_speaks_as_user(reply: str, message: str, as_user: bool) -> None:
         ("I'm so sorry, that sounds really hard.", "en", "negative", True),
         ("Congratulations, that's great news!", "en", "negative", False),  # celebrates
         ("The bus leaves at nine.", "en", "negative", False),  # no comfort at all
+        ("Don't worry, you'll be glad and have fun!", "en", "negative", False),  # more joy
+        ("Great, don't worry!", "en", "positive", True),  # as much joy as comfort
         ("That's wonderful, I'm so happy for you!", "en", "positive", True),
         ("I'm sorry to hear that, but great.", "en", "positive", False),  # pities
         ("抱抱你，别太担心，慢慢来。", "zh", "negative", True),
