@@ -82,11 +82,13 @@ def detect_language(text: str) -> Language:
 
 
 # --- the layout: where the tone goes, which examples come first ----------------------------
-# "note" puts the tone in a short system turn right after the user's message, and every
+# "note" puts the tone in a short system turn just before the user's message, and every
 # earlier message keeps the note it was answered with, so a conversation's prompt only ever
 # grows at its end whatever the labels: the KV cache of the previous exchange serves the
-# next message (runtime/backends/llama_cpp.py). "system" is the first layout: the tone line
-# in the system prompt, above the history, so a change of label starts the prompt afresh.
+# next message (runtime/backends/llama_cpp.py). (A note after the message was tried: the
+# 0.5B model then answered the note instead of the user, "The user is relieved. In your own
+# words…".) "system" is the first layout: the tone line in the system prompt, above the
+# history, so a change of label starts the prompt afresh.
 ToneAt = Literal["note", "system"]
 # "mixed": one exchange per tone, in every prompt of a language (the opening is shared by
 # every label); "label": the one exchange of this message's tone (the first layout); "none".
@@ -107,13 +109,13 @@ def reply_system_prompt(label: Label, user_text: str, layout: ReplyLayout = Repl
 
 
 def tone_note(label: Label, text: str) -> Turn:
-    """The system turn that follows a message in the "note" layout: its label's tone."""
+    """The system turn before a message in the "note" layout: its label's tone."""
     return Turn("system", TONES[detect_language(text)][label])
 
 
 def _exchange(question: str, answer: str, label: Label, layout: ReplyLayout) -> tuple[Turn, ...]:
     note = (tone_note(label, question),) if layout.tone_at == "note" else ()
-    return (Turn("user", question), *note, Turn("assistant", answer))
+    return (*note, Turn("user", question), Turn("assistant", answer))
 
 
 def reply_examples(
@@ -135,9 +137,9 @@ def with_notes(history: tuple[Turn, ...], layout: ReplyLayout) -> tuple[Turn, ..
         return history
     shown: list[Turn] = []
     for turn in history:
-        shown.append(Turn(turn.role, turn.content))
         if turn.role == "user" and turn.label is not None:
             shown.append(tone_note(turn.label, turn.content))
+        shown.append(Turn(turn.role, turn.content))
     return tuple(shown)
 
 

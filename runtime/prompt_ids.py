@@ -68,9 +68,9 @@ class ReplyPrompter:
         messages += [
             {"role": turn.role, "content": turn.content} for turn in (*request.examples, *history)
         ]
-        messages.append({"role": "user", "content": user_text})
         if request.note:  # below the history: the conversation so far is the same for any note
             messages.append({"role": "system", "content": request.note})
+        messages.append({"role": "user", "content": user_text})
         return messages
 
     def build(self, request: ReplyRequest) -> ReplyPrompt:
@@ -89,7 +89,8 @@ class ReplyPrompter:
 def fit_history(
     history: Sequence[Turn], count_tokens: Callable[[str], int], budget: int
 ) -> tuple[Turn, ...]:
-    """Keep the newest turns whose tokens fit in `budget`, starting on a user turn."""
+    """Keep the newest turns whose tokens fit in `budget`, starting on a user turn or on the
+    system note just before one."""
     kept: list[Turn] = []
     used = 0
     for turn in reversed(history):
@@ -99,9 +100,15 @@ def fit_history(
         kept.append(turn)
         used += cost
     kept.reverse()
-    while kept and kept[0].role != "user":
+    while kept and not _opens_an_exchange(kept):
         kept.pop(0)
     return tuple(kept)
+
+
+def _opens_an_exchange(turns: list[Turn]) -> bool:
+    first = turns[0]
+    return first.role == "user" or (first.role == "system" and len(turns) > 1
+                                    and turns[1].role == "user")  # fmt: skip
 
 
 def continued_length(ids: list[int], kept: list[int], prompt_length: int) -> int:

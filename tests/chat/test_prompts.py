@@ -84,11 +84,11 @@ def test_the_note_layout_puts_the_tone_below_the_history() -> None:
     request = reply_request("negative", "可是身份证还没找到。", history, GenerationParams(), NOTE)
     assert request.system == PERSONA["zh"]  # the same for every label
     assert request.note == TONES["zh"]["negative"]
-    # Every earlier message is followed by the tone it was answered in.
+    # Every earlier message is introduced by the tone it was answered in.
     assert request.history == (
-        Turn("user", "我丢了钱包。"), Turn("system", TONES["zh"]["negative"]),
+        Turn("system", TONES["zh"]["negative"]), Turn("user", "我丢了钱包。"),
         Turn("assistant", "别急，先挂失银行卡。"),
-        Turn("user", "找到了！"), Turn("system", TONES["zh"]["positive"]),
+        Turn("system", TONES["zh"]["positive"]), Turn("user", "找到了！"),
         Turn("assistant", "太好了！"),
     )  # fmt: skip
     other = reply_request("positive", "可是身份证还没找到。", history, GenerationParams(), NOTE)
@@ -110,7 +110,7 @@ def test_mixed_examples_show_every_tone_with_its_note() -> None:
     examples = reply_examples("positive", "I got the job!", NOTE)
     expected: list[Turn] = []
     for label, (question, answer) in EXAMPLES["en"].items():
-        expected += [Turn("user", question), Turn("system", TONES["en"][label]),
+        expected += [Turn("system", TONES["en"][label]), Turn("user", question),
                      Turn("assistant", answer)]  # fmt: skip
     assert examples == tuple(expected)
     assert reply_examples("negative", "I got the job!", NOTE) == examples
