@@ -82,17 +82,19 @@ def detect_language(text: str) -> Language:
 
 
 # --- the layout: where the tone goes, which examples come first ----------------------------
-# "note" puts the tone in a short system turn just before the user's message, and every
-# earlier message keeps the note it was answered with, so a conversation's prompt only ever
-# grows at its end whatever the labels: the KV cache of the previous exchange serves the
-# next message (runtime/backends/llama_cpp.py). (A note after the message was tried: the
-# 0.5B model then answered the note instead of the user, "The user is relieved. In your own
-# words…".) "system" is the first layout: the tone line in the system prompt, above the
-# history, so a change of label starts the prompt afresh.
-ToneAt = Literal["note", "system"]
+# "note" puts the tone in a short system turn just before the user's message, and "user"
+# appends it to the message itself, in brackets. Either way every earlier message keeps the
+# tone it was answered with, so a conversation's prompt only ever grows at its end whatever
+# the labels: the KV cache of the previous exchange serves the next message
+# (runtime/backends/llama_cpp.py). (A note after the message was tried: the 0.5B model then
+# answered the note instead of the user, "The user is relieved. In your own words…".)
+# "system" is the first layout: the tone line in the system prompt, above the history, so a
+# change of label starts the prompt afresh.
+ToneAt = Literal["note", "user", "system"]
 # "mixed": one exchange per tone, in every prompt of a language (the opening is shared by
 # every label); "label": the one exchange of this message's tone (the first layout); "none".
 ExampleSet = Literal["mixed", "label", "none"]
+BRACKETS: dict[Language, tuple[str, str]] = {"zh": ("（", "）"), "en": ("(", ")")}
 
 
 @dataclass(frozen=True)
@@ -108,14 +110,17 @@ def reply_system_prompt(label: Label, user_text: str, layout: ReplyLayout = Repl
     return PERSONA[language]
 
 
-def tone_note(label: Label, text: str) -> Turn:
-    """The system turn before a message in the "note" layout: its label's tone."""
-    return Turn("system", TONES[detect_language(text)][label])
-
-
-def _exchange(question: str, answer: str, label: Label, layout: ReplyLayout) -> tuple[Turn, ...]:
-    note = (tone_note(label, question),) if layout.tone_at == "note" else ()
-    return (*note, Turn("user", question), Turn("assistant", answer))
+def message_turns(text: str, label: Label | None, layout: ReplyLayout) -> tuple[Turn, ...]:
+    """A user's message as the prompt shows it, with its label's tone where the layout puts
+    it (none in the "system" layout, or when the label is unknown)."""
+    if label is None or layout.tone_at == "system":
+        return (Turn("user", text),)
+    language = detect_language(text)
+    tone = TONES[language][label]
+    if layout.tone_at == "note":
+        return (Turn("system", tone), Turn("user", text))
+    left, right = BRACKETS[language]
+    return (Turn("user", f"{text}\n\n{left}{tone}{right}"),)
 
 
 def reply_examples(
@@ -123,23 +128,21 @@ def reply_examples(
 ) -> tuple[Turn, ...]:
     """The example exchanges placed before the real conversation."""
     examples = EXAMPLES[detect_language(user_text)]
-    if layout.examples == "none":
-        return ()
-    if layout.examples == "label":
-        return _exchange(*examples[label], label, layout)
-    return tuple(turn for tone, pair in examples.items() for turn in _exchange(*pair, tone, layout))
+    chosen = {"none": {}, "label": {label: examples[label]}, "mixed": examples}[layout.examples]
+    return tuple(turn for tone, (question, answer) in chosen.items()
+                 for turn in (*message_turns(question, tone, layout),
+                              Turn("assistant", answer)))  # fmt: skip
 
 
 def with_notes(history: tuple[Turn, ...], layout: ReplyLayout) -> tuple[Turn, ...]:
-    """The stored turns as the prompt shows them: in the "note" layout every earlier message
-    is followed by the tone it was answered in (when the store knows its label)."""
-    if layout.tone_at != "note":
-        return history
+    """The stored turns as the prompt shows them: every earlier message with the tone it was
+    answered in, as for a new message (when the store knows its label)."""
     shown: list[Turn] = []
     for turn in history:
-        if turn.role == "user" and turn.label is not None:
-            shown.append(tone_note(turn.label, turn.content))
-        shown.append(Turn(turn.role, turn.content))
+        if turn.role == "user":
+            shown += message_turns(turn.content, turn.label, layout)
+        else:
+            shown.append(Turn(turn.role, turn.content))
     return tuple(shown)
 
 
@@ -152,12 +155,12 @@ def reply_request(
 ) -> ReplyRequest:
     """What the runner is asked for a message with this label: persona, examples, the
     conversation so far and the tone, placed as `layout` says."""
-    note = tone_note(label, user_text).content if layout.tone_at == "note" else ""
+    *note, message = message_turns(user_text, label, layout)
     return ReplyRequest(
         system=reply_system_prompt(label, user_text, layout),
         history=with_notes(history, layout),
-        user_text=user_text,
+        user_text=message.content,
         params=params,
         examples=reply_examples(label, user_text, layout),
-        note=note,
+        note=note[0].content if note else "",
     )

@@ -125,5 +125,19 @@ def test_mixed_examples_show_every_tone_with_its_note() -> None:
     request = reply_request("negative", "I lost it", (Turn("user", "x", "positive"),),
                             GenerationParams(), first)  # fmt: skip
     assert request.note == ""
-    assert request.history == (Turn("user", "x", "positive"),)
+    assert request.history == (Turn("user", "x"),)
     assert TONES["en"]["negative"] in request.system
+
+
+def test_the_user_layout_puts_the_tone_in_brackets_after_each_message() -> None:
+    layout = ReplyLayout(tone_at="user", examples="none")
+    history = (Turn("user", "我丢了钱包。", "negative"), Turn("assistant", "别急。"),
+               Turn("user", "no label known"), Turn("assistant", "ok"))  # fmt: skip
+    request = reply_request("positive", "I found it!", history, GenerationParams(), layout)
+    assert request.user_text == f"I found it!\n\n({TONES['en']['positive']})"
+    assert request.note == ""
+    assert request.system == PERSONA["en"]
+    assert request.history == (
+        Turn("user", f"我丢了钱包。\n\n（{TONES['zh']['negative']}）"), Turn("assistant", "别急。"),
+        Turn("user", "no label known"), Turn("assistant", "ok"),
+    )  # fmt: skip

@@ -125,7 +125,7 @@ async def test_second_message_sees_the_first_exchange(scripted_engine: ScriptedE
 
     assert runner.reply_calls[0].history == ()
     assert runner.reply_calls[1].history == (
-        Turn("user", "I love this", "positive"),
+        Turn("user", "I love this"),
         Turn("assistant", first.text),
     )
     assert runner.reply_calls[1].user_text == "and now?"
