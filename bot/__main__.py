@@ -44,15 +44,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def prepare(settings: Settings) -> int:
+    """Get the model ready for the backend that will run it: llama.cpp reads the verified GGUF
+    as it is, transformers needs its one-time conversion."""
     from core.errors import ModelLoadError
-    from runtime.model_files import resolve_model
+    from runtime.backends import choose_backend
+    from runtime.model_files import resolve_gguf, resolve_model
 
+    config = settings.model
     try:
-        source = resolve_model(settings.model.model, settings.model.cache_dir)
+        if choose_backend(config) == "llama_cpp":
+            path, description = resolve_gguf(config.model, config.cache_dir)
+            location = str(path)
+        else:
+            source = resolve_model(config.model, config.cache_dir)
+            description, location = source.description, source.location
     except ModelLoadError as error:
         log.error("the model could not be prepared: %s", error)
         return EXIT_MODEL
-    print(f"model ready: {source.description} -> {source.location}")
+    print(f"model ready: {description} -> {location}")
     return 0
 
 

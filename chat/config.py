@@ -6,14 +6,17 @@ Every key is documented, with its default, in `.env.example`.
 from __future__ import annotations
 
 from datetime import tzinfo
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from core.config import ConfigGroup
+from chat.prompts import ExampleSet, ReplyLayout, ToneAt
+from core.config import ConfigGroup, Lowered
 from core.types import GenerationParams
 
 _DEFAULT = GenerationParams()  # the sampling defaults are written once, on the dataclass
+_LAYOUT = ReplyLayout()  # and the prompt layout's on its own
 
 
 class ChatConfig(ConfigGroup):
@@ -24,8 +27,25 @@ class ChatConfig(ConfigGroup):
     repetition_penalty: float = Field(
         _DEFAULT.repetition_penalty, ge=1.0, le=2.0, alias="REPETITION_PENALTY"
     )
-    # Turns fetched from the store; the runtime trims them to its token budget.
+    presence_penalty: float = Field(
+        _DEFAULT.presence_penalty, ge=0.0, le=2.0, alias="PRESENCE_PENALTY"
+    )
+    frequency_penalty: float = Field(
+        _DEFAULT.frequency_penalty, ge=0.0, le=2.0, alias="FREQUENCY_PENALTY"
+    )
+    dry_multiplier: float = Field(_DEFAULT.dry_multiplier, ge=0.0, le=10.0, alias="DRY_MULTIPLIER")
+    dry_base: float = Field(_DEFAULT.dry_base, ge=1.0, le=4.0, alias="DRY_BASE")
+    dry_allowed_length: int = Field(
+        _DEFAULT.dry_allowed_length, ge=1, le=20, alias="DRY_ALLOWED_LENGTH"
+    )
+    # Where the reply prompt puts the tone and which examples it shows (chat/prompts.py).
+    reply_tone_at: Annotated[ToneAt, Lowered] = Field(_LAYOUT.tone_at, alias="REPLY_TONE_AT")
+    reply_examples: Annotated[ExampleSet, Lowered] = Field(_LAYOUT.examples, alias="REPLY_EXAMPLES")
+    # Turns fetched from the store; the runtime trims them to its token budget. The window
+    # moves history_step turns at a time: the prompts in between open the same way, so a
+    # reply's KV cache serves the next message (1 = it slides with every message).
     history_turns: int = Field(12, ge=0, le=200, alias="HISTORY_TURNS")
+    history_step: int = Field(1, ge=1, le=200, alias="HISTORY_STEP")
     # Longer messages are cut before tagging and replying.
     max_input_chars: int = Field(4000, ge=100, le=100_000, alias="MAX_INPUT_CHARS")
     store_message_text: bool = Field(False, alias="STORE_MESSAGE_TEXT")
@@ -47,6 +67,10 @@ class ChatConfig(ConfigGroup):
         return ZoneInfo(self.timezone)
 
     @property
+    def layout(self) -> ReplyLayout:
+        return ReplyLayout(tone_at=self.reply_tone_at, examples=self.reply_examples)
+
+    @property
     def generation(self) -> GenerationParams:
         return GenerationParams(
             max_new_tokens=self.max_new_tokens,
@@ -55,4 +79,9 @@ class ChatConfig(ConfigGroup):
             top_k=self.top_k,
             repetition_penalty=self.repetition_penalty,
             seed=self.seed,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            dry_multiplier=self.dry_multiplier,
+            dry_base=self.dry_base,
+            dry_allowed_length=self.dry_allowed_length,
         )

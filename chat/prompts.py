@@ -6,6 +6,9 @@ prompt (the analyst frame) belongs to the runtime: runtime/labelling.py.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from core.language import Language, detect_language
 from core.types import GenerationParams, ReplyRequest, Tone, Turn
 
@@ -80,25 +83,87 @@ EXAMPLES: dict[Language, dict[Tone, tuple[str, str]]] = {
 }
 
 
-def reply_system_prompt(tone: Tone, user_text: str) -> str:
+# --- the layout: where the tone goes, which examples come first ----------------------------
+# "note" puts the tone in a short system turn just before the user's message, and "user"
+# appends it to the message itself, in brackets. Either way every earlier message keeps the
+# tone it was answered with, so a conversation's prompt only ever grows at its end whatever
+# the labels: the KV cache of the previous exchange serves the next message
+# (runtime/backends/llama_cpp.py). (A note after the message was tried: the 0.5B model then
+# answered the note instead of the user, "The user is relieved. In your own words…".)
+# "system" is the first layout: the tone line in the system prompt, above the history, so a
+# change of tone starts the prompt afresh.
+ToneAt = Literal["note", "user", "system"]
+# "mixed": one exchange per tone (neutral included), in every prompt of a language (the
+# opening is shared by every tone); "label": the one exchange of this message's tone (the
+# first layout); "none".
+ExampleSet = Literal["mixed", "label", "none"]
+BRACKETS: dict[Language, tuple[str, str]] = {"zh": ("（", "）"), "en": ("(", ")")}
+
+
+@dataclass(frozen=True)
+class ReplyLayout:
+    tone_at: ToneAt = "system"
+    examples: ExampleSet = "label"
+
+
+def reply_system_prompt(tone: Tone, user_text: str, layout: ReplyLayout = ReplyLayout()) -> str:
     language = detect_language(user_text)
-    return f"{PERSONA[language]}\n{TONES[language][tone]}"
+    if layout.tone_at == "system":
+        return f"{PERSONA[language]}\n{TONES[language][tone]}"
+    return PERSONA[language]
 
 
-def reply_examples(tone: Tone, user_text: str) -> tuple[Turn, ...]:
-    """The example exchange placed before the real conversation."""
-    question, answer = EXAMPLES[detect_language(user_text)][tone]
-    return (Turn("user", question), Turn("assistant", answer))
+def message_turns(text: str, tone: Tone | None, layout: ReplyLayout) -> tuple[Turn, ...]:
+    """A user's message as the prompt shows it, with its tone where the layout puts it (none
+    in the "system" layout, or when the tone is unknown)."""
+    if tone is None or layout.tone_at == "system":
+        return (Turn("user", text),)
+    language = detect_language(text)
+    line = TONES[language][tone]
+    if layout.tone_at == "note":
+        return (Turn("system", line), Turn("user", text))
+    left, right = BRACKETS[language]
+    return (Turn("user", f"{text}\n\n{left}{line}{right}"),)
+
+
+def reply_examples(
+    tone: Tone, user_text: str, layout: ReplyLayout = ReplyLayout()
+) -> tuple[Turn, ...]:
+    """The example exchanges placed before the real conversation."""
+    examples = EXAMPLES[detect_language(user_text)]
+    chosen = {"none": {}, "label": {tone: examples[tone]}, "mixed": examples}[layout.examples]
+    return tuple(turn for shown, (question, answer) in chosen.items()
+                 for turn in (*message_turns(question, shown, layout),
+                              Turn("assistant", answer)))  # fmt: skip
+
+
+def with_notes(history: tuple[Turn, ...], layout: ReplyLayout) -> tuple[Turn, ...]:
+    """The stored turns as the prompt shows them: every earlier message with the tone it was
+    answered in, as for a new message (when the store knows its tone)."""
+    shown: list[Turn] = []
+    for turn in history:
+        if turn.role == "user":
+            shown += message_turns(turn.content, turn.tone, layout)
+        else:
+            shown.append(Turn(turn.role, turn.content))
+    return tuple(shown)
 
 
 def reply_request(
-    tone: Tone, user_text: str, history: tuple[Turn, ...], params: GenerationParams
+    tone: Tone,
+    user_text: str,
+    history: tuple[Turn, ...],
+    params: GenerationParams,
+    layout: ReplyLayout = ReplyLayout(),
 ) -> ReplyRequest:
-    """What the runner is asked for a message shown with this tone: persona, tone, example."""
+    """What the runner is asked for a message shown with this tone: persona, examples, the
+    conversation so far and the tone, placed as `layout` says."""
+    *note, message = message_turns(user_text, tone, layout)
     return ReplyRequest(
-        system=reply_system_prompt(tone, user_text),
-        history=history,
-        user_text=user_text,
+        system=reply_system_prompt(tone, user_text, layout),
+        history=with_notes(history, layout),
+        user_text=message.content,
         params=params,
-        examples=reply_examples(tone, user_text),
+        examples=reply_examples(tone, user_text, layout),
+        note=note[0].content if note else "",
     )

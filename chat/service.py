@@ -133,14 +133,16 @@ class ChatService:
         )
         try:
             history = await self.store.recent_turns(
-                message.user, message.chat_id, self.config.history_turns
+                message.user, message.chat_id, self.config.history_turns, self.config.history_step
             )
         except StorageError as error:
             log.error("could not read conversation memory: %s", error)
             yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)
             return
 
-        request = reply_request(sentiment.tone, text, tuple(history), self.config.generation)
+        request = reply_request(
+            sentiment.tone, text, tuple(history), self.config.generation, self.config.layout
+        )
         parts: list[str] = []
         first_token_ms: float | None = None
         failure: ReplyFailed | None = None

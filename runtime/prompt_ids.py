@@ -39,6 +39,9 @@ def keep_head_and_tail(ids: list[int], limit: int) -> list[int]:
 class ReplyPrompt:
     ids: list[int]
     opening: int  # leading ids shared by every reply with this system prompt and examples
+    # The ids of every turn after the system prompt (examples, history, notes, the message):
+    # what the reply must not copy runs from (the DRY penalty; empty when that is off).
+    avoid: tuple[list[int], ...] = ()
 
 
 class ReplyPrompter:
@@ -65,6 +68,8 @@ class ReplyPrompter:
         messages += [
             {"role": turn.role, "content": turn.content} for turn in (*request.examples, *history)
         ]
+        if request.note:  # below the history: the conversation so far is the same for any note
+            messages.append({"role": "system", "content": request.note})
         messages.append({"role": "user", "content": user_text})
         return messages
 
@@ -75,13 +80,17 @@ class ReplyPrompter:
         # ~85% of a first message's prompt), so a backend can keep their KV cache.
         fixed = self.encode(self.render(messages[: 1 + len(request.examples)], False))
         opening = len(fixed) if len(fixed) < len(ids) and ids[: len(fixed)] == fixed else 0
-        return ReplyPrompt(ids, opening)
+        avoid: tuple[list[int], ...] = ()
+        if request.params.dry_multiplier > 0:
+            avoid = tuple(self.encode(message["content"]) for message in messages[1:])
+        return ReplyPrompt(ids, opening, avoid)
 
 
 def fit_history(
     history: Sequence[Turn], count_tokens: Callable[[str], int], budget: int
 ) -> tuple[Turn, ...]:
-    """Keep the newest turns whose tokens fit in `budget`, starting on a user turn."""
+    """Keep the newest turns whose tokens fit in `budget`, starting on a user turn or on the
+    system note just before one."""
     kept: list[Turn] = []
     used = 0
     for turn in reversed(history):
@@ -91,6 +100,28 @@ def fit_history(
         kept.append(turn)
         used += cost
     kept.reverse()
-    while kept and kept[0].role != "user":
+    while kept and not _opens_an_exchange(kept):
         kept.pop(0)
     return tuple(kept)
+
+
+def _opens_an_exchange(turns: list[Turn]) -> bool:
+    first = turns[0]
+    return first.role == "user" or (first.role == "system" and len(turns) > 1
+                                    and turns[1].role == "user")  # fmt: skip
+
+
+def continued_length(ids: list[int], kept: list[int], prompt_length: int) -> int:
+    """How many leading `ids` a finished exchange's KV serves, 0 if none. `kept` is what its
+    KV holds, of which the first `prompt_length` were its prompt: a new prompt continues the
+    exchange when it starts with that whole prompt (the same conversation one message later;
+    other users share only the opening and must not take this user's KV away), then as much
+    of the reply as re-tokenises the same way."""
+    if len(ids) < prompt_length or ids[:prompt_length] != kept[:prompt_length]:
+        return 0
+    common = prompt_length
+    for a, b in zip(kept[prompt_length:], ids[prompt_length:], strict=False):
+        if a != b:
+            break
+        common += 1
+    return common

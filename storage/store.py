@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, delete, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, Select, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import StorageError
@@ -144,17 +144,45 @@ class SqlMoodStore:
             if done is not None:
                 await self._mark_done_in(conn, done, user_id, at)
 
-    async def recent_turns(self, user: UserKey, chat_id: str, limit: int) -> list[Turn]:
+    async def recent_turns(
+        self, user: UserKey, chat_id: str, limit: int, step: int = 1
+    ) -> list[Turn]:
         if limit <= 0:
             return []
-        query = (
-            select(turns.c.role, turns.c.content)
-            .where(turns.c.user_id == _user_id_of(user), turns.c.chat_id == chat_id)
-            .order_by(turns.c.created_at.desc(), turns.c.id.desc())
-            .limit(limit)
+        # The window starts at a multiple of `step` turns into the chat: the first of the last
+        # `limit` turns, rounded up to the next such position.
+        t = turns.c
+        chat = (
+            select(
+                t.user_id,
+                t.role,
+                t.content,
+                t.created_at,
+                (func.row_number().over(order_by=(t.created_at, t.id)) - 1).label("position"),
+                func.count().over().label("total"),
+            )
+            .where(t.user_id == _user_id_of(user), t.chat_id == chat_id)
+            .subquery("chat")
         )
-        rows = await self._fetchall(query)
-        return [Turn(role, content) for role, content in reversed(rows)]
+        c = chat.c
+        first = case((c.total > limit, c.total - limit), else_=0)
+        # A user turn's tone is its message's mood event, which record_exchange writes with
+        # the same user, chat and timestamp. A subquery rather than a join: two events at one
+        # instant (only ever seen in tests) must not duplicate the turn.
+        e = mood_events.c
+        tone = (
+            select(case((e.neutral, "neutral"), else_=e.label))
+            .where(e.user_id == c.user_id, e.chat_id == chat_id, e.created_at == c.created_at)
+            .order_by(e.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = (
+            select(c.role, c.content, case((c.role == "user", tone), else_=None))
+            .where(c.position >= (first + (step - 1)) // step * step)
+            .order_by(c.position)
+        )
+        return [Turn(role, content, shown) for role, content, shown in await self._fetchall(query)]
 
     async def mood_events(
         self, user: UserKey, since: datetime, until: datetime | None = None

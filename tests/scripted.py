@@ -21,10 +21,12 @@ POSITIVE_HINTS = (
 )  # fmt: skip
 
 
-def _tone_word(system: str) -> str:
+def _tone_word(request: ReplyRequest) -> str:
+    # The tone is in the system prompt or in the note before the message, by layout.
+    where = f"{request.system}\n{request.note}"
     words: dict[Tone, str] = {"negative": "comforting", "neutral": "friendly"}
     for tone, word in words.items():
-        if any(tones[tone] in system for tones in TONES.values()):
+        if any(tones[tone] in where for tones in TONES.values()):
             return word
     return "cheerful"
 
@@ -95,7 +97,7 @@ class ScriptedRunner:
         self.reply_calls.append(request)
         text = self.reply_text
         if text is None:
-            tone = _tone_word(request.system)
+            tone = _tone_word(request)
             text = f"A {tone} reply to: {request.user_text}"
         words = text.split(" ")
         chunks = [word + " " for word in words[:-1]] + [words[-1]]

@@ -27,14 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ModelLoadError
-from core.types import GenerationParams, ReplyRequest, Sentiment
+from core.types import ReplyRequest, Sentiment
 from runtime import labelling
 from runtime.config import ModelConfig
 from runtime.labelling import analyst_frame
 from runtime.model_files import default_cache_dir, resolve_gguf
-from runtime.prompt_ids import ReplyPrompter, chatml, keep_head_and_tail
+from runtime.prompt_ids import ReplyPrompter, chatml, continued_length, keep_head_and_tail
 from runtime.runner import ReplyStream, RunnerOptions
-from runtime.sampling import sample_next_token
+from runtime.sampling import ReplySampler
 
 try:
     import llama_cpp
@@ -257,19 +257,11 @@ class LlamaCppRunner:
         return True
 
     def _continued(self, ids: list[int]) -> tuple[int, int]:
-        """The kept exchange that `ids` continues, and how many leading ids it holds; (-1, 0)
-        if none. A prompt continues an exchange when it starts with that exchange's whole
-        prompt: the same conversation one message later (other users share only the opening,
-        and must not take this user's KV away)."""
+        """The kept exchange that `ids` continues (prompt_ids.continued_length), and how many
+        leading ids it holds; (-1, 0) if none."""
         for seq, (tokens, prompt_length) in reversed(self._kept.items()):
-            if ids[:prompt_length] != tokens[:prompt_length]:
-                continue
-            common = prompt_length
-            for a, b in zip(tokens[prompt_length:], ids[prompt_length:], strict=False):
-                if a != b:  # the reply may re-tokenise differently from how it was sampled
-                    break
-                common += 1
-            return seq, common
+            if common := continued_length(ids, tokens, prompt_length):
+                return seq, common
         return -1, 0
 
     def _drop_sequence(self, seq: int) -> None:
@@ -412,7 +404,8 @@ class LlamaCppRunner:
         except BaseException:
             self._drop_sequence(seq)
             raise
-        return LlamaCppReply(self, seq, prompt.ids, cached, request.params)
+        sampler = ReplySampler(request.params, prompt.avoid)
+        return LlamaCppReply(self, seq, prompt.ids, cached, sampler)
 
     def _opening(self, ids: list[int]) -> int:
         key = tuple(ids)
@@ -500,17 +493,17 @@ class LlamaCppReply:
         seq: int,
         prompt_ids: list[int],
         cached: int,
-        params: GenerationParams,
+        sampler: ReplySampler,
     ) -> None:
         self.runner = runner
         self.seq = seq
-        self.params = params
+        self.sampler = sampler
+        self.params = sampler.params
         self.prompt_ids = prompt_ids
         self.position = cached  # tokens of this sequence already in the KV cache
         self.pending = prompt_ids[cached:]  # what the next forward feeds
         self.generated: list[int] = []
         self.text = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.rng = np.random.default_rng(params.seed)
         self.finished = False
         self.done = False
 
@@ -519,7 +512,7 @@ class LlamaCppReply:
 
     def accept(self, logits: np.ndarray) -> str | None:
         self.position += len(self.pending)
-        token = sample_next_token(logits, self.generated, self.params, self.rng)
+        token = self.sampler(logits, self.generated)
         if self.runner.is_stop(token):
             self.finished = True
             return self._finish()

@@ -89,7 +89,7 @@ class BatchDecoder:
             row is member for row, member in zip(rows, self.members, strict=True)
         )
 
-    def _member_kv(self, index: int) -> KV:
+    def member_kv(self, index: int) -> KV:
         """Views of one member's real (unpadded) columns of the batched cache."""
         row = self.members[index]
         start = self._cache.layers[0].keys.shape[-2] - row.length
@@ -105,7 +105,7 @@ class BatchDecoder:
         for index, member in enumerate(self.members):
             if member.done:
                 continue
-            kv[id(member)] = self._member_kv(index)
+            kv[id(member)] = self.member_kv(index)
             if not any(row is member for row in rows):
                 # Still decoding but not in this batch: it keeps its KV (a copy, so that the
                 # big batched tensors can be freed).

@@ -9,7 +9,9 @@ reference the benchmarks compare against.
 Replies are decoded one token per `step()` with our own KV cache, so the worker thread can
 interleave label passes between tokens; `step_many()` advances several users' replies with
 one forward pass (transformers_batch.py). The KV cache of a prompt's fixed opening (system
-prompt and examples) is computed once and reused by every reply that starts with it.
+prompt and examples) is computed once and reused by every reply that starts with it, and a
+finished reply's KV is kept for a while (LRU, like the llama.cpp backend): the user's next
+prompt usually starts with that whole exchange, so only the new message is run.
 """
 
 from __future__ import annotations
@@ -17,26 +19,23 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from core.errors import ModelLoadError
-from core.types import GenerationParams, Label, ReplyRequest, Sentiment
+from core.types import Label, ReplyRequest, Sentiment
 from runtime import labelling
 from runtime.backends.transformers_batch import KV, BatchDecoder
 from runtime.backends.transformers_labeller import PrefixLabeller
 from runtime.config import ModelConfig
 from runtime.labelling import analyst_frame, parse_generated_label
 from runtime.model_files import ModelSource, default_cache_dir, resolve_model
-from runtime.prompt_ids import (
-    ReplyPrompter,
-    keep_head_and_tail,
-)
+from runtime.prompt_ids import ReplyPrompter, continued_length, keep_head_and_tail
 from runtime.runner import ReplyStream, RunnerOptions
-from runtime.sampling import sample_next_token
+from runtime.sampling import ReplySampler
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +45,9 @@ STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 # Distinct reply prompt openings whose KV is kept: one per persona, tone and language in use
 # (~1.4 MB each on the packaged model).
 REPLY_PREFIXES_KEPT = 8
+# Finished exchanges whose KV is kept for the user's next message (LRU; 12 KB a token in bf16
+# on the packaged model, so ~10 MB for an exchange at the end of a long chat).
+CONVERSATIONS_KEPT = 8
 
 
 def cpu_has_native_bf16() -> bool:
@@ -73,6 +75,7 @@ class TransformersRunner:
         self._labeller: PrefixLabeller | None = None  # built on first use
         self._batch = BatchDecoder(self.model)  # the replies decoding together
         self._reply_prefixes: dict[tuple[int, ...], KV] = {}  # prompt openings' KV, by ids
+        self._kept: list[_Kept] = []  # finished exchanges, least recently used first
         self.prompter = ReplyPrompter(
             self._render, self._encode, self._decode,
             input_max_tokens=self.options.reply_input_max_tokens,
@@ -199,8 +202,36 @@ class TransformersRunner:
 
     def start_reply(self, request: ReplyRequest) -> TransformersReply:
         prompt = self.prompter.build(request)
-        prefix = self._reply_prefix(prompt.ids[: prompt.opening]) if prompt.opening else None
-        return TransformersReply(self, prompt.ids, request.params, prefix)
+        sampler = ReplySampler(request.params, prompt.avoid)
+        prefix: KV | None = None
+        kept, cached = self._continued(prompt.ids)
+        cached = min(cached, len(prompt.ids) - 1)  # the last prompt token must run: its scores
+        if kept is not None and cached > prompt.opening:  # this user's last exchange
+            self._kept.remove(kept)  # superseded by the reply that continues it
+            prefix = [(keys[:, :, :cached], values[:, :, :cached]) for keys, values in kept.kv]
+        elif prompt.opening:
+            prefix = self._reply_prefix(prompt.ids[: prompt.opening])
+        return TransformersReply(self, prompt.ids, sampler, prefix)
+
+    def _continued(self, ids: list[int]) -> tuple[_Kept | None, int]:
+        for kept in reversed(self._kept):
+            if common := continued_length(ids, kept.tokens, kept.prompt_length):
+                return kept, common
+        return None, 0
+
+    def _keep(self, reply: TransformersReply) -> None:
+        """Keep a finished reply's KV (it holds its prompt and all but its last token)."""
+        if self._batch.holds(reply):
+            # Copies, so that the batch's big tensors can go once its last member ends.
+            index = self._batch.members.index(reply)
+            kv = [(k.clone(), v.clone()) for k, v in self._batch.member_kv(index)]
+        elif reply.cache is not None and reply.length:
+            kv = [(layer.keys, layer.values) for layer in reply.cache.layers]
+        else:
+            return
+        tokens = (reply.prompt_ids + reply.generated)[: reply.length]
+        self._kept.append(_Kept(tokens, len(reply.prompt_ids), kv))
+        del self._kept[:-CONVERSATIONS_KEPT]
 
     @torch.inference_mode()
     def _reply_prefix(self, ids: list[int]) -> KV:
@@ -250,13 +281,15 @@ class TransformersReply:
         self,
         runner: TransformersRunner,
         prompt_ids: list[int],
-        params: GenerationParams,
+        sampler: ReplySampler,
         prefix: KV | None = None,
     ) -> None:
         from transformers import DynamicCache
 
         self.runner = runner
-        self.params = params
+        self.sampler = sampler
+        self.params = sampler.params
+        self.prompt_ids = prompt_ids
         # None once closed, or while its KV is in the batch. Built from a shared prefix, it
         # copies it (the cache grows by torch.cat), so the shared tensors are never changed.
         self.cache: Any = DynamicCache(ddp_cache_data=prefix)
@@ -266,7 +299,6 @@ class TransformersReply:
         self.emitted = ""
         self.finished = False
         self.done = False
-        self.rng = np.random.default_rng(params.seed)
 
     @torch.inference_mode()
     def step(self) -> str | None:
@@ -284,7 +316,7 @@ class TransformersReply:
     def accept(self, logits: torch.Tensor) -> str | None:
         """Pick the next token from its scores (the pending token is now in the KV cache)."""
         row = logits.float().numpy().copy()  # the sampler changes its row in place
-        token = sample_next_token(row, self.generated, self.params, self.rng)
+        token = self.sampler(row, self.generated)
         if token in self.runner.stop_ids:
             self.finished = True
             return self._finish()
@@ -304,6 +336,7 @@ class TransformersReply:
     def _finish(self) -> str | None:
         self.done = True
         tail = self._new_text() if self.generated else ""
+        self.runner._keep(self)  # a complete reply: its KV may start this user's next prompt
         self.close()
         return tail or None
 
@@ -312,6 +345,13 @@ class TransformersReply:
         self.cache = None
         # The last batched reply to end frees the batch's cache; the others keep theirs.
         self.runner._batch.clear_if_idle()
+
+
+@dataclass
+class _Kept:
+    tokens: list[int]  # what the KV holds
+    prompt_length: int  # how many of them were the prompt
+    kv: KV
 
 
 def _load_pretrained(source: ModelSource, dtype: torch.dtype) -> tuple[Any, Any]:

@@ -545,8 +545,7 @@ def test_the_head_is_fitted_on_training_rows_only_and_corrects_a_lean() -> None:
     rows += [("en", "eval", "negative", 5.0)] * 300
     features = synthetic_features(rows, np.zeros((len(rows), 2), np.float32))
     head = fit_head(features, None)
-    for language in ("en", "zh"):
-        fit = head.calibration[language]
+    for fit in (head.calibration["en"], head.calibration["zh"]):
         assert fit.scale > 0
         # the cut σ(scale·d + bias) = 0.5 sits near the training rows' d = -1.5
         assert -fit.bias / fit.scale == pytest.approx(-1.5, abs=0.4)

@@ -9,11 +9,13 @@ from chat.prompts import (
     PERSONA,
     TONES,
     Language,
+    ReplyLayout,
     detect_language,
     reply_examples,
+    reply_request,
     reply_system_prompt,
 )
-from core.types import Label, Turn
+from core.types import GenerationParams, Tone, Turn
 
 
 @pytest.mark.parametrize(
@@ -44,30 +46,105 @@ def test_detect_language_threshold_is_a_fifth() -> None:
     assert detect_language("中" + "a" * 5) == "en"  # below
 
 
-@pytest.mark.parametrize("label", ["positive", "negative"])
+@pytest.mark.parametrize("tone", ["positive", "negative", "neutral"])
 @pytest.mark.parametrize(("text", "language"), [("今天好开心", "zh"), ("I got the job!", "en")])
-def test_reply_system_prompt_and_examples_pick_language_and_label(
-    label: Label, text: str, language: Language
+def test_reply_system_prompt_and_examples_pick_language_and_tone(
+    tone: Tone, text: str, language: Language
 ) -> None:
-    system = reply_system_prompt(label, text)
-    assert system == f"{PERSONA[language]}\n{TONES[language][label]}"
+    system = reply_system_prompt(tone, text)
+    assert system == f"{PERSONA[language]}\n{TONES[language][tone]}"
     other: Language = "en" if language == "zh" else "zh"
     assert PERSONA[other] not in system
-    question, answer = EXAMPLES[language][label]
-    assert reply_examples(label, text) == (
+    question, answer = EXAMPLES[language][tone]
+    assert reply_examples(tone, text) == (
         Turn("user", question),
         Turn("assistant", answer),
     )
 
 
-def test_tones_and_examples_differ_by_label() -> None:
+def test_tones_and_examples_differ_by_tone() -> None:
     languages: tuple[Language, ...] = ("zh", "en")
-    labels: tuple[Label, ...] = ("positive", "negative")
+    tones: tuple[Tone, ...] = ("positive", "negative", "neutral")
     for language in languages:
-        assert TONES[language]["positive"] != TONES[language]["negative"]
-        assert EXAMPLES[language]["positive"] != EXAMPLES[language]["negative"]
-        for label in labels:
-            question, answer = EXAMPLES[language][label]
+        assert len({TONES[language][tone] for tone in tones}) == 3
+        assert len({EXAMPLES[language][tone] for tone in tones}) == 3
+        for tone in tones:
+            question, answer = EXAMPLES[language][tone]
             assert detect_language(question) == language
             assert detect_language(answer) == language
         assert detect_language(PERSONA[language]) == language
+
+
+NOTE = ReplyLayout(tone_at="note", examples="mixed")
+
+
+def test_the_note_layout_puts_the_tone_below_the_history() -> None:
+    history = (Turn("user", "我丢了钱包。", "negative"), Turn("assistant", "别急，先挂失银行卡。"),
+               Turn("user", "找到了！", "positive"), Turn("assistant", "太好了！"),
+               Turn("user", "几点了？", "neutral"), Turn("assistant", "快九点了。"))  # fmt: skip
+    request = reply_request("negative", "可是身份证还没找到。", history, GenerationParams(), NOTE)
+    assert request.system == PERSONA["zh"]  # the same for every tone
+    assert request.note == TONES["zh"]["negative"]
+    # Every earlier message is introduced by the tone it was answered in, neutral included.
+    assert request.history == (
+        Turn("system", TONES["zh"]["negative"]), Turn("user", "我丢了钱包。"),
+        Turn("assistant", "别急，先挂失银行卡。"),
+        Turn("system", TONES["zh"]["positive"]), Turn("user", "找到了！"),
+        Turn("assistant", "太好了！"),
+        Turn("system", TONES["zh"]["neutral"]), Turn("user", "几点了？"),
+        Turn("assistant", "快九点了。"),
+    )  # fmt: skip
+    others: tuple[Tone, ...] = ("positive", "neutral")
+    for tone in others:
+        other = reply_request(tone, "可是身份证还没找到。", history, GenerationParams(), NOTE)
+        assert (other.system, other.examples, other.history) == (
+            request.system,
+            request.examples,
+            request.history,
+        )  # only the note differs between tones
+        assert other.note == TONES["zh"][tone]
+
+
+def test_a_turn_without_a_known_tone_gets_no_note() -> None:
+    history = (Turn("user", "hello"), Turn("assistant", "hi!"))
+    request = reply_request("positive", "how are you?", history, GenerationParams(), NOTE)
+    assert request.history == history
+
+
+def test_mixed_examples_show_every_tone_with_its_note() -> None:
+    examples = reply_examples("positive", "I got the job!", NOTE)
+    expected: list[Turn] = []
+    for tone, (question, answer) in EXAMPLES["en"].items():
+        expected += [Turn("system", TONES["en"][tone]), Turn("user", question),
+                     Turn("assistant", answer)]  # fmt: skip
+    assert examples == tuple(expected)
+    assert len(examples) == 3 * 3  # negative, positive and neutral
+    assert reply_examples("negative", "I got the job!", NOTE) == examples
+    assert reply_examples("neutral", "I got the job!", NOTE) == examples
+    none = ReplyLayout(tone_at="note", examples="none")
+    assert reply_examples("positive", "I got the job!", none) == ()
+    # The first layout: the one exchange of this tone, no notes, the tone in the system prompt.
+    first = ReplyLayout(tone_at="system", examples="label")
+    question, answer = EXAMPLES["en"]["negative"]
+    assert reply_examples("negative", "I lost it", first) == (
+        Turn("user", question), Turn("assistant", answer)
+    )  # fmt: skip
+    request = reply_request("negative", "I lost it", (Turn("user", "x", "positive"),),
+                            GenerationParams(), first)  # fmt: skip
+    assert request.note == ""
+    assert request.history == (Turn("user", "x"),)
+    assert TONES["en"]["negative"] in request.system
+
+
+def test_the_user_layout_puts_the_tone_in_brackets_after_each_message() -> None:
+    layout = ReplyLayout(tone_at="user", examples="none")
+    history = (Turn("user", "我丢了钱包。", "negative"), Turn("assistant", "别急。"),
+               Turn("user", "no tone known"), Turn("assistant", "ok"))  # fmt: skip
+    request = reply_request("positive", "I found it!", history, GenerationParams(), layout)
+    assert request.user_text == f"I found it!\n\n({TONES['en']['positive']})"
+    assert request.note == ""
+    assert request.system == PERSONA["en"]
+    assert request.history == (
+        Turn("user", f"我丢了钱包。\n\n（{TONES['zh']['negative']}）"), Turn("assistant", "别急。"),
+        Turn("user", "no tone known"), Turn("assistant", "ok"),
+    )  # fmt: skip

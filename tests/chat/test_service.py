@@ -113,7 +113,7 @@ async def test_event_order_and_storage(scripted_engine: ScriptedEngine) -> None:
     assert (stored.label, stored.p_positive, stored.excerpt) == ("positive", 0.9, None)
     assert stored.created_at.tzinfo is not None
     assert await scripted_engine.store.recent_turns(ALICE, "chat-1", 10) == [
-        Turn("user", "I am so happy today"),
+        Turn("user", "I am so happy today", "positive"),
         Turn("assistant", reply.text),
     ]
 
@@ -144,6 +144,18 @@ async def test_history_is_limited_to_history_turns(scripted_engine: ScriptedEngi
         "message 1",
         "A comforting reply to: message 1",
     ]
+
+
+async def test_the_history_window_moves_in_history_steps(scripted_engine: ScriptedEngine) -> None:
+    config = ChatConfig(history_turns=4, history_step=4)
+    service = ChatService(scripted_engine.worker, scripted_engine.store, config)
+    for i in range(5):
+        done(await run(service, msg(f"message {i}")))
+    shown = [[t.content for t in call.history if t.role == "user"]
+             for call in scripted_engine.runner.reply_calls]  # fmt: skip
+    # From message 3 on, the window starts at turn 4 (message 2) until it is full again.
+    assert shown == [[], ["message 0"], ["message 0", "message 1"], ["message 2"],
+                     ["message 2", "message 3"]]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -193,7 +205,7 @@ async def test_huge_input_is_truncated(scripted_engine: ScriptedEngine) -> None:
     assert tagged == ["好" * limit]
     assert scripted_engine.runner.reply_calls[0].user_text == "好" * limit
     turns = await scripted_engine.store.recent_turns(ALICE, "chat-1", 10)
-    assert turns[0] == Turn("user", "好" * limit)
+    assert turns[0] == Turn("user", "好" * limit, "positive")
 
 
 async def test_excerpt_only_when_store_message_text(scripted_engine: ScriptedEngine) -> None:
@@ -569,3 +581,23 @@ async def test_a_neutral_message_gets_the_neutral_tone_and_is_stored_neutral(
     (stored,) = await events_of(scripted_engine, ALICE)
     assert stored.neutral
     assert stored.label == events[0].sentiment.label  # the two-way label is kept
+
+
+async def test_an_earlier_neutral_message_keeps_the_neutral_tone_in_the_note_layout(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    config = ChatConfig(reply_tone_at="note", reply_examples="mixed")
+    service = ChatService(scripted_engine.worker, scripted_engine.store, config)
+    assert done(await run(service, msg("你好"))).text == "A friendly reply to: 你好"
+    sad = "今天被批评了，心里很难受。"
+    assert done(await run(service, msg(sad))).text == f"A comforting reply to: {sad}"
+    first, second = scripted_engine.runner.reply_calls
+    assert (first.system, first.note) == (PERSONA["zh"], TONES["zh"]["neutral"])
+    assert second.note == TONES["zh"]["negative"]
+    assert second.history == (
+        Turn("system", TONES["zh"]["neutral"]),
+        Turn("user", "你好"),
+        Turn("assistant", "A friendly reply to: 你好"),
+    )
+    turns = await scripted_engine.store.recent_turns(ALICE, "chat-1", 10)
+    assert [t.tone for t in turns] == ["neutral", None, "negative", None]

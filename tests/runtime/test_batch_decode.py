@@ -20,10 +20,12 @@ import torch
 from chat.prompts import detect_language, reply_request
 from core.types import GenerationParams, Label, ReplyRequest, Turn
 from runtime.backends.transformers_runner import (
+    CONVERSATIONS_KEPT,
     REPLY_PREFIXES_KEPT,
     TransformersReply,
     TransformersRunner,
 )
+from runtime.sampling import ReplySampler
 from tests import tiny_model
 
 
@@ -62,6 +64,7 @@ def request(text: str, params: GenerationParams) -> ReplyRequest:
 
 def solo(runner: TransformersRunner, text: str, params: GenerationParams) -> tuple[list[int], str]:
     """Token ids and streamed text of the reply decoded alone with step()."""
+    runner._kept.clear()  # computed afresh, not continued from a kept exchange
     reply = runner.start_reply(request(text, params))
     deltas: list[str] = []
     while (delta := reply.step()) is not None:
@@ -295,13 +298,73 @@ def test_replies_reuse_the_kv_of_their_shared_opening(runner: TransformersRunner
     assert len(runner._reply_prefixes) == 1  # one opening, computed once
     for reply, req in zip(replies, requests, strict=True):
         assert reply.length > 0
-        whole = TransformersReply(runner, runner.reply_prompt_ids(req), req.params)  # no reuse
+        no_reuse = ReplySampler(req.params)
+        whole = TransformersReply(runner, runner.reply_prompt_ids(req), no_reuse)
         while whole.step() is not None:
             pass
         assert reply.generated == whole.generated
     for (keys, values), (old_keys, old_values) in zip(stored, opening, strict=True):
         assert torch.equal(keys, old_keys)
         assert torch.equal(values, old_values)
+
+
+# --- kept exchanges: the next message of a chat continues the last one's KV -----------------
+
+
+def finish(reply: TransformersReply) -> str:
+    return "".join(delta for delta in iter(reply.step, None))
+
+
+def follow_up(text: str, answer: str, params: GenerationParams) -> ReplyRequest:
+    history = (Turn("user", text), Turn("assistant", answer))
+    return ReplyRequest(system="You are a friendly test bot.", history=history,
+                        user_text="and after that?", params=params)  # fmt: skip
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_the_next_message_continues_the_kept_exchange(
+    runner: TransformersRunner, batched: bool
+) -> None:
+    text, params = PROMPTS[0]
+    if batched:  # ended as a row of the batch: its KV is copied out of the batched cache
+        batch = Batch(runner)
+        first = batch.add(text, params)
+        batch.add(*PROMPTS[1])
+        batch.run()
+        answer = batch.text[id(first)]
+    else:
+        first = runner.start_reply(request(text, params))
+        answer = finish(first)
+    assert runner._batch.members == []
+    assert len(runner._kept) == (2 if batched else 1)
+
+    later = follow_up(text, answer, greedy(16))
+    ids = runner.reply_prompt_ids(later)
+    reply = runner.start_reply(later)
+    # Its whole first prompt, and the answer as far as it re-tokenises the same, came from
+    # the kept KV; only the rest is run.
+    assert len(first.prompt_ids) <= reply.length < len(ids)
+    assert reply.pending[0].tolist() == ids[reply.length :]
+    assert len(runner._kept) == (1 if batched else 0)  # the continued exchange is used up
+    continued = (finish(reply), reply.generated)
+
+    runner._kept.clear()
+    fresh = runner.start_reply(later)
+    assert fresh.length < len(first.prompt_ids)  # only the shared opening (the system prompt)
+    assert (finish(fresh), fresh.generated) == continued
+
+
+def test_only_a_few_exchanges_are_kept(runner: TransformersRunner) -> None:
+    for index in range(CONVERSATIONS_KEPT + 3):
+        finish(runner.start_reply(request(f"message {index}", greedy(3))))
+    assert len(runner._kept) == CONVERSATIONS_KEPT
+    kept = [runner.tokenizer.decode(entry.tokens) for entry in runner._kept]
+    assert "message 0" not in "".join(kept)  # the least recently used went first
+    assert f"message {CONVERSATIONS_KEPT + 2}" in kept[-1]
+    cancelled = runner.start_reply(request("cancelled", greedy(8)))
+    cancelled.step()
+    cancelled.close()
+    assert "cancelled" not in runner.tokenizer.decode(runner._kept[-1].tokens)
 
 
 def test_only_a_few_prompt_openings_are_kept(runner: TransformersRunner) -> None:

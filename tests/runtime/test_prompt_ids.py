@@ -151,3 +151,47 @@ def test_fit_history_uses_the_given_token_counter() -> None:
 
     assert len(fit_history(turns("u1", "a1", "u2", "a2"), counting, budget=12)) == 2
     assert calls == ["a2", "u2", "a1"]  # newest first, and it stops at the first misfit
+
+
+def test_the_note_precedes_the_message_and_the_opening_ignores_it() -> None:
+    prompter = ReplyPrompter(chatml, words, unwords, input_max_tokens=100,
+                             history_max_tokens=100)  # fmt: skip
+    history = (Turn("system", "note 1"), Turn("user", "earlier"), Turn("assistant", "answer"))
+    prompts = [
+        prompter.build(ReplyRequest("persona", history, "hello", GenerationParams(),
+                                    (Turn("user", "q"), Turn("assistant", "a")), note))
+        for note in ("be kind", "be glad")
+    ]  # fmt: skip
+    texts = [unwords(prompt.ids) for prompt in prompts]
+    assert texts[0].endswith(
+        "answer<|im_end|>\n<|im_start|>system\nbe kind<|im_end|>\n"
+        "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert "<|im_start|>system\nnote 1<|im_end|>\n<|im_start|>user\nearlier" in texts[0]
+    # Everything up to this message's note is the same whatever the note: one prefix for
+    # every label.
+    shared = texts[0].index("be kind")
+    assert texts[0][:shared] == texts[1][:shared]
+    assert prompts[0].opening == prompts[1].opening > 0
+
+
+def test_a_kept_history_may_start_on_the_note_of_its_first_message() -> None:
+    history = [Turn("system", "n1"), Turn("user", "u1"), Turn("assistant", "a1"),
+               Turn("system", "n2"), Turn("user", "u2"), Turn("assistant", "a2")]  # fmt: skip
+    assert fit_history(history, cost, budget=1000) == tuple(history)
+    # n1 u1 a1 do not fit: the kept part starts on the note of u2, not on a1.
+    assert fit_history(history, cost, budget=3 * 7) == tuple(history[3:])
+    assert fit_history(history, cost, budget=2 * 7) == tuple(history[4:])  # n2 no longer fits
+    assert fit_history([Turn("system", "n"), Turn("assistant", "a")], cost, 100) == ()
+
+
+def test_what_a_reply_must_not_copy_is_every_turn_after_the_persona() -> None:
+    prompter = ReplyPrompter(chatml, words, unwords, input_max_tokens=100,
+                             history_max_tokens=100)  # fmt: skip
+    history = (Turn("user", "u1"), Turn("assistant", "a1"))
+    examples = (Turn("user", "q"), Turn("assistant", "a"))
+    anti_copy = GenerationParams(dry_multiplier=0.8)
+    prompt = prompter.build(ReplyRequest("persona", history, "hi", anti_copy, examples, "note"))
+    assert [unwords(ids) for ids in prompt.avoid] == ["q", "a", "u1", "a1", "note", "hi"]
+    plain = prompter.build(ReplyRequest("persona", history, "hi", GenerationParams(), examples))
+    assert plain.avoid == ()  # only computed when the penalty is on

@@ -25,7 +25,7 @@ import pytest_asyncio
 
 import storage.store as store_module
 from core.errors import StorageError
-from core.types import Label, MessageKey, MoodEvent, Turn, UserKey
+from core.types import Label, MessageKey, MoodEvent, Tone, Turn, UserKey
 from storage.migrations import MIGRATIONS, SCHEMA_VERSION, Migration, split_statements
 from storage.postgres import lock_key
 from storage.store import SqlMoodStore
@@ -43,13 +43,15 @@ def event(
     at: datetime = T0,
     p_positive: float = 0.9,
     excerpt: str | None = None,
+    neutral: bool = False,
 ) -> MoodEvent:
     label: Label = "positive" if p_positive >= 0.5 else "negative"
-    return MoodEvent(user.platform, user.user_id, chat_id, label, p_positive, at, excerpt)
+    return MoodEvent(user.platform, user.user_id, chat_id, label, p_positive, at, excerpt, neutral)
 
 
-def exchange(n: int) -> list[Turn]:
-    return [Turn("user", f"question {n}"), Turn("assistant", f"answer {n}")]
+def exchange(n: int, tone: Tone | None = None) -> list[Turn]:
+    """One message and its answer; `tone` is what the store reads back for the message."""
+    return [Turn("user", f"question {n}", tone), Turn("assistant", f"answer {n}")]
 
 
 def raw_count(path: Path, sql: str, params: tuple = ()) -> int:
@@ -144,7 +146,7 @@ async def test_reopen_keeps_data_and_applies_only_new_migrations(
     version = with_migrations(monkeypatch, both("CREATE TABLE extra (x INTEGER);"))
     for _ in range(2):  # the second open would fail with "table extra already exists"
         store = await SqlMoodStore.open(db.target)
-        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(1)
+        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(1, "positive")
         await store.close()
     assert await db.version() == version
     assert await db.count("extra") == 0
@@ -245,12 +247,12 @@ async def test_a_database_file_of_the_old_schema_upgrades_in_place(db_path: Path
         assert [(e.label, e.p_positive, e.created_at, e.excerpt, e.neutral) for e in old] == [
             ("negative", 0.25, T0, "old", False)
         ]
-        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(0)
+        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(0, "negative")
         # The new table is there and works with the old rows' user.
         key = MessageKey("telegram", "chat-1", "7")
         assert await store.claim_message(key, ALICE, T0 + timedelta(minutes=1))
         await store.record_exchange(event(at=T0 + timedelta(minutes=1)), exchange(1), done=key)
-        assert await store.recent_turns(ALICE, "chat-1", 2) == exchange(1)
+        assert await store.recent_turns(ALICE, "chat-1", 2) == exchange(1, "positive")
     finally:
         await store.close()
     assert raw_count(db_path, "PRAGMA user_version") == SCHEMA_VERSION
@@ -289,7 +291,7 @@ async def test_locked_database_write_raises_then_recovers(db_path: Path) -> None
         holder.close()
         # The failed write left no transaction open on the store's connection.
         await store.record_exchange(event(), exchange(2))
-        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(2)
+        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(2, "positive")
     finally:
         await store.close()
 
@@ -364,7 +366,7 @@ async def test_sqlite_urls_and_paths_name_the_same_file(tmp_path: Path) -> None:
     await first.close()
     second = await SqlMoodStore.open(str(path))
     try:
-        assert await second.recent_turns(ALICE, "chat-1", 10) == exchange(1)
+        assert await second.recent_turns(ALICE, "chat-1", 10) == exchange(1, "positive")
     finally:
         await second.close()
 
@@ -415,7 +417,7 @@ async def test_postgres_password_may_come_from_pgpassword(
     try:
         async with store.user_turn(ALICE):  # the turn's own connection logs in the same way
             await store.record_exchange(event(), exchange(1))
-        assert await store.recent_turns(ALICE, "chat-1", 2) == exchange(1)
+        assert await store.recent_turns(ALICE, "chat-1", 2) == exchange(1, "positive")
     finally:
         await store.close()
     assert postgres.password not in store.shown
@@ -622,7 +624,7 @@ async def test_platforms_are_separate_people(store: SqlMoodStore, db: Db) -> Non
     bob_events = await store.mood_events(bob, T0 - timedelta(days=1))
     assert [e.label for e in alice_events] == ["positive"]
     assert [(e.platform, e.label) for e in bob_events] == [("discord", "negative")]
-    assert await store.recent_turns(bob, "chat-1", 10) == exchange(2)
+    assert await store.recent_turns(bob, "chat-1", 10) == exchange(2, "negative")
     assert await db.count("users") == 2
 
 
@@ -632,12 +634,60 @@ async def test_recent_turns_newest_limit_oldest_first_per_chat(store: SqlMoodSto
     await store.record_exchange(event(chat_id="chat-2", at=T0 + timedelta(hours=1)), exchange(9))
     assert await store.recent_turns(ALICE, "chat-1", 3) == [
         Turn("assistant", "answer 2"),
-        Turn("user", "question 3"),
+        Turn("user", "question 3", "positive"),
         Turn("assistant", "answer 3"),
     ]
-    assert await store.recent_turns(ALICE, "chat-2", 10) == exchange(9)
+    assert await store.recent_turns(ALICE, "chat-2", 10) == exchange(9, "positive")
     assert await store.recent_turns(ALICE, "chat-1", 0) == []
     assert await store.recent_turns(UserKey("telegram", "nobody"), "chat-1", 5) == []
+
+
+async def test_the_window_of_recent_turns_moves_in_steps(store: SqlMoodStore) -> None:
+    async def window(total_exchanges: int, step: int) -> list[str]:
+        while len(await store.recent_turns(ALICE, "chat-1", 1000)) < 2 * total_exchanges:
+            n = len(await store.recent_turns(ALICE, "chat-1", 1000)) // 2
+            await store.record_exchange(event(at=T0 + timedelta(minutes=n)), exchange(n))
+        return [t.content for t in await store.recent_turns(ALICE, "chat-1", 12, step)]
+
+    assert len(await window(3, 6)) == 6  # shorter than the limit: everything
+    assert await window(6, 6) == await window(6, 1)  # exactly the limit
+    # 7 exchanges = 14 turns: the last 12 would start at turn 2; with steps of 6 the window
+    # starts at turn 6 (question 3) and stays there until it holds 12 turns again.
+    assert (await window(7, 6))[0] == "question 3"
+    assert len(await window(7, 6)) == 8
+    assert (await window(9, 6))[0] == "question 3"
+    assert len(await window(9, 6)) == 12
+    assert (await window(10, 6))[0] == "question 6"  # 20 turns: it moves on by 6
+    assert (await window(10, 1))[0] == "question 4"  # step 1: the last 12, sliding
+    assert await window(10, 6) == await window(10, 6)
+
+
+async def test_each_user_turn_reads_back_the_tone_of_its_own_message(
+    store: SqlMoodStore,
+) -> None:
+    await store.record_exchange(event(p_positive=0.2), exchange(1))
+    await store.record_exchange(event(at=T0 + timedelta(minutes=1), p_positive=0.7), [])  # failed
+    await store.record_exchange(event(at=T0 + timedelta(minutes=2), p_positive=0.9), exchange(2))
+    # Shown as neutral: its turn reads back neutral, not the two-way label it keeps.
+    small_talk = event(at=T0 + timedelta(minutes=3), p_positive=0.55, neutral=True)
+    await store.record_exchange(small_talk, exchange(6))
+    # The same instant in another chat is another message.
+    await store.record_exchange(event(chat_id="chat-2", p_positive=0.9), exchange(3))
+    assert await store.recent_turns(ALICE, "chat-1", 10) == [
+        *exchange(1, "negative"),
+        *exchange(2, "positive"),
+        *exchange(6, "neutral"),
+    ]
+    assert await store.recent_turns(ALICE, "chat-2", 10) == exchange(3, "positive")
+    # Two messages stored at one instant (a clock that stood still) are not duplicated.
+    await store.record_exchange(event(chat_id="chat-3", p_positive=0.1), exchange(4))
+    await store.record_exchange(event(chat_id="chat-3", p_positive=0.9), exchange(5))
+    assert [t.content for t in await store.recent_turns(ALICE, "chat-3", 10)] == [
+        "question 4",
+        "answer 4",
+        "question 5",
+        "answer 5",
+    ]
 
 
 async def test_mood_events_range_order_and_round_trip(store: SqlMoodStore) -> None:
@@ -688,8 +738,9 @@ async def test_clear_turns_only_that_chat(store: SqlMoodStore) -> None:
     await store.record_exchange(event(UserKey("discord", "42"), chat_id="chat-1"), exchange(4))
     assert await store.clear_turns(ALICE, "chat-1") == 4
     assert await store.recent_turns(ALICE, "chat-1", 10) == []
-    assert await store.recent_turns(ALICE, "chat-2", 10) == exchange(3)
-    assert await store.recent_turns(UserKey("discord", "42"), "chat-1", 10) == exchange(4)
+    assert await store.recent_turns(ALICE, "chat-2", 10) == exchange(3, "positive")
+    other = UserKey("discord", "42")
+    assert await store.recent_turns(other, "chat-1", 10) == exchange(4, "positive")
     assert len(await store.mood_events(ALICE, T0)) == 3  # mood history is not conversation memory
     assert await store.clear_turns(ALICE, "chat-1") == 0
 
@@ -710,7 +761,7 @@ async def test_forget_user_deletes_everything_about_them(store: SqlMoodStore, db
     assert await db.count("mood_events", "excerpt = 'secret'") == 0
     assert await db.count("mood_events") == 1  # the other user's
     assert await db.count("inbox") == 0
-    assert await store.recent_turns(other, "chat-1", 10) == exchange(3)
+    assert await store.recent_turns(other, "chat-1", 10) == exchange(3, "positive")
     assert await store.forget_user(ALICE) == 0
 
 

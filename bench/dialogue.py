@@ -1,0 +1,459 @@
+"""Conversations, not single messages: parroting, canned repeats, tone and waiting over 6 turns.
+
+    python -m bench.dialogue [--name NAME] [--split all|tune|report] [--seed 0]
+        [--max-new-tokens N] [--out DIR]
+    python -m bench.dialogue --compare DIR [DIR ...] [--split report]
+
+Every chat of bench.dialogues (16 chats × 6 messages, 8 Chinese and 8 English, moods that
+change within a chat) is sent message by message, each chat as its own user, through
+ChatService.handle with the real model and a temporary SQLite store, so every prompt carries
+the history the store hands back, exactly as in the bot. The model, backend and sampling come
+from the environment like the bot's (BACKEND=..., MODEL=..., TEMPERATURE=...), with a fixed
+seed. Per reply:
+
+- echo: half or more of the user's character 4-grams appear in the reply;
+- copy: half or more of the reply's 4-grams appear in earlier replies of the same chat or in
+  the example turns of its prompt;
+- as_user: the reply speaks as the user: it contains a 4-word (English) or 4-character
+  (Chinese) run of the user's message that says I / my / we / 我;
+- language: the reply is in the message's language (chat.prompts.detect_language);
+- finished: the model ended the reply itself, before MAX_NEW_TOKENS;
+- tone: the reply's wording fits the tone the bot showed the message with, its label or
+  neutral (TONE_MARKERS: comfort words, no more joy words than comfort words and no
+  congratulations for negative; the other way round for positive; friendly for neutral:
+  neither congratulations nor condolences). A word list, so it is
+  crude (it cannot see "not great"); the transcripts show what it matched;
+- distinct-2 over all replies of a group (word pairs in English, character pairs in Chinese),
+  and the mean reply length in characters and tokens.
+Character 4-grams are taken over the lower-cased letters and digits only (no spaces or
+punctuation). Speed: the label time and the first reply token (both from the moment the
+service starts the message, as the console's "ms" shows them) of each chat's first message
+against its later messages, p50 and the ratio.
+
+It writes DIR/results.json (every reply with its flags, timings and prompt sizes) and
+DIR/transcripts.md, the conversations as a person reads them, each reply followed by its
+flags. `--compare` prints one row per run directory, for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    RESULTS_DIR,
+    bench_settings,
+    describe_machine,
+    mean,
+    peak_rss_mb,
+    percentile,
+    table,
+)
+from bench.dialogues import Dialogue, dialogues
+from chat.prompts import detect_language
+
+ECHO_SHARE = 0.5
+COPY_SHARE = 0.5
+NGRAM = 4
+FIRST_PERSON_EN = frozenset({"i", "i'm", "i've", "i'd", "i'll", "me", "my", "mine", "myself",
+                             "we", "we're", "we've", "our", "us"})  # fmt: skip
+FIRST_PERSON_ZH = "我"
+
+# Substrings, matched on the lower-cased reply. "fits" words make a reply count as that tone;
+# "clashes" words rule it out (congratulating someone who is down, pitying someone who is up).
+TONE_MARKERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "comfort": {
+        "en": ("sorry", "sad", "tough", "hard", "difficult", "understand", "frustrat",
+               "disappoint", "worr", "hug", "here for you", "it's okay", "it's ok", "must be",
+               "rough", "hurt", "pain", "stress", "exhaust", "overwhelm", "lonely", "normal",
+               "be kind to yourself", "too hard on yourself", "take care", "gentle", "rest",
+               "feel better", "comfort", "scary", "anxious", "nervous", "support"),
+        "zh": ("抱歉", "难过", "难受", "辛苦", "理解", "心疼", "抱抱", "担心", "别太",
+               "没关系", "慢慢来", "委屈", "不容易", "陪着你", "陪你", "安慰", "别灰心",
+               "焦虑", "害怕", "正常", "休息", "放松", "照顾好自己", "别着急", "不要着急",
+               "别急", "支持", "紧张", "不安", "压力"),
+    },
+    "joy": {
+        "en": ("congrat", "great", "wonderful", "amazing", "awesome", "fantastic", "happy",
+               "glad", "exciting", "excited", "proud", "yay", "well done", "brilliant",
+               "delight", "celebrat", "lovely", "fun", "good news", "thrilled", "enjoy",
+               "love", "incredible", "sweet", "nice"),
+        "zh": ("恭喜", "太棒", "真棒", "好棒", "太好了", "开心", "高兴", "骄傲", "厉害",
+               "真好", "祝贺", "庆祝", "幸福", "好消息", "不错", "享受", "期待", "值得",
+               "棒", "快乐", "欣慰", "真是太", "好好"),
+    },
+    "celebration": {  # clashes with comfort
+        "en": ("congrat", "yay", "well done", "good news", "happy for you", "so happy"),
+        "zh": ("恭喜", "祝贺", "太棒了", "好消息", "为你高兴", "真为你"),
+    },
+    "condolence": {  # clashes with joy
+        "en": ("sorry to hear", "i'm sorry", "i am sorry", "so sorry", "that's tough",
+               "must be hard", "sad to hear", "that's hard"),
+        "zh": ("抱歉", "难过", "心疼", "委屈", "别伤心", "遗憾"),
+    },
+}  # fmt: skip
+TONE_RULES: dict[str, tuple[str | None, str | None, tuple[str, ...]]] = {
+    # tone: (a marker group the reply needs, one that must not outnumber it, groups it must
+    # not have at all)
+    "negative": ("comfort", "joy", ("celebration",)),
+    "positive": ("joy", "comfort", ("condolence",)),
+    "neutral": (None, None, ("celebration", "condolence")),  # friendly: neither
+}
+
+# --- the metrics (pure functions; tests/bench/test_dialogue.py) ---------------------------
+
+
+def normalized(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+def char_ngrams(text: str, n: int = NGRAM) -> set[str]:
+    norm = normalized(text)
+    return {norm[i : i + n] for i in range(len(norm) - n + 1)}
+
+
+def echo_share(reply: str, message: str) -> float:
+    """The share of the message's 4-grams that the reply repeats (0 for a very short one)."""
+    grams = char_ngrams(message)
+    return len(grams & char_ngrams(reply)) / len(grams) if grams else 0.0
+
+
+def copy_share(reply: str, sources: Iterable[str]) -> float:
+    """The share of the reply's 4-grams found in any of the sources."""
+    grams = char_ngrams(reply)
+    if not grams:
+        return 0.0
+    seen: set[str] = set()
+    for source in sources:
+        seen |= char_ngrams(source)
+    return len(grams & seen) / len(grams)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower().replace("’", "'"))
+
+
+def speaks_as_user(reply: str, message: str) -> bool:
+    """The reply repeats a first-person run of the user's message as its own words."""
+    if detect_language(message) == "zh":
+        said, answer = normalized(message), normalized(reply)
+        return any(FIRST_PERSON_ZH in said[i : i + NGRAM] and said[i : i + NGRAM] in answer
+                   for i in range(len(said) - NGRAM + 1))  # fmt: skip
+    said_words, answer_words = _words(message), _words(reply)
+    answer_runs = {tuple(answer_words[i : i + NGRAM])
+                   for i in range(len(answer_words) - NGRAM + 1)}  # fmt: skip
+    for i in range(len(said_words) - NGRAM + 1):
+        run = tuple(said_words[i : i + NGRAM])
+        if FIRST_PERSON_EN & set(run) and run in answer_runs:
+            return True
+    return False
+
+
+def tone_markers(reply: str, language: str) -> dict[str, list[str]]:
+    lowered = reply.lower()
+    return {group: [word for word in words[language] if word in lowered]
+            for group, words in TONE_MARKERS.items()}  # fmt: skip
+
+
+def tone_fits(reply: str, language: str, tone: str) -> bool:
+    needed, rival, clashes = TONE_RULES[tone]
+    found = tone_markers(reply, language)
+    if needed is not None and (
+        not found[needed] or len(found[rival or needed]) > len(found[needed])
+    ):
+        return False
+    return not any(found[c] for c in clashes)
+
+
+def units(text: str) -> list[str]:
+    """Words of an English reply, characters of a Chinese one (for distinct-n)."""
+    return list(normalized(text)) if detect_language(text) == "zh" else _words(text)
+
+
+def distinct_n(texts: Sequence[str], n: int = 2) -> float | None:
+    """Distinct n-grams over all n-grams of the texts (each text's own n-grams)."""
+    grams = [tuple(u[i : i + n]) for u in map(units, texts) for i in range(len(u) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else None
+
+
+def flag_reply(row: dict[str, Any], earlier_replies: Sequence[str]) -> dict[str, Any]:
+    """The quality flags of one reply: row has message, reply, label (and the tone shown,
+    when it was recorded), examples, finished."""
+    reply, message = row["reply"], row["message"]
+    return {
+        "echo": echo_share(reply, message) >= ECHO_SHARE,
+        "copy": copy_share(reply, [*earlier_replies, *row["examples"]]) >= COPY_SHARE,
+        "as_user": speaks_as_user(reply, message),
+        "language": detect_language(reply) == detect_language(message),
+        "finished": bool(row["finished"]),
+        "tone": tone_fits(reply, detect_language(message), row.get("tone") or row["label"]),
+    }
+
+
+FLAGS = ("echo", "copy", "as_user", "language", "finished", "tone")
+
+
+def add_flags(rows: Sequence[dict[str, Any]]) -> None:
+    """Flag every answered row, in chat order (a copy is judged against earlier replies)."""
+    earlier: dict[str, list[str]] = {}
+    for row in rows:
+        if row.get("reply") is not None:
+            replies = earlier.setdefault(row["chat"], [])
+            row["flags"] = flag_reply(row, replies)
+            replies.append(row["reply"])
+
+
+def quality(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Shares of each flag, distinct-2 and lengths over rows that carry `flags`."""
+    answered = [r for r in rows if r.get("reply") is not None]
+    out: dict[str, Any] = {"n": len(answered), "failed": len(rows) - len(answered)}
+    for flag in FLAGS:
+        out[flag] = mean([float(r["flags"][flag]) for r in answered])
+    out["distinct2"] = distinct_n([r["reply"] for r in answered])
+    out["chars"] = mean([len(r["reply"]) for r in answered])
+    out["tokens"] = mean([r["tokens"] for r in answered if r.get("tokens") is not None])
+    return out
+
+
+def speed(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Label and first-token p50 of first messages against later ones, in seconds, and the
+    decode speed (tokens after the first over the time after the first)."""
+    decoded = [r for r in rows if r.get("total_s") is not None and r.get("tokens")]
+    decode_s = sum(r["total_s"] - r["first_token_s"] for r in decoded)
+    out: dict[str, Any] = {
+        "decode_tps": sum(r["tokens"] - 1 for r in decoded) / decode_s if decode_s > 0 else None
+    }
+    for key in ("label_s", "first_token_s"):
+        first = [r[key] for r in rows if r["turn"] == 1 and r.get(key) is not None]
+        later = [r[key] for r in rows if r["turn"] > 1 and r.get(key) is not None]
+        p_first, p_later = percentile(first, 50), percentile(later, 50)
+        out[f"{key}_first_p50"] = p_first
+        out[f"{key}_later_p50"] = p_later
+        out[f"{key}_ratio"] = p_later / p_first if p_first and p_later is not None else None
+    return out
+
+
+# --- running the chats --------------------------------------------------------------------
+
+
+def _prompt_sizes(stream: Any) -> tuple[int | None, int | None]:
+    """(prompt tokens, of which taken from a cache) of a real runner's fresh reply stream."""
+    if hasattr(stream, "prompt_ids"):  # llama.cpp
+        return len(stream.prompt_ids), stream.position
+    if hasattr(stream, "pending") and hasattr(stream, "length"):  # transformers
+        return stream.length + int(stream.pending.shape[1]), stream.length
+    return None, None
+
+
+async def run_dialogues(
+    chats: Sequence[Dialogue], max_new_tokens: int | None, seed: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from bench.common import runner_factory
+    from chat.service import ChatService
+    from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, TextDelta
+    from runtime.worker import ModelWorker
+    from storage.store import SqlMoodStore
+
+    settings = bench_settings(max_new_tokens=max_new_tokens, seed=seed)
+    load = runner_factory(settings)
+    started: list[dict[str, Any]] = []  # what each reply was asked, in order
+
+    def factory() -> Any:
+        runner = load()
+        start_reply = runner.start_reply
+
+        def recording(request: Any) -> Any:
+            stream = start_reply(request)
+            prompt_tokens, cached_tokens = _prompt_sizes(stream)
+            started.append({"request": request, "stream": stream, "prompt_tokens": prompt_tokens,
+                            "cached_tokens": cached_tokens})  # fmt: skip
+            return stream
+
+        runner.start_reply = recording  # type: ignore[method-assign]
+        return runner
+
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-dialogue-") as temp:
+        store = await SqlMoodStore.open(Path(temp) / "dialogue.db")
+        worker = ModelWorker(factory, settings.worker.model_copy(
+            update={"request_timeout_s": 1800.0}))  # fmt: skip
+        await worker.start()
+        service = ChatService(worker, store, settings.chat)
+        try:
+            for number, chat in enumerate(chats, start=1):
+                for turn, (text, mood) in enumerate(chat.turns, start=1):
+                    row: dict[str, Any] = {"chat": chat.name, "split": chat.split, "turn": turn,
+                                           "language": chat.language, "message": text,
+                                           "mood": mood, "reply": None}  # fmt: skip
+                    before = len(started)
+                    start = time.perf_counter()
+                    message = IncomingMessage("bench", chat.name, chat.name, text)
+                    async for event in service.handle(message):
+                        if isinstance(event, SentimentTagged):
+                            row.update(
+                                label=event.sentiment.label,
+                                tone=event.sentiment.tone,
+                                p_positive=round(event.sentiment.p_positive, 4),
+                            )
+                        elif isinstance(event, TextDelta) and "first_delta_s" not in row:
+                            row["first_delta_s"] = time.perf_counter() - start
+                        elif isinstance(event, ReplyDone):
+                            timings = event.timings
+                            row.update(reply=event.text, finished=event.finished,
+                                       label_s=timings.sentiment_ms / 1000,
+                                       first_token_s=(timings.first_token_ms or 0) / 1000,
+                                       total_s=timings.total_ms / 1000)  # fmt: skip
+                        elif isinstance(event, ReplyFailed):
+                            row["failure"] = event.reason
+                    if len(started) > before:
+                        asked = started[before]
+                        request = asked["request"]
+                        row.update(
+                            examples=[t.content for t in request.examples],
+                            history_turns=len(request.history),
+                            prompt_tokens=asked["prompt_tokens"],
+                            cached_tokens=asked["cached_tokens"],
+                            tokens=len(getattr(asked["stream"], "generated", [])),
+                        )
+                    rows.append(row)
+                print(f"  {number}/{len(chats)} {chat.name}", file=sys.stderr, flush=True)
+            backend = worker.runner.name
+        finally:
+            await worker.stop()
+            await store.close()
+    add_flags(rows)
+    config = {"runner": backend, "generation": settings.chat.generation.__dict__,
+              "history_turns": settings.chat.history_turns,
+              "history_max_tokens": settings.model.history_max_tokens}  # fmt: skip
+    return rows, config
+
+
+# --- reporting ----------------------------------------------------------------------------
+
+
+def groups(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {"all": list(rows)}
+    for split in ("tune", "report"):
+        for language in ("zh", "en"):
+            chosen = [r for r in rows if r["split"] == split and r["language"] == language]
+            if chosen:
+                out[f"{split}-{language}"] = chosen
+        chosen = [r for r in rows if r["split"] == split]
+        if chosen:
+            out[split] = chosen
+    return out
+
+
+QUALITY_COLUMNS = ["n", *FLAGS, "distinct2", "chars", "tokens"]
+SPEED_COLUMNS = ["label_s_first_p50", "label_s_later_p50", "label_s_ratio",
+                 "first_token_s_first_p50", "first_token_s_later_p50",
+                 "first_token_s_ratio", "decode_tps"]  # fmt: skip
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: {**quality(chosen), **speed(chosen)} for name, chosen in groups(rows).items()}
+
+
+def _mark(row: dict[str, Any]) -> str:
+    flags = row.get("flags")
+    if not flags:
+        return f"**failed: {row.get('failure')}**"
+    bad = [name for name in ("echo", "copy", "as_user") if flags[name]]
+    bad += [f"not {name}" for name in ("language", "finished", "tone") if not flags[name]]
+    found = tone_markers(row["reply"], row["language"])
+    words = ", ".join(f"{group}: {'/'.join(hits)}" for group, hits in found.items() if hits)
+    return ("**" + ", ".join(bad) + "**" if bad else "ok") + (f" ({words})" if words else "")
+
+
+def transcripts(rows: Sequence[dict[str, Any]], title: str) -> str:
+    lines = [f"# bench.dialogue: {title}", ""]
+    chat = None
+    for row in rows:
+        if row["chat"] != chat:
+            chat = row["chat"]
+            lines += [f"## {chat} ({row['language']}, {row['split']})", ""]
+        label = row.get("label", "?")
+        shown = f", shown {row['tone']}" if row.get("tone") not in (None, label) else ""
+        p = row.get("p_positive")
+        timing = (f"label {row['label_s']:.2f} s, first token {row['first_token_s']:.2f} s, "
+                  f"prompt {row.get('prompt_tokens')} tokens ({row.get('cached_tokens')} cached)"
+                  if row.get("label_s") is not None else "")  # fmt: skip
+        score = f" {p:.2f}" if p is not None else ""
+        lines.append(f"**{row['turn']}. user** ({row['mood']}; labelled {label}{score}"
+                     f"{shown}): {row['message']}  ")  # fmt: skip
+        lines.append(f"**bot**: {row['reply'] if row['reply'] is not None else '–'}  ")
+        lines += [f"<sub>{_mark(row)}; {timing}</sub>", ""]
+    return "\n".join(lines) + "\n"
+
+
+def print_summary(results: dict[str, dict[str, Any]]) -> None:
+    print(table(["group", *QUALITY_COLUMNS], [[name, *(r[k] for k in QUALITY_COLUMNS)]
+                                             for name, r in results.items()]))  # fmt: skip
+    print()
+    print(table(["group", *SPEED_COLUMNS], [[name, *(r[k] for k in SPEED_COLUMNS)]
+                                           for name, r in results.items()]))  # fmt: skip
+
+
+def compare(folders: Sequence[str], group: str) -> str:
+    rows = []
+    for folder in folders:
+        data = json.loads((Path(folder) / "results.json").read_text())
+        add_flags(data["rows"])  # today's metrics, also for runs saved before a change
+        figures = summary(data["rows"]).get(group)
+        if figures is None:
+            continue
+        rows.append([Path(folder).name, *(figures[k] for k in [*QUALITY_COLUMNS, *SPEED_COLUMNS]),
+                     data["machine"].get("load_avg_1m")])  # fmt: skip
+    headers = ["run", *QUALITY_COLUMNS, "label first", "label later", "label ratio",
+               "token first", "token later", "token ratio", "decode tok/s", "load"]  # fmt: skip
+    return table(headers, rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.dialogue",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--name", default="dialogue", help="the run's name (its folder)")
+    parser.add_argument("--split", choices=("all", "tune", "report"), default="all")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--out", default=None, help="default: bench/results/dialogue/NAME")
+    parser.add_argument("--compare", nargs="+", metavar="DIR", help="print saved runs")
+    parser.add_argument("--group", default="report", help="with --compare: all, tune, report…")
+    args = parser.parse_args(argv)
+    if args.compare:
+        print(compare(args.compare, args.group))
+        return 0
+
+    started = time.time()
+    rows, config = asyncio.run(run_dialogues(dialogues(args.split), args.max_new_tokens, args.seed))
+    results = summary(rows)
+    machine = {**describe_machine(), "peak_rss_mb": peak_rss_mb()}
+    print(f"{config['runner']}; seed {args.seed}; {len(rows)} messages in "
+          f"{time.time() - started:.0f} s; load average (1 min) "
+          f"{machine.get('load_avg_1m')}")  # fmt: skip
+    print_summary(results)
+    folder = Path(args.out) if args.out else RESULTS_DIR / "dialogue" / args.name
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"name": args.name, "machine": machine, "args": vars(args), "config": config,
+            "summary": results, "rows": rows}  # fmt: skip
+    (folder / "results.json").write_text(
+        json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n"
+    )
+    (folder / "transcripts.md").write_text(transcripts(rows, f"{args.name}, {config['runner']}"))
+    print(f"\nwrote {folder}/results.json and transcripts.md", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
