@@ -144,6 +144,7 @@ class TransformersRunner:
         logits = self._label_row(text)
         return float(logits[self.label_ids[0]]), float(logits[self.label_ids[1]])
 
+    @torch.inference_mode()
     def _label_row(self, text: str) -> torch.Tensor:
         """The whole logits row at the label position (full prompt, no prefix cache)."""
         ids = torch.tensor([self.analyst_prompt_ids(text)])
