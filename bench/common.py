@@ -6,6 +6,7 @@ Nothing here imports torch or the model at import time, so the fast tests can us
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -15,6 +16,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -36,6 +39,34 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     rank = (len(ordered) - 1) * q / 100.0
     low, high = math.floor(rank), math.ceil(rank)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def auc(truth: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC by the rank-sum formula (ties get their mean rank); no scikit-learn needed."""
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score))
+    ranks[order] = np.arange(1, len(score) + 1)
+    for value in np.unique(score):
+        tied = score == value
+        ranks[tied] = ranks[tied].mean()
+    positives, negatives = truth.sum(), (~truth).sum()
+    if not positives or not negatives:
+        return float("nan")
+    return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def ece(truth: np.ndarray, p_positive: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over `bins` equal-width bins of the shown confidence."""
+    predicted = p_positive >= 0.5
+    confidence = np.where(predicted, p_positive, 1 - p_positive)
+    correct = predicted == truth
+    total = 0.0
+    edges = np.linspace(0.5, 1.0, bins + 1)
+    for low, high in itertools.pairwise(edges):
+        inside = (confidence >= low) & ((confidence < high) | (high == 1.0))
+        if inside.any():
+            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return total
 
 
 def mean(values: Sequence[float]) -> float | None:

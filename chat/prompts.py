@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from core.language import Language, detect_language
 from core.types import GenerationParams, ReplyRequest, Tone, Turn
 
 # --- the reply: persona plus a tone chosen by the label ----------------------------------
@@ -18,7 +19,6 @@ from core.types import GenerationParams, ReplyRequest, Tone, Turn
 # instruction (long tone instructions were echoed back verbatim). So each language has a
 # short persona, a one-line tone per label, and one example exchange per tone.
 
-Language = Literal["zh", "en"]
 
 PERSONA: dict[Language, str] = {
     "zh": (
@@ -81,15 +81,6 @@ EXAMPLES: dict[Language, dict[Tone, tuple[str, str]]] = {
         ),
     },
 }
-
-
-def detect_language(text: str) -> Language:
-    """Chinese when the message has a meaningful share of CJK characters, else English."""
-    letters = [ch for ch in text if ch.isalpha()]
-    if not letters:
-        return "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "en"
-    cjk = sum(1 for ch in letters if "\u4e00" <= ch <= "\u9fff")
-    return "zh" if cjk / len(letters) >= 0.2 else "en"
 
 
 # --- the layout: where the tone goes, which examples come first ----------------------------

@@ -148,6 +148,7 @@ class LlamaCppRunner:
         llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
         llama_cpp.llama_backend_init()
         self.name = name
+        self.model_path = model_path
         self.options = options or RunnerOptions()
         self.context_tokens = context_tokens
         self._model = llama_cpp.llama_model_load_from_file(
@@ -176,6 +177,7 @@ class LlamaCppRunner:
         # The analyst prompt around the user's text; its head's KV goes into sequence 0 once.
         self._head, self._tail = analyst_frame(chatml, self.encode)
         self._head_cached = False
+        self._frame_heads: dict[tuple[str, str], tuple[int, list[int], list[int]]] = {}
         self.label_ids = (self._single_token(labelling.POSITIVE_WORD),
                           self._single_token(labelling.NEGATIVE_WORD))  # fmt: skip
         self.prompter = ReplyPrompter(
@@ -342,9 +344,44 @@ class LlamaCppRunner:
                 self._drop_sequence(seq)
         positive, negative = self.label_ids
         return [
-            labelling.sentiment_from_scores(float(row[positive]), float(row[negative]))
-            for row in rows
+            labelling.sentiment_from_scores(
+                float(row[positive]), float(row[negative]), text, state=row
+            )
+            for row, text in zip(rows, texts, strict=True)
         ]
+
+    # --- label features, for fitting label heads offline (bench.label_features) -----------
+
+    def single_token_or_none(self, word: str) -> int | None:
+        ids = self.encode(word)
+        return ids[0] if len(ids) == 1 else None
+
+    def label_rows(
+        self, texts: Sequence[str], frame: str, languages: Sequence[str]
+    ) -> list[np.ndarray]:
+        """Per text, the whole row of next-token scores after the label frame `frame`
+        (labelling.FRAMES) in that text's language."""
+        items, sequences = [], []
+        try:
+            for text, language in zip(texts, languages, strict=True):
+                seq, head, tail = self._frame_head(frame, language)
+                sequences.append(work := self._take_sequence())
+                llama_cpp.llama_memory_seq_cp(self._memory, seq, work, -1, -1)
+                user = keep_head_and_tail(self.encode(text), self.options.sentiment_max_tokens)
+                items.append((work, user + tail, len(head)))
+            return self._forward(items)
+        finally:
+            for work in sequences:
+                self._drop_sequence(work)
+
+    def _frame_head(self, frame: str, language: str) -> tuple[int, list[int], list[int]]:
+        key = (frame, language)
+        if key not in self._frame_heads:
+            head, tail = analyst_frame(chatml, self.encode, labelling.FRAMES[frame][language])
+            seq = self._take_sequence()
+            self._forward([(seq, head, 0)], [False])
+            self._frame_heads[key] = (seq, head, tail)
+        return self._frame_heads[key]
 
     # --- replies --------------------------------------------------------------------------
 

@@ -33,8 +33,9 @@ class PrefixLabeller:
         self.prefix = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
 
     @torch.inference_mode()
-    def label_scores(self, user_ids: Sequence[list[int]]) -> torch.Tensor:
-        """(batch, 2) scores of the two label words after each head + text + tail."""
+    def label_scores(self, user_ids: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, 2) scores of the two label words after each head + text + tail, and the
+        (batch, hidden) final hidden states they were read from."""
         from transformers import DynamicCache
 
         rows = [ids + self.tail_ids for ids in user_ids]
@@ -62,4 +63,4 @@ class PrefixLabeller:
         scores = last.float() @ self.label_rows.float().T
         if self.label_bias is not None:
             scores = scores + self.label_bias.float()
-        return scores
+        return scores, last.float()

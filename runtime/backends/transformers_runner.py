@@ -141,9 +141,14 @@ class TransformersRunner:
 
     @torch.inference_mode()
     def label_logits(self, text: str) -> tuple[float, float]:
-        ids = torch.tensor([self.analyst_prompt_ids(text)])
-        logits = self.model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[0, -1]
+        logits = self._label_row(text)
         return float(logits[self.label_ids[0]]), float(logits[self.label_ids[1]])
+
+    @torch.inference_mode()
+    def _label_row(self, text: str) -> torch.Tensor:
+        """The whole logits row at the label position (full prompt, no prefix cache)."""
+        ids = torch.tensor([self.analyst_prompt_ids(text)])
+        return self.model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[0, -1]
 
     def tag(self, texts: Sequence[str]) -> list[Sentiment]:
         if self.options.sentiment_method == "generate":
@@ -153,15 +158,19 @@ class TransformersRunner:
         return [self._tag_by_logits(text) for text in texts]
 
     def _tag_by_logits(self, text: str) -> Sentiment:
-        positive, negative = self.label_logits(text)
-        return labelling.sentiment_from_scores(positive, negative)
+        row = self._label_row(text)
+        positive, negative = float(row[self.label_ids[0]]), float(row[self.label_ids[1]])
+        return labelling.sentiment_from_scores(positive, negative, text, row.float().numpy())
 
     def _tag_batch(self, texts: Sequence[str]) -> list[Sentiment]:
         if self._labeller is None:
             head, tail = analyst_frame(self._render, self._encode)
             self._labeller = PrefixLabeller(self.model, head, tail, self.label_ids)
-        scores = self._labeller.label_scores([self._label_user_ids(text) for text in texts])
-        return [labelling.sentiment_from_scores(float(pos), float(neg)) for pos, neg in scores]
+        scores, hidden = self._labeller.label_scores([self._label_user_ids(t) for t in texts])
+        return [
+            labelling.sentiment_from_scores(float(pos), float(neg), text, state.numpy())
+            for (pos, neg), state, text in zip(scores, hidden, texts, strict=True)
+        ]
 
     @torch.inference_mode()
     def generate_label(self, text: str, max_new_tokens: int = 5) -> tuple[Label | None, str]:

@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from bench import batching, datasets, load, replies
@@ -353,15 +354,55 @@ def test_baseline_and_evaluate_without_a_model() -> None:
     train = [{"text": t, "label": "positive"} for t in ("很好很棒", "非常好", "good great")]
     train += [{"text": t, "label": "negative"} for t in ("很差很烂", "非常差", "bad awful")]
     predict = train_baseline(train * 3)  # min_df=2 needs repeats
-    label, p = predict("真的很好")
+    label, p, neutral = predict("真的很好")
     assert label == "positive"
     assert p > 0.5
+    assert not neutral
     rows = [{"text": "好", "label": "positive"}, {"text": "差", "label": "negative"}]
     metrics = evaluate(rows, predict, "test")
     assert metrics["accuracy"] == 1.0
     assert metrics["unparsable"] == 0
     assert metrics["roc_auc"] == 1.0
+    assert metrics["neutral_share"] == 0.0
     assert metrics["latency_ms_p50"] is not None
+
+
+def test_evaluate_reports_calibration_and_the_share_shown_neutral() -> None:
+    from bench.sentiment import evaluate
+
+    shown = {"a": ("positive", 0.9, False), "b": ("positive", 0.9, True),
+             "c": ("negative", 0.2, False), "d": ("positive", 0.6, False)}  # fmt: skip
+    gold = (("a", "positive"), ("b", "negative"), ("c", "negative"), ("d", "positive"))
+    rows = [{"text": text, "label": label} for text, label in gold]
+    metrics = evaluate(rows, lambda text: shown[text], "test")
+    assert metrics["accuracy"] == 0.75  # two-way: "b" counts as its positive side, wrongly
+    assert metrics["neutral_share"] == 0.25
+    # Shown confidences 0.9, 0.9 (one right), 0.8 and 0.6 (both right): in 10 bins,
+    # |0.5 - 0.9| * 2/4 + |1 - 0.8| * 1/4 + |1 - 0.6| * 1/4
+    assert metrics["ece"] == pytest.approx(0.2 + 0.05 + 0.1)
+
+
+def test_neutral_rates_count_the_report_only_messages(tmp_path: Path) -> None:
+    from bench import neutral
+    from bench.sentiment import neutral_rates, reliability_png
+
+    quiet = set(neutral.TEST[:6])
+    rates = neutral_rates(lambda text: ("positive", 0.7, text in quiet))
+    assert rates["neutral_rate_test"] == pytest.approx(6 / len(neutral.TEST))
+    assert rates["neutral_rate_felt"] == 0.0
+    positives = sum(label == "positive" for _text, label in neutral.FELT)
+    assert rates["felt_accuracy"] == pytest.approx(positives / len(neutral.FELT))
+    gold = np.array([True, False] * 10)
+    reliability_png({"en": (gold, np.linspace(0.05, 0.95, 20))}, tmp_path / "r.png")
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_neutral_sets_are_apart() -> None:
+    from bench import neutral
+
+    fitted = set(neutral.DEV) | {text for text, _ in neutral.FELT_DEV}
+    reported = set(neutral.TEST) | {text for text, _ in neutral.FELT}
+    assert not fitted & reported
 
 
 # --- bench.scale_out ------------------------------------------------------------------------
@@ -475,3 +516,37 @@ async def test_the_latency_bench_counts_remote_reply_tokens(openai_env: Any) -> 
     # The fake's reply "Hello there, friend!" is 20 tokens of its one-character tokenizer.
     assert [sample["tokens"] for sample in result["samples"]] == [20, 20]
     assert all(sample["finished"] for sample in result["samples"])
+
+
+# --- bench.label_fit: fitting the shipped head -------------------------------------------------
+
+
+def synthetic_features(rows: list[tuple[str, str, str, float]], hidden: np.ndarray) -> Any:
+    """Features of (language, split, label, score difference) rows."""
+    from bench.label_fit import Features
+
+    scores = np.array([[d, 0.0] for *_, d in rows], np.float32)
+    meta = [{"language": lang, "split": split, "label": label, "domain": "d", "text": ""}
+            for lang, split, label, _d in rows]  # fmt: skip
+    return Features("analyst", scores, hidden, ["正面", "负面"], meta)
+
+
+def test_the_head_is_fitted_on_training_rows_only_and_corrects_a_lean() -> None:
+    from bench.label_fit import fit_head
+
+    rng = np.random.default_rng(0)
+    rows: list[tuple[str, str, str, float]] = []
+    for language in ("en", "zh"):
+        for _ in range(200):  # the readout leans negative by 1.5 on training rows
+            label = "positive" if rng.random() < 0.5 else "negative"
+            d = rng.normal(1.0 if label == "positive" else -1.0, 1.0) - 1.5
+            rows.append((language, "train", label, d))
+    # Evaluation rows that would pull the other way if they were (wrongly) fitted on.
+    rows += [("en", "eval", "negative", 5.0)] * 300
+    features = synthetic_features(rows, np.zeros((len(rows), 2), np.float32))
+    head = fit_head(features, None)
+    for fit in (head.calibration["en"], head.calibration["zh"]):
+        assert fit.scale > 0
+        # the cut σ(scale·d + bias) = 0.5 sits near the training rows' d = -1.5
+        assert -fit.bias / fit.scale == pytest.approx(-1.5, abs=0.4)
+    assert (head.neutral_low, head.neutral_high) == (0.5, 0.5)  # no neutral rows: no band

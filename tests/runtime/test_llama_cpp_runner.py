@@ -7,7 +7,6 @@ the very same token ids for the same prompts, so the two backends answer the sam
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from core.types import GenerationParams, Label, ReplyRequest, Turn
 from runtime.backends import llama_cpp as llama_cpp_runner
 from runtime.backends.llama_cpp import LlamaCppRunner
 from runtime.backends.transformers_runner import TransformersRunner
-from runtime.labelling import analyst_frame
+from runtime.labelling import analyst_frame, shipped_head
 from runtime.prompt_ids import chatml
 from runtime.runner import RunnerOptions
 
@@ -85,8 +84,20 @@ def test_the_cached_head_gives_the_scores_of_the_whole_prompt(llama: LlamaCppRun
     finally:
         llama._drop_sequence(seq)
     positive, negative = llama.label_ids
-    whole = 1 / (1 + math.exp(float(row[negative] - row[positive])))
+    whole = shipped_head().p_positive(float(row[positive]), float(row[negative]), "en")
     assert cached.p_positive == pytest.approx(whole, abs=0.02)
+
+
+def test_greetings_are_shown_neutral_and_plain_feelings_are_not(llama: LlamaCppRunner) -> None:
+    # The shipped head's "nothing felt" readout works on llama.cpp's logits rows.
+    quiet = llama.tag(["你好", "Hi", "What time is it in Tokyo?"])
+    assert [s.neutral for s in quiet] == [True, True, True]
+    felt = llama.tag(["I hate this", "烦死了", "太好了！"])
+    assert [(s.label, s.neutral) for s in felt] == [
+        ("negative", False),
+        ("negative", False),
+        ("positive", False),
+    ]
 
 
 def test_both_backends_build_the_same_prompts(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from core.types import (
 )
 from runtime.backends.openai_api.engine import OpenAIEngine
 from runtime.config import OpenAIConfig
-from runtime.labelling import analyst_frame, sentiment_from_scores
+from runtime.labelling import analyst_frame, sentiment_from_scores, shipped_head
 from runtime.prompt_ids import chatml
 from runtime.runner import RunnerOptions
 from storage.store import SqlMoodStore
@@ -105,7 +104,7 @@ async def either(
 
 def expected(text: str) -> Sentiment:
     top = label_logprobs(text)
-    return sentiment_from_scores(top[WORDS_BY_ID[10]], top[WORDS_BY_ID[11]])
+    return sentiment_from_scores(top[WORDS_BY_ID[10]], top[WORDS_BY_ID[11]], text)
 
 
 WORDS_BY_ID = {value: name for name, value in WORDS.items()}
@@ -190,9 +189,11 @@ async def test_a_label_word_not_listed_is_bounded_by_the_smallest_listed_logprob
     started = on_generic
     generic.label_top = {"正面": -0.1, "正": -2.5, "积极": -3.0}
     result = await started.tag(HAPPY)
-    assert result.p_positive == pytest.approx(1 / (1 + math.exp(-3.0 - -0.1)))
+    # The shipped calibration applies to a server's logprobs as to local logits.
+    assert result.p_positive == pytest.approx(shipped_head().p_positive(-0.1, -3.0, "en"))
     generic.label_top = {"好": -0.2, "正": -2.5}  # neither word: the two bounds are equal
-    assert (await started.tag(HAPPY)).p_positive == pytest.approx(0.5)
+    tie = shipped_head().p_positive(0.0, 0.0, "en")
+    assert (await started.tag(HAPPY)).p_positive == pytest.approx(tie)
 
 
 async def test_user_text_cannot_open_a_chat_role(

@@ -9,7 +9,6 @@ tokens, sampling, and loading / resolving model specs.
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,11 @@ import pytest
 import torch
 
 from core.errors import ModelLoadError
+from core.language import detect_language
 from core.types import GenerationParams, ReplyRequest, Turn
 from runtime import labelling
 from runtime.backends.transformers_runner import TransformersReply, TransformersRunner
-from runtime.labelling import analyst_frame
+from runtime.labelling import analyst_frame, shipped_head
 from runtime.model_files import ModelSource, resolve_model
 from runtime.runner import RunnerOptions
 from tests import tiny_model
@@ -137,7 +137,8 @@ def test_tag_reads_p_positive_from_the_two_label_logits(runner: TransformersRunn
         ids = torch.tensor([analyst_ids_by_template(tok, text)])
         with torch.no_grad():
             logits = model(input_ids=ids).logits[0, -1]
-        expected = 1.0 / (1.0 + math.exp(-(float(logits[pos_id]) - float(logits[neg_id]))))
+        pos, neg = float(logits[pos_id]), float(logits[neg_id])
+        expected = shipped_head().p_positive(pos, neg, detect_language(text))
         assert sentiment.p_positive == pytest.approx(expected, abs=1e-5)
         assert sentiment.label == ("positive" if expected >= 0.5 else "negative")
 
@@ -198,7 +199,9 @@ def test_generate_method_falls_back_to_the_scores_when_unparsable(tiny: tuple[An
     assert runner.generate_label("hello") == (None, "")
     (sentiment,) = runner.tag(["hello"])
     positive, negative = runner.label_logits("hello")
-    assert sentiment.p_positive == pytest.approx(1 / (1 + math.exp(negative - positive)))
+    assert sentiment.p_positive == pytest.approx(
+        shipped_head().p_positive(positive, negative, "en")
+    )
     assert sentiment.label in ("positive", "negative")
 
 

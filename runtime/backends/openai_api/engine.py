@@ -188,7 +188,7 @@ class OpenAIEngine:
         self._served: _Served | None = None
         self._outstanding = 0
         self._replies: set[RemoteReply] = set()
-        self._waiting_labels: list[tuple[list[int], asyncio.Future[Sentiment]]] = []
+        self._waiting_labels: list[tuple[list[int], str, asyncio.Future[Sentiment]]] = []
         self._label_sender: asyncio.Task[None] | None = None
 
     @property
@@ -226,7 +226,7 @@ class OpenAIEngine:
         stopped = EngineStopped("the bot is shutting down")
         if self._label_sender is not None:
             self._label_sender.cancel()
-        for _, future in self._waiting_labels:
+        for _, _, future in self._waiting_labels:
             if not future.done():
                 future.set_exception(stopped)
         self._waiting_labels = []
@@ -344,9 +344,9 @@ class OpenAIEngine:
             async with asyncio.timeout(self._timeout_s):
                 ids = self._label_ids(served, text)
                 if served.vllm:
-                    return await self._queued_label(ids)
+                    return await self._queued_label(ids, text)
                 (scores,) = await self._request_labels(served, [ids])
-                return scores.sentiment()
+                return scores.sentiment(text)
         except TimeoutError:
             raise EngineTimeout("labelling took too long") from None
         except openai.APIError as error:
@@ -359,31 +359,31 @@ class OpenAIEngine:
         user = keep_head_and_tail(user, self._options.sentiment_max_tokens)
         return served.head + user + served.tail
 
-    async def _queued_label(self, ids: list[int]) -> Sentiment:
+    async def _queued_label(self, ids: list[int], text: str) -> Sentiment:
         """Labels that wait together go in one request: while one is in flight, the next
         ones gather and leave together when it returns."""
         future: asyncio.Future[Sentiment] = asyncio.get_running_loop().create_future()
-        self._waiting_labels.append((ids, future))
+        self._waiting_labels.append((ids, text, future))
         if self._label_sender is None or self._label_sender.done():
             self._label_sender = asyncio.create_task(self._send_labels())
         return await future  # a caller that gives up cancels it, and it is skipped
 
     async def _send_labels(self) -> None:
         while self._waiting_labels and self._served is not None:
-            batch = [(ids, future) for ids, future in self._waiting_labels if not future.done()]
+            batch = [waiting for waiting in self._waiting_labels if not waiting[2].done()]
             self._waiting_labels = []
             if not batch:
                 continue
             try:
-                scores = await self._request_labels(self._served, [ids for ids, _ in batch])
+                scores = await self._request_labels(self._served, [ids for ids, _, _ in batch])
             except Exception as error:  # noqa: BLE001 - each waiting caller gets it
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            for (_, future), score in zip(batch, scores, strict=True):
+            for (_, text, future), score in zip(batch, scores, strict=True):
                 if not future.done():
-                    future.set_result(score.sentiment())
+                    future.set_result(score.sentiment(text))
 
     async def _request_labels(self, served: _Served, prompts: list[list[int]]) -> list[LabelScores]:
         """One answer position per prompt, temperature 0, with the two words' logprobs."""

@@ -26,8 +26,9 @@ class LabelScores:
     negative: float
     listed: int  # how many of the two words the server listed (0, 1 or 2)
 
-    def sentiment(self) -> Sentiment:
-        return sentiment_from_scores(self.positive, self.negative)
+    def sentiment(self, text: str) -> Sentiment:
+        # No hidden state from a server: the shipped head's band decides neutral.
+        return sentiment_from_scores(self.positive, self.negative, text)
 
 
 def token_id_key(token: int) -> str:

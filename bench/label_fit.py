@@ -1,0 +1,325 @@
+"""Compare label heads offline on the features `bench.label_features` saved, and fit the one
+the bot ships.
+
+    python -m bench.label_fit [--features bench/results/features] [--write runtime/label_head.json]
+
+Every lever is fitted on training rows only and reported on rows it never saw:
+- `eval`: the held-out evaluation rows of `bench.datasets` (both domains of each language);
+- `cross`: fitted on one domain only (English: Amazon; Chinese: hotel), reported on the other
+  domain's rows (movie; laptop), evaluation and unused training rows alike.
+Levers: the raw readout (today), label-word sets, a bias/scale fitted on the scores (Platt),
+contextual calibration (Zhao et al. 2021: the scores of content-free inputs), and a linear
+probe over the final hidden state (logistic regression with an L2 penalty).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import auc, ece, table
+from core.language import Language
+from runtime.label_head import Calibration, LabelHead, NothingFelt
+
+POSITIVE_WORDS = ("正面", "积极", "正", "好", "positive", "Positive", "good")
+NEGATIVE_WORDS = ("负面", "消极", "负", "坏", "negative", "Negative", "bad")
+FRAME_WORDS = {"analyst": ("正面", "负面"), "fewshot": ("正面", "负面")}
+CROSS_FIT = {"en": "amazon", "zh": "hotel"}  # fitted on this domain, reported on the other
+
+
+@dataclass
+class Features:
+    frame: str
+    scores: np.ndarray  # (rows, words)
+    hidden: np.ndarray  # (rows, n_embd)
+    words: list[str]
+    meta: list[dict[str, Any]]
+
+    @classmethod
+    def load(cls, path: Path) -> Features:
+        data = np.load(path)
+        meta = json.loads(str(data["meta"]))
+        words = [str(word) for word in data["words"]]
+        return cls(path.stem, data["scores"], data["hidden"], words, meta)
+
+    def column(self, word: str) -> np.ndarray:
+        return self.scores[:, self.words.index(word)]
+
+    def mask(self, **where: str | Sequence[str]) -> np.ndarray:
+        keep = np.ones(len(self.meta), bool)
+        for key, wanted in where.items():
+            values = {wanted} if isinstance(wanted, str) else set(wanted)
+            keep &= np.array([row[key] in values for row in self.meta])
+        return keep
+
+    def gold(self) -> np.ndarray:
+        return np.array([row["label"] == "positive" for row in self.meta])
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+
+def report(truth: np.ndarray, p_positive: np.ndarray) -> dict[str, float]:
+    predicted = p_positive >= 0.5
+    return {
+        "n": len(truth),
+        "accuracy": float((predicted == truth).mean()),
+        "recall+": float(predicted[truth].mean()),
+        "recall-": float((~predicted)[~truth].mean()),
+        "auc": auc(truth, p_positive),
+        "ece": ece(truth, p_positive),
+    }
+
+
+# --- fitting --------------------------------------------------------------------------------
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -40, 40)))
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, prior: np.ndarray | None = None,
+                 iterations: int = 50) -> np.ndarray:  # fmt: skip
+    """Weights (last one the bias) of a logistic regression by Newton steps, with an L2
+    penalty pulling the weights (not the bias) toward `prior` (zero by default)."""
+    design = np.hstack([x, np.ones((len(x), 1))])
+    weights = np.zeros(design.shape[1])
+    centre = np.zeros(design.shape[1]) if prior is None else np.append(prior, 0.0)
+    if prior is not None:
+        weights[:] = centre
+    penalty = np.full(design.shape[1], l2)
+    penalty[-1] = 0.0
+    for _ in range(iterations):
+        p = sigmoid(design @ weights)
+        gradient = design.T @ (p - y) + penalty * (weights - centre)
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hessian, gradient)
+        weights -= step
+        if np.abs(step).max() < 1e-7:
+            break
+    return weights
+
+
+def best_l2(x: np.ndarray, y: np.ndarray, choices: Sequence[float], prior: np.ndarray | None = None,
+            folds: int = 5, seed: int = 0) -> float:  # fmt: skip
+    """The penalty with the best cross-validated log loss on the training rows."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    losses = []
+    for l2 in choices:
+        loss = 0.0
+        for fold in range(folds):
+            held = order[fold::folds]
+            kept = np.setdiff1d(order, held)
+            w = fit_logistic(x[kept], y[kept], l2, prior)
+            p = np.clip(sigmoid(np.hstack([x[held], np.ones((len(held), 1))]) @ w), 1e-6, 1 - 1e-6)
+            loss -= float(np.mean(y[held] * np.log(p) + (1 - y[held]) * np.log(1 - p)))
+        losses.append(loss)
+    return float(choices[int(np.argmin(losses))])
+
+
+def logsumexp(columns: Sequence[np.ndarray]) -> np.ndarray:
+    stacked = np.stack(columns)
+    top = stacked.max(axis=0)
+    return top + np.log(np.exp(stacked - top).sum(axis=0))
+
+
+# --- the levers -----------------------------------------------------------------------------
+
+Lever = Callable[[Features, np.ndarray, np.ndarray], np.ndarray]  # (features, fit, show) → p
+
+
+def readout(features: Features) -> np.ndarray:
+    pos, neg = FRAME_WORDS.get(features.frame, ("正面", "负面"))
+    if features.frame == "native":
+        english = np.array([row["language"] == "en" for row in features.meta])
+        d_en = features.column("positive") - features.column("negative")
+        return np.where(english, d_en, features.column(pos) - features.column(neg))
+    return features.column(pos) - features.column(neg)
+
+
+def raw(features: Features, fit: np.ndarray, show: np.ndarray) -> np.ndarray:
+    return sigmoid(readout(features)[show])
+
+
+def word_sets(features: Features, fit: np.ndarray, show: np.ndarray) -> np.ndarray:
+    positive = logsumexp([features.column(w) for w in POSITIVE_WORDS if w in features.words])
+    negative = logsumexp([features.column(w) for w in NEGATIVE_WORDS if w in features.words])
+    return sigmoid((positive - negative)[show])
+
+
+def platt(features: Features, fit: np.ndarray, show: np.ndarray) -> np.ndarray:
+    d = readout(features)[:, None]
+    w = fit_logistic(d[fit], features.gold()[fit].astype(float), l2=1e-3)
+    return sigmoid(w[0] * d[show, 0] + w[1])
+
+
+def bias_only(features: Features, fit: np.ndarray, show: np.ndarray) -> np.ndarray:
+    """Only a shift of the cut, fitted on training rows (the scale stays the model's)."""
+    d = readout(features)
+    y = features.gold()[fit]
+    candidates = np.linspace(-6, 6, 481)
+    accuracy = [((d[fit] + b >= 0) == y).mean() for b in candidates]
+    best = candidates[int(np.argmax(accuracy))]
+    return sigmoid(d[show] + best)
+
+
+def probe(features: Features, fit: np.ndarray, show: np.ndarray) -> np.ndarray:
+    x = features.hidden / 100.0  # keep the weights near unit scale for the solver
+    y = features.gold().astype(float)
+    l2 = best_l2(x[fit], y[fit], (1.0, 3.0, 10.0, 30.0, 100.0))
+    w = fit_logistic(x[fit], y[fit], l2)
+    return sigmoid(np.hstack([x[show], np.ones((show.sum(), 1))]) @ w)
+
+
+LEVERS: dict[str, Lever] = {
+    "raw": raw,
+    "word sets": word_sets,
+    "bias": bias_only,
+    "platt": platt,
+    "probe": probe,
+}
+
+
+def evaluate(features: Features) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for language in ("en", "zh"):
+        fit = features.mask(language=language, split="train")
+        show = features.mask(language=language, split="eval")
+        cross_fit = features.mask(language=language, split="train", domain=CROSS_FIT[language])
+        others = {row["domain"] for row in features.meta if row["language"] == language}
+        cross_show = features.mask(language=language, domain=tuple(others - {CROSS_FIT[language]}))
+        for name, lever in LEVERS.items():
+            for setting, (f, s) in (("eval", (fit, show)), ("cross", (cross_fit, cross_show))):
+                result = report(features.gold()[s], lever(features, f, s))
+                rows.append([features.frame, language, setting, name, result["n"],
+                             result["accuracy"], result["recall+"], result["recall-"],
+                             result["auc"], result["ece"]])  # fmt: skip
+    return rows
+
+
+# --- the shipped head -------------------------------------------------------------------------
+
+NEUTRAL_SHARE_LIMIT = 0.10  # of labelled training rows the fallback band may show as neutral
+FELT_QUANTILE = 97  # the readout's threshold: 3% of labelled training rows score above it
+FELT_L2 = 10.0
+
+
+def fit_nothing_felt(features: Features, neutral: Features, inverse: np.ndarray) -> NothingFelt:
+    """A logistic readout over h: bench.neutral's DEV messages and the content-free inputs
+    against every labelled training row and bench.neutral's FELT_DEV, thresholded so that
+    FELT_QUANTILE% of the felt rows stay felt."""
+    train = features.mask(split="train")
+    short = neutral.mask(split="felt-dev")
+    quiet = neutral.mask(split=("neutral-dev", "content-free"))
+    felt = np.vstack([features.hidden[train], np.repeat(neutral.hidden[short], 8, axis=0)])
+    x = np.vstack([felt, neutral.hidden[quiet]]) / 100.0
+    y = np.r_[np.zeros(len(felt)), np.ones(quiet.sum())]
+    w = fit_logistic(x, y, FELT_L2)
+    v = w[:-1] / 100.0  # on h itself
+    threshold = float(np.percentile(felt @ v, FELT_QUANTILE))
+    return NothingFelt(v.astype(np.float32), (inverse.T @ v).astype(np.float32), threshold)
+
+
+def fit_head(features: Features, neutral: Features | None) -> LabelHead:
+    """Platt per language on every training row; the neutral band that shows the most of
+    bench.neutral's DEV messages as neutral while at most NEUTRAL_SHARE_LIMIT of the labelled
+    training rows are. No evaluation row and no TEST message is used."""
+    d = readout(features)
+    calibration: dict[Language, Calibration] = {}
+    for language in ("en", "zh"):
+        fit = features.mask(language=language, split="train")
+        w = fit_logistic(d[fit, None], features.gold()[fit].astype(float), l2=1e-3)
+        calibration[language] = Calibration(round(float(w[0]), 4), round(float(w[1]), 4))
+    head = LabelHead(calibration, fitted_on=f"{features.frame}: Platt per language on "
+                     f"{int(features.mask(split='train').sum())} training rows")  # fmt: skip
+    if neutral is None:
+        return head
+    train = features.mask(split="train")
+    p_train = head_p(head, features, train)
+    dev = neutral.mask(split="neutral-dev")
+    p_dev = head_p(head, neutral, dev)
+    best = (0.0, 0.5, 0.5)
+    grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
+    for low in grid[grid < 0.5]:
+        for high in grid[grid > 0.5]:
+            share = float(((p_train > low) & (p_train < high)).mean())
+            if share > NEUTRAL_SHARE_LIMIT:
+                continue
+            rate = float(((p_dev > low) & (p_dev < high)).mean())
+            # the most DEV messages; on a tie the narrower band
+            if (rate, -(high - low)) > (best[0], -(best[2] - best[1])):
+                best = (rate, float(low), float(high))
+    note = f"; neutral band on {int(dev.sum())} bench.neutral DEV messages"
+    return replace(head, neutral_low=best[1], neutral_high=best[2], fitted_on=head.fitted_on + note)
+
+
+def fit_max_confidence(head: LabelHead, neutral: Features) -> float:
+    """The confidence above which the readout's "nothing felt" is overruled: the cap that
+    shows the most DEV messages and the fewest FELT_DEV messages as neutral (on a tie, the
+    higher cap)."""
+    assert head.nothing_felt is not None
+    quiet = np.array([head.nothing_felt(h) for h in neutral.hidden])
+    p = head_p(head, neutral, np.ones(len(neutral.meta), bool))
+    confidence = np.maximum(p, 1 - p)
+    dev, felt = neutral.mask(split="neutral-dev"), neutral.mask(split="felt-dev")
+    best = (-1.0, 1.0)
+    for cap in np.round(np.arange(1.0, 0.795, -0.01), 2):
+        shown = quiet & (confidence < cap)
+        gain = float(shown[dev].mean() - shown[felt].mean())
+        if gain > best[0] + 1e-9:
+            best = (gain, float(cap))
+    return best[1]
+
+
+def head_p(head: LabelHead, features: Features, rows: np.ndarray) -> np.ndarray:
+    d = readout(features)[rows]
+    languages = [row["language"] for row, keep in zip(features.meta, rows, strict=True) if keep]
+    return np.array([head.p_positive(float(x), 0.0, language)
+                     for x, language in zip(d, languages, strict=True)])  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.label_fit",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--features", type=Path, default=Path("bench/results/features"))
+    parser.add_argument("--write", type=Path, help="fit the analyst frame's head and save it here")
+    args = parser.parse_args(argv)
+    if args.write:
+        neutral_path = args.features / "analyst-neutral.npz"
+        neutral = Features.load(neutral_path) if neutral_path.is_file() else None
+        features = Features.load(args.features / "analyst.npz")
+        head = fit_head(features, neutral)
+        inverses = sorted(args.features.glob("lm_head_inverse-*.npy"))
+        if neutral is not None and inverses:
+            felt = fit_nothing_felt(features, neutral, np.load(inverses[0]))
+            head = replace(head, nothing_felt=felt)
+            cap = fit_max_confidence(head, neutral)
+            note = "; nothing-felt readout and its confidence cap on the same DEV messages"
+            head = replace(head, neutral_max_confidence=cap, fitted_on=head.fitted_on + note)
+        head.save(args.write)
+        shown = {key: value for key, value in asdict(head).items() if key != "nothing_felt"}
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+        return 0
+    rows: list[list[object]] = []
+    for path in sorted(args.features.glob("*.npz")):
+        if path.stem.endswith("-neutral"):
+            continue
+        rows += evaluate(Features.load(path))
+    headers = ["frame", "lang", "rows", "lever", "n", "accuracy", "recall+", "recall-", "AUC",
+               "ECE"]  # fmt: skip
+    print(table(headers, rows, digits=3))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
