@@ -17,13 +17,14 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from core.errors import EngineBusy, EngineStopped, EngineTimeout, ModelLoadError
 from core.types import ReplyRequest, Sentiment
 from runtime.config import WorkerConfig
+from runtime.delta_stream import DeltaStream, StreamEnd, StreamFailure
 from runtime.runner import ModelRunner, ReplyStream
 
 log = logging.getLogger(__name__)
@@ -48,16 +49,6 @@ class _ReplyJob:
     started_at: float | None = None  # time.monotonic() when it got an active slot
 
 
-@dataclass(frozen=True)
-class _End:
-    finished: bool
-
-
-@dataclass
-class _Failure:
-    error: BaseException
-
-
 _WAKE = object()
 
 
@@ -77,45 +68,21 @@ def _set_exception(future: asyncio.Future[T], error: BaseException) -> None:
         future.set_exception(error)
 
 
-class ReplyTokens:
-    """Async iterator over the text deltas of one reply; `finished` is known at the end."""
+class ReplyTokens(DeltaStream):
+    """Async iterator over the text deltas of one reply; `finished` is known at the end.
+
+    The deadline bounds the model's work, not the reader. It counts from the moment the reply
+    got an active slot, so waiting behind other users' replies does not eat its budget;
+    waiting alone may take timeout_s too. asyncio.timeout rather than wait_for: on 3.11
+    wait_for can swallow a cancellation that races with a result, which left a cancelled
+    reply running.
+    """
 
     def __init__(self, job: _ReplyJob, timeout_s: float, release: Callable[[], None]) -> None:
+        super().__init__(release)
         self._job = job
         self._admitted_at = time.monotonic()
         self._timeout_s = timeout_s
-        self._release = release
-        self._done = False
-        self.finished = False
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self
-
-    async def __anext__(self) -> str:
-        if self._done:
-            raise StopAsyncIteration
-        # The deadline bounds the model's work, not the reader: tokens already decoded are
-        # handed over even to a reader that comes back late (e.g. after waiting out a 429).
-        # It counts from the moment the reply got an active slot, so waiting behind other
-        # users' replies does not eat its budget; waiting alone may take timeout_s too.
-        # asyncio.timeout rather than wait_for: on 3.11 wait_for can swallow a cancellation
-        # that races with a result, which left a cancelled reply running.
-        try:
-            item = await self._next_item()
-        except TimeoutError:
-            self.cancel()
-            raise EngineTimeout("the reply took too long") from None
-        except BaseException:
-            self.cancel()
-            raise
-        if isinstance(item, str):
-            return item
-        self._finish()
-        if isinstance(item, _Failure):
-            raise item.error
-        assert isinstance(item, _End)
-        self.finished = item.finished
-        raise StopAsyncIteration
 
     async def _next_item(self) -> object:
         while True:
@@ -135,11 +102,6 @@ class ReplyTokens:
         """Stop generating (the caller gave up); the worker frees the KV cache."""
         self._job.cancelled = True
         self._finish()
-
-    def _finish(self) -> None:
-        if not self._done:
-            self._done = True
-            self._release()
 
 
 class ModelWorker:
@@ -281,7 +243,7 @@ class ModelWorker:
             job.stream = self.runner.start_reply(job.request)
         except Exception as error:
             log.exception("reply failed to start")
-            _deliver(job.loop, job.sink.put_nowait, _Failure(error))
+            _deliver(job.loop, job.sink.put_nowait, StreamFailure(error))
             return False
         return True
 
@@ -309,7 +271,7 @@ class ModelWorker:
         """Hand a decoded delta to the caller; False once the job is over."""
         assert job.stream is not None
         if delta is None:
-            _deliver(job.loop, job.sink.put_nowait, _End(job.stream.finished))
+            _deliver(job.loop, job.sink.put_nowait, StreamEnd(job.stream.finished))
             return False
         if delta:
             _deliver(job.loop, job.sink.put_nowait, delta)
@@ -318,7 +280,7 @@ class ModelWorker:
     def _fail_reply(self, job: _ReplyJob, error: BaseException) -> None:
         assert job.stream is not None
         job.stream.close()
-        _deliver(job.loop, job.sink.put_nowait, _Failure(error))
+        _deliver(job.loop, job.sink.put_nowait, StreamFailure(error))
 
     def _fail_all(
         self, tags: list[_TagJob], waiting: deque[_ReplyJob], active: list[_ReplyJob]
@@ -330,7 +292,7 @@ class ModelWorker:
         for reply_job in [*waiting, *active]:
             if reply_job.stream is not None:
                 reply_job.stream.close()
-            _deliver(reply_job.loop, reply_job.sink.put_nowait, _Failure(stopped))
+            _deliver(reply_job.loop, reply_job.sink.put_nowait, StreamFailure(stopped))
 
 
 __all__ = ["ModelWorker", "ReplyTokens"]

@@ -41,6 +41,7 @@ from runtime.backends.openai_api.labels import (
 )
 from runtime.backends.openai_api.tokens import Tokens, defuse_special_tokens
 from runtime.config import OpenAIConfig, WorkerConfig
+from runtime.delta_stream import DeltaStream, StreamEnd, StreamFailure
 from runtime.labelling import analyst_frame
 from runtime.prompt_ids import ReplyPrompter, chatml, keep_head_and_tail
 from runtime.runner import RunnerOptions
@@ -55,17 +56,6 @@ TOKENIZER_PROBE = "<|im_start|>user\n今天心情不错, but the 🍕 was cold�
 
 class ReplyBroken(RuntimeError):
     """The server stopped sending a reply before it was finished (it died, or cut the stream)."""
-
-
-@dataclass(frozen=True)
-class _End:
-    finished: bool
-    tokens: list[int]
-
-
-@dataclass(frozen=True)
-class _Failure:
-    error: BaseException
 
 
 def engine_error(error: openai.APIError, url: str) -> Exception:
@@ -86,7 +76,7 @@ def _cause(error: BaseException) -> str:
     return str(error.__cause__ or error) or type(error).__name__
 
 
-class RemoteReply:
+class RemoteReply(DeltaStream):
     """The text deltas of one streamed reply; `finished` is known at the end.
 
     A task of its own reads the stream, so text already generated is handed over even to a
@@ -95,46 +85,21 @@ class RemoteReply:
     """
 
     def __init__(
-        self, events: AsyncIterator[str | _End], timeout_s: float, on_done: Callable[[], None]
+        self, events: AsyncIterator[str | StreamEnd], timeout_s: float, on_done: Callable[[], None]
     ) -> None:
-        self.finished = False
-        self.generated: list[int] = []  # the reply's token ids (as the bench counts them)
-        self._queue: asyncio.Queue[str | _End | _Failure] = asyncio.Queue()
+        super().__init__(on_done)
+        self._queue: asyncio.Queue[str | StreamEnd | StreamFailure] = asyncio.Queue()
         self._deadline = time.monotonic() + timeout_s
-        self._on_done = on_done
-        self._done = False
         self._task = asyncio.get_running_loop().create_task(self._pump(events))
 
-    async def _pump(self, events: AsyncIterator[str | _End]) -> None:
+    async def _pump(self, events: AsyncIterator[str | StreamEnd]) -> None:
         try:
             async for event in events:
                 self._queue.put_nowait(event)
         except Exception as error:  # noqa: BLE001 - every failure goes to the reader
-            self._queue.put_nowait(_Failure(error))
+            self._queue.put_nowait(StreamFailure(error))
 
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self
-
-    async def __anext__(self) -> str:
-        if self._done:
-            raise StopAsyncIteration
-        try:
-            item = await self._next_item()
-        except TimeoutError:
-            self.cancel()
-            raise EngineTimeout("the reply took too long") from None
-        except BaseException:
-            self.cancel()
-            raise
-        if isinstance(item, str):
-            return item
-        self._finish()
-        if isinstance(item, _Failure):
-            raise item.error
-        self.finished, self.generated = item.finished, item.tokens
-        raise StopAsyncIteration
-
-    async def _next_item(self) -> str | _End | _Failure:
+    async def _next_item(self) -> str | StreamEnd | StreamFailure:
         if not self._queue.empty():
             return self._queue.get_nowait()
         async with asyncio.timeout(max(self._deadline - time.monotonic(), 0.0)):
@@ -148,12 +113,7 @@ class RemoteReply:
     def abort(self, error: BaseException) -> None:
         """End the reply with `error` for its reader (the engine is stopping)."""
         self._task.cancel()
-        self._queue.put_nowait(_Failure(error))
-
-    def _finish(self) -> None:
-        if not self._done:
-            self._done = True
-            self._on_done()
+        self._queue.put_nowait(StreamFailure(error))
 
 
 @dataclass
@@ -425,7 +385,9 @@ class OpenAIEngine:
         self._replies.add(reply)
         return reply
 
-    async def _stream(self, served: _Served, request: ReplyRequest) -> AsyncIterator[str | _End]:
+    async def _stream(
+        self, served: _Served, request: ReplyRequest
+    ) -> AsyncIterator[str | StreamEnd]:
         ids = served.prompter.build(_defused(request)).ids
         params = request.params
         if served.vllm:
@@ -468,7 +430,7 @@ class OpenAIEngine:
             ) from error
         if finish is None:
             raise ReplyBroken(f"the model server at {self.url} ended a reply without finishing it")
-        yield _End(finish == "stop", token_ids or served.tokens.encode("".join(text)))
+        yield StreamEnd(finish == "stop", token_ids or served.tokens.encode("".join(text)))
 
 
 def _defused(request: ReplyRequest) -> ReplyRequest:
