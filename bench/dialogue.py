@@ -330,9 +330,12 @@ async def run_dialogues(
             await worker.stop()
             await store.close()
     add_flags(rows)
+    layout = settings.chat.layout
     config = {"runner": backend, "generation": settings.chat.generation.__dict__,
               "history_turns": settings.chat.history_turns,
-              "history_max_tokens": settings.model.history_max_tokens}  # fmt: skip
+              "history_step": settings.chat.history_step,
+              "history_max_tokens": settings.model.history_max_tokens,
+              "reply_tone_at": layout.tone_at, "reply_examples": layout.examples}  # fmt: skip
     return rows, config
 
 

@@ -175,3 +175,30 @@ def test_transcripts_and_compare(tmp_path: Path) -> None:
     (folder / "results.json").write_text(json.dumps({"rows": rows, "machine": {}}))
     printed = dialogue.compare([str(folder)], "tune").splitlines()
     assert printed[2].startswith("| run-a | 1 | 1.00 | 0.00 |")  # n, echo (1 of 1), copy
+
+
+async def test_a_run_through_the_service_records_its_layout_and_reads_history_back(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import bench.common
+    from tests.scripted import ScriptedRunner
+
+    monkeypatch.chdir(tmp_path)  # no .env from the repo
+    for key, value in {"REPLY_TONE_AT": "note", "REPLY_EXAMPLES": "mixed",
+                       "HISTORY_STEP": "2"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    runner = ScriptedRunner()
+    monkeypatch.setattr(bench.common, "runner_factory", lambda settings: lambda: runner)
+    chat = DIALOGUES[0]
+    rows, config = await dialogue.run_dialogues([chat], max_new_tokens=16, seed=0)
+    assert (config["reply_tone_at"], config["reply_examples"], config["history_step"]) == (
+        "note",
+        "mixed",
+        2,
+    )
+    assert [r["turn"] for r in rows] == list(range(1, len(chat.turns) + 1))
+    assert all(r["reply"] for r in rows)
+    # Each later message's prompt holds the exchanges before it, read back from the store.
+    last = runner.reply_calls[-1]
+    assert sum(turn.role == "assistant" for turn in last.history) >= 1
+    assert last.note  # the tone went into the note, not the system prompt
