@@ -7,7 +7,7 @@ TORCH_VERSION := 2.13.0
 # Elsewhere, point it at the CPU wheels: make run PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 PIP_TORCH_ARGS ?=
 
-.PHONY: install install-llama install-postgres install-1.5b run test lint bench clean
+.PHONY: install install-llama install-postgres install-1.5b run doctor test lint bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ install-1.5b: $(VENV)/.installed
 
 run: install
 	$(BIN)/python -m bot
+
+# One screen: the backend and model it would use, the database, the platforms, every problem.
+doctor: install
+	$(BIN)/python -m bot doctor
 
 test: install
 	$(BIN)/python -m pytest -q

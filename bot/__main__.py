@@ -3,6 +3,7 @@
 python -m bot                 # Telegram and/or Discord if their tokens are set, else console
 python -m bot chat            # the console chat (JSONL when stdin is not a terminal)
 python -m bot chat --jsonl --user alice
+python -m bot doctor          # what the bot would run on, and what stops it (exit code)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="start the configured adapters (the default)")
     sub.add_parser("prepare", help="verify and convert the model into the cache, then exit")
+    sub.add_parser("doctor", help="check the settings, model, database and platforms, then exit")
     chat = sub.add_parser("chat", help="chat in the console")
     for target in (parser, chat):
         target.add_argument("--jsonl", action="store_true", help="one JSON object per line")
@@ -71,6 +73,10 @@ def main(argv: list[str] | None = None, runner_factory: RunnerFactory | None = N
     # The settings read .env themselves; loading it into the environment too lets the
     # libraries see their own variables from it (HF_HUB_OFFLINE, OMP_NUM_THREADS…).
     load_dotenv(Path.cwd() / ".env", override=False)  # the environment wins over .env
+    if args.command == "doctor":  # before reading the settings: it reports bad ones itself
+        from bot import doctor
+
+        return doctor.main()
     try:
         settings = Settings.from_env()
     except SettingsError as error:

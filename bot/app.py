@@ -59,7 +59,7 @@ async def run(
     except StorageError as error:
         log.error("cannot open the database: %s", error)
         return EXIT_STORAGE
-    log.info("database: %s (%s)", store.shown, store.dialect)
+    log.info("%s", banner(settings, console, f"{store.shown} ({store.dialect})"))
     # The configured backend's facade: the worker thread on a local runner, or the client of
     # a remote serving engine (BACKEND=openai). Tests pass a runner of their own.
     engine: Engine = (
@@ -68,9 +68,6 @@ async def run(
         else model_engine(settings.model, settings.worker, settings.openai)
     )
     try:
-        backend = choose_backend(settings.model)
-        where = settings.openai.base_url if backend == "openai" else settings.model.model
-        log.info("loading the model (%s on %s)…", where, backend)
         await engine.start()
         log.info("model ready: %s", engine.name)
         service = ChatService(engine, store, settings.chat)
@@ -81,6 +78,27 @@ async def run(
     finally:
         await engine.stop()
         await store.close()
+
+
+def banner(settings: Settings, console: ConsoleConfig | None, database: str) -> str:
+    """One line saying what this run is: backend, model, database and platforms."""
+    backend = choose_backend(settings.model)
+    model = settings.model.model
+    if backend == "openai":
+        served = settings.openai.model or "the first model it serves"
+        model = f"{served} at {settings.openai.base_url} (tokenizer: {model})"
+    platforms = []
+    if settings.telegram is not None:
+        mode = "webhook" if settings.telegram.webhook else "long polling"
+        platforms.append(f"telegram ({mode})")
+    if settings.discord is not None:
+        platforms.append("discord")
+    if console is not None:
+        platforms.append("console")
+    return (
+        f"starting: backend {backend}, model {model}, database {database}, "
+        f"platforms {', '.join(platforms)}; loading the model…"
+    )
 
 
 async def _serve(adapters: list[Adapter]) -> int:

@@ -23,7 +23,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from core.errors import ModelLoadError
 
@@ -100,18 +100,37 @@ def _part_path(package: str, index: int, model: PackagedModel) -> Path:
     return path
 
 
+def require_parts(model: PackagedModel) -> None:
+    """Raise ModelLoadError saying what to install unless every chunk of `model` is there."""
+    for index, package in enumerate(model.parts, start=1):
+        _part_path(package, index, model)
+
+
+GgufState = Literal["verified", "missing", "wrong size", "unverified", "wrong hash"]
+
+
+def packaged_gguf_state(cache_dir: Path, spec: str = PACKAGED) -> GgufState:
+    """What the cache holds of a packaged model's joined GGUF, judged by its size and by the
+    stamp `packaged_gguf` writes once the SHA-256 matched, so the file itself is never read."""
+    model = PACKAGED_MODELS[spec]
+    target = cache_dir / f"{model.name}.gguf"
+    stamp = target.with_suffix(".gguf.sha256")
+    if not target.is_file():
+        return "missing"
+    if target.stat().st_size != model.size:
+        return "wrong size"
+    if not stamp.is_file():
+        return "unverified"
+    return "verified" if stamp.read_text().strip() == model.sha256 else "wrong hash"
+
+
 def packaged_gguf(cache_dir: Path, spec: str = PACKAGED) -> Path:
     """Join a packaged model's chunks into one GGUF in the cache, verified by size and
     SHA-256 (once: a stamp next to the file records the verified hash)."""
     model = PACKAGED_MODELS[spec]
     target = cache_dir / f"{model.name}.gguf"
     verified = target.with_suffix(".gguf.sha256")
-    if (
-        target.is_file()
-        and target.stat().st_size == model.size
-        and verified.is_file()
-        and verified.read_text().strip() == model.sha256
-    ):
+    if packaged_gguf_state(cache_dir, spec) == "verified":
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".gguf.partial")
@@ -174,11 +193,21 @@ def tie_duplicate_embeddings(model: Any) -> bool:
     return True
 
 
+def converted_folder(gguf: Path, cache_dir: Path) -> Path:
+    """Where the transformers conversion of `gguf` is cached (it is complete when it holds
+    the marker: see `is_converted`)."""
+    return cache_dir / "converted" / f"{_gguf_cache_key(gguf)}-v{CONVERSION_VERSION}"
+
+
+def is_converted(gguf: Path, cache_dir: Path) -> bool:
+    return (converted_folder(gguf, cache_dir) / _CONVERTED_MARKER).is_file()
+
+
 def converted_from_gguf(gguf: Path, cache_dir: Path) -> Path:
     """A bf16 transformers folder made from `gguf`, converted on first use only."""
     key = _gguf_cache_key(gguf)
-    folder = cache_dir / "converted" / f"{key}-v{CONVERSION_VERSION}"
-    if (folder / _CONVERTED_MARKER).is_file():
+    folder = converted_folder(gguf, cache_dir)
+    if is_converted(gguf, cache_dir):
         return folder
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
