@@ -20,17 +20,33 @@ mkdir -p "$(dirname "$log")"
 echo "==> $what ($howlong)"
 echo "    full log: $log"
 
+pid=""
+stop() {
+  if [ -n "$pid" ]; then kill -TERM -- "-$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  echo "    interrupted; full log: $log" >&2
+  exit 130
+}
+trap stop INT TERM HUP
 # Its own process group (job control on), so that an interrupt can stop the whole build
 # (pip, cmake, the compilers) instead of leaving it running in the background.
 set -m
 "$@" >"$log" 2>&1 </dev/null &
 pid=$!
 set +m
-trap 'kill -TERM -- -$pid 2>/dev/null; wait $pid 2>/dev/null; echo "    interrupted; full log: $log" >&2; exit 130' INT TERM HUP
 
 elapsed() { printf '%d min %02d s' $((SECONDS / 60)) $((SECONDS % 60)); }
-# The log's last non-blank line (pip and cmake redraw lines with \r: keep the last redraw).
-last_line() { tr '\r' '\n' <"$log" | sed -e 's/[[:space:]]*$//' -e '/^$/d' | tail -n 1 | cut -c 1-110; }
+# The log's last meaningful line, condensed: not blank (pip and cmake redraw lines with \r: the last
+# redraw counts) and not one of pip's warnings, unless there is nothing else.
+last_line() {
+  local lines
+  lines=$(tail -c 65536 "$log" | tr '\r' '\n' | sed -e 's/[[:space:]]*$//' -e '/^$/d')
+  { grep -v -E '^[[:space:]]*(WARNING|DEPRECATION):' <<<"$lines" || echo "$lines"; } | tail -n 1 |
+    # A compiler call of the llama.cpp build ("[18/193] /usr/bin/g++ -D... -c .../ops.cpp")
+    # is condensed to "[18/193] compiling ops.cpp".
+    sed -E -e 's#^[[:space:]]+##' \
+      -e 's#^(\[[0-9]+/[0-9]+\]) .* -c ([^ ]*/)?([^ /]+).*#\1 compiling \3#' \
+      -e 's#^(\[[0-9]+/[0-9]+\]) .* -o ([^ ]*/)?([^ /]+).*#\1 linking \3#' | cut -c 1-110
+}
 
 SECONDS=0
 next=$interval
