@@ -21,6 +21,8 @@ if [ -n "$wheel" ]; then
   echo "==> llama-cpp-python $version: using the cached build $wheel"
 else
   mkdir -p "$dir"
+  # What a build killed outright (SIGKILL, power loss) left behind.
+  find "$dir" -maxdepth 1 -name '.building.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
   # Built into a temporary folder next to the cache and moved in when complete (a rename on
   # the same file system), so a killed build never leaves a half wheel that gets reused.
   tmp=$(mktemp -d "$dir/.building.XXXXXX")

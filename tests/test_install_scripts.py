@@ -251,3 +251,27 @@ def test_the_progress_line_condenses_the_build_s_compiler_calls(
     done = step(tmp_path, "Building", "2 s", str(log), "--", "sh", "-c", f"echo '{line}'; sleep 2")
     assert done.returncode == 0
     assert f"so far: {shown}\n" in done.stdout
+
+
+def test_what_a_killed_build_left_is_ignored_and_later_removed(
+    fake_venv: Path, tmp_path: Path
+) -> None:
+    assert VERSION is not None
+    flags = subprocess.run(
+        ["sh", str(SCRIPTS / "llama-cmake-args.sh")], capture_output=True, text=True, check=True
+    ).stdout.rstrip("\n")
+    folder = tmp_path / "cache" / "all-in-one-bot" / "wheels" / key(VERSION.group(1), flags)
+    half = f"llama_cpp_python-{VERSION.group(1)}-cp311-cp311-linux_x86_64.whl"
+    old, recent = folder / ".building.old", folder / ".building.recent"
+    for leftover in (old, recent):
+        leftover.mkdir(parents=True)
+        (leftover / half).write_text("half")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+
+    done = llama_install(fake_venv, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "==> Building llama.cpp" in done.stdout  # the half wheels were not taken
+    assert "CMAKE_ARGS=" in (folder / half).read_text()
+    assert not old.exists()
+    assert recent.exists()  # perhaps another clone's build, still running
