@@ -35,12 +35,14 @@ pid=$!
 set +m
 
 elapsed() { printf '%d min %02d s' $((SECONDS / 60)) $((SECONDS % 60)); }
-# The log's last meaningful line, condensed: not blank (pip and cmake redraw lines with \r: the last
-# redraw counts) and not one of pip's warnings, unless there is nothing else.
+# The log's last meaningful line, condensed: the build's last "[n/total]" step if there is one
+# (the compiler's warnings come after it), else the last line that is not blank (pip redraws
+# lines with \r: the last redraw counts) and not one of pip's warnings.
 last_line() {
   local lines
   lines=$(tail -c 65536 "$log" | tr '\r' '\n' | sed -e 's/[[:space:]]*$//' -e '/^$/d')
-  { grep -v -E '^[[:space:]]*(WARNING|DEPRECATION):' <<<"$lines" || echo "$lines"; } | tail -n 1 |
+  { grep -E '^[[:space:]]*\[[0-9]+/[0-9]+\] ' <<<"$lines" ||
+    grep -v -E '^[[:space:]]*(WARNING|DEPRECATION):' <<<"$lines" || echo "$lines"; } | tail -n 1 |
     # A compiler call of the llama.cpp build ("[18/193] /usr/bin/g++ -D... -c .../ops.cpp")
     # is condensed to "[18/193] compiling ops.cpp".
     sed -E -e 's#^[[:space:]]+##' \

@@ -150,7 +150,7 @@ echo "pip $*" >>"$FAKE_PIP_CALLS"
 if [ "$1" = wheel ]; then
   while [ $# -gt 0 ]; do [ "$1" = -w ] && out=$2; shift; done
   echo "[1/2] Building C object ggml.c.o"
-  wheel="$out/llama_cpp_python-$FAKE_VERSION-cp311-cp311-linux_x86_64.whl"
+  wheel="$out/llama_cpp_python-$FAKE_VERSION-py3-none-linux_x86_64.whl"
   if [ -n "${FAKE_PIP_FAIL:-}" ]; then echo half >"$wheel"; echo "error: cc failed"; exit 1; fi
   echo "CMAKE_ARGS=$CMAKE_ARGS" >"$wheel"
 fi
@@ -261,7 +261,7 @@ def test_what_a_killed_build_left_is_ignored_and_later_removed(
         ["sh", str(SCRIPTS / "llama-cmake-args.sh")], capture_output=True, text=True, check=True
     ).stdout.rstrip("\n")
     folder = tmp_path / "cache" / "all-in-one-bot" / "wheels" / key(VERSION.group(1), flags)
-    half = f"llama_cpp_python-{VERSION.group(1)}-cp311-cp311-linux_x86_64.whl"
+    half = f"llama_cpp_python-{VERSION.group(1)}-py3-none-linux_x86_64.whl"
     old, recent = folder / ".building.old", folder / ".building.recent"
     for leftover in (old, recent):
         leftover.mkdir(parents=True)
@@ -275,3 +275,16 @@ def test_what_a_killed_build_left_is_ignored_and_later_removed(
     assert "CMAKE_ARGS=" in (folder / half).read_text()
     assert not old.exists()
     assert recent.exists()  # perhaps another clone's build, still running
+
+
+def test_the_progress_line_prefers_the_build_s_step_over_compiler_warnings(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "build.log"
+    command = (
+        "echo '[40/193] /usr/bin/cc -o a.o -c src/ggml.c'; "
+        "echo 'ggml.c:10:3: warning: unused variable'; echo '   |   ^~~'; sleep 2"
+    )
+    done = step(tmp_path, "Building", "2 s", str(log), "--", "sh", "-c", command)
+    assert done.returncode == 0
+    assert "so far: [40/193] compiling ggml.c\n" in done.stdout
