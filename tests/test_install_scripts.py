@@ -55,7 +55,7 @@ def test_the_progress_line_shows_the_last_redraw_of_a_carriage_return_line(
     tmp_path: Path,
 ) -> None:
     log = tmp_path / "build.log"
-    command = r"printf 'Downloading 10%%\rDownloading 90%%\r\n\n'; sleep 2"
+    command = r"printf 'Downloading 10%%\rDownloading 90%%\r\n\n'; sleep 3"
     done = step(tmp_path, "Downloading", "2 s", str(log), "--", "sh", "-c", command)
     assert done.returncode == 0
     assert "so far: Downloading 90%" in done.stdout
@@ -225,7 +225,7 @@ def test_a_failed_build_leaves_no_wheel_behind(fake_venv: Path, tmp_path: Path) 
 
 def test_the_progress_line_skips_pip_s_warnings(tmp_path: Path) -> None:
     log = tmp_path / "build.log"
-    command = "echo 'Collecting torch'; echo 'WARNING: Location x is ignored'; sleep 2"
+    command = "echo 'Collecting torch'; echo 'WARNING: Location x is ignored'; sleep 3"
     done = step(tmp_path, "Installing", "2 s", str(log), "--", "sh", "-c", command)
     assert done.returncode == 0
     assert "so far: Collecting torch" in done.stdout
@@ -248,7 +248,7 @@ def test_the_progress_line_condenses_the_build_s_compiler_calls(
     tmp_path: Path, line: str, shown: str
 ) -> None:
     log = tmp_path / "build.log"
-    done = step(tmp_path, "Building", "2 s", str(log), "--", "sh", "-c", f"echo '{line}'; sleep 2")
+    done = step(tmp_path, "Building", "2 s", str(log), "--", "sh", "-c", f"echo '{line}'; sleep 3")
     assert done.returncode == 0
     assert f"so far: {shown}\n" in done.stdout
 
@@ -283,7 +283,7 @@ def test_the_progress_line_prefers_the_build_s_step_over_compiler_warnings(
     log = tmp_path / "build.log"
     command = (
         "echo '[40/193] /usr/bin/cc -o a.o -c src/ggml.c'; "
-        "echo 'ggml.c:10:3: warning: unused variable'; echo '   |   ^~~'; sleep 2"
+        "echo 'ggml.c:10:3: warning: unused variable'; echo '   |   ^~~'; sleep 3"
     )
     done = step(tmp_path, "Building", "2 s", str(log), "--", "sh", "-c", command)
     assert done.returncode == 0
