@@ -9,12 +9,21 @@ PIP_TORCH_ARGS ?=
 
 .PHONY: install install-llama install-postgres install-1.5b run doctor test lint bench clean
 
-$(VENV)/.installed: pyproject.toml Makefile
+# Every long step runs through scripts/step.sh: it says what it does and about how long it
+# takes, prints a progress line every 30 s, and keeps the full output in .venv/logs/.
+STEP := bash scripts/step.sh
+LOGS := $(VENV)/logs
+RETRY := --hint "fix the cause shown above and run the make command again; finished installs are not downloaded again"
+
+$(VENV)/.installed: pyproject.toml Makefile scripts/step.sh
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)" $(PIP_TORCH_ARGS)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	@$(STEP) $(RETRY) "Installing torch $(TORCH_VERSION) (CPU build)" "1-5 minutes when it is downloaded" \
+	  $(LOGS)/torch-install.log -- $(BIN)/pip install "torch==$(TORCH_VERSION)" $(PIP_TORCH_ARGS)
+	@$(STEP) $(RETRY) "Installing the bot and its dependencies (transformers, the model's packages, ...)" \
+	  "1-3 minutes" $(LOGS)/deps-install.log -- $(BIN)/pip install -e '.[dev]'
 	@$(BIN)/python -c "import torch, sys; sys.exit('torch is not a CPU build' if torch.version.cuda else 0)"
-	$(BIN)/python -m bot prepare
+	@$(STEP) $(RETRY) "Preparing the model (joining and checking the GGUF, converting it for transformers)" \
+	  "1-2 minutes the first time on a machine, seconds after" $(LOGS)/prepare.log -- $(BIN)/python -m bot prepare
 	touch $@
 
 # `make install` also tries the llama.cpp backend once (BACKEND=auto prefers it). If that
@@ -23,11 +32,13 @@ install: $(VENV)/.installed
 	@test -f $(VENV)/.llama -o -f $(VENV)/.llama-failed || $(MAKE) --no-print-directory install-llama \
 	  || { touch $(VENV)/.llama-failed; echo "warning: the llama.cpp backend did not build (see above); BACKEND=auto uses transformers"; }
 
-# The optional llama.cpp backend (BACKEND=llama_cpp). PyPI has no Linux wheel, so this builds
-# llama.cpp from source (~6 minutes on 2 cores) with this CPU's extensions and AMX off; no
-# wheel cache, because the build is specific to the machine it ran on.
-$(VENV)/.llama: $(VENV)/.installed scripts/llama-cmake-args.sh
-	CMAKE_ARGS="$$(sh scripts/llama-cmake-args.sh)" $(BIN)/pip install --quiet --no-cache-dir -e '.[llama]'
+# The optional llama.cpp backend (BACKEND=llama_cpp). PyPI has no Linux wheel, so
+# scripts/llama-install.sh builds llama.cpp from source (~6-15 minutes on 2 cores) with this
+# CPU's extensions and AMX off, once per machine: the wheel is cached under
+# ~/.cache/all-in-one-bot/wheels/, keyed by the version and the build flags, and reused by
+# the next clone (or after `make clean`) in seconds.
+$(VENV)/.llama: $(VENV)/.installed scripts/llama-cmake-args.sh scripts/llama-install.sh scripts/llama-wheel-key.sh
+	@sh scripts/llama-install.sh $(BIN)
 	$(BIN)/python -c "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"
 	rm -f $(VENV)/.llama-failed
 	touch $@
