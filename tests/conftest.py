@@ -58,6 +58,9 @@ def postgres() -> Iterator[PostgresCluster]:
         yield cluster
 
 
+SYSTEM_LAYOUT = ChatConfig(reply_tone_at="system", reply_examples="label")
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """For tests on the tiny model: it is far too small to gain from threads, and on a busy
@@ -94,7 +97,9 @@ async def scripted_engine(
     limits = worker_config(queue_size=16, request_timeout_s=30)
     worker = ModelWorker(lambda: scripted_runner, limits)
     await worker.start()
-    service = ChatService(worker, store, ChatConfig())
+    # The first layout (tone in the system prompt, history as stored): what these tests read.
+    # The note layout, the default, has tests of its own that set it.
+    service = ChatService(worker, store, SYSTEM_LAYOUT)
     try:
         yield ScriptedEngine(service, scripted_runner, worker, store, db_path)
     finally:

@@ -10,6 +10,7 @@ import pytest
 
 from bot.settings import Settings, SettingsError
 from chat.config import ChatConfig
+from chat.prompts import ReplyLayout
 from core.types import GenerationParams
 from runtime.config import ModelConfig, OpenAIConfig, WorkerConfig
 from runtime.model_files import default_cache_dir
@@ -34,7 +35,10 @@ def test_defaults() -> None:
     assert settings.worker.max_active_replies == 8
     assert settings.worker.request_timeout_s == 120.0
     assert settings.chat == ChatConfig()
-    assert settings.chat.generation == GenerationParams()
+    # A conversation's defaults (README "Conversations"): DRY on, the tone in a note, one
+    # example per tone; everything else is the dataclass's.
+    assert settings.chat.generation == GenerationParams(dry_multiplier=0.8)
+    assert settings.chat.layout == ReplyLayout(tone_at="note", examples="mixed")
     assert settings.chat.store_message_text is False
     assert settings.chat.timezone == "UTC"
     assert settings.storage.database_path == Path("data/bot.db")
@@ -94,7 +98,12 @@ def test_values_are_parsed() -> None:
     assert settings.model.threads == 4
     assert settings.model.sentiment_method == "generate"
     assert settings.chat.generation == GenerationParams(
-        max_new_tokens=64, temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.2
+        max_new_tokens=64,
+        temperature=0.0,
+        top_p=1.0,
+        top_k=0,
+        repetition_penalty=1.2,
+        dry_multiplier=0.8,  # not set: the chat default
     )
     assert settings.chat.history_turns == 0
     assert settings.chat.max_input_chars == 100

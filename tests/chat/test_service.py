@@ -135,7 +135,9 @@ async def test_second_message_sees_the_first_exchange(scripted_engine: ScriptedE
 
 async def test_history_is_limited_to_history_turns(scripted_engine: ScriptedEngine) -> None:
     service = ChatService(
-        scripted_engine.worker, scripted_engine.store, ChatConfig(history_turns=2)
+        scripted_engine.worker,
+        scripted_engine.store,
+        ChatConfig(history_turns=2, reply_tone_at="system", reply_examples="label"),
     )
     for i in range(3):
         done(await run(service, msg(f"message {i}")))
@@ -147,7 +149,7 @@ async def test_history_is_limited_to_history_turns(scripted_engine: ScriptedEngi
 
 
 async def test_the_history_window_moves_in_history_steps(scripted_engine: ScriptedEngine) -> None:
-    config = ChatConfig(history_turns=4, history_step=4)
+    config = ChatConfig(history_turns=4, history_step=4, reply_tone_at="system")
     service = ChatService(scripted_engine.worker, scripted_engine.store, config)
     for i in range(5):
         done(await run(service, msg(f"message {i}")))

@@ -49,8 +49,9 @@ async def test_two_processes_answer_one_users_messages_one_at_a_time(
     # Each reply takes ~0.5 s and says how many earlier turns it saw. Both processes get
     # three messages of the same user at once; had two of them run side by side, both would
     # have seen the same history, and two replies would say the same number.
+    # REPLY_TONE_AT=system: the history holds only the stored turns (no tone notes) to count.
     env = scripted_bot_env(url, SCRIPTED_REPLY="history", SCRIPTED_DELAY_S="0.15",
-                           HISTORY_TURNS="50")  # fmt: skip
+                           HISTORY_TURNS="50", REPLY_TONE_AT="system")  # fmt: skip
     first, second = await asyncio.gather(
         console_bot(tmp_path, env, ["a1", "a2", "a3"]),
         console_bot(tmp_path, env, ["b1", "b2", "b3"]),
