@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -29,6 +29,10 @@ LABELS = ("positive", "negative")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 # --- statistics -------------------------------------------------------------------------
+
+
+Request = TypeVar("Request")
+Reply = TypeVar("Reply")
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -246,14 +250,7 @@ def recording_runner_factory(
 
     def factory() -> ModelRunner:
         runner = load()
-        start_reply = runner.start_reply
-
-        def recording_start(request: Any) -> Any:
-            stream = start_reply(request)
-            streams.append(stream)
-            return stream
-
-        runner.start_reply = recording_start  # type: ignore[method-assign]
+        runner.start_reply = recording(runner.start_reply, streams)  # type: ignore[method-assign,assignment]
         return runner
 
     return factory, streams
@@ -277,15 +274,20 @@ def bench_engine(settings: Settings, limits: WorkerConfig) -> tuple[Engine, list
         return ModelWorker(factory, limits), streams
     engine = model_engine(settings.model, limits, settings.openai)
     replies: list[Any] = []
-    reply = engine.reply
-
-    def recording_reply(request: Any) -> Any:
-        tokens = reply(request)
-        replies.append(tokens)
-        return tokens
-
-    engine.reply = recording_reply  # type: ignore[method-assign]
+    engine.reply = recording(engine.reply, replies)  # type: ignore[method-assign,assignment]
     return engine, replies
+
+
+def recording(start: Callable[[Request], Reply], into: list[Any]) -> Callable[[Request], Reply]:
+    """`start` (a runner's start_reply or an engine's reply), also appending what it returns
+    to `into`, so a bench can read each reply's tokens afterwards."""
+
+    def start_and_record(request: Request) -> Reply:
+        reply = start(request)
+        into.append(reply)
+        return reply
+
+    return start_and_record
 
 
 def describe_engine(engine: Any) -> str:
