@@ -130,6 +130,7 @@ class ChatService:
             created_at=self._now(),
             excerpt=text[: self.config.excerpt_chars] if self.config.store_message_text else None,
             neutral=sentiment.neutral,
+            message_id=message.message_id,  # what a correction button under the label names
         )
         try:
             history = await self.store.recent_turns(
