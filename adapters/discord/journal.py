@@ -74,6 +74,9 @@ async def attach_corrections(label: discord.Message, message_id: str, sentiment:
     view = discord.ui.View(timeout=None)
     for text, data in Commands.correction_buttons(message_id, sentiment.tone):
         view.add_item(CorrectionButton(text, data))
+    # Stopped, so discord.py does not keep it for this message: a press goes to the
+    # registered DynamicItem only (a kept view would run the callback a second time).
+    view.stop()
     try:
         await label.edit(view=view)
     except discord.HTTPException as error:
