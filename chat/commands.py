@@ -130,6 +130,9 @@ async def _wrong(commands: Commands, caller: Caller, args: str, charts: bool) ->
 
 
 async def _link(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    if not caller.private:
+        # Whoever enters a code sees the issuer's history: it must not be shown to a group.
+        return CommandResult(texts.LINK_PRIVATE_ONLY)
     return CommandResult(await commands.journal.link(caller.user, args))
 
 

@@ -260,6 +260,10 @@ def linked_text(others: list[str]) -> str:
     )
 
 
+LINK_PRIVATE_ONLY = (
+    "关联只能在私聊中进行（关联码能打开你的记录）。 "
+    "(Linking works in a private chat only — a code opens your history.)"
+)
 LINK_INVALID = "关联码不对。 (That link code is not valid.)"
 LINK_EXPIRED = (
     "这个关联码已过期或已用过，请在原平台重新发送 /link。 "

@@ -60,7 +60,9 @@ class CorrectionButton(
         _, _, rest = message.content.partition("\n")
         content = f"{result.label_line}\n{rest}" if rest else result.label_line
         # The buttons go: a label is corrected once.
-        await interaction.response.edit_message(content=content, view=None)
+        await interaction.response.edit_message(
+            content=content, view=None, allowed_mentions=discord.AllowedMentions.none()
+        )
         await interaction.followup.send(result.text, ephemeral=True)
 
 

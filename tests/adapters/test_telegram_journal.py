@@ -103,6 +103,8 @@ async def test_export_sends_csv_and_json_in_private_and_refuses_in_a_group(
 
     api.group_text(USER, "/export")
     await wait_text(api, GROUP_ID, texts.EXPORT_PRIVATE_ONLY)
+    api.group_text(USER, "/link")  # a code shown to a group would open the history to it
+    await wait_text(api, GROUP_ID, texts.LINK_PRIVATE_ONLY)
     api.private_text(USER, "/export")
     await wait_text(api, USER, texts.export_done(1, 1, 2))
     await api.wait_for(lambda: len(api.documents) == 2, what="two documents")

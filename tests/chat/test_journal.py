@@ -133,6 +133,14 @@ async def test_link_shares_one_history_and_unlink_separates(
     assert (await scripted_engine.service.mood(TG, 7)).total == 1
 
 
+async def test_link_is_refused_in_a_group(scripted_engine: ScriptedEngine) -> None:
+    commands = Commands(scripted_engine.service)
+    in_group = Caller(TG, "group-1", private=False)
+    assert (await commands.run("link", in_group)).text == texts.LINK_PRIVATE_ONLY
+    assert (await commands.run("link", in_group, "ABCD2345")).text == texts.LINK_PRIVATE_ONLY
+    assert await scripted_engine.store.linked_accounts(TG) == []
+
+
 async def test_wrong_codes_are_bounded_and_codes_expire(
     scripted_engine: ScriptedEngine,
 ) -> None:
