@@ -84,16 +84,13 @@ async def test_corrections_one_timeline_and_export_across_platforms(tmp_path: Pa
                     START_S,
                     what="the correction buttons",
                 )
+                assert label is not None
                 row = label["reply_markup"]["inline_keyboard"][0]
                 fix = {b["callback_data"].rsplit(":", 1)[1]: b["callback_data"] for b in row}
                 api.press_button(TG_USER, label, fix["negative"])
                 api.press_button(TG_USER, label, fix["neutral"])
-                answers = await api.wait_for(
-                    lambda: (
-                        len(api.calls_to("answerCallbackQuery")) == 2
-                        and api.calls_to("answerCallbackQuery")
-                    )
-                )
+                await api.wait_for(lambda: len(api.calls_to("answerCallbackQuery")) == 2)
+                answers = api.calls_to("answerCallbackQuery")
                 assert [a.params.get("text") for a in answers] == [
                     texts.correction_done("positive", "negative"), texts.CORRECTION_ALREADY,
                 ]  # fmt: skip
