@@ -3,6 +3,7 @@ scripted model and a real SQLite store."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -14,6 +15,7 @@ import pytest
 from chat import texts
 from chat.commands import Caller, Commands
 from chat.journal import (
+    EPOCH,
     LINK_TTL,
     MAX_LINK_FAILURES,
     fix_data,
@@ -223,3 +225,26 @@ def test_codes_are_hashed_loosely() -> None:
 def test_new_commands_are_in_the_menu_and_help(name: str) -> None:
     assert name in dict(Commands.menu())
     assert f"/{name}" in texts.help_text()
+
+
+async def test_forget_waits_for_a_linked_accounts_message_being_answered(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    commands = Commands(scripted_engine.service)
+    code = code_of((await commands.run("link", IN_TG)).text)
+    await commands.run("link", IN_DC, code)
+    scripted_engine.runner.delay_s = 0.05  # the Discord reply takes a while
+    started = asyncio.Event()
+
+    async def discord_message() -> None:
+        incoming = IncomingMessage("discord", DC.user_id, "dm-1", "a long story", "77")
+        async for _ in scripted_engine.service.handle(incoming):
+            started.set()
+
+    answering = asyncio.create_task(discord_message())
+    await started.wait()
+    await commands.confirm("forget", IN_TG, accepted=True)
+    await answering
+    # Stored before the deletion, not after it: nothing of the linked account is left.
+    assert await scripted_engine.store.mood_events(DC, EPOCH) == []
+    assert await scripted_engine.store.export_turns(DC) == []
