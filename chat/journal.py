@@ -13,12 +13,14 @@ changes nothing and is told why. The console, which has no buttons or message id
 `/wrong <tone>` on the latest label (available on every platform).
 
 One timeline. `/link` gives a one-time code: 8 characters from an alphabet without look-alikes
-(31^8, about 8.5e11), kept only as its SHA-256, valid for 10 minutes and once. Entered on the
+(32^8, about 1.1e12), kept only as its SHA-256, valid for 10 minutes and once. Entered on the
 other platform (`/link CODE`), it makes both accounts one person (users.person_id), and every
 mood query, /forget and /export then covers all of that person's accounts. A user gets
 MAX_LINK_FAILURES wrong, expired or used codes per LINK_TTL; then further attempts are
-refused until the window has passed. `/unlink` takes the caller's account out again (each
-keeps its own rows).
+refused until the window has passed. Whoever enters a code sees the issuer's history, so
+/link works in private chats only. `/unlink` takes the caller's account out again (each
+keeps its own rows). /forget on any account deletes them all, after waiting for each one's
+message in progress (ChatService.forget).
 
 Export. CSV (one row per mood event, with the correction beside the label) and JSON (the
 same events, plus the conversation turns kept for context) as bytes; adapters send them as
