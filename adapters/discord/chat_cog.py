@@ -195,7 +195,16 @@ class ChatCog(commands.Cog):
         renderer: ReplyRenderer[discord.Message] = ReplyRenderer(sink, self._limits)
         # aclosing: if stop() cancels us mid-reply, the engine stream (and its lock) is released.
         async with contextlib.aclosing(self.adapter.service.handle(incoming)) as events:
-            result = await renderer.render(events)
+            try:
+                result = await renderer.render(events)
+            except discord.Forbidden as error:
+                # The user closed their DMs (or the bot lost the channel) mid-reply. The message
+                # was received, so it runs to the end: mood event stored, inbox row done.
+                log.warning("Discord channel %s refused the reply to message %s (%s): "
+                            "stored, not shown", incoming.chat_id, message.id, error)  # fmt: skip
+                async for _ in events:
+                    pass
+                return
         if result.failure is not None:
             log.info(
                 "Discord reply failed (%s) in channel %s", result.failure.reason, incoming.chat_id
