@@ -31,6 +31,9 @@ MAX_MESSAGE_CHARS = 2000
 # Nothing the bot sends may ping anyone: the text comes from a language model.
 NO_MENTIONS = discord.AllowedMentions.none()
 
+# "/mood 30" typed and sent as text (Telegram's rule for a bot command: "/" and a word).
+_TYPED_COMMAND = re.compile(r"/[A-Za-z0-9_]")
+
 CONTENT_INTENT_HINT = (
     "Discord delivered a message with no text, attachments or embeds: the Message Content "
     "intent is probably disabled for this bot. Enable it in the Discord developer portal "
@@ -175,6 +178,10 @@ class ChatCog(commands.Cog):
             await sink.send(texts.NOT_ALLOWED)
             return
         text = self._text_of(message)
+        if _TYPED_COMMAND.match(text):
+            # Sent as text instead of picked from the / menu: a command, not a mood message.
+            await sink.send(texts.PICK_FROM_MENU)
+            return
         if not text:
             if (
                 message.attachments
