@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import sys
@@ -53,6 +54,10 @@ class ConsoleAdapter:
         self.commands = Commands(service)
         self.config = config
         self.stdin = stdin or sys.stdin
+        if isinstance(self.stdin, io.TextIOWrapper):
+            # Invalid UTF-8 (a pasted Latin-1 file, a cut multi-byte character) would end the
+            # whole chat with a UnicodeDecodeError; it becomes U+FFFD and the line is answered.
+            self.stdin.reconfigure(errors="replace")
         self.stdout = stdout or sys.stdout
         self.user = UserKey(PLATFORM, config.user_id)
         self.caller = Caller(self.user, CHAT_ID)

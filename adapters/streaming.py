@@ -148,6 +148,11 @@ class ReplyRenderer(Generic[Handle]):
         now = time.monotonic()
         if not force and now - self._last_edit < self.limits.edit_interval_s:
             return
+        if force and self._last_edit > now:
+            # An intermediate edit was rate-limited until then: editing sooner would only earn
+            # another 429 and spend one of the final frame's retries.
+            await asyncio.sleep(self._last_edit - now)
+            now = time.monotonic()
         for index, chunk in enumerate(chunks):
             if index < len(self._handles):
                 if self._shown[index] == chunk:

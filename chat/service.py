@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from chat import mood, texts
 from chat.config import ChatConfig
+from chat.input_text import clean, has_visible
 from chat.prompts import reply_request
 from core.errors import EngineBusy, EngineStopped, EngineTimeout, StorageError
 from core.ports import ModelFacade, MoodStore, ReplyTokens
@@ -83,8 +84,9 @@ class ChatService:
                          key.message_id, key.platform, key.chat_id)  # fmt: skip
                 yield AlreadyHandled(key)
                 return
-        text = message.text.strip()[: self.config.max_input_chars]
-        if not text:
+        # Longer texts are cut (MAX_INPUT_CHARS): the answer covers the start of it.
+        text = clean(message.text)[: self.config.max_input_chars]
+        if not has_visible(text):
             await self._mark_done(key)
             yield ReplyFailed("empty", texts.EMPTY_MESSAGE)
             return

@@ -36,6 +36,10 @@ STORAGE_ERROR = (
 NOT_TEXT = "我目前只能读懂文字消息。 (I can only read text messages for now.)"
 NOT_ALLOWED = "抱歉，这个机器人只对部分用户开放。 (Sorry, this bot is private.)"
 UNKNOWN_COMMAND = "我不认识这个命令，发送 /help 查看可用命令。 (Unknown command — see /help.)"
+# Discord: a "/name" typed and sent as text, not picked from the slash-command menu.
+PICK_FROM_MENU = (
+    "命令需要从输入框的 / 菜单中选择，例如 /mood。 (Pick commands from the / menu, e.g. /mood.)"
+)
 
 INTRO = (
     "你好！我是 All-in-One Bot 🤗\n"
@@ -95,7 +99,9 @@ def forget_done(rows: int) -> str:
 
 
 def bad_days(raw: str) -> str:
-    return f"天数需要是 1 到 365 之间的整数，例如 /mood 30。 (Days must be 1–365, got {raw!r}.)"
+    # The argument is echoed, but never so much that the answer outgrows a platform message.
+    shown = raw if len(raw) <= 20 else raw[:20] + "…"
+    return f"天数需要是 1 到 365 之间的整数，例如 /mood 30。 (Days must be 1–365, got {shown!r}.)"
 
 
 # --- /mood ---------------------------------------------------------------------------------

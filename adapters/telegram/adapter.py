@@ -110,6 +110,7 @@ class TelegramAdapter:
                     timeout=timedelta(seconds=self.config.poll_timeout_s),
                     allowed_updates=_ALLOWED_UPDATES,
                     bootstrap_retries=3,
+                    error_callback=_polling_failed,
                 )
         except BaseException as error:
             await self.stop()
@@ -224,7 +225,21 @@ class TelegramAdapter:
             return  # stopping
         # aclosing: if stop() cancels us, the chat service still releases this user's lock.
         async with contextlib.aclosing(self.service.handle(incoming)) as events:
-            result = await renderer.render(events)
+            try:
+                result = await renderer.render(events)
+            except Forbidden as error:
+                # Blocked by the user (or removed from the group) mid-reply. The message was
+                # received, so it still runs to the end: its mood event is stored and its inbox
+                # row done, rather than left as unfinished work to be answered again.
+                log.warning(
+                    "telegram: chat %s refused the reply to message %s (%s): stored, not shown",
+                    message.chat_id,
+                    message.message_id,
+                    error,
+                )
+                async for _ in events:
+                    pass
+                return
         if result.failure is not None:
             log.info("telegram: reply failed (%s)", result.failure.reason)
         elif result.sentiment is not None and result.first is not None:
@@ -312,6 +327,12 @@ class TelegramAdapter:
         finally:
             # Always answer, or the user's client shows a spinner on the button for a while.
             await query.answer(notice, show_alert=alert)
+
+
+def _polling_failed(error: TelegramError) -> None:
+    # PTB retries getUpdates by itself (1 s, then 1.5x longer up to 30 s); its default callback
+    # would log each transient network error at ERROR with a traceback.
+    log.warning("telegram: getUpdates failed, retrying: %s", error)
 
 
 def _user_key(update: Update) -> UserKey:
