@@ -80,6 +80,7 @@ async def attach_corrections(label: discord.Message, message_id: str, sentiment:
     # registered DynamicItem only (a kept view would run the callback a second time).
     view.stop()
     try:
-        await label.edit(view=view)
+        # Like every write of the bot's: no mention in the (model-written) text may ping.
+        await label.edit(view=view, allowed_mentions=discord.AllowedMentions.none())
     except discord.HTTPException as error:
         log.info("could not add the correction buttons: %s", error)
