@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from adapters.discord.journal import attach_corrections
 from adapters.streaming import RateLimited, RenderLimits, ReplyRenderer
 from chat import texts
 from core.types import IncomingMessage
@@ -216,3 +217,6 @@ class ChatCog(commands.Cog):
             log.info(
                 "Discord reply failed (%s) in channel %s", result.failure.reason, incoming.chat_id
             )
+        elif result.sentiment is not None and result.first is not None:
+            # Stored by now (ReplyDone comes after the store), so the buttons find the event.
+            await attach_corrections(result.first, str(message.id), result.sentiment)

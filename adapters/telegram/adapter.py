@@ -42,6 +42,8 @@ from adapters.telegram.chat import (
     leading_command,
 )
 from adapters.telegram.config import TelegramConfig
+from adapters.telegram.journal import attach_corrections, send_files
+from adapters.telegram.journal import press as press_correction
 from chat import texts
 from chat.commands import Caller, Commands
 from chat.service import ChatService
@@ -240,6 +242,10 @@ class TelegramAdapter:
                 return
         if result.failure is not None:
             log.info("telegram: reply failed (%s)", result.failure.reason)
+        elif result.sentiment is not None and result.first is not None:
+            # Stored by now (ReplyDone comes after the store), so the buttons find the event.
+            await attach_corrections(outbox, result.first, str(message.message_id),
+                                     result.sentiment)  # fmt: skip
 
     async def _answer(self, outbox: Outbox, user_id: int, text: str) -> None:
         await outbox.say(text if self._allowed(user_id) else texts.NOT_ALLOWED)
@@ -265,7 +271,7 @@ class TelegramAdapter:
         command = leading_command(update.message)
         assert command is not None  # CommandHandler matched it
         # Keyed by the caller's own id, so in a group nobody sees anyone else's data.
-        caller = Caller(_user_key(update), str(outbox.chat_id))
+        caller = Caller(_user_key(update), str(outbox.chat_id), private=outbox.private)
         result = await self.commands.run(command[0], caller, " ".join(context.args or ()))
         markup = None
         if result.confirm is not None:
@@ -283,6 +289,11 @@ class TelegramAdapter:
             except TelegramError:
                 # The summary went out; a missing picture is not worth failing the command.
                 log.exception("telegram: sending the mood chart failed")
+        if result.files:
+            try:
+                await send_files(outbox, result.files)
+            except TelegramError:
+                log.exception("telegram: sending the export failed")
 
     async def _on_callback(self, update: Update, context: Context) -> None:
         query = update.callback_query
@@ -291,6 +302,12 @@ class TelegramAdapter:
         notice: str | None = None
         alert = False
         try:
+            if Commands.is_correction(query.data or ""):
+                if self._allowed(query.from_user.id):
+                    notice, alert = await press_correction(query, self.commands)
+                else:
+                    notice, alert = texts.NOT_ALLOWED, True
+                return
             match = _CONFIRM_DATA.match(query.data or "")
             if match is None or not self.commands.asks_first(match.group(1)):
                 return

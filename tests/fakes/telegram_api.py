@@ -128,6 +128,7 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
             "supports_inline_queries": False,
         }
         self.commands: list[JSON] = []
+        self.documents: list[tuple[int, bytes]] = []  # (chat id, bytes) of sendDocument
         self.webhook: JSON = {}  # what setWebhook last set (url, secret_token, …)
         self._updates: list[JSON] = []
         self.delivered: list[JSON] = []  # every update ever queued, for redelivering
@@ -147,6 +148,8 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
             "editMessageText": self._edit_message_text,
             "sendChatAction": self._true,
             "sendPhoto": self._send_photo,
+            "sendDocument": self._send_document,
+            "editMessageReplyMarkup": self._edit_message_reply_markup,
             "setMyCommands": self._set_my_commands,
             "getMyCommands": self._get_my_commands,
             "deleteMyCommands": self._true,
@@ -489,6 +492,28 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
             extra["caption"] = params["caption"]
         chat = self._chat(params)
         return self._store(chat, self.bot, reply_to=self._reply_to(chat, params), **extra)
+
+    async def _send_document(self, params: JSON, files: dict[str, bytes]) -> JSON:
+        if "document" not in files:
+            raise _ApiError(400, "Bad Request: there is no document in the request")
+        self.documents.append((int(params["chat_id"]), files["document"]))
+        extra: JSON = {"document": {"file_id": f"doc-{len(self.calls)}", "file_unique_id": "d"}}
+        chat = self._chat(params)
+        return self._store(chat, self.bot, reply_to=self._reply_to(chat, params), **extra)
+
+    async def _edit_message_reply_markup(self, params: JSON, files: dict[str, bytes]) -> JSON:
+        chat = self._chat(params)
+        message = self._messages.get((chat["id"], params.get("message_id")))  # type: ignore[arg-type]
+        if message is None:
+            raise _ApiError(400, "Bad Request: message to edit not found")
+        markup = params.get("reply_markup")
+        if markup == message.get("reply_markup"):
+            raise _ApiError(400, "Bad Request: message is not modified")
+        if markup:
+            message["reply_markup"] = markup
+        else:
+            message.pop("reply_markup", None)
+        return message
 
 
 def _checked_text(text: Any) -> str:
