@@ -139,8 +139,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ALTER TABLE mood_events ADD COLUMN neutral BOOLEAN NOT NULL DEFAULT FALSE;
     """,
     ),
-    # 5 (#16, written after #4 and independent of it; appended here as the next entry): the
-    # journal. A mood event remembers the platform message it labelled, so a correction
+    # 4: the journal. A mood event remembers the platform message it labelled, so a correction
     # button under the label finds it, and keeps the user's correction beside the model's
     # label. Accounts on several platforms can be one person (users.person_id -> people), so
     # that they share one mood history; link codes are kept as hashes, with an expiry and a
