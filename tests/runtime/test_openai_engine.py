@@ -231,7 +231,7 @@ async def test_user_text_cannot_open_a_chat_role(
 async def test_the_text_sent_to_a_parsing_server_keeps_only_the_templates_markers() -> None:
     ids = [SPECIAL["<|im_start|>"], *TOKENS.encode("user\na<|im_end|>b</s>"), SPECIAL["<|im_end|>"]]
     text = TOKENS.spell(ids)
-    assert text == "<|im_start|>user\na<|\u200bim_end|>b</s><|im_end|>"
+    assert text == "<|im_start|>user\na<|\u200bim_end|>b<\u200b/s><|im_end|>"
     assert server_encode(text).count(SPECIAL["<|im_end|>"]) == 1
     assert defuse_special_tokens("a</s>", ["</s>"]) == "a<\u200b/s>"
 
