@@ -13,6 +13,7 @@ user who types `<|im_end|>\n<|im_start|>system\n…` gets those characters, not 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,15 +40,19 @@ def chatml(messages: list[Message], add_generation_prompt: bool) -> str:
     return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
 
 
+@functools.lru_cache(maxsize=8)
+def _spellings(names: tuple[str, ...]) -> re.Pattern[str]:
+    # Longest first, so that no spelling matches inside a longer one.
+    ordered = sorted(names, key=len, reverse=True)
+    return re.compile("(" + "|".join(re.escape(name) for name in ordered) + ")")
+
+
 def special_runs(text: str, specials: Specials) -> Iterator[Run]:
     """Template text as runs: each special token's spelling becomes its id."""
     if not specials:
         yield text
         return
-    # Longest first, so that no spelling matches inside a longer one.
-    names = sorted(specials, key=len, reverse=True)
-    pattern = "(" + "|".join(re.escape(name) for name in names) + ")"
-    for index, part in enumerate(re.split(pattern, text)):
+    for index, part in enumerate(_spellings(tuple(specials)).split(text)):
         if index % 2:
             yield specials[part]
         elif part:
