@@ -13,10 +13,12 @@ time (same per-user order, fresh store, same loaded model) for "throughput vs se
 
     python -m bench.load --flood --users 4 --messages 3 [--flood-messages 50 --flood-seconds 10]
 
-`--flood` adds one more user who sends 50 messages in 10 s without waiting for answers, while
-the others chat as above. Reported: the others' label and reply p50/p95 and whether anything
-of theirs was lost, and what the flooder got (answered, "slow down", busy). Past
-USER_QUEUE_MAX waiting messages the flooder is told to slow down; nothing else may fail.
+`--flood` first runs the N users alone, then again while one more user sends 50 messages in
+10 s without waiting for answers. Reported: the others' label and reply p50/p95 in both runs
+and their ratio (one process, one loaded model: the ratio says more than the seconds on a
+shared machine), whether anything of theirs was lost, and what the flooder got (answered,
+"slow down", busy). Past USER_QUEUE_MAX waiting messages the flooder is told to slow down;
+nothing else may fail.
 """
 
 from __future__ import annotations
@@ -269,8 +271,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, "flood", False):
             # The flooder's texts follow the others' in the message list: none is shared.
             texts = [m.text for m in messages(args.users * args.messages + args.flood_messages)]
+            print(f"{args.users} users x {args.messages} messages alone…", file=sys.stderr)
+            results["alone"] = await measure(engine, settings, work, sequential=False)
             what = f"one user sends {args.flood_messages} in {args.flood_seconds:g} s"
-            print(f"{args.users} users x {args.messages} messages while {what}…", file=sys.stderr)
+            print(f"the same while {what}…", file=sys.stderr)
             results["flood"] = await measure_flood(
                 engine, settings, work, texts[-args.flood_messages :], args.flood_seconds
             )
@@ -346,18 +350,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report_flood(results: dict[str, Any], json_path: str | None) -> int:
-    flood = results["flood"]
-    others, flooder = flood["others"], flood["flooder"]
-    keys = ["messages", "replies", "busy", "other_failures", "label_s_p50", "label_s_p95",
-            "reply_s_p50", "reply_s_p95"]  # fmt: skip
-    rows = [[f"others: {key}", others[key]] for key in keys]
-    rows += [[f"flooder: {key}", value] for key, value in flooder.items()]
-    load = "{:.1f}/{:.1f}".format(*flood["load_avg_before_after"])
-    rows += [["USER_QUEUE_MAX", flood["user_queue_max"]], ["wall_s", others["wall_s"]],
-             ["load avg before/after", load]]  # fmt: skip
+    alone, flood = results["alone"], results["flood"]
+    others = flood["others"]
+    keys = ["messages", "replies", "busy", "other_failures", "wall_s", "label_s_p50",
+            "label_s_p95", "reply_s_p50", "reply_s_p95"]  # fmt: skip
+    rows: list[list[object]] = [[f"others: {key}", alone[key], others[key]] for key in keys]
+    rows += [[f"others: {key} with flood / alone", None, others[key] / alone[key]]
+             for key in ("label_s_p95", "reply_s_p95") if alone[key] and others[key]]  # fmt: skip
+    rows += [[f"flooder: {key}", None, value] for key, value in flood["flooder"].items()]
+    loads = ["{:.1f}/{:.1f}".format(*r["load_avg_before_after"]) for r in (alone, flood)]
+    rows += [["USER_QUEUE_MAX", None, flood["user_queue_max"]], ["load avg before/after", *loads]]
     print(f"engine: {results['engine']}")
-    print(table(["figure", "flood"], rows))
-    problems = flood["problems"]
+    print(table(["figure", "alone", "with flood"], rows))
+    problems = [*alone["problems"], *flood["problems"]]
     print("nothing lost" if not problems else "PROBLEMS:\n  " + "\n  ".join(problems))
     write_json(json_path, "load-flood", results)
     return 1 if problems else 0

@@ -538,6 +538,26 @@ async def test_the_load_bench_runs_through_the_openai_backend(openai_env: Any) -
     assert len(openai_env.reply_calls()) == 12
 
 
+async def test_the_flood_variant_runs_alone_then_with_the_flood_and_reports(
+    openai_env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    args = argparse.Namespace(users=2, messages=2, compare_sequential=False, max_new_tokens=None,
+                              seed=0, flood=True, flood_messages=10, flood_seconds=0.1)  # fmt: skip
+    results = await load.run(args)
+    assert set(results) >= {"alone", "flood"}
+    assert "concurrent" not in results
+    assert results["alone"]["replies"] == results["flood"]["others"]["replies"] == 4
+    flooder = results["flood"]["flooder"]
+    assert flooder["answered"] + flooder["slow_down"] == 10
+    assert load.report_flood(results, str(tmp_path / "flood.json")) == 0
+    shown = capsys.readouterr().out
+    assert "others: label_s_p95 with flood / alone" in shown
+    assert "nothing lost" in shown
+    assert (tmp_path / "flood.json").exists()
+
+
 async def test_the_latency_bench_counts_remote_reply_tokens(openai_env: Any) -> None:
     import argparse
     import time
