@@ -5,6 +5,7 @@ Every write is one transaction; every statement is parameterised (Core binds the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -22,6 +23,8 @@ from storage.postgres import PostgresDatabase
 from storage.schema import aware, inbox, mood_events, turns, users
 from storage.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SqliteDatabase
 from storage.target import DatabaseTarget
+
+log = logging.getLogger(__name__)
 
 DEFAULT_POOL_SIZE = 10
 
@@ -231,7 +234,14 @@ class SqlMoodStore:
                     users.c.platform == user.platform, users.c.platform_user_id == user.user_id
                 )
             )
-            return deleted + result.rowcount
+            deleted += result.rowcount
+        try:
+            with self._db.translated():
+                await self._db.scrub()
+        except StorageError as error:
+            # The rows are gone (committed); only the old copies wait for a later overwrite.
+            log.warning("deleted, but the old copies could not be scrubbed yet: %s", error)
+        return deleted
 
     @asynccontextmanager
     async def user_turn(self, user: UserKey) -> AsyncIterator[None]:
