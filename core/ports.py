@@ -74,6 +74,10 @@ class ModelFacade(Protocol):
 
     async def tag(self, text: str) -> Sentiment: ...
 
+    async def tag_many(self, texts: Sequence[str]) -> list[Sentiment]:
+        """Label several texts together, in order: one batched label pass where the backend
+        batches (the worker gives the runner one list; vLLM gets one request)."""
+
     def reply(self, request: ReplyRequest) -> ReplyTokens: ...
 
 
