@@ -11,7 +11,15 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from core.types import MessageKey, MoodEvent, ReplyRequest, Sentiment, Turn, UserKey
+from core.types import (
+    DigestSubscription,
+    MessageKey,
+    MoodEvent,
+    ReplyRequest,
+    Sentiment,
+    Turn,
+    UserKey,
+)
 
 
 class MoodStore(Protocol):
@@ -53,6 +61,19 @@ class MoodStore(Protocol):
 
     async def forget_user(self, user: UserKey) -> int:
         """Delete everything stored about this user; returns rows deleted."""
+
+    # --- the weekly digest's opt-ins (/digest) ---
+
+    async def set_digest(self, user: UserKey, chat_id: str | None, at: datetime) -> bool:
+        """Opt the user in (to be sent to `chat_id`) or out (None); False when nothing
+        changed (already in, to the same chat, or already out)."""
+
+    async def digest_subscriptions(self, platform: str) -> list[DigestSubscription]:
+        """Everyone on this platform who opted in."""
+
+    async def claim_digest(self, user: UserKey, not_since: datetime, at: datetime) -> bool:
+        """Mark the user's digest sent at `at` unless it was sent at or after `not_since`:
+        True means this caller sends it (of several bot processes, exactly one does)."""
 
     async def close(self) -> None: ...
 

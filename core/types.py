@@ -247,3 +247,14 @@ class ReplyRequest:
     # The tone for this message, shown to the model as a system turn right after the message
     # (below the history, so one conversation prefix serves every label); "" for none.
     note: str = ""
+
+
+# --- the weekly digest --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DigestSubscription:
+    """A user who opted in to the weekly summary (/digest on), and the chat it goes to."""
+
+    user: UserKey
+    chat_id: str

@@ -91,3 +91,12 @@ inbox = Table(
     Column("received_at", UtcTime, nullable=False),
     Column("done_at", UtcTime),
 )
+
+digests = Table(
+    "digests",
+    metadata,
+    Column("user_id", Integer, primary_key=True),
+    Column("chat_id", Text, nullable=False),
+    Column("created_at", UtcTime, nullable=False),
+    Column("last_sent_at", UtcTime),
+)

@@ -15,11 +15,11 @@ from sqlalchemy import ColumnElement, ScalarSelect, Select, case, delete, func, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import StorageError
-from core.types import MessageKey, MoodEvent, Turn, UserKey
+from core.types import DigestSubscription, MessageKey, MoodEvent, Turn, UserKey
 from storage.database import Database, check_version
 from storage.migrations import MIGRATIONS, SCHEMA_VERSION, split_statements
 from storage.postgres import PostgresDatabase
-from storage.schema import aware, inbox, mood_events, turns, users
+from storage.schema import aware, digests, inbox, mood_events, turns, users
 from storage.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SqliteDatabase
 from storage.target import DatabaseTarget
 
@@ -221,7 +221,7 @@ class SqlMoodStore:
         # rows are not included in the count we must return.
         deleted = 0
         async with self._transaction() as conn:
-            for table in (turns, mood_events, inbox):
+            for table in (turns, mood_events, inbox, digests):
                 result = await conn.execute(
                     delete(table).where(table.c.user_id == _user_id_of(user))
                 )
@@ -232,6 +232,53 @@ class SqlMoodStore:
                 )
             )
             return deleted + result.rowcount
+
+    # --- MoodStore: the weekly digest's opt-ins ---------------------------------------------
+
+    async def set_digest(self, user: UserKey, chat_id: str | None, at: datetime) -> bool:
+        d = digests.c
+        async with self._transaction() as conn:
+            if chat_id is None:
+                result = await conn.execute(delete(digests).where(d.user_id == _user_id_of(user)))
+                return result.rowcount == 1
+            user_id = await self._user_id(conn, user, aware(at))
+            # Moving the digest to another chat keeps when it was last sent: a week is a week.
+            upsert = self._db.insert(digests).on_conflict_do_update(
+                index_elements=[d.user_id],
+                set_={"chat_id": chat_id},
+                where=d.chat_id != chat_id,
+            )
+            row = {"user_id": user_id, "chat_id": chat_id, "created_at": aware(at)}
+            result = await conn.execute(upsert, row)
+            return result.rowcount == 1
+
+    async def digest_subscriptions(self, platform: str) -> list[DigestSubscription]:
+        d, u = digests.c, users.c
+        query = (
+            select(u.platform_user_id, d.chat_id)
+            .join_from(digests, users, u.id == d.user_id)
+            .where(u.platform == platform)
+            .order_by(d.created_at, d.user_id)
+        )
+        return [
+            DigestSubscription(UserKey(platform, user_id), chat_id)
+            for user_id, chat_id in await self._fetchall(query)
+        ]
+
+    async def claim_digest(self, user: UserKey, not_since: datetime, at: datetime) -> bool:
+        d = digests.c
+        async with self._transaction() as conn:
+            # One conditional UPDATE: of several processes running the same weekly job, the
+            # first to commit wins; the others find last_sent_at already in this week.
+            result = await conn.execute(
+                update(digests)
+                .where(
+                    d.user_id == _user_id_of(user),
+                    (d.last_sent_at.is_(None)) | (d.last_sent_at < aware(not_since)),
+                )
+                .values(last_sent_at=aware(at))
+            )
+            return result.rowcount == 1
 
     @asynccontextmanager
     async def user_turn(self, user: UserKey) -> AsyncIterator[None]:
