@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from chat import texts
+from chat import insight, texts
 from chat.mood import MAX_DAYS
 from chat.service import ChatService
 from core.errors import StorageError
@@ -74,6 +74,13 @@ async def _help(commands: Commands, caller: Caller, args: str, charts: bool) -> 
 
 
 async def _mood(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    # `/mood why` and `/mood week` (chat/insight.py); anything else is a number of days.
+    view = args.strip().lower()
+    if view == "why":
+        return CommandResult(await insight.why(commands.service, caller.user))
+    if view == "week":
+        summary = await insight.week(commands.service, caller.user, caller.chat_id, charts=charts)
+        return CommandResult(summary.text, summary.chart_png)
     try:
         days = parse_days(args)
     except ValueError as error:
@@ -101,6 +108,20 @@ async def _forget(commands: Commands, caller: Caller, args: str, charts: bool) -
     return CommandResult(texts.FORGET_ASK, confirm=ask)
 
 
+async def _digest(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    choice = args.strip().lower()
+    if choice not in ("on", "off"):
+        return CommandResult(texts.DIGEST_USAGE)
+    changed = await insight.set_digest(
+        commands.service, caller.user, caller.chat_id, choice == "on"
+    )
+    if choice == "off":
+        return CommandResult(texts.DIGEST_OFF if changed else texts.DIGEST_WAS_OFF)
+    config = commands.service.config
+    on = texts.digest_on(config.digest_weekday, config.digest_at, config.timezone, changed)
+    return CommandResult(on)
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -118,6 +139,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("mood", _mood),
     Command("reset", _reset),
     Command("forget", _forget, asks_first=True),
+    Command("digest", _digest),
 )
 
 
