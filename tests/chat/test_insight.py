@@ -15,7 +15,7 @@ from chat.mood import build_report
 from chat.prompts import WEEK_SYSTEM
 from chat.recent import RecentMessages
 from chat.service import ChatService
-from core.types import DigestSubscription, IncomingMessage, MoodEvent, Sentiment, UserKey
+from core.types import DigestSubscription, IncomingMessage, Label, MoodEvent, Sentiment, UserKey
 from tests.conftest import SYSTEM_LAYOUT, ScriptedEngine
 
 ALICE = UserKey("test", "alice")
@@ -171,7 +171,7 @@ NOW = datetime(2026, 11, 29, 20, 0, tzinfo=UTC)  # a Sunday
 
 
 def ev(days_ago: int, p: float, excerpt: str | None = None, neutral: bool = False) -> MoodEvent:
-    label = "positive" if p >= 0.5 else "negative"
+    label: Label = "positive" if p >= 0.5 else "negative"
     at = NOW - timedelta(days=days_ago, hours=1)
     return MoodEvent("test", "alice", "chat-1", label, p, at, excerpt, neutral)
 
