@@ -4,13 +4,16 @@ tasks loop included)."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import discord
 import pytest
 
 from adapters.discord.adapter import DiscordAdapter
+from adapters.discord.digest import DiscordDigest
 from chat import texts
+from chat.config import WEEKDAYS
 from chat.service import ChatService
 from core.types import UserKey
 from storage.store import SqlMoodStore
@@ -173,3 +176,25 @@ async def test_digest_opt_in_survives_a_restart_and_closed_dms_are_skipped(
         assert [f.filename for f in sent.files] == ["mood.png"]
     gone = [r for r in caplog.records if "cannot be reached" in r.getMessage()]
     assert [r.levelno for r in gone] == [logging.INFO]
+
+
+@pytest.mark.parametrize("today", [True, False])
+async def test_the_daily_loop_sends_only_on_the_digest_day(
+    fake: FakeDiscord,  # noqa: F811
+    scripted_engine: ScriptedEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    today: bool,
+) -> None:
+    weekday = datetime.now(UTC).weekday()
+    day = WEEKDAYS[weekday if today else (weekday + 3) % 7]
+    chat = SYSTEM_LAYOUT.model_copy(update={"digest_day": day})
+    digest = DiscordDigest(ChatService(scripted_engine.worker, scripted_engine.store, chat),
+                           discord.Client(intents=discord.Intents.none()))  # fmt: skip
+    runs: list[str] = []
+
+    async def send_now() -> None:
+        runs.append(day)
+
+    monkeypatch.setattr(digest, "send_now", send_now)
+    await digest._on_time()
+    assert runs == ([day] if today else [])
