@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from chat import texts
 from chat.prompts import week_request
-from core.errors import StorageError
+from core.errors import EngineBusy, EngineStopped, EngineTimeout, StorageError
 from core.language import Language, detect_language
 from core.types import DayPoint, DigestSubscription, MoodReport, Sentiment, UserKey
 
@@ -163,7 +163,15 @@ async def why(service: ChatService, user: UserKey) -> str:
         if not (service.config.store_message_text and excerpt):
             return texts.why_no_text(int(service.recent.keep.total_seconds() // 60))
         text, from_excerpt = excerpt, True
-    explanation = await explain(service.model.tag_many, text)
+    try:
+        explanation = await explain(service.model.tag_many, text)
+    except (EngineBusy, EngineStopped):
+        return texts.BUSY
+    except EngineTimeout:
+        return texts.TIMEOUT
+    except Exception:
+        log.exception("labelling for /mood why failed")
+        return texts.MODEL_ERROR
     return texts.why_explanation(explanation, from_excerpt)
 
 

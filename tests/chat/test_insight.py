@@ -142,6 +142,14 @@ async def chat_with(service: ChatService, text: str, user: UserKey = ALICE) -> N
         pass
 
 
+async def test_why_when_the_model_fails_says_so(scripted_engine: ScriptedEngine) -> None:
+    await chat(scripted_engine, MIXED_EN)
+    scripted_engine.runner.fail_tag = True
+    assert await insight.why(scripted_engine.service, ALICE) == texts.MODEL_ERROR
+    await scripted_engine.worker.stop()  # a stopped model is "busy" to the user
+    assert await insight.why(scripted_engine.service, ALICE) == texts.BUSY
+
+
 def test_the_latest_messages_are_bounded_and_expire() -> None:
     recent = RecentMessages(keep=timedelta(minutes=30), max_users=2)
     t0 = datetime(2026, 12, 1, tzinfo=UTC)
