@@ -181,7 +181,7 @@ async def why(service: ChatService, user: UserKey) -> str:
 @dataclass(frozen=True)
 class WeekFacts:
     report: MoodReport  # the last 7 days, with the trend against the 7 before
-    best: DayPoint | None  # the day with the highest mood share (None without data)
+    best: DayPoint | None  # the day with the highest mood share (None under two days of data)
     worst: DayPoint | None  # the lowest, when it is lower than the best
     excerpts: tuple[str, ...]  # stored excerpts only (STORE_MESSAGE_TEXT=true)
     language: Language
@@ -190,7 +190,7 @@ class WeekFacts:
 def week_facts(report: MoodReport, language: Language) -> WeekFacts:
     days = [point for point in report.series if point.total]
     best = worst = None
-    if days:
+    if len(days) > 1:  # with a single day of messages there is no best or worst one
 
         def share(point: DayPoint) -> float:
             return point.positive_share or 0.0

@@ -203,6 +203,9 @@ def test_week_facts_and_the_facts_the_model_is_given() -> None:
 
     stored = [ev(1, 0.9, "passed my  exam"), ev(0, 0.2, "missed the bus")]
     facts = insight.week_facts(build_report(ALICE, stored, [], 7, NOW, UTC), "zh")
+    assert facts.best is not None  # two days of messages
+    one_day = insight.week_facts(build_report(ALICE, stored[1:], [], 7, NOW, UTC), "zh")
+    assert (one_day.best, one_day.worst) == (None, None)
     assert facts.excerpts == ("missed the bus", "passed my exam")  # newest first
     given = texts.week_facts_text(facts)
     assert "- 用户说过：「missed the bus」；「passed my exam」" in given
