@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from chat import mood, texts
 from chat.config import ChatConfig
+from chat.input_text import clean, has_visible
 from chat.prompts import reply_request
 from chat.recent import RecentMessages
 from core.errors import EngineBusy, EngineStopped, EngineTimeout, StorageError
@@ -90,8 +91,9 @@ class ChatService:
                          key.message_id, key.platform, key.chat_id)  # fmt: skip
                 yield AlreadyHandled(key)
                 return
-        text = message.text.strip()[: self.config.max_input_chars]
-        if not text:
+        # Longer texts are cut (MAX_INPUT_CHARS): the answer covers the start of it.
+        text = clean(message.text)[: self.config.max_input_chars]
+        if not has_visible(text):
             await self._mark_done(key)
             yield ReplyFailed("empty", texts.EMPTY_MESSAGE)
             return
@@ -138,6 +140,7 @@ class ChatService:
             created_at=self._now(),
             excerpt=text[: self.config.excerpt_chars] if self.config.store_message_text else None,
             neutral=sentiment.neutral,
+            message_id=message.message_id,  # what a correction button under the label names
         )
         try:
             history = await self.store.recent_turns(
@@ -215,8 +218,16 @@ class ChatService:
         return texts.RESET_DONE
 
     async def forget(self, user: UserKey) -> str:
-        """Delete everything about the user. Adapters ask for confirmation before calling."""
-        async with self._user_lock(user), self.store.user_turn(user):
+        """Delete everything about the user, every linked account included. Adapters ask for
+        confirmation before calling."""
+        # Each linked account's turn too (in one order everywhere, so two /forgets cannot
+        # deadlock): a message of theirs being answered is stored before, not after.
+        accounts = sorted({user, *await self.store.linked_accounts(user)},
+                          key=lambda key: (key.platform, key.user_id))  # fmt: skip
+        async with contextlib.AsyncExitStack() as turns:
+            for account in accounts:
+                await turns.enter_async_context(self._user_lock(account))
+                await turns.enter_async_context(self.store.user_turn(account))
             rows = await self.store.forget_user(user)
             self.recent.forget(user)
         return texts.forget_done(rows)
