@@ -120,3 +120,12 @@ link_attempts = Table(
     Column("user_id", Integer, nullable=False),  # who entered a code that did not work
     Column("at", UtcTime, nullable=False),
 )
+
+digests = Table(
+    "digests",
+    metadata,
+    Column("user_id", Integer, primary_key=True),
+    Column("chat_id", Text, nullable=False),
+    Column("created_at", UtcTime, nullable=False),
+    Column("last_sent_at", UtcTime),
+)
