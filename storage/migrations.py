@@ -212,10 +212,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX link_attempts_user_time ON link_attempts (user_id, at);
     """,
     ),
-    # 6 (#16, the weekly digest; numbered after #16's other migrations, 4 and 5, when they
-    # land, and touching nothing of theirs): who opted in to the weekly summary, the chat it
-    # goes to, and when it was last sent. A row is an opt-in (/digest off deletes it), so it
-    # survives restarts; last_sent_at lets one bot process of several claim a week's send.
+    # 5: the weekly digest. Who opted in to the weekly summary, the chat it goes to, and
+    # when it was last sent. A row is an opt-in (/digest off deletes it), so it survives
+    # restarts; last_sent_at lets one bot process of several claim a week's send.
     Migration(
         sqlite="""
     CREATE TABLE digests (
