@@ -71,6 +71,7 @@ async def run(
         await engine.start()
         log.info("model ready: %s", engine.name)
         service = ChatService(engine, store, settings.chat)
+        log.info("reply prompts read in %.1f s", await service.warm_up())
         return await _serve(build_adapters(settings, service, console))
     except ModelLoadError as error:
         log.error("the model could not be loaded: %s", error)

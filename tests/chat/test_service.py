@@ -603,3 +603,37 @@ async def test_an_earlier_neutral_message_keeps_the_neutral_tone_in_the_note_lay
     )
     turns = await scripted_engine.store.recent_turns(ALICE, "chat-1", 10)
     assert [t.tone for t in turns] == ["neutral", None, "negative", None]
+
+
+# --- warm-up: each language's reply opening is read before the first users arrive ----------
+
+
+async def test_warm_up_reads_the_opening_every_message_in_that_language_starts_with(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    runner = scripted_engine.runner
+    service = ChatService(scripted_engine.worker, scripted_engine.store)  # the default layout
+    await service.warm_up()
+    warm = runner.reply_calls[:]
+    assert [call.params.max_new_tokens for call in warm] == [1, 1]
+
+    # Real messages in either language, whatever their label, open the same way (the runner
+    # keeps that opening's KV), so the warm-up saved every first reply that work.
+    messages = {"zh": ["今天被老板骂了，好难过。", "太好了，我考过了！"],
+                "en": ["I failed my exam today.", "We won the final!"]}  # fmt: skip
+    for language, opening in zip(("zh", "en"), warm, strict=True):
+        for text in messages[language]:
+            events = [event async for event in service.handle(msg(text))]
+            assert isinstance(events[-1], ReplyDone)
+            real = runner.reply_calls[-1]
+            assert real.system == opening.system
+            assert real.examples == opening.examples
+
+
+async def test_warm_up_that_fails_is_only_logged(
+    scripted_engine: ScriptedEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    scripted_engine.runner.fail_reply_at = 0
+    service = ChatService(scripted_engine.worker, scripted_engine.store)
+    await service.warm_up()
+    assert "could not warm up the reply prompts" in caplog.text
