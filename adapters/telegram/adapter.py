@@ -36,6 +36,7 @@ from adapters.inflight import InFlight
 from adapters.streaming import RenderLimits, ReplyRenderer
 from adapters.telegram.chat import (
     Outbox,
+    Posted,
     TelegramSink,
     addressed_text,
     from_human,
@@ -45,7 +46,7 @@ from adapters.telegram.config import TelegramConfig
 from chat import texts
 from chat.commands import Caller, Commands
 from chat.service import ChatService
-from core.types import IncomingMessage, UserKey
+from core.types import IncomingMessage, MessageKey, Unfinished, UserKey
 
 __all__ = ["TelegramAdapter", "TelegramAuthError", "TelegramConfig"]
 
@@ -100,6 +101,9 @@ class TelegramAdapter:
             await app.initialize()  # getMe: fails here on a bad token or unreachable API
             await self._set_commands(app.bot)
             await app.start()
+            # Before polling: messages left unanswered by a previous run queue for their
+            # users' turns ahead of anything new.
+            await self._resume_unfinished(app)
             assert app.updater is not None  # ApplicationBuilder always builds one
             if self.config.webhook:
                 await self._start_webhook(app.updater)
@@ -212,19 +216,71 @@ class TelegramAdapter:
             str(message.chat_id),
             text,
             message_id=str(message.message_id),  # unique within its chat: seen once
+            origin=outbox.origin(),
         )
-        interval = self.config.edit_interval_s
-        if not outbox.private:
-            interval = self.config.group_edit_interval_s
-        limits = RenderLimits(max_chars=MessageLimit.MAX_TEXT_LENGTH, edit_interval_s=interval)
-        renderer = ReplyRenderer(TelegramSink(outbox), limits)
         if not self._inflight.track():
             return  # stopping
+        renderer = self._renderer(outbox, incoming.key)
         # aclosing: if stop() cancels us, the chat service still releases this user's lock.
         async with contextlib.aclosing(self.service.handle(incoming)) as events:
             result = await renderer.render(events)
         if result.failure is not None:
             log.info("telegram: reply failed (%s)", result.failure.reason)
+
+    def _renderer(
+        self, outbox: Outbox, key: MessageKey | None, frozen: Posted | None = None, note: str = ""
+    ) -> ReplyRenderer[Posted]:
+        interval = self.config.edit_interval_s
+        if not outbox.private:
+            interval = self.config.group_edit_interval_s
+        limits = RenderLimits(max_chars=MessageLimit.MAX_TEXT_LENGTH, edit_interval_s=interval)
+
+        async def posted(handle: Posted) -> None:
+            if key is not None:
+                await self.service.note_reply(key, str(handle.message_id))
+
+        return ReplyRenderer(
+            TelegramSink(outbox), limits, existing=frozen, note=note, on_posted=posted
+        )
+
+    # --- after a restart ----------------------------------------------------------------------
+
+    async def _resume_unfinished(self, app: Application) -> None:
+        """Answer the messages a previous run recorded and never answered (it crashed or was
+        stopped mid-reply; Telegram will not send them again, their updates were confirmed).
+        Each runs as its own task, like an update; the chat service skips those another live
+        process is answering."""
+        try:
+            pending = await self.service.unfinished(PLATFORM)
+        except Exception:
+            log.exception("telegram: could not read the unfinished messages")
+            return
+        if pending:
+            log.info("telegram: answering %d message(s) left unfinished", len(pending))
+        for item in pending:
+            app.create_task(self._resume(app.bot, item), name="telegram-resume")
+
+    async def _resume(self, bot: Bot, pending: Unfinished) -> None:
+        key = pending.key
+        outbox = Outbox.resuming(bot, int(key.chat_id), int(key.message_id),
+                                 pending.message.origin)  # fmt: skip
+        # The reply begun before the crash is completed in place; with none, a fresh answer
+        # says it comes late (and quotes the message it answers).
+        ref = pending.reply_ref
+        frozen = Posted(int(ref)) if ref is not None and ref.isdigit() else None
+        note = "" if frozen is not None else texts.RETRY_NOTE
+        if not self._inflight.track():
+            return
+        renderer = self._renderer(outbox, key, frozen, note)
+        try:
+            async with contextlib.aclosing(self.service.resume(pending)) as events:
+                result = await renderer.render(events)
+        except TelegramError as error:
+            log.warning("telegram: could not answer unfinished message %s in chat %s: %s",
+                        key.message_id, key.chat_id, error)  # fmt: skip
+            return
+        if result.failure is not None:
+            log.info("telegram: resumed reply failed (%s)", result.failure.reason)
 
     async def _answer(self, outbox: Outbox, user_id: int, text: str) -> None:
         await outbox.say(text if self._allowed(user_id) else texts.NOT_ALLOWED)
