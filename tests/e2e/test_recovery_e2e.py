@@ -15,12 +15,12 @@ from pathlib import Path
 
 from chat import texts
 from core.types import UserKey
+from storage.store import SqlMoodStore
 from tests.e2e.test_processes import scripted_bot_env
 from tests.fakes.discord_api import FakeDiscord, user_payload
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
 from tests.scripted import scripted_sentiment
 from tests.support import EPOCH, bot_process, final_reply
-from storage.store import SqlMoodStore
 
 USER = 4242
 DM_CHANNEL = 5151
@@ -91,7 +91,8 @@ async def test_telegram_a_reply_killed_mid_stream_is_finished_once_after_a_resta
             await api.wait_for(half_reply(shown), 60, "the reply streaming")
             await killed(first)
         frozen = shown()
-        assert len(frozen) == 1 and frozen[0] != EXPECTED
+        assert len(frozen) == 1
+        assert frozen[0] != EXPECTED
         label_message = api.bot_messages(USER)[0]["message_id"]
         # Recorded before work started, with what a retry needs; nothing stored yet.
         assert inbox_rows(db) == [("received", TEXT, str(label_message))]
@@ -149,7 +150,8 @@ async def test_discord_a_reply_killed_mid_stream_is_finished_once_after_a_restar
             await fake.wait_for(half_reply(shown), 60, "the reply streaming")
             await killed(first)
         frozen = shown()
-        assert len(frozen) == 1 and frozen[0] != EXPECTED
+        assert len(frozen) == 1
+        assert frozen[0] != EXPECTED
         label_message = fake.channel_messages(DM_CHANNEL)[0]["id"]
         assert inbox_rows(db) == [("received", TEXT, label_message)]
         assert await mood_event_count(db, user) == 0
