@@ -8,6 +8,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,7 +17,8 @@ from telegram import Bot
 from adapters.telegram.adapter import TelegramAdapter, TelegramAuthError, TelegramConfig
 from adapters.telegram.chat import Outbox, TelegramSink
 from chat import texts
-from core.types import Sentiment, UserKey
+from core.types import IncomingMessage, Sentiment, UserKey
+from storage.store import SqlMoodStore
 from tests.conftest import ScriptedEngine
 from tests.fakes.telegram_api import (
     DEFAULT_TOKEN,
@@ -635,3 +637,30 @@ def test_config_errors_name_the_key(key_name: str, value: str) -> None:
     with pytest.raises(ValueError, match=key_name) as raised:
         TelegramConfig.from_env(env)
     assert "SECRET" not in str(raised.value).replace(key_name, "")
+
+
+# --- after a restart ----------------------------------------------------------------------
+
+
+async def test_a_message_left_unanswered_by_a_dead_process_is_answered_at_start(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    # A group message in a forum topic, recorded by a process that died before it had sent
+    # anything (no reply message to complete): the next start answers it, in the same topic,
+    # quoting it, and saying that the answer comes late.
+    update = api.message_update(group_chat(), user_json(USER), "@testbot I feel sad")
+    message_id = int(update["message"]["message_id"])
+    dead = await SqlMoodStore.open(scripted_engine.db_path)
+    incoming = IncomingMessage("telegram", str(USER), str(GROUP_ID), "I feel sad",
+                               str(message_id), '{"private": false, "thread": 77}')  # fmt: skip
+    assert await dead.claim_message(incoming.key, key(USER), datetime.now(UTC), incoming)  # type: ignore[arg-type]
+    await dead.close()
+
+    await make_adapter()
+    final = await wait_text(api, GROUP_ID, "A comforting reply to: I feel sad")
+
+    assert final == f"{texts.RETRY_NOTE}\n{NEGATIVE}\n\nA comforting reply to: I feel sad"
+    [sent] = sent_in_reply_to(api, message_id)
+    assert sent.params["message_thread_id"] == 77
+    assert len(await mood_events(scripted_engine, USER, at_least=1)) == 1
+    assert await scripted_engine.service.unfinished("telegram") == []
