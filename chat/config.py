@@ -54,6 +54,9 @@ class ChatConfig(ConfigGroup):
     # Longer messages are cut before tagging and replying.
     max_input_chars: int = Field(4000, ge=100, le=100_000, alias="MAX_INPUT_CHARS")
     store_message_text: bool = Field(False, alias="STORE_MESSAGE_TEXT")
+    # How often a running bot looks again for messages a dead process left unanswered (the
+    # first look is at start-up); 0: at start-up only.
+    resume_interval_s: float = Field(60.0, ge=0.0, le=86_400.0, alias="RESUME_INTERVAL_S")
     excerpt_chars: int = 200
     timezone: str = Field("UTC", alias="TIMEZONE")
     seed: int | None = None  # fixed sampling seed (benchmarks)

@@ -101,8 +101,8 @@ class ChatService:
             yield event
 
     async def unfinished(self, platform: str) -> list[Unfinished]:
-        """The platform's messages recorded but never answered, oldest first: for the adapter
-        to `resume` at start-up. Some may be another live process's; resume skips those."""
+        """The platform's messages recorded but never answered by a process now gone, oldest
+        first: for the adapter to `resume` (adapters/resume.py)."""
         return await self.store.unfinished(platform)
 
     async def resume(self, pending: Unfinished) -> AsyncGenerator[ReplyEvent, None]:

@@ -43,8 +43,8 @@ class MoodStore(Protocol):
         when it is not this process's to answer (done, or its live owner has it)."""
 
     async def unfinished(self, platform: str) -> list[Unfinished]:
-        """The platform's messages still 'received' that can be retried, oldest first: those
-        of every process, live or not (take_message tells which are free)."""
+        """The platform's messages still 'received' whose process is gone, oldest first: the
+        ones another process may take over (take_message, under the user's turn, decides)."""
 
     async def set_reply_ref(self, key: MessageKey, reply_ref: str) -> None:
         """Note the adapter's id of the reply message begun for a 'received' message."""

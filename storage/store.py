@@ -135,21 +135,26 @@ class SqlMoodStore:
         i = inbox.c
         query = (
             select(users.c.platform_user_id, i.chat_id, i.message_id, i.text, i.origin)
-            .add_columns(i.received_at, i.reply_ref)
+            .add_columns(i.received_at, i.reply_ref, i.owner)
             .join_from(inbox, users, users.c.id == i.user_id)
             .where(i.platform == platform, i.state == "received", i.text.is_not(None))
             .order_by(i.received_at, i.chat_id, i.message_id)
         )
-        return [
-            Unfinished(
-                IncomingMessage(platform, user_id, chat_id, text, message_id, origin or ""),
-                received_at,
-                reply_ref,
-            )
-            for user_id, chat_id, message_id, text, origin, received_at, reply_ref in (
-                await self._fetchall(query)
-            )
-        ]
+        found: list[Unfinished] = []
+        async with self._transaction(write=False) as conn:
+            gone: dict[str, bool] = {}
+            for user_id, chat_id, message_id, text, origin, at, ref, owner in (
+                await conn.execute(query)
+            ).all():
+                if owner == self.owner:
+                    continue  # being answered here (or it failed here: the next process's)
+                if owner is not None and owner not in gone:
+                    gone[owner] = await self._db.owner_gone(conn, owner)
+                if owner is None or gone[owner]:
+                    message = IncomingMessage(platform, user_id, chat_id, text, message_id,
+                                              origin or "")  # fmt: skip
+                    found.append(Unfinished(message, at, ref))
+        return found
 
     async def set_reply_ref(self, key: MessageKey, reply_ref: str) -> None:
         async with self._transaction() as conn:

@@ -20,7 +20,9 @@ from adapters.discord.chat_cog import NO_MENTIONS, ChatCog
 from adapters.discord.commands_cog import CommandsCog, CommandTree
 from adapters.discord.config import DiscordConfig
 from adapters.inflight import InFlight
+from adapters.resume import Resumer
 from chat.service import ChatService
+from core.types import Unfinished
 
 __all__ = ["DiscordAdapter", "DiscordConfig", "DiscordStartError"]
 
@@ -62,6 +64,7 @@ class DiscordAdapter:
         self._connect_task: asyncio.Task[None] | None = None
         self._in_flight = InFlight("discord")
         self._online = False  # READY was reached; later gateway failures are logged, not raised
+        self.resumer = Resumer(service, "discord", self._resume)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -146,12 +149,18 @@ class DiscordAdapter:
 
     async def stop(self) -> None:
         """Stop taking messages, let in-flight replies finish briefly, then disconnect."""
+        await self.resumer.stop()
         await self._in_flight.finish(self.config.shutdown_grace_s)
         if self.client is not None and not self.client.is_closed():
             await self.client.close()
         if self._connect_task is not None:
             # close() makes connect() return; its errors were reported by _gateway_ended.
             await asyncio.wait({self._connect_task}, timeout=10)
+
+    async def _resume(self, pending: Unfinished) -> None:
+        cog = self.client.get_cog("ChatCog") if self.client is not None else None
+        if isinstance(cog, ChatCog):
+            await cog.resume(pending)
 
     def track(self) -> bool:
         """Register the current event task as in-flight work; False once stopping."""

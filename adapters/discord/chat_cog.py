@@ -114,7 +114,6 @@ class ChatCog(commands.Cog):
         self._warned_content_intent = False
         self._limits = RenderLimits(MAX_MESSAGE_CHARS, edit_interval_s=self.config.edit_interval_s)
         self._resumed = False
-        self._resuming: set[asyncio.Task[None]] = set()  # kept referenced while they run
 
     def _me(self) -> discord.ClientUser | None:
         return self.bot.user
@@ -234,25 +233,16 @@ class ChatCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
-        """Answer the messages a previous run recorded and never answered (it crashed or was
-        stopped mid-reply). READY comes again after every new gateway session; once is
-        enough, since the chat service answers each message once anyway."""
+        """Answer the messages a dead process recorded and never answered, now and every
+        RESUME_INTERVAL_S (adapters/resume.py). READY comes again with every new gateway
+        session; the first is the start-up."""
         if self._resumed:
             return
         self._resumed = True
-        try:
-            pending = await self.adapter.service.unfinished(PLATFORM)
-        except Exception:
-            log.exception("could not read the unfinished Discord messages")
-            return
-        if pending:
-            log.info("answering %d Discord message(s) left unfinished", len(pending))
-        for item in pending:
-            task = asyncio.create_task(self._resume(item), name="discord-resume")
-            self._resuming.add(task)
-            task.add_done_callback(self._resuming.discard)
+        await self.adapter.resumer.sweep(asyncio.create_task)
+        self.adapter.resumer.start(asyncio.create_task)
 
-    async def _resume(self, pending: Unfinished) -> None:
+    async def resume(self, pending: Unfinished) -> None:
         if not self.adapter.track():
             return
         key = pending.key

@@ -33,6 +33,7 @@ from telegram.ext import (
 )
 
 from adapters.inflight import InFlight
+from adapters.resume import Resumer
 from adapters.streaming import RenderLimits, ReplyRenderer
 from adapters.telegram.chat import (
     Outbox,
@@ -75,6 +76,7 @@ class TelegramAdapter:
         self._inflight = InFlight("telegram")
         self.commands = Commands(service)
         self._redactor = _TokenRedactor(config.token)
+        self._resumer = Resumer(service, PLATFORM, self._resume)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -103,7 +105,8 @@ class TelegramAdapter:
             await app.start()
             # Before polling: messages left unanswered by a previous run queue for their
             # users' turns ahead of anything new.
-            await self._resume_unfinished(app)
+            await self._resumer.sweep(app.create_task)
+            self._resumer.start(app.create_task)
             assert app.updater is not None  # ApplicationBuilder always builds one
             if self.config.webhook:
                 await self._start_webhook(app.updater)
@@ -148,6 +151,7 @@ class TelegramAdapter:
         app, self._app = self._app, None
         if app is None:
             return
+        await self._resumer.stop()
         updater = app.updater
         if updater is not None and updater.running:
             await _logged("stopping the updater", updater.stop())
@@ -245,24 +249,13 @@ class TelegramAdapter:
 
     # --- after a restart ----------------------------------------------------------------------
 
-    async def _resume_unfinished(self, app: Application) -> None:
-        """Answer the messages a previous run recorded and never answered (it crashed or was
-        stopped mid-reply; Telegram will not send them again, their updates were confirmed).
-        Each runs as its own task, like an update; the chat service skips those another live
-        process is answering."""
-        try:
-            pending = await self.service.unfinished(PLATFORM)
-        except Exception:
-            log.exception("telegram: could not read the unfinished messages")
+    async def _resume(self, pending: Unfinished) -> None:
+        """Answer a message a dead process recorded and never answered (it crashed, or was
+        stopped mid-reply; Telegram will not send it again: its update was confirmed)."""
+        if self._app is None:
             return
-        if pending:
-            log.info("telegram: answering %d message(s) left unfinished", len(pending))
-        for item in pending:
-            app.create_task(self._resume(app.bot, item), name="telegram-resume")
-
-    async def _resume(self, bot: Bot, pending: Unfinished) -> None:
         key = pending.key
-        outbox = Outbox.resuming(bot, int(key.chat_id), int(key.message_id),
+        outbox = Outbox.resuming(self._app.bot, int(key.chat_id), int(key.message_id),
                                  pending.message.origin)  # fmt: skip
         # The reply begun before the crash is completed in place; with none, a fresh answer
         # says it comes late (and quotes the message it answers).

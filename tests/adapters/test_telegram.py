@@ -664,3 +664,25 @@ async def test_a_message_left_unanswered_by_a_dead_process_is_answered_at_start(
     assert sent.params["message_thread_id"] == 77
     assert len(await mood_events(scripted_engine, USER, at_least=1)) == 1
     assert await scripted_engine.service.unfinished("telegram") == []
+
+
+async def test_a_running_bot_finishes_what_another_process_left_later(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    # Another bot process on the database dies after this one started: the next sweep
+    # (RESUME_INTERVAL_S) answers its message, once, however many sweeps follow.
+    service = scripted_engine.service
+    service.config = service.config.model_copy(update={"resume_interval_s": 0.05})
+    await make_adapter()
+    message = api.message_update(private_chat(USER), user_json(USER), "I am so happy")["message"]
+    dead = await SqlMoodStore.open(scripted_engine.db_path)
+    incoming = IncomingMessage("telegram", str(USER), str(USER), "I am so happy",
+                               str(message["message_id"]), '{"private": true}')  # fmt: skip
+    assert await dead.claim_message(incoming.key, key(USER), datetime.now(UTC), incoming)  # type: ignore[arg-type]
+    await dead.close()
+
+    final = await wait_text(api, USER, "A cheerful reply to: I am so happy")
+    await asyncio.sleep(0.3)  # several more sweeps
+    assert final == f"{texts.RETRY_NOTE}\n{POSITIVE}\n\nA cheerful reply to: I am so happy"
+    assert len(api.calls_to("sendMessage")) == 1
+    assert len(await mood_events(scripted_engine, USER, at_least=1)) == 1

@@ -13,12 +13,16 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
+import pytest
+
 from chat import texts
 from core.types import UserKey
 from storage.store import SqlMoodStore
 from tests.e2e.test_processes import scripted_bot_env
 from tests.fakes.discord_api import FakeDiscord, user_payload
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
+from tests.postgres import PostgresCluster
 from tests.scripted import scripted_sentiment
 from tests.support import EPOCH, bot_process, final_reply
 
@@ -32,9 +36,29 @@ EXPECTED = f"{texts.label_line(scripted_sentiment(TEXT))}\n\nA comforting reply 
 SLOW = {"SCRIPTED_DELAY_S": "0.3"}
 
 
-def inbox_rows(db: Path) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db) as conn:
-        return [tuple(r) for r in conn.execute("SELECT state, text, reply_ref FROM inbox")]
+async def inbox_rows(db: str) -> list[tuple[object, ...]]:
+    sql = "SELECT state, text, reply_ref FROM inbox"
+    if not db.startswith("postgresql"):
+        with sqlite3.connect(db) as conn:
+            return [tuple(r) for r in conn.execute(sql)]
+    conn = await asyncpg.connect(db)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A SQLite path, or a PostgreSQL URL (where a process's death drops its owner lock)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "bot.db")
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.new_database()
+
+
+def url_of(database: str) -> str:
+    return database if database.startswith("postgresql") else f"sqlite:///{database}"
 
 
 def half_reply(shown: Callable[[], list[str]]) -> Callable[[], bool]:
@@ -48,7 +72,7 @@ def half_reply(shown: Callable[[], list[str]]) -> Callable[[], bool]:
     return streaming
 
 
-async def mood_event_count(db: Path, user: UserKey) -> int:
+async def mood_event_count(db: str | Path, user: UserKey) -> int:
     store = await SqlMoodStore.open(db)
     try:
         return len(await store.mood_events(user, EPOCH))
@@ -70,13 +94,13 @@ async def stopped(process: asyncio.subprocess.Process, err: Path) -> None:
 
 
 async def test_telegram_a_reply_killed_mid_stream_is_finished_once_after_a_restart(
-    tmp_path: Path,
+    tmp_path: Path, database: str
 ) -> None:
-    db = tmp_path / "bot.db"
+    db = database
     user = UserKey("telegram", str(USER))
     async with FakeTelegramAPI(DEFAULT_TOKEN) as api:
         env = scripted_bot_env(
-            f"sqlite:///{db}",
+            url_of(db),
             TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
             TELEGRAM_API_BASE_URL=api.base_url,
             TELEGRAM_API_FILE_URL=api.file_url,
@@ -95,7 +119,7 @@ async def test_telegram_a_reply_killed_mid_stream_is_finished_once_after_a_resta
         assert frozen[0] != EXPECTED
         label_message = api.bot_messages(USER)[0]["message_id"]
         # Recorded before work started, with what a retry needs; nothing stored yet.
-        assert inbox_rows(db) == [("received", TEXT, str(label_message))]
+        assert await inbox_rows(db) == [("received", TEXT, str(label_message))]
         assert await mood_event_count(db, user) == 0
         # Telegram will not send it again: the next poll confirmed it before the kill.
         gets = api.calls_to("getUpdates")
@@ -117,7 +141,7 @@ async def test_telegram_a_reply_killed_mid_stream_is_finished_once_after_a_resta
     assert api.bot_messages(USER)[0]["message_id"] == label_message
     assert len(api.calls_to("sendMessage")) == sends == 1
     assert await mood_event_count(db, user) == 1
-    assert inbox_rows(db) == [("done", None, str(label_message))]
+    assert await inbox_rows(db) == [("done", None, str(label_message))]
 
 
 async def test_discord_a_reply_killed_mid_stream_is_finished_once_after_a_restart(
@@ -153,7 +177,7 @@ async def test_discord_a_reply_killed_mid_stream_is_finished_once_after_a_restar
         assert len(frozen) == 1
         assert frozen[0] != EXPECTED
         label_message = fake.channel_messages(DM_CHANNEL)[0]["id"]
-        assert inbox_rows(db) == [("received", TEXT, label_message)]
+        assert await inbox_rows(str(db)) == [("received", TEXT, label_message)]
         assert await mood_event_count(db, user) == 0
 
         out, err = tmp_path / "second.out", tmp_path / "second.err"
@@ -171,4 +195,4 @@ async def test_discord_a_reply_killed_mid_stream_is_finished_once_after_a_restar
     assert shown() == [EXPECTED]
     assert len(fake.calls_to(posts)) == 1  # the label message, sent once, then only edited
     assert await mood_event_count(db, user) == 1
-    assert inbox_rows(db) == [("done", None, label_message)]
+    assert await inbox_rows(str(db)) == [("done", None, label_message)]

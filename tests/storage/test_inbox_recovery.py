@@ -31,16 +31,23 @@ async def test_a_received_message_keeps_its_text_until_it_is_done(
 ) -> None:
     assert await store.claim_message(KEY, ALICE, T0, MESSAGE)
     await store.set_reply_ref(KEY, "555")
-    assert await store.unfinished("telegram") == [Unfinished(MESSAGE, T0, "555")]
-    assert await store.unfinished("discord") == []
-
     assert await store.take_message(KEY) == 0  # its own claim: no takeover
-    await store.record_exchange(event(), exchange(1), done=KEY)
-    assert await store.unfinished("telegram") == []
-    assert await db.count("inbox", "state = 'done' AND text IS NULL AND origin IS NULL") == 1
-    assert await store.take_message(KEY) is None  # done: nobody's to answer
-    await store.set_reply_ref(KEY, "556")  # too late: a done row is left as it is
-    assert await db.value("SELECT reply_ref FROM inbox") == "555"
+    assert await store.unfinished("telegram") == []  # being answered here, not unfinished
+    other = await SqlMoodStore.open(db.target)
+    try:
+        assert await other.unfinished("telegram") == []  # its owner lives
+        await store.close()  # as its process's death would
+        assert await other.unfinished("telegram") == [Unfinished(MESSAGE, T0, "555")]
+        assert await other.unfinished("discord") == []
+        assert await other.take_message(KEY) == 1
+        await other.record_exchange(event(), exchange(1), done=KEY)
+        assert await other.unfinished("telegram") == []
+        assert await db.count("inbox", "state = 'done' AND text IS NULL AND origin IS NULL") == 1
+        assert await other.take_message(KEY) is None  # done: nobody's to answer
+        await other.set_reply_ref(KEY, "556")  # too late: a done row is left as it is
+        assert await db.value("SELECT reply_ref FROM inbox") == "555"
+    finally:
+        await other.close()
 
 
 async def test_mark_done_drops_the_text_too(store: SqlMoodStore, db: Db) -> None:  # noqa: F811
@@ -49,15 +56,19 @@ async def test_mark_done_drops_the_text_too(store: SqlMoodStore, db: Db) -> None
     assert await db.count("inbox", "text IS NULL") == 1
 
 
-async def test_unfinished_lists_oldest_first_and_skips_rows_without_text(
-    store: SqlMoodStore,  # noqa: F811
-) -> None:
+async def test_unfinished_lists_oldest_first_and_skips_rows_without_text(db: Db) -> None:  # noqa: F811
+    dead = await SqlMoodStore.open(db.target)
     later = MessageKey("telegram", "chat-1", "101")
-    assert await store.claim_message(later, ALICE, T0 + timedelta(seconds=5), MESSAGE)
-    assert await store.claim_message(KEY, ALICE, T0, MESSAGE)
+    assert await dead.claim_message(later, ALICE, T0 + timedelta(seconds=5), MESSAGE)
+    assert await dead.claim_message(KEY, ALICE, T0, MESSAGE)
     # A claim without the message (as before migration 4) cannot be retried.
-    assert await store.claim_message(MessageKey("telegram", "chat-1", "99"), ALICE, T0)
-    found = await store.unfinished("telegram")
+    assert await dead.claim_message(MessageKey("telegram", "chat-1", "99"), ALICE, T0)
+    await dead.close()
+    store = await SqlMoodStore.open(db.target)  # noqa: F811
+    try:
+        found = await store.unfinished("telegram")
+    finally:
+        await store.close()
     assert [u.key.message_id for u in found] == ["100", "101"]
     assert found[0].message.user_id == "42"
     assert found[0].message.origin == '{"thread": 7}'
