@@ -462,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
              result["answered_without_the_killed_replica"]],
             ["left 'received' by the kill / recovered by the others",
              f"{result['left_by_the_kill']} / {result['recovered']}"],
-            ["recovered within s of the kill", result["recovered_within_s"]],
+            ["all recovered by s after the kill (looked at once the load ended)",
+             result["recovered_within_s"]],
             ["wall s", result["wall_s"]], ["answered / min", result["answered_per_min"]],
             ["load avg before / after", result["load_avg_before_after"]]]  # fmt: skip
     print(table(["", "value"], rows))
