@@ -22,11 +22,12 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from chat import mood, texts
 from chat.config import ChatConfig
+from chat.input_text import clean, has_visible
 from chat.prompts import reply_request
 from core.errors import EngineBusy, EngineStopped, EngineTimeout, StorageError
 from core.ports import ModelFacade, MoodStore, ReplyTokens
@@ -87,7 +88,9 @@ class ChatService:
             # The inbox makes a platform message count once, whoever sees it and however
             # often: a redelivered update, or the same update at two bot processes.
             try:
-                first = await self.store.claim_message(key, message.user, self._now(), message)
+                # Kept as it will be answered (cleaned, cut): PostgreSQL refuses NUL in text.
+                kept = replace(message, text=clean(message.text)[: self.config.max_input_chars])
+                first = await self.store.claim_message(key, message.user, self._now(), kept)
             except StorageError as error:
                 log.error("could not record the incoming message: %s", error)
                 yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
@@ -125,8 +128,9 @@ class ChatService:
 
     async def _answer(self, message: IncomingMessage) -> AsyncIterator[ReplyEvent]:
         key = message.key
-        text = message.text.strip()[: self.config.max_input_chars]
-        if not text:
+        # Longer texts are cut (MAX_INPUT_CHARS): the answer covers the start of it.
+        text = clean(message.text)[: self.config.max_input_chars]
+        if not has_visible(text):
             await self._mark_done(key)
             yield ReplyFailed("empty", texts.EMPTY_MESSAGE)
             return
@@ -188,6 +192,7 @@ class ChatService:
             created_at=self._now(),
             excerpt=text[: self.config.excerpt_chars] if self.config.store_message_text else None,
             neutral=sentiment.neutral,
+            message_id=message.message_id,  # what a correction button under the label names
         )
         try:
             history = await self.store.recent_turns(
@@ -265,8 +270,16 @@ class ChatService:
         return texts.RESET_DONE
 
     async def forget(self, user: UserKey) -> str:
-        """Delete everything about the user. Adapters ask for confirmation before calling."""
-        async with self._user_lock(user), self.store.user_turn(user):
+        """Delete everything about the user, every linked account included. Adapters ask for
+        confirmation before calling."""
+        # Each linked account's turn too (in one order everywhere, so two /forgets cannot
+        # deadlock): a message of theirs being answered is stored before, not after.
+        accounts = sorted({user, *await self.store.linked_accounts(user)},
+                          key=lambda key: (key.platform, key.user_id))  # fmt: skip
+        async with contextlib.AsyncExitStack() as turns:
+            for account in accounts:
+                await turns.enter_async_context(self._user_lock(account))
+                await turns.enter_async_context(self.store.user_turn(account))
             rows = await self.store.forget_user(user)
         return texts.forget_done(rows)
 

@@ -39,6 +39,10 @@ RETRY_NOTE = "🔁 重启后补上的回复 (answered after a restart)"
 NOT_TEXT = "我目前只能读懂文字消息。 (I can only read text messages for now.)"
 NOT_ALLOWED = "抱歉，这个机器人只对部分用户开放。 (Sorry, this bot is private.)"
 UNKNOWN_COMMAND = "我不认识这个命令，发送 /help 查看可用命令。 (Unknown command — see /help.)"
+# Discord: a "/name" typed and sent as text, not picked from the slash-command menu.
+PICK_FROM_MENU = (
+    "命令需要从输入框的 / 菜单中选择，例如 /mood。 (Pick commands from the / menu, e.g. /mood.)"
+)
 
 INTRO = (
     "你好！我是 All-in-One Bot 🤗\n"
@@ -100,7 +104,9 @@ def forget_done(rows: int) -> str:
 
 
 def bad_days(raw: str) -> str:
-    return f"天数需要是 1 到 365 之间的整数，例如 /mood 30。 (Days must be 1–365, got {raw!r}.)"
+    # The argument is echoed, but never so much that the answer outgrows a platform message.
+    shown = raw if len(raw) <= 20 else raw[:20] + "…"
+    return f"天数需要是 1 到 365 之间的整数，例如 /mood 30。 (Days must be 1–365, got {shown!r}.)"
 
 
 # --- /mood ---------------------------------------------------------------------------------
@@ -170,7 +176,9 @@ def _event_line(event: MoodEvent, tz: tzinfo) -> str:
     stamp = event.created_at.astimezone(tz).strftime("%m-%d %H:%M")
     tone = event.tone
     line = f"{stamp} {LABEL_EMOJI[tone]} {LABEL_WORD[tone]}"
-    if tone != "neutral":
+    if event.corrected is not None:
+        line += " ✎"  # the user's own correction: the model's confidence is not about it
+    elif tone != "neutral":
         confidence = event.p_positive if tone == "positive" else 1.0 - event.p_positive
         line += f" {confidence:.2f}"
     if event.excerpt:
@@ -184,3 +192,122 @@ def _event_line(event: MoodEvent, tz: tzinfo) -> str:
 def _day_label(day: date, other: date) -> str:
     # Month-day is enough unless the range crosses a year boundary.
     return day.strftime("%m-%d" if day.year == other.year else "%Y-%m-%d")
+
+
+# --- the journal: corrections, linked accounts, export (chat/journal.py) -------------------
+
+JOURNAL_COMMANDS: dict[str, str] = {
+    "wrong": "更正最近一条的情感标签，如 /wrong negative (correct your latest label)",
+    "link": "关联另一个平台的账号 (link your account on another platform)",
+    "unlink": "取消关联 (separate linked accounts)",
+    "export": "导出你的数据 CSV + JSON (export your data)",
+}
+COMMANDS.update(JOURNAL_COMMANDS)
+
+TONE_NAMES: dict[str, Tone] = {
+    "positive": "positive", "pos": "positive", "正面": "positive", "+": "positive",
+    "negative": "negative", "neg": "negative", "负面": "negative", "-": "negative",
+    "neutral": "neutral", "中性": "neutral", "0": "neutral",
+}  # fmt: skip
+
+
+def correction_button(tone: Tone) -> str:
+    return f"{LABEL_EMOJI[tone]} 其实是{LABEL_WORD[tone]} (actually {tone})"
+
+
+def corrected_line(shown: Tone, tone: Tone) -> str:
+    """Replaces the label line once the user has corrected it."""
+    return (
+        f"{LABEL_EMOJI[tone]} 情感判断: {LABEL_WORD[tone]} "
+        f"(已更正，原为{LABEL_WORD[shown]} · corrected from {shown})"
+    )
+
+
+def correction_done(shown: Tone, tone: Tone) -> str:
+    return (
+        f"已更正：{LABEL_WORD[shown]} → {LABEL_WORD[tone]}，/mood 会按更正后的计算。"
+        f" (Corrected: {shown} → {tone}; /mood counts the correction.)"
+    )
+
+
+CORRECTION_ALREADY = (
+    "这条已经更正过了，不能再改。 (This label was already corrected; it stays as it is.)"
+)
+CORRECTION_NOT_YOURS = (
+    "只有这条消息的作者可以更正它的标签。 (Only the person who wrote this message can correct it.)"
+)
+CORRECTION_NOT_FOUND = (
+    "找不到这条消息的心情记录（可能已被删除）。 (No mood entry for this message — maybe deleted.)"
+)
+CORRECTION_NOTHING = "还没有可以更正的心情记录。 (No mood entry to correct yet.)"
+
+
+def correction_same(tone: Tone) -> str:
+    return f"它已经是{LABEL_WORD[tone]}了，没有改动。 (It is already {tone}; nothing changed.)"
+
+
+def wrong_usage(latest: Tone | None) -> str:
+    shown = f"最近一条是{LABEL_WORD[latest]}。 (Your latest label is {latest}.)\n" if latest else ""
+    return (
+        f"{shown}用法: /wrong positive|negative|neutral（正面|负面|中性）更正最近一条。"
+        " (Usage: /wrong positive|negative|neutral corrects your latest label.)"
+    )
+
+
+def link_code_text(code: str, minutes: int) -> str:
+    return (
+        f"你的关联码: {code}\n在另一个平台上对我发送 /link {code}"
+        f"（{minutes} 分钟内有效，只能用一次），两个账号就会共享同一份心情记录。\n"
+        f"Your link code: {code}. Send /link {code} to me on your other platform within "
+        f"{minutes} minutes (single use); the two accounts then share one mood history."
+    )
+
+
+def linked_text(others: list[str]) -> str:
+    names = ", ".join(others)
+    return (
+        f"已关联：{names}。/mood 和 /export 现在包含这些账号的记录，/unlink 可取消。"
+        f" (Linked with {names}: /mood and /export now cover them; /unlink separates.)"
+    )
+
+
+LINK_PRIVATE_ONLY = (
+    "关联只能在私聊中进行（关联码能打开你的记录）。 "
+    "(Linking works in a private chat only — a code opens your history.)"
+)
+LINK_INVALID = "关联码不对。 (That link code is not valid.)"
+LINK_EXPIRED = (
+    "这个关联码已过期或已用过，请在原平台重新发送 /link。 "
+    "(That code expired or was used; send /link again there.)"
+)
+LINK_OWN_CODE = (
+    "这是你自己这个账号的关联码，请在另一个平台上输入。 "
+    "(That code is this account's own; enter it on the other platform.)"
+)
+LINK_ALREADY = "这两个账号已经关联了。 (These accounts are already linked.)"
+LINK_TOO_MANY = "尝试次数太多，请 10 分钟后再试。 (Too many attempts; try again in 10 minutes.)"
+UNLINK_DONE = (
+    "已取消关联：这个账号的心情记录与其他账号分开了。 "
+    "(Unlinked: this account's history is separate again.)"
+)
+UNLINK_NONE = "这个账号没有关联其他账号。 (This account is not linked to another.)"
+FORGET_ASK_LINKED = (
+    "这会永久删除我保存的关于你的所有数据（心情记录和对话），包括已关联的账号，无法恢复。确定吗？\n"
+    "This permanently deletes everything I store about you, linked accounts included. Are you sure?"
+)
+
+EXPORT_PRIVATE_ONLY = (
+    "导出只能在私聊中使用，请私聊我发送 /export。 "
+    "(Export works in a private chat only — message me directly.)"
+)
+
+
+def export_done(events: int, corrected: int, turns: int) -> str:
+    return (
+        f"你的数据：{events} 条心情记录（{corrected} 条已更正），{turns} 条对话。"
+        f" (Your data: {events} mood entries, {corrected} corrected, {turns} turns.)"
+    )
+
+
+def export_saved(paths: list[str]) -> str:
+    return "已保存 (saved): " + ", ".join(paths)

@@ -12,18 +12,57 @@ from datetime import datetime
 from typing import Protocol
 
 from core.types import (
+    Correction,
     IncomingMessage,
+    LinkOutcome,
     MessageKey,
     MoodEvent,
     ReplyRequest,
     Sentiment,
+    StoredTurn,
+    Tone,
     Turn,
     Unfinished,
     UserKey,
 )
 
 
-class MoodStore(Protocol):
+class JournalStore(Protocol):
+    """What chat/journal.py needs beyond the exchanges: corrections, linked accounts (one
+    person, one mood history) and the export. A person's mood events, /forget and the export
+    cover every account linked to the caller's."""
+
+    async def correct_mood(
+        self, user: UserKey, chat_id: str, message_id: str | None, tone: Tone, at: datetime
+    ) -> Correction:
+        """Store `tone` beside the label of the user's message `message_id` in `chat_id`
+        (None: the user's latest labelled message anywhere). Only the owner can, only once."""
+
+    async def corrected_events(self) -> list[MoodEvent]:
+        """Every corrected mood event, oldest first: labelled data for the calibration."""
+
+    async def save_link_code(
+        self, user: UserKey, code_hash: str, at: datetime, expires_at: datetime
+    ) -> None:
+        """Keep the hash of a new link code for the user (their older unused ones are voided)."""
+
+    async def redeem_link_code(
+        self, user: UserKey, code_hash: str, at: datetime, since: datetime, max_failures: int
+    ) -> LinkOutcome:
+        """Link the user with the code's issuer, once. More than `max_failures` failed
+        attempts by the user since `since` refuse further attempts ("too_many")."""
+
+    async def unlink(self, user: UserKey) -> bool:
+        """Take the user's account out of its person; False when it was not linked."""
+
+    async def linked_accounts(self, user: UserKey) -> list[UserKey]:
+        """The other accounts of the user's person."""
+
+    async def export_turns(self, user: UserKey) -> list[StoredTurn]:
+        """The stored conversation turns of every account of the user's person, oldest first."""
+
+
+class MoodStore(JournalStore, Protocol):
     """Raises core.errors.StorageError, with a message fit for the log, when the database
     cannot do what is asked (locked, corrupt, read-only, unreachable)."""
 

@@ -3,7 +3,6 @@ loopback fakes' TLS proxy."""
 
 import os
 import sys
-from pathlib import Path
 
 from tests.fakes.tls_proxy import loopback_ca
 
@@ -11,8 +10,4 @@ from tests.fakes.tls_proxy import loopback_ca
 # clients (in this process and in every `python -m bot` the tests start) trust it through
 # SSL_CERT_FILE. aiohttp reads the CA bundle once, when it is imported, so this comes first.
 assert "aiohttp" not in sys.modules, "SSL_CERT_FILE must be set before aiohttp is imported"
-_inherited = Path(os.environ.get("SSL_CERT_FILE") or "/")
-# A bot process that a test started from this package (python -m tests.scripted_bot) keeps
-# its parent's CA: the fakes it talks to are the parent's.
-if not (_inherited.name == "test-ca.pem" and _inherited.parent.name.startswith("test-ca-")):
-    os.environ["SSL_CERT_FILE"] = str(loopback_ca().bundle)
+os.environ["SSL_CERT_FILE"] = str(loopback_ca().bundle)

@@ -19,6 +19,7 @@ from discord.ext import commands
 from adapters.discord.chat_cog import NO_MENTIONS, ChatCog
 from adapters.discord.commands_cog import CommandsCog, CommandTree
 from adapters.discord.config import DiscordConfig
+from adapters.discord.journal import register as register_journal
 from adapters.inflight import InFlight
 from adapters.resume import Resumer
 from chat.service import ChatService
@@ -46,7 +47,9 @@ class DiscordBot(commands.Bot):
     async def setup_hook(self) -> None:
         """Runs inside login(): the Cogs are added and the slash commands published."""
         await self.add_cog(ChatCog(self, self.adapter))
-        await self.add_cog(CommandsCog(self, self.adapter))
+        cog = CommandsCog(self, self.adapter)
+        await self.add_cog(cog)
+        register_journal(self, self.adapter, cog.commands)
         assert isinstance(self.tree, CommandTree)
         await self.tree.publish(self.adapter.config.command_guild_id)
 

@@ -44,6 +44,8 @@ from adapters.telegram.chat import (
     leading_command,
 )
 from adapters.telegram.config import TelegramConfig
+from adapters.telegram.journal import attach_corrections, send_files
+from adapters.telegram.journal import press as press_correction
 from chat import texts
 from chat.commands import Caller, Commands
 from chat.service import ChatService
@@ -115,6 +117,7 @@ class TelegramAdapter:
                     timeout=timedelta(seconds=self.config.poll_timeout_s),
                     allowed_updates=_ALLOWED_UPDATES,
                     bootstrap_retries=3,
+                    error_callback=_polling_failed,
                 )
         except BaseException as error:
             await self.stop()
@@ -227,9 +230,27 @@ class TelegramAdapter:
         renderer = self._renderer(outbox, incoming.key)
         # aclosing: if stop() cancels us, the chat service still releases this user's lock.
         async with contextlib.aclosing(self.service.handle(incoming)) as events:
-            result = await renderer.render(events)
+            try:
+                result = await renderer.render(events)
+            except Forbidden as error:
+                # Blocked by the user (or removed from the group) mid-reply. The message was
+                # received, so it still runs to the end: its mood event is stored and its inbox
+                # row done, rather than left as unfinished work to be answered again.
+                log.warning(
+                    "telegram: chat %s refused the reply to message %s (%s): stored, not shown",
+                    message.chat_id,
+                    message.message_id,
+                    error,
+                )
+                async for _ in events:
+                    pass
+                return
         if result.failure is not None:
             log.info("telegram: reply failed (%s)", result.failure.reason)
+        elif result.sentiment is not None and result.first is not None:
+            # Stored by now (ReplyDone comes after the store), so the buttons find the event.
+            await attach_corrections(outbox, result.first, str(message.message_id),
+                                     result.sentiment)  # fmt: skip
 
     def _renderer(
         self, outbox: Outbox, key: MessageKey | None, frozen: Posted | None = None, note: str = ""
@@ -267,13 +288,23 @@ class TelegramAdapter:
         renderer = self._renderer(outbox, key, frozen, note)
         try:
             async with contextlib.aclosing(self.service.resume(pending)) as events:
-                result = await renderer.render(events)
+                try:
+                    result = await renderer.render(events)
+                except Forbidden as error:
+                    # Blocked since: stored and done all the same, as a live reply would be.
+                    log.warning("telegram: chat %s refused the late reply to message %s (%s)",
+                                key.chat_id, key.message_id, error)  # fmt: skip
+                    async for _ in events:
+                        pass
+                    return
         except TelegramError as error:
             log.warning("telegram: could not answer unfinished message %s in chat %s: %s",
                         key.message_id, key.chat_id, error)  # fmt: skip
             return
         if result.failure is not None:
             log.info("telegram: resumed reply failed (%s)", result.failure.reason)
+        elif result.sentiment is not None and result.first is not None:
+            await attach_corrections(outbox, result.first, key.message_id, result.sentiment)
 
     async def _answer(self, outbox: Outbox, user_id: int, text: str) -> None:
         await outbox.say(text if self._allowed(user_id) else texts.NOT_ALLOWED)
@@ -299,7 +330,7 @@ class TelegramAdapter:
         command = leading_command(update.message)
         assert command is not None  # CommandHandler matched it
         # Keyed by the caller's own id, so in a group nobody sees anyone else's data.
-        caller = Caller(_user_key(update), str(outbox.chat_id))
+        caller = Caller(_user_key(update), str(outbox.chat_id), private=outbox.private)
         result = await self.commands.run(command[0], caller, " ".join(context.args or ()))
         markup = None
         if result.confirm is not None:
@@ -317,6 +348,11 @@ class TelegramAdapter:
             except TelegramError:
                 # The summary went out; a missing picture is not worth failing the command.
                 log.exception("telegram: sending the mood chart failed")
+        if result.files:
+            try:
+                await send_files(outbox, result.files)
+            except TelegramError:
+                log.exception("telegram: sending the export failed")
 
     async def _on_callback(self, update: Update, context: Context) -> None:
         query = update.callback_query
@@ -325,6 +361,12 @@ class TelegramAdapter:
         notice: str | None = None
         alert = False
         try:
+            if Commands.is_correction(query.data or ""):
+                if self._allowed(query.from_user.id):
+                    notice, alert = await press_correction(query, self.commands)
+                else:
+                    notice, alert = texts.NOT_ALLOWED, True
+                return
             match = _CONFIRM_DATA.match(query.data or "")
             if match is None or not self.commands.asks_first(match.group(1)):
                 return
@@ -344,6 +386,12 @@ class TelegramAdapter:
         finally:
             # Always answer, or the user's client shows a spinner on the button for a while.
             await query.answer(notice, show_alert=alert)
+
+
+def _polling_failed(error: TelegramError) -> None:
+    # PTB retries getUpdates by itself (1 s, then 1.5x longer up to 30 s); its default callback
+    # would log each transient network error at ERROR with a traceback.
+    log.warning("telegram: getUpdates failed, retrying: %s", error)
 
 
 def _user_key(update: Update) -> UserKey:

@@ -8,6 +8,7 @@ delivered once more changes nothing. Real `python -m bot` processes on the scrip
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sqlite3
 from collections.abc import Callable
@@ -155,6 +156,7 @@ async def test_discord_a_reply_killed_mid_stream_is_finished_once_after_a_restar
         f"sqlite:///{db}",
         DISCORD_BOT_TOKEN=DISCORD_TOKEN,
         DISCORD_PROXY=fake.proxy_url,
+        PARENT_SSL_CERT_FILE=os.environ["SSL_CERT_FILE"],  # the fake's TLS proxy's CA
         DISCORD_EDIT_INTERVAL_S="0.1",
         **SLOW,
     )

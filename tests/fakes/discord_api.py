@@ -268,6 +268,16 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         self._live, self._live_event = None, asyncio.Event()
         await connection.ws.send_str(json.dumps({"op": 7, "d": None}))
 
+    async def drop_gateway(self, code: int = 4000) -> None:
+        """Close the live gateway websocket from Discord's side with `code` (4000, "unknown
+        error", is resumable); the client should come back with a RESUME. Dispatches sent
+        meanwhile wait for the resumed connection, as Discord replays what a resume missed."""
+        await asyncio.wait_for(self._live_event.wait(), 5.0)
+        connection = self._live
+        assert connection is not None
+        self._live, self._live_event = None, asyncio.Event()
+        await connection.ws.close(code=code, message=b"Unknown error.")
+
     def describe(self, call: ApiCall) -> str:
         return f"{call.route}({call.status})"
 
@@ -748,6 +758,8 @@ def _check_content(content: str) -> None:
 
 
 def _fault_response(fault: _Fault) -> web.Response:
+    if fault.status == 403:  # what Discord says when the user's DMs are closed to the bot
+        return json_response({"message": "Cannot send messages to this user", "code": 50007}, 403)
     if fault.status != 429:
         return json_response({"message": "scripted failure", "code": 0}, fault.status)
     headers = {
