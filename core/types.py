@@ -134,6 +134,12 @@ class AlreadyHandled:
     key: MessageKey
 
 
+ReplyEvent = SentimentTagged | TextDelta | ReplyDone | ReplyFailed | AlreadyHandled
+
+
+# --- what the store keeps -----------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Unfinished:
     """A platform message that was recorded but never answered (its process died, or was
@@ -149,12 +155,6 @@ class Unfinished:
     def key(self) -> MessageKey:
         assert self.message.key is not None  # only platform messages are recorded
         return self.message.key
-
-
-ReplyEvent = SentimentTagged | TextDelta | ReplyDone | ReplyFailed | AlreadyHandled
-
-
-# --- what the store keeps -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
