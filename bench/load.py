@@ -10,6 +10,15 @@ end of the reply, how many got a "busy" answer. Afterwards every message must ha
 exactly one ReplyDone or one ReplyFailed("busy"), and the store must hold exactly one mood
 event per tagged message. `--compare-sequential` also sends the same messages one at a
 time (same per-user order, fresh store, same loaded model) for "throughput vs sequential".
+
+    python -m bench.load --flood --users 4 --messages 3 [--flood-messages 50 --flood-seconds 10]
+
+`--flood` first runs the N users alone, then again while one more user sends 50 messages in
+10 s without waiting for answers. Reported: the others' label and reply p50/p95 in both runs
+and their ratio (one process, one loaded model: the ratio says more than the seconds on a
+shared machine), whether anything of theirs was lost, and what the flooder got (answered,
+"slow down", busy). Past USER_QUEUE_MAX waiting messages the flooder is told to slow down;
+nothing else may fail.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from core.ports import MoodStore
 from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, UserKey
 
 PLATFORM = "bench"
+FLOODER = "flooder"
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -112,9 +122,13 @@ async def stored_events(store: MoodStore, users: Sequence[str]) -> dict[str, int
 
 
 def check_nothing_lost(
-    work: dict[str, list[str]], outcomes: Sequence[Outcome], stored: dict[str, int]
+    work: dict[str, list[str]],
+    outcomes: Sequence[Outcome],
+    stored: dict[str, int],
+    allowed: Sequence[str] = ("busy",),
 ) -> list[str]:
-    """Every sent message ended exactly once (ReplyDone or busy); one stored event per label."""
+    """Every sent message ended exactly once (ReplyDone or an `allowed` failure, by default
+    busy); one stored event per label."""
     problems = []
     seen = {(o.user, o.index): o for o in outcomes}
     for user, texts in work.items():
@@ -126,7 +140,7 @@ def check_nothing_lost(
             ends = o.done + len(o.failures)
             if ends != 1:
                 problems.append(f"{user}#{index}: {ends} final events (want exactly 1)")
-            elif o.failures and o.failures != ["busy"]:
+            elif o.failures and o.failures[0] not in allowed:
                 problems.append(f"{user}#{index}: failed with {o.failures[0]!r}")
             if o.tagged > 1:
                 problems.append(f"{user}#{index}: tagged {o.tagged} times")
@@ -185,6 +199,68 @@ async def measure(
     return result
 
 
+async def run_flood(
+    service: ChatService, work: dict[str, list[str]], flood: list[str], seconds: float
+) -> list[Outcome]:
+    """The others' sessions as in run_concurrent, while FLOODER sends `flood` evenly over
+    `seconds`, each message without waiting for the answer to the one before."""
+    outcomes = [Outcome(FLOODER, i, text) for i, text in enumerate(flood)]
+
+    async def flooder() -> None:
+        sent = []
+        for outcome in outcomes:
+            sent.append(asyncio.create_task(send(service, outcome)))
+            await asyncio.sleep(seconds / len(flood))
+        await asyncio.gather(*sent)
+
+    others, _ = await asyncio.gather(run_concurrent(service, work), flooder())
+    return [*others, *outcomes]
+
+
+def summarize_flood(outcomes: Sequence[Outcome], wall_s: float) -> dict[str, Any]:
+    flood = [o for o in outcomes if o.user == FLOODER]
+    failures = [reason for o in flood for reason in o.failures]
+    return {
+        "others": summarize([o for o in outcomes if o.user != FLOODER], wall_s),
+        "flooder": {
+            "sent": len(flood),
+            "answered": sum(o.done for o in flood),
+            "slow_down": failures.count("slow_down"),
+            "busy": failures.count("busy"),
+            "other_failures": len(failures) - failures.count("slow_down") - failures.count("busy"),
+            "label_s_p95": percentile([o.label_s for o in flood if o.label_s is not None], 95),
+        },
+    }
+
+
+async def measure_flood(
+    worker: Any, settings: Any, work: dict[str, list[str]], flood: list[str], seconds: float
+) -> dict[str, Any]:
+    from storage.store import SqlMoodStore
+
+    with tempfile.TemporaryDirectory(prefix="bench-flood-") as temp:
+        store = await SqlMoodStore.open(Path(temp) / "flood.db")
+        try:
+            service = ChatService(worker, store, settings.chat)
+            load_before = os.getloadavg()[0]
+            start = time.perf_counter()
+            outcomes = await run_flood(service, work, flood, seconds)
+            wall = time.perf_counter() - start
+            stored = await stored_events(store, [*work, FLOODER])
+        finally:
+            await store.close()
+    result = summarize_flood(outcomes, wall)
+    others = [o for o in outcomes if o.user != FLOODER]
+    # The others may lose nothing and fail nothing; the flooder may only be told to slow down.
+    result["problems"] = check_nothing_lost(work, others, stored, allowed=()) + check_nothing_lost(
+        {FLOODER: flood}, [o for o in outcomes if o.user == FLOODER], stored, ("slow_down",)
+    )
+    result["user_queue_max"] = settings.chat.user_queue_max
+    result["load_avg_before_after"] = [load_before, os.getloadavg()[0]]
+    result["outcomes"] = [asdict(o) for o in outcomes]
+    return result
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
     engine, _ = bench_engine(settings, settings.worker)  # the bot's own, BACKEND=openai too
@@ -192,9 +268,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = plan(args.users, args.messages)
     results: dict[str, Any] = {"engine": describe_engine(engine)}
     try:
-        print(f"{args.users} users x {args.messages} messages, concurrently…", file=sys.stderr)
-        results["concurrent"] = await measure(engine, settings, work, sequential=False)
-        if args.compare_sequential:
+        if getattr(args, "flood", False):
+            # The flooder's texts follow the others' in the message list: none is shared.
+            texts = [m.text for m in messages(args.users * args.messages + args.flood_messages)]
+            print(f"{args.users} users x {args.messages} messages alone…", file=sys.stderr)
+            results["alone"] = await measure(engine, settings, work, sequential=False)
+            what = f"one user sends {args.flood_messages} in {args.flood_seconds:g} s"
+            print(f"the same while {what}…", file=sys.stderr)
+            results["flood"] = await measure_flood(
+                engine, settings, work, texts[-args.flood_messages :], args.flood_seconds
+            )
+        else:
+            print(f"{args.users} users x {args.messages} messages, concurrently…", file=sys.stderr)
+            results["concurrent"] = await measure(engine, settings, work, sequential=False)
+        if args.compare_sequential and "flood" not in results:
             print("the same messages one at a time…", file=sys.stderr)
             results["sequential"] = await measure(engine, settings, work, sequential=True)
     finally:
@@ -218,9 +305,18 @@ def main(argv: list[str] | None = None) -> int:
         "--max-new-tokens", type=int, default=None, help="reply token cap (default: MAX_NEW_TOKENS)"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, help="default: bench/results/load.json")
+    parser.add_argument("--flood", action="store_true", help="one more user floods meanwhile")
+    parser.add_argument("--flood-messages", type=int, default=50)
+    parser.add_argument("--flood-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--json", default=None, help="default: bench/results/load.json (load-flood.json)"
+    )
     args = parser.parse_args(argv)
     results = asyncio.run(run(args))
+    results["machine"] = describe_machine()
+    results["args"] = vars(args)
+    if "flood" in results:
+        return report_flood(results, args.json)
     modes = [m for m in ("concurrent", "sequential") if m in results]
     keys = [
         "messages",
@@ -249,10 +345,27 @@ def main(argv: list[str] | None = None) -> int:
         problems = results[mode]["problems"]
         print(f"{mode}: " + ("nothing lost" if not problems else "PROBLEMS:\n  "
                              + "\n  ".join(problems)))  # fmt: skip
-    results["machine"] = describe_machine()
-    results["args"] = vars(args)
     write_json(args.json, "load", results)
     return 1 if any(results[m]["problems"] for m in modes) else 0
+
+
+def report_flood(results: dict[str, Any], json_path: str | None) -> int:
+    alone, flood = results["alone"], results["flood"]
+    others = flood["others"]
+    keys = ["messages", "replies", "busy", "other_failures", "wall_s", "label_s_p50",
+            "label_s_p95", "reply_s_p50", "reply_s_p95"]  # fmt: skip
+    rows: list[list[object]] = [[f"others: {key}", alone[key], others[key]] for key in keys]
+    rows += [[f"others: {key} with flood / alone", None, others[key] / alone[key]]
+             for key in ("label_s_p95", "reply_s_p95") if alone[key] and others[key]]  # fmt: skip
+    rows += [[f"flooder: {key}", None, value] for key, value in flood["flooder"].items()]
+    loads = ["{:.1f}/{:.1f}".format(*r["load_avg_before_after"]) for r in (alone, flood)]
+    rows += [["USER_QUEUE_MAX", None, flood["user_queue_max"]], ["load avg before/after", *loads]]
+    print(f"engine: {results['engine']}")
+    print(table(["figure", "alone", "with flood"], rows))
+    problems = [*alone["problems"], *flood["problems"]]
+    print("nothing lost" if not problems else "PROBLEMS:\n  " + "\n  ".join(problems))
+    write_json(json_path, "load-flood", results)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -53,6 +53,10 @@ class ChatConfig(ConfigGroup):
     history_step: int = Field(1, ge=1, le=200, alias="HISTORY_STEP")
     # Longer messages are cut before tagging and replying.
     max_input_chars: int = Field(4000, ge=100, le=100_000, alias="MAX_INPUT_CHARS")
+    # Messages of one user waiting behind the one being answered; more get "slow down" at once.
+    # A burst of a few lines (or a long paste the platform split) before the first reply is
+    # normal chat; at ~5 s a reply on 2 cores the 4th waiting one is answered ~20 s late.
+    user_queue_max: int = Field(4, ge=0, le=1000, alias="USER_QUEUE_MAX")
     store_message_text: bool = Field(False, alias="STORE_MESSAGE_TEXT")
     # How often a running bot looks again for messages a dead process left unanswered (the
     # first look is at start-up); 0: at start-up only.

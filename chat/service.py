@@ -13,6 +13,11 @@ At start-up each adapter asks `unfinished(platform)` and passes each to `resume`
 answers it exactly like `handle` once it holds the user's turn and the store agrees the
 message is free (its owner gone: storage/presence.py). So each message gets one mood event
 and one answer, whoever restarts and however often it is delivered again.
+
+A flood from one user cannot starve the others: past USER_QUEUE_MAX messages waiting behind
+the one being answered, a message is answered at once with "slow down" (and marked done).
+Everyone else is unaffected because the lock also means a user has at most one job (a label
+or a reply) at the model worker at a time, so one user's backlog never fills its queue.
 """
 
 from __future__ import annotations
@@ -134,7 +139,15 @@ class ChatService:
             await self._mark_done(key)
             yield ReplyFailed("empty", texts.EMPTY_MESSAGE)
             return
-        async with self._user_lock(message.user), contextlib.AsyncExitStack() as turn:
+        entry = self._join_queue(message.user, self.config.user_queue_max)
+        if entry is None:
+            # Answered (with "slow down") rather than dropped, so it is done in the inbox too.
+            log.info("%s user %s has too many messages waiting: asked to slow down",
+                     message.platform, message.user_id)  # fmt: skip
+            await self._mark_done(key)
+            yield ReplyFailed("slow_down", texts.SLOW_DOWN)
+            return
+        async with self._hold(message.user, entry), contextlib.AsyncExitStack() as turn:
             try:
                 # Other bot processes sharing the database wait for this user's turn too.
                 await turn.enter_async_context(self.store.user_turn(message.user))
@@ -292,12 +305,24 @@ class ChatService:
         except StorageError as error:
             log.error("could not mark the message done: %s", error)
 
+    def _join_queue(self, user: UserKey, waiting_max: int | None = None) -> _UserLock | None:
+        """Count one more holder of the user's lock; None when `waiting_max` are already
+        waiting behind the holder. No await here, so the check and the count are one step."""
+        entry = self._user_locks.setdefault(user, _UserLock())
+        if waiting_max is not None and entry.holders > waiting_max:
+            return None
+        entry.holders += 1
+        return entry
+
+    def _user_lock(self, user: UserKey) -> contextlib.AbstractAsyncContextManager[None]:
+        entry = self._join_queue(user)
+        assert entry is not None  # no limit was given
+        return self._hold(user, entry)
+
     @contextlib.asynccontextmanager
-    async def _user_lock(self, user: UserKey) -> AsyncIterator[None]:
+    async def _hold(self, user: UserKey, entry: _UserLock) -> AsyncIterator[None]:
         # Counted, so a user's lock is dropped when nobody holds or awaits it: a bot that
         # meets thousands of users does not keep a lock for each one forever.
-        entry = self._user_locks.setdefault(user, _UserLock())
-        entry.holders += 1
         try:
             async with entry.lock:
                 yield

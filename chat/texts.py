@@ -27,6 +27,10 @@ def label_line(sentiment: Sentiment, with_score: bool = True) -> str:
 
 EMPTY_MESSAGE = "我没有看到文字内容，发一句话给我吧。 (Send me some text and I'll reply.)"
 BUSY = "我现在有点忙，请稍后再试。 (I'm busy right now — please try again in a moment.)"
+SLOW_DOWN = (
+    "你发得太快了，我还在回复前面的消息。请等我回复后再发。 "
+    "(You're sending messages faster than I can answer — please wait for my replies.)"
+)
 TIMEOUT = "这次回复花的时间太长了，请再试一次。 (That took too long — please try again.)"
 MODEL_ERROR = "抱歉，我这边出了点问题，没能回复。 (Sorry, something went wrong on my side.)"
 STORAGE_ERROR = (

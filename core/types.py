@@ -114,7 +114,7 @@ class ReplyDone:
     finished: bool  # True when the model ended its turn, False when MAX_NEW_TOKENS cut it
 
 
-FailureReason = Literal["empty", "busy", "timeout", "model_error", "storage_error"]
+FailureReason = Literal["empty", "busy", "slow_down", "timeout", "model_error", "storage_error"]
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,11 @@ class Database(ABC):
     async def owner_gone(self, conn: AsyncConnection, owner: str) -> bool:
         """Whether the process that was `owner` has ended (inside the caller's transaction)."""
 
+    async def scrub(self) -> None:
+        """After a deletion: leave no copy of the deleted rows behind where the database can
+        do so (SQLite's WAL); PostgreSQL's dead rows go at its next (auto)vacuum."""
+        return None
+
     @contextlib.contextmanager
     def translated(self) -> Iterator[None]:
         try:

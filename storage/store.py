@@ -5,6 +5,7 @@ Every write is one transaction; every statement is parameterised (Core binds the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -55,6 +56,8 @@ from storage.schema import (
 )
 from storage.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SqliteDatabase
 from storage.target import DatabaseTarget
+
+log = logging.getLogger(__name__)
 
 DEFAULT_POOL_SIZE = 10
 
@@ -323,7 +326,13 @@ class SqlMoodStore:
             deleted += result.rowcount
             if persons:
                 await conn.execute(delete(people).where(people.c.id.in_(persons)))
-            return deleted
+        try:
+            with self._db.translated():
+                await self._db.scrub()
+        except StorageError as error:
+            # The rows are gone (committed); only the old copies wait for a later overwrite.
+            log.warning("deleted, but the old copies could not be scrubbed yet: %s", error)
+        return deleted
 
     # --- JournalStore: corrections ----------------------------------------------------------
 

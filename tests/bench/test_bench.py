@@ -329,6 +329,42 @@ async def test_busy_answers_are_not_problems(tmp_path: Path) -> None:
     assert load.check_nothing_lost(work, outcomes, stored) == []
 
 
+async def test_the_flood_variant_slows_the_flooder_down_and_loses_nothing_of_the_others(
+    tmp_path: Path,
+) -> None:
+    from types import SimpleNamespace
+
+    from runtime.worker import ModelWorker
+
+    runner = ScriptedRunner(delay_s=0.01)  # ~60 ms a reply: the flood outpaces the answers
+    worker = ModelWorker(lambda: runner, worker_config(queue_size=32, request_timeout_s=30))
+    await worker.start()
+    settings = SimpleNamespace(chat=ChatConfig(user_queue_max=2))
+    work = load.plan(users=3, per_user=2)
+    flood = [f"flood message {i}" for i in range(20)]
+    try:
+        result = await load.measure_flood(worker, settings, work, flood, seconds=0.2)
+    finally:
+        await worker.stop()
+    assert result["problems"] == []
+    others, flooder = result["others"], result["flooder"]
+    assert (others["messages"], others["replies"], others["busy"]) == (6, 6, 0)
+    assert flooder["slow_down"] >= 1
+    assert flooder["answered"] + flooder["slow_down"] == 20
+    assert result["user_queue_max"] == 2
+
+
+def test_the_flood_checker_allows_only_slow_down_for_the_flooder() -> None:
+    work = {"flooder": ["a", "b"]}
+    outcomes = [load.Outcome("flooder", 0, "a", failures=["slow_down"]),
+                load.Outcome("flooder", 1, "b", failures=["timeout"])]  # fmt: skip
+    problems = load.check_nothing_lost(work, outcomes, {"flooder": 0}, allowed=("slow_down",))
+    assert problems == ["flooder#1: failed with 'timeout'"]
+    assert load.check_nothing_lost(work, outcomes[:1], {}, allowed=("slow_down",)) == [
+        "flooder#1: no outcome at all"
+    ]
+
+
 # --- the sentiment bench's pieces that need no model ----------------------------------------
 
 
@@ -503,6 +539,26 @@ async def test_the_load_bench_runs_through_the_openai_backend(openai_env: Any) -
         assert results[mode]["problems"] == []
         assert results[mode]["replies"] == 6
     assert len(openai_env.reply_calls()) == 12
+
+
+async def test_the_flood_variant_runs_alone_then_with_the_flood_and_reports(
+    openai_env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    args = argparse.Namespace(users=2, messages=2, compare_sequential=False, max_new_tokens=None,
+                              seed=0, flood=True, flood_messages=10, flood_seconds=0.1)  # fmt: skip
+    results = await load.run(args)
+    assert set(results) >= {"alone", "flood"}
+    assert "concurrent" not in results
+    assert results["alone"]["replies"] == results["flood"]["others"]["replies"] == 4
+    flooder = results["flood"]["flooder"]
+    assert flooder["answered"] + flooder["slow_down"] == 10
+    assert load.report_flood(results, str(tmp_path / "flood.json")) == 0
+    shown = capsys.readouterr().out
+    assert "others: label_s_p95 with flood / alone" in shown
+    assert "nothing lost" in shown
+    assert (tmp_path / "flood.json").exists()
 
 
 async def test_the_latency_bench_counts_remote_reply_tokens(openai_env: Any) -> None:
