@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from chat import texts
+from chat import insight, texts
 from chat.journal import (
     ExportFile,
     Journal,
@@ -94,6 +94,13 @@ async def _help(commands: Commands, caller: Caller, args: str, charts: bool) -> 
 
 
 async def _mood(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    # `/mood why` and `/mood week` (chat/insight.py); anything else is a number of days.
+    view = args.strip().lower()
+    if view == "why":
+        return CommandResult(await insight.why(commands.service, caller.user))
+    if view == "week":
+        summary = await insight.week(commands.service, caller.user, caller.chat_id, charts=charts)
+        return CommandResult(summary.text, summary.chart_png)
     try:
         days = parse_days(args)
     except ValueError as error:
@@ -147,6 +154,20 @@ async def _export(commands: Commands, caller: Caller, args: str, charts: bool) -
     return CommandResult(text, files=files)
 
 
+async def _digest(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    choice = args.strip().lower()
+    if choice not in ("on", "off"):
+        return CommandResult(texts.DIGEST_USAGE)
+    changed = await insight.set_digest(
+        commands.service, caller.user, caller.chat_id, choice == "on"
+    )
+    if choice == "off":
+        return CommandResult(texts.DIGEST_OFF if changed else texts.DIGEST_WAS_OFF)
+    config = commands.service.config
+    on = texts.digest_on(config.digest_weekday, config.digest_at, config.timezone, changed)
+    return CommandResult(on)
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -164,6 +185,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("mood", _mood),
     Command("reset", _reset),
     Command("forget", _forget, asks_first=True),
+    Command("digest", _digest),
     Command("wrong", _wrong),
     Command("link", _link),
     Command("unlink", _unlink),

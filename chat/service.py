@@ -34,6 +34,7 @@ from chat import mood, texts
 from chat.config import ChatConfig
 from chat.input_text import clean, has_visible
 from chat.prompts import reply_request
+from chat.recent import RecentMessages
 from core.errors import EngineBusy, EngineStopped, EngineTimeout, StorageError
 from core.ports import ModelFacade, MoodStore, ReplyTokens
 from core.types import (
@@ -78,9 +79,15 @@ class ChatService:
         self.config = config or ChatConfig()
         self._clock = clock
         self._user_locks: dict[UserKey, _UserLock] = {}
+        # The latest message of each user, in memory only, for /mood why (chat/recent.py).
+        self.recent = RecentMessages()
 
     def _now(self) -> datetime:
         return self._clock.now(UTC)
+
+    def now(self) -> datetime:
+        """The service's clock (UTC), which tests can set."""
+        return self._now()
 
     async def handle(self, message: IncomingMessage) -> AsyncGenerator[ReplyEvent, None]:
         """Yield SentimentTagged, TextDelta…, then ReplyDone — or ReplyFailed as the last event,
@@ -196,6 +203,7 @@ class ChatService:
             return
         sentiment_ms = _ms_since(start)
         yield SentimentTagged(sentiment, sentiment_ms)
+        self.recent.remember(message.user, text, sentiment, self._now())
         event = MoodEvent(
             platform=message.platform,
             user_id=message.user_id,
@@ -294,6 +302,7 @@ class ChatService:
                 await turns.enter_async_context(self._user_lock(account))
                 await turns.enter_async_context(self.store.user_turn(account))
             rows = await self.store.forget_user(user)
+            self.recent.forget(user)
         return texts.forget_done(rows)
 
     async def _mark_done(self, key: MessageKey | None) -> None:

@@ -5,9 +5,14 @@ The UI is Chinese first with English alongside, matching the product's audience.
 
 from __future__ import annotations
 
-from datetime import date, tzinfo
+from datetime import date, time, tzinfo
+from typing import TYPE_CHECKING
 
+from core.language import Language
 from core.types import MoodEvent, MoodReport, Sentiment, Tone
+
+if TYPE_CHECKING:
+    from chat.insight import Explanation, WeekFacts
 
 LABEL_EMOJI: dict[Tone, str] = {"positive": "😄", "negative": "😔", "neutral": "😐"}
 LABEL_WORD: dict[Tone, str] = {"positive": "正面", "negative": "负面", "neutral": "中性"}
@@ -68,9 +73,10 @@ PRIVACY = (
 COMMANDS: dict[str, str] = {
     "start": "介绍与隐私说明 (intro and what is stored)",
     "help": "查看帮助 (show help)",
-    "mood": "查看心情记录，可加天数，如 /mood 30 (your mood history)",
+    "mood": "心情记录：/mood 30、/mood why 为什么、/mood week 本周小结 (mood history, why, week)",
     "reset": "清除对话记忆 (clear conversation memory)",
     "forget": "删除关于你的所有数据 (delete all your data)",
+    "digest": "每周心情小结：/digest on 或 off (weekly summary on/off)",
 }
 
 
@@ -196,6 +202,195 @@ def _event_line(event: MoodEvent, tz: tzinfo) -> str:
 def _day_label(day: date, other: date) -> str:
     # Month-day is enough unless the range crosses a year boundary.
     return day.strftime("%m-%d" if day.year == other.year else "%Y-%m-%d")
+
+
+# --- /mood why (chat/insight.py) ---------------------------------------------------------------
+
+LABEL_WORD_EN: dict[Tone, str] = {"positive": "positive", "negative": "negative",
+                                  "neutral": "neutral"}  # fmt: skip
+WHY_NOTHING = (
+    "还没有可以解释的消息：先和我聊几句吧。 (There is no message of yours to explain yet.)"
+)
+
+
+def why_no_text(keep_minutes: int) -> str:
+    return (
+        "我没有你最近那条消息的原文，所以无法解释它的情感判断："
+        f"原文只在内存里保留 {keep_minutes} 分钟（重启后也会消失），"
+        "管理员开启 STORE_MESSAGE_TEXT 时才会保存摘录。发一条新消息后再试 /mood why。\n"
+        "I no longer have the text of your latest message, so I can't explain its label: the "
+        f"text is kept in memory for {keep_minutes} minutes only (and not across a restart), "
+        "and stored only when the admin sets STORE_MESSAGE_TEXT=true. Send a message, then "
+        "/mood why again."
+    )
+
+
+def why_explanation(explanation: Explanation, from_excerpt: bool) -> str:
+    """The answer to /mood why, in the message's language."""
+    zh = explanation.language == "zh"
+    whole = explanation.sentiment
+    tone = whole.tone
+    score = f"{whole.p_positive:.2f}"
+    if zh:
+        lines = [f"🔎 为什么是「{LABEL_WORD[tone]}」？（正面概率 {score}）"]
+    else:
+        lines = [f"🔎 Why “{LABEL_WORD_EN[tone]}”? (p positive {score})"]
+    strongest = explanation.strongest()
+    if not explanation.effects:
+        lines.append(
+            "这条消息只有一句，没有可以拿掉的部分：整句话决定了这个分数。"
+            if zh
+            else "The message is a single clause, so there is nothing to leave out: "
+            "the whole of it gives this score."
+        )
+    elif not strongest:
+        lines.append(
+            "没有哪一句单独明显改变分数（拿掉任何一句，变化都小于 0.05）：是整条消息一起决定的。"
+            if zh
+            else "No single part moved the score much (leaving out any one changed it by "
+            "less than 0.05): the message as a whole carries it."
+        )
+    for effect in strongest:
+        clause = _quoted(effect.clause)
+        towards: Tone = "positive" if effect.shift > 0 else "negative"
+        change = f"{score} → {effect.without:.2f}"
+        if zh:
+            word = LABEL_WORD[towards]
+            lines.append(f"• 「{clause}」把分数推向{word}（拿掉它：{change}）")
+        else:
+            lines.append(f"• “{clause}” pulled the score towards {towards} ({change} without it)")
+    lines.append(
+        "（由同一个模型给整条消息和每次去掉一句后的消息打分得出。）"
+        if zh
+        else "(Scored by the same model: the whole message, and the message without each part.)"
+    )
+    if from_excerpt:
+        lines.append("（依据保存的摘录。）" if zh else "(From the stored excerpt.)")
+    return "\n".join(lines)
+
+
+def _quoted(clause: str, limit: int = 60) -> str:
+    clause = " ".join(clause.split())
+    return clause if len(clause) <= limit else clause[: limit - 1] + "…"
+
+
+# --- /mood week and the weekly digest (chat/insight.py) -------------------------------------------
+
+WEEK_TITLE: dict[Language, str] = {"zh": "📅 本周心情小结", "en": "📅 Your week"}
+DIGEST_TITLE: dict[Language, str] = {"zh": "📬 每周心情小结", "en": "📬 Your weekly mood digest"}
+WEEK_FALLBACK_NOTE: dict[Language, str] = {
+    "zh": "（模型这次没能写出小结，以上是按统计生成的句子。）",
+    "en": "(The model could not write the summary this time; this sentence is a template.)",
+}
+_WEEKDAY: dict[Language, tuple[str, ...]] = {
+    "zh": ("周一", "周二", "周三", "周四", "周五", "周六", "周日"),
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+}
+
+
+def week_empty(language: Language) -> str:
+    if language == "zh":
+        return "这 7 天还没有心情记录。和我聊聊吧，下周就有小结了。"
+    return "No mood entries in the last 7 days: chat with me and next week there'll be a summary."
+
+
+def _day(point_day: date, language: Language) -> str:
+    return f"{_WEEKDAY[language][point_day.weekday()]} {point_day:%m-%d}"
+
+
+def week_facts_text(facts: WeekFacts) -> str:
+    """The facts the model writes the summary from (its user message), in its language."""
+    report, zh = facts.report, facts.language == "zh"
+    share = report.positive_share or 0.0
+    if zh:
+        lines = [
+            "用户最近 7 天的心情事实：",
+            f"- 消息 {report.total} 条：正面 {report.positive}，负面 {report.negative}，"
+            f"中性 {report.neutral}",
+            f"- 正面占比 {share:.0%}",
+        ]
+    else:
+        lines = [
+            "Facts about the user's last 7 days:",
+            f"- {report.total} messages: {report.positive} positive, {report.negative} negative, "
+            f"{report.neutral} neutral",
+            f"- positive share {share:.0%}",
+        ]
+    trend = report.trend
+    if trend is not None:
+        points = round(trend * 100)
+        if zh:
+            way = "上升" if points > 0 else "下降" if points < 0 else "持平"
+            lines.append(f"- 和前 7 天相比：{way} {abs(points)} 个百分点")
+        else:
+            way = "up" if points > 0 else "down" if points < 0 else "unchanged,"
+            lines.append(f"- compared with the 7 days before: {way} {abs(points)} points")
+    if facts.best is not None:
+        best = facts.best
+        if zh:
+            day = _day(best.day, "zh")
+            lines.append(f"- 最好的一天：{day}（{best.positive} 条正面，共 {best.total} 条）")
+        else:
+            lines.append(
+                f"- best day: {_day(best.day, 'en')} ({best.positive} of {best.total} positive)"
+            )
+    if facts.worst is not None:
+        worst = facts.worst
+        if zh:
+            day = _day(worst.day, "zh")
+            lines.append(f"- 最难的一天：{day}（{worst.negative} 条负面，共 {worst.total} 条）")
+        else:
+            day = _day(worst.day, "en")
+            lines.append(f"- hardest day: {day} ({worst.negative} of {worst.total} negative)")
+    if facts.excerpts:
+        said = "；".join(f"「{e}」" for e in facts.excerpts)
+        lines.append(f"- 用户说过：{said}" if zh else f"- things they wrote: {said}")
+    return "\n".join(lines)
+
+
+def week_fallback(facts: WeekFacts) -> str:
+    """The templated sentence used when the model fails, saying that it is one."""
+    report, zh = facts.report, facts.language == "zh"
+    share = report.positive_share or 0.0
+    if zh:
+        text = f"这 7 天你发了 {report.total} 条消息，正面占 {share:.0%}。"
+        if facts.best is not None:
+            text += f"{_day(facts.best.day, 'zh')}心情最好。"
+    else:
+        text = f"You sent {report.total} messages in the last 7 days, {share:.0%} of them positive."
+        if facts.best is not None:
+            text += f" Your best day was {_day(facts.best.day, 'en')}."
+    return f"{text}\n{WEEK_FALLBACK_NOTE[facts.language]}"
+
+
+def week_text(title: str, summary: str, report: MoodReport) -> str:
+    """/mood week's answer (and the digest's): the title, the sentences, the counts."""
+    counts = (
+        f"{LABEL_EMOJI['positive']} {report.positive} · {LABEL_EMOJI['neutral']} {report.neutral}"
+        f" · {LABEL_EMOJI['negative']} {report.negative}   {report.sparkline}"
+    )
+    return f"{title}\n\n{summary}\n\n{counts}"
+
+
+# --- /digest ----------------------------------------------------------------------------------
+
+DIGEST_USAGE = (
+    "用法：/digest on 每周收到心情小结，/digest off 停止。 "
+    "(Usage: /digest on for a weekly summary, /digest off to stop.)"
+)
+DIGEST_OFF = "好的，不再发送每周小结。 (Weekly digest off.)"
+DIGEST_WAS_OFF = "每周小结本来就是关闭的。 (The weekly digest was already off.)"
+
+
+def digest_on(day: int, at: time, zone: str, changed: bool) -> str:
+    when_zh = f"每{_WEEKDAY['zh'][day]} {at:%H:%M}（{zone}）"
+    when_en = f"every {_WEEKDAY['en'][day]} at {at:%H:%M} ({zone})"
+    first = "好的" if changed else "已经开着了"
+    first_en = "Weekly digest on" if changed else "The weekly digest is already on"
+    return (
+        f"{first}：{when_zh}我会把本周心情小结发到这里。/digest off 可关闭。 "
+        f"({first_en}: {when_en} you'll get the week's summary here. /digest off stops it.)"
+    )
 
 
 # --- the journal: corrections, linked accounts, export (chat/journal.py) -------------------

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from core.types import (
     Correction,
+    DigestSubscription,
     IncomingMessage,
     LinkOutcome,
     MessageKey,
@@ -120,6 +121,19 @@ class MoodStore(JournalStore, Protocol):
     async def forget_user(self, user: UserKey) -> int:
         """Delete everything stored about this user; returns rows deleted."""
 
+    # --- the weekly digest's opt-ins (/digest) ---
+
+    async def set_digest(self, user: UserKey, chat_id: str | None, at: datetime) -> bool:
+        """Opt the user in (to be sent to `chat_id`) or out (None); False when nothing
+        changed (already in, to the same chat, or already out)."""
+
+    async def digest_subscriptions(self, platform: str) -> list[DigestSubscription]:
+        """Everyone on this platform who opted in."""
+
+    async def claim_digest(self, user: UserKey, not_since: datetime, at: datetime) -> bool:
+        """Mark the user's digest sent at `at` unless it was sent at or after `not_since`:
+        True means this caller sends it (of several bot processes, exactly one does)."""
+
     async def close(self) -> None: ...
 
 
@@ -139,6 +153,10 @@ class ModelFacade(Protocol):
     when it cannot do them; any other exception is a model failure."""
 
     async def tag(self, text: str) -> Sentiment: ...
+
+    async def tag_many(self, texts: Sequence[str]) -> list[Sentiment]:
+        """Label several texts together, in order: one batched label pass where the backend
+        batches (the worker gives the runner one list; vLLM gets one request)."""
 
     def reply(self, request: ReplyRequest) -> ReplyTokens: ...
 

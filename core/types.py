@@ -305,3 +305,14 @@ class StoredTurn:
     role: Role
     content: str
     created_at: datetime
+
+
+# --- the weekly digest --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DigestSubscription:
+    """A user who opted in to the weekly summary (/digest on), and the chat it goes to."""
+
+    user: UserKey
+    chat_id: str

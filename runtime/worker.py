@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -33,9 +33,11 @@ T = TypeVar("T")
 
 @dataclass
 class _TagJob:
-    text: str
+    # One caller's texts: one for tag(), several for tag_many(). Every waiting job's texts
+    # go to the runner in one list, so a tag_many is one batched label pass.
+    texts: list[str]
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Sentiment]
+    future: asyncio.Future[list[Sentiment]]
     cancelled: bool = False
 
 
@@ -151,8 +153,16 @@ class ModelWorker:
             self._thread = None
 
     async def tag(self, text: str) -> Sentiment:
+        (sentiment,) = await self.tag_many([text])
+        return sentiment
+
+    async def tag_many(self, texts: Sequence[str]) -> list[Sentiment]:
+        """Label several texts in one batched pass (with whatever other labels are waiting);
+        they count as one request against QUEUE_SIZE and share one deadline."""
+        if not texts:
+            return []
         loop = asyncio.get_running_loop()
-        job = _TagJob(text, loop, loop.create_future())
+        job = _TagJob(list(texts), loop, loop.create_future())
         self._admit(job)
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -228,14 +238,19 @@ class ModelWorker:
         if not live:
             return
         try:
-            results = self.runner.tag([job.text for job in live])
+            results = self.runner.tag([text for job in live for text in job.texts])
+            if len(results) != sum(len(job.texts) for job in live):
+                raise RuntimeError(f"the runner returned {len(results)} labels")
         except Exception as error:
             log.exception("labelling failed")
             for job in live:
                 _deliver(job.loop, _set_exception, job.future, error)
             return
-        for job, sentiment in zip(live, results, strict=True):
-            _deliver(job.loop, _set_result, job.future, sentiment)
+        start = 0
+        for job in live:
+            end = start + len(job.texts)
+            _deliver(job.loop, _set_result, job.future, results[start:end])
+            start = end
 
     def _start_reply(self, job: _ReplyJob) -> bool:
         job.started_at = time.monotonic()

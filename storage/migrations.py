@@ -212,7 +212,28 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX link_attempts_user_time ON link_attempts (user_id, at);
     """,
     ),
-    # 5: what finishing an unfinished message after a crash needs. While a message is
+    # 5: the weekly digest. Who opted in to the weekly summary, the chat it goes to, and
+    # when it was last sent. A row is an opt-in (/digest off deletes it), so it survives
+    # restarts; last_sent_at lets one bot process of several claim a week's send.
+    Migration(
+        sqlite="""
+    CREATE TABLE digests (
+        user_id      INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+        chat_id      TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        last_sent_at TEXT NULL
+    );
+    """,
+        postgresql="""
+    CREATE TABLE digests (
+        user_id      BIGINT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+        chat_id      TEXT NOT NULL,
+        created_at   TIMESTAMPTZ NOT NULL,
+        last_sent_at TIMESTAMPTZ NULL
+    );
+    """,
+    ),
+    # 6: what finishing an unfinished message after a crash needs. While a message is
     # 'received' the inbox keeps its text (set to NULL when it is done: answered text is not
     # kept), the adapter's note of where to answer (origin), the id of the reply message the
     # adapter had begun (reply_ref: the label message a restart completes by editing it),

@@ -94,7 +94,7 @@ inbox = Table(
     Column("state", Text, nullable=False),  # 'received' | 'done'
     Column("received_at", UtcTime, nullable=False),
     Column("done_at", UtcTime),
-    # Migration 5: a retry's needs, kept while 'received' (text is NULL once done).
+    # Migration 6: a retry's needs, kept while 'received' (text is NULL once done).
     Column("text", Text),
     Column("origin", Text),
     Column("reply_ref", Text),
@@ -125,4 +125,13 @@ link_attempts = Table(
     Column("id", Integer, primary_key=True),
     Column("user_id", Integer, nullable=False),  # who entered a code that did not work
     Column("at", UtcTime, nullable=False),
+)
+
+digests = Table(
+    "digests",
+    metadata,
+    Column("user_id", Integer, primary_key=True),
+    Column("chat_id", Text, nullable=False),
+    Column("created_at", UtcTime, nullable=False),
+    Column("last_sent_at", UtcTime),
 )

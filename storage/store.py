@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core.errors import StorageError
 from core.types import (
     Correction,
+    DigestSubscription,
     IncomingMessage,
     LinkOutcome,
     MessageKey,
@@ -46,6 +47,7 @@ from storage.postgres import PostgresDatabase
 from storage.presence import new_owner
 from storage.schema import (
     aware,
+    digests,
     inbox,
     link_attempts,
     link_codes,
@@ -154,7 +156,7 @@ class SqlMoodStore:
                 return None
             if row.owner == self.owner:
                 return int(row.attempts)
-            # A row with no owner was claimed before migration 5, by a process now replaced.
+            # A row with no owner was claimed before migration 6, by a process now replaced.
             if row.owner is not None and not await self._db.owner_gone(conn, row.owner):
                 return None
             owned = inbox.c.owner.is_(None) if row.owner is None else inbox.c.owner == row.owner
@@ -319,7 +321,7 @@ class SqlMoodStore:
             ).all()  # fmt: skip
             ids = [row[0] for row in rows]
             persons = {row[1] for row in rows if row[1] is not None}
-            for table in (turns, mood_events, inbox, link_codes, link_attempts):
+            for table in (turns, mood_events, inbox, link_codes, link_attempts, digests):
                 result = await conn.execute(delete(table).where(table.c.user_id.in_(ids)))
                 deleted += result.rowcount
             result = await conn.execute(delete(users).where(users.c.id.in_(ids)))
@@ -512,6 +514,53 @@ class SqlMoodStore:
             .order_by(t.created_at, t.id)
         )
         return [StoredTurn(*row) for row in await self._fetchall(query)]
+
+    # --- MoodStore: the weekly digest's opt-ins ---------------------------------------------
+
+    async def set_digest(self, user: UserKey, chat_id: str | None, at: datetime) -> bool:
+        d = digests.c
+        async with self._transaction() as conn:
+            if chat_id is None:
+                result = await conn.execute(delete(digests).where(d.user_id == _user_id_of(user)))
+                return result.rowcount == 1
+            user_id = await self._user_id(conn, user, aware(at))
+            # Moving the digest to another chat keeps when it was last sent: a week is a week.
+            upsert = self._db.insert(digests).on_conflict_do_update(
+                index_elements=[d.user_id],
+                set_={"chat_id": chat_id},
+                where=d.chat_id != chat_id,
+            )
+            row = {"user_id": user_id, "chat_id": chat_id, "created_at": aware(at)}
+            result = await conn.execute(upsert, row)
+            return result.rowcount == 1
+
+    async def digest_subscriptions(self, platform: str) -> list[DigestSubscription]:
+        d, u = digests.c, users.c
+        query = (
+            select(u.platform_user_id, d.chat_id)
+            .join_from(digests, users, u.id == d.user_id)
+            .where(u.platform == platform)
+            .order_by(d.created_at, d.user_id)
+        )
+        return [
+            DigestSubscription(UserKey(platform, user_id), chat_id)
+            for user_id, chat_id in await self._fetchall(query)
+        ]
+
+    async def claim_digest(self, user: UserKey, not_since: datetime, at: datetime) -> bool:
+        d = digests.c
+        async with self._transaction() as conn:
+            # One conditional UPDATE: of several processes running the same weekly job, the
+            # first to commit wins; the others find last_sent_at already in this week.
+            result = await conn.execute(
+                update(digests)
+                .where(
+                    d.user_id == _user_id_of(user),
+                    (d.last_sent_at.is_(None)) | (d.last_sent_at < aware(not_since)),
+                )
+                .values(last_sent_at=aware(at))
+            )
+            return result.rowcount == 1
 
     @asynccontextmanager
     async def user_turn(self, user: UserKey) -> AsyncIterator[None]:

@@ -19,6 +19,7 @@ from discord.ext import commands
 from adapters.discord.chat_cog import NO_MENTIONS, ChatCog
 from adapters.discord.commands_cog import CommandsCog, CommandTree
 from adapters.discord.config import DiscordConfig
+from adapters.discord.digest import DiscordDigest
 from adapters.discord.journal import register as register_journal
 from adapters.inflight import InFlight
 from adapters.resume import Resumer
@@ -68,6 +69,7 @@ class DiscordAdapter:
         self._in_flight = InFlight("discord")
         self._online = False  # READY was reached; later gateway failures are logged, not raised
         self.resumer = Resumer(service, "discord", self._resume)
+        self.digest: DiscordDigest | None = None  # the weekly digest's task, once online
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -99,6 +101,8 @@ class DiscordAdapter:
             raise
         user = self.client.user
         log.info("connected to Discord as %s (id %s)", user, user and user.id)
+        self.digest = DiscordDigest(self.service, self.client)
+        self.digest.start()
 
     def _via(self) -> str:
         return f" through the proxy {self.config.proxy}" if self.config.proxy else ""
@@ -153,6 +157,8 @@ class DiscordAdapter:
     async def stop(self) -> None:
         """Stop taking messages, let in-flight replies finish briefly, then disconnect."""
         await self.resumer.stop()
+        if self.digest is not None:
+            self.digest.stop()
         await self._in_flight.finish(self.config.shutdown_grace_s)
         if self.client is not None and not self.client.is_closed():
             await self.client.close()

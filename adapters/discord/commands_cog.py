@@ -1,5 +1,5 @@
-"""The slash commands Cog: /mood, /reset, /forget, /help, /start and the journal's /wrong,
-/link, /unlink and /export, from chat/commands.py.
+"""The slash commands Cog: /mood, /reset, /forget, /digest, /help, /start and the journal's
+/wrong, /link, /unlink and /export, from chat/commands.py.
 
 Every answer is ephemeral: it concerns only the caller, and it keeps channels quiet (which is
 also why the channel allow-list does not apply here; the user allow-list does). Discord wants
@@ -33,6 +33,11 @@ MAX_CHARS = 2000
 
 # The one Discord-only string (option descriptions are a slash-command concept).
 DAYS_DESCRIPTION = "天数 1–365，默认 7 (days to show, 1–365, default 7)"
+VIEWS = ("why", "week")
+VIEW_DESCRIPTION = (
+    "why 为什么是这个判断，week 本周小结 (why: explain the latest label; week: summary)"
+)
+DIGEST_DESCRIPTION = "on 每周收到小结，off 停止 (on: weekly summary by DM; off: stop)"
 TONE_DESCRIPTION = "正确的情感 (the right label)"
 CODE_DESCRIPTION = (
     "另一个平台给你的关联码；留空则生成一个 (a code from your other platform; empty: get one)"
@@ -172,11 +177,25 @@ class CommandsCog(commands.Cog):
             view.prompt = interaction
 
     @app_commands.command(name="mood", description=texts.COMMANDS["mood"])
-    @app_commands.describe(days=DAYS_DESCRIPTION)
+    @app_commands.describe(days=DAYS_DESCRIPTION, view=VIEW_DESCRIPTION)
+    @app_commands.choices(view=[app_commands.Choice(name=name, value=name) for name in VIEWS])
     async def mood(
-        self, interaction: discord.Interaction, days: app_commands.Range[int, 1, 365] | None = None
+        self,
+        interaction: discord.Interaction,
+        days: app_commands.Range[int, 1, 365] | None = None,
+        view: str | None = None,
     ) -> None:
-        await self._answer(interaction, "mood", "" if days is None else str(days))
+        # `/mood view:why` and `/mood view:week` are the shared `/mood why` and `/mood week`.
+        args = view if view is not None else "" if days is None else str(days)
+        await self._answer(interaction, "mood", args)
+
+    @app_commands.command(name="digest", description=texts.COMMANDS["digest"])
+    @app_commands.describe(state=DIGEST_DESCRIPTION)
+    @app_commands.choices(
+        state=[app_commands.Choice(name=name, value=name) for name in ("on", "off")]
+    )
+    async def digest(self, interaction: discord.Interaction, state: str) -> None:
+        await self._answer(interaction, "digest", state)
 
     @app_commands.command(name="reset", description=texts.COMMANDS["reset"])
     async def reset(self, interaction: discord.Interaction) -> None:

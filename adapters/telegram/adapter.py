@@ -44,10 +44,12 @@ from adapters.telegram.chat import (
     leading_command,
 )
 from adapters.telegram.config import TelegramConfig
+from adapters.telegram.digest import TelegramDigest
 from adapters.telegram.journal import attach_corrections, send_files
 from adapters.telegram.journal import press as press_correction
 from chat import texts
 from chat.commands import Caller, Commands
+from chat.insight import DigestRun
 from chat.service import ChatService
 from core.types import IncomingMessage, MessageKey, Unfinished, UserKey
 
@@ -79,6 +81,7 @@ class TelegramAdapter:
         self.commands = Commands(service)
         self._redactor = _TokenRedactor(config.token)
         self._resumer = Resumer(service, PLATFORM, self._resume)
+        self.digest = TelegramDigest(service)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -101,6 +104,7 @@ class TelegramAdapter:
         app.add_handler(MessageHandler(only_messages, self._on_message))
         app.add_handler(CallbackQueryHandler(self._on_callback))
         app.add_error_handler(self._on_error)
+        self.digest.schedule(app.job_queue)  # runs once app.start() has started the JobQueue
         try:
             await app.initialize()  # getMe: fails here on a bad token or unreachable API
             await self._set_commands(app.bot)
@@ -165,6 +169,12 @@ class TelegramAdapter:
         # After a failed initialize() the Application skips this, but the HTTP clients are open.
         await _logged("closing the HTTP clients", app.bot.shutdown())
         _keep_token_out_of_logs(self._redactor, install=False)
+
+    async def send_digests(self) -> DigestRun:
+        """Send this week's digest now (what the weekly job does)."""
+        if self._app is None:
+            raise RuntimeError("the Telegram adapter is not started")
+        return await self.digest.send_now(self._app.bot)
 
     async def _set_commands(self, bot: Bot) -> None:
         commands = [BotCommand(name, about) for name, about in Commands.menu()]

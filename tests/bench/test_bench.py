@@ -609,3 +609,16 @@ def test_the_head_is_fitted_on_training_rows_only_and_corrects_a_lean() -> None:
         # the cut σ(scale·d + bias) = 0.5 sits near the training rows' d = -1.5
         assert -fit.bias / fit.scale == pytest.approx(-1.5, abs=0.4)
     assert (head.neutral_low, head.neutral_high) == (0.5, 0.5)  # no neutral rows: no band
+
+
+def test_why_bench_labels_each_message_with_its_leave_one_out_variants() -> None:
+    from bench import why
+    from tests.scripted import ScriptedRunner
+
+    runner = ScriptedRunner()
+    results = why.measure(runner, ["I lost my keys, but the party was great!", "hello"])
+    # The warm-up, then per message one batched call and one call per text.
+    assert [len(call) for call in runner.tag_calls] == [2, 3, 1, 1, 1, 1, 1]
+    assert [row["texts_labelled"] for row in results["rows"]] == [3, 1]
+    assert results["rows"][0]["strongest"] == [("but the party was great!", 0.8)]
+    assert results["max_score_gap"] == 0.0  # the scripted model has one path

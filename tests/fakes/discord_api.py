@@ -154,6 +154,8 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         self.guilds = guilds or {}
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.reject_intents = False  # answer IDENTIFY with 4014 "disallowed intents"
+        self.closed_dms: set[int] = set()  # users who take no DMs from the bot (403, 50007)
+        self.dm_recipients: dict[int, int] = {}  # DM channel id -> its user
 
         self.messages: dict[int, JSON] = {}  # every message the bot created, by id
         self.files: dict[int, bytes] = {}  # attachment id -> bytes
@@ -596,9 +598,11 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
 
     async def _create_dm(self, request: web.Request, call: ApiCall) -> web.Response:
         recipient = call.json["recipient_id"]
+        channel_id = self.snowflake()
+        self.dm_recipients[channel_id] = int(recipient)
         return json_response(
             {
-                "id": str(self.snowflake()),
+                "id": str(channel_id),
                 "type": 1,
                 "recipients": [user_payload(int(recipient), f"user-{recipient}")],
                 "last_message_id": None,
@@ -609,6 +613,8 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         return web.Response(status=204)
 
     async def _create_message(self, request: web.Request, call: ApiCall) -> web.Response:
+        if self.dm_recipients.get(int(call.params["channel_id"])) in self.closed_dms:
+            raise _ApiError(403, 50007, "Cannot send messages to this user")
         message = self._new_message(int(call.params["channel_id"]), call.json or {}, call.files)
         return json_response(message)
 

@@ -130,6 +130,7 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
         self.commands: list[JSON] = []
         self.documents: list[tuple[int, bytes]] = []  # (chat id, bytes) of sendDocument
         self.webhook: JSON = {}  # what setWebhook last set (url, secret_token, …)
+        self.blocked_by: set[int] = set()  # users who blocked the bot: sends to them get 403
         self._updates: list[JSON] = []
         self.delivered: list[JSON] = []  # every update ever queued, for redelivering
         self._update_ids = itertools.count(1)
@@ -380,6 +381,8 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
                     await handler(params, files)
             if failure is not None:
                 raise _ApiError(failure.status, failure.description, failure.retry_after)
+            if method.startswith("send") and params.get("chat_id") in self.blocked_by:
+                raise _ApiError(403, "Forbidden: bot was blocked by the user")
             result = await handler(params, files)
         except _ApiError as error:
             call.status = error.status

@@ -154,6 +154,24 @@ async def test_labels_that_wait_together_go_in_one_request(
     assert results == [expected(text) for text in texts]
 
 
+async def test_tag_many_is_one_request_on_vllm_and_one_per_text_elsewhere(
+    either: tuple[FakeOpenAIServer, OpenAIEngine],
+) -> None:
+    server, engine = either
+    before = len(server.label_calls())
+    texts = [HAPPY, SAD, "good day"]
+    assert await engine.tag_many(texts) == [expected(text) for text in texts]
+    calls = server.label_calls()[before:]
+    if server.vllm:
+        assert [call.body["prompt"] for call in calls] == [
+            [HEAD + TOKENS.encode(t) + TAIL for t in texts]
+        ]
+    else:
+        assert sorted(call.body["prompt"] for call in calls) == sorted(
+            TOKENS.spell(HEAD + TOKENS.encode(t) + TAIL) for t in texts
+        )
+
+
 async def test_priority_puts_labels_ahead_of_replies(vllm: FakeOpenAIServer) -> None:
     engine = engine_for(vllm, priority=True)
     await engine.start()

@@ -61,7 +61,7 @@ async def test_unfinished_lists_oldest_first_and_skips_rows_without_text(db: Db)
     later = MessageKey("telegram", "chat-1", "101")
     assert await dead.claim_message(later, ALICE, T0 + timedelta(seconds=5), MESSAGE)
     assert await dead.claim_message(KEY, ALICE, T0, MESSAGE)
-    # A claim without the message (as before migration 5) cannot be retried.
+    # A claim without the message (as before migration 6) cannot be retried.
     assert await dead.claim_message(MessageKey("telegram", "chat-1", "99"), ALICE, T0)
     await dead.close()
     store = await SqlMoodStore.open(db.target)  # noqa: F811

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -311,6 +311,31 @@ class OpenAIEngine:
                     return await self._queued_label(ids, text)
                 (scores,) = await self._request_labels(served, [ids])
                 return scores.sentiment(text)
+        except TimeoutError:
+            raise EngineTimeout("labelling took too long") from None
+        except openai.APIError as error:
+            raise engine_error(error, self.url) from error
+        finally:
+            self._release()
+
+    async def tag_many(self, texts: Sequence[str]) -> list[Sentiment]:
+        """Several labels at once, one admission: vLLM gets them in one request (a list of
+        prompts); llama.cpp's server, which takes one prompt per request, gets them
+        concurrently (its slots run them side by side)."""
+        if not texts:
+            return []
+        served = self._admit()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                prompts = [self._label_ids(served, text) for text in texts]
+                if served.vllm:
+                    scores = await self._request_labels(served, prompts)
+                else:
+                    answers = await asyncio.gather(
+                        *(self._request_labels(served, [ids]) for ids in prompts)
+                    )
+                    scores = [score for (score,) in answers]
+                return [score.sentiment(text) for score, text in zip(scores, texts, strict=True)]
         except TimeoutError:
             raise EngineTimeout("labelling took too long") from None
         except openai.APIError as error:
