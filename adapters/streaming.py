@@ -97,12 +97,27 @@ class RenderResult(Generic[Handle]):
 
 
 class ReplyRenderer(Generic[Handle]):
-    def __init__(self, sink: MessageSink[Handle], limits: RenderLimits) -> None:
+    """`existing`: a message begun before a restart, completed by editing it (its shown text
+    is unknown, so the first update always edits). `note`: a line above the label (a retry's).
+    `on_posted`: called with the first message once sent, so a restart can find it."""
+
+    def __init__(
+        self,
+        sink: MessageSink[Handle],
+        limits: RenderLimits,
+        *,
+        existing: Handle | None = None,
+        note: str = "",
+        on_posted: Callable[[Handle], Awaitable[None]] | None = None,
+    ) -> None:
         self.sink = sink
         self.limits = limits
-        self._handles: list[Handle] = []
-        self._shown: list[str] = []  # what each platform message currently shows
+        self._handles: list[Handle] = [] if existing is None else [existing]
+        # what each platform message currently shows
+        self._shown: list[str | None] = [] if existing is None else [None]
         self._last_edit = 0.0
+        self._note = note
+        self._on_posted = on_posted
 
     async def render(self, events: AsyncIterator[ReplyEvent]) -> RenderResult[Handle]:
         header = ""
@@ -115,6 +130,8 @@ class ReplyRenderer(Generic[Handle]):
                 if isinstance(event, SentimentTagged):
                     sentiment = event.sentiment
                     header = texts.label_line(sentiment)
+                    if self._note:
+                        header = f"{self._note}\n{header}"
                     await self._show(header, force=True)
                 elif isinstance(event, TextDelta):
                     body += event.text
@@ -173,6 +190,8 @@ class ReplyRenderer(Generic[Handle]):
                 handle = await _with_retry(partial(self.sink.send, chunk), self.limits)
                 self._handles.append(handle)
                 self._shown.append(chunk)
+                if len(self._handles) == 1 and self._on_posted is not None:
+                    await self._on_posted(handle)
         self._last_edit = time.monotonic()
 
     async def _keep_typing(self) -> None:

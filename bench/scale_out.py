@@ -2,6 +2,7 @@
 
     python -m bench.scale_out [--processes 2] [--users 8] [--messages 3] [--kill]
                               [--database-url URL] [--max-new-tokens 32] [--scripted]
+                              [--resume-interval-s 5]
 
 What runs: a throwaway PostgreSQL 15 cluster (the tests' tests/postgres.py; or an empty
 database at --database-url), a loopback fake of Telegram's Bot API (tests/fakes), and N
@@ -13,7 +14,9 @@ uses). The bench plays Telegram and the load balancer: U users each send M messa
 after another (the next once the previous one is answered), each posted to the replicas in
 turn; every fourth message is posted to a second replica as well, as a retried delivery.
 With --kill, one replica is `kill -9`ed while it is writing a reply, once a third of the
-messages are answered; from then on the load balancer sends everything to the others.
+messages are answered; from then on the load balancer sends everything to the others, and
+the bench waits (up to --recover-timeout-s) for them to finish, within their
+RESUME_INTERVAL_S (--resume-interval-s), what the killed one had taken (#18): `recovered`.
 
 Checked afterwards, per message, from the database (STORE_MESSAGE_TEXT=true, so every mood
 row names its message) and from what the fake Telegram shows:
@@ -21,8 +24,10 @@ row names its message) and from what the fake Telegram shows:
   more bot messages in a chat than messages answered there;
 - lost: a message with no trace (no inbox row), or received by a live replica and never
   finished. Messages that were in the killed process when it died are counted apart:
-  `unfinished` when its inbox row stays 'received' (what crash recovery, #18, will finish),
-  `unrecorded` when the process had accepted the webhook post but died before recording it;
+  `unfinished` when its inbox row stays 'received' (crash recovery, #18, failed to finish
+  it in time), `unrecorded` when the process had accepted the webhook post but died before
+  recording it (PTB answers the webhook before the handler runs: README "Crash-safe
+  delivery"); those finished by the others after the kill are `recovered`;
 - consistent: no mood row or turn of an unfinished message (an exchange is stored whole or
   not at all), every stored exchange has its inbox row 'done', turns come in pairs.
 """
@@ -126,6 +131,7 @@ def replica_env(args: argparse.Namespace, database_url: str, api_url: str, port:
         TELEGRAM_WEBHOOK_SECRET=SECRET,
         TELEGRAM_STOP_GRACE_S="60",
         SCRIPTED_DELAY_S="0.05",
+        RESUME_INTERVAL_S=str(args.resume_interval_s),
     )
     return env
 
@@ -263,8 +269,32 @@ async def killer(
     victim.process.send_signal(signal.SIGKILL)
     await victim.process.wait()
     victim.alive = False
-    return {"killed": victim.number, "at": time.monotonic(), "answered_before": progress.answered,
-            "in_flight": [m.text for m in in_flight]}  # fmt: skip
+    at = time.monotonic()
+    # What it had taken and not finished: for the others to finish (#18).
+    mine = [m for m in sent if victim.number in m.posted_to]
+    left = [m.text for m in mine if await inbox_state(pool, m) == "received"]
+    return {"killed": victim.number, "at": at, "answered_before": progress.answered,
+            "in_flight": [m.text for m in in_flight], "left": left}  # fmt: skip
+
+
+async def recovered(
+    pool: Any, sent: list[Message], fault: dict[str, Any] | None, timeout_s: float
+) -> dict[str, Any]:
+    """Wait until the messages the killed replica left 'received' are done (the others'
+    resume sweeps take them over), or timeout_s; how many were, and how long it took."""
+    if fault is None:
+        return {"left_by_the_kill": None, "recovered": None, "recovered_within_s": None}
+    left = [m for m in sent if m.text in fault["left"]]
+    deadline = time.monotonic() + timeout_s
+    pending = list(left)
+    while pending and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        pending = [m for m in pending if await inbox_state(pool, m) == "received"]
+    return {
+        "left_by_the_kill": len(left),
+        "recovered": len(left) - len(pending),
+        "recovered_within_s": round(time.monotonic() - fault["at"], 1) if left else None,
+    }
 
 
 async def database_rows(database_url: str) -> dict[str, Any]:
@@ -360,6 +390,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         kill_task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         fault = await kill_task
+                recovery = await recovered(pool, work, fault, args.recover_timeout_s)
             finally:
                 await pool.close()
             load_after = os.getloadavg()[0]
@@ -384,6 +415,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "posted_twice": sum(len(m.posted_to) > 1 for m in work),
         "fault": fault,
         "answered_without_the_killed_replica": len(after_kill) if fault else None,
+        **recovery,
         **verdict,
         "load_avg_before_after": [load_before, load_after],
         "machine": describe_machine(),
@@ -408,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--scripted", action="store_true", help="the scripted model, no LLM")
     parser.add_argument("--timeout-s", type=float, default=1800)
+    parser.add_argument("--resume-interval-s", type=float, default=5.0,
+                        help="RESUME_INTERVAL_S of the replicas")  # fmt: skip
+    parser.add_argument("--recover-timeout-s", type=float, default=300,
+                        help="how long the others get to finish the killed one's work")  # fmt: skip
     parser.add_argument("--json", default=None, help="default: bench/results/scale_out.json")
     args = parser.parse_args(argv)
     if args.kill and args.processes < 2:
@@ -424,6 +460,10 @@ def main(argv: list[str] | None = None) -> int:
             ["killed mid-reply", "yes" if result["fault"] else "no"],
             ["answered by the others after the kill",
              result["answered_without_the_killed_replica"]],
+            ["left 'received' by the kill / recovered by the others",
+             f"{result['left_by_the_kill']} / {result['recovered']}"],
+            ["all recovered by s after the kill (looked at once the load ended)",
+             result["recovered_within_s"]],
             ["wall s", result["wall_s"]], ["answered / min", result["answered_per_min"]],
             ["load avg before / after", result["load_avg_before_after"]]]  # fmt: skip
     print(table(["", "value"], rows))

@@ -61,6 +61,9 @@ class ChatConfig(ConfigGroup):
     # normal chat; at ~5 s a reply on 2 cores the 4th waiting one is answered ~20 s late.
     user_queue_max: int = Field(4, ge=0, le=1000, alias="USER_QUEUE_MAX")
     store_message_text: bool = Field(False, alias="STORE_MESSAGE_TEXT")
+    # How often a running bot looks again for messages a dead process left unanswered (the
+    # first look is at start-up); 0: at start-up only.
+    resume_interval_s: float = Field(60.0, ge=0.0, le=86_400.0, alias="RESUME_INTERVAL_S")
     excerpt_chars: int = 200
     timezone: str = Field("UTC", alias="TIMEZONE")
     # When the weekly digest (/digest on) goes out, local time in TIMEZONE.

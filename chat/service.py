@@ -1,10 +1,18 @@
 """The one entry point adapters call: a message in, a stream of reply events out.
 
-Per message: record it in the inbox (a platform message seen before is skipped), tag the
-sentiment (shown at once), build the reply prompt from the persona, the tone for that label
-and this chat's recent turns, stream the reply, then store the mood event and both turns and
-mark the message done, in one transaction. One user's messages are handled strictly in
-order: within a process by a lock per user, across processes by the store's user_turn.
+Per message: record it in the inbox with its text (a platform message seen before is
+skipped), take the user's turn, make sure the message is still this process's to answer, tag
+the sentiment (shown at once), build the reply prompt from the persona, the tone for that
+label and this chat's recent turns, stream the reply, then store the mood event and both
+turns and mark the message done (its text dropped), in one transaction. One user's messages
+are handled strictly in order: within a process by a lock per user, across processes by the
+store's user_turn.
+
+Crash-safe delivery: a message whose process died before that transaction stays 'received'.
+At start-up each adapter asks `unfinished(platform)` and passes each to `resume`, which
+answers it exactly like `handle` once it holds the user's turn and the store agrees the
+message is free (its owner gone: storage/presence.py). So each message gets one mood event
+and one answer, whoever restarts and however often it is delivered again.
 
 A flood from one user cannot starve the others: past USER_QUEUE_MAX messages waiting behind
 the one being answered, a message is answered at once with "slow down" (and marked done).
@@ -42,6 +50,7 @@ from core.types import (
     TextDelta,
     Timings,
     Turn,
+    Unfinished,
     UserKey,
 )
 
@@ -49,6 +58,11 @@ log = logging.getLogger(__name__)
 
 # One message per language the prompts are written in (chat/prompts.py PERSONA).
 WARM_UP_SAMPLES = ("你好", "Hello")
+
+
+# A message taken over from a dead process more often than this is answered with an apology
+# instead: something in it may be what kills the process, and a bot must not crash-loop.
+MAX_RESUMES = 2
 
 
 def _ms_since(start: float) -> float:
@@ -89,7 +103,9 @@ class ChatService:
             # The inbox makes a platform message count once, whoever sees it and however
             # often: a redelivered update, or the same update at two bot processes.
             try:
-                first = await self.store.claim_message(key, message.user, self._now())
+                # Kept as it will be answered (cleaned, cut): PostgreSQL refuses NUL in text.
+                kept = replace(message, text=clean(message.text)[: self.config.max_input_chars])
+                first = await self.store.claim_message(key, message.user, self._now(), kept)
             except StorageError as error:
                 log.error("could not record the incoming message: %s", error)
                 yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
@@ -99,6 +115,34 @@ class ChatService:
                          key.message_id, key.platform, key.chat_id)  # fmt: skip
                 yield AlreadyHandled(key)
                 return
+        async for event in self._answer(message):
+            yield event
+
+    async def unfinished(self, platform: str) -> list[Unfinished]:
+        """The platform's messages recorded but never answered by a process now gone, oldest
+        first: for the adapter to `resume` (adapters/resume.py)."""
+        return await self.store.unfinished(platform)
+
+    async def resume(self, pending: Unfinished) -> AsyncGenerator[ReplyEvent, None]:
+        """Answer an unfinished message, as `handle` would have: the same events, or only
+        AlreadyHandled when it is not this process's to answer (done meanwhile, or a live
+        process has it)."""
+        log.info("resuming message %s in %s chat %s, received %s", pending.key.message_id,
+                 pending.key.platform, pending.key.chat_id, pending.received_at)  # fmt: skip
+        async for event in self._answer(pending.message):
+            yield event
+
+    async def note_reply(self, key: MessageKey, reply_ref: str) -> None:
+        """The adapter began the reply to `key` as its message `reply_ref` (the label): a
+        restart after a crash completes that message rather than sending another."""
+        try:
+            await self.store.set_reply_ref(key, reply_ref)
+        except StorageError as error:
+            # Only the tidiness of a retry depends on it: it would send a fresh answer.
+            log.warning("could not note the reply message: %s", error)
+
+    async def _answer(self, message: IncomingMessage) -> AsyncIterator[ReplyEvent]:
+        key = message.key
         # Longer texts are cut (MAX_INPUT_CHARS): the answer covers the start of it.
         text = clean(message.text)[: self.config.max_input_chars]
         if not has_visible(text):
@@ -117,9 +161,25 @@ class ChatService:
             try:
                 # Other bot processes sharing the database wait for this user's turn too.
                 await turn.enter_async_context(self.store.user_turn(message.user))
+                # Holding the turn, nobody else is answering it now: is it still ours? (A
+                # restarting process may have taken it over; see storage/presence.py.)
+                taken = 0 if key is None else await self.store.take_message(key)
             except StorageError as error:
                 log.error("could not take the user's turn: %s", error)
                 yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
+                return
+            if taken is None:
+                assert key is not None
+                log.info("message %s in %s chat %s is answered elsewhere: skipped",
+                         key.message_id, key.platform, key.chat_id)  # fmt: skip
+                yield AlreadyHandled(key)
+                return
+            if taken > MAX_RESUMES:
+                log.warning("message %s in %s chat %s was taken over %d times: given up",
+                            key and key.message_id, message.platform, message.chat_id,
+                            taken)  # fmt: skip
+                await self._mark_done(key)
+                yield ReplyFailed("model_error", texts.MODEL_ERROR)
                 return
             async for event in self._handle_in_order(message, text):
                 yield event

@@ -42,6 +42,9 @@ STORAGE_ERROR = (
     "抱歉，我暂时无法读写心情记录，请稍后再试。 "
     "(Sorry, the mood journal is unavailable right now — please try again later.)"
 )
+# Above an answer sent after a restart, when the reply begun before it cannot be completed
+# in place (nothing had been sent yet, or that message is gone).
+RETRY_NOTE = "🔁 重启后补上的回复 (answered after a restart)"
 NOT_TEXT = "我目前只能读懂文字消息。 (I can only read text messages for now.)"
 NOT_ALLOWED = "抱歉，这个机器人只对部分用户开放。 (Sorry, this bot is private.)"
 UNKNOWN_COMMAND = "我不认识这个命令，发送 /help 查看可用命令。 (Unknown command — see /help.)"
@@ -59,10 +62,12 @@ INTRO = (
 
 PRIVACY = (
     "我保存的内容：每条消息的情感标签、置信度和时间（用于 /mood），以及最近的对话（用于上下文）。"
-    "消息原文只在管理员开启 STORE_MESSAGE_TEXT 时作为摘录保存。"
+    "消息原文只在管理员开启 STORE_MESSAGE_TEXT 时作为摘录保存；"
+    "回复完成前会暂存原文，以便重启后补上回复，回复后即删除。"
     "/reset 清除对话记忆，/forget 删除关于你的一切。\n"
     "What I store: each message's label, confidence and time (for /mood) and recent turns "
-    "(for context). /reset clears the conversation, /forget deletes everything about you."
+    "(for context). A message's text is held only until it is answered, so that a restart "
+    "can still answer it. /reset clears the conversation, /forget deletes everything about you."
 )
 
 COMMANDS: dict[str, str] = {

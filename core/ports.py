@@ -14,6 +14,7 @@ from typing import Protocol
 from core.types import (
     Correction,
     DigestSubscription,
+    IncomingMessage,
     LinkOutcome,
     MessageKey,
     MoodEvent,
@@ -22,6 +23,7 @@ from core.types import (
     StoredTurn,
     Tone,
     Turn,
+    Unfinished,
     UserKey,
 )
 
@@ -65,9 +67,27 @@ class MoodStore(JournalStore, Protocol):
     """Raises core.errors.StorageError, with a message fit for the log, when the database
     cannot do what is asked (locked, corrupt, read-only, unreachable)."""
 
-    async def claim_message(self, key: MessageKey, user: UserKey, at: datetime) -> bool:
-        """Record an incoming platform message in the inbox ('received') before work on it
-        starts. False when it was recorded before: a redelivery, or another process has it."""
+    async def claim_message(
+        self, key: MessageKey, user: UserKey, at: datetime, message: IncomingMessage | None = None
+    ) -> bool:
+        """Record an incoming platform message in the inbox ('received', owned by this
+        process) before work on it starts, with what a retry needs (`message`: its text and
+        origin; the text is dropped when it is done). False when it was recorded before: a
+        redelivery, or another process has it."""
+
+    async def take_message(self, key: MessageKey) -> int | None:
+        """Called holding the user's turn, before answering: make sure this process is the one
+        to answer a 'received' message. It is when this process recorded it, or when the
+        process that did is gone (then it becomes this process's, and is counted as a retry).
+        Returns how often the message was taken over from a gone process (0: never), or None
+        when it is not this process's to answer (done, or its live owner has it)."""
+
+    async def unfinished(self, platform: str) -> list[Unfinished]:
+        """The platform's messages still 'received' whose process is gone, oldest first: the
+        ones another process may take over (take_message, under the user's turn, decides)."""
+
+    async def set_reply_ref(self, key: MessageKey, reply_ref: str) -> None:
+        """Note the adapter's id of the reply message begun for a 'received' message."""
 
     async def mark_done(self, key: MessageKey, at: datetime) -> None:
         """Mark an inbox message done when it ended without an exchange to store."""

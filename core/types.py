@@ -46,6 +46,10 @@ class IncomingMessage:
     # The platform's id of this message; None where there is none (the console). With it,
     # the chat service handles the message at most once, however often it is delivered.
     message_id: str | None = None
+    # Where the adapter answers it, in the adapter's own words (a Telegram forum topic, a
+    # group): kept with the unfinished message, so an answer after a restart lands there too.
+    # The chat logic never reads it.
+    origin: str = ""
 
     @property
     def user(self) -> UserKey:
@@ -134,6 +138,23 @@ ReplyEvent = SentimentTagged | TextDelta | ReplyDone | ReplyFailed | AlreadyHand
 
 
 # --- what the store keeps -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A platform message that was recorded but never answered (its process died, or was
+    stopped mid-reply): what ChatService.resume needs to answer it after a restart."""
+
+    message: IncomingMessage
+    received_at: datetime
+    # The adapter's id of the reply message it had begun (the label, perhaps half a reply),
+    # so the answer can complete that message; None when nothing had been sent yet.
+    reply_ref: str | None = None
+
+    @property
+    def key(self) -> MessageKey:
+        assert self.message.key is not None  # only platform messages are recorded
+        return self.message.key
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,15 @@ class Database(ABC):
         the database wait; a database used by one process needs nothing."""
         return contextlib.nullcontext()
 
+    @abstractmethod
+    async def announce(self, owner: str) -> None:
+        """Show that `owner` (this store) lives, for as long as the database is open; see
+        storage/presence.py."""
+
+    @abstractmethod
+    async def owner_gone(self, conn: AsyncConnection, owner: str) -> bool:
+        """Whether the process that was `owner` has ended (inside the caller's transaction)."""
+
     async def scrub(self) -> None:
         """After a deletion: leave no copy of the deleted rows behind where the database can
         do so (SQLite's WAL); PostgreSQL's dead rows go at its next (auto)vacuum."""

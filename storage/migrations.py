@@ -233,6 +233,28 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     """,
     ),
+    # 6: what finishing an unfinished message after a crash needs. While a message is
+    # 'received' the inbox keeps its text (set to NULL when it is done: answered text is not
+    # kept), the adapter's note of where to answer (origin), the id of the reply message the
+    # adapter had begun (reply_ref: the label message a restart completes by editing it),
+    # the process that is answering it (owner: see storage/presence.py) and how often it was
+    # taken over from a process that died (attempts).
+    Migration(
+        sqlite="""
+    ALTER TABLE inbox ADD COLUMN text TEXT NULL;
+    ALTER TABLE inbox ADD COLUMN origin TEXT NULL;
+    ALTER TABLE inbox ADD COLUMN reply_ref TEXT NULL;
+    ALTER TABLE inbox ADD COLUMN owner TEXT NULL;
+    ALTER TABLE inbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    """,
+        postgresql="""
+    ALTER TABLE inbox ADD COLUMN text TEXT NULL;
+    ALTER TABLE inbox ADD COLUMN origin TEXT NULL;
+    ALTER TABLE inbox ADD COLUMN reply_ref TEXT NULL;
+    ALTER TABLE inbox ADD COLUMN owner TEXT NULL;
+    ALTER TABLE inbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    """,
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

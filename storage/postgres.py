@@ -10,6 +10,7 @@ connections, and with them its locks, so nobody waits for a dead process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -49,6 +50,7 @@ class PostgresDatabase(Database):
         self._turns = turns
         # Bounds the connections held for users' turns; more messages wait here, in order.
         self._turn_slots = asyncio.Semaphore(size)
+        self._presence: AsyncConnection | None = None  # holds this store's owner lock
 
     @classmethod
     async def open(cls, target: DatabaseTarget, pool_size: int) -> PostgresDatabase:
@@ -109,6 +111,22 @@ class PostgresDatabase(Database):
                 # the connection, and the user's lock on it, open.
                 await asyncio.shield(self._release(conn, key))
 
+    async def announce(self, owner: str) -> None:
+        # Its own connection, never returned to a pool: the lock lasts as long as it does.
+        with self.translated():
+            conn = await self._turns.connect()
+            try:
+                await conn.execute(select(func.pg_advisory_lock(lock_key("owner", owner))))
+            except BaseException:
+                await conn.close()
+                raise
+        self._presence = conn
+
+    async def owner_gone(self, conn: AsyncConnection, owner: str) -> bool:
+        # Taken only when nobody holds it; released when the caller's transaction ends.
+        key = lock_key("owner", owner)
+        return bool(await conn.scalar(select(func.pg_try_advisory_xact_lock(key))))
+
     async def _release(self, conn: AsyncConnection, key: int) -> None:
         try:
             await conn.execute(select(func.pg_advisory_unlock(key)))
@@ -130,6 +148,10 @@ class PostgresDatabase(Database):
         return StorageError(f"{where} failed: {type(error).__name__}: {_first_line(error)}")
 
     async def close(self) -> None:
+        presence, self._presence = self._presence, None
+        if presence is not None:
+            with contextlib.suppress(Exception):
+                await presence.close()
         await super().close()
         await self._turns.dispose()
 

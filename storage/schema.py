@@ -94,6 +94,12 @@ inbox = Table(
     Column("state", Text, nullable=False),  # 'received' | 'done'
     Column("received_at", UtcTime, nullable=False),
     Column("done_at", UtcTime),
+    # Migration 6: a retry's needs, kept while 'received' (text is NULL once done).
+    Column("text", Text),
+    Column("origin", Text),
+    Column("reply_ref", Text),
+    Column("owner", Text),  # storage/presence.py's id of the process answering it
+    Column("attempts", Integer, nullable=False, default=0),
 )
 
 people = Table(

@@ -29,6 +29,7 @@ from sqlalchemy.pool import StaticPool
 
 from core.errors import StorageError
 from storage.database import Database, causes, check_version
+from storage.presence import OwnerFiles
 from storage.target import DatabaseTarget
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,12 @@ class SqliteDatabase(Database):
     name: ClassVar = "sqlite"
     insert: ClassVar = staticmethod(sqlite_insert)
 
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, *args: Any, owners: OwnerFiles | None = None) -> None:
         super().__init__(*args)
         self._lock = asyncio.Lock()
+        # None for an in-memory database: it is this store's alone.
+        self._owners = owners
+        self._owner = ""
 
     @classmethod
     async def open(cls, target: DatabaseTarget, busy_timeout_ms: int) -> SqliteDatabase:
@@ -70,7 +74,8 @@ class SqliteDatabase(Database):
         )
         event.listen(engine.sync_engine, "connect", _on_connect)
         event.listen(engine.sync_engine, "begin", _on_begin)
-        return cls(engine, name)
+        owners = None if target.in_memory else OwnerFiles(Path(f"{name}-owners"))
+        return cls(engine, name, owners=owners)
 
     @asynccontextmanager
     async def transaction(self, write: bool) -> AsyncIterator[AsyncConnection]:
@@ -86,6 +91,21 @@ class SqliteDatabase(Database):
     async def set_schema_version(self, conn: AsyncConnection, version: int) -> None:
         # PRAGMA takes no parameters; the value is our own integer.
         await conn.exec_driver_sql(f"PRAGMA user_version = {int(version)}")
+
+    async def announce(self, owner: str) -> None:
+        self._owner = owner
+        if self._owners is not None:
+            try:
+                await asyncio.to_thread(self._owners.hold, owner)
+            except OSError as error:
+                raise StorageError(
+                    f"cannot write the owner files next to the database {self.shown}: {error}"
+                ) from error
+
+    async def owner_gone(self, conn: AsyncConnection, owner: str) -> bool:
+        if self._owners is None:
+            return owner != self._owner
+        return await asyncio.to_thread(self._owners.gone, owner)
 
     async def scrub(self) -> None:
         # Outside a transaction: a checkpoint cannot run inside one. TRUNCATE copies the WAL
@@ -107,6 +127,8 @@ class SqliteDatabase(Database):
     async def close(self) -> None:
         async with self._lock:  # a transaction in flight finishes first
             await super().close()
+        if self._owners is not None:
+            self._owners.release()
 
 
 def _on_connect(dbapi_connection: Any, record: Any) -> None:

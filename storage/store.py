@@ -31,17 +31,20 @@ from core.errors import StorageError
 from core.types import (
     Correction,
     DigestSubscription,
+    IncomingMessage,
     LinkOutcome,
     MessageKey,
     MoodEvent,
     StoredTurn,
     Tone,
     Turn,
+    Unfinished,
     UserKey,
 )
 from storage.database import Database, check_version
 from storage.migrations import MIGRATIONS, SCHEMA_VERSION, split_statements
 from storage.postgres import PostgresDatabase
+from storage.presence import new_owner
 from storage.schema import (
     aware,
     digests,
@@ -68,6 +71,8 @@ class SqlMoodStore:
     def __init__(self, database: Database) -> None:
         self._db = database
         self._closed = False
+        # Written on the inbox rows this store claims; see storage/presence.py.
+        self.owner = new_owner()
 
     @classmethod
     async def open(
@@ -94,6 +99,7 @@ class SqlMoodStore:
         store = cls(database)
         try:
             await store._migrate()
+            await database.announce(store.owner)
         except BaseException:
             await database.close()
             raise
@@ -115,7 +121,9 @@ class SqlMoodStore:
 
     # --- MoodStore: the inbox ---------------------------------------------------------------
 
-    async def claim_message(self, key: MessageKey, user: UserKey, at: datetime) -> bool:
+    async def claim_message(
+        self, key: MessageKey, user: UserKey, at: datetime, message: IncomingMessage | None = None
+    ) -> bool:
         insert = self._db.insert(inbox).on_conflict_do_nothing(
             index_elements=[inbox.c.platform, inbox.c.chat_id, inbox.c.message_id]
         )
@@ -130,16 +138,75 @@ class SqlMoodStore:
                     "user_id": user_id,
                     "state": "received",
                     "received_at": aware(at),
+                    # Kept only until the message is done: what a retry after a crash needs.
+                    "text": message.text if message is not None else None,
+                    "origin": message.origin if message is not None else None,
+                    "owner": self.owner,
                 },
             )
-            # The message text is not kept while work is pending (STORE_MESSAGE_TEXT is off
-            # by default); a crash recovery that needs it would add a column here.
             return result.rowcount == 1
+
+    async def take_message(self, key: MessageKey) -> int | None:
+        async with self._transaction() as conn:
+            found = await conn.execute(
+                select(inbox.c.state, inbox.c.owner, inbox.c.attempts).where(*_is(key))
+            )
+            row = found.first()
+            if row is None or row.state != "received":
+                return None
+            if row.owner == self.owner:
+                return int(row.attempts)
+            # A row with no owner was claimed before migration 6, by a process now replaced.
+            if row.owner is not None and not await self._db.owner_gone(conn, row.owner):
+                return None
+            owned = inbox.c.owner.is_(None) if row.owner is None else inbox.c.owner == row.owner
+            # Compare-and-set: of two processes taking it over at once, one wins.
+            result = await conn.execute(
+                update(inbox)
+                .where(*_is(key), inbox.c.state == "received", owned)
+                .values(owner=self.owner, attempts=inbox.c.attempts + 1)
+            )
+            return int(row.attempts) + 1 if result.rowcount == 1 else None
+
+    async def unfinished(self, platform: str) -> list[Unfinished]:
+        i = inbox.c
+        query = (
+            select(users.c.platform_user_id, i.chat_id, i.message_id, i.text, i.origin)
+            .add_columns(i.received_at, i.reply_ref, i.owner)
+            .join_from(inbox, users, users.c.id == i.user_id)
+            .where(i.platform == platform, i.state == "received", i.text.is_not(None))
+            .order_by(i.received_at, i.chat_id, i.message_id)
+        )
+        found: list[Unfinished] = []
+        async with self._transaction(write=False) as conn:
+            gone: dict[str, bool] = {}
+            for user_id, chat_id, message_id, text, origin, at, ref, owner in (
+                await conn.execute(query)
+            ).all():
+                if owner == self.owner:
+                    continue  # being answered here (or it failed here: the next process's)
+                if owner is not None and owner not in gone:
+                    gone[owner] = await self._db.owner_gone(conn, owner)
+                if owner is None or gone[owner]:
+                    message = IncomingMessage(platform, user_id, chat_id, text, message_id,
+                                              origin or "")  # fmt: skip
+                    found.append(Unfinished(message, at, ref))
+        return found
+
+    async def set_reply_ref(self, key: MessageKey, reply_ref: str) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                update(inbox)
+                .where(*_is(key), inbox.c.state == "received")
+                .values(reply_ref=reply_ref)
+            )
 
     async def mark_done(self, key: MessageKey, at: datetime) -> None:
         async with self._transaction() as conn:
             await conn.execute(
-                update(inbox).where(*_is(key)).values(state="done", done_at=aware(at))
+                update(inbox)
+                .where(*_is(key))
+                .values(state="done", done_at=aware(at), text=None, origin=None)
             )
 
     # --- MoodStore: exchanges ---------------------------------------------------------------
@@ -547,7 +614,7 @@ class SqlMoodStore:
         await conn.execute(
             self._db.insert(inbox).on_conflict_do_update(
                 index_elements=[inbox.c.platform, inbox.c.chat_id, inbox.c.message_id],
-                set_={"state": "done", "done_at": at},
+                set_={"state": "done", "done_at": at, "text": None, "origin": None},
             ),
             row,
         )

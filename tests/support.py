@@ -60,7 +60,7 @@ async def bot_process(
 
 async def final_reply(
     shown: Callable[[], list[str]],
-    db: Path,
+    db: Path | str,  # a SQLite file, or a database URL
     process: asyncio.subprocess.Process,
     user: UserKey,
     chat_id: str,
@@ -77,7 +77,7 @@ async def final_reply(
         if process.returncode is not None:
             raise AssertionError(f"python -m bot exited early with {process.returncode}")
         messages = shown()
-        if messages and db.exists():
+        if messages and (not isinstance(db, Path) or db.exists()):
             store = await SqlMoodStore.open(db)
             try:
                 events = await store.mood_events(user, EPOCH)

@@ -22,7 +22,9 @@ from adapters.discord.config import DiscordConfig
 from adapters.discord.digest import DiscordDigest
 from adapters.discord.journal import register as register_journal
 from adapters.inflight import InFlight
+from adapters.resume import Resumer
 from chat.service import ChatService
+from core.types import Unfinished
 
 __all__ = ["DiscordAdapter", "DiscordConfig", "DiscordStartError"]
 
@@ -66,6 +68,7 @@ class DiscordAdapter:
         self._connect_task: asyncio.Task[None] | None = None
         self._in_flight = InFlight("discord")
         self._online = False  # READY was reached; later gateway failures are logged, not raised
+        self.resumer = Resumer(service, "discord", self._resume)
         self.digest: DiscordDigest | None = None  # the weekly digest's task, once online
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -153,6 +156,7 @@ class DiscordAdapter:
 
     async def stop(self) -> None:
         """Stop taking messages, let in-flight replies finish briefly, then disconnect."""
+        await self.resumer.stop()
         if self.digest is not None:
             self.digest.stop()
         await self._in_flight.finish(self.config.shutdown_grace_s)
@@ -161,6 +165,11 @@ class DiscordAdapter:
         if self._connect_task is not None:
             # close() makes connect() return; its errors were reported by _gateway_ended.
             await asyncio.wait({self._connect_task}, timeout=10)
+
+    async def _resume(self, pending: Unfinished) -> None:
+        cog = self.client.get_cog("ChatCog") if self.client is not None else None
+        if isinstance(cog, ChatCog):
+            await cog.resume(pending)
 
     def track(self) -> bool:
         """Register the current event task as in-flight work; False once stopping."""

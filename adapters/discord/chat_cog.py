@@ -7,6 +7,7 @@ ReplyRenderer (label first, then throttled edits, split at Discord's 2000 charac
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -19,7 +20,7 @@ from discord.ext import commands
 from adapters.discord.journal import attach_corrections
 from adapters.streaming import RateLimited, RenderLimits, ReplyRenderer
 from chat import texts
-from core.types import IncomingMessage
+from core.types import IncomingMessage, MessageKey, Unfinished
 
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
@@ -67,27 +68,40 @@ def _retry_after(error: discord.HTTPException) -> float:
         return 1.0
 
 
+# A reply message: sent (Message) or, after a restart, known by its id only (PartialMessage).
+Reply = discord.Message | discord.PartialMessage
+
+
 class _ChannelSink:
-    """Where one reply goes: the message's channel, as a reply to it in server channels."""
+    """Where one reply goes: a channel, the first message quoting `quote` when given."""
 
-    def __init__(self, source: discord.Message) -> None:
-        self._source = source
-        self._channel = source.channel
+    def __init__(
+        self, channel: discord.abc.Messageable, quote: discord.MessageReference | None
+    ) -> None:
+        self._channel = channel
+        self._quote = quote
+
+    @classmethod
+    def answering(cls, source: discord.Message) -> _ChannelSink:
         # In a busy channel the first message quotes the one it answers; a DM needs no quote.
-        self._quote = not isinstance(source.channel, discord.DMChannel)
+        # fail_if_not_exists=False: if the question was deleted, answer anyway.
+        quote = None
+        if not isinstance(source.channel, discord.DMChannel):
+            quote = source.to_reference(fail_if_not_exists=False)
+        return cls(source.channel, quote)
 
-    async def send(self, text: str) -> discord.Message:
+    async def send(self, text: str) -> Reply:
         async with _platform_errors():
-            if self._quote:
-                # fail_if_not_exists=False: if the question was deleted, answer anyway.
-                quote = self._source.to_reference(fail_if_not_exists=False)
-                sent = await self._channel.send(text, reference=quote, allowed_mentions=NO_MENTIONS)
+            if self._quote is not None:
+                sent = await self._channel.send(
+                    text, reference=self._quote, allowed_mentions=NO_MENTIONS
+                )
             else:
                 sent = await self._channel.send(text, allowed_mentions=NO_MENTIONS)
-        self._quote = False
+        self._quote = None
         return sent
 
-    async def edit(self, handle: discord.Message, text: str) -> None:
+    async def edit(self, handle: Reply, text: str) -> None:
         async with _platform_errors():
             await handle.edit(content=text, allowed_mentions=NO_MENTIONS)
 
@@ -103,6 +117,7 @@ class ChatCog(commands.Cog):
         self.config = adapter.config
         self._warned_content_intent = False
         self._limits = RenderLimits(MAX_MESSAGE_CHARS, edit_interval_s=self.config.edit_interval_s)
+        self._resumed = False
 
     def _me(self) -> discord.ClientUser | None:
         return self.bot.user
@@ -168,7 +183,7 @@ class ChatCog(commands.Cog):
             return
         if not self.adapter.track():
             return
-        sink = _ChannelSink(message)
+        sink = _ChannelSink.answering(message)
         try:
             await self._answer(message, sink)
         except (discord.HTTPException, RateLimited) as error:
@@ -200,7 +215,7 @@ class ChatCog(commands.Cog):
         incoming = IncomingMessage(
             PLATFORM, str(message.author.id), str(message.channel.id), text, str(message.id)
         )
-        renderer: ReplyRenderer[discord.Message] = ReplyRenderer(sink, self._limits)
+        renderer = self._renderer(sink, incoming.key)
         # aclosing: if stop() cancels us mid-reply, the engine stream (and its lock) is released.
         async with contextlib.aclosing(self.adapter.service.handle(incoming)) as events:
             try:
@@ -220,3 +235,65 @@ class ChatCog(commands.Cog):
         elif result.sentiment is not None and result.first is not None:
             # Stored by now (ReplyDone comes after the store), so the buttons find the event.
             await attach_corrections(result.first, str(message.id), result.sentiment)
+
+    def _renderer(
+        self,
+        sink: _ChannelSink,
+        key: MessageKey | None,
+        frozen: Reply | None = None,
+        note: str = "",
+    ) -> ReplyRenderer[Reply]:
+        async def posted(handle: Reply) -> None:
+            if key is not None:
+                await self.adapter.service.note_reply(key, str(handle.id))
+
+        return ReplyRenderer(sink, self._limits, existing=frozen, note=note, on_posted=posted)
+
+    # --- after a restart ----------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        """Answer the messages a dead process recorded and never answered, now and every
+        RESUME_INTERVAL_S (adapters/resume.py). READY comes again with every new gateway
+        session; the first is the start-up."""
+        if self._resumed:
+            return
+        self._resumed = True
+        await self.adapter.resumer.sweep(asyncio.create_task)
+        self.adapter.resumer.start(asyncio.create_task)
+
+    async def resume(self, pending: Unfinished) -> None:
+        if not self.adapter.track():
+            return
+        key = pending.key
+        channel = self.bot.get_partial_messageable(int(key.chat_id))
+        # Quoted, since the answer comes late: the message it answers may be far up.
+        quote = discord.MessageReference(
+            message_id=int(key.message_id), channel_id=channel.id, fail_if_not_exists=False
+        )
+        sink = _ChannelSink(channel, quote)
+        ref = pending.reply_ref
+        # The reply begun before the crash is completed in place; with none, a fresh answer
+        # says it comes late.
+        frozen = channel.get_partial_message(int(ref)) if ref and ref.isdigit() else None
+        note = "" if frozen is not None else texts.RETRY_NOTE
+        renderer = self._renderer(sink, key, frozen, note)
+        try:
+            async with contextlib.aclosing(self.adapter.service.resume(pending)) as events:
+                try:
+                    result = await renderer.render(events)
+                except discord.Forbidden as error:
+                    # DMs closed since: stored and done all the same, as a live reply would be.
+                    log.warning("Discord channel %s refused the late reply to message %s (%s)",
+                                key.chat_id, key.message_id, error)  # fmt: skip
+                    async for _ in events:
+                        pass
+                    return
+        except (discord.HTTPException, RateLimited) as error:
+            log.warning("could not answer unfinished Discord message %s in channel %s: %s",
+                        key.message_id, key.chat_id, error)  # fmt: skip
+            return
+        if result.failure is not None:
+            log.info("resumed Discord reply failed (%s)", result.failure.reason)
+        elif result.sentiment is not None and result.first is not None:
+            await attach_corrections(result.first, key.message_id, result.sentiment)

@@ -71,7 +71,9 @@ def register(bot: discord.Client, adapter: DiscordAdapter, commands: Commands) -
     bot.add_dynamic_items(CorrectionButton)
 
 
-async def attach_corrections(label: discord.Message, message_id: str, sentiment: Sentiment) -> None:
+async def attach_corrections(
+    label: discord.Message | discord.PartialMessage, message_id: str, sentiment: Sentiment
+) -> None:
     """Put the buttons under the label message once its exchange is stored (best effort)."""
     view = discord.ui.View(timeout=None)
     for text, data in Commands.correction_buttons(message_id, sentiment.tone):

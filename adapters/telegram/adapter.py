@@ -33,9 +33,11 @@ from telegram.ext import (
 )
 
 from adapters.inflight import InFlight
+from adapters.resume import Resumer
 from adapters.streaming import RenderLimits, ReplyRenderer
 from adapters.telegram.chat import (
     Outbox,
+    Posted,
     TelegramSink,
     addressed_text,
     from_human,
@@ -49,7 +51,7 @@ from chat import texts
 from chat.commands import Caller, Commands
 from chat.insight import DigestRun
 from chat.service import ChatService
-from core.types import IncomingMessage, UserKey
+from core.types import IncomingMessage, MessageKey, Unfinished, UserKey
 
 __all__ = ["TelegramAdapter", "TelegramAuthError", "TelegramConfig"]
 
@@ -78,6 +80,7 @@ class TelegramAdapter:
         self._inflight = InFlight("telegram")
         self.commands = Commands(service)
         self._redactor = _TokenRedactor(config.token)
+        self._resumer = Resumer(service, PLATFORM, self._resume)
         self.digest = TelegramDigest(service)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -106,6 +109,10 @@ class TelegramAdapter:
             await app.initialize()  # getMe: fails here on a bad token or unreachable API
             await self._set_commands(app.bot)
             await app.start()
+            # Before polling: messages left unanswered by a previous run queue for their
+            # users' turns ahead of anything new.
+            await self._resumer.sweep(app.create_task)
+            self._resumer.start(app.create_task)
             assert app.updater is not None  # ApplicationBuilder always builds one
             if self.config.webhook:
                 await self._start_webhook(app.updater)
@@ -151,6 +158,7 @@ class TelegramAdapter:
         app, self._app = self._app, None
         if app is None:
             return
+        await self._resumer.stop()
         updater = app.updater
         if updater is not None and updater.running:
             await _logged("stopping the updater", updater.stop())
@@ -225,14 +233,11 @@ class TelegramAdapter:
             str(message.chat_id),
             text,
             message_id=str(message.message_id),  # unique within its chat: seen once
+            origin=outbox.origin(),
         )
-        interval = self.config.edit_interval_s
-        if not outbox.private:
-            interval = self.config.group_edit_interval_s
-        limits = RenderLimits(max_chars=MessageLimit.MAX_TEXT_LENGTH, edit_interval_s=interval)
-        renderer = ReplyRenderer(TelegramSink(outbox), limits)
         if not self._inflight.track():
             return  # stopping
+        renderer = self._renderer(outbox, incoming.key)
         # aclosing: if stop() cancels us, the chat service still releases this user's lock.
         async with contextlib.aclosing(self.service.handle(incoming)) as events:
             try:
@@ -256,6 +261,60 @@ class TelegramAdapter:
             # Stored by now (ReplyDone comes after the store), so the buttons find the event.
             await attach_corrections(outbox, result.first, str(message.message_id),
                                      result.sentiment)  # fmt: skip
+
+    def _renderer(
+        self, outbox: Outbox, key: MessageKey | None, frozen: Posted | None = None, note: str = ""
+    ) -> ReplyRenderer[Posted]:
+        interval = self.config.edit_interval_s
+        if not outbox.private:
+            interval = self.config.group_edit_interval_s
+        limits = RenderLimits(max_chars=MessageLimit.MAX_TEXT_LENGTH, edit_interval_s=interval)
+
+        async def posted(handle: Posted) -> None:
+            if key is not None:
+                await self.service.note_reply(key, str(handle.message_id))
+
+        return ReplyRenderer(
+            TelegramSink(outbox), limits, existing=frozen, note=note, on_posted=posted
+        )
+
+    # --- after a restart ----------------------------------------------------------------------
+
+    async def _resume(self, pending: Unfinished) -> None:
+        """Answer a message a dead process recorded and never answered (it crashed, or was
+        stopped mid-reply; Telegram will not send it again: its update was confirmed)."""
+        if self._app is None:
+            return
+        key = pending.key
+        outbox = Outbox.resuming(self._app.bot, int(key.chat_id), int(key.message_id),
+                                 pending.message.origin)  # fmt: skip
+        # The reply begun before the crash is completed in place; with none, a fresh answer
+        # says it comes late (and quotes the message it answers).
+        ref = pending.reply_ref
+        frozen = Posted(int(ref)) if ref is not None and ref.isdigit() else None
+        note = "" if frozen is not None else texts.RETRY_NOTE
+        if not self._inflight.track():
+            return
+        renderer = self._renderer(outbox, key, frozen, note)
+        try:
+            async with contextlib.aclosing(self.service.resume(pending)) as events:
+                try:
+                    result = await renderer.render(events)
+                except Forbidden as error:
+                    # Blocked since: stored and done all the same, as a live reply would be.
+                    log.warning("telegram: chat %s refused the late reply to message %s (%s)",
+                                key.chat_id, key.message_id, error)  # fmt: skip
+                    async for _ in events:
+                        pass
+                    return
+        except TelegramError as error:
+            log.warning("telegram: could not answer unfinished message %s in chat %s: %s",
+                        key.message_id, key.chat_id, error)  # fmt: skip
+            return
+        if result.failure is not None:
+            log.info("telegram: resumed reply failed (%s)", result.failure.reason)
+        elif result.sentiment is not None and result.first is not None:
+            await attach_corrections(outbox, result.first, key.message_id, result.sentiment)
 
     async def _answer(self, outbox: Outbox, user_id: int, text: str) -> None:
         await outbox.say(text if self._allowed(user_id) else texts.NOT_ALLOWED)

@@ -6,6 +6,7 @@ Kept apart from the adapter's lifecycle and command handling so each reads in on
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import warnings
 from dataclasses import dataclass
@@ -128,6 +129,28 @@ class Outbox:
             thread_id=message.message_thread_id if message.is_topic_message else None,
             reply_to=None if private else message.message_id,
         )
+
+    @classmethod
+    def resuming(cls, bot: Bot, chat_id: int, message_id: int, origin: str) -> Outbox:
+        """Where to answer a message recorded before a restart (`origin()` of its outbox):
+        always as a reply to it, since the answer comes late and others may have followed."""
+        try:
+            where = json.loads(origin) if origin else {}
+        except ValueError:
+            where = {}
+        thread = where.get("thread") if isinstance(where, dict) else None
+        private = bool(where.get("private", True)) if isinstance(where, dict) else True
+        return cls(
+            bot,
+            chat_id,
+            private=private,
+            thread_id=thread if isinstance(thread, int) else None,
+            reply_to=message_id,
+        )
+
+    def origin(self) -> str:
+        """What `resuming` needs to answer in the same place, kept with the message."""
+        return json.dumps({"private": self.private, "thread": self.thread_id})
 
     async def send(self, text: str, markup: InlineKeyboardMarkup | None = None) -> Message:
         return await self.bot.send_message(

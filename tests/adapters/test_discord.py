@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import discord
@@ -15,7 +16,8 @@ from adapters.discord.adapter import DiscordAdapter, DiscordConfig, DiscordStart
 from adapters.discord.chat_cog import CONTENT_INTENT_HINT
 from chat import texts
 from core.errors import StorageError
-from core.types import Sentiment, UserKey
+from core.types import IncomingMessage, Sentiment, UserKey
+from storage.store import SqlMoodStore
 from tests.conftest import ScriptedEngine
 from tests.fakes.discord_api import EPHEMERAL, JSON, FakeDiscord, user_payload
 from tests.scripted import ScriptedRunner, scripted_p_positive
@@ -668,3 +670,32 @@ def test_config_from_env_defaults_and_parsing() -> None:
 def test_config_from_env_names_the_bad_key(key: str, value: str) -> None:
     with pytest.raises(ValueError, match=key):
         DiscordConfig.from_env({"DISCORD_BOT_TOKEN": "t", key: value})
+
+
+# --- after a restart ------------------------------------------------------------------------
+
+
+async def test_a_message_left_unanswered_by_a_dead_process_is_answered_on_ready(
+    make_adapter: AdapterFactory, fake: FakeDiscord, scripted_engine: ScriptedEngine
+) -> None:
+    # Recorded by a process that died before it had sent anything: on READY it is answered,
+    # quoting it (the answer comes late), with the retry note; once.
+    message_id = fake.snowflake()
+    incoming = IncomingMessage("discord", str(ALICE_ID), str(CHANNEL), "I am so happy",
+                               str(message_id))  # fmt: skip
+    dead = await SqlMoodStore.open(scripted_engine.db_path)
+    assert await dead.claim_message(incoming.key, incoming.user, datetime.now(UTC), incoming)  # type: ignore[arg-type]
+    await dead.close()
+
+    await make_adapter()
+    reply = "A cheerful reply to: I am so happy"
+    await fake.wait_for(
+        lambda: any(reply in m["content"] for m in fake.channel_messages(CHANNEL)), 5
+    )
+    [shown] = fake.channel_messages(CHANNEL)
+    positive = texts.label_line(Sentiment.from_p_positive(scripted_p_positive("I am so happy")))
+    assert shown["content"] == f"{texts.RETRY_NOTE}\n{positive}\n\n{reply}"
+    assert int(shown["message_reference"]["message_id"]) == message_id
+    assert shown["allowed_mentions"]["parse"] == []  # still never pings anyone
+    assert len(await stored_mood_events(scripted_engine.store, incoming.user, 1)) == 1
+    assert await scripted_engine.service.unfinished("discord") == []

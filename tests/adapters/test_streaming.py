@@ -252,3 +252,43 @@ async def test_a_message_handled_elsewhere_shows_nothing() -> None:
     result = await renderer.render(stream([AlreadyHandled(key)]))
     assert [kind for kind in sink.kinds() if kind != "typing"] == []
     assert (result.text, result.messages, result.failure) == ("", 0, None)
+
+
+# --- after a restart ------------------------------------------------------------------------
+
+
+async def test_a_reply_begun_before_a_restart_is_completed_in_place() -> None:
+    sink = FakeSink(messages=[f"{LABEL}\n\nHello th"])  # the frozen half answer
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=3600.0), existing=0)
+    result = await renderer.render(stream(reply_events(WORDS)))
+    assert sink.kinds() == ["edit", "edit"]  # the label (its text was unknown), then the rest
+    assert sink.messages == [FULL]
+    assert result.messages == 1
+
+
+async def test_a_fresh_answer_carries_the_note_and_reports_its_first_message() -> None:
+    sink = FakeSink()
+    posted: list[int] = []
+
+    async def on_posted(handle: int) -> None:
+        posted.append(handle)
+
+    renderer = ReplyRenderer(
+        sink,
+        # The label fits one message, the whole reply takes two: the first is reported once.
+        RenderLimits(max_chars=len(f"{texts.RETRY_NOTE}\n{LABEL}") + 5, edit_interval_s=0.0),
+        note=texts.RETRY_NOTE,
+        on_posted=on_posted,
+    )
+    await renderer.render(stream(reply_events(WORDS)))
+    assert sink.calls[0] == ("send", 0, f"{texts.RETRY_NOTE}\n{LABEL}")
+    assert len(sink.messages) == 2
+    assert posted == [0]
+
+
+async def test_a_resumed_message_answered_elsewhere_shows_nothing() -> None:
+    sink = FakeSink(messages=["frozen"])
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096), existing=0)
+    await renderer.render(stream([AlreadyHandled(MessageKey("telegram", "1", "2"))]))
+    assert sink.messages == ["frozen"]
+    assert "edit" not in sink.kinds()

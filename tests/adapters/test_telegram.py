@@ -8,6 +8,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,7 +17,8 @@ from telegram import Bot
 from adapters.telegram.adapter import TelegramAdapter, TelegramAuthError, TelegramConfig
 from adapters.telegram.chat import Outbox, TelegramSink
 from chat import texts
-from core.types import Sentiment, UserKey
+from core.types import IncomingMessage, Sentiment, UserKey
+from storage.store import SqlMoodStore
 from tests.conftest import ScriptedEngine
 from tests.fakes.telegram_api import (
     DEFAULT_TOKEN,
@@ -659,3 +661,52 @@ async def test_message_text_never_reaches_the_logs_at_info(
     assert "reply generation failed" in caplog.text  # the failures were logged…
     logged = [caplog.text, *(r.getMessage() + (r.exc_text or "") for r in caplog.records)]
     assert not any(secret in text for text in logged)  # …without the user's words
+
+
+# --- after a restart ----------------------------------------------------------------------
+
+
+async def test_a_message_left_unanswered_by_a_dead_process_is_answered_at_start(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    # A group message in a forum topic, recorded by a process that died before it had sent
+    # anything (no reply message to complete): the next start answers it, in the same topic,
+    # quoting it, and saying that the answer comes late.
+    update = api.message_update(group_chat(), user_json(USER), "@testbot I feel sad")
+    message_id = int(update["message"]["message_id"])
+    dead = await SqlMoodStore.open(scripted_engine.db_path)
+    incoming = IncomingMessage("telegram", str(USER), str(GROUP_ID), "I feel sad",
+                               str(message_id), '{"private": false, "thread": 77}')  # fmt: skip
+    assert await dead.claim_message(incoming.key, key(USER), datetime.now(UTC), incoming)  # type: ignore[arg-type]
+    await dead.close()
+
+    await make_adapter()
+    final = await wait_text(api, GROUP_ID, "A comforting reply to: I feel sad")
+
+    assert final == f"{texts.RETRY_NOTE}\n{NEGATIVE}\n\nA comforting reply to: I feel sad"
+    [sent] = sent_in_reply_to(api, message_id)
+    assert sent.params["message_thread_id"] == 77
+    assert len(await mood_events(scripted_engine, USER, at_least=1)) == 1
+    assert await scripted_engine.service.unfinished("telegram") == []
+
+
+async def test_a_running_bot_finishes_what_another_process_left_later(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    # Another bot process on the database dies after this one started: the next sweep
+    # (RESUME_INTERVAL_S) answers its message, once, however many sweeps follow.
+    service = scripted_engine.service
+    service.config = service.config.model_copy(update={"resume_interval_s": 0.05})
+    await make_adapter()
+    message = api.message_update(private_chat(USER), user_json(USER), "I am so happy")["message"]
+    dead = await SqlMoodStore.open(scripted_engine.db_path)
+    incoming = IncomingMessage("telegram", str(USER), str(USER), "I am so happy",
+                               str(message["message_id"]), '{"private": true}')  # fmt: skip
+    assert await dead.claim_message(incoming.key, key(USER), datetime.now(UTC), incoming)  # type: ignore[arg-type]
+    await dead.close()
+
+    final = await wait_text(api, USER, "A cheerful reply to: I am so happy")
+    await asyncio.sleep(0.3)  # several more sweeps
+    assert final == f"{texts.RETRY_NOTE}\n{POSITIVE}\n\nA cheerful reply to: I am so happy"
+    assert len(api.calls_to("sendMessage")) == 1
+    assert len(await mood_events(scripted_engine, USER, at_least=1)) == 1

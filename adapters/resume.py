@@ -1,0 +1,79 @@
+"""Finishing what a dead process left unanswered: at start-up, then every RESUME_INTERVAL_S.
+
+The chat service lists the platform's unfinished messages whose process is gone (a crash,
+kill -9, a stop that cut a reply short; with PostgreSQL also another bot process sharing the
+database) and `resume` answers each once. The later sweeps matter because a database server
+may notice a killed process's connection only after this process has started, and because
+with several processes the one that died may not be the one that restarts. Each message is
+handed to the adapter's `answer` at most once at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from chat.service import ChatService
+from core.types import MessageKey, Unfinished
+
+log = logging.getLogger(__name__)
+
+# Runs a coroutine as a task: PTB's Application.create_task, or asyncio.create_task.
+Spawn = Callable[[Coroutine[Any, Any, None]], object]
+
+
+class Resumer:
+    def __init__(
+        self,
+        service: ChatService,
+        platform: str,
+        answer: Callable[[Unfinished], Awaitable[None]],
+    ) -> None:
+        self.service = service
+        self.platform = platform
+        self._answer = answer
+        # What is being answered, and its task (held: asyncio keeps only weak references).
+        self._active: dict[MessageKey, object] = {}
+        self._loop: asyncio.Task[None] | None = None
+
+    async def sweep(self, spawn: Spawn) -> int:
+        """Hand each unfinished message not already being answered to `spawn` (which runs it
+        as a task of the platform's kind); returns how many were handed on."""
+        try:
+            pending = await self.service.unfinished(self.platform)
+        except Exception:
+            log.exception("%s: could not read the unfinished messages", self.platform)
+            return 0
+        fresh = [item for item in pending if item.key not in self._active]
+        if fresh:
+            log.info("%s: answering %d message(s) left unfinished", self.platform, len(fresh))
+        for item in fresh:
+            self._active[item.key] = spawn(self._run(item))
+        return len(fresh)
+
+    def start(self, spawn: Spawn) -> None:
+        """Sweep every RESUME_INTERVAL_S from now on (0: never again after start-up)."""
+        interval = self.service.config.resume_interval_s
+        if interval > 0 and self._loop is None:
+            self._loop = asyncio.create_task(self._every(interval, spawn), name="resume-sweeps")
+
+    async def stop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+
+    async def _every(self, interval: float, spawn: Spawn) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.sweep(spawn)
+
+    async def _run(self, item: Unfinished) -> None:
+        try:
+            await self._answer(item)
+        finally:
+            self._active.pop(item.key, None)
