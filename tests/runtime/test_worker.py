@@ -552,3 +552,46 @@ async def test_a_failed_batched_step_reaches_every_caller_in_the_batch(
     assert all(reply.closed for reply in runner.replies)
     runner.fail_reply_at = None  # the worker goes on serving
     assert "".join(await collect(worker.reply(req()))) == "a b c d e f"
+
+
+# --- runtime.timings: where the worker's time went ------------------------------------------
+
+
+async def test_timings_are_recorded_only_while_someone_listens(
+    make_worker: MakeWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    from runtime import timings
+    from runtime.timings import JobTimes, WorkerSpan
+
+    def records() -> list[object]:
+        return [
+            r.args[0]
+            for r in caplog.records
+            if r.name == "runtime.timings" and isinstance(r.args, tuple)
+        ]
+
+    worker = await make_worker(ScriptedRunner(reply_text="one two three"), queue_size=8)
+    await worker.tag("quiet")
+    assert records() == []
+    with caplog.at_level("DEBUG", logger="runtime.timings"):
+        await worker.tag("I am happy")
+        assert await collect(worker.reply(req("I am happy"))) == ["one ", "two ", "three"]
+        # The reply's record is written just after its end is handed over.
+        await wait_until(lambda: len(records()) == 8, "the reply's record is written")
+    jobs = [r for r in records() if isinstance(r, JobTimes)]
+    spans = [r for r in records() if isinstance(r, WorkerSpan)]
+    tag, reply = jobs
+    assert (tag.kind, reply.kind) == ("tag", "reply")
+    assert tag.text_id == reply.text_id == timings.text_id(" I am happy ")
+    assert tag.outcome == reply.outcome == "ok"
+    assert tag.batch == 1
+    assert tag.started is not None
+    assert tag.done is not None
+    assert tag.enqueued <= tag.started <= tag.done
+    assert reply.started is not None
+    assert reply.first_text is not None
+    assert reply.done is not None
+    assert reply.enqueued <= reply.started <= reply.first_text <= reply.done
+    assert reply.steps == 4  # three words, then the end
+    assert [s.kind for s in spans] == ["tag", "start", "step", "step", "step", "step"]
+    assert [s.reading for s in spans if s.kind == "step"] == [1, 0, 0, 0]
