@@ -16,18 +16,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
+import logging
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    RESULTS_DIR,
     bench_engine,
     bench_settings,
     describe_engine,
@@ -36,10 +41,26 @@ from bench.common import (
     table,
     write_json,
 )
+from bench.load_stages import (
+    KV_HEADERS,
+    SPLIT_HEADERS,
+    STAGE_HEADERS,
+    breakdown,
+    kv_rows,
+    split_rows,
+    stage_rows,
+)
 from bench.messages import messages
 from chat.service import ChatService
 from core.ports import MoodStore
-from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, UserKey
+from core.types import (
+    IncomingMessage,
+    ReplyDone,
+    ReplyFailed,
+    SentimentTagged,
+    TextDelta,
+    UserKey,
+)
 
 PLATFORM = "bench"
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -48,10 +69,13 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 @dataclass
 class Outcome:
     user: str
-    index: int
+    index: int  # 0: the first wave
     text: str
-    label_s: float | None = None
-    end_s: float | None = None
+    sent_at: float = 0.0  # time.monotonic(), the clock of runtime.timings too
+    label_s: float | None = None  # from sending, as are the next two
+    first_text_s: float | None = None  # the first reply text shown
+    end_s: float | None = None  # the end (final text shown, or the failure)
+    tone: str | None = None  # the label's tone as shown (positive, negative, neutral)
     tagged: int = 0  # SentimentTagged events seen
     done: int = 0  # ReplyDone events seen
     failures: list[str] = field(default_factory=list)  # ReplyFailed reasons seen
@@ -70,18 +94,21 @@ def plan(users: int, per_user: int) -> dict[str, list[str]]:
 
 
 async def send(service: ChatService, outcome: Outcome) -> None:
-    start = time.perf_counter()
+    start = outcome.sent_at = time.monotonic()
     message = IncomingMessage(PLATFORM, outcome.user, outcome.user, outcome.text)
     async for event in service.handle(message):
         if isinstance(event, SentimentTagged):
             outcome.tagged += 1
-            outcome.label_s = time.perf_counter() - start
+            outcome.label_s = time.monotonic() - start
+            outcome.tone = event.sentiment.tone
+        elif isinstance(event, TextDelta) and outcome.first_text_s is None and event.text.strip():
+            outcome.first_text_s = time.monotonic() - start
         elif isinstance(event, ReplyDone):
             outcome.done += 1
             outcome.reply_chars, outcome.finished = len(event.text), event.finished
         elif isinstance(event, ReplyFailed):
             outcome.failures.append(event.reason)
-    outcome.end_s = time.perf_counter() - start
+    outcome.end_s = time.monotonic() - start
 
 
 async def run_concurrent(service: ChatService, work: dict[str, list[str]]) -> list[Outcome]:
@@ -139,6 +166,8 @@ def check_nothing_lost(
 
 def summarize(outcomes: Sequence[Outcome], wall_s: float) -> dict[str, Any]:
     labels = [o.label_s for o in outcomes if o.label_s is not None]
+    first_wave = [o.label_s for o in outcomes if o.index == 0 and o.label_s is not None]
+    first_texts = [o.first_text_s for o in outcomes if o.first_text_s is not None]
     ends = [o.end_s for o in outcomes if o.done and o.end_s is not None]
     replies = sum(o.done for o in outcomes)
     return {
@@ -146,14 +175,49 @@ def summarize(outcomes: Sequence[Outcome], wall_s: float) -> dict[str, Any]:
         "cut_by_token_cap": sum(o.finished is False for o in outcomes),
         "replies": replies,
         "busy": sum(o.failures.count("busy") for o in outcomes),
-        "other_failures": sum(len(o.failures) - o.failures.count("busy") for o in outcomes),
+        "lost": sum(o.failures.count("lost") for o in outcomes),
+        "other_failures": sum(
+            len(o.failures) - o.failures.count("busy") - o.failures.count("lost") for o in outcomes
+        ),
         "wall_s": wall_s,
         "replies_per_min": replies / wall_s * 60.0 if wall_s > 0 else None,
         "label_s_p50": percentile(labels, 50),
         "label_s_p95": percentile(labels, 95),
+        "first_wave_label_s_p50": percentile(first_wave, 50),
+        "first_wave_label_s_p95": percentile(first_wave, 95),
+        "first_text_s_p50": percentile(first_texts, 50),
+        "first_text_s_p95": percentile(first_texts, 95),
         "reply_s_p50": percentile(ends, 50),
         "reply_s_p95": percentile(ends, 95),
     }
+
+
+class Collect(logging.Handler):
+    """The runtime.timings records of an in-process worker, as bench.timed_bot writes them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.args, tuple) and is_dataclass(record.args[0]):
+            item: Any = record.args[0]
+            self.records.append({"type": type(item).__name__, **asdict(item)})
+
+
+@contextlib.contextmanager
+def collecting() -> Iterator[Collect]:
+    logger, handler = logging.getLogger("runtime.timings"), Collect()
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 async def measure(
@@ -161,7 +225,7 @@ async def measure(
 ) -> dict[str, Any]:
     from storage.store import SqlMoodStore
 
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as temp:
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as temp, collecting() as timings:
         store = await SqlMoodStore.open(Path(temp) / "load.db")
         try:
             service = ChatService(worker, store, settings.chat)
@@ -181,16 +245,95 @@ async def measure(
     # is far less sensitive to other processes than wall time is.
     result["cpu_s_per_reply"] = cpu / result["replies"] if result["replies"] else None
     result["load_avg_before_after"] = [load_before, os.getloadavg()[0]]
+    result["stages"] = breakdown([asdict(o) for o in outcomes], timings.records)
     result["outcomes"] = [asdict(o) for o in outcomes]
     return result
 
 
+async def measure_telegram(args: argparse.Namespace, work: dict[str, list[str]]) -> dict[str, Any]:
+    from bench.load_telegram import run_telegram
+
+    run = await run_telegram(args, work)
+    outcomes = run["outcomes"]
+    result = summarize(outcomes, run["wall_s"])
+    lost = [f"{o.user}#{o.index}: no complete answer in {args.timeout_s:.0f} s"
+            for o in outcomes if "lost" in o.failures]  # fmt: skip
+    other = [f"{o.user}#{o.index}: failed with {o.failures[0]!r}"
+             for o in outcomes if o.failures and o.failures[0] not in ("busy", "lost")]  # fmt: skip
+    result["problems"] = lost + other + run["problems"]
+    result["stored_events"] = None  # not read: the order check reads the stored turns instead
+    result["cpu_s_per_reply"] = None  # another process's
+    result["platform_calls"] = run["platform_calls"]
+    result["load_avg_before_after"] = run["load_avg_before_after"]
+    result["stages"] = breakdown([asdict(o) for o in outcomes], run["records"])
+    result["outcomes"] = [asdict(o) for o in outcomes]
+    result["transcripts"] = run["transcripts"]
+    return result
+
+
+# --- the original design, one message at a time (bench.reference), in its own process ----
+
+
+def reference_child(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.common import model_folder
+    from bench.reference import ReferenceBot
+
+    settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
+    bot = ReferenceBot.load(model_folder(settings), settings.chat.generation,
+                            threads=settings.model.threads)  # fmt: skip
+    batch = reference_texts(plan(args.users, args.messages), args.reference)
+    bot.answer(batch[0])  # warm-up, not counted (the bot's own run starts warm too)
+    start = time.perf_counter()
+    samples = [bot.answer(text) for text in batch]
+    return {"samples": samples, "wall_s": time.perf_counter() - start}
+
+
+def reference_texts(work: dict[str, list[str]], count: int) -> list[str]:
+    """The first `count` messages in sending order: the first wave first."""
+    ordered = [texts[i] for i in range(max(map(len, work.values()))) for texts in work.values()
+               if i < len(texts)]  # fmt: skip
+    return ordered[:count]
+
+
+def run_reference(args: argparse.Namespace) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.load", "--reference-child",
+               "--users", str(args.users), "--messages", str(args.messages),
+               "--reference", str(args.reference), "--seed", str(args.seed)]  # fmt: skip
+    if args.max_new_tokens is not None:
+        command += ["--max-new-tokens", str(args.max_new_tokens)]
+    print(f"the original design, {args.reference} messages one at a time…", file=sys.stderr)
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    samples = child["samples"]
+    return {
+        "messages": len(samples),
+        "replies": len(samples),
+        "wall_s": child["wall_s"],
+        "replies_per_min": len(samples) / child["wall_s"] * 60.0,
+        "label_s_p50": percentile([s["sentiment_s"] for s in samples], 50),
+        "label_s_p95": percentile([s["sentiment_s"] for s in samples], 95),
+        "first_text_s_p50": percentile([s["first_token_s"] for s in samples], 50),
+        "first_text_s_p95": percentile([s["first_token_s"] for s in samples], 95),
+        "reply_s_p50": percentile([s["total_s"] for s in samples], 50),
+        "reply_s_p95": percentile([s["total_s"] for s in samples], 95),
+        "samples": samples,
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = plan(args.users, args.messages)
+    via = getattr(args, "via", "service")
+    results: dict[str, Any] = {"via": via}
+    if via == "telegram":
+        print(f"{args.users} users x {args.messages} messages through python -m bot and the "
+              "Telegram fake…", file=sys.stderr)  # fmt: skip
+        results["engine"] = "python -m bot (its own settings)"
+        results["concurrent"] = await measure_telegram(args, work)
+        return results
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
     engine, _ = bench_engine(settings, settings.worker)  # the bot's own, BACKEND=openai too
     await engine.start()
-    work = plan(args.users, args.messages)
-    results: dict[str, Any] = {"engine": describe_engine(engine)}
+    results["engine"] = describe_engine(engine)
     try:
         print(f"{args.users} users x {args.messages} messages, concurrently…", file=sys.stderr)
         results["concurrent"] = await measure(engine, settings, work, sequential=False)
@@ -205,53 +348,90 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+KEYS = ["messages", "replies", "busy", "lost", "other_failures", "stored_events",
+        "cut_by_token_cap", "wall_s", "cpu_s_per_reply", "replies_per_min", "label_s_p50",
+        "label_s_p95", "first_wave_label_s_p50", "first_wave_label_s_p95", "first_text_s_p50",
+        "first_text_s_p95", "reply_s_p50", "reply_s_p95"]  # fmt: skip
+
+
+def report(results: dict[str, Any]) -> str:
+    """The figures per mode side by side, then the stage tables of the concurrent run."""
+    modes = [m for m in ("concurrent", "sequential", "reference") if m in results]
+    rows = [[key, *(results[m].get(key) for m in modes)] for key in KEYS]
+    loads = ["{:.1f}/{:.1f}".format(*results[m]["load_avg_before_after"])
+             for m in modes if "load_avg_before_after" in results[m]]  # fmt: skip
+    rows.append(["load avg before/after", *loads, *[None] * (len(modes) - len(loads))])
+    base = results["concurrent"]["replies_per_min"]
+    rows.append(["throughput vs this column", *((base / results[m]["replies_per_min"])
+                 if results[m]["replies_per_min"] else None for m in modes)])  # fmt: skip
+    names = {"concurrent": f"concurrent ({results['via']})", "sequential": "one at a time",
+             "reference": "original design, one at a time"}  # fmt: skip
+    out = [f"engine: {results['engine']}", table(["figure", *(names[m] for m in modes)], rows)]
+    stages = results["concurrent"]["stages"]
+    out += [f"\nstages ({stages['matched']} of {results['concurrent']['messages']} messages "
+            "matched to worker records):", table(STAGE_HEADERS, stage_rows(stages)),
+            "\nwhat the worker was doing meanwhile (mean s per message):",
+            table(SPLIT_HEADERS, split_rows(stages)),
+            "\nreply prompts (tokens, mean):", table(KV_HEADERS, kv_rows(stages)),
+            "\nworker busy (s): " + ", ".join(
+                f"{k} {v:.1f} ({stages['worker_spans'][k]} spans)"
+                for k, v in stages["worker_busy_s"].items())]  # fmt: skip
+    for mode in ("concurrent", "sequential"):
+        if mode in results:
+            problems = results[mode]["problems"]
+            out.append(f"{mode}: " + ("nothing lost" if not problems else "PROBLEMS:\n  "
+                                      + "\n  ".join(problems)))  # fmt: skip
+    return "\n".join(out)
+
+
+def write_transcripts(path: Path, results: dict[str, Any]) -> None:
+    chats = results["concurrent"].get("transcripts") or {}
+    lines = [f"# bench.load transcripts ({results['via']})", ""]
+    for chat_id, shown in chats.items():
+        lines += [f"## chat {chat_id}", "", *(f"- {line!r}" for line in shown), ""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.load",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--via", choices=("service", "telegram"), default="service")
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--messages", type=int, default=3, help="messages per user")
     parser.add_argument("--compare-sequential", action="store_true")
+    parser.add_argument("--reference", type=int, default=0, metavar="K",
+                        help="also run the original design on the first K messages")  # fmt: skip
     parser.add_argument(
         "--max-new-tokens", type=int, default=None, help="reply token cap (default: MAX_NEW_TOKENS)"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", default=None, help="default: bench/results/load.json")
+    parser.add_argument("--timeout-s", type=float, default=600.0,
+                        help="--via telegram: no complete answer by then = lost")  # fmt: skip
+    parser.add_argument("--scripted", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--reference-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None,
+                        help="a folder for results.json and transcripts.md "
+                             "(default: bench/results/load/<via>-<users>x<messages>)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.reference_child:
+        print(json.dumps(reference_child(args)))
+        return 0
+    if args.compare_sequential and args.via != "service":
+        parser.error("--compare-sequential runs through the service: use --reference")
     results = asyncio.run(run(args))
-    modes = [m for m in ("concurrent", "sequential") if m in results]
-    keys = [
-        "messages",
-        "replies",
-        "busy",
-        "other_failures",
-        "stored_events",
-        "cut_by_token_cap",
-        "wall_s",
-        "cpu_s_per_reply",
-        "replies_per_min",
-        "label_s_p50",
-        "label_s_p95",
-        "reply_s_p50",
-        "reply_s_p95",
-    ]
-    rows = [[key, *(results[m][key] for m in modes)] for key in keys]
-    loads = ["{:.1f}/{:.1f}".format(*results[m]["load_avg_before_after"]) for m in modes]
-    rows.append(["load avg before/after", *loads])
-    if "sequential" in results:
-        ratio = results["concurrent"]["replies_per_min"] / results["sequential"]["replies_per_min"]
-        rows.append(["throughput vs sequential", ratio, 1.0])
-    print(f"engine: {results['engine']}")
-    print(table(["figure", *modes], rows))
-    for mode in modes:
-        problems = results[mode]["problems"]
-        print(f"{mode}: " + ("nothing lost" if not problems else "PROBLEMS:\n  "
-                             + "\n  ".join(problems)))  # fmt: skip
+    if args.reference:
+        results["reference"] = run_reference(args)
+    print(report(results))
     results["machine"] = describe_machine()
     results["args"] = vars(args)
-    write_json(args.json, "load", results)
+    folder = Path(args.out or RESULTS_DIR / "load" / f"{args.via}-{args.users}x{args.messages}")
+    write_json(folder / "results.json", "load", results)
+    if results["concurrent"].get("transcripts"):
+        write_transcripts(folder / "transcripts.md", results)
+    modes = [m for m in ("concurrent", "sequential") if m in results]
     return 1 if any(results[m]["problems"] for m in modes) else 0
 
 
