@@ -1,15 +1,26 @@
-"""Concurrent users through the engine's public async API, with a check that nothing is lost.
+"""Concurrent users, with a check that nothing is lost and where the time went.
 
-    python -m bench.load --users 8 --messages 3 [--compare-sequential] [--max-new-tokens N]
+    python -m bench.load [--via service|telegram] [--users 8] [--messages 3] [--reference K]
+                         [--compare-sequential] [--max-new-tokens N] [--out FOLDER]
 
-N simulated users run concurrently; each sends its M messages one after another (the next
-once the previous reply has ended), through ChatService.handle — the path the adapters use —
-with the real model (settings from the environment) and a temporary SQLite store.
-Reported: throughput (replies per minute), p50/p95 time from sending to the label and to the
-end of the reply, how many got a "busy" answer. Afterwards every message must have ended in
-exactly one ReplyDone or one ReplyFailed("busy"), and the store must hold exactly one mood
-event per tagged message. `--compare-sequential` also sends the same messages one at a
-time (same per-user order, fresh store, same loaded model) for "throughput vs sequential".
+N simulated users send M messages each: every user's first message at the same moment (the
+first wave), then each follow-up once the previous answer is complete (so it carries the
+conversation as history). `--via service` (default) goes through ChatService.handle, the
+path the adapters use, in this process with the real model (settings from the environment)
+and a temporary SQLite store. `--via telegram` runs `python -m bot` itself, default settings,
+against the tests' loopback Telegram fake, and measures what a user would see there
+(bench.load_telegram).
+
+Reported: replies per minute, p50/p95 time from sending to the label (all messages and the
+first wave), to the first reply text and to the end, busy answers and lost messages; a
+per-stage breakdown from the model worker's runtime.timings records (bench.load_stages).
+Service mode checks that every message ended in exactly one ReplyDone or one
+ReplyFailed("busy") and that the store holds one mood event per tagged message; telegram mode
+that every message got a complete answer in --timeout-s and that each chat's stored turns
+follow the order the messages were sent in. `--compare-sequential` (service) sends the same
+messages one at a time through the same engine; `--reference K` runs the original design
+(bench.reference, fp32 transformers, a fresh process) on the first K messages one at a time,
+after the concurrent run, for the rate the issue compares against.
 """
 
 from __future__ import annotations
