@@ -51,6 +51,7 @@ from bench.common import (
     percentile,
     table,
     write_json,
+    write_jsonl,
 )
 from bench.load_stages import (
     KV_HEADERS,
@@ -257,6 +258,7 @@ async def measure(
     result["cpu_s_per_reply"] = cpu / result["replies"] if result["replies"] else None
     result["load_avg_before_after"] = [load_before, os.getloadavg()[0]]
     result["stages"] = breakdown([asdict(o) for o in outcomes], timings.records)
+    result["timings"] = timings.records
     result["outcomes"] = [asdict(o) for o in outcomes]
     return result
 
@@ -277,6 +279,7 @@ async def measure_telegram(args: argparse.Namespace, work: dict[str, list[str]])
     result["platform_calls"] = run["platform_calls"]
     result["load_avg_before_after"] = run["load_avg_before_after"]
     result["stages"] = breakdown([asdict(o) for o in outcomes], run["records"])
+    result["timings"] = run["records"]
     result["outcomes"] = [asdict(o) for o in outcomes]
     result["transcripts"] = run["transcripts"]
     return result
@@ -438,11 +441,13 @@ def main(argv: list[str] | None = None) -> int:
     print(report(results))
     results["machine"] = describe_machine()
     results["args"] = vars(args)
+    modes = [m for m in ("concurrent", "sequential") if m in results]
     folder = Path(args.out or RESULTS_DIR / "load" / f"{args.via}-{args.users}x{args.messages}")
+    records = [r for m in modes if m in results for r in results[m].pop("timings", [])]
     write_json(folder / "results.json", "load", results)
+    write_jsonl(folder / "timings.jsonl", records)  # the worker's raw stage records
     if results["concurrent"].get("transcripts"):
         write_transcripts(folder / "transcripts.md", results)
-    modes = [m for m in ("concurrent", "sequential") if m in results]
     return 1 if any(results[m]["problems"] for m in modes) else 0
 
 
