@@ -174,6 +174,14 @@ class Monitor:
                     future.set_result(state)
 
 
+def tone_shown(label_line: str) -> str | None:
+    """Which tone a label line (chat.texts.label_line) shows."""
+    for tone, emoji in texts.LABEL_EMOJI.items():
+        if label_line.startswith(f"{emoji} 情感判断: {texts.LABEL_WORD[tone]}"):
+            return tone
+    return None
+
+
 def read_calls(api: Any, outcome: Outcome, chat_id: int, until: float) -> None:
     """Fill in when the label, the first reply text and the final text arrived at the fake."""
     calls = [c for c in api.calls
@@ -186,6 +194,7 @@ def read_calls(api: Any, outcome: Outcome, chat_id: int, until: float) -> None:
         is_label = call.method == "sendMessage" and "\n\n" not in text
         if outcome.label_s is None and is_label and not text.endswith(failures):
             outcome.label_s = call.at - outcome.sent_at
+            outcome.tone = tone_shown(text)
         if outcome.first_text_s is None and "\n\n" in text and not text.endswith(failures):
             outcome.first_text_s = call.at - outcome.sent_at
     if calls:
