@@ -7,11 +7,12 @@ Per message, in order: `to_worker` (sent → label job queued: platform delivery
 queued: history read, prompt built), `reply_wait` (→ an active slot), `prompt_read` (slot →
 first reply text: reading the prompt, interleaved with other work), `text_out` (first text in
 the worker → shown: the renderer's edit pacing and the platform call), `decode` (first text
-→ last token), `final_out` (last token → final text shown: storing, the last edit).
+→ last token), `final_out` (last token → final text shown: storing, the last edit; negative
+when the whole text was on screen before the step that produced the end-of-turn token ended).
 
-`label_wait` and `prompt_read` are split further by what the worker thread did meanwhile:
-label passes, reply starts (start_reply; llama.cpp reads a new prompt opening there),
-steps that read prompts (a reply in them had no text yet) and pure decode steps.
+`label_wait`, `reply_wait` and `prompt_read` are split further by what the worker thread did
+meanwhile: label passes, reply starts (start_reply; llama.cpp reads a new prompt opening
+there), steps that read prompts (a reply in them had no text yet) and pure decode steps.
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ def stages(pair: Mapping[str, Any], spans: Sequence[Record]) -> dict[str, Any]:
     }
     if out["label_wait"] is not None:
         out["label_wait_behind"] = busy(tag["enqueued"], tag["started"], spans)
+    if out["reply_wait"] is not None:
+        out["reply_wait_during"] = busy(reply["enqueued"], reply["started"], spans)
     if out["prompt_read"] is not None:
         out["prompt_read_during"] = busy(reply["started"], reply["first_text"], spans)
     return out
@@ -126,6 +129,7 @@ def _figures(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         out[stage] = {"p50": percentile(values, 50), "p95": percentile(values, 95),
                       "mean": mean(values)}  # fmt: skip
     out["label_wait_behind_mean"] = _split_means(rows, "label_wait_behind")
+    out["reply_wait_during_mean"] = _split_means(rows, "reply_wait_during")
     out["prompt_read_during_mean"] = _split_means(rows, "prompt_read_during")
     prompts = [r for r in rows if r.get("prompt_tokens") and r.get("cached_tokens") is not None]
     out["prompt_tokens_mean"] = mean([r["prompt_tokens"] for r in prompts])
@@ -178,6 +182,7 @@ def breakdown(messages: Sequence[Mapping[str, Any]], records: Iterable[Record]) 
 STAGE_HEADERS = ["stage (s)", "first wave p50", "p95", "slowest labels, mean",
                  "follow-ups p50", "p95", "slowest first texts, mean"]  # fmt: skip
 SPLIT_HEADERS = ["worker was doing (s)", "label_wait: first wave", "slowest labels",
+                 "reply_wait: first wave", "slowest first texts",
                  "prompt_read: first wave", "slowest first texts"]  # fmt: skip
 KV_HEADERS = ["replies", "n", "prompt tokens", "not in the KV cache"]
 
@@ -198,6 +203,8 @@ def split_rows(result: Mapping[str, Any]) -> list[list[Any]]:
     """What the worker did while labels waited and while prompts were read (means)."""
     return [[kind, result["first_wave"]["label_wait_behind_mean"][kind],
              result["slowest_first_wave_labels"]["label_wait_behind_mean"][kind],
+             result["first_wave"]["reply_wait_during_mean"][kind],
+             result["slowest_first_texts"]["reply_wait_during_mean"][kind],
              result["first_wave"]["prompt_read_during_mean"][kind],
              result["slowest_first_texts"]["prompt_read_during_mean"][kind]]
             for kind in [*BUSY_KINDS, "other"]]  # fmt: skip
