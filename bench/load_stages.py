@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from bench.common import mean, percentile
+from chat.prompts import detect_language
 from runtime.timings import text_id
 
 STAGES = ("to_worker", "label_wait", "label_pass", "label_out", "to_reply", "reply_wait",
@@ -158,6 +159,12 @@ def breakdown(messages: Sequence[Mapping[str, Any]], records: Iterable[Record]) 
     previous_tone = {(m["user"], m["index"] + 1): m["tone"] for m in ms}
     same = [r for r, m in follow if m["tone"] == previous_tone.get((m["user"], m["index"]))]
     changed = [r for r, m in follow if m["tone"] != previous_tone.get((m["user"], m["index"]))]
+    # The persona and the examples follow the message's language (chat.prompts), so a switch
+    # changes the prompt's opening and with it everything a kept conversation could share.
+    previous_text = {(m["user"], m["index"] + 1): m["text"] for m in ms}
+    switched = [r for r, m in follow if detect_language(m["text"])
+                != detect_language(previous_text.get((m["user"], m["index"]), ""))]  # fmt: skip
+    kept_language = [r for r, m in follow if not any(r is s for s in switched)]
     worker = {kind: 0.0 for kind in BUSY_KINDS}
     counts = {kind: 0 for kind in BUSY_KINDS}
     for span in spans:
@@ -171,6 +178,8 @@ def breakdown(messages: Sequence[Mapping[str, Any]], records: Iterable[Record]) 
         "slowest_first_texts": _figures(slowest(rows, [m["first_text_s"] for m in ms])),
         "follow_ups_same_label": _figures(same),
         "follow_ups_label_changed": _figures(changed),
+        "follow_ups_same_language": _figures(kept_language),
+        "follow_ups_language_switched": _figures(switched),
         "worker_busy_s": worker,
         "worker_spans": counts,
         "rows": [
@@ -212,6 +221,34 @@ def split_rows(result: Mapping[str, Any]) -> list[list[Any]]:
 
 def kv_rows(result: Mapping[str, Any]) -> list[list[Any]]:
     groups = {"first wave": "first_wave", "follow-ups, same label": "follow_ups_same_label",
-              "follow-ups, label changed": "follow_ups_label_changed"}  # fmt: skip
+              "follow-ups, label changed": "follow_ups_label_changed",
+              "follow-ups, same language": "follow_ups_same_language",
+              "follow-ups, language switched": "follow_ups_language_switched"}  # fmt: skip
     return [[name, result[key]["n"], result[key]["prompt_tokens_mean"],
              result[key]["uncached_tokens_mean"]] for name, key in groups.items()]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.load_stages FOLDER`: the stage tables again from a bench.load folder
+    (results.json and timings.jsonl), written back into its results.json."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    from bench.common import read_jsonl, table
+
+    parser = argparse.ArgumentParser(prog="python -m bench.load_stages", description=main.__doc__)
+    parser.add_argument("folder", type=Path)
+    folder = parser.parse_args(argv).folder
+    results = json.loads((folder / "results.json").read_text())
+    run = results["concurrent"]
+    run["stages"] = result = breakdown(run["outcomes"], read_jsonl(folder / "timings.jsonl"))
+    print(table(STAGE_HEADERS, stage_rows(result)))
+    print(table(SPLIT_HEADERS, split_rows(result)))
+    print(table(KV_HEADERS, kv_rows(result)))
+    (folder / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
