@@ -29,6 +29,9 @@ STAGES = ("to_worker", "label_wait", "label_pass", "label_out", "to_reply", "rep
           "prompt_read", "text_out", "decode", "final_out")  # fmt: skip
 BUSY_KINDS = ("label pass", "reply start", "prompt step", "decode step")
 Record = Mapping[str, Any]
+# A reply job is queued within this long after its label is ready (the label is sent and the
+# history read in between: well under a second even on a loaded machine).
+REPLY_AFTER_S = 10.0
 
 
 def split(records: Iterable[Record]) -> tuple[list[Record], list[Record]]:
@@ -60,23 +63,32 @@ def busy(start: float, end: float, spans: Sequence[Record]) -> dict[str, float]:
 
 
 def match(messages: Sequence[Mapping[str, Any]], jobs: Sequence[Record]) -> list[dict[str, Any]]:
-    """Each message's (tag job, reply job): same text, queued after it was sent and before it
-    ended; where users sent the same text, the earlier job goes to the earlier message."""
+    """Each message's (tag job, reply job), by the same text. A tag job is queued just after its
+    message was sent, a reply job just after its label was ready: so the earliest unused job
+    from that point on (and before the message ended) is taken, which keeps users who sent
+    the same text apart unless they sent it at the same moment."""
     used: set[int] = set()
-    pairs = []
+
+    def take(kind: str, key: str, since: float, until: float) -> Record | None:
+        candidates = [j for j in jobs if j["kind"] == kind and j["text_id"] == key
+                      and id(j) not in used and since <= j["enqueued"] <= until]  # fmt: skip
+        job = min(candidates, key=lambda j: j["enqueued"], default=None)
+        if job is not None:
+            used.add(id(job))
+        return job
+
+    pairs: list[dict[str, Any]] = []
+    labelled: list[tuple[dict[str, Any], Record]] = []
     for message in sorted(messages, key=lambda m: m["sent_at"]):
-        found: dict[str, Any] = {"message": message}
-        key = text_id(message["text"])
         until = message["sent_at"] + (message["end_s"] or math.inf)
-        for kind in ("tag", "reply"):
-            candidates = [j for j in jobs if j["kind"] == kind and j["text_id"] == key
-                          and id(j) not in used
-                          and message["sent_at"] - 0.01 <= j["enqueued"] <= until]  # fmt: skip
-            job = min(candidates, key=lambda j: j["enqueued"], default=None)
-            if job is not None:
-                used.add(id(job))
-            found[kind] = job
-        pairs.append(found)
+        tag = take("tag", text_id(message["text"]), message["sent_at"] - 0.01, until)
+        pairs.append({"message": message, "tag": tag, "reply": None})
+        if tag is not None and tag["done"] is not None:
+            labelled.append((pairs[-1], tag))
+    for pair, tag in sorted(labelled, key=lambda item: item[1]["done"]):
+        ended = pair["message"]["sent_at"] + (pair["message"]["end_s"] or math.inf)
+        until = min(ended, tag["done"] + REPLY_AFTER_S)
+        pair["reply"] = take("reply", tag["text_id"], tag["done"] - 0.01, until)
     return pairs
 
 

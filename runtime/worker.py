@@ -214,7 +214,9 @@ class ModelWorker:
                 tags = []
             while waiting and len(active) < self._max_active:
                 job = waiting.popleft()
-                if not job.cancelled and self._start_reply(job):
+                if job.cancelled:
+                    _reply_over(job, "cancelled")  # its caller gave up while it waited
+                elif self._start_reply(job):
                     active.append(job)
             active = self._step_replies(active)
         self._fail_all(tags, waiting, active)
@@ -233,6 +235,7 @@ class ModelWorker:
 
     def _run_tags(self, jobs: list[_TagJob]) -> None:
         live = [job for job in jobs if not job.cancelled]
+        _tag_times([job for job in jobs if job.cancelled], time.monotonic(), "cancelled")
         if not live:
             return
         start = time.monotonic()
@@ -336,7 +339,7 @@ def _tag_times(jobs: list[_TagJob], start: float, outcome: str) -> None:
             job.times.started, job.times.done = start, end
             job.times.outcome, job.times.batch = outcome, len(jobs)
             timings.emit(job.times)
-    if timings.enabled():
+    if jobs and outcome != "cancelled" and timings.enabled():
         timings.emit(WorkerSpan("tag", start, end, len(jobs)))
 
 

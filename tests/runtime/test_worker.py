@@ -595,3 +595,28 @@ async def test_timings_are_recorded_only_while_someone_listens(
     assert reply.steps == 4  # three words, then the end
     assert [s.kind for s in spans] == ["tag", "start", "step", "step", "step", "step"]
     assert [s.reading for s in spans if s.kind == "step"] == [1, 0, 0, 0]
+
+
+async def test_a_reply_given_up_while_waiting_still_leaves_its_record(
+    make_worker: MakeWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    from runtime.timings import JobTimes
+
+    def replies() -> list[JobTimes]:
+        return [r.args[0] for r in caplog.records if r.name == "runtime.timings"
+                and isinstance(r.args, tuple) and isinstance(r.args[0], JobTimes)]  # fmt: skip
+
+    runner = ScriptedRunner(reply_text="a b c d e f", delay_s=0.02)
+    worker = await make_worker(runner, queue_size=8, max_active_replies=1)
+    with caplog.at_level("DEBUG", logger="runtime.timings"):
+        running = asyncio.create_task(collect(worker.reply(req("first"))))
+        waiting = worker.reply(req("second"))
+        await wait_until(lambda: len(runner.reply_calls) == 1, "the first reply runs")
+        waiting.cancel()  # its caller gives up before it gets the one slot
+        await running
+        await wait_until(lambda: len(replies()) == 2, "both replies have a record")
+    outcomes = {r.outcome: r for r in replies()}
+    assert set(outcomes) == {"ok", "cancelled"}
+    assert outcomes["cancelled"].started is None  # it never got a slot
+    assert outcomes["cancelled"].done is not None
+    assert len(runner.reply_calls) == 1
