@@ -62,7 +62,7 @@ from bench.load_stages import (
     split_rows,
     stage_rows,
 )
-from bench.messages import messages
+from bench.messages import MESSAGES, messages
 from chat.service import ChatService
 from core.ports import MoodStore
 from core.types import (
@@ -100,9 +100,18 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def plan(users: int, per_user: int) -> dict[str, list[str]]:
-    texts = [m.text for m in messages(users * per_user)]
-    return {f"user{u}": texts[u * per_user : (u + 1) * per_user] for u in range(users)}
+def plan(users: int, per_user: int, one_language: bool = False) -> dict[str, list[str]]:
+    """Each user's messages, in order. By default the fixed messages in turn, so a user's
+    messages alternate between Chinese and English; `one_language`: every user keeps to one
+    (users alternate zh, en), with mixed moods still."""
+    if not one_language:
+        texts = [m.text for m in messages(users * per_user)]
+        return {f"user{u}": texts[u * per_user : (u + 1) * per_user] for u in range(users)}
+    work = {}
+    for u in range(users):
+        own = [m.text for m in MESSAGES if m.language == ("zh", "en")[u % 2]]
+        work[f"user{u}"] = [own[(u // 2 * per_user + i) % len(own)] for i in range(per_user)]
+    return work
 
 
 async def send(service: ChatService, outcome: Outcome) -> None:
@@ -295,7 +304,8 @@ def reference_child(args: argparse.Namespace) -> dict[str, Any]:
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
     bot = ReferenceBot.load(model_folder(settings), settings.chat.generation,
                             threads=settings.model.threads)  # fmt: skip
-    batch = reference_texts(plan(args.users, args.messages), args.reference)
+    work = plan(args.users, args.messages, args.one_language)
+    batch = reference_texts(work, args.reference)
     bot.answer(batch[0])  # warm-up, not counted (the bot's own run starts warm too)
     start = time.perf_counter()
     samples = [bot.answer(text) for text in batch]
@@ -315,6 +325,8 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
                "--reference", str(args.reference), "--seed", str(args.seed)]  # fmt: skip
     if args.max_new_tokens is not None:
         command += ["--max-new-tokens", str(args.max_new_tokens)]
+    if args.one_language:
+        command.append("--one-language")
     print(f"the original design, {args.reference} messages one at a time…", file=sys.stderr)
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
     child = json.loads(done.stdout.strip().splitlines()[-1])
@@ -335,7 +347,7 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    work = plan(args.users, args.messages)
+    work = plan(args.users, args.messages, getattr(args, "one_language", False))
     via = getattr(args, "via", "service")
     results: dict[str, Any] = {"via": via}
     if via == "telegram":
@@ -416,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--messages", type=int, default=3, help="messages per user")
     parser.add_argument("--compare-sequential", action="store_true")
+    parser.add_argument("--one-language", action="store_true",
+                        help="each user keeps to one language (default: alternate)")  # fmt: skip
     parser.add_argument("--reference", type=int, default=0, metavar="K",
                         help="also run the original design on the first K messages")  # fmt: skip
     parser.add_argument(

@@ -368,6 +368,17 @@ async def test_the_load_bench_runs_through_python_m_bot_and_the_telegram_fake(
         assert "\n\nA " in lines[3]
 
 
+def test_the_one_language_plan_keeps_each_user_to_one_language() -> None:
+    from chat.prompts import detect_language
+
+    work = load.plan(users=4, per_user=3, one_language=True)
+    languages = [{detect_language(text) for text in texts} for texts in work.values()]
+    assert languages == [{"zh"}, {"en"}, {"zh"}, {"en"}]
+    assert len({text for texts in work.values() for text in texts}) == 12  # nobody repeats
+    mixed = load.plan(users=4, per_user=3)  # the default: a user's messages alternate
+    assert all(len({detect_language(t) for t in texts}) == 2 for texts in mixed.values())
+
+
 async def test_the_telegram_load_bench_counts_a_message_with_no_answer_as_lost(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
