@@ -2,13 +2,16 @@
 
 Interactive mode prints the label the moment it is known and streams the reply token by
 token. JSONL mode (stdin not a TTY, or `--jsonl`) answers each line with one JSON object;
-a line starting with `/` runs that command and answers `{"command": ..., "text": ...}`.
+a line starting with `/` runs that command and answers `{"command": ..., "text": ...}`
+(`/export` adds `"files"`: the paths of the CSV and JSON it wrote). The console has no
+buttons: `/wrong <tone>` corrects the latest label, and `/forget confirm` answers /forget.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import sys
@@ -18,6 +21,7 @@ from typing import TextIO
 
 from chat import texts
 from chat.commands import Caller, Commands
+from chat.journal import ExportFile
 from chat.service import ChatService
 from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, TextDelta, UserKey
 
@@ -50,6 +54,10 @@ class ConsoleAdapter:
         self.commands = Commands(service)
         self.config = config
         self.stdin = stdin or sys.stdin
+        if isinstance(self.stdin, io.TextIOWrapper):
+            # Invalid UTF-8 (a pasted Latin-1 file, a cut multi-byte character) would end the
+            # whole chat with a UnicodeDecodeError; it becomes U+FFFD and the line is answered.
+            self.stdin.reconfigure(errors="replace")
         self.stdout = stdout or sys.stdout
         self.user = UserKey(PLATFORM, config.user_id)
         self.caller = Caller(self.user, CHAT_ID)
@@ -144,7 +152,10 @@ class ConsoleAdapter:
         text = result.text
         if result.confirm is not None:
             text += "\n" + texts.console_confirm_hint(name)
-        self._show_command(name, text, self._save_chart(result.chart_png))
+        files = self._save_files(result.files)
+        if files:
+            text += "\n" + texts.export_saved([str(path) for path in files])
+        self._show_command(name, text, self._save_chart(result.chart_png), files)
 
     def _save_chart(self, png: bytes | None) -> Path | None:
         if png is None or self.config.chart_dir is None:
@@ -154,11 +165,26 @@ class ConsoleAdapter:
         path.write_bytes(png)
         return path
 
-    def _show_command(self, name: str, text: str, chart: Path | None = None) -> None:
+    def _save_files(self, files: tuple[ExportFile, ...]) -> list[Path]:
+        """/export's files, written beside the charts (the working directory without one)."""
+        folder = self.config.chart_dir or Path.cwd()
+        paths = []
+        for file in files:
+            path = folder / f"{self.config.user_id}-{file.name}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(file.data)
+            paths.append(path)
+        return paths
+
+    def _show_command(
+        self, name: str, text: str, chart: Path | None = None, files: list[Path] | None = None
+    ) -> None:
         if self.config.jsonl:
-            record: dict[str, str] = {"command": name, "text": text}
+            record: dict[str, object] = {"command": name, "text": text}
             if chart is not None:
                 record["chart"] = str(chart)
+            if files:
+                record["files"] = [str(path) for path in files]
             self._write(json.dumps(record, ensure_ascii=False) + "\n")
             return
         self._write(text + "\n")

@@ -22,6 +22,7 @@ from core.types import (
     ReplyDone,
     ReplyEvent,
     ReplyFailed,
+    Sentiment,
     SentimentTagged,
     TextDelta,
 )
@@ -86,10 +87,13 @@ async def _with_retry(call: Callable[[], Awaitable[T]], limits: RenderLimits) ->
 
 
 @dataclass
-class RenderResult:
+class RenderResult(Generic[Handle]):
     text: str  # the full text shown, label line included
     messages: int  # how many platform messages it took
     failure: ReplyFailed | None
+    # The label, and the message that shows it (the first): where correction buttons go.
+    sentiment: Sentiment | None = None
+    first: Handle | None = None
 
 
 class ReplyRenderer(Generic[Handle]):
@@ -100,15 +104,17 @@ class ReplyRenderer(Generic[Handle]):
         self._shown: list[str] = []  # what each platform message currently shows
         self._last_edit = 0.0
 
-    async def render(self, events: AsyncIterator[ReplyEvent]) -> RenderResult:
+    async def render(self, events: AsyncIterator[ReplyEvent]) -> RenderResult[Handle]:
         header = ""
+        sentiment: Sentiment | None = None
         body = ""
         failure: ReplyFailed | None = None
         typing_task = asyncio.create_task(self._keep_typing())
         try:
             async for event in events:
                 if isinstance(event, SentimentTagged):
-                    header = texts.label_line(event.sentiment)
+                    sentiment = event.sentiment
+                    header = texts.label_line(sentiment)
                     await self._show(header, force=True)
                 elif isinstance(event, TextDelta):
                     body += event.text
@@ -124,7 +130,8 @@ class ReplyRenderer(Generic[Handle]):
             typing_task.cancel()
         final = self._compose(header, body)
         await self._show(final, force=True)
-        return RenderResult(final, len(self._handles), failure)
+        first = self._handles[0] if self._handles else None
+        return RenderResult(final, len(self._handles), failure, sentiment, first)
 
     @staticmethod
     def _compose(header: str, body: str) -> str:
@@ -141,6 +148,11 @@ class ReplyRenderer(Generic[Handle]):
         now = time.monotonic()
         if not force and now - self._last_edit < self.limits.edit_interval_s:
             return
+        if force and self._last_edit > now:
+            # An intermediate edit was rate-limited until then: editing sooner would only earn
+            # another 429 and spend one of the final frame's retries.
+            await asyncio.sleep(self._last_edit - now)
+            now = time.monotonic()
         for index, chunk in enumerate(chunks):
             if index < len(self._handles):
                 if self._shown[index] == chunk:

@@ -21,6 +21,16 @@ follow the order the messages were sent in. `--compare-sequential` (service) sen
 messages one at a time through the same engine; `--reference K` runs the original design
 (bench.reference, fp32 transformers, a fresh process) on the first K messages one at a time,
 after the concurrent run, for the rate the issue compares against.
+
+    python -m bench.load --flood --users 4 --messages 3 [--flood-messages 50 --flood-seconds 10]
+
+`--flood` first runs the N users alone, then again while one more user sends 50 messages in
+10 s without waiting for answers. Reported: the others' label and reply p50/p95 in both runs
+and their ratio (one process, one loaded model: the ratio says more than the seconds on a
+shared machine), whether anything of theirs was lost, and what the flooder got (answered,
+"slow down", busy). Past USER_QUEUE_MAX waiting messages the flooder is told to slow down;
+nothing else may fail. The
+flood runs through the service only; the timings of its "alone" run are in timings.jsonl.
 """
 
 from __future__ import annotations
@@ -75,6 +85,7 @@ from core.types import (
 )
 
 PLATFORM = "bench"
+FLOODER = "flooder"
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -160,9 +171,13 @@ async def stored_events(store: MoodStore, users: Sequence[str]) -> dict[str, int
 
 
 def check_nothing_lost(
-    work: dict[str, list[str]], outcomes: Sequence[Outcome], stored: dict[str, int]
+    work: dict[str, list[str]],
+    outcomes: Sequence[Outcome],
+    stored: dict[str, int],
+    allowed: Sequence[str] = ("busy",),
 ) -> list[str]:
-    """Every sent message ended exactly once (ReplyDone or busy); one stored event per label."""
+    """Every sent message ended exactly once (ReplyDone or an `allowed` failure, by default
+    busy); one stored event per label."""
     problems = []
     seen = {(o.user, o.index): o for o in outcomes}
     for user, texts in work.items():
@@ -174,7 +189,7 @@ def check_nothing_lost(
             ends = o.done + len(o.failures)
             if ends != 1:
                 problems.append(f"{user}#{index}: {ends} final events (want exactly 1)")
-            elif o.failures and o.failures != ["busy"]:
+            elif o.failures and o.failures[0] not in allowed:
                 problems.append(f"{user}#{index}: failed with {o.failures[0]!r}")
             if o.tagged > 1:
                 problems.append(f"{user}#{index}: tagged {o.tagged} times")
@@ -346,6 +361,68 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def run_flood(
+    service: ChatService, work: dict[str, list[str]], flood: list[str], seconds: float
+) -> list[Outcome]:
+    """The others' sessions as in run_concurrent, while FLOODER sends `flood` evenly over
+    `seconds`, each message without waiting for the answer to the one before."""
+    outcomes = [Outcome(FLOODER, i, text) for i, text in enumerate(flood)]
+
+    async def flooder() -> None:
+        sent = []
+        for outcome in outcomes:
+            sent.append(asyncio.create_task(send(service, outcome)))
+            await asyncio.sleep(seconds / len(flood))
+        await asyncio.gather(*sent)
+
+    others, _ = await asyncio.gather(run_concurrent(service, work), flooder())
+    return [*others, *outcomes]
+
+
+def summarize_flood(outcomes: Sequence[Outcome], wall_s: float) -> dict[str, Any]:
+    flood = [o for o in outcomes if o.user == FLOODER]
+    failures = [reason for o in flood for reason in o.failures]
+    return {
+        "others": summarize([o for o in outcomes if o.user != FLOODER], wall_s),
+        "flooder": {
+            "sent": len(flood),
+            "answered": sum(o.done for o in flood),
+            "slow_down": failures.count("slow_down"),
+            "busy": failures.count("busy"),
+            "other_failures": len(failures) - failures.count("slow_down") - failures.count("busy"),
+            "label_s_p95": percentile([o.label_s for o in flood if o.label_s is not None], 95),
+        },
+    }
+
+
+async def measure_flood(
+    worker: Any, settings: Any, work: dict[str, list[str]], flood: list[str], seconds: float
+) -> dict[str, Any]:
+    from storage.store import SqlMoodStore
+
+    with tempfile.TemporaryDirectory(prefix="bench-flood-") as temp:
+        store = await SqlMoodStore.open(Path(temp) / "flood.db")
+        try:
+            service = ChatService(worker, store, settings.chat)
+            load_before = os.getloadavg()[0]
+            start = time.perf_counter()
+            outcomes = await run_flood(service, work, flood, seconds)
+            wall = time.perf_counter() - start
+            stored = await stored_events(store, [*work, FLOODER])
+        finally:
+            await store.close()
+    result = summarize_flood(outcomes, wall)
+    others = [o for o in outcomes if o.user != FLOODER]
+    # The others may lose nothing and fail nothing; the flooder may only be told to slow down.
+    result["problems"] = check_nothing_lost(work, others, stored, allowed=()) + check_nothing_lost(
+        {FLOODER: flood}, [o for o in outcomes if o.user == FLOODER], stored, ("slow_down",)
+    )
+    result["user_queue_max"] = settings.chat.user_queue_max
+    result["load_avg_before_after"] = [load_before, os.getloadavg()[0]]
+    result["outcomes"] = [asdict(o) for o in outcomes]
+    return result
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = plan(args.users, args.messages, getattr(args, "one_language", False))
     via = getattr(args, "via", "service")
@@ -361,9 +438,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await engine.start()
     results["engine"] = describe_engine(engine)
     try:
-        print(f"{args.users} users x {args.messages} messages, concurrently…", file=sys.stderr)
-        results["concurrent"] = await measure(engine, settings, work, sequential=False)
-        if args.compare_sequential:
+        if getattr(args, "flood", False):
+            # The flooder's texts follow the others' in the message list: none is shared.
+            texts = [m.text for m in messages(args.users * args.messages + args.flood_messages)]
+            print(f"{args.users} users x {args.messages} messages alone…", file=sys.stderr)
+            results["alone"] = await measure(engine, settings, work, sequential=False)
+            what = f"one user sends {args.flood_messages} in {args.flood_seconds:g} s"
+            print(f"the same while {what}…", file=sys.stderr)
+            results["flood"] = await measure_flood(
+                engine, settings, work, texts[-args.flood_messages :], args.flood_seconds
+            )
+        else:
+            print(f"{args.users} users x {args.messages} messages, concurrently…", file=sys.stderr)
+            results["concurrent"] = await measure(engine, settings, work, sequential=False)
+        if args.compare_sequential and "flood" not in results:
             print("the same messages one at a time…", file=sys.stderr)
             results["sequential"] = await measure(engine, settings, work, sequential=True)
     finally:
@@ -443,26 +531,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None,
                         help="a folder for results.json and transcripts.md "
                              "(default: bench/results/load/<via>-<users>x<messages>)")  # fmt: skip
+    parser.add_argument("--flood", action="store_true", help="one more user floods meanwhile")
+    parser.add_argument("--flood-messages", type=int, default=50)
+    parser.add_argument("--flood-seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
     if args.reference_child:
         print(json.dumps(reference_child(args)))
         return 0
     if args.compare_sequential and args.via != "service":
         parser.error("--compare-sequential runs through the service: use --reference")
+    if args.flood and (args.via != "service" or args.reference):
+        parser.error("--flood runs through the service, without --reference")
     results = asyncio.run(run(args))
     if args.reference:
         results["reference"] = run_reference(args)
-    print(report(results))
+    flood = "flood" in results
+    print(report_flood(results) if flood else report(results))
     results["machine"] = describe_machine()
     results["args"] = vars(args)
-    modes = [m for m in ("concurrent", "sequential") if m in results]
-    folder = Path(args.out or RESULTS_DIR / "load" / f"{args.via}-{args.users}x{args.messages}")
-    records = [r for m in modes if m in results for r in results[m].pop("timings", [])]
-    write_json(folder / "results.json", "load", results)
+    modes = [m for m in ("concurrent", "sequential", "alone", "flood") if m in results]
+    name = f"{args.via}-{args.users}x{args.messages}" + ("-flood" if flood else "")
+    folder = Path(args.out or RESULTS_DIR / "load" / name)
+    records = [r for m in modes for r in results[m].pop("timings", [])]
+    write_json(folder / "results.json", "load-flood" if flood else "load", results)
     write_jsonl(folder / "timings.jsonl", records)  # the worker's raw stage records
-    if results["concurrent"].get("transcripts"):
+    if results.get("concurrent", {}).get("transcripts"):
         write_transcripts(folder / "transcripts.md", results)
     return 1 if any(results[m]["problems"] for m in modes) else 0
+
+
+def report_flood(results: dict[str, Any]) -> str:
+    """The others' figures alone and with the flood side by side, and what the flooder got."""
+    alone, flood = results["alone"], results["flood"]
+    others = flood["others"]
+    keys = ["messages", "replies", "busy", "other_failures", "wall_s", "label_s_p50",
+            "label_s_p95", "reply_s_p50", "reply_s_p95"]  # fmt: skip
+    rows: list[list[object]] = [[f"others: {key}", alone[key], others[key]] for key in keys]
+    rows += [[f"others: {key} with flood / alone", None, others[key] / alone[key]]
+             for key in ("label_s_p95", "reply_s_p95") if alone[key] and others[key]]  # fmt: skip
+    rows += [[f"flooder: {key}", None, value] for key, value in flood["flooder"].items()]
+    loads = ["{:.1f}/{:.1f}".format(*r["load_avg_before_after"]) for r in (alone, flood)]
+    rows += [["USER_QUEUE_MAX", None, flood["user_queue_max"]], ["load avg before/after", *loads]]
+    problems = [*alone["problems"], *flood["problems"]]
+    verdict = "nothing lost" if not problems else "PROBLEMS:\n  " + "\n  ".join(problems)
+    return "\n".join(
+        [f"engine: {results['engine']}", table(["figure", "alone", "with flood"], rows), verdict]
+    )
 
 
 if __name__ == "__main__":

@@ -13,11 +13,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from chat import texts
+from chat import insight, texts
+from chat.journal import (
+    ExportFile,
+    Journal,
+    correction_text,
+    fix_data,
+    offered_corrections,
+    parse_fix_data,
+)
 from chat.mood import MAX_DAYS
 from chat.service import ChatService
 from core.errors import StorageError
-from core.types import UserKey
+from core.types import Tone, UserKey
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,8 @@ class Caller:
 
     user: UserKey
     chat_id: str
+    # False in a group chat: what is only for the caller (/export) is then refused there.
+    private: bool = True
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,16 @@ class CommandResult:
     text: str
     chart_png: bytes | None = None  # /mood's chart, when asked for and there is data
     confirm: Confirmation | None = None
+    files: tuple[ExportFile, ...] = ()  # /export's CSV and JSON, sent as documents
+
+
+@dataclass(frozen=True)
+class CorrectionResult:
+    """The answer to a press of a correction button: `text` for the presser only; when the
+    label was corrected, `label_line` is the new first line of the label message."""
+
+    text: str
+    label_line: str | None = None
 
 
 Handler = Callable[["Commands", Caller, str, bool], Awaitable[CommandResult]]
@@ -74,6 +94,13 @@ async def _help(commands: Commands, caller: Caller, args: str, charts: bool) -> 
 
 
 async def _mood(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    # `/mood why` and `/mood week` (chat/insight.py); anything else is a number of days.
+    view = args.strip().lower()
+    if view == "why":
+        return CommandResult(await insight.why(commands.service, caller.user))
+    if view == "week":
+        summary = await insight.week(commands.service, caller.user, caller.chat_id, charts=charts)
+        return CommandResult(summary.text, summary.chart_png)
     try:
         days = parse_days(args)
     except ValueError as error:
@@ -98,7 +125,47 @@ async def _reset(commands: Commands, caller: Caller, args: str, charts: bool) ->
 
 async def _forget(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
     ask = Confirmation("forget", texts.FORGET_YES_BUTTON, texts.FORGET_NO_BUTTON)
-    return CommandResult(texts.FORGET_ASK, confirm=ask)
+    linked = await commands.journal.is_linked(caller.user)
+    return CommandResult(texts.FORGET_ASK_LINKED if linked else texts.FORGET_ASK, confirm=ask)
+
+
+# The journal's commands (chat/journal.py holds their logic).
+
+
+async def _wrong(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    return CommandResult(await commands.journal.wrong(caller.user, caller.chat_id, args))
+
+
+async def _link(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    if not caller.private:
+        # Whoever enters a code sees the issuer's history: it must not be shown to a group.
+        return CommandResult(texts.LINK_PRIVATE_ONLY)
+    return CommandResult(await commands.journal.link(caller.user, args))
+
+
+async def _unlink(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    return CommandResult(await commands.journal.unlink(caller.user))
+
+
+async def _export(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    if not caller.private:
+        return CommandResult(texts.EXPORT_PRIVATE_ONLY)
+    text, files = await commands.journal.export(caller.user)
+    return CommandResult(text, files=files)
+
+
+async def _digest(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    choice = args.strip().lower()
+    if choice not in ("on", "off"):
+        return CommandResult(texts.DIGEST_USAGE)
+    changed = await insight.set_digest(
+        commands.service, caller.user, caller.chat_id, choice == "on"
+    )
+    if choice == "off":
+        return CommandResult(texts.DIGEST_OFF if changed else texts.DIGEST_WAS_OFF)
+    config = commands.service.config
+    on = texts.digest_on(config.digest_weekday, config.digest_at, config.timezone, changed)
+    return CommandResult(on)
 
 
 @dataclass(frozen=True)
@@ -118,6 +185,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("mood", _mood),
     Command("reset", _reset),
     Command("forget", _forget, asks_first=True),
+    Command("digest", _digest),
+    Command("wrong", _wrong),
+    Command("link", _link),
+    Command("unlink", _unlink),
+    Command("export", _export),
 )
 
 
@@ -126,6 +198,7 @@ class Commands:
 
     def __init__(self, service: ChatService) -> None:
         self.service = service
+        self.journal = Journal(service)
         self._by_name = {command.name: command for command in COMMANDS}
 
     @staticmethod
@@ -161,3 +234,35 @@ class Commands:
         except StorageError as error:
             log.error("forget failed: %s", error)
             return CommandResult(texts.STORAGE_ERROR)
+
+    # --- correction buttons (chat/journal.py) --------------------------------------------
+
+    @staticmethod
+    def correction_buttons(message_id: str, shown: Tone) -> list[tuple[str, str]]:
+        """(label, data) of the buttons under a label message; data fits Telegram's 64 bytes
+        for any Telegram or Discord message id."""
+        return [
+            (texts.correction_button(tone), fix_data(message_id, tone))
+            for tone in offered_corrections(shown)
+        ]
+
+    @staticmethod
+    def is_correction(data: str) -> bool:
+        return parse_fix_data(data) is not None
+
+    async def press_correction(self, caller: Caller, data: str) -> CorrectionResult:
+        """A correction button pressed by `caller` in `caller.chat_id`; the owner check is
+        the store's (the event's author), so no adapter state is needed."""
+        parsed = parse_fix_data(data)
+        if parsed is None:
+            return CorrectionResult(texts.CORRECTION_NOT_FOUND)
+        message_id, tone = parsed
+        try:
+            correction = await self.journal.correct(caller.user, caller.chat_id, message_id, tone)
+        except StorageError as error:
+            log.error("correction failed: %s", error)
+            return CorrectionResult(texts.STORAGE_ERROR)
+        line = None
+        if correction.outcome == "corrected" and correction.event is not None:
+            line = texts.corrected_line(correction.event.shown_tone, tone)
+        return CorrectionResult(correction_text(correction, tone), line)

@@ -5,8 +5,8 @@ Every key is documented, with its default, in `.env.example`.
 
 from __future__ import annotations
 
-from datetime import tzinfo
-from typing import Annotated
+from datetime import time, tzinfo
+from typing import Annotated, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -14,6 +14,9 @@ from pydantic import Field, field_validator
 from chat.prompts import ExampleSet, ReplyLayout, ToneAt
 from core.config import ConfigGroup, Lowered
 from core.types import GenerationParams
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[str, ...] = get_args(Weekday)
 
 _DEFAULT = GenerationParams()  # the sampling defaults are written once, on the dataclass
 # The bot's defaults for a conversation, measured with bench.dialogue (README "Conversations"):
@@ -53,9 +56,16 @@ class ChatConfig(ConfigGroup):
     history_step: int = Field(1, ge=1, le=200, alias="HISTORY_STEP")
     # Longer messages are cut before tagging and replying.
     max_input_chars: int = Field(4000, ge=100, le=100_000, alias="MAX_INPUT_CHARS")
+    # Messages of one user waiting behind the one being answered; more get "slow down" at once.
+    # A burst of a few lines (or a long paste the platform split) before the first reply is
+    # normal chat; at ~5 s a reply on 2 cores the 4th waiting one is answered ~20 s late.
+    user_queue_max: int = Field(4, ge=0, le=1000, alias="USER_QUEUE_MAX")
     store_message_text: bool = Field(False, alias="STORE_MESSAGE_TEXT")
     excerpt_chars: int = 200
     timezone: str = Field("UTC", alias="TIMEZONE")
+    # When the weekly digest (/digest on) goes out, local time in TIMEZONE.
+    digest_day: Annotated[Weekday, Lowered] = Field("sunday", alias="DIGEST_DAY")
+    digest_time: str = Field("20:00", alias="DIGEST_TIME")
     seed: int | None = None  # fixed sampling seed (benchmarks)
 
     @field_validator("timezone")
@@ -67,9 +77,28 @@ class ChatConfig(ConfigGroup):
             raise ValueError("not a known IANA time zone (e.g. Asia/Shanghai)") from None
         return name
 
+    @field_validator("digest_time")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        try:
+            time.fromisoformat(value)
+        except ValueError:
+            raise ValueError("not a time of day as HH:MM (e.g. 20:00)") from None
+        return value
+
     @property
     def tz(self) -> tzinfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def digest_at(self) -> time:
+        """The digest's time of day, aware of TIMEZONE (as the platforms' schedulers take it)."""
+        return time.fromisoformat(self.digest_time).replace(tzinfo=self.tz)
+
+    @property
+    def digest_weekday(self) -> int:
+        """The digest's day, as datetime.weekday() counts: Monday 0 … Sunday 6."""
+        return WEEKDAYS.index(self.digest_day)
 
     @property
     def layout(self) -> ReplyLayout:

@@ -167,3 +167,27 @@ def reply_request(
         examples=reply_examples(tone, user_text, layout),
         note=note[0].content if note else "",
     )
+
+
+# --- the week's summary (/mood week, the weekly digest: chat/insight.py) ------------------------
+# A writing task from given facts, in the user's language; the low temperature keeps the
+# small model close to the facts, and nothing is to be invented beyond them.
+
+WEEK_SYSTEM: dict[Language, str] = {
+    "zh": (
+        "你根据给出的事实，为用户写一段本周心情小结。用中文，直接对用户说话（用“你”），"
+        "两到三句话，温暖、具体。只用给出的事实，不要编造事情，不要列清单，不要加标题。"
+    ),
+    "en": (
+        "From the facts given, write the user a short summary of their mood this week. Write "
+        'in English, speaking to them as "you", in two or three warm, specific sentences. '
+        "Use only the facts given: invent nothing, no lists, no headings."
+    ),
+}
+WEEK_PARAMS = GenerationParams(max_new_tokens=120, temperature=0.3, top_p=0.8, top_k=20)
+
+
+def week_request(facts: str, language: Language) -> ReplyRequest:
+    """The request that turns the week's facts (chat/texts.py week_facts_text) into sentences."""
+    return ReplyRequest(system=WEEK_SYSTEM[language], history=(), user_text=facts,
+                        params=WEEK_PARAMS)  # fmt: skip

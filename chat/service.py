@@ -5,6 +5,11 @@ sentiment (shown at once), build the reply prompt from the persona, the tone for
 and this chat's recent turns, stream the reply, then store the mood event and both turns and
 mark the message done, in one transaction. One user's messages are handled strictly in
 order: within a process by a lock per user, across processes by the store's user_turn.
+
+A flood from one user cannot starve the others: past USER_QUEUE_MAX messages waiting behind
+the one being answered, a message is answered at once with "slow down" (and marked done).
+Everyone else is unaffected because the lock also means a user has at most one job (a label
+or a reply) at the model worker at a time, so one user's backlog never fills its queue.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from datetime import UTC, datetime
 
 from chat import mood, texts
 from chat.config import ChatConfig
+from chat.input_text import clean, has_visible
 from chat.prompts import reply_request
+from chat.recent import RecentMessages
 from core.errors import EngineBusy, EngineStopped, EngineTimeout, StorageError
 from core.ports import ModelFacade, MoodStore, ReplyTokens
 from core.types import (
@@ -58,9 +65,15 @@ class ChatService:
         self.config = config or ChatConfig()
         self._clock = clock
         self._user_locks: dict[UserKey, _UserLock] = {}
+        # The latest message of each user, in memory only, for /mood why (chat/recent.py).
+        self.recent = RecentMessages()
 
     def _now(self) -> datetime:
         return self._clock.now(UTC)
+
+    def now(self) -> datetime:
+        """The service's clock (UTC), which tests can set."""
+        return self._now()
 
     async def handle(self, message: IncomingMessage) -> AsyncGenerator[ReplyEvent, None]:
         """Yield SentimentTagged, TextDelta…, then ReplyDone — or ReplyFailed as the last event,
@@ -83,12 +96,21 @@ class ChatService:
                          key.message_id, key.platform, key.chat_id)  # fmt: skip
                 yield AlreadyHandled(key)
                 return
-        text = message.text.strip()[: self.config.max_input_chars]
-        if not text:
+        # Longer texts are cut (MAX_INPUT_CHARS): the answer covers the start of it.
+        text = clean(message.text)[: self.config.max_input_chars]
+        if not has_visible(text):
             await self._mark_done(key)
             yield ReplyFailed("empty", texts.EMPTY_MESSAGE)
             return
-        async with self._user_lock(message.user), contextlib.AsyncExitStack() as turn:
+        entry = self._join_queue(message.user, self.config.user_queue_max)
+        if entry is None:
+            # Answered (with "slow down") rather than dropped, so it is done in the inbox too.
+            log.info("%s user %s has too many messages waiting: asked to slow down",
+                     message.platform, message.user_id)  # fmt: skip
+            await self._mark_done(key)
+            yield ReplyFailed("slow_down", texts.SLOW_DOWN)
+            return
+        async with self._hold(message.user, entry), contextlib.AsyncExitStack() as turn:
             try:
                 # Other bot processes sharing the database wait for this user's turn too.
                 await turn.enter_async_context(self.store.user_turn(message.user))
@@ -121,6 +143,7 @@ class ChatService:
             return
         sentiment_ms = _ms_since(start)
         yield SentimentTagged(sentiment, sentiment_ms)
+        self.recent.remember(message.user, text, sentiment, self._now())
         event = MoodEvent(
             platform=message.platform,
             user_id=message.user_id,
@@ -130,6 +153,7 @@ class ChatService:
             created_at=self._now(),
             excerpt=text[: self.config.excerpt_chars] if self.config.store_message_text else None,
             neutral=sentiment.neutral,
+            message_id=message.message_id,  # what a correction button under the label names
         )
         try:
             history = await self.store.recent_turns(
@@ -207,9 +231,18 @@ class ChatService:
         return texts.RESET_DONE
 
     async def forget(self, user: UserKey) -> str:
-        """Delete everything about the user. Adapters ask for confirmation before calling."""
-        async with self._user_lock(user), self.store.user_turn(user):
+        """Delete everything about the user, every linked account included. Adapters ask for
+        confirmation before calling."""
+        # Each linked account's turn too (in one order everywhere, so two /forgets cannot
+        # deadlock): a message of theirs being answered is stored before, not after.
+        accounts = sorted({user, *await self.store.linked_accounts(user)},
+                          key=lambda key: (key.platform, key.user_id))  # fmt: skip
+        async with contextlib.AsyncExitStack() as turns:
+            for account in accounts:
+                await turns.enter_async_context(self._user_lock(account))
+                await turns.enter_async_context(self.store.user_turn(account))
             rows = await self.store.forget_user(user)
+            self.recent.forget(user)
         return texts.forget_done(rows)
 
     async def _mark_done(self, key: MessageKey | None) -> None:
@@ -221,12 +254,24 @@ class ChatService:
         except StorageError as error:
             log.error("could not mark the message done: %s", error)
 
+    def _join_queue(self, user: UserKey, waiting_max: int | None = None) -> _UserLock | None:
+        """Count one more holder of the user's lock; None when `waiting_max` are already
+        waiting behind the holder. No await here, so the check and the count are one step."""
+        entry = self._user_locks.setdefault(user, _UserLock())
+        if waiting_max is not None and entry.holders > waiting_max:
+            return None
+        entry.holders += 1
+        return entry
+
+    def _user_lock(self, user: UserKey) -> contextlib.AbstractAsyncContextManager[None]:
+        entry = self._join_queue(user)
+        assert entry is not None  # no limit was given
+        return self._hold(user, entry)
+
     @contextlib.asynccontextmanager
-    async def _user_lock(self, user: UserKey) -> AsyncIterator[None]:
+    async def _hold(self, user: UserKey, entry: _UserLock) -> AsyncIterator[None]:
         # Counted, so a user's lock is dropped when nobody holds or awaits it: a bot that
         # meets thousands of users does not keep a lock for each one forever.
-        entry = self._user_locks.setdefault(user, _UserLock())
-        entry.holders += 1
         try:
             async with entry.lock:
                 yield

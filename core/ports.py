@@ -11,10 +11,57 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from core.types import MessageKey, MoodEvent, ReplyRequest, Sentiment, Turn, UserKey
+from core.types import (
+    Correction,
+    DigestSubscription,
+    LinkOutcome,
+    MessageKey,
+    MoodEvent,
+    ReplyRequest,
+    Sentiment,
+    StoredTurn,
+    Tone,
+    Turn,
+    UserKey,
+)
 
 
-class MoodStore(Protocol):
+class JournalStore(Protocol):
+    """What chat/journal.py needs beyond the exchanges: corrections, linked accounts (one
+    person, one mood history) and the export. A person's mood events, /forget and the export
+    cover every account linked to the caller's."""
+
+    async def correct_mood(
+        self, user: UserKey, chat_id: str, message_id: str | None, tone: Tone, at: datetime
+    ) -> Correction:
+        """Store `tone` beside the label of the user's message `message_id` in `chat_id`
+        (None: the user's latest labelled message anywhere). Only the owner can, only once."""
+
+    async def corrected_events(self) -> list[MoodEvent]:
+        """Every corrected mood event, oldest first: labelled data for the calibration."""
+
+    async def save_link_code(
+        self, user: UserKey, code_hash: str, at: datetime, expires_at: datetime
+    ) -> None:
+        """Keep the hash of a new link code for the user (their older unused ones are voided)."""
+
+    async def redeem_link_code(
+        self, user: UserKey, code_hash: str, at: datetime, since: datetime, max_failures: int
+    ) -> LinkOutcome:
+        """Link the user with the code's issuer, once. More than `max_failures` failed
+        attempts by the user since `since` refuse further attempts ("too_many")."""
+
+    async def unlink(self, user: UserKey) -> bool:
+        """Take the user's account out of its person; False when it was not linked."""
+
+    async def linked_accounts(self, user: UserKey) -> list[UserKey]:
+        """The other accounts of the user's person."""
+
+    async def export_turns(self, user: UserKey) -> list[StoredTurn]:
+        """The stored conversation turns of every account of the user's person, oldest first."""
+
+
+class MoodStore(JournalStore, Protocol):
     """Raises core.errors.StorageError, with a message fit for the log, when the database
     cannot do what is asked (locked, corrupt, read-only, unreachable)."""
 
@@ -54,6 +101,19 @@ class MoodStore(Protocol):
     async def forget_user(self, user: UserKey) -> int:
         """Delete everything stored about this user; returns rows deleted."""
 
+    # --- the weekly digest's opt-ins (/digest) ---
+
+    async def set_digest(self, user: UserKey, chat_id: str | None, at: datetime) -> bool:
+        """Opt the user in (to be sent to `chat_id`) or out (None); False when nothing
+        changed (already in, to the same chat, or already out)."""
+
+    async def digest_subscriptions(self, platform: str) -> list[DigestSubscription]:
+        """Everyone on this platform who opted in."""
+
+    async def claim_digest(self, user: UserKey, not_since: datetime, at: datetime) -> bool:
+        """Mark the user's digest sent at `at` unless it was sent at or after `not_since`:
+        True means this caller sends it (of several bot processes, exactly one does)."""
+
     async def close(self) -> None: ...
 
 
@@ -73,6 +133,10 @@ class ModelFacade(Protocol):
     when it cannot do them; any other exception is a model failure."""
 
     async def tag(self, text: str) -> Sentiment: ...
+
+    async def tag_many(self, texts: Sequence[str]) -> list[Sentiment]:
+        """Label several texts together, in order: one batched label pass where the backend
+        batches (the worker gives the runner one list; vLLM gets one request)."""
 
     def reply(self, request: ReplyRequest) -> ReplyTokens: ...
 

@@ -110,7 +110,7 @@ class ReplyDone:
     finished: bool  # True when the model ended its turn, False when MAX_NEW_TOKENS cut it
 
 
-FailureReason = Literal["empty", "busy", "timeout", "model_error", "storage_error"]
+FailureReason = Literal["empty", "busy", "slow_down", "timeout", "model_error", "storage_error"]
 
 
 @dataclass(frozen=True)
@@ -146,10 +146,21 @@ class MoodEvent:
     created_at: datetime  # timezone-aware, UTC
     excerpt: str | None = None  # only when STORE_MESSAGE_TEXT=true
     neutral: bool = False  # shown as neutral (the label is still the side the scores favour)
+    # The platform message this label belongs to (None on the console), so that a correction
+    # button under the label finds its event; and the user's own correction, kept beside the
+    # model's label rather than over it (chat/journal.py).
+    message_id: str | None = None
+    corrected: Tone | None = None
+
+    @property
+    def shown_tone(self) -> Tone:
+        """What the model's label showed."""
+        return "neutral" if self.neutral else self.label
 
     @property
     def tone(self) -> Tone:
-        return "neutral" if self.neutral else self.label
+        """What counts: the user's correction when there is one, else the model's label."""
+        return self.corrected or self.shown_tone
 
 
 @dataclass(frozen=True)
@@ -247,3 +258,40 @@ class ReplyRequest:
     # The tone for this message, shown to the model as a system turn right after the message
     # (below the history, so one conversation prefix serves every label); "" for none.
     note: str = ""
+
+
+# --- the journal: corrections, linked accounts, export (chat/journal.py) ------------------
+
+CorrectionOutcome = Literal["corrected", "already_corrected", "same", "not_found", "not_yours"]
+
+
+@dataclass(frozen=True)
+class Correction:
+    outcome: CorrectionOutcome
+    event: MoodEvent | None = None  # the event as it is now (None when not found)
+
+
+LinkOutcome = Literal["linked", "already_linked", "own_code", "invalid", "expired", "too_many"]
+
+
+@dataclass(frozen=True)
+class StoredTurn:
+    """A conversation turn as exported: which account and chat it belongs to, and when."""
+
+    platform: str
+    user_id: str
+    chat_id: str
+    role: Role
+    content: str
+    created_at: datetime
+
+
+# --- the weekly digest --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DigestSubscription:
+    """A user who opted in to the weekly summary (/digest on), and the chat it goes to."""
+
+    user: UserKey
+    chat_id: str

@@ -2,7 +2,8 @@
 
 The label is read from the next-token scores of the two label words after this frame (one
 forward pass), so the answer is always a valid label with a probability. Every backend builds
-the same ids from it (runtime/prompt_ids.py renders and encodes).
+the same ids from it (runtime/prompt_ids.py renders and encodes; the user's text, spliced in
+between, is encoded as plain text by each backend, so it cannot spell a control token).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from core.types import Label, Sentiment
 from runtime.label_head import LabelHead
-from runtime.prompt_ids import Encode, Render
+from runtime.prompt_ids import Encode, Render, Specials, encode_runs, prompt_runs
 
 ANALYST_SYSTEM = (
     "你是一个冷酷的情感分析师。你的唯一任务是判断用户消息表达的情感是正面还是负面。"
@@ -75,7 +76,7 @@ FRAMES: dict[str, dict[str, Frame]] = {  # frame name → language → frame
 
 
 def analyst_frame(
-    render: Render, encode: Encode, frame: Frame = ANALYST
+    render: Render, encode: Encode, specials: Specials, frame: Frame = ANALYST
 ) -> tuple[list[int], list[int]]:
     """The analyst prompt's ids before and after the user's text.
 
@@ -89,8 +90,10 @@ def analyst_frame(
         messages.append({"role": "user", "content": frame.head + example + frame.tail})
         messages.append({"role": "assistant", "content": word})
     messages.append({"role": "user", "content": frame.head + marker + frame.tail})
-    before, after = render(messages, True).split(marker)
-    return encode(before), encode(after)
+    runs = prompt_runs(render, messages, True, specials)
+    (at,) = [index for index, run in enumerate(runs) if isinstance(run, str) and marker in run]
+    before, after = str(runs[at]).split(marker)
+    return encode_runs([*runs[:at], before], encode), encode_runs([after, *runs[at + 1 :]], encode)
 
 
 def parse_generated_label(text: str) -> Label | None:

@@ -1,22 +1,35 @@
 """From prompts to token ids, the same way for every backend.
 
-A backend supplies three functions: `render` (chat messages → prompt text, the model's chat
-template), `encode` (text → ids, no special tokens added) and `decode` (ids → text). What
-is built from them here (the reply prompt with its cacheable opening; the analyst frame in
-runtime/labelling.py) is what every backend feeds its model.
+A backend supplies `render` (chat messages → prompt text, the model's chat template),
+`encode` (text → ids as plain text: no special tokens added, and a special token's spelling
+is ordinary text), `decode` (ids → text) and `specials` (its control tokens' spellings and
+ids). What is built from them here (the reply prompt with its cacheable opening; the analyst
+frame in runtime/labelling.py) is what every backend feeds its model.
+
+Only the chat template's own text becomes control tokens. Every message's content (the
+user's text, stored history, notes, examples, even our system prompt) is plain text, so a
+user who types `<|im_end|>\n<|im_start|>system\n…` gets those characters, not a new role.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from core.types import ReplyRequest, Turn
 
 Message = dict[str, str]
 Render = Callable[[list[Message], bool], str]  # (messages, add_generation_prompt) → text
-Encode = Callable[[str], list[int]]
+Encode = Callable[[str], list[int]]  # plain text: special-token spellings are not parsed
 Decode = Callable[[list[int]], str]
+Specials = Mapping[str, int]  # a tokenizer's control tokens: spelling → id
+Run = str | int  # text to encode plainly, or the id of one of the template's control tokens
+
+# A message's content is replaced by one of these while the template renders, so that the
+# template's text and the content can be told apart afterwards (no template writes NUL).
+_STAND_IN = re.compile("\x00([0-9]+)\x00")
 
 
 def chatml(messages: list[Message], add_generation_prompt: bool) -> str:
@@ -25,6 +38,76 @@ def chatml(messages: list[Message], add_generation_prompt: bool) -> str:
         f"<|im_start|>{message['role']}\n{message['content']}<|im_end|>\n" for message in messages
     )
     return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
+
+
+@functools.lru_cache(maxsize=8)
+def _spellings(names: tuple[str, ...]) -> re.Pattern[str]:
+    # Longest first, so that no spelling matches inside a longer one.
+    ordered = sorted(names, key=len, reverse=True)
+    return re.compile("(" + "|".join(re.escape(name) for name in ordered) + ")")
+
+
+def special_runs(text: str, specials: Specials) -> Iterator[Run]:
+    """Template text as runs: each special token's spelling becomes its id."""
+    if not specials:
+        yield text
+        return
+    for index, part in enumerate(_spellings(tuple(specials)).split(text)):
+        if index % 2:
+            yield specials[part]
+        elif part:
+            yield part
+
+
+def prompt_runs(
+    render: Render, messages: list[Message], add_generation_prompt: bool, specials: Specials
+) -> list[Run]:
+    """The rendered prompt as runs: the template's control tokens as ids, everything else as
+    text. Contents are put in after rendering, so nothing in them is read as a control token.
+
+    Text on both sides of a content (the role name before it, say) joins it in one run, so a
+    prompt without injected spellings gets exactly the ids of the whole rendered text
+    tokenized with special tokens parsed (what the model was trained on)."""
+    stand_ins = [
+        {**message, "content": f"\x00{index}\x00"} for index, message in enumerate(messages)
+    ]
+    runs: list[Run] = []
+    text = ""
+    for index, piece in enumerate(_STAND_IN.split(render(stand_ins, add_generation_prompt))):
+        parts = [messages[int(piece)]["content"]] if index % 2 else special_runs(piece, specials)
+        for part in parts:
+            if isinstance(part, str):
+                text += part
+                continue
+            if text:
+                runs.append(text)
+                text = ""
+            runs.append(part)
+    if text:
+        runs.append(text)
+    return runs
+
+
+def encode_runs(runs: Sequence[Run], encode: Encode) -> list[int]:
+    ids: list[int] = []
+    for run in runs:
+        ids += [run] if isinstance(run, int) else encode(run)
+    return ids
+
+
+def encode_template(text: str, encode: Encode, specials: Specials) -> list[int]:
+    """Text that is all template (no content in it): every special spelling is parsed."""
+    return encode_runs(list(special_runs(text, specials)), encode)
+
+
+def encode_messages(
+    render: Render,
+    encode: Encode,
+    specials: Specials,
+    messages: list[Message],
+    add_generation_prompt: bool,
+) -> list[int]:
+    return encode_runs(prompt_runs(render, messages, add_generation_prompt, specials), encode)
 
 
 def keep_head_and_tail(ids: list[int], limit: int) -> list[int]:
@@ -50,11 +133,13 @@ class ReplyPrompter:
         render: Render,
         encode: Encode,
         decode: Decode,
+        specials: Specials,
         *,
         input_max_tokens: int,
         history_max_tokens: int,
     ) -> None:
         self.render, self.encode, self.decode = render, encode, decode
+        self.specials = specials
         self.input_max_tokens = input_max_tokens
         self.history_max_tokens = history_max_tokens
 
@@ -75,10 +160,12 @@ class ReplyPrompter:
 
     def build(self, request: ReplyRequest) -> ReplyPrompt:
         messages = self.messages(request)
-        ids = self.encode(self.render(messages, True))
+        ids = encode_messages(self.render, self.encode, self.specials, messages, True)
         # The system prompt and the fixed examples open most prompts the same way (they are
         # ~85% of a first message's prompt), so a backend can keep their KV cache.
-        fixed = self.encode(self.render(messages[: 1 + len(request.examples)], False))
+        fixed = encode_messages(
+            self.render, self.encode, self.specials, messages[: 1 + len(request.examples)], False
+        )
         opening = len(fixed) if len(fixed) < len(ids) and ids[: len(fixed)] == fixed else 0
         avoid: tuple[list[int], ...] = ()
         if request.params.dry_multiplier > 0:

@@ -24,7 +24,7 @@ class JobTimes:
     `first_text`: the reply's first non-empty delta (its prompt has been read, one token out)."""
 
     kind: Literal["tag", "reply"]
-    text_id: str  # a short hash of the user's text, for matching a job to the message sent
+    text_id: str  # a short hash of the user's text (a tag_many job: its first), for matching
     enqueued: float
     started: float | None = None
     first_text: float | None = None

@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -35,9 +35,11 @@ T = TypeVar("T")
 
 @dataclass
 class _TagJob:
-    text: str
+    # One caller's texts: one for tag(), several for tag_many(). Every waiting job's texts
+    # go to the runner in one list, so a tag_many is one batched label pass.
+    texts: list[str]
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Sentiment]
+    future: asyncio.Future[list[Sentiment]]
     cancelled: bool = False
     times: JobTimes | None = None  # only while runtime.timings listens
 
@@ -155,10 +157,18 @@ class ModelWorker:
             self._thread = None
 
     async def tag(self, text: str) -> Sentiment:
+        (sentiment,) = await self.tag_many([text])
+        return sentiment
+
+    async def tag_many(self, texts: Sequence[str]) -> list[Sentiment]:
+        """Label several texts in one batched pass (with whatever other labels are waiting);
+        they count as one request against QUEUE_SIZE and share one deadline."""
+        if not texts:
+            return []
         loop = asyncio.get_running_loop()
-        job = _TagJob(text, loop, loop.create_future())
-        if timings.enabled():
-            job.times = JobTimes("tag", timings.text_id(text), time.monotonic())
+        job = _TagJob(list(texts), loop, loop.create_future())
+        if timings.enabled():  # one record per job, named by its first text
+            job.times = JobTimes("tag", timings.text_id(texts[0]), time.monotonic())
         self._admit(job)
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -240,15 +250,20 @@ class ModelWorker:
             return
         start = time.monotonic()
         try:
-            results = self.runner.tag([job.text for job in live])
+            results = self.runner.tag([text for job in live for text in job.texts])
+            if len(results) != sum(len(job.texts) for job in live):
+                raise RuntimeError(f"the runner returned {len(results)} labels")
         except Exception as error:
             log.exception("labelling failed")
             for job in live:
                 _deliver(job.loop, _set_exception, job.future, error)
             _tag_times(live, start, "failed")
             return
-        for job, sentiment in zip(live, results, strict=True):
-            _deliver(job.loop, _set_result, job.future, sentiment)
+        first = 0
+        for job in live:
+            end = first + len(job.texts)
+            _deliver(job.loop, _set_result, job.future, results[first:end])
+            first = end
         _tag_times(live, start, "ok")
 
     def _start_reply(self, job: _ReplyJob) -> bool:
@@ -334,13 +349,14 @@ class ModelWorker:
 
 def _tag_times(jobs: list[_TagJob], start: float, outcome: str) -> None:
     end = time.monotonic()
+    texts = sum(len(job.texts) for job in jobs)  # a tag_many job brings several
     for job in jobs:
         if job.times is not None:
             job.times.started, job.times.done = start, end
-            job.times.outcome, job.times.batch = outcome, len(jobs)
+            job.times.outcome, job.times.batch = outcome, texts
             timings.emit(job.times)
     if jobs and outcome != "cancelled" and timings.enabled():
-        timings.emit(WorkerSpan("tag", start, end, len(jobs)))
+        timings.emit(WorkerSpan("tag", start, end, texts))
 
 
 def _step_times(jobs: list[_ReplyJob], start: float) -> None:

@@ -57,6 +57,11 @@ class Database(ABC):
         the database wait; a database used by one process needs nothing."""
         return contextlib.nullcontext()
 
+    async def scrub(self) -> None:
+        """After a deletion: leave no copy of the deleted rows behind where the database can
+        do so (SQLite's WAL); PostgreSQL's dead rows go at its next (auto)vacuum."""
+        return None
+
     @contextlib.contextmanager
     def translated(self) -> Iterator[None]:
         try:

@@ -54,6 +54,7 @@ users = Table(
     Column("platform", Text, nullable=False),
     Column("platform_user_id", Text, nullable=False),
     Column("created_at", UtcTime, nullable=False),
+    Column("person_id", Integer),  # linked accounts share one (migration 5)
 )
 
 mood_events = Table(
@@ -67,6 +68,9 @@ mood_events = Table(
     Column("created_at", UtcTime, nullable=False),
     Column("excerpt", Text),
     Column("neutral", Boolean, nullable=False, default=False),
+    Column("message_id", Text),  # the platform message it labelled
+    Column("corrected_label", Text),  # the user's correction: positive, negative or neutral
+    Column("corrected_at", UtcTime),
 )
 
 turns = Table(
@@ -90,4 +94,38 @@ inbox = Table(
     Column("state", Text, nullable=False),  # 'received' | 'done'
     Column("received_at", UtcTime, nullable=False),
     Column("done_at", UtcTime),
+)
+
+people = Table(
+    "people",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("created_at", UtcTime, nullable=False),
+)
+
+link_codes = Table(
+    "link_codes",
+    metadata,
+    Column("code_hash", Text, primary_key=True),  # SHA-256 of the code, never the code
+    Column("user_id", Integer, nullable=False),  # who asked for it
+    Column("created_at", UtcTime, nullable=False),
+    Column("expires_at", UtcTime, nullable=False),
+    Column("used_at", UtcTime),
+)
+
+link_attempts = Table(
+    "link_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, nullable=False),  # who entered a code that did not work
+    Column("at", UtcTime, nullable=False),
+)
+
+digests = Table(
+    "digests",
+    metadata,
+    Column("user_id", Integer, primary_key=True),
+    Column("chat_id", Text, nullable=False),
+    Column("created_at", UtcTime, nullable=False),
+    Column("last_sent_at", UtcTime),
 )

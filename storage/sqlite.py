@@ -3,12 +3,20 @@
 All work on the one connection is serialised by an asyncio lock, because two coroutines'
 statements on one connection would mix their transactions. Other connections (another
 process) are kept out by BEGIN IMMEDIATE plus the busy timeout.
+
+Privacy: the file is created readable by its owner only (SQLite gives its -wal and -shm the
+same mode); every connection has secure_delete on, so deleted rows are overwritten with
+zeros, and after a /forget the WAL is checkpointed and truncated, so the old copies of the
+pages it held are gone from disk too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +30,8 @@ from sqlalchemy.pool import StaticPool
 from core.errors import StorageError
 from storage.database import Database, causes, check_version
 from storage.target import DatabaseTarget
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
@@ -77,6 +87,17 @@ class SqliteDatabase(Database):
         # PRAGMA takes no parameters; the value is our own integer.
         await conn.exec_driver_sql(f"PRAGMA user_version = {int(version)}")
 
+    async def scrub(self) -> None:
+        # Outside a transaction: a checkpoint cannot run inside one. TRUNCATE copies the WAL
+        # into the file (where secure_delete already zeroed the deleted rows) and empties it;
+        # another process reading at that moment keeps it from finishing (it says so).
+        async with self._lock, self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            busy, *_ = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+        if busy:
+            log.warning("the database's WAL could not be emptied now (another process is "
+                        "reading it); it will be overwritten as the bot goes on")  # fmt: skip
+
     def translate(self, error: BaseException) -> StorageError:
         for cause in causes(error):
             if isinstance(cause, sqlite3.Error):
@@ -93,6 +114,8 @@ def _on_connect(dbapi_connection: Any, record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
+    # Deleted content is overwritten, not just unlinked: /forget must leave no text behind.
+    cursor.execute("PRAGMA secure_delete = ON")
     cursor.close()
 
 
@@ -104,13 +127,32 @@ def _on_begin(conn: Any) -> None:
 
 
 def _prepare_folder(path: Path) -> str:
-    """The database file's full name, its folder created if needed."""
+    """The database file's full name, its folder created if needed, and the file itself
+    created (empty: SQLite reads that as a new database) readable by its owner only."""
     file = path.expanduser()
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StorageError(f"cannot create the database folder {file.parent}: {exc}") from exc
+    try:
+        os.close(os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        _warn_if_shared(file)
+    except OSError:
+        pass  # a folder, no permission…: the preflight open reports it clearly
     return str(file)
+
+
+def _warn_if_shared(file: Path) -> None:
+    # An existing file's mode is the owner's choice (a group may be meant to read it): said,
+    # not changed.
+    try:
+        mode = file.stat().st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) and mode & 0o077:
+        log.warning("the database file %s can be read by other users (mode %03o): it holds "
+                    "conversations; chmod 600 it", file, stat.S_IMODE(mode))  # fmt: skip
 
 
 def _preflight(name: str, busy_timeout_ms: int) -> None:

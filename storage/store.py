@@ -5,23 +5,58 @@ Every write is one transaction; every statement is parameterised (Core binds the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, case, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    Select,
+    and_,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import StorageError
-from core.types import MessageKey, MoodEvent, Turn, UserKey
+from core.types import (
+    Correction,
+    DigestSubscription,
+    LinkOutcome,
+    MessageKey,
+    MoodEvent,
+    StoredTurn,
+    Tone,
+    Turn,
+    UserKey,
+)
 from storage.database import Database, check_version
 from storage.migrations import MIGRATIONS, SCHEMA_VERSION, split_statements
 from storage.postgres import PostgresDatabase
-from storage.schema import aware, inbox, mood_events, turns, users
+from storage.schema import (
+    aware,
+    digests,
+    inbox,
+    link_attempts,
+    link_codes,
+    mood_events,
+    people,
+    turns,
+    users,
+)
 from storage.sqlite import DEFAULT_BUSY_TIMEOUT_MS, SqliteDatabase
 from storage.target import DatabaseTarget
+
+log = logging.getLogger(__name__)
 
 DEFAULT_POOL_SIZE = 10
 
@@ -125,6 +160,7 @@ class SqlMoodStore:
                     "created_at": at,
                     "excerpt": event.excerpt,
                     "neutral": event.neutral,
+                    "message_id": event.message_id,
                 },
             )
             if turns_:
@@ -171,7 +207,7 @@ class SqlMoodStore:
         # instant (only ever seen in tests) must not duplicate the turn.
         e = mood_events.c
         tone = (
-            select(case((e.neutral, "neutral"), else_=e.label))
+            select(_counted_tone())
             .where(e.user_id == c.user_id, e.chat_id == chat_id, e.created_at == c.created_at)
             .order_by(e.id.desc())
             .limit(1)
@@ -187,25 +223,14 @@ class SqlMoodStore:
     async def mood_events(
         self, user: UserKey, since: datetime, until: datetime | None = None
     ) -> list[MoodEvent]:
-        e = mood_events.c
-        query = (
-            select(e.chat_id, e.label, e.p_positive, e.created_at, e.excerpt, e.neutral)
-            .join_from(mood_events, users, users.c.id == e.user_id)
-            .where(
-                users.c.platform == user.platform,
-                users.c.platform_user_id == user.user_id,
-                e.created_at >= aware(since),
-            )
-            .order_by(e.created_at, e.id)
+        # Every account of the user's person: linked accounts share one history.
+        query = _event_query().where(
+            mood_events.c.user_id.in_(_person_ids(user)),
+            mood_events.c.created_at >= aware(since),
         )
         if until is not None:
-            query = query.where(e.created_at < aware(until))
-        return [
-            MoodEvent(
-                user.platform, user.user_id, chat_id, label, p_positive, at, excerpt, bool(neutral)
-            )
-            for chat_id, label, p_positive, at, excerpt, neutral in await self._fetchall(query)
-        ]
+            query = query.where(mood_events.c.created_at < aware(until))
+        return [_event(row) for row in await self._fetchall(query)]
 
     async def clear_turns(self, user: UserKey, chat_id: str) -> int:
         async with self._transaction() as conn:
@@ -218,20 +243,257 @@ class SqlMoodStore:
 
     async def forget_user(self, user: UserKey) -> int:
         # Children are deleted explicitly rather than by ON DELETE CASCADE, because cascaded
-        # rows are not included in the count we must return.
+        # rows are not included in the count we must return. Every account of the person
+        # goes: linked accounts are one person's data.
         deleted = 0
         async with self._transaction() as conn:
-            for table in (turns, mood_events, inbox):
-                result = await conn.execute(
-                    delete(table).where(table.c.user_id == _user_id_of(user))
-                )
+            rows = (
+                await conn.execute(select(users.c.id, users.c.person_id).where(
+                    users.c.id.in_(_person_ids(user))
+                ))
+            ).all()  # fmt: skip
+            ids = [row[0] for row in rows]
+            persons = {row[1] for row in rows if row[1] is not None}
+            for table in (turns, mood_events, inbox, link_codes, link_attempts, digests):
+                result = await conn.execute(delete(table).where(table.c.user_id.in_(ids)))
                 deleted += result.rowcount
+            result = await conn.execute(delete(users).where(users.c.id.in_(ids)))
+            deleted += result.rowcount
+            if persons:
+                await conn.execute(delete(people).where(people.c.id.in_(persons)))
+        try:
+            with self._db.translated():
+                await self._db.scrub()
+        except StorageError as error:
+            # The rows are gone (committed); only the old copies wait for a later overwrite.
+            log.warning("deleted, but the old copies could not be scrubbed yet: %s", error)
+        return deleted
+
+    # --- JournalStore: corrections ----------------------------------------------------------
+
+    async def correct_mood(
+        self, user: UserKey, chat_id: str, message_id: str | None, tone: Tone, at: datetime
+    ) -> Correction:
+        e, u = mood_events.c, users.c
+        query = _event_query().add_columns(e.id)
+        if message_id is None:
+            # The console has no message ids: its /wrong corrects the latest label.
+            query = query.where(u.platform == user.platform, u.platform_user_id == user.user_id)
+            query = query.order_by(None).order_by(e.created_at.desc(), e.id.desc()).limit(1)
+        else:
+            # Found by the message whoever presses, so that someone else's press is told why.
+            query = query.where(
+                u.platform == user.platform, e.chat_id == chat_id, e.message_id == message_id
+            )
+        async with self._transaction() as conn:
+            row = (await conn.execute(query)).first()
+            if row is None:
+                return Correction("not_found")
+            event, event_id = _event(tuple(row[:-1])), row[-1]
+            if (event.platform, event.user_id) != (user.platform, user.user_id):
+                return Correction("not_yours")
+            if event.corrected is not None:
+                return Correction("already_corrected", event)
+            if tone == event.shown_tone:
+                return Correction("same", event)
             result = await conn.execute(
-                delete(users).where(
-                    users.c.platform == user.platform, users.c.platform_user_id == user.user_id
+                update(mood_events)
+                .where(e.id == event_id, e.corrected_label.is_(None))
+                .values(corrected_label=tone, corrected_at=aware(at))
+            )
+            if result.rowcount != 1:  # a second press that raced the first
+                return Correction("already_corrected", event)
+            return Correction("corrected", replace(event, corrected=tone))
+
+    async def corrected_events(self) -> list[MoodEvent]:
+        e = mood_events.c
+        query = (
+            _event_query()
+            .where(e.corrected_label.is_not(None))
+            .order_by(None)
+            .order_by(e.corrected_at, e.id)
+        )
+        return [_event(row) for row in await self._fetchall(query)]
+
+    # --- JournalStore: linked accounts ------------------------------------------------------
+
+    async def save_link_code(
+        self, user: UserKey, code_hash: str, at: datetime, expires_at: datetime
+    ) -> None:
+        async with self._transaction() as conn:
+            user_id = await self._user_id(conn, user, aware(at))
+            # One live code per account: asking again voids the one given before.
+            await conn.execute(
+                delete(link_codes).where(
+                    link_codes.c.user_id == user_id, link_codes.c.used_at.is_(None)
                 )
             )
-            return deleted + result.rowcount
+            await conn.execute(
+                link_codes.insert(),
+                {
+                    "code_hash": code_hash,
+                    "user_id": user_id,
+                    "created_at": aware(at),
+                    "expires_at": aware(expires_at),
+                },
+            )
+
+    async def redeem_link_code(
+        self, user: UserKey, code_hash: str, at: datetime, since: datetime, max_failures: int
+    ) -> LinkOutcome:
+        c, a = link_codes.c, link_attempts.c
+        async with self._transaction() as conn:
+            user_id = await self._user_id(conn, user, aware(at))
+            failures = (
+                await conn.execute(
+                    select(func.count()).where(a.user_id == user_id, a.at >= aware(since))
+                )
+            ).scalar_one()
+            if failures >= max_failures:
+                return "too_many"
+            issuer = (
+                await conn.execute(select(c.user_id).where(c.code_hash == code_hash))
+            ).scalar_one_or_none()
+            if issuer == user_id:
+                return "own_code"  # not a failure: the code stays good for the other account
+            # Taken in one statement, so two accounts entering one code cannot both win.
+            taken = await conn.execute(
+                update(link_codes)
+                .where(c.code_hash == code_hash, c.used_at.is_(None), c.expires_at > aware(at))
+                .values(used_at=aware(at))
+            )
+            if taken.rowcount != 1:
+                await conn.execute(link_attempts.insert(), {"user_id": user_id, "at": aware(at)})
+                return "invalid" if issuer is None else "expired"
+            assert issuer is not None
+            return await self._link(conn, int(issuer), user_id, aware(at))
+
+    async def _link(
+        self, conn: AsyncConnection, first: int, second: int, at: datetime
+    ) -> LinkOutcome:
+        persons = dict(
+            (
+                await conn.execute(
+                    select(users.c.id, users.c.person_id).where(users.c.id.in_([first, second]))
+                )
+            ).all()
+        )
+        mine, theirs = persons.get(first), persons.get(second)
+        if mine is not None and mine == theirs:
+            return "already_linked"
+        person = mine or theirs
+        if person is None:
+            person = (
+                await conn.execute(people.insert().returning(people.c.id), {"created_at": at})
+            ).scalar_one()
+        # Both accounts, and every account already linked to either, become one person.
+        joined = [p for p in (mine, theirs) if p is not None]
+        await conn.execute(
+            update(users)
+            .where(or_(users.c.id.in_([first, second]), users.c.person_id.in_(joined)))
+            .values(person_id=person)
+        )
+        for old in joined:
+            if old != person:
+                await conn.execute(delete(people).where(people.c.id == old))
+        return "linked"
+
+    async def unlink(self, user: UserKey) -> bool:
+        u = users.c
+        async with self._transaction() as conn:
+            person = (
+                await conn.execute(
+                    select(u.person_id).where(
+                        u.platform == user.platform, u.platform_user_id == user.user_id
+                    )
+                )
+            ).scalar_one_or_none()
+            if person is None:
+                return False
+            await conn.execute(
+                update(users)
+                .where(u.platform == user.platform, u.platform_user_id == user.user_id)
+                .values(person_id=None)
+            )
+            # A person of one account is no link at all: dissolve it.
+            left = (
+                await conn.execute(select(func.count()).where(u.person_id == person))
+            ).scalar_one()
+            if left <= 1:
+                await conn.execute(
+                    update(users).where(u.person_id == person).values(person_id=None)
+                )
+                await conn.execute(delete(people).where(people.c.id == person))
+            return True
+
+    async def linked_accounts(self, user: UserKey) -> list[UserKey]:
+        u = users.c
+        query = (
+            select(u.platform, u.platform_user_id)
+            .where(
+                u.id.in_(_person_ids(user)),
+                or_(u.platform != user.platform, u.platform_user_id != user.user_id),
+            )
+            .order_by(u.id)
+        )
+        return [UserKey(platform, uid) for platform, uid in await self._fetchall(query)]
+
+    async def export_turns(self, user: UserKey) -> list[StoredTurn]:
+        t, u = turns.c, users.c
+        query = (
+            select(u.platform, u.platform_user_id, t.chat_id, t.role, t.content, t.created_at)
+            .join_from(turns, users, u.id == t.user_id)
+            .where(t.user_id.in_(_person_ids(user)))
+            .order_by(t.created_at, t.id)
+        )
+        return [StoredTurn(*row) for row in await self._fetchall(query)]
+
+    # --- MoodStore: the weekly digest's opt-ins ---------------------------------------------
+
+    async def set_digest(self, user: UserKey, chat_id: str | None, at: datetime) -> bool:
+        d = digests.c
+        async with self._transaction() as conn:
+            if chat_id is None:
+                result = await conn.execute(delete(digests).where(d.user_id == _user_id_of(user)))
+                return result.rowcount == 1
+            user_id = await self._user_id(conn, user, aware(at))
+            # Moving the digest to another chat keeps when it was last sent: a week is a week.
+            upsert = self._db.insert(digests).on_conflict_do_update(
+                index_elements=[d.user_id],
+                set_={"chat_id": chat_id},
+                where=d.chat_id != chat_id,
+            )
+            row = {"user_id": user_id, "chat_id": chat_id, "created_at": aware(at)}
+            result = await conn.execute(upsert, row)
+            return result.rowcount == 1
+
+    async def digest_subscriptions(self, platform: str) -> list[DigestSubscription]:
+        d, u = digests.c, users.c
+        query = (
+            select(u.platform_user_id, d.chat_id)
+            .join_from(digests, users, u.id == d.user_id)
+            .where(u.platform == platform)
+            .order_by(d.created_at, d.user_id)
+        )
+        return [
+            DigestSubscription(UserKey(platform, user_id), chat_id)
+            for user_id, chat_id in await self._fetchall(query)
+        ]
+
+    async def claim_digest(self, user: UserKey, not_since: datetime, at: datetime) -> bool:
+        d = digests.c
+        async with self._transaction() as conn:
+            # One conditional UPDATE: of several processes running the same weekly job, the
+            # first to commit wins; the others find last_sent_at already in this week.
+            result = await conn.execute(
+                update(digests)
+                .where(
+                    d.user_id == _user_id_of(user),
+                    (d.last_sent_at.is_(None)) | (d.last_sent_at < aware(not_since)),
+                )
+                .values(last_sent_at=aware(at))
+            )
+            return result.rowcount == 1
 
     @asynccontextmanager
     async def user_turn(self, user: UserKey) -> AsyncIterator[None]:
@@ -313,6 +575,59 @@ def _is(key: MessageKey) -> tuple[ColumnElement[bool], ...]:
         inbox.c.platform == key.platform,
         inbox.c.chat_id == key.chat_id,
         inbox.c.message_id == key.message_id,
+    )
+
+
+def _person_ids(user: UserKey) -> Select[Any]:
+    """The row ids of every account of the user's person: the account itself, and those
+    sharing its person_id (none when it has none: NULL equals nothing)."""
+    u = users.c
+    mine = select(u.person_id).where(
+        u.platform == user.platform, u.platform_user_id == user.user_id
+    )
+    return select(u.id).where(
+        or_(
+            and_(u.platform == user.platform, u.platform_user_id == user.user_id),
+            u.person_id == mine.scalar_subquery(),
+        )
+    )
+
+
+def _counted_tone() -> ColumnElement[str]:
+    """A mood event's tone as /mood counts it: the user's correction, else the label."""
+    e = mood_events.c
+    return case(
+        (e.corrected_label.is_not(None), e.corrected_label),
+        (e.neutral, "neutral"),
+        else_=e.label,
+    )
+
+
+def _event_query() -> Select[Any]:
+    """Mood events with their accounts, oldest first; read back by _event."""
+    e, u = mood_events.c, users.c
+    return (
+        select(
+            u.platform,
+            u.platform_user_id,
+            e.chat_id,
+            e.label,
+            e.p_positive,
+            e.created_at,
+            e.excerpt,
+            e.neutral,
+            e.message_id,
+            e.corrected_label,
+        )
+        .join_from(mood_events, users, u.id == e.user_id)
+        .order_by(e.created_at, e.id)
+    )
+
+
+def _event(row: tuple[Any, ...]) -> MoodEvent:
+    platform, user_id, chat_id, label, p_positive, at, excerpt, neutral, message_id, fixed = row
+    return MoodEvent(
+        platform, user_id, chat_id, label, p_positive, at, excerpt, bool(neutral), message_id, fixed
     )
 
 

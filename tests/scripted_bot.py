@@ -2,7 +2,8 @@
 signals) on the scripted model instead of the real one, so that a test can run several bot
 processes at once on two cores. Takes the same arguments and settings as `python -m bot`.
 
-SCRIPTED_DELAY_S: seconds per decoded word (default 0). SCRIPTED_REPLY=history: each reply
+SCRIPTED_DELAY_S: seconds per decoded word (default 0). PARENT_SSL_CERT_FILE: the CA bundle of
+the test's TLS proxy, for a bot that talks to the Discord fake. SCRIPTED_REPLY=history: each reply
 says how many earlier turns its prompt held ("seen 4 turns"), so a test can read from the
 database whether every message saw all of the user's messages before it.
 """
@@ -12,7 +13,12 @@ from __future__ import annotations
 import os
 import sys
 
-from bot.__main__ import main
+# Importing the tests package made this process a loopback CA of its own; a test that runs
+# this bot against its Discord fake passes its CA instead (before aiohttp reads the bundle).
+if os.environ.get("PARENT_SSL_CERT_FILE"):
+    os.environ["SSL_CERT_FILE"] = os.environ["PARENT_SSL_CERT_FILE"]
+
+from bot.__main__ import main  # imported after the CA is chosen
 from core.types import ReplyRequest
 from tests.scripted import ScriptedReply, ScriptedRunner
 

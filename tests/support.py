@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -90,3 +91,10 @@ async def final_reply(
                     return expected
         await asyncio.sleep(0.5)
     raise AssertionError(f"no final reply in time; the chat shows {shown()!r}")
+
+
+def inbox_states(db: Path) -> dict[tuple[str, str, str], str]:
+    """(platform, chat id, message id) -> 'received' | 'done', read from a SQLite database."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT platform, chat_id, message_id, state FROM inbox").fetchall()
+    return {(platform, chat, message): state for platform, chat, message, state in rows}

@@ -19,6 +19,8 @@ from discord.ext import commands
 from adapters.discord.chat_cog import NO_MENTIONS, ChatCog
 from adapters.discord.commands_cog import CommandsCog, CommandTree
 from adapters.discord.config import DiscordConfig
+from adapters.discord.digest import DiscordDigest
+from adapters.discord.journal import register as register_journal
 from adapters.inflight import InFlight
 from chat.service import ChatService
 
@@ -44,7 +46,9 @@ class DiscordBot(commands.Bot):
     async def setup_hook(self) -> None:
         """Runs inside login(): the Cogs are added and the slash commands published."""
         await self.add_cog(ChatCog(self, self.adapter))
-        await self.add_cog(CommandsCog(self, self.adapter))
+        cog = CommandsCog(self, self.adapter)
+        await self.add_cog(cog)
+        register_journal(self, self.adapter, cog.commands)
         assert isinstance(self.tree, CommandTree)
         await self.tree.publish(self.adapter.config.command_guild_id)
 
@@ -62,6 +66,7 @@ class DiscordAdapter:
         self._connect_task: asyncio.Task[None] | None = None
         self._in_flight = InFlight("discord")
         self._online = False  # READY was reached; later gateway failures are logged, not raised
+        self.digest: DiscordDigest | None = None  # the weekly digest's task, once online
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -93,6 +98,8 @@ class DiscordAdapter:
             raise
         user = self.client.user
         log.info("connected to Discord as %s (id %s)", user, user and user.id)
+        self.digest = DiscordDigest(self.service, self.client)
+        self.digest.start()
 
     def _via(self) -> str:
         return f" through the proxy {self.config.proxy}" if self.config.proxy else ""
@@ -146,6 +153,8 @@ class DiscordAdapter:
 
     async def stop(self) -> None:
         """Stop taking messages, let in-flight replies finish briefly, then disconnect."""
+        if self.digest is not None:
+            self.digest.stop()
         await self._in_flight.finish(self.config.shutdown_grace_s)
         if self.client is not None and not self.client.is_closed():
             await self.client.close()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from adapters.discord.journal import attach_corrections
 from adapters.streaming import RateLimited, RenderLimits, ReplyRenderer
 from chat import texts
 from core.types import IncomingMessage
@@ -30,6 +31,9 @@ MAX_MESSAGE_CHARS = 2000
 
 # Nothing the bot sends may ping anyone: the text comes from a language model.
 NO_MENTIONS = discord.AllowedMentions.none()
+
+# "/mood 30" typed and sent as text (Telegram's rule for a bot command: "/" and a word).
+_TYPED_COMMAND = re.compile(r"/[A-Za-z0-9_]")
 
 CONTENT_INTENT_HINT = (
     "Discord delivered a message with no text, attachments or embeds: the Message Content "
@@ -175,6 +179,10 @@ class ChatCog(commands.Cog):
             await sink.send(texts.NOT_ALLOWED)
             return
         text = self._text_of(message)
+        if _TYPED_COMMAND.match(text):
+            # Sent as text instead of picked from the / menu: a command, not a mood message.
+            await sink.send(texts.PICK_FROM_MENU)
+            return
         if not text:
             if (
                 message.attachments
@@ -195,8 +203,20 @@ class ChatCog(commands.Cog):
         renderer: ReplyRenderer[discord.Message] = ReplyRenderer(sink, self._limits)
         # aclosing: if stop() cancels us mid-reply, the engine stream (and its lock) is released.
         async with contextlib.aclosing(self.adapter.service.handle(incoming)) as events:
-            result = await renderer.render(events)
+            try:
+                result = await renderer.render(events)
+            except discord.Forbidden as error:
+                # The user closed their DMs (or the bot lost the channel) mid-reply. The message
+                # was received, so it runs to the end: mood event stored, inbox row done.
+                log.warning("Discord channel %s refused the reply to message %s (%s): "
+                            "stored, not shown", incoming.chat_id, message.id, error)  # fmt: skip
+                async for _ in events:
+                    pass
+                return
         if result.failure is not None:
             log.info(
                 "Discord reply failed (%s) in channel %s", result.failure.reason, incoming.chat_id
             )
+        elif result.sentiment is not None and result.first is not None:
+            # Stored by now (ReplyDone comes after the store), so the buttons find the event.
+            await attach_corrections(result.first, str(message.id), result.sentiment)

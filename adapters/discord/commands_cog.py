@@ -1,4 +1,5 @@
-"""The slash commands Cog: /mood, /reset, /forget, /help and /start, from chat/commands.py.
+"""The slash commands Cog: /mood, /reset, /forget, /digest, /help, /start and the journal's
+/wrong, /link, /unlink and /export, from chat/commands.py.
 
 Every answer is ephemeral: it concerns only the caller, and it keeps channels quiet (which is
 also why the channel allow-list does not apply here; the user allow-list does). Discord wants
@@ -32,6 +33,19 @@ MAX_CHARS = 2000
 
 # The one Discord-only string (option descriptions are a slash-command concept).
 DAYS_DESCRIPTION = "天数 1–365，默认 7 (days to show, 1–365, default 7)"
+VIEWS = ("why", "week")
+VIEW_DESCRIPTION = (
+    "why 为什么是这个判断，week 本周小结 (why: explain the latest label; week: summary)"
+)
+DIGEST_DESCRIPTION = "on 每周收到小结，off 停止 (on: weekly summary by DM; off: stop)"
+TONE_DESCRIPTION = "正确的情感 (the right label)"
+CODE_DESCRIPTION = (
+    "另一个平台给你的关联码；留空则生成一个 (a code from your other platform; empty: get one)"
+)
+TONES = [
+    app_commands.Choice(name=f"{texts.LABEL_WORD[tone]} ({tone})", value=tone)
+    for tone in ("positive", "negative", "neutral")
+]
 
 
 def _user(interaction: discord.Interaction) -> UserKey:
@@ -150,6 +164,7 @@ class CommandsCog(commands.Cog):
         files = []
         if result.chart_png is not None:
             files.append(discord.File(io.BytesIO(result.chart_png), filename="mood.png"))
+        files += [discord.File(io.BytesIO(f.data), filename=f.name) for f in result.files]
         if defer:
             await interaction.edit_original_response(
                 content=_fit(result.text), attachments=files, **extra
@@ -162,11 +177,25 @@ class CommandsCog(commands.Cog):
             view.prompt = interaction
 
     @app_commands.command(name="mood", description=texts.COMMANDS["mood"])
-    @app_commands.describe(days=DAYS_DESCRIPTION)
+    @app_commands.describe(days=DAYS_DESCRIPTION, view=VIEW_DESCRIPTION)
+    @app_commands.choices(view=[app_commands.Choice(name=name, value=name) for name in VIEWS])
     async def mood(
-        self, interaction: discord.Interaction, days: app_commands.Range[int, 1, 365] | None = None
+        self,
+        interaction: discord.Interaction,
+        days: app_commands.Range[int, 1, 365] | None = None,
+        view: str | None = None,
     ) -> None:
-        await self._answer(interaction, "mood", "" if days is None else str(days))
+        # `/mood view:why` and `/mood view:week` are the shared `/mood why` and `/mood week`.
+        args = view if view is not None else "" if days is None else str(days)
+        await self._answer(interaction, "mood", args)
+
+    @app_commands.command(name="digest", description=texts.COMMANDS["digest"])
+    @app_commands.describe(state=DIGEST_DESCRIPTION)
+    @app_commands.choices(
+        state=[app_commands.Choice(name=name, value=name) for name in ("on", "off")]
+    )
+    async def digest(self, interaction: discord.Interaction, state: str) -> None:
+        await self._answer(interaction, "digest", state)
 
     @app_commands.command(name="reset", description=texts.COMMANDS["reset"])
     async def reset(self, interaction: discord.Interaction) -> None:
@@ -183,3 +212,24 @@ class CommandsCog(commands.Cog):
     @app_commands.command(name="start", description=texts.COMMANDS["start"])
     async def start(self, interaction: discord.Interaction) -> None:
         await self._answer(interaction, "start", defer=False)
+
+    # The journal's commands (chat/journal.py); every answer is ephemeral, /export's files too.
+
+    @app_commands.command(name="wrong", description=texts.COMMANDS["wrong"])
+    @app_commands.describe(label=TONE_DESCRIPTION)
+    @app_commands.choices(label=TONES)
+    async def wrong(self, interaction: discord.Interaction, label: str) -> None:
+        await self._answer(interaction, "wrong", label)
+
+    @app_commands.command(name="link", description=texts.COMMANDS["link"])
+    @app_commands.describe(code=CODE_DESCRIPTION)
+    async def link(self, interaction: discord.Interaction, code: str | None = None) -> None:
+        await self._answer(interaction, "link", code or "")
+
+    @app_commands.command(name="unlink", description=texts.COMMANDS["unlink"])
+    async def unlink(self, interaction: discord.Interaction) -> None:
+        await self._answer(interaction, "unlink")
+
+    @app_commands.command(name="export", description=texts.COMMANDS["export"])
+    async def export(self, interaction: discord.Interaction) -> None:
+        await self._answer(interaction, "export")

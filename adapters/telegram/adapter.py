@@ -42,8 +42,12 @@ from adapters.telegram.chat import (
     leading_command,
 )
 from adapters.telegram.config import TelegramConfig
+from adapters.telegram.digest import TelegramDigest
+from adapters.telegram.journal import attach_corrections, send_files
+from adapters.telegram.journal import press as press_correction
 from chat import texts
 from chat.commands import Caller, Commands
+from chat.insight import DigestRun
 from chat.service import ChatService
 from core.types import IncomingMessage, UserKey
 
@@ -74,6 +78,7 @@ class TelegramAdapter:
         self._inflight = InFlight("telegram")
         self.commands = Commands(service)
         self._redactor = _TokenRedactor(config.token)
+        self.digest = TelegramDigest(service)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -96,6 +101,7 @@ class TelegramAdapter:
         app.add_handler(MessageHandler(only_messages, self._on_message))
         app.add_handler(CallbackQueryHandler(self._on_callback))
         app.add_error_handler(self._on_error)
+        self.digest.schedule(app.job_queue)  # runs once app.start() has started the JobQueue
         try:
             await app.initialize()  # getMe: fails here on a bad token or unreachable API
             await self._set_commands(app.bot)
@@ -108,6 +114,7 @@ class TelegramAdapter:
                     timeout=timedelta(seconds=self.config.poll_timeout_s),
                     allowed_updates=_ALLOWED_UPDATES,
                     bootstrap_retries=3,
+                    error_callback=_polling_failed,
                 )
         except BaseException as error:
             await self.stop()
@@ -154,6 +161,12 @@ class TelegramAdapter:
         # After a failed initialize() the Application skips this, but the HTTP clients are open.
         await _logged("closing the HTTP clients", app.bot.shutdown())
         _keep_token_out_of_logs(self._redactor, install=False)
+
+    async def send_digests(self) -> DigestRun:
+        """Send this week's digest now (what the weekly job does)."""
+        if self._app is None:
+            raise RuntimeError("the Telegram adapter is not started")
+        return await self.digest.send_now(self._app.bot)
 
     async def _set_commands(self, bot: Bot) -> None:
         commands = [BotCommand(name, about) for name, about in Commands.menu()]
@@ -222,9 +235,27 @@ class TelegramAdapter:
             return  # stopping
         # aclosing: if stop() cancels us, the chat service still releases this user's lock.
         async with contextlib.aclosing(self.service.handle(incoming)) as events:
-            result = await renderer.render(events)
+            try:
+                result = await renderer.render(events)
+            except Forbidden as error:
+                # Blocked by the user (or removed from the group) mid-reply. The message was
+                # received, so it still runs to the end: its mood event is stored and its inbox
+                # row done, rather than left as unfinished work to be answered again.
+                log.warning(
+                    "telegram: chat %s refused the reply to message %s (%s): stored, not shown",
+                    message.chat_id,
+                    message.message_id,
+                    error,
+                )
+                async for _ in events:
+                    pass
+                return
         if result.failure is not None:
             log.info("telegram: reply failed (%s)", result.failure.reason)
+        elif result.sentiment is not None and result.first is not None:
+            # Stored by now (ReplyDone comes after the store), so the buttons find the event.
+            await attach_corrections(outbox, result.first, str(message.message_id),
+                                     result.sentiment)  # fmt: skip
 
     async def _answer(self, outbox: Outbox, user_id: int, text: str) -> None:
         await outbox.say(text if self._allowed(user_id) else texts.NOT_ALLOWED)
@@ -250,7 +281,7 @@ class TelegramAdapter:
         command = leading_command(update.message)
         assert command is not None  # CommandHandler matched it
         # Keyed by the caller's own id, so in a group nobody sees anyone else's data.
-        caller = Caller(_user_key(update), str(outbox.chat_id))
+        caller = Caller(_user_key(update), str(outbox.chat_id), private=outbox.private)
         result = await self.commands.run(command[0], caller, " ".join(context.args or ()))
         markup = None
         if result.confirm is not None:
@@ -268,6 +299,11 @@ class TelegramAdapter:
             except TelegramError:
                 # The summary went out; a missing picture is not worth failing the command.
                 log.exception("telegram: sending the mood chart failed")
+        if result.files:
+            try:
+                await send_files(outbox, result.files)
+            except TelegramError:
+                log.exception("telegram: sending the export failed")
 
     async def _on_callback(self, update: Update, context: Context) -> None:
         query = update.callback_query
@@ -276,6 +312,12 @@ class TelegramAdapter:
         notice: str | None = None
         alert = False
         try:
+            if Commands.is_correction(query.data or ""):
+                if self._allowed(query.from_user.id):
+                    notice, alert = await press_correction(query, self.commands)
+                else:
+                    notice, alert = texts.NOT_ALLOWED, True
+                return
             match = _CONFIRM_DATA.match(query.data or "")
             if match is None or not self.commands.asks_first(match.group(1)):
                 return
@@ -295,6 +337,12 @@ class TelegramAdapter:
         finally:
             # Always answer, or the user's client shows a spinner on the button for a while.
             await query.answer(notice, show_alert=alert)
+
+
+def _polling_failed(error: TelegramError) -> None:
+    # PTB retries getUpdates by itself (1 s, then 1.5x longer up to 30 s); its default callback
+    # would log each transient network error at ERROR with a traceback.
+    log.warning("telegram: getUpdates failed, retrying: %s", error)
 
 
 def _user_key(update: Update) -> UserKey:

@@ -68,12 +68,14 @@ _LOG_CALLBACK = llama_cpp.llama_log_callback(_forward_llama_log) if llama_cpp el
 
 
 def tokenize(vocab: object, text: str) -> list[int]:
-    """Text → ids with llama.cpp's tokenizer (no BOS added; special-token text is parsed)."""
+    """Plain text → ids with llama.cpp's tokenizer: no BOS added, and a control token's
+    spelling stays text (parse_special=False), so that it cannot open a new chat role. The
+    chat template's own control tokens come from `control_tokens` (prompt_ids.prompt_runs)."""
     raw = text.encode("utf-8")
     size = len(raw) + 8
     while True:
         buffer = (llama_cpp.llama_token * size)()
-        count = llama_cpp.llama_tokenize(vocab, raw, len(raw), buffer, size, False, True)
+        count = llama_cpp.llama_tokenize(vocab, raw, len(raw), buffer, size, False, False)
         if count >= 0:
             return list(buffer[:count])
         size = -count
@@ -84,6 +86,16 @@ def token_piece(vocab: object, token: int, special: bool = False) -> bytes:
     buffer = ctypes.create_string_buffer(64)
     count = llama_cpp.llama_token_to_piece(vocab, token, buffer, 64, 0, special)
     return buffer.raw[: max(count, 0)]
+
+
+def control_tokens(vocab: object) -> dict[str, int]:
+    """Every control token's spelling → its id (what parse_special=True would parse)."""
+    control = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+    return {
+        token_piece(vocab, token, special=True).decode("utf-8", errors="replace"): token
+        for token in range(llama_cpp.llama_vocab_n_tokens(vocab))
+        if llama_cpp.llama_vocab_get_attr(vocab, token) & control
+    }
 
 
 class GgufVocab:
@@ -100,6 +112,7 @@ class GgufVocab:
         if not self._model:
             raise ModelLoadError(f"llama.cpp could not read the vocabulary of {path}")
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.specials = control_tokens(self._vocab)
 
     def encode(self, text: str) -> list[int]:
         return tokenize(self._vocab, text)
@@ -158,6 +171,7 @@ class LlamaCppRunner:
             raise ModelLoadError(f"llama.cpp could not load {model_path} (see the log above)")
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.specials = control_tokens(self._vocab)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = context_tokens
         params.n_batch = params.n_ubatch = BATCH_TOKENS
@@ -175,13 +189,13 @@ class LlamaCppRunner:
         # Finished sequence → (the tokens its KV holds, how many of them were its prompt).
         self._kept: dict[int, tuple[list[int], int]] = {}  # LRU order
         # The analyst prompt around the user's text; its head's KV goes into sequence 0 once.
-        self._head, self._tail = analyst_frame(chatml, self.encode)
+        self._head, self._tail = analyst_frame(chatml, self.encode, self.specials)
         self._head_cached = False
         self._frame_heads: dict[tuple[str, str], tuple[int, list[int], list[int]]] = {}
         self.label_ids = (self._single_token(labelling.POSITIVE_WORD),
                           self._single_token(labelling.NEGATIVE_WORD))  # fmt: skip
         self.prompter = ReplyPrompter(
-            chatml, self.encode, self.decode,
+            chatml, self.encode, self.decode, self.specials,
             input_max_tokens=self.options.reply_input_max_tokens,
             history_max_tokens=self.options.history_max_tokens,
         )  # fmt: skip
@@ -377,7 +391,9 @@ class LlamaCppRunner:
     def _frame_head(self, frame: str, language: str) -> tuple[int, list[int], list[int]]:
         key = (frame, language)
         if key not in self._frame_heads:
-            head, tail = analyst_frame(chatml, self.encode, labelling.FRAMES[frame][language])
+            head, tail = analyst_frame(
+                chatml, self.encode, self.specials, labelling.FRAMES[frame][language]
+            )
             seq = self._take_sequence()
             self._forward([(seq, head, 0)], [False])
             self._frame_heads[key] = (seq, head, tail)

@@ -28,6 +28,7 @@ import torch
 from core.errors import ModelLoadError
 from core.types import Label, ReplyRequest, Sentiment
 from runtime import labelling
+from runtime.backends.hf_tokenizer import plain_ids, special_tokens
 from runtime.backends.transformers_batch import KV, BatchDecoder
 from runtime.backends.transformers_labeller import PrefixLabeller
 from runtime.config import ModelConfig
@@ -76,8 +77,10 @@ class TransformersRunner:
         self._batch = BatchDecoder(self.model)  # the replies decoding together
         self._reply_prefixes: dict[tuple[int, ...], KV] = {}  # prompt openings' KV, by ids
         self._kept: list[_Kept] = []  # finished exchanges, least recently used first
+        # Its control tokens (ChatML's markers among them): what the chat template may write.
+        self.specials = special_tokens(tokenizer)
         self.prompter = ReplyPrompter(
-            self._render, self._encode, self._decode,
+            self._render, self._encode, self._decode, self.specials,
             input_max_tokens=self.options.reply_input_max_tokens,
             history_max_tokens=self.options.history_max_tokens,
         )  # fmt: skip
@@ -125,7 +128,7 @@ class TransformersRunner:
         ))  # fmt: skip
 
     def _encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
+        return plain_ids(self.tokenizer, text)
 
     def _decode(self, ids: list[int]) -> str:
         return str(self.tokenizer.decode(ids))
@@ -136,7 +139,7 @@ class TransformersRunner:
         return keep_head_and_tail(self._encode(text), self.options.sentiment_max_tokens)
 
     def analyst_prompt_ids(self, text: str) -> list[int]:
-        head, tail = analyst_frame(self._render, self._encode)
+        head, tail = analyst_frame(self._render, self._encode, self.specials)
         return head + self._label_user_ids(text) + tail
 
     @torch.inference_mode()
@@ -164,7 +167,7 @@ class TransformersRunner:
 
     def _tag_batch(self, texts: Sequence[str]) -> list[Sentiment]:
         if self._labeller is None:
-            head, tail = analyst_frame(self._render, self._encode)
+            head, tail = analyst_frame(self._render, self._encode, self.specials)
             self._labeller = PrefixLabeller(self.model, head, tail, self.label_ids)
         scores, hidden = self._labeller.label_scores([self._label_user_ids(t) for t in texts])
         return [

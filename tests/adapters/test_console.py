@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from adapters.console import CHAT_ID, PLATFORM, ConsoleAdapter, ConsoleConfig
 from chat import texts
@@ -197,3 +200,17 @@ async def test_jsonl_says_when_a_message_is_shown_as_neutral(
     assert small_talk["neutral"] is True
     assert small_talk["sentiment"] in ("positive", "negative")  # the two-way label stays
     assert happy["neutral"] is False
+
+
+async def test_message_text_never_reaches_the_logs_at_info(
+    scripted_engine: ScriptedEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "zebra-umbrella-4711"
+    caplog.set_level(logging.INFO)  # the bot's level; DEBUG is off
+    await run_jsonl(scripted_engine, [f"{secret} I am so happy", f"{secret} 今天很难过"])
+    scripted_engine.runner.fail_tag = True  # a failure is logged with its traceback
+    records = await run_jsonl(scripted_engine, [f"{secret} once more"])
+    assert records[0]["error"] == "model_error"
+    assert "tagging failed" in caplog.text
+    logged = [caplog.text, *(r.getMessage() + (r.exc_text or "") for r in caplog.records)]
+    assert not any(secret in text for text in logged)

@@ -635,3 +635,27 @@ def test_config_errors_name_the_key(key_name: str, value: str) -> None:
     with pytest.raises(ValueError, match=key_name) as raised:
         TelegramConfig.from_env(env)
     assert "SECRET" not in str(raised.value).replace(key_name, "")
+
+
+async def test_message_text_never_reaches_the_logs_at_info(
+    make_adapter: MakeAdapter,
+    api: FakeTelegramAPI,
+    scripted_engine: ScriptedEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "zebra-umbrella-4711"
+    caplog.set_level(logging.INFO)  # what the bot runs at: DEBUG (PTB's updates) is off
+    # The paths that do log: a failed send (logged with its traceback) and a failed reply.
+    api.fail_next("sendMessage", 400, description="Bad Request: chat not found")
+    await make_adapter()
+    api.private_text(USER, f"{secret} I am so happy")
+    await api.wait_for(lambda: [r for r in caplog.records if r.levelno >= logging.ERROR])
+    api.private_text(USER, f"{secret} one more happy line")
+    await wait_text(api, USER, f"reply to: {secret} one more")
+    scripted_engine.runner.fail_reply_at = 1
+    api.private_text(USER, f"{secret} and a third")
+    await wait_text(api, USER, texts.MODEL_ERROR)
+
+    assert "reply generation failed" in caplog.text  # the failures were logged…
+    logged = [caplog.text, *(r.getMessage() + (r.exc_text or "") for r in caplog.records)]
+    assert not any(secret in text for text in logged)  # …without the user's words

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -445,6 +446,42 @@ def test_stages_match_jobs_to_messages_and_split_the_waits() -> None:
     assert result["first_wave"]["uncached_tokens_mean"] == 40
 
 
+async def test_the_flood_variant_slows_the_flooder_down_and_loses_nothing_of_the_others(
+    tmp_path: Path,
+) -> None:
+    from types import SimpleNamespace
+
+    from runtime.worker import ModelWorker
+
+    runner = ScriptedRunner(delay_s=0.01)  # ~60 ms a reply: the flood outpaces the answers
+    worker = ModelWorker(lambda: runner, worker_config(queue_size=32, request_timeout_s=30))
+    await worker.start()
+    settings = SimpleNamespace(chat=ChatConfig(user_queue_max=2))
+    work = load.plan(users=3, per_user=2)
+    flood = [f"flood message {i}" for i in range(20)]
+    try:
+        result = await load.measure_flood(worker, settings, work, flood, seconds=0.2)
+    finally:
+        await worker.stop()
+    assert result["problems"] == []
+    others, flooder = result["others"], result["flooder"]
+    assert (others["messages"], others["replies"], others["busy"]) == (6, 6, 0)
+    assert flooder["slow_down"] >= 1
+    assert flooder["answered"] + flooder["slow_down"] == 20
+    assert result["user_queue_max"] == 2
+
+
+def test_the_flood_checker_allows_only_slow_down_for_the_flooder() -> None:
+    work = {"flooder": ["a", "b"]}
+    outcomes = [load.Outcome("flooder", 0, "a", failures=["slow_down"]),
+                load.Outcome("flooder", 1, "b", failures=["timeout"])]  # fmt: skip
+    problems = load.check_nothing_lost(work, outcomes, {"flooder": 0}, allowed=("slow_down",))
+    assert problems == ["flooder#1: failed with 'timeout'"]
+    assert load.check_nothing_lost(work, outcomes[:1], {}, allowed=("slow_down",)) == [
+        "flooder#1: no outcome at all"
+    ]
+
+
 # --- the sentiment bench's pieces that need no model ----------------------------------------
 
 
@@ -618,6 +655,58 @@ async def test_the_load_bench_runs_through_the_openai_backend(openai_env: Any) -
     assert len(openai_env.reply_calls()) == 12
 
 
+async def test_the_flood_variant_runs_alone_then_with_the_flood_and_reports(
+    openai_env: Any,
+) -> None:
+    import argparse
+
+    args = argparse.Namespace(users=2, messages=2, compare_sequential=False, max_new_tokens=None,
+                              seed=0, flood=True, flood_messages=10, flood_seconds=0.1)  # fmt: skip
+    results = await load.run(args)
+    assert set(results) >= {"alone", "flood"}
+    assert "concurrent" not in results
+    assert results["alone"]["replies"] == results["flood"]["others"]["replies"] == 4
+    flooder = results["flood"]["flooder"]
+    assert flooder["answered"] + flooder["slow_down"] == 10
+    shown = load.report_flood(results)
+    assert "others: label_s_p95 with flood / alone" in shown
+    assert "nothing lost" in shown
+
+
+def test_the_load_main_writes_results_and_timings_with_and_without_the_flood(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bench.common import read_jsonl
+    from runtime.worker import ModelWorker
+
+    monkeypatch.chdir(tmp_path)  # no .env from the repo
+    monkeypatch.setattr(load, "describe_engine", lambda engine: "scripted")
+    monkeypatch.setattr(
+        load,
+        "bench_engine",
+        lambda settings, limits: (
+            ModelWorker(lambda: ScriptedRunner(delay_s=0.0), worker_config(request_timeout_s=30)),
+            [],
+        ),
+    )
+    common = ["--users", "2", "--messages", "2"]
+    assert load.main([*common, "--out", "plain"]) == 0
+    flood = ["--flood", "--flood-messages", "4", "--flood-seconds", "0.05"]
+    assert load.main([*common, *flood, "--out", "flood"]) == 0
+    plain = json.loads((tmp_path / "plain" / "results.json").read_text())
+    flooded = json.loads((tmp_path / "flood" / "results.json").read_text())
+    assert plain["concurrent"]["replies"] == 4
+    assert "flood" not in plain
+    assert flooded["alone"]["replies"] == flooded["flood"]["others"]["replies"] == 4
+    assert flooded["flood"]["flooder"]["sent"] == 4
+    for folder in ("plain", "flood"):  # the worker's records of the (alone) run
+        records = read_jsonl(tmp_path / folder / "timings.jsonl")
+        tags = [r for r in records if r["type"] == "JobTimes" and r["kind"] == "tag"]
+        assert len(tags) == 4
+        assert all(r["outcome"] == "ok" and r["batch"] >= 1 for r in tags)
+    assert plain["concurrent"]["stages"]["matched"] == 4
+
+
 async def test_the_latency_bench_counts_remote_reply_tokens(openai_env: Any) -> None:
     import argparse
     import time
@@ -666,3 +755,16 @@ def test_the_head_is_fitted_on_training_rows_only_and_corrects_a_lean() -> None:
         # the cut σ(scale·d + bias) = 0.5 sits near the training rows' d = -1.5
         assert -fit.bias / fit.scale == pytest.approx(-1.5, abs=0.4)
     assert (head.neutral_low, head.neutral_high) == (0.5, 0.5)  # no neutral rows: no band
+
+
+def test_why_bench_labels_each_message_with_its_leave_one_out_variants() -> None:
+    from bench import why
+    from tests.scripted import ScriptedRunner
+
+    runner = ScriptedRunner()
+    results = why.measure(runner, ["I lost my keys, but the party was great!", "hello"])
+    # The warm-up, then per message one batched call and one call per text.
+    assert [len(call) for call in runner.tag_calls] == [2, 3, 1, 1, 1, 1, 1]
+    assert [row["texts_labelled"] for row in results["rows"]] == [3, 1]
+    assert results["rows"][0]["strongest"] == [("but the party was great!", 0.8)]
+    assert results["max_score_gap"] == 0.0  # the scripted model has one path

@@ -154,6 +154,8 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         self.guilds = guilds or {}
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.reject_intents = False  # answer IDENTIFY with 4014 "disallowed intents"
+        self.closed_dms: set[int] = set()  # users who take no DMs from the bot (403, 50007)
+        self.dm_recipients: dict[int, int] = {}  # DM channel id -> its user
 
         self.messages: dict[int, JSON] = {}  # every message the bot created, by id
         self.files: dict[int, bytes] = {}  # attachment id -> bytes
@@ -267,6 +269,16 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         assert connection is not None
         self._live, self._live_event = None, asyncio.Event()
         await connection.ws.send_str(json.dumps({"op": 7, "d": None}))
+
+    async def drop_gateway(self, code: int = 4000) -> None:
+        """Close the live gateway websocket from Discord's side with `code` (4000, "unknown
+        error", is resumable); the client should come back with a RESUME. Dispatches sent
+        meanwhile wait for the resumed connection, as Discord replays what a resume missed."""
+        await asyncio.wait_for(self._live_event.wait(), 5.0)
+        connection = self._live
+        assert connection is not None
+        self._live, self._live_event = None, asyncio.Event()
+        await connection.ws.close(code=code, message=b"Unknown error.")
 
     def describe(self, call: ApiCall) -> str:
         return f"{call.route}({call.status})"
@@ -586,9 +598,11 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
 
     async def _create_dm(self, request: web.Request, call: ApiCall) -> web.Response:
         recipient = call.json["recipient_id"]
+        channel_id = self.snowflake()
+        self.dm_recipients[channel_id] = int(recipient)
         return json_response(
             {
-                "id": str(self.snowflake()),
+                "id": str(channel_id),
                 "type": 1,
                 "recipients": [user_payload(int(recipient), f"user-{recipient}")],
                 "last_message_id": None,
@@ -599,6 +613,8 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         return web.Response(status=204)
 
     async def _create_message(self, request: web.Request, call: ApiCall) -> web.Response:
+        if self.dm_recipients.get(int(call.params["channel_id"])) in self.closed_dms:
+            raise _ApiError(403, 50007, "Cannot send messages to this user")
         message = self._new_message(int(call.params["channel_id"]), call.json or {}, call.files)
         return json_response(message)
 
@@ -748,6 +764,8 @@ def _check_content(content: str) -> None:
 
 
 def _fault_response(fault: _Fault) -> web.Response:
+    if fault.status == 403:  # what Discord says when the user's DMs are closed to the bot
+        return json_response({"message": "Cannot send messages to this user", "code": 50007}, 403)
     if fault.status != 429:
         return json_response({"message": "scripted failure", "code": 0}, fault.status)
     headers = {

@@ -9,7 +9,9 @@ replies stream scripted chunks over SSE. A test can script the next calls of a r
 recorded, and so is a client closing a stream early.
 
 Tokens are those of `fake_tokens()`: the chat markers and the two label words are single ids,
-every other character its own id, so the fake can read what a prompt of ids says.
+every other character its own id, so the fake can read what a prompt of ids says. The server
+parses the chat markers in a text prompt (`server_encode`, as llama.cpp's does); the bot's
+tokenizer encodes text plainly (`fake_tokens().encode`: a marker's spelling is characters).
 """
 
 from __future__ import annotations
@@ -35,12 +37,22 @@ SPECIAL = {"<|im_start|>": 1, "<|im_end|>": 2, "<|endoftext|>": 3}
 WORDS = {POSITIVE_WORD: 10, NEGATIVE_WORD: 11}
 _NAMED = {**SPECIAL, **WORDS}
 _PIECES = re.compile("|".join(re.escape(name) for name in _NAMED) + "|.", re.DOTALL)
+_PLAIN_PIECES = re.compile("|".join(re.escape(name) for name in WORDS) + "|.", re.DOTALL)
 _CHAR_BASE = 1000
 
 
-def _encode(text: str) -> list[int]:
-    pieces = _PIECES.findall(text)
+def _encode(text: str, pattern: re.Pattern[str] = _PIECES) -> list[int]:
+    pieces = pattern.findall(text)
     return [_NAMED[piece] if piece in _NAMED else _CHAR_BASE + ord(piece) for piece in pieces]
+
+
+def server_encode(text: str) -> list[int]:
+    """How the fake server reads a text prompt: the chat markers' spellings are parsed."""
+    return _encode(text)
+
+
+def _plain(text: str) -> list[int]:
+    return _encode(text, _PLAIN_PIECES)
 
 
 _NAMES = {value: name for name, value in _NAMED.items()}
@@ -57,7 +69,7 @@ def _spell(ids: list[int], specials: bool = True) -> str:
 
 
 def fake_tokens() -> Tokens:
-    return Tokens("fake tokenizer", _encode, lambda ids: _spell(ids, specials=False), _spell)
+    return Tokens("fake tokenizer", _plain, lambda ids: _spell(ids, specials=False), SPECIAL)
 
 
 def label_logprobs(text: str) -> dict[str, float]:

@@ -13,6 +13,7 @@ edited messages and channel posts is what the tests exercise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import itertools
 import json
@@ -58,6 +59,8 @@ class _Failure:
     status: int
     description: str
     retry_after: int | None
+    applied: bool = False  # the call takes effect, then the error is answered anyway
+    drop: bool = False  # the connection is cut instead of answering (a network error)
 
 
 class _ApiError(Exception):
@@ -125,7 +128,9 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
             "supports_inline_queries": False,
         }
         self.commands: list[JSON] = []
+        self.documents: list[tuple[int, bytes]] = []  # (chat id, bytes) of sendDocument
         self.webhook: JSON = {}  # what setWebhook last set (url, secret_token, …)
+        self.blocked_by: set[int] = set()  # users who blocked the bot: sends to them get 403
         self._updates: list[JSON] = []
         self.delivered: list[JSON] = []  # every update ever queued, for redelivering
         self._update_ids = itertools.count(1)
@@ -144,6 +149,8 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
             "editMessageText": self._edit_message_text,
             "sendChatAction": self._true,
             "sendPhoto": self._send_photo,
+            "sendDocument": self._send_document,
+            "editMessageReplyMarkup": self._edit_message_reply_markup,
             "setMyCommands": self._set_my_commands,
             "getMyCommands": self._get_my_commands,
             "deleteMyCommands": self._true,
@@ -189,8 +196,13 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
         retry_after: int | None = None,
         description: str | None = None,
         times: int = 1,
+        applied: bool = False,
     ) -> None:
-        """Answer the next `times` calls of `method` with an error instead of doing them."""
+        """Answer the next `times` calls of `method` with an error instead of doing them.
+
+        `applied=True` does the call first and answers the error after: an edit that reached
+        Telegram although the bot saw a failure, so its retry meets "message is not modified".
+        """
         if status == 429 and retry_after is None:
             retry_after = 1
         if description is None:
@@ -199,7 +211,17 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
                 if status == 429
                 else "Bad Request: scripted failure"
             )
-        self.script_fault(method, _Failure(status, description, retry_after), times)
+        self.script_fault(method, _Failure(status, description, retry_after, applied), times)
+
+    def drop_next(self, method: str, *, times: int = 1) -> None:
+        """Cut the connection of the next `times` calls of `method` without an answer, as a
+        reset connection or a proxy that gave up would."""
+        self.script_fault(method, _Failure(0, "connection reset", None, drop=True), times)
+
+    def forbid(self, method: str, *, times: int = 1) -> None:
+        """Answer as Telegram does once the user has blocked the bot."""
+        self.fail_next(method, 403, description="Forbidden: bot was blocked by the user",
+                       times=times)  # fmt: skip
 
     def bot_messages(self, chat_id: int) -> list[JSON]:
         """The bot's messages in a chat as they look now (after edits), oldest first."""
@@ -349,8 +371,18 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
             if handler is None:
                 raise _ApiError(404, "Not Found")
             failure = self.take_fault(method)
+            if failure is not None and failure.drop:
+                call.status = 0
+                assert request.transport is not None
+                request.transport.abort()  # the client sees the connection reset
+                return web.Response(status=502)  # never reaches the client
+            if failure is not None and failure.applied:
+                with contextlib.suppress(_ApiError):
+                    await handler(params, files)
             if failure is not None:
                 raise _ApiError(failure.status, failure.description, failure.retry_after)
+            if method.startswith("send") and params.get("chat_id") in self.blocked_by:
+                raise _ApiError(403, "Forbidden: bot was blocked by the user")
             result = await handler(params, files)
         except _ApiError as error:
             call.status = error.status
@@ -463,6 +495,28 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
             extra["caption"] = params["caption"]
         chat = self._chat(params)
         return self._store(chat, self.bot, reply_to=self._reply_to(chat, params), **extra)
+
+    async def _send_document(self, params: JSON, files: dict[str, bytes]) -> JSON:
+        if "document" not in files:
+            raise _ApiError(400, "Bad Request: there is no document in the request")
+        self.documents.append((int(params["chat_id"]), files["document"]))
+        extra: JSON = {"document": {"file_id": f"doc-{len(self.calls)}", "file_unique_id": "d"}}
+        chat = self._chat(params)
+        return self._store(chat, self.bot, reply_to=self._reply_to(chat, params), **extra)
+
+    async def _edit_message_reply_markup(self, params: JSON, files: dict[str, bytes]) -> JSON:
+        chat = self._chat(params)
+        message = self._messages.get((chat["id"], params.get("message_id")))  # type: ignore[arg-type]
+        if message is None:
+            raise _ApiError(400, "Bad Request: message to edit not found")
+        markup = params.get("reply_markup")
+        if markup == message.get("reply_markup"):
+            raise _ApiError(400, "Bad Request: message is not modified")
+        if markup:
+            message["reply_markup"] = markup
+        else:
+            message.pop("reply_markup", None)
+        return message
 
 
 def _checked_text(text: Any) -> str:

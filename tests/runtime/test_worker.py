@@ -83,6 +83,31 @@ async def test_tag_and_reply_round_trip(make_worker: MakeWorker) -> None:
     assert worker.runner is runner
 
 
+async def test_tag_many_is_one_batched_label_pass_in_order(make_worker: MakeWorker) -> None:
+    runner = ScriptedRunner()
+    worker = await make_worker(runner, queue_size=1)
+    texts = ["I am so happy", "the train was late", "great news", "rain again"]
+    # One admission for all four: a queue of one takes them.
+    results = await worker.tag_many(texts)
+    assert [r.label for r in results] == ["positive", "negative", "positive", "negative"]
+    assert runner.tag_calls == [texts]  # one runner pass, the texts in their order
+    assert await worker.tag_many([]) == []
+
+
+async def test_tag_many_waiting_with_single_tags_shares_their_pass(
+    make_worker: MakeWorker,
+) -> None:
+    runner = ScriptedRunner(tag_delay_s=0.2)
+    worker = await make_worker(runner)
+    first = asyncio.create_task(worker.tag("held up"))
+    await wait_until(lambda: len(runner.tag_calls) == 1, "the first pass started")
+    both = await asyncio.gather(worker.tag_many(["good", "bad"]), worker.tag("yay"))
+    await first
+    assert both == [[Sentiment("positive", 0.9), Sentiment("negative", 0.1)],
+                    Sentiment("positive", 0.9)]  # fmt: skip
+    assert sorted(map(len, runner.tag_calls)) == [1, 3]  # the waiting ones went together
+
+
 class CutShortReply:
     """A stream that ends without the model ending its turn (like MAX_NEW_TOKENS)."""
 
@@ -620,3 +645,26 @@ async def test_a_reply_given_up_while_waiting_still_leaves_its_record(
     assert outcomes["cancelled"].started is None  # it never got a slot
     assert outcomes["cancelled"].done is not None
     assert len(runner.reply_calls) == 1
+
+
+async def test_a_tag_many_job_leaves_one_record_named_by_its_first_text(
+    make_worker: MakeWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    from runtime import timings
+    from runtime.timings import JobTimes, WorkerSpan
+
+    runner = ScriptedRunner(tag_delay_s=0.2)
+    worker = await make_worker(runner)
+    with caplog.at_level("DEBUG", logger="runtime.timings"):
+        first = asyncio.create_task(worker.tag("held up"))
+        await wait_until(lambda: len(runner.tag_calls) == 1, "the first pass started")
+        await asyncio.gather(worker.tag_many(["good", "bad"]), worker.tag("yay"))
+        await first
+    records = [r.args[0] for r in caplog.records if r.name == "runtime.timings"
+               and isinstance(r.args, tuple)]  # fmt: skip
+    jobs = [r for r in records if isinstance(r, JobTimes)]
+    assert [j.text_id for j in jobs] == [timings.text_id(t) for t in ("held up", "good", "yay")]
+    # The second pass labelled three texts for two jobs: each job's batch counts texts.
+    assert [j.batch for j in jobs] == [1, 3, 3]
+    assert all(j.outcome == "ok" for j in jobs)
+    assert [s.size for s in records if isinstance(s, WorkerSpan)] == [1, 3]

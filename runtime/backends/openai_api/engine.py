@@ -16,22 +16,25 @@ Two kinds of server (OPENAI_SERVER; `auto` asks /v1/models, where vLLM says owne
   the two label ids alone (`logprob_token_ids`), optionally ahead of replies (`priority`);
 - any other server (llama.cpp's servers) gets those ids spelled as text, one prompt per
   request, and the label words are read from `top_logprobs`.
+
+Either way a user's text cannot open a chat role: the ids are built with every content
+encoded as plain text (runtime/prompt_ids.py), and the text sent to a server that parses
+special tokens in it has them defused between the template's markers (Tokens.spell).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import openai
 
 from core.errors import EngineBusy, EngineStopped, EngineTimeout, ModelLoadError
-from core.types import ReplyRequest, Sentiment, Turn
+from core.types import ReplyRequest, Sentiment
 from runtime import labelling
 from runtime.backends.openai_api.labels import (
     LabelScores,
@@ -39,11 +42,11 @@ from runtime.backends.openai_api.labels import (
     label_scores,
     token_id_key,
 )
-from runtime.backends.openai_api.tokens import Tokens, defuse_special_tokens
+from runtime.backends.openai_api.tokens import Tokens
 from runtime.config import OpenAIConfig, WorkerConfig
 from runtime.delta_stream import DeltaStream, StreamEnd, StreamFailure
 from runtime.labelling import analyst_frame
-from runtime.prompt_ids import ReplyPrompter, chatml, keep_head_and_tail
+from runtime.prompt_ids import ReplyPrompter, chatml, encode_template, keep_head_and_tail
 from runtime.runner import RunnerOptions
 
 log = logging.getLogger(__name__)
@@ -228,15 +231,15 @@ class OpenAIEngine:
     def _prompts(
         self, client: openai.AsyncOpenAI, model: str, vllm: bool, tokens: Tokens
     ) -> _Served:
-        head, tail = analyst_frame(chatml, tokens.encode)
+        head, tail = analyst_frame(chatml, tokens.encode, tokens.specials)
         prompter = ReplyPrompter(
-            chatml, tokens.encode, tokens.decode,
+            chatml, tokens.encode, tokens.decode, tokens.specials,
             input_max_tokens=self._options.reply_input_max_tokens,
             history_max_tokens=self._options.history_max_tokens,
         )  # fmt: skip
         labels = (tokens.single_token(labelling.POSITIVE_WORD),
                   tokens.single_token(labelling.NEGATIVE_WORD))  # fmt: skip
-        stops = [tokens.single_token(text) for text in STOP_TEXTS]
+        stops = [tokens.special(text) for text in STOP_TEXTS]
         return _Served(client, model, vllm, tokens, head, tail, labels, stops, prompter)
 
     async def _check_tokenizer(self, served: _Served) -> None:
@@ -256,7 +259,8 @@ class OpenAIEngine:
                 "assume MODEL's tokenizer is %s's", root, error, served.model,
             )  # fmt: skip
             return
-        if theirs != served.tokens.encode(TOKENIZER_PROBE):
+        ours = encode_template(TOKENIZER_PROBE, served.tokens.encode, served.tokens.specials)
+        if theirs != ours:
             raise ModelLoadError(
                 f"{served.model} at {self.url} tokenizes differently from {served.tokens.name}: "
                 "prompts are sent to vLLM as token ids, so MODEL must name the served model's "
@@ -314,8 +318,33 @@ class OpenAIEngine:
         finally:
             self._release()
 
+    async def tag_many(self, texts: Sequence[str]) -> list[Sentiment]:
+        """Several labels at once, one admission: vLLM gets them in one request (a list of
+        prompts); llama.cpp's server, which takes one prompt per request, gets them
+        concurrently (its slots run them side by side)."""
+        if not texts:
+            return []
+        served = self._admit()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                prompts = [self._label_ids(served, text) for text in texts]
+                if served.vllm:
+                    scores = await self._request_labels(served, prompts)
+                else:
+                    answers = await asyncio.gather(
+                        *(self._request_labels(served, [ids]) for ids in prompts)
+                    )
+                    scores = [score for (score,) in answers]
+                return [score.sentiment(text) for score, text in zip(scores, texts, strict=True)]
+        except TimeoutError:
+            raise EngineTimeout("labelling took too long") from None
+        except openai.APIError as error:
+            raise engine_error(error, self.url) from error
+        finally:
+            self._release()
+
     def _label_ids(self, served: _Served, text: str) -> list[int]:
-        user = served.tokens.encode(defuse_special_tokens(text))
+        user = served.tokens.encode(text)
         user = keep_head_and_tail(user, self._options.sentiment_max_tokens)
         return served.head + user + served.tail
 
@@ -388,7 +417,7 @@ class OpenAIEngine:
     async def _stream(
         self, served: _Served, request: ReplyRequest
     ) -> AsyncIterator[str | StreamEnd]:
-        ids = served.prompter.build(_defused(request)).ids
+        ids = served.prompter.build(request).ids
         params = request.params
         if served.vllm:
             prompt: str | list[int] = ids
@@ -431,16 +460,6 @@ class OpenAIEngine:
         if finish is None:
             raise ReplyBroken(f"the model server at {self.url} ended a reply without finishing it")
         yield StreamEnd(finish == "stop", token_ids or served.tokens.encode("".join(text)))
-
-
-def _defused(request: ReplyRequest) -> ReplyRequest:
-    """The request with the user's words unable to spell a control token (the persona and
-    the examples are ours). Past replies are the model's, defused the same way."""
-    history = tuple(Turn(turn.role, defuse_special_tokens(turn.content))
-                    for turn in request.history)  # fmt: skip
-    return dataclasses.replace(
-        request, user_text=defuse_special_tokens(request.user_text), history=history
-    )
 
 
 __all__ = ["OpenAIEngine", "RemoteReply", "ReplyBroken", "engine_error"]

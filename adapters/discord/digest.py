@@ -1,0 +1,66 @@
+"""The weekly digest on Discord: a discord.ext.tasks loop runs it.
+
+discord.py's tasks run at a time of day (DIGEST_TIME, aware of TIMEZONE), every day; the
+loop sends only on DIGEST_DAY. `send_now` is the job's body: chat/insight.py's send_digests
+over every Discord opt-in in the store, each sent as a direct message (slash command answers
+are ephemeral, so the digest goes privately too). A user whose DMs are closed to the bot
+(403 Forbidden, "Cannot send messages to this user") is skipped and logged at INFO.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import datetime
+from typing import Any
+
+import discord
+from discord.ext import tasks
+
+from adapters.discord.chat_cog import NO_MENTIONS
+from chat import insight
+from chat.service import ChatService
+from core.types import DigestSubscription
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+
+
+class DiscordDigest:
+    def __init__(self, service: ChatService, client: discord.Client) -> None:
+        self.service = service
+        self.client = client
+        config = service.config
+        self.loop: tasks.Loop[Any] = tasks.loop(time=config.digest_at, name="weekly-digest")(
+            self._on_time
+        )
+
+    def start(self) -> None:
+        if not self.loop.is_running():
+            self.loop.start()
+
+    def stop(self) -> None:
+        self.loop.cancel()
+
+    async def _on_time(self) -> None:
+        config = self.service.config
+        if datetime.now(config.tz).weekday() == config.digest_weekday:
+            await self.send_now()
+
+    async def send_now(self) -> insight.DigestRun:
+        """Send this week's digest to every Discord opt-in (the job's body; tests call it)."""
+
+        async def send(subscription: DigestSubscription, summary: insight.WeekSummary) -> None:
+            try:
+                channel = await self.client.create_dm(
+                    discord.Object(int(subscription.user.user_id))
+                )
+                files = []
+                if summary.chart_png is not None:
+                    files.append(discord.File(io.BytesIO(summary.chart_png), filename="mood.png"))
+                await channel.send(summary.text[:2000], files=files, allowed_mentions=NO_MENTIONS)
+            except discord.Forbidden as error:  # DMs closed to the bot, or no shared server
+                raise insight.RecipientGone(str(error)) from error
+
+        return await insight.send_digests(self.service, PLATFORM, send)

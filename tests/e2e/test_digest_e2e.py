@@ -1,0 +1,74 @@
+"""The weekly digest in real bot processes on the scripted model (tests/scripted_bot.py),
+against the Telegram fake: /digest on in one process, the process stopped, a new one started
+whose JobQueue fires at the next minute; the opt-ins stored by the first are sent, and a user
+who blocked the bot meanwhile is skipped without an error."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from chat.config import WEEKDAYS
+from tests.e2e.test_journal_e2e import START_S, scripted_env
+from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
+from tests.support import bot_process
+
+USER, BLOCKER = 6161, 6262
+
+
+async def answered(api: FakeTelegramAPI, user: int, text: str, fragment: str) -> None:
+    api.private_text(user, text)
+
+    def seen() -> bool:
+        return any(fragment in shown for shown in api.bot_texts(user))
+
+    await api.wait_for(seen, START_S, what=f"the answer to {text!r}")
+
+
+def soon() -> datetime:
+    """A whole minute at least 30 s away: the scheduler's time has minutes, not seconds."""
+    now = datetime.now(UTC)
+    return (now + timedelta(seconds=90)).replace(second=0, microsecond=0)
+
+
+async def test_digest_opt_in_survives_a_restart_and_is_sent_on_time(tmp_path: Path) -> None:
+    db = tmp_path / "bot.db"
+    async with FakeTelegramAPI(DEFAULT_TOKEN) as api:
+        base = {"TELEGRAM_BOT_TOKEN": DEFAULT_TOKEN, "TELEGRAM_API_BASE_URL": api.base_url,
+                "TELEGRAM_API_FILE_URL": api.file_url}  # fmt: skip
+        first_out, first_err = tmp_path / "out1.txt", tmp_path / "err1.txt"
+        async with bot_process(tmp_path, scripted_env(db, **base), first_out, first_err,
+                               "tests.scripted_bot") as first:  # fmt: skip
+            for user in (USER, BLOCKER):
+                await answered(api, user, "what a great day", "reply to")
+                await answered(api, user, "/digest on", "/digest off")
+            first.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(first.wait(), 60) == 0
+
+        api.blocked_by.add(BLOCKER)
+        at = soon()
+        when = {"DIGEST_DAY": WEEKDAYS[at.weekday()], "DIGEST_TIME": f"{at:%H:%M}"}
+        env = scripted_env(db, **base, **when, LOG_LEVEL="INFO")
+        out, err = tmp_path / "out2.txt", tmp_path / "err2.txt"
+        async with bot_process(tmp_path, env, out, err, "tests.scripted_bot") as second:
+            wait_s = (at - datetime.now(UTC)).total_seconds() + START_S
+            digest = await api.wait_for(
+                lambda: next((t for t in api.bot_texts(USER) if "weekly mood digest" in t), None),
+                wait_s,
+                what="the digest",
+            )
+            await api.wait_for(lambda: "digest: 1 sent, 1 unreachable" in err.read_text(),
+                               START_S, what="the run's log line")  # fmt: skip
+            second.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(second.wait(), 60) == 0
+    assert digest is not None
+    assert "😄 1" in digest
+    assert datetime.now(UTC) >= at  # sent by the scheduler at its time, not at start-up
+    photos = [c.params["chat_id"] for c in api.calls_to("sendPhoto", ok_only=True)]
+    assert photos == [USER]
+    log = err.read_text(errors="replace")
+    assert f"user {BLOCKER} cannot be reached" in log
+    assert "Traceback" not in log
+    assert " ERROR " not in log
