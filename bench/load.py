@@ -1,15 +1,18 @@
 """Concurrent users, with a check that nothing is lost and where the time went.
 
     python -m bench.load [--via service|telegram] [--users 8] [--messages 3] [--reference K]
-                         [--compare-sequential] [--max-new-tokens N] [--out FOLDER]
+                         [--compare-sequential] [--max-new-tokens N] [--mixed-language]
+                         [--out FOLDER]
 
 N simulated users send M messages each: every user's first message at the same moment (the
 first wave), then each follow-up once the previous answer is complete (so it carries the
-conversation as history). `--via service` (default) goes through ChatService.handle, the
-path the adapters use, in this process with the real model (settings from the environment)
-and a temporary SQLite store. `--via telegram` runs `python -m bot` itself, default settings,
-against the tests' loopback Telegram fake, and measures what a user would see there
-(bench.load_telegram).
+conversation as history). Each user writes in one language, Chinese or English by turns
+across users; `--mixed-language` makes each user's messages alternate instead (the former
+default, which the README's bench.load runs used). `--via service` (default) goes through
+ChatService.handle, the path the adapters use, in this process with the real model (settings
+from the environment) and a temporary SQLite store. `--via telegram` runs `python -m bot`
+itself, default settings, against the tests' loopback Telegram fake, and measures what a user
+would see there (bench.load_telegram).
 
 Reported: replies per minute, p50/p95 time from sending to the label (all messages and the
 first wave), to the first reply text and to the end, busy answers and lost messages; a
@@ -111,11 +114,12 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def plan(users: int, per_user: int, one_language: bool = False) -> dict[str, list[str]]:
-    """Each user's messages, in order. By default the fixed messages in turn, so a user's
-    messages alternate between Chinese and English; `one_language`: every user keeps to one
-    (users alternate zh, en), with mixed moods still."""
-    if not one_language:
+def plan(users: int, per_user: int, mixed_language: bool = False) -> dict[str, list[str]]:
+    """Each user's messages, in order. By default every user keeps to one language, as real
+    users do (users alternate zh, en), with mixed moods still; `mixed_language`: the fixed
+    messages in turn, so a user's messages alternate between Chinese and English (each switch
+    changes the reply prompt's opening: persona and examples follow the message's language)."""
+    if mixed_language:
         texts = [m.text for m in messages(users * per_user)]
         return {f"user{u}": texts[u * per_user : (u + 1) * per_user] for u in range(users)}
     work = {}
@@ -319,7 +323,7 @@ def reference_child(args: argparse.Namespace) -> dict[str, Any]:
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
     bot = ReferenceBot.load(model_folder(settings), settings.chat.generation,
                             threads=settings.model.threads)  # fmt: skip
-    work = plan(args.users, args.messages, args.one_language)
+    work = plan(args.users, args.messages, args.mixed_language)
     batch = reference_texts(work, args.reference)
     bot.answer(batch[0])  # warm-up, not counted (the bot's own run starts warm too)
     start = time.perf_counter()
@@ -340,8 +344,8 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
                "--reference", str(args.reference), "--seed", str(args.seed)]  # fmt: skip
     if args.max_new_tokens is not None:
         command += ["--max-new-tokens", str(args.max_new_tokens)]
-    if args.one_language:
-        command.append("--one-language")
+    if args.mixed_language:
+        command.append("--mixed-language")
     print(f"the original design, {args.reference} messages one at a time…", file=sys.stderr)
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
     child = json.loads(done.stdout.strip().splitlines()[-1])
@@ -424,7 +428,7 @@ async def measure_flood(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    work = plan(args.users, args.messages, getattr(args, "one_language", False))
+    work = plan(args.users, args.messages, getattr(args, "mixed_language", False))
     via = getattr(args, "via", "service")
     results: dict[str, Any] = {"via": via}
     if via == "telegram":
@@ -439,7 +443,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results["engine"] = describe_engine(engine)
     try:
         if getattr(args, "flood", False):
-            # The flooder's texts follow the others' in the message list: none is shared.
+            # Which of the fixed messages (cycling) the flooder repeats does not matter,
+            # only how fast it sends them.
             texts = [m.text for m in messages(args.users * args.messages + args.flood_messages)]
             print(f"{args.users} users x {args.messages} messages alone…", file=sys.stderr)
             results["alone"] = await measure(engine, settings, work, sequential=False)
@@ -516,8 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--messages", type=int, default=3, help="messages per user")
     parser.add_argument("--compare-sequential", action="store_true")
-    parser.add_argument("--one-language", action="store_true",
-                        help="each user keeps to one language (default: alternate)")  # fmt: skip
+    parser.add_argument("--mixed-language", action="store_true",
+                        help="each user's messages alternate zh/en (default: one language "
+                             "per user, users alternating)")  # fmt: skip
     parser.add_argument("--reference", type=int, default=0, metavar="K",
                         help="also run the original design on the first K messages")  # fmt: skip
     parser.add_argument(

@@ -369,14 +369,14 @@ async def test_the_load_bench_runs_through_python_m_bot_and_the_telegram_fake(
         assert "\n\nA " in lines[3]
 
 
-def test_the_one_language_plan_keeps_each_user_to_one_language() -> None:
+def test_the_default_plan_keeps_each_user_to_one_language() -> None:
     from chat.prompts import detect_language
 
-    work = load.plan(users=4, per_user=3, one_language=True)
+    work = load.plan(users=4, per_user=3)
     languages = [{detect_language(text) for text in texts} for texts in work.values()]
-    assert languages == [{"zh"}, {"en"}, {"zh"}, {"en"}]
+    assert languages == [{"zh"}, {"en"}, {"zh"}, {"en"}]  # one each, users taking turns
     assert len({text for texts in work.values() for text in texts}) == 12  # nobody repeats
-    mixed = load.plan(users=4, per_user=3)  # the default: a user's messages alternate
+    mixed = load.plan(users=4, per_user=3, mixed_language=True)  # each user's messages alternate
     assert all(len({detect_language(t) for t in texts}) == 2 for texts in mixed.values())
 
 
@@ -689,8 +689,8 @@ def test_the_load_main_writes_results_and_timings_with_and_without_the_flood(
             [],
         ),
     )
-    common = ["--users", "2", "--messages", "2"]
-    assert load.main([*common, "--out", "plain"]) == 0
+    common, work = ["--users", "2", "--messages", "2"], ["user0", "user1"]
+    assert load.main([*common, "--mixed-language", "--out", "plain"]) == 0
     flood = ["--flood", "--flood-messages", "4", "--flood-seconds", "0.05"]
     assert load.main([*common, *flood, "--out", "flood"]) == 0
     plain = json.loads((tmp_path / "plain" / "results.json").read_text())
@@ -705,6 +705,10 @@ def test_the_load_main_writes_results_and_timings_with_and_without_the_flood(
         assert len(tags) == 4
         assert all(r["outcome"] == "ok" and r["batch"] >= 1 for r in tags)
     assert plain["concurrent"]["stages"]["matched"] == 4
+    mixed = [[o["text"] for o in plain["concurrent"]["outcomes"] if o["user"] == u] for u in work]
+    alone = [[o["text"] for o in flooded["alone"]["outcomes"] if o["user"] == u] for u in work]
+    assert mixed == list(load.plan(2, 2, mixed_language=True).values())
+    assert alone == list(load.plan(2, 2).values())  # the default: one language per user
 
 
 async def test_the_latency_bench_counts_remote_reply_tokens(openai_env: Any) -> None:
