@@ -653,6 +653,10 @@ async def test_a_tag_many_job_leaves_one_record_named_by_its_first_text(
     from runtime import timings
     from runtime.timings import JobTimes, WorkerSpan
 
+    def records() -> list[object]:
+        return [r.args[0] for r in caplog.records if r.name == "runtime.timings"
+                and isinstance(r.args, tuple)]  # fmt: skip
+
     runner = ScriptedRunner(tag_delay_s=0.2)
     worker = await make_worker(runner)
     with caplog.at_level("DEBUG", logger="runtime.timings"):
@@ -660,11 +664,11 @@ async def test_a_tag_many_job_leaves_one_record_named_by_its_first_text(
         await wait_until(lambda: len(runner.tag_calls) == 1, "the first pass started")
         await asyncio.gather(worker.tag_many(["good", "bad"]), worker.tag("yay"))
         await first
-    records = [r.args[0] for r in caplog.records if r.name == "runtime.timings"
-               and isinstance(r.args, tuple)]  # fmt: skip
-    jobs = [r for r in records if isinstance(r, JobTimes)]
+        # A pass's records are written just after its labels are handed over.
+        await wait_until(lambda: len(records()) == 5, "both passes have their records")
+    jobs = [r for r in records() if isinstance(r, JobTimes)]
     assert [j.text_id for j in jobs] == [timings.text_id(t) for t in ("held up", "good", "yay")]
     # The second pass labelled three texts for two jobs: each job's batch counts texts.
     assert [j.batch for j in jobs] == [1, 3, 3]
     assert all(j.outcome == "ok" for j in jobs)
-    assert [s.size for s in records if isinstance(s, WorkerSpan)] == [1, 3]
+    assert [s.size for s in records() if isinstance(s, WorkerSpan)] == [1, 3]
