@@ -1,15 +1,29 @@
-"""Concurrent users through the engine's public async API, with a check that nothing is lost.
+"""Concurrent users, with a check that nothing is lost and where the time went.
 
-    python -m bench.load --users 8 --messages 3 [--compare-sequential] [--max-new-tokens N]
+    python -m bench.load [--via service|telegram] [--users 8] [--messages 3] [--reference K]
+                         [--compare-sequential] [--max-new-tokens N] [--mixed-language]
+                         [--out FOLDER]
 
-N simulated users run concurrently; each sends its M messages one after another (the next
-once the previous reply has ended), through ChatService.handle — the path the adapters use —
-with the real model (settings from the environment) and a temporary SQLite store.
-Reported: throughput (replies per minute), p50/p95 time from sending to the label and to the
-end of the reply, how many got a "busy" answer. Afterwards every message must have ended in
-exactly one ReplyDone or one ReplyFailed("busy"), and the store must hold exactly one mood
-event per tagged message. `--compare-sequential` also sends the same messages one at a
-time (same per-user order, fresh store, same loaded model) for "throughput vs sequential".
+N simulated users send M messages each: every user's first message at the same moment (the
+first wave), then each follow-up once the previous answer is complete (so it carries the
+conversation as history). Each user writes in one language, Chinese or English by turns
+across users; `--mixed-language` makes each user's messages alternate instead (the former
+default, which the README's bench.load runs used). `--via service` (default) goes through
+ChatService.handle, the path the adapters use, in this process with the real model (settings
+from the environment) and a temporary SQLite store. `--via telegram` runs `python -m bot`
+itself, default settings, against the tests' loopback Telegram fake, and measures what a user
+would see there (bench.load_telegram).
+
+Reported: replies per minute, p50/p95 time from sending to the label (all messages and the
+first wave), to the first reply text and to the end, busy answers and lost messages; a
+per-stage breakdown from the model worker's runtime.timings records (bench.load_stages).
+Service mode checks that every message ended in exactly one ReplyDone or one
+ReplyFailed("busy") and that the store holds one mood event per tagged message; telegram mode
+that every message got a complete answer in --timeout-s and that each chat's stored turns
+follow the order the messages were sent in. `--compare-sequential` (service) sends the same
+messages one at a time through the same engine; `--reference K` runs the original design
+(bench.reference, fp32 transformers, a fresh process) on the first K messages one at a time,
+after the concurrent run, for the rate the issue compares against.
 
     python -m bench.load --flood --users 4 --messages 3 [--flood-messages 50 --flood-seconds 10]
 
@@ -18,25 +32,31 @@ time (same per-user order, fresh store, same loaded model) for "throughput vs se
 and their ratio (one process, one loaded model: the ratio says more than the seconds on a
 shared machine), whether anything of theirs was lost, and what the flooder got (answered,
 "slow down", busy). Past USER_QUEUE_MAX waiting messages the flooder is told to slow down;
-nothing else may fail.
+nothing else may fail. The
+flood runs through the service only; the timings of its "alone" run are in timings.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
+import logging
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    RESULTS_DIR,
     bench_engine,
     bench_settings,
     describe_engine,
@@ -44,11 +64,28 @@ from bench.common import (
     percentile,
     table,
     write_json,
+    write_jsonl,
 )
-from bench.messages import messages
+from bench.load_stages import (
+    KV_HEADERS,
+    SPLIT_HEADERS,
+    STAGE_HEADERS,
+    breakdown,
+    kv_rows,
+    split_rows,
+    stage_rows,
+)
+from bench.messages import MESSAGES, messages
 from chat.service import ChatService
 from core.ports import MoodStore
-from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, UserKey
+from core.types import (
+    IncomingMessage,
+    ReplyDone,
+    ReplyFailed,
+    SentimentTagged,
+    TextDelta,
+    UserKey,
+)
 
 PLATFORM = "bench"
 FLOODER = "flooder"
@@ -58,10 +95,13 @@ EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 @dataclass
 class Outcome:
     user: str
-    index: int
+    index: int  # 0: the first wave
     text: str
-    label_s: float | None = None
-    end_s: float | None = None
+    sent_at: float = 0.0  # time.monotonic(), the clock of runtime.timings too
+    label_s: float | None = None  # from sending, as are the next two
+    first_text_s: float | None = None  # the first reply text shown
+    end_s: float | None = None  # the end (final text shown, or the failure)
+    tone: str | None = None  # the label's tone as shown (positive, negative, neutral)
     tagged: int = 0  # SentimentTagged events seen
     done: int = 0  # ReplyDone events seen
     failures: list[str] = field(default_factory=list)  # ReplyFailed reasons seen
@@ -74,24 +114,37 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def plan(users: int, per_user: int) -> dict[str, list[str]]:
-    texts = [m.text for m in messages(users * per_user)]
-    return {f"user{u}": texts[u * per_user : (u + 1) * per_user] for u in range(users)}
+def plan(users: int, per_user: int, mixed_language: bool = False) -> dict[str, list[str]]:
+    """Each user's messages, in order. By default every user keeps to one language, as real
+    users do (users alternate zh, en), with mixed moods still; `mixed_language`: the fixed
+    messages in turn, so a user's messages alternate between Chinese and English (each switch
+    changes the reply prompt's opening: persona and examples follow the message's language)."""
+    if mixed_language:
+        texts = [m.text for m in messages(users * per_user)]
+        return {f"user{u}": texts[u * per_user : (u + 1) * per_user] for u in range(users)}
+    work = {}
+    for u in range(users):
+        own = [m.text for m in MESSAGES if m.language == ("zh", "en")[u % 2]]
+        work[f"user{u}"] = [own[(u // 2 * per_user + i) % len(own)] for i in range(per_user)]
+    return work
 
 
 async def send(service: ChatService, outcome: Outcome) -> None:
-    start = time.perf_counter()
+    start = outcome.sent_at = time.monotonic()
     message = IncomingMessage(PLATFORM, outcome.user, outcome.user, outcome.text)
     async for event in service.handle(message):
         if isinstance(event, SentimentTagged):
             outcome.tagged += 1
-            outcome.label_s = time.perf_counter() - start
+            outcome.label_s = time.monotonic() - start
+            outcome.tone = event.sentiment.tone
+        elif isinstance(event, TextDelta) and outcome.first_text_s is None and event.text.strip():
+            outcome.first_text_s = time.monotonic() - start
         elif isinstance(event, ReplyDone):
             outcome.done += 1
             outcome.reply_chars, outcome.finished = len(event.text), event.finished
         elif isinstance(event, ReplyFailed):
             outcome.failures.append(event.reason)
-    outcome.end_s = time.perf_counter() - start
+    outcome.end_s = time.monotonic() - start
 
 
 async def run_concurrent(service: ChatService, work: dict[str, list[str]]) -> list[Outcome]:
@@ -153,6 +206,8 @@ def check_nothing_lost(
 
 def summarize(outcomes: Sequence[Outcome], wall_s: float) -> dict[str, Any]:
     labels = [o.label_s for o in outcomes if o.label_s is not None]
+    first_wave = [o.label_s for o in outcomes if o.index == 0 and o.label_s is not None]
+    first_texts = [o.first_text_s for o in outcomes if o.first_text_s is not None]
     ends = [o.end_s for o in outcomes if o.done and o.end_s is not None]
     replies = sum(o.done for o in outcomes)
     return {
@@ -160,14 +215,49 @@ def summarize(outcomes: Sequence[Outcome], wall_s: float) -> dict[str, Any]:
         "cut_by_token_cap": sum(o.finished is False for o in outcomes),
         "replies": replies,
         "busy": sum(o.failures.count("busy") for o in outcomes),
-        "other_failures": sum(len(o.failures) - o.failures.count("busy") for o in outcomes),
+        "lost": sum(o.failures.count("lost") for o in outcomes),
+        "other_failures": sum(
+            len(o.failures) - o.failures.count("busy") - o.failures.count("lost") for o in outcomes
+        ),
         "wall_s": wall_s,
         "replies_per_min": replies / wall_s * 60.0 if wall_s > 0 else None,
         "label_s_p50": percentile(labels, 50),
         "label_s_p95": percentile(labels, 95),
+        "first_wave_label_s_p50": percentile(first_wave, 50),
+        "first_wave_label_s_p95": percentile(first_wave, 95),
+        "first_text_s_p50": percentile(first_texts, 50),
+        "first_text_s_p95": percentile(first_texts, 95),
         "reply_s_p50": percentile(ends, 50),
         "reply_s_p95": percentile(ends, 95),
     }
+
+
+class Collect(logging.Handler):
+    """The runtime.timings records of an in-process worker, as bench.timed_bot writes them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.args, tuple) and is_dataclass(record.args[0]):
+            item: Any = record.args[0]
+            self.records.append({"type": type(item).__name__, **asdict(item)})
+
+
+@contextlib.contextmanager
+def collecting() -> Iterator[Collect]:
+    logger, handler = logging.getLogger("runtime.timings"), Collect()
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 async def measure(
@@ -175,7 +265,7 @@ async def measure(
 ) -> dict[str, Any]:
     from storage.store import SqlMoodStore
 
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as temp:
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as temp, collecting() as timings:
         store = await SqlMoodStore.open(Path(temp) / "load.db")
         try:
             service = ChatService(worker, store, settings.chat)
@@ -195,8 +285,84 @@ async def measure(
     # is far less sensitive to other processes than wall time is.
     result["cpu_s_per_reply"] = cpu / result["replies"] if result["replies"] else None
     result["load_avg_before_after"] = [load_before, os.getloadavg()[0]]
+    result["stages"] = breakdown([asdict(o) for o in outcomes], timings.records)
+    result["timings"] = timings.records
     result["outcomes"] = [asdict(o) for o in outcomes]
     return result
+
+
+async def measure_telegram(args: argparse.Namespace, work: dict[str, list[str]]) -> dict[str, Any]:
+    from bench.load_telegram import run_telegram
+
+    run = await run_telegram(args, work)
+    outcomes = run["outcomes"]
+    result = summarize(outcomes, run["wall_s"])
+    lost = [f"{o.user}#{o.index}: no complete answer in {args.timeout_s:.0f} s"
+            for o in outcomes if "lost" in o.failures]  # fmt: skip
+    other = [f"{o.user}#{o.index}: failed with {o.failures[0]!r}"
+             for o in outcomes if o.failures and o.failures[0] not in ("busy", "lost")]  # fmt: skip
+    result["problems"] = lost + other + run["problems"]
+    result["stored_events"] = None  # not read: the order check reads the stored turns instead
+    result["cpu_s_per_reply"] = None  # another process's
+    result["platform_calls"] = run["platform_calls"]
+    result["load_avg_before_after"] = run["load_avg_before_after"]
+    result["stages"] = breakdown([asdict(o) for o in outcomes], run["records"])
+    result["timings"] = run["records"]
+    result["outcomes"] = [asdict(o) for o in outcomes]
+    result["transcripts"] = run["transcripts"]
+    return result
+
+
+# --- the original design, one message at a time (bench.reference), in its own process ----
+
+
+def reference_child(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.common import model_folder
+    from bench.reference import ReferenceBot
+
+    settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
+    bot = ReferenceBot.load(model_folder(settings), settings.chat.generation,
+                            threads=settings.model.threads)  # fmt: skip
+    work = plan(args.users, args.messages, args.mixed_language)
+    batch = reference_texts(work, args.reference)
+    bot.answer(batch[0])  # warm-up, not counted (the bot's own run starts warm too)
+    start = time.perf_counter()
+    samples = [bot.answer(text) for text in batch]
+    return {"samples": samples, "wall_s": time.perf_counter() - start}
+
+
+def reference_texts(work: dict[str, list[str]], count: int) -> list[str]:
+    """The first `count` messages in sending order: the first wave first."""
+    ordered = [texts[i] for i in range(max(map(len, work.values()))) for texts in work.values()
+               if i < len(texts)]  # fmt: skip
+    return ordered[:count]
+
+
+def run_reference(args: argparse.Namespace) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.load", "--reference-child",
+               "--users", str(args.users), "--messages", str(args.messages),
+               "--reference", str(args.reference), "--seed", str(args.seed)]  # fmt: skip
+    if args.max_new_tokens is not None:
+        command += ["--max-new-tokens", str(args.max_new_tokens)]
+    if args.mixed_language:
+        command.append("--mixed-language")
+    print(f"the original design, {args.reference} messages one at a time…", file=sys.stderr)
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    samples = child["samples"]
+    return {
+        "messages": len(samples),
+        "replies": len(samples),
+        "wall_s": child["wall_s"],
+        "replies_per_min": len(samples) / child["wall_s"] * 60.0,
+        "label_s_p50": percentile([s["sentiment_s"] for s in samples], 50),
+        "label_s_p95": percentile([s["sentiment_s"] for s in samples], 95),
+        "first_text_s_p50": percentile([s["first_token_s"] for s in samples], 50),
+        "first_text_s_p95": percentile([s["first_token_s"] for s in samples], 95),
+        "reply_s_p50": percentile([s["total_s"] for s in samples], 50),
+        "reply_s_p95": percentile([s["total_s"] for s in samples], 95),
+        "samples": samples,
+    }
 
 
 async def run_flood(
@@ -262,14 +428,23 @@ async def measure_flood(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = plan(args.users, args.messages, getattr(args, "mixed_language", False))
+    via = getattr(args, "via", "service")
+    results: dict[str, Any] = {"via": via}
+    if via == "telegram":
+        print(f"{args.users} users x {args.messages} messages through python -m bot and the "
+              "Telegram fake…", file=sys.stderr)  # fmt: skip
+        results["engine"] = "python -m bot (its own settings)"
+        results["concurrent"] = await measure_telegram(args, work)
+        return results
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
     engine, _ = bench_engine(settings, settings.worker)  # the bot's own, BACKEND=openai too
     await engine.start()
-    work = plan(args.users, args.messages)
-    results: dict[str, Any] = {"engine": describe_engine(engine)}
+    results["engine"] = describe_engine(engine)
     try:
         if getattr(args, "flood", False):
-            # The flooder's texts follow the others' in the message list: none is shared.
+            # Which of the fixed messages (cycling) the flooder repeats does not matter,
+            # only how fast it sends them.
             texts = [m.text for m in messages(args.users * args.messages + args.flood_messages)]
             print(f"{args.users} users x {args.messages} messages alone…", file=sys.stderr)
             results["alone"] = await measure(engine, settings, work, sequential=False)
@@ -292,64 +467,107 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+KEYS = ["messages", "replies", "busy", "lost", "other_failures", "stored_events",
+        "cut_by_token_cap", "wall_s", "cpu_s_per_reply", "replies_per_min", "label_s_p50",
+        "label_s_p95", "first_wave_label_s_p50", "first_wave_label_s_p95", "first_text_s_p50",
+        "first_text_s_p95", "reply_s_p50", "reply_s_p95"]  # fmt: skip
+
+
+def report(results: dict[str, Any]) -> str:
+    """The figures per mode side by side, then the stage tables of the concurrent run."""
+    modes = [m for m in ("concurrent", "sequential", "reference") if m in results]
+    rows = [[key, *(results[m].get(key) for m in modes)] for key in KEYS]
+    loads = ["{:.1f}/{:.1f}".format(*results[m]["load_avg_before_after"])
+             for m in modes if "load_avg_before_after" in results[m]]  # fmt: skip
+    rows.append(["load avg before/after", *loads, *[None] * (len(modes) - len(loads))])
+    base = results["concurrent"]["replies_per_min"]
+    rows.append(["throughput vs this column", *((base / results[m]["replies_per_min"])
+                 if results[m]["replies_per_min"] else None for m in modes)])  # fmt: skip
+    names = {"concurrent": f"concurrent ({results['via']})", "sequential": "one at a time",
+             "reference": "original design, one at a time"}  # fmt: skip
+    out = [f"engine: {results['engine']}", table(["figure", *(names[m] for m in modes)], rows)]
+    stages = results["concurrent"]["stages"]
+    out += [f"\nstages ({stages['matched']} of {results['concurrent']['messages']} messages "
+            "matched to worker records):", table(STAGE_HEADERS, stage_rows(stages)),
+            "\nwhat the worker was doing meanwhile (mean s per message):",
+            table(SPLIT_HEADERS, split_rows(stages)),
+            "\nreply prompts (tokens, mean):", table(KV_HEADERS, kv_rows(stages)),
+            "\nworker busy (s): " + ", ".join(
+                f"{k} {v:.1f} ({stages['worker_spans'][k]} spans)"
+                for k, v in stages["worker_busy_s"].items())]  # fmt: skip
+    for mode in ("concurrent", "sequential"):
+        if mode in results:
+            problems = results[mode]["problems"]
+            out.append(f"{mode}: " + ("nothing lost" if not problems else "PROBLEMS:\n  "
+                                      + "\n  ".join(problems)))  # fmt: skip
+    return "\n".join(out)
+
+
+def write_transcripts(path: Path, results: dict[str, Any]) -> None:
+    chats = results["concurrent"].get("transcripts") or {}
+    lines = [f"# bench.load transcripts ({results['via']})", ""]
+    for chat_id, shown in chats.items():
+        lines += [f"## chat {chat_id}", "", *(f"- {line!r}" for line in shown), ""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.load",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--via", choices=("service", "telegram"), default="service")
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--messages", type=int, default=3, help="messages per user")
     parser.add_argument("--compare-sequential", action="store_true")
+    parser.add_argument("--mixed-language", action="store_true",
+                        help="each user's messages alternate zh/en (default: one language "
+                             "per user, users alternating)")  # fmt: skip
+    parser.add_argument("--reference", type=int, default=0, metavar="K",
+                        help="also run the original design on the first K messages")  # fmt: skip
     parser.add_argument(
         "--max-new-tokens", type=int, default=None, help="reply token cap (default: MAX_NEW_TOKENS)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout-s", type=float, default=600.0,
+                        help="--via telegram: no complete answer by then = lost")  # fmt: skip
+    parser.add_argument("--scripted", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--reference-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None,
+                        help="a folder for results.json and transcripts.md "
+                             "(default: bench/results/load/<via>-<users>x<messages>)")  # fmt: skip
     parser.add_argument("--flood", action="store_true", help="one more user floods meanwhile")
     parser.add_argument("--flood-messages", type=int, default=50)
     parser.add_argument("--flood-seconds", type=float, default=10.0)
-    parser.add_argument(
-        "--json", default=None, help="default: bench/results/load.json (load-flood.json)"
-    )
     args = parser.parse_args(argv)
+    if args.reference_child:
+        print(json.dumps(reference_child(args)))
+        return 0
+    if args.compare_sequential and args.via != "service":
+        parser.error("--compare-sequential runs through the service: use --reference")
+    if args.flood and (args.via != "service" or args.reference):
+        parser.error("--flood runs through the service, without --reference")
     results = asyncio.run(run(args))
+    if args.reference:
+        results["reference"] = run_reference(args)
+    flood = "flood" in results
+    print(report_flood(results) if flood else report(results))
     results["machine"] = describe_machine()
     results["args"] = vars(args)
-    if "flood" in results:
-        return report_flood(results, args.json)
-    modes = [m for m in ("concurrent", "sequential") if m in results]
-    keys = [
-        "messages",
-        "replies",
-        "busy",
-        "other_failures",
-        "stored_events",
-        "cut_by_token_cap",
-        "wall_s",
-        "cpu_s_per_reply",
-        "replies_per_min",
-        "label_s_p50",
-        "label_s_p95",
-        "reply_s_p50",
-        "reply_s_p95",
-    ]
-    rows = [[key, *(results[m][key] for m in modes)] for key in keys]
-    loads = ["{:.1f}/{:.1f}".format(*results[m]["load_avg_before_after"]) for m in modes]
-    rows.append(["load avg before/after", *loads])
-    if "sequential" in results:
-        ratio = results["concurrent"]["replies_per_min"] / results["sequential"]["replies_per_min"]
-        rows.append(["throughput vs sequential", ratio, 1.0])
-    print(f"engine: {results['engine']}")
-    print(table(["figure", *modes], rows))
-    for mode in modes:
-        problems = results[mode]["problems"]
-        print(f"{mode}: " + ("nothing lost" if not problems else "PROBLEMS:\n  "
-                             + "\n  ".join(problems)))  # fmt: skip
-    write_json(args.json, "load", results)
+    modes = [m for m in ("concurrent", "sequential", "alone", "flood") if m in results]
+    name = f"{args.via}-{args.users}x{args.messages}" + ("-flood" if flood else "")
+    folder = Path(args.out or RESULTS_DIR / "load" / name)
+    records = [r for m in modes for r in results[m].pop("timings", [])]
+    write_json(folder / "results.json", "load-flood" if flood else "load", results)
+    write_jsonl(folder / "timings.jsonl", records)  # the worker's raw stage records
+    if results.get("concurrent", {}).get("transcripts"):
+        write_transcripts(folder / "transcripts.md", results)
     return 1 if any(results[m]["problems"] for m in modes) else 0
 
 
-def report_flood(results: dict[str, Any], json_path: str | None) -> int:
+def report_flood(results: dict[str, Any]) -> str:
+    """The others' figures alone and with the flood side by side, and what the flooder got."""
     alone, flood = results["alone"], results["flood"]
     others = flood["others"]
     keys = ["messages", "replies", "busy", "other_failures", "wall_s", "label_s_p50",
@@ -360,12 +578,11 @@ def report_flood(results: dict[str, Any], json_path: str | None) -> int:
     rows += [[f"flooder: {key}", None, value] for key, value in flood["flooder"].items()]
     loads = ["{:.1f}/{:.1f}".format(*r["load_avg_before_after"]) for r in (alone, flood)]
     rows += [["USER_QUEUE_MAX", None, flood["user_queue_max"]], ["load avg before/after", *loads]]
-    print(f"engine: {results['engine']}")
-    print(table(["figure", "alone", "with flood"], rows))
     problems = [*alone["problems"], *flood["problems"]]
-    print("nothing lost" if not problems else "PROBLEMS:\n  " + "\n  ".join(problems))
-    write_json(json_path, "load-flood", results)
-    return 1 if problems else 0
+    verdict = "nothing lost" if not problems else "PROBLEMS:\n  " + "\n  ".join(problems)
+    return "\n".join(
+        [f"engine: {results['engine']}", table(["figure", "alone", "with flood"], rows), verdict]
+    )
 
 
 if __name__ == "__main__":

@@ -88,6 +88,16 @@ class ReferenceBot:
         answer = self.tokenizer.decode(new, skip_special_tokens=True)
         return parse_generated_label(answer), answer
 
+    def answer(self, text: str) -> dict[str, Any]:
+        """One message as the design handles it: label, then reply; the times from its start."""
+        start = time.perf_counter()
+        label, _raw = self.tag(text)
+        sentiment_s = time.perf_counter() - start
+        reply = self.reply(text, label or "negative")  # unparsable: the design had no rule
+        return {"sentiment_s": sentiment_s, "first_token_s": sentiment_s + reply.first_token_s,
+                "total_s": time.perf_counter() - start, "tokens": reply.tokens,
+                "finished": reply.finished, "unparsable": label is None}  # fmt: skip
+
     @torch.inference_mode()
     def reply(self, text: str, label: Label) -> ReferenceReply:
         messages = [{"role": "system", "content": prompts.reply_system_prompt(label, text)}]

@@ -23,9 +23,11 @@ from typing import TypeVar
 
 from core.errors import EngineBusy, EngineStopped, EngineTimeout, ModelLoadError
 from core.types import ReplyRequest, Sentiment
+from runtime import timings
 from runtime.config import WorkerConfig
 from runtime.delta_stream import DeltaStream, StreamEnd, StreamFailure
 from runtime.runner import ModelRunner, ReplyStream
+from runtime.timings import JobTimes, WorkerSpan
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,6 +41,7 @@ class _TagJob:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[list[Sentiment]]
     cancelled: bool = False
+    times: JobTimes | None = None  # only while runtime.timings listens
 
 
 @dataclass
@@ -49,6 +52,7 @@ class _ReplyJob:
     cancelled: bool = False
     stream: ReplyStream | None = None
     started_at: float | None = None  # time.monotonic() when it got an active slot
+    times: JobTimes | None = None  # only while runtime.timings listens
 
 
 _WAKE = object()
@@ -163,6 +167,8 @@ class ModelWorker:
             return []
         loop = asyncio.get_running_loop()
         job = _TagJob(list(texts), loop, loop.create_future())
+        if timings.enabled():  # one record per job, named by its first text
+            job.times = JobTimes("tag", timings.text_id(texts[0]), time.monotonic())
         self._admit(job)
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -176,6 +182,8 @@ class ModelWorker:
     def reply(self, request: ReplyRequest) -> ReplyTokens:
         loop = asyncio.get_running_loop()
         job = _ReplyJob(request, loop, asyncio.Queue())
+        if timings.enabled():
+            job.times = JobTimes("reply", timings.text_id(request.user_text), time.monotonic())
         self._admit(job)
         return ReplyTokens(job, self._timeout_s, self._release)
 
@@ -216,7 +224,9 @@ class ModelWorker:
                 tags = []
             while waiting and len(active) < self._max_active:
                 job = waiting.popleft()
-                if not job.cancelled and self._start_reply(job):
+                if job.cancelled:
+                    _reply_over(job, "cancelled")  # its caller gave up while it waited
+                elif self._start_reply(job):
                     active.append(job)
             active = self._step_replies(active)
         self._fail_all(tags, waiting, active)
@@ -235,8 +245,10 @@ class ModelWorker:
 
     def _run_tags(self, jobs: list[_TagJob]) -> None:
         live = [job for job in jobs if not job.cancelled]
+        _tag_times([job for job in jobs if job.cancelled], time.monotonic(), "cancelled")
         if not live:
             return
+        start = time.monotonic()
         try:
             results = self.runner.tag([text for job in live for text in job.texts])
             if len(results) != sum(len(job.texts) for job in live):
@@ -245,21 +257,34 @@ class ModelWorker:
             log.exception("labelling failed")
             for job in live:
                 _deliver(job.loop, _set_exception, job.future, error)
+            _tag_times(live, start, "failed")
             return
-        start = 0
+        first = 0
         for job in live:
-            end = start + len(job.texts)
-            _deliver(job.loop, _set_result, job.future, results[start:end])
-            start = end
+            end = first + len(job.texts)
+            _deliver(job.loop, _set_result, job.future, results[first:end])
+            first = end
+        _tag_times(live, start, "ok")
 
     def _start_reply(self, job: _ReplyJob) -> bool:
         job.started_at = time.monotonic()
+        if job.times is not None:
+            job.times.started = job.started_at
         try:
             job.stream = self.runner.start_reply(job.request)
         except Exception as error:
             log.exception("reply failed to start")
             _deliver(job.loop, job.sink.put_nowait, StreamFailure(error))
+            _reply_over(job, "failed")
             return False
+        finally:
+            if job.times is not None:
+                timings.emit(WorkerSpan("start", job.started_at, time.monotonic(), 1, 1))
+        if job.times is not None:  # what the runner's stream tells (llama.cpp's does)
+            prompt = getattr(job.stream, "prompt_ids", None)
+            job.times.prompt_tokens = len(prompt) if isinstance(prompt, list) else None
+            cached = getattr(job.stream, "position", None)
+            job.times.cached_tokens = cached if isinstance(cached, int) else None
         return True
 
     def _step_replies(self, active: list[_ReplyJob]) -> list[_ReplyJob]:
@@ -269,10 +294,12 @@ class ModelWorker:
             assert job.stream is not None
             if job.cancelled:
                 job.stream.close()
+                _reply_over(job, "cancelled")
             else:
                 live.append(job)
         if not live:
             return []
+        start = time.monotonic()
         try:
             deltas = self.runner.step_many([job.stream for job in live if job.stream])
         except Exception as error:
@@ -280,6 +307,9 @@ class ModelWorker:
             for job in live:
                 self._fail_reply(job, error)
             return []
+        finally:
+            if timings.enabled():
+                _step_times(live, start)
         return [job for job, delta in zip(live, deltas, strict=True) if self._emit(job, delta)]
 
     def _emit(self, job: _ReplyJob, delta: str | None) -> bool:
@@ -287,15 +317,19 @@ class ModelWorker:
         assert job.stream is not None
         if delta is None:
             _deliver(job.loop, job.sink.put_nowait, StreamEnd(job.stream.finished))
+            _reply_over(job, "ok")
             return False
         if delta:
             _deliver(job.loop, job.sink.put_nowait, delta)
+            if job.times is not None and job.times.first_text is None:
+                job.times.first_text = time.monotonic()
         return True
 
     def _fail_reply(self, job: _ReplyJob, error: BaseException) -> None:
         assert job.stream is not None
         job.stream.close()
         _deliver(job.loop, job.sink.put_nowait, StreamFailure(error))
+        _reply_over(job, "failed")
 
     def _fail_all(
         self, tags: list[_TagJob], waiting: deque[_ReplyJob], active: list[_ReplyJob]
@@ -308,6 +342,36 @@ class ModelWorker:
             if reply_job.stream is not None:
                 reply_job.stream.close()
             _deliver(reply_job.loop, reply_job.sink.put_nowait, StreamFailure(stopped))
+
+
+# --- runtime.timings records (only while something listens) -------------------------------
+
+
+def _tag_times(jobs: list[_TagJob], start: float, outcome: str) -> None:
+    end = time.monotonic()
+    texts = sum(len(job.texts) for job in jobs)  # a tag_many job brings several
+    for job in jobs:
+        if job.times is not None:
+            job.times.started, job.times.done = start, end
+            job.times.outcome, job.times.batch = outcome, texts
+            timings.emit(job.times)
+    if jobs and outcome != "cancelled" and timings.enabled():
+        timings.emit(WorkerSpan("tag", start, end, texts))
+
+
+def _step_times(jobs: list[_ReplyJob], start: float) -> None:
+    reading = sum(job.times is not None and job.times.first_text is None for job in jobs)
+    timings.emit(WorkerSpan("step", start, time.monotonic(), len(jobs), reading))
+    for job in jobs:
+        if job.times is not None:
+            job.times.steps += 1
+            job.times.batch = max(job.times.batch, len(jobs))
+
+
+def _reply_over(job: _ReplyJob, outcome: str) -> None:
+    if job.times is not None and job.times.done is None:
+        job.times.done, job.times.outcome = time.monotonic(), outcome
+        timings.emit(job.times)
 
 
 __all__ = ["ModelWorker", "ReplyTokens"]

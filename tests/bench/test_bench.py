@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench import batching, datasets, load, replies
+from bench import batching, datasets, load, load_stages, replies
 from bench.common import classification_metrics, percentile, table
 from bench.latency import summarize as latency_summary
 from chat.config import ChatConfig
@@ -329,6 +330,122 @@ async def test_busy_answers_are_not_problems(tmp_path: Path) -> None:
     assert load.check_nothing_lost(work, outcomes, stored) == []
 
 
+# --- bench.load --via telegram: python -m bot on the scripted model, against the fake --------
+
+
+def telegram_args(**overrides: Any) -> argparse.Namespace:
+    values = {"via": "telegram", "users": 3, "messages": 2, "max_new_tokens": None, "seed": 0,
+              "timeout_s": 60.0, "scripted": True, "compare_sequential": False}  # fmt: skip
+    return argparse.Namespace(**{**values, **overrides})
+
+
+async def test_the_load_bench_runs_through_python_m_bot_and_the_telegram_fake(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SCRIPTED_DELAY_S", "0.02")
+    results = await load.run(telegram_args())
+    run = results["concurrent"]
+    assert run["problems"] == []
+    assert (run["messages"], run["replies"], run["lost"], run["busy"]) == (6, 6, 0, 0)
+    for key in ("first_wave_label_s_p95", "first_text_s_p95", "reply_s_p95", "replies_per_min"):
+        assert run[key] is not None, key
+    for o in run["outcomes"]:  # label, then the first text, then the end, as the fake saw them
+        assert 0 < o["label_s"] <= o["first_text_s"] <= o["end_s"]
+        assert o["tone"] in ("positive", "negative")  # read off the label line
+    stages = run["stages"]
+    assert stages["matched"] == 6
+    assert (stages["first_wave"]["n"], stages["follow_ups"]["n"]) == (3, 3)
+    for row in stages["rows"]:
+        assert all(row[stage] is not None for stage in load_stages.STAGES), row
+        assert row["label_batch"] >= 1
+    assert stages["worker_spans"]["label pass"] >= 1
+    # Each chat: a user message, its answer (label and reply), the follow-up, its answer.
+    chats = run["transcripts"]
+    assert len(chats) == 3
+    for lines in chats.values():
+        assert [line.split(":")[0] for line in lines] == ["user", "bot", "user", "bot"]
+        assert "\n\nA " in lines[1]
+        assert "\n\nA " in lines[3]
+
+
+def test_the_default_plan_keeps_each_user_to_one_language() -> None:
+    from chat.prompts import detect_language
+
+    work = load.plan(users=4, per_user=3)
+    languages = [{detect_language(text) for text in texts} for texts in work.values()]
+    assert languages == [{"zh"}, {"en"}, {"zh"}, {"en"}]  # one each, users taking turns
+    assert len({text for texts in work.values() for text in texts}) == 12  # nobody repeats
+    mixed = load.plan(users=4, per_user=3, mixed_language=True)  # each user's messages alternate
+    assert all(len({detect_language(t) for t in texts}) == 2 for texts in mixed.values())
+
+
+async def test_the_telegram_load_bench_counts_a_message_with_no_answer_as_lost(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SCRIPTED_DELAY_S", "1.0")  # a word a second: no reply within 0.5 s
+    results = await load.run(telegram_args(users=2, timeout_s=0.5))
+    run = results["concurrent"]
+    assert run["lost"] == 2  # each user's first message; the user then stops
+    assert run["replies"] == 0
+    assert sum("no complete answer" in problem for problem in run["problems"]) == 2
+
+
+def test_an_answer_is_final_when_the_chat_shows_the_stored_reply() -> None:
+    from bench.load_telegram import answer_state, stored_reply
+    from chat import texts
+
+    turns = [("user", "hi"), ("assistant", "hello!"), ("user", "again"), ("assistant", "yes")]
+    assert stored_reply(turns, " again ") == "yes"
+    assert stored_reply(turns, "hi") == "hello!"
+    assert stored_reply(turns[:3], "again") is None  # not stored yet
+    assert answer_state("😄 情感判断: 正面 (0.90)\n\nyes", "yes") == "done"
+    assert answer_state("😄 情感判断: 正面 (0.90)\n\nye", "yes") is None  # still streaming
+    assert answer_state(texts.BUSY, None) == "busy"
+    assert answer_state("😄 情感判断: 正面 (0.90)\n\nhal\n\n" + texts.TIMEOUT, None) == "timeout"
+
+
+def test_stages_match_jobs_to_messages_and_split_the_waits() -> None:
+    from runtime.timings import text_id
+
+    sent = [{"user": "a", "index": 0, "text": "same", "sent_at": 10.0, "label_s": 1.0,
+             "first_text_s": 3.0, "end_s": 5.0, "done": 1, "tone": "positive"},
+            {"user": "b", "index": 0, "text": "same", "sent_at": 10.5, "label_s": 1.5,
+             "first_text_s": 4.0, "end_s": 6.0, "done": 1, "tone": "negative"}]  # fmt: skip
+    key = text_id("same")
+
+    def job(kind: str, enqueued: float, started: float, first: float | None, done: float) -> Any:
+        return {"type": "JobTimes", "kind": kind, "text_id": key, "enqueued": enqueued,
+                "started": started, "first_text": first, "done": done, "batch": 1, "steps": 2,
+                "prompt_tokens": 100 if kind == "reply" else None,
+                "cached_tokens": 60 if kind == "reply" else None}  # fmt: skip
+
+    records = [
+        job("tag", 10.6, 10.8, None, 11.0),  # the second message's: queued after it was sent
+        job("tag", 10.1, 10.2, None, 10.4),
+        job("reply", 10.5, 10.6, 12.5, 14.0),
+        job("reply", 11.1, 11.2, 13.5, 15.0),
+        {"type": "WorkerSpan", "kind": "step", "start": 10.6, "end": 10.7, "size": 1, "reading": 1},
+        {"type": "WorkerSpan", "kind": "tag", "start": 10.2, "end": 10.4, "size": 1, "reading": 0},
+    ]  # fmt: skip
+    result = load_stages.breakdown(sent, records)
+    assert result["matched"] == 2
+    first, second = result["rows"]
+    assert (first["user"], second["user"]) == ("a", "b")
+    assert first["to_worker"] == pytest.approx(0.1)
+    assert first["label_wait"] == pytest.approx(0.1)
+    assert first["label_pass"] == pytest.approx(0.2)
+    assert first["label_out"] == pytest.approx(0.6)  # label done at 10.4, shown at 11.0
+    assert first["prompt_read"] == pytest.approx(1.9)
+    assert first["text_out"] == pytest.approx(0.5)
+    assert first["final_out"] == pytest.approx(1.0)
+    # The second label waited 10.6 -> 10.8: 0.1 s behind a step that read a prompt.
+    assert second["label_wait_behind"]["prompt step"] == pytest.approx(0.1)
+    assert second["label_wait_behind"]["other"] == pytest.approx(0.1)
+    assert result["first_wave"]["uncached_tokens_mean"] == 40
+
+
 async def test_the_flood_variant_slows_the_flooder_down_and_loses_nothing_of_the_others(
     tmp_path: Path,
 ) -> None:
@@ -542,7 +659,7 @@ async def test_the_load_bench_runs_through_the_openai_backend(openai_env: Any) -
 
 
 async def test_the_flood_variant_runs_alone_then_with_the_flood_and_reports(
-    openai_env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    openai_env: Any,
 ) -> None:
     import argparse
 
@@ -554,11 +671,47 @@ async def test_the_flood_variant_runs_alone_then_with_the_flood_and_reports(
     assert results["alone"]["replies"] == results["flood"]["others"]["replies"] == 4
     flooder = results["flood"]["flooder"]
     assert flooder["answered"] + flooder["slow_down"] == 10
-    assert load.report_flood(results, str(tmp_path / "flood.json")) == 0
-    shown = capsys.readouterr().out
+    shown = load.report_flood(results)
     assert "others: label_s_p95 with flood / alone" in shown
     assert "nothing lost" in shown
-    assert (tmp_path / "flood.json").exists()
+
+
+def test_the_load_main_writes_results_and_timings_with_and_without_the_flood(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bench.common import read_jsonl
+    from runtime.worker import ModelWorker
+
+    monkeypatch.chdir(tmp_path)  # no .env from the repo
+    monkeypatch.setattr(load, "describe_engine", lambda engine: "scripted")
+    monkeypatch.setattr(
+        load,
+        "bench_engine",
+        lambda settings, limits: (
+            ModelWorker(lambda: ScriptedRunner(delay_s=0.0), worker_config(request_timeout_s=30)),
+            [],
+        ),
+    )
+    common, work = ["--users", "2", "--messages", "2"], ["user0", "user1"]
+    assert load.main([*common, "--mixed-language", "--out", "plain"]) == 0
+    flood = ["--flood", "--flood-messages", "4", "--flood-seconds", "0.05"]
+    assert load.main([*common, *flood, "--out", "flood"]) == 0
+    plain = json.loads((tmp_path / "plain" / "results.json").read_text())
+    flooded = json.loads((tmp_path / "flood" / "results.json").read_text())
+    assert plain["concurrent"]["replies"] == 4
+    assert "flood" not in plain
+    assert flooded["alone"]["replies"] == flooded["flood"]["others"]["replies"] == 4
+    assert flooded["flood"]["flooder"]["sent"] == 4
+    for folder in ("plain", "flood"):  # the worker's records of the (alone) run
+        records = read_jsonl(tmp_path / folder / "timings.jsonl")
+        tags = [r for r in records if r["type"] == "JobTimes" and r["kind"] == "tag"]
+        assert len(tags) == 4
+        assert all(r["outcome"] == "ok" and r["batch"] >= 1 for r in tags)
+    assert plain["concurrent"]["stages"]["matched"] == 4
+    mixed = [[o["text"] for o in plain["concurrent"]["outcomes"] if o["user"] == u] for u in work]
+    alone = [[o["text"] for o in flooded["alone"]["outcomes"] if o["user"] == u] for u in work]
+    assert mixed == list(load.plan(2, 2, mixed_language=True).values())
+    assert alone == list(load.plan(2, 2).values())  # the default: one language per user
 
 
 async def test_the_latency_bench_counts_remote_reply_tokens(openai_env: Any) -> None:

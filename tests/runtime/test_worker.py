@@ -577,3 +577,98 @@ async def test_a_failed_batched_step_reaches_every_caller_in_the_batch(
     assert all(reply.closed for reply in runner.replies)
     runner.fail_reply_at = None  # the worker goes on serving
     assert "".join(await collect(worker.reply(req()))) == "a b c d e f"
+
+
+# --- runtime.timings: where the worker's time went ------------------------------------------
+
+
+async def test_timings_are_recorded_only_while_someone_listens(
+    make_worker: MakeWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    from runtime import timings
+    from runtime.timings import JobTimes, WorkerSpan
+
+    def records() -> list[object]:
+        return [
+            r.args[0]
+            for r in caplog.records
+            if r.name == "runtime.timings" and isinstance(r.args, tuple)
+        ]
+
+    worker = await make_worker(ScriptedRunner(reply_text="one two three"), queue_size=8)
+    await worker.tag("quiet")
+    assert records() == []
+    with caplog.at_level("DEBUG", logger="runtime.timings"):
+        await worker.tag("I am happy")
+        assert await collect(worker.reply(req("I am happy"))) == ["one ", "two ", "three"]
+        # The reply's record is written just after its end is handed over.
+        await wait_until(lambda: len(records()) == 8, "the reply's record is written")
+    jobs = [r for r in records() if isinstance(r, JobTimes)]
+    spans = [r for r in records() if isinstance(r, WorkerSpan)]
+    tag, reply = jobs
+    assert (tag.kind, reply.kind) == ("tag", "reply")
+    assert tag.text_id == reply.text_id == timings.text_id(" I am happy ")
+    assert tag.outcome == reply.outcome == "ok"
+    assert tag.batch == 1
+    assert tag.started is not None
+    assert tag.done is not None
+    assert tag.enqueued <= tag.started <= tag.done
+    assert reply.started is not None
+    assert reply.first_text is not None
+    assert reply.done is not None
+    assert reply.enqueued <= reply.started <= reply.first_text <= reply.done
+    assert reply.steps == 4  # three words, then the end
+    assert [s.kind for s in spans] == ["tag", "start", "step", "step", "step", "step"]
+    assert [s.reading for s in spans if s.kind == "step"] == [1, 0, 0, 0]
+
+
+async def test_a_reply_given_up_while_waiting_still_leaves_its_record(
+    make_worker: MakeWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    from runtime.timings import JobTimes
+
+    def replies() -> list[JobTimes]:
+        return [r.args[0] for r in caplog.records if r.name == "runtime.timings"
+                and isinstance(r.args, tuple) and isinstance(r.args[0], JobTimes)]  # fmt: skip
+
+    runner = ScriptedRunner(reply_text="a b c d e f", delay_s=0.02)
+    worker = await make_worker(runner, queue_size=8, max_active_replies=1)
+    with caplog.at_level("DEBUG", logger="runtime.timings"):
+        running = asyncio.create_task(collect(worker.reply(req("first"))))
+        waiting = worker.reply(req("second"))
+        await wait_until(lambda: len(runner.reply_calls) == 1, "the first reply runs")
+        waiting.cancel()  # its caller gives up before it gets the one slot
+        await running
+        await wait_until(lambda: len(replies()) == 2, "both replies have a record")
+    outcomes = {r.outcome: r for r in replies()}
+    assert set(outcomes) == {"ok", "cancelled"}
+    assert outcomes["cancelled"].started is None  # it never got a slot
+    assert outcomes["cancelled"].done is not None
+    assert len(runner.reply_calls) == 1
+
+
+async def test_a_tag_many_job_leaves_one_record_named_by_its_first_text(
+    make_worker: MakeWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    from runtime import timings
+    from runtime.timings import JobTimes, WorkerSpan
+
+    def records() -> list[object]:
+        return [r.args[0] for r in caplog.records if r.name == "runtime.timings"
+                and isinstance(r.args, tuple)]  # fmt: skip
+
+    runner = ScriptedRunner(tag_delay_s=0.2)
+    worker = await make_worker(runner)
+    with caplog.at_level("DEBUG", logger="runtime.timings"):
+        first = asyncio.create_task(worker.tag("held up"))
+        await wait_until(lambda: len(runner.tag_calls) == 1, "the first pass started")
+        await asyncio.gather(worker.tag_many(["good", "bad"]), worker.tag("yay"))
+        await first
+        # A pass's records are written just after its labels are handed over.
+        await wait_until(lambda: len(records()) == 5, "both passes have their records")
+    jobs = [r for r in records() if isinstance(r, JobTimes)]
+    assert [j.text_id for j in jobs] == [timings.text_id(t) for t in ("held up", "good", "yay")]
+    # The second pass labelled three texts for two jobs: each job's batch counts texts.
+    assert [j.batch for j in jobs] == [1, 3, 3]
+    assert all(j.outcome == "ok" for j in jobs)
+    assert [s.size for s in records() if isinstance(s, WorkerSpan)] == [1, 3]
