@@ -151,11 +151,16 @@ class ChatService:
             return
         entry = self._join_queue(message.user, self.config.user_queue_max)
         if entry is None:
-            # Answered (with "slow down") rather than dropped, so it is done in the inbox too.
-            log.info("%s user %s has too many messages waiting: asked to slow down",
-                     message.platform, message.user_id)  # fmt: skip
+            # Answered rather than dropped, so it is done in the inbox too. The user is told
+            # once per burst: fifty messages in ten seconds must not earn forty-five notices
+            # (each one a platform message that counts against the chat's rate limit).
+            queue = self._user_locks[message.user]
+            told, queue.told_to_slow_down = queue.told_to_slow_down, True
+            log.info("%s user %s has too many messages waiting: %s",
+                     message.platform, message.user_id,
+                     "skipped" if told else "asked to slow down")  # fmt: skip
             await self._mark_done(key)
-            yield ReplyFailed("slow_down", texts.SLOW_DOWN)
+            yield ReplyFailed("slow_down", "" if told else texts.SLOW_DOWN)
             return
         async with self._hold(message.user, entry), contextlib.AsyncExitStack() as turn:
             try:
@@ -346,6 +351,7 @@ class ChatService:
         if waiting_max is not None and entry.holders > waiting_max:
             return None
         entry.holders += 1
+        entry.told_to_slow_down = False  # a message got in: the next burst is told again
         return entry
 
     def _user_lock(self, user: UserKey) -> contextlib.AbstractAsyncContextManager[None]:
@@ -370,3 +376,4 @@ class ChatService:
 class _UserLock:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     holders: int = 0  # holding or waiting
+    told_to_slow_down: bool = False  # since a message last got into the queue

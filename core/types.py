@@ -119,7 +119,9 @@ FailureReason = Literal["empty", "busy", "slow_down", "timeout", "model_error", 
 
 @dataclass(frozen=True)
 class ReplyFailed:
-    """The last event when no reply could be made; `message` is ready to show to the user."""
+    """The last event when no reply could be made; `message` is ready to show to the user,
+    or empty when nothing is to be shown (a message over the user's cap after they were
+    already asked to slow down)."""
 
     reason: FailureReason
     message: str
