@@ -254,6 +254,16 @@ async def test_a_message_handled_elsewhere_shows_nothing() -> None:
     assert (result.text, result.messages, result.failure) == ("", 0, None)
 
 
+async def test_a_failure_with_nothing_to_show_sends_nothing() -> None:
+    # A message over the user's cap after they were told to slow down (chat/service.py).
+    sink = FakeSink()
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=0.0))
+    silent = ReplyFailed("slow_down", "")
+    result = await renderer.render(stream([silent]))
+    assert [kind for kind in sink.kinds() if kind != "typing"] == []
+    assert (result.text, result.messages, result.failure) == ("", 0, silent)
+
+
 # --- after a restart ------------------------------------------------------------------------
 
 
