@@ -68,6 +68,7 @@ class WorkerConfig(ConfigGroup):
     queue_size: int = Field(32, ge=1, le=10_000, alias="QUEUE_SIZE")
     max_active_replies: int = Field(8, ge=1, le=64, alias="MAX_ACTIVE_REPLIES")
     request_timeout_s: float = Field(120.0, ge=1.0, le=3600.0, alias="REQUEST_TIMEOUT_S")
+    label_batch: int = Field(8, ge=1, le=64, alias="LABEL_BATCH")
 
 
 def _http_url(value: str) -> str:

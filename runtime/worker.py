@@ -58,6 +58,23 @@ class _ReplyJob:
 _WAKE = object()
 
 
+def label_groups(jobs: list[_TagJob], batch: int) -> list[list[_TagJob]]:
+    """The waiting label jobs in arrival order, cut into passes of at most `batch` texts (a
+    job's own texts stay together, however many). Smaller passes deliver the first labels
+    sooner, and on llama.cpp they cost less per text: 8 texts took 143 ms each in one pass,
+    32 took 253 ms each (every text attends over the whole shared KV cache; measured on
+    the packaged 0.5B model, 2 cores)."""
+    groups: list[list[_TagJob]] = []
+    size = batch  # start a new group at the first job
+    for job in jobs:
+        if size + len(job.texts) > batch:
+            groups.append([])
+            size = 0
+        groups[-1].append(job)
+        size += len(job.texts)
+    return groups
+
+
 def _deliver(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: object) -> None:
     # A closed event loop raises RuntimeError: nobody is waiting any more.
     with contextlib.suppress(RuntimeError):
@@ -121,6 +138,7 @@ class ModelWorker:
         self._queue_size = config.queue_size
         self._max_active = config.max_active_replies
         self._timeout_s = config.request_timeout_s
+        self._label_batch = config.label_batch
         self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._outstanding = 0
         self._lock = threading.Lock()
@@ -246,8 +264,10 @@ class ModelWorker:
     def _run_tags(self, jobs: list[_TagJob]) -> None:
         live = [job for job in jobs if not job.cancelled]
         _tag_times([job for job in jobs if job.cancelled], time.monotonic(), "cancelled")
-        if not live:
-            return
+        for group in label_groups(live, self._label_batch):
+            self._run_tag_group(group)
+
+    def _run_tag_group(self, live: list[_TagJob]) -> None:
         start = time.monotonic()
         try:
             results = self.runner.tag([text for job in live for text in job.texts])

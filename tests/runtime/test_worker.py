@@ -17,7 +17,7 @@ import pytest
 from core.errors import EngineBusy, EngineStopped, EngineTimeout, ModelLoadError
 from core.types import GenerationParams, ReplyRequest, Sentiment
 from runtime.runner import ModelRunner
-from runtime.worker import ModelWorker, ReplyTokens
+from runtime.worker import ModelWorker, ReplyTokens, _TagJob, label_groups
 from tests.scripted import ScriptedReply, ScriptedRunner
 from tests.support import worker_config
 
@@ -672,3 +672,38 @@ async def test_a_tag_many_job_leaves_one_record_named_by_its_first_text(
     assert [j.batch for j in jobs] == [1, 3, 3]
     assert all(j.outcome == "ok" for j in jobs)
     assert [s.size for s in records() if isinstance(s, WorkerSpan)] == [1, 3]
+
+
+# --- label passes of at most LABEL_BATCH texts ------------------------------------------------
+
+
+def test_label_groups_keep_arrival_order_and_each_jobs_texts_together() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        jobs = [_TagJob([f"t{i}"] * n, loop, loop.create_future()) for i, n in
+                enumerate([1, 1, 3, 1, 9, 1])]  # fmt: skip
+        groups = label_groups(jobs, 4)
+    finally:
+        loop.close()
+    assert [[len(job.texts) for job in group] for group in groups] == [[1, 1], [3, 1], [9], [1]]
+    assert [job for group in groups for job in group] == jobs
+    assert label_groups([], 4) == []
+
+
+async def test_a_crowd_of_labels_is_read_in_passes_and_the_first_arrive_first(
+    make_worker: MakeWorker,
+) -> None:
+    runner = ScriptedRunner(tag_delay_s=0.2)
+    worker = await make_worker(runner, label_batch=4)
+    first = asyncio.create_task(worker.tag("held up"))
+    await wait_until(lambda: len(runner.tag_calls) == 1, "the first pass started")
+    crowd = [asyncio.create_task(worker.tag(f"good {i}")) for i in range(9)]
+    await asyncio.wait_for(crowd[0], HANG)
+    # The first four had their labels while the later passes were still to come.
+    assert all(task.done() for task in crowd[:4])
+    assert not crowd[-1].done()
+    await asyncio.wait_for(asyncio.gather(first, *crowd), HANG)
+    assert [len(texts) for texts in runner.tag_calls] == [1, 4, 4, 1]
+    assert [text for texts in runner.tag_calls[1:] for text in texts] == [
+        f"good {i}" for i in range(9)
+    ]
