@@ -80,6 +80,9 @@ class TelegramAdapter:
         self.service = service
         self.config = config
         self._app: Application | None = None
+        # The started app's bot, for recording arrivals; kept while stop() drains the updater
+        # (which clears _app first), since updates may still be queued meanwhile.
+        self._bot: Bot | None = None
         self._inflight = InFlight("telegram")
         self.commands = Commands(service)
         self._redactor = _TokenRedactor(config.token)
@@ -101,7 +104,7 @@ class TelegramAdapter:
             .update_queue(RecordingQueue(self._record))
             .build()
         )
-        self._app = app
+        self._app, self._bot = app, app.bot
         only_messages = filters.UpdateType.MESSAGE  # not edited messages, not channel posts
         names = [name for name, _ in Commands.menu()]
         app.add_handler(CommandHandler(names, self._on_command, filters=only_messages))
@@ -172,6 +175,7 @@ class TelegramAdapter:
         await _logged("shutting down", app.shutdown())
         # After a failed initialize() the Application skips this, but the HTTP clients are open.
         await _logged("closing the HTTP clients", app.bot.shutdown())
+        self._bot = None
         _keep_token_out_of_logs(self._redactor, install=False)
 
     async def send_digests(self) -> DigestRun:
@@ -224,12 +228,18 @@ class TelegramAdapter:
     async def _record(self, update: Update) -> None:
         """Record the update's message, if the bot will answer it, before PTB confirms the
         update to Telegram (RecordingQueue). Edits, channel posts, button presses, commands
-        and chatter the bot stays out of are not recorded."""
-        if self._app is None:
+        and chatter the bot stays out of are not recorded.
+
+        Never raises: PTB's polling loop would die of it. A failure here only leaves the
+        recording to the handler, as before (ChatService.receive logs its own)."""
+        if self._bot is None:
             return
-        incoming = self._to_answer(update.message, self._app.bot)
-        if incoming is not None:
-            await self.service.receive([incoming])
+        try:
+            incoming = self._to_answer(update.message, self._bot)
+            if incoming is not None:
+                await self.service.receive([incoming])
+        except Exception:
+            log.exception("telegram: could not record update %s on arrival", update.update_id)
 
     async def _on_message(self, update: Update, context: Context) -> None:
         message = update.message

@@ -364,6 +364,34 @@ async def test_a_message_is_in_the_inbox_before_its_update_is_confirmed(
     assert sorted(tagged_texts(scripted_engine)) == ["I am so happy today", "I feel sad"]
 
 
+async def test_a_failure_to_record_on_arrival_does_not_stop_polling(
+    make_adapter: MakeAdapter,
+    api: FakeTelegramAPI,
+    scripted_engine: ScriptedEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Anything raised inside PTB's polling loop would end it: no update would come again.
+    service = scripted_engine.service
+    receive = service.receive
+    failures = [RuntimeError("unexpected")]
+
+    async def flaky_receive(messages: Any) -> int:
+        if failures:
+            raise failures.pop()
+        return await receive(messages)
+
+    monkeypatch.setattr(service, "receive", flaky_receive)
+    await make_adapter()
+    api.private_text(USER, "I am so happy today")
+    await wait_text(api, USER, "reply to: I am so happy today")  # recorded by the handler
+    api.private_text(USER, "and still polling")
+    await wait_text(api, USER, "reply to: and still polling")
+
+    assert "could not record update" in caplog.text
+    assert [state for state, _ in inbox_rows(scripted_engine).values()] == ["done", "done"]
+
+
 async def test_only_messages_the_bot_answers_are_recorded_on_arrival(
     bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
 ) -> None:
