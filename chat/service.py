@@ -1,12 +1,12 @@
 """The one entry point adapters call: a message in, a stream of reply events out.
 
 Per message: record it in the inbox with its text (a platform message seen before is
-skipped), take the user's turn, make sure the message is still this process's to answer, tag
-the sentiment (shown at once), build the reply prompt from the persona, the tone for that
-label and this chat's recent turns, stream the reply, then store the mood event and both
-turns and mark the message done (its text dropped), in one transaction. One user's messages
-are handled strictly in order: within a process by a lock per user, across processes by the
-store's user_turn.
+skipped; an adapter may have recorded it on arrival, with `receive`), take the user's turn,
+make sure the message is still this process's to answer, tag the sentiment (shown at once),
+build the reply prompt from the persona, the tone for that label and this chat's recent
+turns, stream the reply, then store the mood event and both turns and mark the message done
+(its text dropped), in one transaction. One user's messages are handled strictly in order:
+within a process by a lock per user, across processes by the store's user_turn.
 
 Crash-safe delivery: a message whose process died before that transaction stays 'received'.
 At start-up each adapter asks `unfinished(platform)` and passes each to `resume`, which
@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -82,6 +82,8 @@ class ChatService:
         self.config = config or ChatConfig()
         self._clock = clock
         self._user_locks: dict[UserKey, _UserLock] = {}
+        # Recorded by `receive` in this process, not yet handed to `handle`: its own work.
+        self._received: set[MessageKey] = set()
         # The latest message of each user, in memory only, for /mood why (chat/recent.py).
         self.recent = RecentMessages()
 
@@ -99,13 +101,16 @@ class ChatService:
         Consume the stream to the end (or close it): the user's ordering lock is held meanwhile.
         """
         key = message.key
-        if key is not None:
+        if key is not None and key in self._received:
+            # `receive` recorded it here: this call is its one answer (a copy of it, delivered
+            # again, finds the key gone from the set and the row in the inbox).
+            self._received.discard(key)
+        elif key is not None:
             # The inbox makes a platform message count once, whoever sees it and however
             # often: a redelivered update, or the same update at two bot processes.
             try:
-                # Kept as it will be answered (cleaned, cut): PostgreSQL refuses NUL in text.
-                kept = replace(message, text=clean(message.text)[: self.config.max_input_chars])
-                first = await self.store.claim_message(key, message.user, self._now(), kept)
+                first = await self.store.claim_message(key, message.user, self._now(),
+                                                       self._kept(message))  # fmt: skip
             except StorageError as error:
                 log.error("could not record the incoming message: %s", error)
                 yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
@@ -117,6 +122,34 @@ class ChatService:
                 return
         async for event in self._answer(message):
             yield event
+
+    async def receive(self, messages: Sequence[IncomingMessage]) -> int:
+        """Record messages in the inbox as they arrive, before the platform is told they did:
+        for an adapter whose platform would not deliver them again once confirmed (Telegram).
+        Each is then answered by passing it to `handle`, in this process; a message recorded
+        before (a redelivery, another process's) is left for `handle` to skip.
+
+        Returns how many were recorded. A database that cannot be written is logged and
+        nothing more: `handle` tries again, and answers with the storage error if it fails."""
+        recorded = 0
+        for message in messages:
+            key = message.key
+            if key is None or key in self._received:
+                continue
+            try:
+                first = await self.store.claim_message(key, message.user, self._now(),
+                                                       self._kept(message))  # fmt: skip
+            except StorageError as error:
+                log.warning("could not record an incoming message on arrival: %s", error)
+                return recorded
+            if first:
+                self._received.add(key)
+                recorded += 1
+        return recorded
+
+    def _kept(self, message: IncomingMessage) -> IncomingMessage:
+        # Kept as it will be answered (cleaned, cut): PostgreSQL refuses NUL in text.
+        return replace(message, text=clean(message.text)[: self.config.max_input_chars])
 
     async def unfinished(self, platform: str) -> list[Unfinished]:
         """The platform's messages recorded but never answered by a process now gone, oldest

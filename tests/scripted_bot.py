@@ -2,7 +2,8 @@
 signals) on the scripted model instead of the real one, so that a test can run several bot
 processes at once on two cores. Takes the same arguments and settings as `python -m bot`.
 
-SCRIPTED_DELAY_S: seconds per decoded word (default 0). PARENT_SSL_CERT_FILE: the CA bundle of
+SCRIPTED_DELAY_S: seconds per decoded word (default 0). SCRIPTED_TAG_DELAY_S: seconds each label
+takes (default 0; a process to kill before its label is out). PARENT_SSL_CERT_FILE: the CA bundle of
 the test's TLS proxy, for a bot that talks to the Discord fake. SCRIPTED_REPLY=history: each reply
 says how many earlier turns its prompt held ("seen 4 turns"), so a test can read from the
 database whether every message saw all of the user's messages before it.
@@ -31,7 +32,10 @@ class HistoryRunner(ScriptedRunner):
 
 
 def runner() -> HistoryRunner:
-    return HistoryRunner(delay_s=float(os.environ.get("SCRIPTED_DELAY_S") or 0))
+    return HistoryRunner(
+        delay_s=float(os.environ.get("SCRIPTED_DELAY_S") or 0),
+        tag_delay_s=float(os.environ.get("SCRIPTED_TAG_DELAY_S") or 0),
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ adapters.telegram.chat; commands run through chat.commands and are rendered here
 
 Polling (or, with TELEGRAM_WEBHOOK_URL, the webhook server) runs inside the caller's event
 loop (initialize/start/start_polling rather than run_polling, which would own the loop), so
-Telegram, Discord and the console share one.
+Telegram, Discord and the console share one. A message the bot will answer is recorded in the
+inbox as its update enters PTB's queue, before Telegram is told it arrived
+(adapters/telegram/arrival.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from telegram.ext import (
 from adapters.inflight import InFlight
 from adapters.resume import Resumer
 from adapters.streaming import RenderLimits, ReplyRenderer
+from adapters.telegram.arrival import RecordingQueue
 from adapters.telegram.chat import (
     Outbox,
     Posted,
@@ -77,6 +80,9 @@ class TelegramAdapter:
         self.service = service
         self.config = config
         self._app: Application | None = None
+        # The started app's bot, for recording arrivals; kept while stop() drains the updater
+        # (which clears _app first), since updates may still be queued meanwhile.
+        self._bot: Bot | None = None
         self._inflight = InFlight("telegram")
         self.commands = Commands(service)
         self._redactor = _TokenRedactor(config.token)
@@ -95,9 +101,10 @@ class TelegramAdapter:
             .base_url(self.config.api_base_url)
             .base_file_url(self.config.api_file_url)
             .concurrent_updates(True)  # one user's long reply must not hold up the others
+            .update_queue(RecordingQueue(self._record))
             .build()
         )
-        self._app = app
+        self._app, self._bot = app, app.bot
         only_messages = filters.UpdateType.MESSAGE  # not edited messages, not channel posts
         names = [name for name, _ in Commands.menu()]
         app.add_handler(CommandHandler(names, self._on_command, filters=only_messages))
@@ -168,6 +175,7 @@ class TelegramAdapter:
         await _logged("shutting down", app.shutdown())
         # After a failed initialize() the Application skips this, but the HTTP clients are open.
         await _logged("closing the HTTP clients", app.bot.shutdown())
+        self._bot = None
         _keep_token_out_of_logs(self._redactor, install=False)
 
     async def send_digests(self) -> DigestRun:
@@ -197,6 +205,42 @@ class TelegramAdapter:
     def _allowed(self, user_id: int) -> bool:
         return not self.config.allowed_user_ids or user_id in self.config.allowed_user_ids
 
+    def _to_answer(self, message: Message | None, bot: Bot) -> IncomingMessage | None:
+        """The message as the chat service gets it when the bot will answer it with a reply;
+        None for what gets a note, a command's answer or silence (see _on_message)."""
+        if message is None or not from_human(message) or message.text is None:
+            return None
+        if leading_command(message) is not None:
+            return None
+        assert message.from_user is not None
+        text = addressed_text(message, bot.id, bot.username or "", self.config)
+        if text is None or not self._allowed(message.from_user.id):
+            return None
+        return IncomingMessage(
+            PLATFORM,
+            str(message.from_user.id),
+            str(message.chat_id),
+            text,
+            message_id=str(message.message_id),  # unique within its chat: seen once
+            origin=Outbox.answering(bot, message).origin(),
+        )
+
+    async def _record(self, update: Update) -> None:
+        """Record the update's message, if the bot will answer it, before PTB confirms the
+        update to Telegram (RecordingQueue). Edits, channel posts, button presses, commands
+        and chatter the bot stays out of are not recorded.
+
+        Never raises: PTB's polling loop would die of it. A failure here only leaves the
+        recording to the handler, as before (ChatService.receive logs its own)."""
+        if self._bot is None:
+            return
+        try:
+            incoming = self._to_answer(update.message, self._bot)
+            if incoming is not None:
+                await self.service.receive([incoming])
+        except Exception:
+            log.exception("telegram: could not record update %s on arrival", update.update_id)
+
     async def _on_message(self, update: Update, context: Context) -> None:
         message = update.message
         if message is None or not from_human(message):
@@ -223,18 +267,13 @@ class TelegramAdapter:
         if message.text is None:
             await outbox.say(texts.NOT_TEXT)
             return
-        await self._stream_reply(outbox, message, text)
+        incoming = self._to_answer(message, context.bot)
+        assert incoming is not None  # the same checks as above, which it passed
+        await self._stream_reply(outbox, message, incoming)
 
-    async def _stream_reply(self, outbox: Outbox, message: Message, text: str) -> None:
-        assert message.from_user is not None
-        incoming = IncomingMessage(
-            PLATFORM,
-            str(message.from_user.id),
-            str(message.chat_id),
-            text,
-            message_id=str(message.message_id),  # unique within its chat: seen once
-            origin=outbox.origin(),
-        )
+    async def _stream_reply(
+        self, outbox: Outbox, message: Message, incoming: IncomingMessage
+    ) -> None:
         if not self._inflight.track():
             return  # stopping
         renderer = self._renderer(outbox, incoming.key)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -281,6 +283,133 @@ async def test_edits_channel_posts_and_bots_are_ignored_without_error(
     assert api.bot_texts(OTHER) == []
     problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert problems == []
+
+
+# --- recorded before Telegram forgets them (#18) -------------------------------------------
+
+
+def slow_inbox(engine: ScriptedEngine, monkeypatch: pytest.MonkeyPatch, delay_s: float) -> None:
+    """A busy database: each inbox write takes `delay_s` longer. Long enough that a handler
+    recording the message after the update is confirmed would do so visibly late."""
+    claim = engine.store.claim_message
+
+    async def slow_claim(*args: Any, **kwargs: Any) -> bool:
+        await asyncio.sleep(delay_s)
+        return await claim(*args, **kwargs)
+
+    monkeypatch.setattr(engine.store, "claim_message", slow_claim)
+
+
+def held_labels(engine: ScriptedEngine, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """The model labels nothing until the returned event is set (it waits in the worker's
+    thread, as a slow model would): the messages stay 'received' meanwhile."""
+    release = threading.Event()
+    tag = engine.runner.tag
+
+    def held_tag(texts: Any) -> list[Sentiment]:
+        release.wait(30)
+        return tag(texts)
+
+    monkeypatch.setattr(engine.runner, "tag", held_tag)
+    return release
+
+
+def inbox_rows(engine: ScriptedEngine) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """(chat id, message id) -> (state, text), read as another process would."""
+    with sqlite3.connect(engine.db_path) as conn:
+        rows = conn.execute("SELECT chat_id, message_id, state, text FROM inbox").fetchall()
+    return {(chat, message): (state, text) for chat, message, state, text in rows}
+
+
+async def test_a_message_is_in_the_inbox_before_its_update_is_confirmed(
+    make_adapter: MakeAdapter,
+    api: FakeTelegramAPI,
+    scripted_engine: ScriptedEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slow_inbox(scripted_engine, monkeypatch, 0.3)
+    labels = held_labels(scripted_engine, monkeypatch)
+    # What the inbox held for each update at the moment a getUpdates confirmed it.
+    at_confirm: dict[int, tuple[str, str | None] | None] = {}
+
+    def look(update_ids: list[int]) -> None:
+        rows = inbox_rows(scripted_engine)
+        for update in api.delivered:
+            if update["update_id"] in update_ids:
+                message = update["message"]
+                where = (str(message["chat"]["id"]), str(message["message_id"]))
+                at_confirm[update["update_id"]] = rows.get(where)
+
+    api.on_confirm = look
+    await make_adapter()
+    private = api.private_text(USER, "I am so happy today")
+    group = api.group_text(OTHER, "@testbot I feel sad")
+    ids = [int(u["update_id"]) for u in api.delivered]
+    await api.wait_for(lambda: set(ids) <= set(api.confirmed), what="both confirmed")
+    labels.set()
+    await wait_text(api, USER, "A cheerful reply")
+    await wait_text(api, GROUP_ID, "A comforting reply")
+
+    # Recorded with the text a restart would answer (the group's without the mention),
+    # before Telegram was told the update had arrived; the reply came after.
+    assert at_confirm == {
+        ids[0]: ("received", "I am so happy today"),
+        ids[1]: ("received", "I feel sad"),
+    }
+    assert inbox_rows(scripted_engine) == {
+        (str(USER), str(private["message_id"])): ("done", None),
+        (str(GROUP_ID), str(group["message_id"])): ("done", None),
+    }
+    assert len(api.calls_to("sendMessage")) == 2  # each answered once
+    assert sorted(tagged_texts(scripted_engine)) == ["I am so happy today", "I feel sad"]
+
+
+async def test_a_failure_to_record_on_arrival_does_not_stop_polling(
+    make_adapter: MakeAdapter,
+    api: FakeTelegramAPI,
+    scripted_engine: ScriptedEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Anything raised inside PTB's polling loop would end it: no update would come again.
+    service = scripted_engine.service
+    receive = service.receive
+    failures = [RuntimeError("unexpected")]
+
+    async def flaky_receive(messages: Any) -> int:
+        if failures:
+            raise failures.pop()
+        return await receive(messages)
+
+    monkeypatch.setattr(service, "receive", flaky_receive)
+    await make_adapter()
+    api.private_text(USER, "I am so happy today")
+    await wait_text(api, USER, "reply to: I am so happy today")  # recorded by the handler
+    api.private_text(USER, "and still polling")
+    await wait_text(api, USER, "reply to: and still polling")
+
+    assert "could not record update" in caplog.text
+    assert [state for state, _ in inbox_rows(scripted_engine).values()] == ["done", "done"]
+
+
+async def test_only_messages_the_bot_answers_are_recorded_on_arrival(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    original = api.private_text(USER, "hello")
+    await wait_text(api, USER, "reply to: hello")
+    api.edited_text(USER, original, "hello, edited")
+    api.channel_post("channel news")
+    api.group_text(OTHER, "chatter nobody addressed to the bot")
+    api.sticker(api.delivered[0]["message"]["chat"], USER)
+    api.private_text(USER, "/help")
+    await wait_text(api, USER, "/mood")
+    api.private_text(USER, "sentinel")
+    await wait_text(api, USER, "reply to: sentinel")
+
+    # Notes, commands and silence leave no inbox row that a restart would try to answer.
+    states = [state for state, _ in inbox_rows(scripted_engine).values()]
+    assert states == ["done", "done"]
+    assert tagged_texts(scripted_engine) == ["hello", "sentinel"]
 
 
 # --- commands -----------------------------------------------------------------------------

@@ -4,7 +4,10 @@ Only requests carrying the secret token are processed."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import sqlite3
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -116,3 +119,64 @@ async def test_the_same_update_posted_twice_is_answered_once(
     assert len(api.calls_to("sendMessage")) == 2
     events = await stored_mood_events(scripted_engine.store, UserKey("telegram", str(USER)), 2)
     assert len(events) == 2
+
+
+# --- the 200 comes after the message is recorded (#18) ----------------------------------------
+
+
+def inbox_rows(engine: ScriptedEngine) -> list[tuple[str, str, str | None]]:
+    """(message id, state, text) of every inbox row, read as another process would."""
+    with sqlite3.connect(engine.db_path) as conn:
+        return [tuple(r) for r in conn.execute("SELECT message_id, state, text FROM inbox")]
+
+
+async def test_the_200_comes_after_the_message_is_recorded(
+    hook: str,
+    api: FakeTelegramAPI,
+    scripted_engine: ScriptedEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A busy database (each inbox write 0.3 s late) and a model that labels nothing until
+    # released: the row must exist when the 200 is returned, and the reply not yet begun.
+    claim = scripted_engine.store.claim_message
+
+    async def slow_claim(*args: Any, **kwargs: Any) -> bool:
+        await asyncio.sleep(0.3)
+        return await claim(*args, **kwargs)
+
+    monkeypatch.setattr(scripted_engine.store, "claim_message", slow_claim)
+    release = threading.Event()
+    tag = scripted_engine.runner.tag
+
+    def held_tag(texts_: Any) -> list[Sentiment]:
+        release.wait(30)
+        return tag(texts_)
+
+    monkeypatch.setattr(scripted_engine.runner, "tag", held_tag)
+    update = update_from(api, "I am so happy today")
+    message_id = str(update["message"]["message_id"])
+
+    assert await post(hook, update, SECRET) == 200
+    assert inbox_rows(scripted_engine) == [(message_id, "received", "I am so happy today")]
+    # The handler is blocked in the model, and the next update is acknowledged all the same.
+    second = update_from(api, "and another happy one")
+    assert await post(hook, second, SECRET) == 200
+    assert len(inbox_rows(scripted_engine)) == 2
+    assert api.calls_to("sendMessage") == []
+
+    release.set()
+    await api.wait_for(lambda: len(api.bot_texts(USER)) == 2, what="both replies")
+    await stored_mood_events(scripted_engine.store, UserKey("telegram", str(USER)), 2)
+    assert [state for _, state, _ in inbox_rows(scripted_engine)] == ["done", "done"]
+
+
+async def test_updates_the_bot_does_not_answer_are_acknowledged_without_a_row(
+    hook: str, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    command = update_from(api, "/help")
+    edited = update_from(api, "I am so happy today")
+    edited["edited_message"] = edited.pop("message")
+    assert await post(hook, command, SECRET) == 200
+    assert await post(hook, edited, SECRET) == 200
+    await api.wait_for(lambda: any("/mood" in t for t in api.bot_texts(USER)), what="/help")
+    assert inbox_rows(scripted_engine) == []

@@ -583,7 +583,7 @@ async def test_scale_out_bench_on_the_scripted_model_with_a_kill(
     # The other process finished what the killed one had taken (#18): none left unfinished.
     assert result["recovered"] == result["left_by_the_kill"]
     assert totals.get("unfinished_in_killed", 0) == 0
-    assert totals["answered"] + totals.get("unrecorded_in_killed", 0) == 20
+    assert totals["answered"] == 20  # each recorded before its webhook answered
     assert result["answered_without_the_killed_replica"] >= 1  # the other kept answering
 
 
@@ -612,13 +612,12 @@ def test_scale_out_checker_finds_duplicates_losses_and_half_stored_exchanges() -
     }
     verdict = check(sent, rows, shown={1: 3, 2: 1, 3: 0}, killed=0)
     assert verdict["totals"] == {
-        "unrecorded_in_killed": 1,
         "answered": 2,
         "failed_before_label": 0,
         "duplicated_mood_rows": 1,
         "duplicated_exchanges": 0,
         "unfinished_in_killed": 1,
-        "lost": 1,
+        "lost": 2,  # never arrived; and accepted (200) by the killed process, yet not recorded
         "duplicated_replies": 1,
     }
     problems = "\n".join(verdict["problems"])

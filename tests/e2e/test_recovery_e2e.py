@@ -1,9 +1,10 @@
 """Crash-safe delivery (#18), end to end: a bot process killed with SIGKILL while a reply
-streams, then a new process on the same database, on the loopback fakes of Telegram and
-Discord. The new process completes the frozen label message: one label message, a complete
-answer, one mood event, the inbox row done with its text dropped; and the same message
-delivered once more changes nothing. Real `python -m bot` processes on the scripted model
-(tests/scripted_bot.py), decoding slowly enough to be killed mid-reply."""
+streams (or, on Telegram, just after its update was confirmed, before the label), then a new
+process on the same database, on the loopback fakes of Telegram and Discord. The new process
+completes the frozen label message (or, with none sent, answers afresh): one label message, a
+complete answer, one mood event, the inbox row done with its text dropped; and the same
+message delivered once more changes nothing. Real `python -m bot` processes on the scripted
+model (tests/scripted_bot.py), decoding slowly enough to be killed mid-reply."""
 
 from __future__ import annotations
 
@@ -56,6 +57,16 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(tmp_path / "bot.db")
     cluster: PostgresCluster = request.getfixturevalue("postgres")
     return cluster.new_database()
+
+
+async def stored_as_done(db: str, timeout_s: float = 30) -> None:
+    """Wait until the inbox row is done: the exchange is stored (the chat may show the whole
+    reply a moment before)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while [row[0] for row in await inbox_rows(db)] != ["done"]:
+        assert loop.time() < deadline, f"not stored in time: {await inbox_rows(db)}"
+        await asyncio.sleep(0.2)
 
 
 def url_of(database: str) -> str:
@@ -143,6 +154,54 @@ async def test_telegram_a_reply_killed_mid_stream_is_finished_once_after_a_resta
     assert len(api.calls_to("sendMessage")) == sends == 1
     assert await mood_event_count(db, user) == 1
     assert await inbox_rows(db) == [("done", None, str(label_message))]
+
+
+async def test_telegram_a_message_killed_after_its_confirm_before_its_label_is_answered_once(
+    tmp_path: Path, database: str
+) -> None:
+    # The window python-telegram-bot left open: the next getUpdates tells Telegram the update
+    # arrived, and the process dies before anything was shown. Recorded before that confirm,
+    # the message is answered by the next process (once, however often it comes again).
+    db = database
+    user = UserKey("telegram", str(USER))
+    async with FakeTelegramAPI(DEFAULT_TOKEN) as api:
+        env = scripted_bot_env(
+            url_of(db),
+            TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
+            TELEGRAM_API_BASE_URL=api.base_url,
+            TELEGRAM_API_FILE_URL=api.file_url,
+            TELEGRAM_EDIT_INTERVAL_S="0.1",
+        )
+        shown = lambda: api.bot_texts(USER)  # noqa: E731
+        out, err = tmp_path / "first.out", tmp_path / "first.err"
+        stuck = {**env, "SCRIPTED_TAG_DELAY_S": "120"}  # the label never comes
+        async with bot_process(tmp_path, stuck, out, err, module="tests.scripted_bot") as first:
+            await api.wait_for(lambda: api.calls_to("getUpdates"), 60, "the first polling")
+            api.private_text(USER, TEXT)
+            update_id = int(api.delivered[-1]["update_id"])
+            await api.wait_for(lambda: update_id in api.confirmed, 60, "the update confirmed")
+            await asyncio.sleep(0.5)  # the handler is in the model by now, if it was ever
+            await killed(first)
+        assert api.calls_to("sendMessage") == []  # nothing was shown
+        assert await inbox_rows(db) == [("received", TEXT, None)]
+
+        out, err = tmp_path / "second.out", tmp_path / "second.err"
+        late = f"{texts.RETRY_NOTE}\n{EXPECTED}"
+        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
+            await api.wait_for(lambda: shown() == [late], 60, "the late answer")
+            await stored_as_done(db)
+            polls = len(api.calls_to("getUpdates"))
+            api.redeliver(update_id)  # Telegram would not, but a copy must change nothing
+            await api.wait_for(lambda: len(api.calls_to("getUpdates")) >= polls + 2, 30)
+            await asyncio.sleep(1.0)
+            await stopped(second, err)
+
+    assert shown() == [late]
+    [sent] = api.calls_to("sendMessage")
+    quoted = sent.params["reply_parameters"]["message_id"]
+    assert quoted == api.delivered[-1]["message"]["message_id"]  # the message it answers late
+    assert await mood_event_count(db, user) == 1
+    assert [row[:2] for row in await inbox_rows(db)] == [("done", None)]
 
 
 async def test_discord_a_reply_killed_mid_stream_is_finished_once_after_a_restart(

@@ -133,6 +133,10 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
         self.blocked_by: set[int] = set()  # users who blocked the bot: sends to them get 403
         self._updates: list[JSON] = []
         self.delivered: list[JSON] = []  # every update ever queued, for redelivering
+        self.confirmed: list[int] = []  # update ids, as getUpdates offsets confirmed them
+        # Called with the ids a getUpdates confirms, before it is answered: the moment
+        # Telegram forgets them, at which a test can look at what the bot has recorded.
+        self.on_confirm: Callable[[list[int]], None] | None = None
         self._update_ids = itertools.count(1)
         self._callback_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
@@ -424,7 +428,12 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
     async def _get_updates(self, params: JSON, files: dict[str, bytes]) -> list[JSON]:
         offset = int(params.get("offset") or 0)
         if offset > 0:  # confirms (drops) every update below the offset
+            confirmed = [u["update_id"] for u in self._updates if u["update_id"] < offset]
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            if confirmed:
+                self.confirmed.extend(confirmed)
+                if self.on_confirm is not None:
+                    self.on_confirm(confirmed)
         deadline = time.monotonic() + float(params.get("timeout") or 0)
         while not self._updates and not self._closing:
             remaining = deadline - time.monotonic()
