@@ -33,7 +33,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS_DIR, describe_machine, mean, table, write_json, write_jsonl
+from bench.common import (
+    RESULTS_DIR,
+    describe_machine,
+    mean,
+    read_jsonl,
+    table,
+    write_json,
+    write_jsonl,
+)
 from chat import texts
 from chat.insight import WeekFacts, week_facts
 from chat.mood import build_report
@@ -219,6 +227,75 @@ def allowed_numbers(facts: WeekFacts) -> set[int]:
     return allowed
 
 
+_LABELS = {
+    "positive": "positive",
+    "negative": "negative",
+    "neutral": "neutral",
+    "正面": "positive",
+    "负面": "negative",
+    "中性": "neutral",
+}
+
+
+def _count(word: str) -> int | None:
+    if word.isdigit():
+        return int(word)
+    return _EN_NUMBER.get(word.lower()) if word.isascii() else zh_numeral(word)
+
+
+def misattributed(text: str, facts: WeekFacts) -> list[str]:
+    """Counts given to the wrong tone: "12 positive" when the week (or its best or hardest
+    day) had no 12 positive messages; 正面 9 / 9 条正面 likewise."""
+    report = facts.report
+    points = [report, *(p for p in (facts.best, facts.worst) if p is not None)]
+    wrong = []
+    for number, label in [
+        *re.findall(r"\b(\d+|[a-z]+) (positive|negative|neutral)\b", text, re.IGNORECASE),
+        *re.findall(r"(\d+|[一二两三四五六七八九十]+) ?条(正面|负面|中性)", text),
+        *[(n, w) for w, n in re.findall(r"(正面|负面|中性) ?(\d+)", text)],
+    ]:
+        value, tone = _count(number), _LABELS[label.lower()]
+        if value is not None and value not in {getattr(point, tone) for point in points}:
+            wrong.append(f"{number} {label}")
+    return wrong
+
+
+# What the summary says the week was like, against the week's share: a mostly positive week
+# told "you're feeling overwhelmed", or a hard one "你这周心情非常积极", is wrong.
+_LOW_WORDS = (
+    "overwhelm",
+    "frustrat",
+    "disappoint",
+    "upset",
+    "unhappy",
+    "sad",
+    "tough",
+    "difficult week",
+    "hard week",
+    "mostly negative",
+    "mood is negative",
+    "低落",
+    "难过",
+    "沮丧",
+    "消极",
+    "不太好",
+    "艰难",
+    "不开心",
+)
+_HIGH_WORDS = ("very positive", "very happy", "great week", "wonderful week", "very pleased",
+               "satisfied", "mostly positive", "非常积极", "非常开心", "非常棒", "非常乐观",
+               "很开心", "心情很好", "心情是积极的", "满意")  # fmt: skip
+
+
+def wrong_mood(text: str, facts: WeekFacts) -> list[str]:
+    """Mood words that contradict the week: low words for a week at least 60 % positive,
+    high words for one at most 40 % positive (a mixed week may be called either)."""
+    share = facts.report.positive_share or 0.0
+    lower = text.lower()
+    words = _LOW_WORDS if share >= 0.6 else _HIGH_WORDS if share <= 0.4 else ()
+    return [word for word in words if word in lower]
+
+
 _EN_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _ZH_DAY = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6}
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
@@ -235,6 +312,11 @@ def days_named(text: str) -> tuple[set[int], set[tuple[int, int]]]:
     for i, month in enumerate(_MONTHS, start=1):
         dates |= {(i, int(d)) for d in re.findall(rf"\b{month}\s+(\d{{1,2}})", lower)}
     return weekdays, dates
+
+
+# A summary of seven days that speaks of "today" (the model's favourite, 你今天心情…) or
+# "yesterday" names a day the facts do not.
+_NOT_THE_WEEK = re.compile(r"\btoday\b|\byesterday\b|今天|昨天|今日", re.IGNORECASE)
 
 
 # Things the 0.5B model has been seen to make up about a week it only has counts of.
@@ -298,7 +380,7 @@ def right_language(text: str, language: Language) -> bool:
     return detect_language(text) == "zh"
 
 
-CHECKS = ("language", "sentences", "numbers", "days", "inventions", "no_copy")
+CHECKS = ("language", "sentences", "numbers", "mood", "days", "inventions", "no_copy")
 
 
 def score(text: str, facts: WeekFacts, facts_text: str) -> dict[str, Any]:
@@ -310,18 +392,24 @@ def score(text: str, facts: WeekFacts, facts_text: str) -> dict[str, Any]:
     extra_days = sorted(weekdays - {day.weekday() for day in known_days})
     extra_dates = sorted(dates - {(day.month, day.day) for day in known_days})
     invented = inventions_in(text, facts, facts_text)
+    wrong_counts = misattributed(text, facts)
+    mood_words = wrong_mood(text, facts)
+    other_days = _NOT_THE_WEEK.findall(text)
     verdict: dict[str, Any] = {
         "language": right_language(text, facts.language),
         "sentences": 2 <= count <= 3 and finished,
-        "numbers": not extra_numbers,
-        "days": not extra_days and not extra_dates,
+        "numbers": not extra_numbers and not wrong_counts,
+        "mood": not mood_words,
+        "days": not extra_days and not extra_dates and not other_days,
         "inventions": not invented,
         "no_copy": not copies_facts(text, facts_text),
     }
     verdict["all"] = all(verdict[check] for check in CHECKS)
     verdict["why"] = {"sentence_count": count, "finished": finished,
                       "extra_numbers": extra_numbers, "extra_weekdays": extra_days,
-                      "extra_dates": extra_dates, "invented": invented}  # fmt: skip
+                      "extra_dates": extra_dates, "other_days": other_days,
+                      "misattributed": wrong_counts, "wrong_mood": mood_words,
+                      "invented": invented}  # fmt: skip
     return verdict
 
 
@@ -381,6 +469,16 @@ async def collect(
     return rows, weights
 
 
+def rescore(path: Path, cases: Sequence[WeekCase]) -> tuple[list[dict[str, Any]], str]:
+    """An earlier run's rows, scored by today's checks: a new check is tried on old outputs."""
+    by_name = {case.name: case for case in cases}
+    rows = [row for row in read_jsonl(path) if row["case"] in by_name]
+    for row in rows:
+        facts = case_facts(by_name[row["case"]])
+        row["score"] = score(row["summary"], facts, texts.week_facts_text(facts))
+    return rows, f"rescored {path.name}"
+
+
 def transcript(rows: Sequence[dict[str, Any]]) -> str:
     parts = []
     for row in rows:
@@ -404,9 +502,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=1, help="summaries per week")
     parser.add_argument("--tag", default="week", help="name of the result files")
     parser.add_argument("--scripted", action="store_true", help="the tests' scripted model")
+    parser.add_argument("--rescore", metavar="TAG",
+                        help="score the summaries of an earlier run again (no model)")  # fmt: skip
     args = parser.parse_args(argv)
     cases = [case for case in CASES if args.split in ("all", case.split)]
-    rows, weights = asyncio.run(collect(cases, args.samples, args.scripted))
+    if args.rescore:
+        rows, weights = rescore(RESULTS_DIR / "week" / f"{args.rescore}.jsonl", cases)
+    else:
+        rows, weights = asyncio.run(collect(cases, args.samples, args.scripted))
     splits = sorted({row["split"] for row in rows}, reverse=True)
     groups = {split: [row for row in rows if row["split"] == split] for split in splits}
     for language in ("zh", "en"):

@@ -103,3 +103,18 @@ def test_the_bench_runs_on_the_scripted_model(
     assert not any(row["score"]["no_copy"] for row in rows)
     assert all(row["by_model"] for row in rows)
     assert "FAIL" in (tmp_path / "week" / "t.md").read_text(encoding="utf-8")
+
+
+def test_wrong_counts_a_wrong_mood_and_today_are_caught() -> None:
+    facts = week.case_facts(UP)  # 9 of 12 positive, 79 %
+    given = texts.week_facts_text(facts)
+    verdict = week.score("You had 12 positive messages. Great!", facts, given)
+    assert verdict["why"]["misattributed"] == ["12 positive"]  # 12 is the total
+    assert week.score("You had 9 positive messages. Great!", facts, given)["numbers"]
+    verdict = week.score("You're feeling overwhelmed. Take care.", facts, given)
+    assert verdict["why"]["wrong_mood"] == ["overwhelm"]
+    hard = week.case_facts(next(case for case in week.CASES if case.name == "zh-hard"))
+    verdict = week.score("你今天心情非常积极。继续加油！", hard, texts.week_facts_text(hard))
+    assert verdict["why"]["wrong_mood"] == ["非常积极"]
+    assert verdict["why"]["other_days"] == ["今天"]
+    assert not verdict["days"]
