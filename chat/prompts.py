@@ -191,7 +191,7 @@ WEEK_SYSTEM: dict[Language, str] = {
 }
 WEEK_EXAMPLE: dict[Language, tuple[str, str]] = {
     "zh": (
-        "用户这周的心情：有起有落，和上周差不多。",
+        "用户这周的心情：有起有落，和上周差不多。请对用户说一句话。",
         "这周有轻松的时候，也有沉重的时候，这些感受都很正常，照顾好自己。",
     ),
     "en": (
@@ -203,8 +203,9 @@ WEEK_EXAMPLE: dict[Language, tuple[str, str]] = {
 # The model's, after the opening sentence. Its second sentence was where it went astray
 # (bench.week, tune weeks: "Keep up the good work", "希望你今天…", "sleep and exercise").
 WEEK_SENTENCES = 1
-# The DRY penalty keeps the example's wording out of the reply (it imitates it otherwise).
-WEEK_PARAMS = GenerationParams(max_new_tokens=60, temperature=0.3, top_p=0.8, top_k=20,
+# Greedy: at temperature 0.3 the same tune week drew an invented 工作 in one sample of two
+# and not the other; the DRY penalty keeps the example's wording out of the reply.
+WEEK_PARAMS = GenerationParams(max_new_tokens=60, temperature=0.0, top_p=0.8, top_k=20,
                                dry_multiplier=0.8)  # fmt: skip
 
 

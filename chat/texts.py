@@ -368,7 +368,8 @@ def week_opening(facts: WeekFacts) -> str:
                 text += f"，最难的是{_day(facts.worst.day, 'zh')}"
         return text + "。"
     parts = ", ".join(f"{n} {word}" for n, _, word in counts if n)
-    text = f"In the last 7 days you sent {report.total} messages ({parts}), {share:.0%} positive"
+    noun = "message" if report.total == 1 else "messages"
+    text = f"In the last 7 days you sent {report.total} {noun} ({parts}), {share:.0%} positive"
     if trend is not None:
         way = f"up {trend} points" if trend > 0 else f"down {-trend} points"
         text += f", {way} on the 7 days before" if trend else ", the same as the 7 days before"
@@ -403,7 +404,9 @@ def week_mood(facts: WeekFacts) -> str:
         text = f"用户这周的心情：{mood[0]}" + (f"，{change[0]}" if change else "") + "。"
         if facts.excerpts:
             text += "用户写过：" + "；".join(f"「{e}」" for e in facts.excerpts) + "。"
-        return text
+        # Told only the mood, the model explained it ("低落主要体现在学习和工作上"): asked
+        # for a sentence to the user, it speaks to them instead.
+        return text + "请对用户说一句话。"
     text = f"The user's mood this week: {mood[1]}" + (f", {change[1]}" if change else "") + "."
     if facts.excerpts:
         text += " They wrote: " + "; ".join(f'"{e}"' for e in facts.excerpts) + "."

@@ -253,7 +253,7 @@ def test_the_week_opening_and_the_mood_the_model_is_told() -> None:
     assert texts.week_mood(en) == (
         "The user's mood this week: mixed, with ups and downs, better than the week before."
     )
-    assert texts.week_mood(zh) == "用户这周的心情：有起有落，比上周好。"
+    assert texts.week_mood(zh) == "用户这周的心情：有起有落，比上周好。请对用户说一句话。"
     stored = [ev(1, 0.9, "passed my exam"), ev(0, 0.8, "sunny walk")]
     good = insight.week_facts(build_report(ALICE, stored, [], 7, NOW, UTC), "en")
     assert texts.week_mood(good) == (
