@@ -299,7 +299,8 @@ def _day(point_day: date, language: Language) -> str:
 
 
 def week_facts_text(facts: WeekFacts) -> str:
-    """The facts the model writes the summary from (its user message), in its language."""
+    """The week's facts as a list, in its language: what the first /mood week prompt gave
+    the model (see chat/prompts.py); bench.week checks that no summary copies a line of it."""
     report, zh = facts.report, facts.language == "zh"
     share = report.positive_share or 0.0
     if zh:
