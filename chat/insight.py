@@ -12,9 +12,12 @@ STORE_MESSAGE_TEXT=true: so the service keeps each user's latest message in memo
 event's excerpt is explained once the memory has gone. Otherwise the answer says why it
 cannot explain.
 
-Week. The facts of the last 7 days (counts per tone, the trend against the 7 days before,
-the best and the hardest day, and excerpts only when stored) go to the same model as a short
-writing task; its reply is collected and cut to three sentences at most. If the model fails,
+Week. The summary's first sentence is ours: the week's counts, share, trend and best and
+hardest day, filled into a template (texts.week_opening). The sentence after it is the
+model's: it is told the mood's direction and change in words, and the stored excerpts when
+there are any, never a number or a day (texts.week_mood, prompts.WEEK_SYSTEM), and its reply
+is cut after one sentence. bench.week measured why: given the numbers, the 0.5B model
+attached them to the wrong things and told hard weeks they were happy. If the model fails,
 a templated sentence stands in and says so. The chart is /mood's, for those 7 days. The
 summary is in the user's language, read from their latest message (in memory, a stored
 excerpt, or the chat's conversation memory), Chinese when none is known.
@@ -39,7 +42,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from chat import texts
-from chat.prompts import week_request
+from chat.prompts import WEEK_SENTENCES, week_request
 from core.errors import EngineBusy, EngineStopped, EngineTimeout, StorageError
 from core.language import Language, detect_language
 from core.types import DayPoint, DigestSubscription, MoodReport, Sentiment, UserKey
@@ -222,15 +225,17 @@ def first_sentences(text: str, at_most: int = 3) -> str:
 
 
 async def write_week(service: ChatService, facts: WeekFacts) -> tuple[str, bool]:
-    """The model's sentences for these facts, or the templated fallback (then False)."""
+    """The summary: our sentence of the week's numbers and days (texts.week_opening), then
+    the model's sentence about its mood; the templated fallback (then False) when the model
+    writes nothing."""
     if facts.report.total == 0:
         return texts.week_empty(facts.language), False
-    request = week_request(texts.week_facts_text(facts), facts.language)
+    request = week_request(texts.week_mood(facts), facts.language)
     written = ""
     tokens = None
     try:
         tokens = service.model.reply(request)
-        written = first_sentences("".join([delta async for delta in tokens]))
+        written = first_sentences("".join([delta async for delta in tokens]), WEEK_SENTENCES)
     except Exception:
         # Busy, timed out or broken: the template still gives the user their week.
         log.warning("the model could not write the week's summary", exc_info=True)
@@ -239,7 +244,8 @@ async def write_week(service: ChatService, facts: WeekFacts) -> tuple[str, bool]
             tokens.cancel()  # a no-op once it has ended; frees the model otherwise
     if not written:
         return texts.week_fallback(facts), False
-    return written, True
+    joiner = "" if facts.language == "zh" else " "
+    return texts.week_opening(facts) + joiner + written, True
 
 
 async def user_language(service: ChatService, user: UserKey, chat_id: str) -> Language:

@@ -299,7 +299,8 @@ def _day(point_day: date, language: Language) -> str:
 
 
 def week_facts_text(facts: WeekFacts) -> str:
-    """The facts the model writes the summary from (its user message), in its language."""
+    """The week's facts as a list, in its language: what the first /mood week prompt gave
+    the model (see chat/prompts.py); bench.week checks that no summary copies a line of it."""
     report, zh = facts.report, facts.language == "zh"
     share = report.positive_share or 0.0
     if zh:
@@ -346,6 +347,71 @@ def week_facts_text(facts: WeekFacts) -> str:
         said = "；".join(f"「{e}」" for e in facts.excerpts)
         lines.append(f"- 用户说过：{said}" if zh else f"- things they wrote: {said}")
     return "\n".join(lines)
+
+
+def week_opening(facts: WeekFacts) -> str:
+    """The summary's first sentence, written by this template from the facts (the model
+    writes the sentences after it): every number and day of the summary is here."""
+    report, zh = facts.report, facts.language == "zh"
+    share = report.positive_share or 0.0
+    counts = [(report.positive, "正面", "positive"), (report.negative, "负面", "negative"),
+              (report.neutral, "中性", "neutral")]  # fmt: skip
+    trend = None if report.trend is None else round(report.trend * 100)
+    if zh:
+        parts = "、".join(f"{n} 条{word}" for n, word, _ in counts if n)
+        text = f"这 7 天你发了 {report.total} 条消息，{parts}，正面占 {share:.0%}"
+        if trend is not None:
+            way = f"上升 {trend} 个百分点" if trend > 0 else f"下降 {-trend} 个百分点"
+            text += f"，比前 7 天{way}" if trend else "，和前 7 天持平"
+        if facts.best is not None:
+            text += f"；心情最好的是{_day(facts.best.day, 'zh')}"
+            if facts.worst is not None:
+                text += f"，最难的是{_day(facts.worst.day, 'zh')}"
+        return text + "。"
+    parts = ", ".join(f"{n} {word}" for n, _, word in counts if n)
+    noun = "message" if report.total == 1 else "messages"
+    text = f"In the last 7 days you sent {report.total} {noun} ({parts}), {share:.0%} positive"
+    if trend is not None:
+        way = f"up {trend} points" if trend > 0 else f"down {-trend} points"
+        text += f", {way} on the 7 days before" if trend else ", the same as the 7 days before"
+    if facts.best is not None:
+        text += f"; your best day was {_day(facts.best.day, 'en')}"
+        if facts.worst is not None:
+            text += f" and your hardest {_day(facts.worst.day, 'en')}"
+    return text + "."
+
+
+def week_mood(facts: WeekFacts) -> str:
+    """What the model is told about the week (its user message): the mood's direction and
+    its change in words, no numbers and no days (the opening has them: a number handed to
+    the 0.5B model came back attached to the wrong thing), and the stored excerpts."""
+    report, zh = facts.report, facts.language == "zh"
+    share = report.positive_share or 0.0
+    if report.neutral * 2 > report.total:
+        mood = ("大多平静", "mostly calm")
+    elif share >= 0.6:
+        mood = ("以开心为主", "mostly good")
+    elif share <= 0.4:
+        mood = ("以低落为主", "mostly low")
+    else:
+        mood = ("有起有落", "mixed, with ups and downs")
+    trend = report.trend
+    change = None
+    if trend is not None:
+        change = (("比上周好", "better than the week before") if trend >= 0.1
+                  else ("比上周难一些", "harder than the week before") if trend <= -0.1
+                  else ("和上周差不多", "about the same as the week before"))  # fmt: skip
+    if zh:
+        text = f"用户这周的心情：{mood[0]}" + (f"，{change[0]}" if change else "") + "。"
+        if facts.excerpts:
+            text += "用户写过：" + "；".join(f"「{e}」" for e in facts.excerpts) + "。"
+        # Told only the mood, the model explained it ("低落主要体现在学习和工作上"): asked
+        # for a sentence to the user, it speaks to them instead.
+        return text + "请对用户说一句话。"
+    text = f"The user's mood this week: {mood[1]}" + (f", {change[1]}" if change else "") + "."
+    if facts.excerpts:
+        text += " They wrote: " + "; ".join(f'"{e}"' for e in facts.excerpts) + "."
+    return text
 
 
 def week_fallback(facts: WeekFacts) -> str:

@@ -40,7 +40,10 @@ async def test_week_answers_with_text_and_a_chart(
     )
     record = json.loads(output.splitlines()[-1])
     assert record["command"] == "mood"
-    assert record["text"].startswith("📅 Your week\n\nA calm week. One happy day.\n\n😄 1")
+    assert record["text"].startswith(
+        "📅 Your week\n\nIn the last 7 days you sent 1 message (1 positive), 100% "
+        "positive. A calm week.\n\n😄 1"
+    )
     chart = Path(record["chart"])
     assert chart.read_bytes().startswith(b"\x89PNG")
 

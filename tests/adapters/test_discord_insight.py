@@ -98,7 +98,10 @@ async def test_week_answers_with_the_models_text_and_a_chart(
     interaction = slash(fake, ALICE, "mood", option("view", "week"))
     await fake.dispatch("INTERACTION_CREATE", interaction)
     answer = await wait_for_call(fake, EDIT_ORIGINAL, interaction["token"])
-    assert answer.json["content"].startswith("📅 Your week\n\nA bright week. Keep it up.\n\n😄 1")
+    assert answer.json["content"].startswith(
+        "📅 Your week\n\nIn the last 7 days you sent 1 message (1 positive), 100% "
+        "positive. A bright week.\n\n😄 1"
+    )
     [chart] = answer.files
     assert chart.data.startswith(b"\x89PNG")
 

@@ -54,7 +54,12 @@ async def test_week_answers_with_the_models_text_and_a_chart(
     await wait_text(api, USER, "reply to: I love this")
     scripted_engine.runner.reply_text = "A bright week. Keep it up."
     api.private_text(USER, "/mood week")
-    await wait_text(api, USER, "📅 Your week\n\nA bright week. Keep it up.\n\n😄 1")
+    await wait_text(
+        api,
+        USER,
+        "📅 Your week\n\nIn the last 7 days you sent 1 message (1 positive), 100% "
+        "positive. A bright week.\n\n😄 1",
+    )
     photo = await api.wait_for(lambda: api.calls_to("sendPhoto"), timeout=30, what="sendPhoto")
     assert photo[0].files["photo"].startswith(b"\x89PNG")
 

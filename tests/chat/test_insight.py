@@ -213,24 +213,52 @@ def test_week_facts_and_the_facts_the_model_is_given() -> None:
     assert "前 7 天" not in given  # no earlier week to compare with
 
 
-async def test_week_is_the_models_sentences_with_counts_and_chart(
+async def test_week_is_our_opening_then_the_models_sentences_with_counts_and_chart(
     scripted_engine: ScriptedEngine,
 ) -> None:
     runner = scripted_engine.runner
     await chat(scripted_engine, "I am so happy today")
     await chat(scripted_engine, "the train was late again")
-    runner.reply_text = "You had ups and downs. The good day stood out. Be kind to yourself. Extra."
+    runner.reply_text = "You had ups and downs. Be kind to yourself. Extra. More."
     result = await Commands(scripted_engine.service).run("mood", HERE, "week")
     request = runner.reply_calls[-1]
     assert request.system == WEEK_SYSTEM["en"]  # the user's latest message was English
     assert request.history == ()
-    assert "- 2 messages: 1 positive, 1 negative, 0 neutral" in request.user_text
+    assert [turn.role for turn in request.examples] == ["user", "assistant"]
+    # The model is given the mood in words, never a number or a day.
+    assert request.user_text == "The user's mood this week: mixed, with ups and downs."
+    assert not any(ch.isdigit() for ch in request.user_text)
     assert result.text.startswith(
-        "📅 Your week\n\nYou had ups and downs. The good day stood out. Be kind to yourself.\n\n"
-    )  # cut after three sentences
+        "📅 Your week\n\nIn the last 7 days you sent 2 messages (1 positive, 1 negative), "
+        "50% positive. You had ups and downs.\n\n"
+    )  # the model's part cut after one sentence
     assert result.text.endswith(f"😄 1 · 😐 0 · 😔 1   {'·' * 6}▅")  # half positive
     assert result.chart_png is not None
     assert result.chart_png.startswith(b"\x89PNG")
+
+
+def test_the_week_opening_and_the_mood_the_model_is_told() -> None:
+    current = [ev(5, 0.1), ev(5, 0.2), ev(2, 0.9), ev(2, 0.8), ev(2, 0.3), ev(0, 0.55, None, True)]
+    report = build_report(ALICE, current, [ev(9, 0.1), ev(10, 0.1)], 7, NOW, UTC)
+    en, zh = insight.week_facts(report, "en"), insight.week_facts(report, "zh")
+    assert texts.week_opening(en) == (
+        "In the last 7 days you sent 6 messages (2 positive, 3 negative, 1 neutral), 42% "
+        "positive, up 42 points on the 7 days before; your best day was Friday 11-27 and your "
+        "hardest Tuesday 11-24."
+    )
+    assert texts.week_opening(zh) == (
+        "这 7 天你发了 6 条消息，2 条正面、3 条负面、1 条中性，正面占 42%，比前 7 天上升 42 个"
+        "百分点；心情最好的是周五 11-27，最难的是周二 11-24。"
+    )
+    assert texts.week_mood(en) == (
+        "The user's mood this week: mixed, with ups and downs, better than the week before."
+    )
+    assert texts.week_mood(zh) == "用户这周的心情：有起有落，比上周好。请对用户说一句话。"
+    stored = [ev(1, 0.9, "passed my exam"), ev(0, 0.8, "sunny walk")]
+    good = insight.week_facts(build_report(ALICE, stored, [], 7, NOW, UTC), "en")
+    assert texts.week_mood(good) == (
+        'The user\'s mood this week: mostly good. They wrote: "sunny walk"; "passed my exam".'
+    )
 
 
 async def test_week_falls_back_to_a_template_that_says_so(scripted_engine: ScriptedEngine) -> None:
