@@ -71,6 +71,7 @@ from bench.load_stages import (
     SPLIT_HEADERS,
     STAGE_HEADERS,
     breakdown,
+    compute_lines,
     kv_rows,
     split_rows,
     stage_rows,
@@ -495,6 +496,8 @@ def report(results: dict[str, Any]) -> str:
             "\nworker busy (s): " + ", ".join(
                 f"{k} {v:.1f} ({stages['worker_spans'][k]} spans)"
                 for k, v in stages["worker_busy_s"].items())]  # fmt: skip
+    reference = results.get("reference", {}).get("replies_per_min")
+    out += compute_lines(stages.get("compute", {}), reference)
     for mode in ("concurrent", "sequential"):
         if mode in results:
             problems = results[mode]["problems"]

@@ -18,6 +18,7 @@ there), steps that read prompts (a reply in them had no text yet) and pure decod
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -60,6 +61,57 @@ def busy(start: float, end: float, spans: Sequence[Record]) -> dict[str, float]:
             out[_kind(span)] += overlap
     out["other"] = max(0.0, (end - start) - sum(out.values()))
     return out
+
+
+def compute(messages: Sequence[Mapping[str, Any]], spans: Sequence[Record]) -> dict[str, Any]:
+    """What the answers cost the model worker: its busy seconds per kind of work between the
+    first message sent and the last answer complete, per answer. 60 / that total is the most
+    answers a minute the same work allows on this machine, even with a worker that never
+    waits; the pure decode steps' cost by rows shows what batching buys."""
+    done = [m for m in messages if m["done"] and m["end_s"] is not None]
+    if not done:
+        return {}
+    start = min(m["sent_at"] for m in messages)
+    end = max(m["sent_at"] + m["end_s"] for m in done)
+    spent = busy(start, end, spans)
+    work = sum(spent[kind] for kind in BUSY_KINDS)
+    by_rows: dict[int, list[float]] = {}
+    for span in spans:
+        if _kind(span) == "decode step" and start <= span["start"] <= end:
+            by_rows.setdefault(span["size"], []).append(span["end"] - span["start"])
+    return {
+        "answers": len(done),
+        "busy_share": work / (end - start) if end > start else None,
+        "per_answer_s": {kind: spent[kind] / len(done) for kind in BUSY_KINDS},
+        "per_answer_total_s": work / len(done),
+        "ceiling_per_min": 60.0 * len(done) / work if work else None,
+        "decode_step_s_by_rows": {
+            rows: statistics.median(times) for rows, times in sorted(by_rows.items())
+        },
+    }
+
+
+def compute_lines(result: Mapping[str, Any], reference_per_min: float | None) -> list[str]:
+    """compute() in words, against the reference's rate when there is one."""
+    if not result:
+        return []
+    per = ", ".join(f"{kind} {s:.2f}" for kind, s in result["per_answer_s"].items())
+    ceiling = result["ceiling_per_min"]
+    lines = [f"worker time per answer (s): {per}; total {result['per_answer_total_s']:.2f}",
+             f"the worker was busy {100 * (result['busy_share'] or 0):.0f}% of the run: this work"
+             f" allows at most {ceiling:.1f} answers/min"]  # fmt: skip
+    if reference_per_min:
+        lines[-1] += (f" = {ceiling / reference_per_min:.1f}x the reference's "
+                      f"{reference_per_min:.2f}; 8x would need <= "
+                      f"{60.0 / (8 * reference_per_min):.2f} s per answer")  # fmt: skip
+    steps = result["decode_step_s_by_rows"]
+    lines.append(
+        "pure decode steps, ms by rows: "
+        + ", ".join(
+            f"{rows}: {1000 * s:.0f} ({1000 * s / rows:.0f}/row)" for rows, s in steps.items()
+        )
+    )
+    return lines
 
 
 def match(messages: Sequence[Mapping[str, Any]], jobs: Sequence[Record]) -> list[dict[str, Any]]:
@@ -193,6 +245,7 @@ def breakdown(messages: Sequence[Mapping[str, Any]], records: Iterable[Record]) 
         "follow_ups_same_language": _figures(kept_language),
         "follow_ups_language_switched": _figures(switched),
         "worker_busy_s": worker,
+        "compute": compute(ms, spans),
         "worker_spans": counts,
         "rows": [
             {"user": m["user"], "index": m["index"], **r} for r, m in zip(rows, ms, strict=True)
@@ -258,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(STAGE_HEADERS, stage_rows(result)))
     print(table(SPLIT_HEADERS, split_rows(result)))
     print(table(KV_HEADERS, kv_rows(result)))
+    reference = results.get("reference", {}).get("replies_per_min")
+    print("\n".join(compute_lines(result["compute"], reference)))
     (folder / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n")
     return 0
 

@@ -446,6 +446,38 @@ def test_stages_match_jobs_to_messages_and_split_the_waits() -> None:
     assert result["first_wave"]["uncached_tokens_mean"] == 40
 
 
+def test_compute_counts_only_the_run_and_gives_the_ceiling() -> None:
+    messages: list[dict[str, Any]] = [
+        {"sent_at": 0.0, "end_s": 10.0, "done": 1},
+                {"sent_at": 1.0, "end_s": 9.0, "done": 1},
+                {"sent_at": 2.0, "end_s": None, "done": 0}]  # fmt: skip
+
+    def span(kind: str, start: float, end: float, size: int, reading: int = 0) -> Any:
+        return {"type": "WorkerSpan", "kind": kind, "start": start, "end": end, "size": size,
+                "reading": reading}  # fmt: skip
+
+    spans = [
+        span("start", -5.0, -1.0, 1, 1),  # the warm-up, before the run: not counted
+        span("tag", 0.0, 1.0, 2),
+        span("step", 1.0, 3.0, 2, 1),
+        span("step", 3.0, 3.5, 2),
+        span("step", 3.5, 4.0, 2),
+        span("step", 4.0, 4.5, 1),
+    ]
+    result = load_stages.compute(messages, spans)
+    assert result["answers"] == 2
+    assert result["per_answer_s"] == pytest.approx(
+        {"label pass": 0.5, "reply start": 0.0, "prompt step": 1.0, "decode step": 0.75}
+    )
+    assert result["per_answer_total_s"] == pytest.approx(2.25)
+    assert result["busy_share"] == pytest.approx(0.45)
+    assert result["ceiling_per_min"] == pytest.approx(60 * 2 / 4.5)
+    assert result["decode_step_s_by_rows"] == pytest.approx({1: 0.5, 2: 0.5})
+    lines = load_stages.compute_lines(result, reference_per_min=2.0)
+    assert "= 13.3x the reference's 2.00; 8x would need <= 3.75 s per answer" in lines[1]
+    assert load_stages.compute([], spans) == {}
+
+
 async def test_the_flood_variant_slows_the_flooder_down_and_loses_nothing_of_the_others(
     tmp_path: Path,
 ) -> None:
