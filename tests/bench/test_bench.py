@@ -449,8 +449,9 @@ def test_stages_match_jobs_to_messages_and_split_the_waits() -> None:
 def test_compute_counts_only_the_run_and_gives_the_ceiling() -> None:
     messages: list[dict[str, Any]] = [
         {"sent_at": 0.0, "end_s": 10.0, "done": 1},
-                {"sent_at": 1.0, "end_s": 9.0, "done": 1},
-                {"sent_at": 2.0, "end_s": None, "done": 0}]  # fmt: skip
+        {"sent_at": 1.0, "end_s": 9.0, "done": 1},
+        {"sent_at": 2.0, "end_s": None, "done": 0},
+    ]
 
     def span(kind: str, start: float, end: float, size: int, reading: int = 0) -> Any:
         return {"type": "WorkerSpan", "kind": kind, "start": start, "end": end, "size": size,
