@@ -45,7 +45,11 @@ log = logging.getLogger(__name__)
 
 HEAD_SEQUENCE = 0
 OPENINGS_KEPT = 4  # reply prompt openings whose KV stays cached (LRU), sequences 1..4
-CONVERSATIONS_KEPT = 8  # finished replies whose KV stays for the next message (LRU)
+# Finished replies whose KV stays for the user's next message (LRU). Past the opening they
+# share, one holds ~70 cells per exchange (~40 prompt, ~30 reply). At 8, 32 users chatting at
+# once had 2 of 3 follow-ups read their history again; a KV cache that runs full drops the
+# least recently used first (_decode), so more than fit costs nothing.
+CONVERSATIONS_KEPT = 32
 MAX_SEQUENCES = 64  # all of the above plus labels and replies in flight
 BATCH_TOKENS = 512  # tokens per llama_decode call; longer work is split over several
 # New prompt tokens fed per step_many call, beyond one token per decoding reply. A prompt
@@ -271,12 +275,16 @@ class LlamaCppRunner:
         return True
 
     def _continued(self, ids: list[int]) -> tuple[int, int]:
-        """The kept exchange that `ids` continues (prompt_ids.continued_length), and how many
-        leading ids it holds; (-1, 0) if none."""
+        """The kept exchange that `ids` continues furthest (prompt_ids.continued_length), and
+        how many leading ids it holds; (-1, 0) if none. Furthest, not first: users who began
+        with the same words hold the same prompt, and only one of them holds this user's
+        reply."""
+        best = (-1, 0)
         for seq, (tokens, prompt_length) in reversed(self._kept.items()):
-            if common := continued_length(ids, tokens, prompt_length):
-                return seq, common
-        return -1, 0
+            common = continued_length(ids, tokens, prompt_length)
+            if common > best[1]:
+                best = (seq, common)
+        return best
 
     def _drop_sequence(self, seq: int) -> None:
         llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
@@ -404,13 +412,17 @@ class LlamaCppRunner:
     def start_reply(self, request: ReplyRequest) -> LlamaCppReply:
         prompt = self.prompter.build(request)
         seq = self._take_sequence()
-        source, cached = self._continued(prompt.ids)
-        cached = min(cached, len(prompt.ids) - 1)  # the last prompt token must run: its scores
+        source, common = self._continued(prompt.ids)
+        cached = min(common, len(prompt.ids) - 1)  # the last prompt token must run: its scores
         try:
-            if cached > prompt.opening:  # this user's last exchange: reuse it, it is superseded
+            if cached > prompt.opening:
                 llama_cpp.llama_memory_seq_cp(self._memory, source, seq, 0, cached)
-                del self._kept[source]
-                self._drop_sequence(source)
+                if common > self._kept[source][1]:
+                    # It goes on into the kept reply: the same conversation one message later,
+                    # which supersedes it. A prompt that stops where the kept one did is
+                    # another user's same first words: they share the cells, and it stays.
+                    del self._kept[source]
+                    self._drop_sequence(source)
             elif prompt.opening:
                 source = self._opening(prompt.ids[: prompt.opening])
                 llama_cpp.llama_memory_seq_cp(self._memory, source, seq, -1, -1)

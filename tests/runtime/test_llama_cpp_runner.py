@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -251,6 +252,27 @@ def test_the_next_message_reuses_the_conversation_so_far(llama: LlamaCppRunner) 
     fresh = llama.start_reply(follow_up)
     assert fresh.position == prompt.opening
     assert run(llama, fresh)[1][:6] == tokens[:6]
+
+
+def test_the_same_first_words_share_a_kept_prompt_without_taking_it(
+    llama: LlamaCppRunner,
+) -> None:
+    text = "Good morning, I just woke up."
+    prompt = llama.prompter.build(request(text))
+    first = llama.start_reply(request(text))
+    answer, _ = run(llama, first)
+    other = llama.start_reply(request(text, params=replace(GREEDY, max_new_tokens=3)))
+    assert other.position == len(prompt.ids) - 1  # another user, the same words: all but
+    assert first.seq in llama._kept  # the last token came from `first`, which stays kept
+    run(llama, other)  # (a shorter reply, so that the two kept exchanges differ)
+    history = (Turn("user", text), Turn("assistant", answer.strip()))
+    follow_up = llama.start_reply(request("Now coffee.", history=history))
+    # The first user's next message goes on from the first user's reply, although the other
+    # exchange is the more recent one with the same prompt; that one stays for its user.
+    assert follow_up.position > len(prompt.ids) + 4
+    assert first.seq not in llama._kept
+    assert other.seq in llama._kept
+    follow_up.close()
 
 
 def test_kept_conversations_are_bounded_and_make_room(llama: LlamaCppRunner) -> None:
