@@ -295,6 +295,30 @@ async def test_other_servers_get_the_reply_prompt_as_text_with_their_parameter_n
     assert body["stop"] == ["<|im_end|>", "<|endoftext|>"]
 
 
+PENALTIES = GenerationParams(max_new_tokens=8, presence_penalty=0.3, frequency_penalty=0.2,
+                             dry_multiplier=0.8, dry_base=1.5, dry_allowed_length=3)  # fmt: skip
+
+
+async def test_the_penalties_reach_llama_server_under_its_names(
+    on_generic: OpenAIEngine, generic: FakeOpenAIServer
+) -> None:
+    await read_all(on_generic.reply(reply_request("negative", SAD, (), PENALTIES)))
+    body = generic.reply_calls()[-1].body
+    assert (body["presence_penalty"], body["frequency_penalty"]) == (0.3, 0.2)
+    assert (body["dry_multiplier"], body["dry_base"], body["dry_allowed_length"]) == (0.8, 1.5, 3)
+
+
+async def test_vllm_gets_presence_and_frequency_and_the_log_says_dry_is_not_applied(
+    on_vllm: OpenAIEngine, vllm: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    for _ in range(2):
+        await read_all(on_vllm.reply(reply_request("positive", HAPPY, (), PENALTIES)))
+    body = vllm.reply_calls()[-1].body
+    assert (body["presence_penalty"], body["frequency_penalty"]) == (0.3, 0.2)
+    assert "dry_multiplier" not in body
+    assert caplog.text.count("vLLM has no DRY sampler") == 1  # said once, not per reply
+
+
 async def test_finished_follows_finish_reason(on_vllm: OpenAIEngine) -> None:
     started = on_vllm
     capped = started.reply(reply_request("positive", HAPPY, (), GenerationParams(max_new_tokens=2)))

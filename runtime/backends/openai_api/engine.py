@@ -25,6 +25,7 @@ special tokens in it has them defused between the template's markers (Tokens.spe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -153,6 +154,7 @@ class OpenAIEngine:
         self._replies: set[RemoteReply] = set()
         self._waiting_labels: list[tuple[list[int], str, asyncio.Future[Sentiment]]] = []
         self._label_sender: asyncio.Task[None] | None = None
+        self._told_no_dry = False  # vLLM has no DRY: said once, at the first reply
 
     @property
     def url(self) -> str:
@@ -303,20 +305,12 @@ class OpenAIEngine:
     # --- labels ---------------------------------------------------------------------------
 
     async def tag(self, text: str) -> Sentiment:
-        served = self._admit()
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                ids = self._label_ids(served, text)
-                if served.vllm:
-                    return await self._queued_label(ids, text)
-                (scores,) = await self._request_labels(served, [ids])
-                return scores.sentiment(text)
-        except TimeoutError:
-            raise EngineTimeout("labelling took too long") from None
-        except openai.APIError as error:
-            raise engine_error(error, self.url) from error
-        finally:
-            self._release()
+        async with self._labelling() as served:
+            ids = self._label_ids(served, text)
+            if served.vllm:
+                return await self._queued_label(ids, text)
+            (scores,) = await self._request_labels(served, [ids])
+            return scores.sentiment(text)
 
     async def tag_many(self, texts: Sequence[str]) -> list[Sentiment]:
         """Several labels at once, one admission: vLLM gets them in one request (a list of
@@ -324,18 +318,24 @@ class OpenAIEngine:
         concurrently (its slots run them side by side)."""
         if not texts:
             return []
+        async with self._labelling() as served:
+            prompts = [self._label_ids(served, text) for text in texts]
+            if served.vllm:
+                scores = await self._request_labels(served, prompts)
+            else:
+                answers = await asyncio.gather(
+                    *(self._request_labels(served, [ids]) for ids in prompts)
+                )
+                scores = [score for (score,) in answers]
+            return [score.sentiment(text) for score, text in zip(scores, texts, strict=True)]
+
+    @contextlib.asynccontextmanager
+    async def _labelling(self) -> AsyncIterator[_Served]:
+        """One admitted label request: its deadline, and the server's errors in our terms."""
         served = self._admit()
         try:
             async with asyncio.timeout(self._timeout_s):
-                prompts = [self._label_ids(served, text) for text in texts]
-                if served.vllm:
-                    scores = await self._request_labels(served, prompts)
-                else:
-                    answers = await asyncio.gather(
-                        *(self._request_labels(served, [ids]) for ids in prompts)
-                    )
-                    scores = [score for (score,) in answers]
-                return [score.sentiment(text) for score, text in zip(scores, texts, strict=True)]
+                yield served
         except TimeoutError:
             raise EngineTimeout("labelling took too long") from None
         except openai.APIError as error:
@@ -425,16 +425,24 @@ class OpenAIEngine:
                 "top_k": params.top_k or -1, "repetition_penalty": params.repetition_penalty,
                 "min_p": 0.0, "stop_token_ids": served.stop_ids, "return_token_ids": True,
             }  # fmt: skip
+            if params.dry_multiplier and not self._told_no_dry:
+                self._told_no_dry = True
+                log.warning("vLLM has no DRY sampler: DRY_MULTIPLIER is not applied to replies")
         else:
             prompt = served.tokens.spell(ids)
             # llama.cpp's names; its min_p (default 0.05) is off, as in the local sampler.
+            # llama-server applies DRY under these names; a server without it ignores them.
             extra = {"top_k": params.top_k, "repeat_penalty": params.repetition_penalty,
-                     "min_p": 0.0}  # fmt: skip
+                     "min_p": 0.0, "dry_multiplier": params.dry_multiplier,
+                     "dry_base": params.dry_base,
+                     "dry_allowed_length": params.dry_allowed_length}  # fmt: skip
         try:
             stream = await served.client.completions.create(
                 model=served.model, prompt=prompt, stream=True,
                 max_tokens=params.max_new_tokens, temperature=params.temperature,
-                top_p=params.top_p, seed=openai.omit if params.seed is None else params.seed,
+                top_p=params.top_p, presence_penalty=params.presence_penalty,
+                frequency_penalty=params.frequency_penalty,
+                seed=openai.omit if params.seed is None else params.seed,
                 stop=None if served.vllm else list(STOP_TEXTS), extra_body=extra,
             )  # fmt: skip
         except openai.APIError as error:
