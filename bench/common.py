@@ -12,7 +12,8 @@ import math
 import os
 import resource
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,9 +22,12 @@ import numpy as np
 
 if TYPE_CHECKING:
     from bot.settings import Settings
+    from chat.config import ChatConfig
+    from chat.service import ChatService
     from runtime.backends import Engine
     from runtime.config import WorkerConfig
     from runtime.runner import ModelRunner
+    from storage.store import SqlMoodStore
 
 LABELS = ("positive", "negative")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -276,6 +280,33 @@ def bench_engine(settings: Settings, limits: WorkerConfig) -> tuple[Engine, list
     replies: list[Any] = []
     engine.reply = recording(engine.reply, replies)  # type: ignore[method-assign,assignment]
     return engine, replies
+
+
+@contextlib.asynccontextmanager
+async def temporary_store(name: str) -> AsyncIterator[SqlMoodStore]:
+    """A fresh SQLite mood store in a temporary folder, closed and deleted after."""
+    from storage.store import SqlMoodStore
+
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as temp:
+        store = await SqlMoodStore.open(Path(temp) / f"{name}.db")
+        try:
+            yield store
+        finally:
+            await store.close()
+
+
+@contextlib.asynccontextmanager
+async def bench_service(name: str, engine: Engine, chat: ChatConfig) -> AsyncIterator[ChatService]:
+    """The bot's own path for a bench: a ChatService over `engine` (started here, stopped
+    after) and a temporary_store."""
+    from chat.service import ChatService
+
+    async with temporary_store(name) as store:
+        await engine.start()
+        try:
+            yield ChatService(engine, store, chat)
+        finally:
+            await engine.stop()
 
 
 def recording(start: Callable[[Request], Reply], into: list[Any]) -> Callable[[Request], Reply]:

@@ -16,12 +16,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from bench.common import bench_settings, describe_machine, runner_factory, table, write_json
+from bench.common import (
+    bench_service,
+    bench_settings,
+    describe_machine,
+    runner_factory,
+    table,
+    write_json,
+)
 
 CONVERSATION = (
     "I failed my driving test this morning.",
@@ -36,11 +41,9 @@ CONVERSATION = (
 
 
 async def converse(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from chat.service import ChatService
     from core.types import IncomingMessage, ReplyDone, SentimentTagged, TextDelta
     from runtime.config import WorkerConfig
     from runtime.worker import ModelWorker
-    from storage.store import SqlMoodStore
 
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
     if args.no_reuse:
@@ -48,29 +51,22 @@ async def converse(args: argparse.Namespace) -> list[dict[str, Any]]:
 
         llama_cpp_runner.CONVERSATIONS_KEPT = 0
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as folder:
-        store = await SqlMoodStore.open(Path(folder) / "bench.db")
-        worker = ModelWorker(runner_factory(settings), WorkerConfig(max_active_replies=1))
-        await worker.start()
-        service = ChatService(worker, store, settings.chat)
-        try:
-            for index, text in enumerate(CONVERSATION, start=1):
-                row: dict[str, Any] = {"message": index, "text": text}
-                start = time.perf_counter()
-                async for event in service.handle(IncomingMessage("bench", "u1", "c1", text)):
-                    now = time.perf_counter() - start
-                    if isinstance(event, SentimentTagged):
-                        row.update(label=event.sentiment.label, label_s=now)
-                    elif isinstance(event, TextDelta) and "first_token_s" not in row:
-                        row["first_token_s"] = now
-                    elif isinstance(event, ReplyDone):
-                        row["total_s"] = now
-                rows.append(row)
-                print(f"  {index}/{len(CONVERSATION)}", file=sys.stderr, flush=True)
-            backend = worker.runner.name
-        finally:
-            await worker.stop()
-            await store.close()
+    worker = ModelWorker(runner_factory(settings), WorkerConfig(max_active_replies=1))
+    async with bench_service("conversation", worker, settings.chat) as service:
+        for index, text in enumerate(CONVERSATION, start=1):
+            row: dict[str, Any] = {"message": index, "text": text}
+            start = time.perf_counter()
+            async for event in service.handle(IncomingMessage("bench", "u1", "c1", text)):
+                now = time.perf_counter() - start
+                if isinstance(event, SentimentTagged):
+                    row.update(label=event.sentiment.label, label_s=now)
+                elif isinstance(event, TextDelta) and "first_token_s" not in row:
+                    row["first_token_s"] = now
+                elif isinstance(event, ReplyDone):
+                    row["total_s"] = now
+            rows.append(row)
+            print(f"  {index}/{len(CONVERSATION)}", file=sys.stderr, flush=True)
+        backend = worker.runner.name
     print(f"{backend}; reuse {'off' if args.no_reuse else 'on'}", file=sys.stderr)
     return rows
 

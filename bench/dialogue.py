@@ -42,7 +42,6 @@ import asyncio
 import json
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -256,11 +255,9 @@ def _prompt_sizes(stream: Any) -> tuple[int | None, int | None]:
 async def run_dialogues(
     chats: Sequence[Dialogue], max_new_tokens: int | None, seed: int
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from bench.common import runner_factory
-    from chat.service import ChatService
+    from bench.common import bench_service, runner_factory
     from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, TextDelta
     from runtime.worker import ModelWorker
-    from storage.store import SqlMoodStore
 
     settings = bench_settings(max_new_tokens=max_new_tokens, seed=seed)
     load = runner_factory(settings)
@@ -281,54 +278,47 @@ async def run_dialogues(
         return runner
 
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-dialogue-") as temp:
-        store = await SqlMoodStore.open(Path(temp) / "dialogue.db")
-        worker = ModelWorker(factory, settings.worker.model_copy(
-            update={"request_timeout_s": 1800.0}))  # fmt: skip
-        await worker.start()
-        service = ChatService(worker, store, settings.chat)
-        try:
-            for number, chat in enumerate(chats, start=1):
-                for turn, (text, mood) in enumerate(chat.turns, start=1):
-                    row: dict[str, Any] = {"chat": chat.name, "split": chat.split, "turn": turn,
-                                           "language": chat.language, "message": text,
-                                           "mood": mood, "reply": None}  # fmt: skip
-                    before = len(started)
-                    start = time.perf_counter()
-                    message = IncomingMessage("bench", chat.name, chat.name, text)
-                    async for event in service.handle(message):
-                        if isinstance(event, SentimentTagged):
-                            row.update(
-                                label=event.sentiment.label,
-                                tone=event.sentiment.tone,
-                                p_positive=round(event.sentiment.p_positive, 4),
-                            )
-                        elif isinstance(event, TextDelta) and "first_delta_s" not in row:
-                            row["first_delta_s"] = time.perf_counter() - start
-                        elif isinstance(event, ReplyDone):
-                            timings = event.timings
-                            row.update(reply=event.text, finished=event.finished,
-                                       label_s=timings.sentiment_ms / 1000,
-                                       first_token_s=(timings.first_token_ms or 0) / 1000,
-                                       total_s=timings.total_ms / 1000)  # fmt: skip
-                        elif isinstance(event, ReplyFailed):
-                            row["failure"] = event.reason
-                    if len(started) > before:
-                        asked = started[before]
-                        request = asked["request"]
+    limits = settings.worker.model_copy(update={"request_timeout_s": 1800.0})
+    worker = ModelWorker(factory, limits)
+    async with bench_service("dialogue", worker, settings.chat) as service:
+        for number, chat in enumerate(chats, start=1):
+            for turn, (text, mood) in enumerate(chat.turns, start=1):
+                row: dict[str, Any] = {"chat": chat.name, "split": chat.split, "turn": turn,
+                                       "language": chat.language, "message": text,
+                                       "mood": mood, "reply": None}  # fmt: skip
+                before = len(started)
+                start = time.perf_counter()
+                message = IncomingMessage("bench", chat.name, chat.name, text)
+                async for event in service.handle(message):
+                    if isinstance(event, SentimentTagged):
                         row.update(
-                            examples=[t.content for t in request.examples],
-                            history_turns=len(request.history),
-                            prompt_tokens=asked["prompt_tokens"],
-                            cached_tokens=asked["cached_tokens"],
-                            tokens=len(getattr(asked["stream"], "generated", [])),
+                            label=event.sentiment.label,
+                            tone=event.sentiment.tone,
+                            p_positive=round(event.sentiment.p_positive, 4),
                         )
-                    rows.append(row)
-                print(f"  {number}/{len(chats)} {chat.name}", file=sys.stderr, flush=True)
-            backend = worker.runner.name
-        finally:
-            await worker.stop()
-            await store.close()
+                    elif isinstance(event, TextDelta) and "first_delta_s" not in row:
+                        row["first_delta_s"] = time.perf_counter() - start
+                    elif isinstance(event, ReplyDone):
+                        timings = event.timings
+                        row.update(reply=event.text, finished=event.finished,
+                                   label_s=timings.sentiment_ms / 1000,
+                                   first_token_s=(timings.first_token_ms or 0) / 1000,
+                                   total_s=timings.total_ms / 1000)  # fmt: skip
+                    elif isinstance(event, ReplyFailed):
+                        row["failure"] = event.reason
+                if len(started) > before:
+                    asked = started[before]
+                    request = asked["request"]
+                    row.update(
+                        examples=[t.content for t in request.examples],
+                        history_turns=len(request.history),
+                        prompt_tokens=asked["prompt_tokens"],
+                        cached_tokens=asked["cached_tokens"],
+                        tokens=len(getattr(asked["stream"], "generated", [])),
+                    )
+                rows.append(row)
+            print(f"  {number}/{len(chats)} {chat.name}", file=sys.stderr, flush=True)
+        backend = worker.runner.name
     add_flags(rows)
     layout = settings.chat.layout
     config = {"runner": backend, "generation": settings.chat.generation.__dict__,

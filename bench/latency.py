@@ -23,13 +23,12 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.common import (
     bench_engine,
+    bench_service,
     bench_settings,
     describe_engine,
     describe_machine,
@@ -63,9 +62,7 @@ def summarize(samples: list[dict[str, float]]) -> dict[str, float | None]:
 
 
 async def child_ours(args: argparse.Namespace, t0: float) -> dict[str, Any]:
-    from chat.service import ChatService
     from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, TextDelta
-    from storage.store import SqlMoodStore
 
     settings = bench_settings(max_new_tokens=args.max_new_tokens, seed=args.seed)
 
@@ -85,24 +82,17 @@ async def child_ours(args: argparse.Namespace, t0: float) -> dict[str, Any]:
                 raise RuntimeError(f"the engine failed: {event.reason}")
         return sample
 
-    with tempfile.TemporaryDirectory(prefix="bench-latency-") as temp:
-        store = await SqlMoodStore.open(Path(temp) / "bench.db")
-        timeout = max(settings.worker.request_timeout_s, 1800.0)
-        # The bot's own engine: the worker on a local runner, or BACKEND=openai's client.
-        engine, streams = bench_engine(
-            settings, settings.worker.model_copy(update={"request_timeout_s": timeout})
-        )
-        await engine.start()
+    timeout = max(settings.worker.request_timeout_s, 1800.0)
+    # The bot's own engine: the worker on a local runner, or BACKEND=openai's client.
+    engine, streams = bench_engine(
+        settings, settings.worker.model_copy(update={"request_timeout_s": timeout})
+    )
+    async with bench_service("latency", engine, settings.chat) as service:
         loaded_at = time.time()
-        service = ChatService(engine, store, settings.chat)
-        try:
-            batch = messages(args.messages)
-            await one("cold", batch[0].text)
-            cold = time.time() - t0
-            samples = [await one(f"user{i}", m.text) for i, m in enumerate(batch)]
-        finally:
-            await engine.stop()
-            await store.close()
+        batch = messages(args.messages)
+        await one("cold", batch[0].text)
+        cold = time.time() - t0
+        samples = [await one(f"user{i}", m.text) for i, m in enumerate(batch)]
     return {"load_s": loaded_at - t0, "cold_start_s": cold, "samples": samples,
             "dtype": describe_engine(engine), "settings": {
                 "backend": settings.model.backend,

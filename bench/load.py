@@ -47,7 +47,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -63,6 +62,7 @@ from bench.common import (
     describe_machine,
     percentile,
     table,
+    temporary_store,
     write_json,
     write_jsonl,
 )
@@ -264,11 +264,8 @@ def collecting() -> Iterator[Collect]:
 async def measure(
     worker: Any, settings: Any, work: dict[str, list[str]], sequential: bool
 ) -> dict[str, Any]:
-    from storage.store import SqlMoodStore
-
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as temp, collecting() as timings:
-        store = await SqlMoodStore.open(Path(temp) / "load.db")
-        try:
+    async with temporary_store("load") as store:
+        with collecting() as timings:
             service = ChatService(worker, store, settings.chat)
             load_before, cpu_before = os.getloadavg()[0], cpu_seconds()
             start = time.perf_counter()
@@ -277,8 +274,6 @@ async def measure(
             wall = time.perf_counter() - start
             cpu = cpu_seconds() - cpu_before
             stored = await stored_events(store, list(work))
-        finally:
-            await store.close()
     result = summarize(outcomes, wall)
     result["problems"] = check_nothing_lost(work, outcomes, stored)
     result["stored_events"] = sum(stored.values())
@@ -403,19 +398,13 @@ def summarize_flood(outcomes: Sequence[Outcome], wall_s: float) -> dict[str, Any
 async def measure_flood(
     worker: Any, settings: Any, work: dict[str, list[str]], flood: list[str], seconds: float
 ) -> dict[str, Any]:
-    from storage.store import SqlMoodStore
-
-    with tempfile.TemporaryDirectory(prefix="bench-flood-") as temp:
-        store = await SqlMoodStore.open(Path(temp) / "flood.db")
-        try:
-            service = ChatService(worker, store, settings.chat)
-            load_before = os.getloadavg()[0]
-            start = time.perf_counter()
-            outcomes = await run_flood(service, work, flood, seconds)
-            wall = time.perf_counter() - start
-            stored = await stored_events(store, [*work, FLOODER])
-        finally:
-            await store.close()
+    async with temporary_store("flood") as store:
+        service = ChatService(worker, store, settings.chat)
+        load_before = os.getloadavg()[0]
+        start = time.perf_counter()
+        outcomes = await run_flood(service, work, flood, seconds)
+        wall = time.perf_counter() - start
+        stored = await stored_events(store, [*work, FLOODER])
     result = summarize_flood(outcomes, wall)
     others = [o for o in outcomes if o.user != FLOODER]
     # The others may lose nothing and fail nothing; the flooder may only be told to slow down.

@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    bench_service,
     bench_settings,
     describe_machine,
     mean,
@@ -107,36 +106,27 @@ def quality(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def collect(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from chat.service import ChatService
     from core.types import IncomingMessage, ReplyDone, ReplyFailed
     from runtime.config import WorkerConfig
     from runtime.worker import ModelWorker
-    from storage.store import SqlMoodStore
 
     settings = bench_settings(max_new_tokens=args.max_new_tokens, dtype=args.dtype,
                               seed=args.seed)  # fmt: skip
     factory, streams = recording_runner_factory(settings)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-replies-") as temp:
-        store = await SqlMoodStore.open(Path(temp) / "replies.db")
-        worker = ModelWorker(factory, WorkerConfig(request_timeout_s=1800.0))
-        await worker.start()
-        service = ChatService(worker, store, settings.chat)
-        try:
-            for i, m in enumerate(messages(args.messages)):
-                user = f"user{i}"
-                async for event in service.handle(IncomingMessage("bench", user, user, m.text)):
-                    if isinstance(event, ReplyDone):
-                        rows.append({"message": m.text, "reply": event.text,
-                                     "label": event.sentiment.label, "finished": event.finished,
-                                     "tokens": len(streams[-1].generated)})  # fmt: skip
-                    elif isinstance(event, ReplyFailed):
-                        print(f"message {i} failed: {event.reason}", file=sys.stderr)
-                print(f"  {i + 1}/{args.messages}", file=sys.stderr, flush=True)
-            dtype = weights_of(worker.runner)
-        finally:
-            await worker.stop()
-            await store.close()
+    worker = ModelWorker(factory, WorkerConfig(request_timeout_s=1800.0))
+    async with bench_service("replies", worker, settings.chat) as service:
+        for i, m in enumerate(messages(args.messages)):
+            user = f"user{i}"
+            async for event in service.handle(IncomingMessage("bench", user, user, m.text)):
+                if isinstance(event, ReplyDone):
+                    rows.append({"message": m.text, "reply": event.text,
+                                 "label": event.sentiment.label, "finished": event.finished,
+                                 "tokens": len(streams[-1].generated)})  # fmt: skip
+                elif isinstance(event, ReplyFailed):
+                    print(f"message {i} failed: {event.reason}", file=sys.stderr)
+            print(f"  {i + 1}/{args.messages}", file=sys.stderr, flush=True)
+        dtype = weights_of(worker.runner)
     return rows, {"dtype": dtype, "generation": settings.chat.generation.__dict__}
 
 

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import re
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -428,13 +427,11 @@ def shares(rows: Sequence[dict[str, Any]]) -> list[float | None]:
 async def collect(
     cases: Sequence[WeekCase], samples: int, scripted: bool
 ) -> tuple[list[dict[str, Any]], str]:
-    from bench.common import bench_settings, recording_runner_factory, weights_of
+    from bench.common import bench_service, bench_settings, recording_runner_factory, weights_of
     from chat.insight import write_week
     from chat.prompts import week_request
-    from chat.service import ChatService
     from runtime.config import WorkerConfig
     from runtime.worker import ModelWorker
-    from storage.store import SqlMoodStore
 
     settings = bench_settings()
     if scripted:
@@ -445,32 +442,25 @@ async def collect(
     else:
         factory, streams = recording_runner_factory(settings)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-week-") as temp:
-        store = await SqlMoodStore.open(Path(temp) / "week.db")
-        worker = ModelWorker(factory, WorkerConfig(request_timeout_s=1800.0))
-        await worker.start()
-        service = ChatService(worker, store, settings.chat)
-        try:
-            for case in cases:
-                facts = case_facts(case)
-                facts_text = texts.week_facts_text(facts)
-                request = week_request(texts.week_mood(facts), facts.language)
-                for sample in range(samples):
-                    text, by_model = await write_week(service, facts)
-                    rows.append({
-                        "case": case.name, "split": case.split, "language": case.language,
-                        "sample": sample, "by_model": by_model, "system": request.system,
-                        "examples": [turn.__dict__ for turn in request.examples],
-                        "facts": request.user_text, "summary": text,
-                        "tokens": len(streams[-1].generated) if streams else None,
-                        "score": score(text, facts, facts_text),
-                    })  # fmt: skip
-                    mark = "ok" if rows[-1]["score"]["all"] else "FAIL"
-                    print(f"  {case.name}#{sample}: {mark}", file=sys.stderr, flush=True)
-            weights = "scripted" if scripted else weights_of(worker.runner)
-        finally:
-            await worker.stop()
-            await store.close()
+    worker = ModelWorker(factory, WorkerConfig(request_timeout_s=1800.0))
+    async with bench_service("week", worker, settings.chat) as service:
+        for case in cases:
+            facts = case_facts(case)
+            facts_text = texts.week_facts_text(facts)
+            request = week_request(texts.week_mood(facts), facts.language)
+            for sample in range(samples):
+                text, by_model = await write_week(service, facts)
+                rows.append({
+                    "case": case.name, "split": case.split, "language": case.language,
+                    "sample": sample, "by_model": by_model, "system": request.system,
+                    "examples": [turn.__dict__ for turn in request.examples],
+                    "facts": request.user_text, "summary": text,
+                    "tokens": len(streams[-1].generated) if streams else None,
+                    "score": score(text, facts, facts_text),
+                })  # fmt: skip
+                mark = "ok" if rows[-1]["score"]["all"] else "FAIL"
+                print(f"  {case.name}#{sample}: {mark}", file=sys.stderr, flush=True)
+        weights = "scripted" if scripted else weights_of(worker.runner)
     return rows, weights
 
 
