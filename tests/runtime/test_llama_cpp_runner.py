@@ -275,10 +275,13 @@ def test_the_same_first_words_share_a_kept_prompt_without_taking_it(
     follow_up.close()
 
 
-def test_kept_conversations_are_bounded_and_make_room(llama: LlamaCppRunner) -> None:
-    for index in range(llama_cpp_runner.CONVERSATIONS_KEPT + 3):
+def test_kept_conversations_are_bounded_and_make_room(
+    llama: LlamaCppRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(llama_cpp_runner, "CONVERSATIONS_KEPT", 4)  # 32 replies take long
+    for index in range(4 + 3):
         run(llama, llama.start_reply(request(f"message number {index}", params=GREEDY)))
-    assert len(llama._kept) == llama_cpp_runner.CONVERSATIONS_KEPT
+    assert len(llama._kept) == 4
 
 
 def test_a_prompt_that_does_not_fit_ends_only_its_own_reply(
