@@ -349,17 +349,28 @@ def week_facts_text(facts: WeekFacts) -> str:
     return "\n".join(lines)
 
 
+def _share_words(report: MoodReport, zh: bool) -> str:
+    """The week's mood share in words. With neutral messages it is not the share of
+    positive ones (a neutral one counts half: core.types.mood_share, which the trend
+    compares too), so it is named for what it is."""
+    share = report.positive_share or 0.0
+    if not report.neutral:
+        return f"正面占 {share:.0%}" if zh else f"{share:.0%} positive"
+    if zh:
+        return f"心情分 {share:.0%}（中性算一半）"
+    return f"a mood score of {share:.0%} (neutral counts half)"
+
+
 def week_opening(facts: WeekFacts) -> str:
     """The summary's first sentence, written by this template from the facts (the model
     writes the sentences after it): every number and day of the summary is here."""
     report, zh = facts.report, facts.language == "zh"
-    share = report.positive_share or 0.0
     counts = [(report.positive, "正面", "positive"), (report.negative, "负面", "negative"),
               (report.neutral, "中性", "neutral")]  # fmt: skip
     trend = None if report.trend is None else round(report.trend * 100)
     if zh:
         parts = "、".join(f"{n} 条{word}" for n, word, _ in counts if n)
-        text = f"这 7 天你发了 {report.total} 条消息，{parts}，正面占 {share:.0%}"
+        text = f"这 7 天你发了 {report.total} 条消息，{parts}，{_share_words(report, zh)}"
         if trend is not None:
             way = f"上升 {trend} 个百分点" if trend > 0 else f"下降 {-trend} 个百分点"
             text += f"，比前 7 天{way}" if trend else "，和前 7 天持平"
@@ -370,7 +381,8 @@ def week_opening(facts: WeekFacts) -> str:
         return text + "。"
     parts = ", ".join(f"{n} {word}" for n, _, word in counts if n)
     noun = "message" if report.total == 1 else "messages"
-    text = f"In the last 7 days you sent {report.total} {noun} ({parts}), {share:.0%} positive"
+    text = f"In the last 7 days you sent {report.total} {noun} ({parts}), "
+    text += _share_words(report, zh)
     if trend is not None:
         way = f"up {trend} points" if trend > 0 else f"down {-trend} points"
         text += f", {way} on the 7 days before" if trend else ", the same as the 7 days before"
@@ -417,13 +429,12 @@ def week_mood(facts: WeekFacts) -> str:
 def week_fallback(facts: WeekFacts) -> str:
     """The templated sentence used when the model fails, saying that it is one."""
     report, zh = facts.report, facts.language == "zh"
-    share = report.positive_share or 0.0
     if zh:
-        text = f"这 7 天你发了 {report.total} 条消息，正面占 {share:.0%}。"
+        text = f"这 7 天你发了 {report.total} 条消息，{_share_words(report, zh)}。"
         if facts.best is not None:
             text += f"{_day(facts.best.day, 'zh')}心情最好。"
     else:
-        text = f"You sent {report.total} messages in the last 7 days, {share:.0%} of them positive."
+        text = f"You sent {report.total} messages in the last 7 days, {_share_words(report, zh)}."
         if facts.best is not None:
             text += f" Your best day was {_day(facts.best.day, 'en')}."
     return f"{text}\n{WEEK_FALLBACK_NOTE[facts.language]}"

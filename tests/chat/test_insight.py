@@ -242,13 +242,16 @@ def test_the_week_opening_and_the_mood_the_model_is_told() -> None:
     report = build_report(ALICE, current, [ev(9, 0.1), ev(10, 0.1)], 7, NOW, UTC)
     en, zh = insight.week_facts(report, "en"), insight.week_facts(report, "zh")
     assert texts.week_opening(en) == (
-        "In the last 7 days you sent 6 messages (2 positive, 3 negative, 1 neutral), 42% "
-        "positive, up 42 points on the 7 days before; your best day was Friday 11-27 and your "
-        "hardest Tuesday 11-24."
+        "In the last 7 days you sent 6 messages (2 positive, 3 negative, 1 neutral), a mood "
+        "score of 42% (neutral counts half), up 42 points on the 7 days before; your best day "
+        "was Friday 11-27 and your hardest Tuesday 11-24."
     )
     assert texts.week_opening(zh) == (
-        "这 7 天你发了 6 条消息，2 条正面、3 条负面、1 条中性，正面占 42%，比前 7 天上升 42 个"
-        "百分点；心情最好的是周五 11-27，最难的是周二 11-24。"
+        "这 7 天你发了 6 条消息，2 条正面、3 条负面、1 条中性，心情分 42%（中性算一半），"
+        "比前 7 天上升 42 个百分点；心情最好的是周五 11-27，最难的是周二 11-24。"
+    )
+    assert texts.week_fallback(en).startswith(
+        "You sent 6 messages in the last 7 days, a mood score of 42% (neutral counts half)."
     )
     assert texts.week_mood(en) == (
         "The user's mood this week: mixed, with ups and downs, better than the week before."
