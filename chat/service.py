@@ -15,7 +15,8 @@ message is free (its owner gone: storage/presence.py). So each message gets one 
 and one answer, whoever restarts and however often it is delivered again.
 
 A flood from one user cannot starve the others: past USER_QUEUE_MAX messages waiting behind
-the one being answered, a message is answered at once with "slow down" (and marked done).
+the one being answered (in any process sharing the store: the inbox counts them), a message
+is answered at once with "slow down" (and marked done).
 Everyone else is unaffected because the lock also means a user has at most one job (a label
 or a reply) at the model worker at a time, so one user's backlog never fills its queue.
 """
@@ -28,7 +29,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from chat import mood, texts
 from chat.config import ChatConfig
@@ -63,6 +64,12 @@ WARM_UP_SAMPLES = ("你好", "Hello")
 # A message taken over from a dead process more often than this is answered with an apology
 # instead: something in it may be what kills the process, and a bot must not crash-loop.
 MAX_RESUMES = 2
+# Unfinished messages older than this do not count against USER_QUEUE_MAX: whatever is
+# left of them is a dead process's, which a restart finishes (adapters/resume.py).
+WAITING_WINDOW = timedelta(minutes=10)
+# Users told to slow down since one of their messages last got in, so that a burst gets one
+# notice; forgotten all at once past this many (a flooder may then be told once more).
+TOLD_MAX = 10_000
 
 
 def _ms_since(start: float) -> float:
@@ -82,6 +89,7 @@ class ChatService:
         self.config = config or ChatConfig()
         self._clock = clock
         self._user_locks: dict[UserKey, _UserLock] = {}
+        self._told_to_slow_down: set[UserKey] = set()
         # Recorded by `receive` in this process, not yet handed to `handle`: its own work.
         self._received: set[MessageKey] = set()
         # The latest message of each user, in memory only, for /mood why (chat/recent.py).
@@ -182,13 +190,17 @@ class ChatService:
             await self._mark_done(key)
             yield ReplyFailed("empty", texts.EMPTY_MESSAGE)
             return
-        entry = self._join_queue(message.user, self.config.user_queue_max)
+        entry = None
+        if not await self._waiting_elsewhere(message):
+            entry = self._join_queue(message.user, self.config.user_queue_max)
         if entry is None:
             # Answered rather than dropped, so it is done in the inbox too. The user is told
             # once per burst: fifty messages in ten seconds must not earn forty-five notices
             # (each one a platform message that counts against the chat's rate limit).
-            queue = self._user_locks[message.user]
-            told, queue.told_to_slow_down = queue.told_to_slow_down, True
+            told = message.user in self._told_to_slow_down
+            if len(self._told_to_slow_down) >= TOLD_MAX:
+                self._told_to_slow_down.clear()
+            self._told_to_slow_down.add(message.user)
             log.info("%s user %s has too many messages waiting: %s",
                      message.platform, message.user_id,
                      "skipped" if told else "asked to slow down")  # fmt: skip
@@ -377,6 +389,20 @@ class ChatService:
         except StorageError as error:
             log.error("could not mark the message done: %s", error)
 
+    async def _waiting_elsewhere(self, message: IncomingMessage) -> bool:
+        """True when USER_QUEUE_MAX of the user's messages already wait in the processes that
+        share the store (_join_queue counts only this one's: behind a load balancer a flood
+        spreads over all of them). The inbox knows them all."""
+        if message.key is None:
+            return False
+        since = self._now() - WAITING_WINDOW
+        try:
+            earlier = await self.store.waiting_before(message.key, message.user, since)
+        except StorageError as error:
+            log.warning("could not count the user's waiting messages: %s", error)
+            return False
+        return earlier > self.config.user_queue_max
+
     def _join_queue(self, user: UserKey, waiting_max: int | None = None) -> _UserLock | None:
         """Count one more holder of the user's lock; None when `waiting_max` are already
         waiting behind the holder. No await here, so the check and the count are one step."""
@@ -384,7 +410,7 @@ class ChatService:
         if waiting_max is not None and entry.holders > waiting_max:
             return None
         entry.holders += 1
-        entry.told_to_slow_down = False  # a message got in: the next burst is told again
+        self._told_to_slow_down.discard(user)  # a message got in: the next burst is told again
         return entry
 
     def _user_lock(self, user: UserKey) -> contextlib.AbstractAsyncContextManager[None]:
@@ -409,4 +435,3 @@ class ChatService:
 class _UserLock:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     holders: int = 0  # holding or waiting
-    told_to_slow_down: bool = False  # since a message last got into the queue

@@ -82,6 +82,10 @@ class MoodStore(JournalStore, Protocol):
         Returns how often the message was taken over from a gone process (0: never), or None
         when it is not this process's to answer (done, or its live owner has it)."""
 
+    async def waiting_before(self, key: MessageKey, user: UserKey, since: datetime) -> int:
+        """How many of this user's messages recorded since `since`, and before this one, are
+        still 'received' (being answered or waiting), in every process sharing the store."""
+
     async def unfinished(self, platform: str) -> list[Unfinished]:
         """The platform's messages still 'received' whose process is gone, oldest first: the
         ones another process may take over (take_message, under the user's turn, decides)."""

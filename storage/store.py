@@ -168,6 +168,17 @@ class SqlMoodStore:
             )
             return int(row.attempts) + 1 if result.rowcount == 1 else None
 
+    async def waiting_before(self, key: MessageKey, user: UserKey, since: datetime) -> int:
+        this = select(inbox.c.received_at).where(*_is(key)).scalar_subquery()
+        query = (
+            select(func.count())
+            .select_from(inbox)
+            .where(inbox.c.user_id == _user_id_of(user), inbox.c.state == "received",
+                   inbox.c.received_at >= aware(since), inbox.c.received_at < this)
+        )  # fmt: skip
+        ((count,),) = await self._fetchall(query)
+        return int(count)
+
     async def unfinished(self, platform: str) -> list[Unfinished]:
         i = inbox.c
         query = (

@@ -132,6 +132,27 @@ async def test_the_cap_counts_waiting_messages_only_so_a_user_can_go_on_after_a_
     assert service._user_locks == {}  # nobody holds or waits: the user's lock was dropped
 
 
+async def test_the_cap_counts_what_waits_in_every_process_sharing_the_store(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    # Two services on one store stand for two bot processes behind a load balancer: each
+    # sees only its own waiting messages, the inbox sees them all.
+    # (SQLite's user_turn does not span services, so each holds one message mid-answer.)
+    here, there = capped(scripted_engine, 1), capped(scripted_engine, 1)
+    first = await holding(here, msg("flood 0", "0"))
+    second = await holding(there, msg("flood 1", "1"))
+    third = await run(there, msg("flood 2", "2"))  # one waits there by the inbox's count
+    assert third == [ReplyFailed("slow_down", texts.SLOW_DOWN)]
+    fourth = await run(here, msg("flood 3", "3"))
+    assert fourth == [ReplyFailed("slow_down", texts.SLOW_DOWN)]  # each process tells once
+    assert await run(here, msg("flood 4", "4")) == [ReplyFailed("slow_down", "")]
+    for stream in (first, second):
+        assert isinstance([event async for event in stream][-1], ReplyDone)
+    # Drained everywhere: the next message is answered, in either process.
+    assert isinstance((await run(there, msg("flood 5", "5")))[-1], ReplyDone)
+    assert inbox_states(scripted_engine) == {str(i): "done" for i in range(6)}
+
+
 async def test_forget_and_reset_are_not_capped(scripted_engine: ScriptedEngine) -> None:
     service = capped(scripted_engine, 0)
     first = await holding(service, msg("flood 0", "0"))

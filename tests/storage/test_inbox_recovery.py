@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from core.types import IncomingMessage, MessageKey, Unfinished
+from core.types import IncomingMessage, MessageKey, Unfinished, UserKey
 from storage.presence import OwnerFiles, new_owner
 from storage.store import SqlMoodStore
 from tests.storage.test_storage import ALICE, T0, Db, db, event, exchange, store  # noqa: F401
@@ -22,6 +22,7 @@ from tests.storage.test_storage import ALICE, T0, Db, db, event, exchange, store
 pytestmark = pytest.mark.asyncio
 
 KEY = MessageKey("telegram", "chat-1", "100")
+BOB = UserKey("telegram", "7")
 MESSAGE = IncomingMessage("telegram", "42", "chat-1", "so tired today", "100", '{"thread": 7}')
 
 
@@ -54,6 +55,21 @@ async def test_mark_done_drops_the_text_too(store: SqlMoodStore, db: Db) -> None
     assert await store.claim_message(KEY, ALICE, T0, MESSAGE)
     await store.mark_done(KEY, T0 + timedelta(seconds=1))
     assert await db.count("inbox", "text IS NULL") == 1
+
+
+async def test_waiting_before_counts_the_users_earlier_unfinished_messages(
+    store: SqlMoodStore,  # noqa: F811
+) -> None:
+    keys = [MessageKey("telegram", "chat-1", str(i)) for i in range(5)]
+    for i, key in enumerate(keys):
+        assert await store.claim_message(key, ALICE, T0 + timedelta(seconds=i))
+    other_user = MessageKey("telegram", "chat-2", "9")
+    assert await store.claim_message(other_user, BOB, T0 + timedelta(seconds=1))
+    await store.mark_done(keys[1], T0 + timedelta(seconds=5))
+    assert await store.waiting_before(keys[0], ALICE, T0) == 0
+    assert await store.waiting_before(keys[4], ALICE, T0) == 3  # 0, 2, 3: not done 1, not 4
+    assert await store.waiting_before(keys[4], ALICE, T0 + timedelta(seconds=2)) == 2  # 2, 3
+    assert await store.waiting_before(other_user, BOB, T0) == 0
 
 
 async def test_unfinished_lists_oldest_first_and_skips_rows_without_text(db: Db) -> None:  # noqa: F811
