@@ -67,6 +67,8 @@ MAX_RESUMES = 2
 # Unfinished messages older than this do not count against USER_QUEUE_MAX: whatever is
 # left of them is a dead process's, which a restart finishes (adapters/resume.py).
 WAITING_WINDOW = timedelta(minutes=10)
+# Chats quiet for longer are not read for messages sent while the bot was offline.
+CATCH_UP_WINDOW = timedelta(days=7)
 # Users told to slow down since one of their messages last got in, so that a burst gets one
 # notice; forgotten all at once past this many (a flooder may then be told once more).
 TOLD_MAX = 10_000
@@ -163,6 +165,16 @@ class ChatService:
         """The platform's messages recorded but never answered by a process now gone, oldest
         first: for the adapter to `resume` (adapters/resume.py)."""
         return await self.store.unfinished(platform)
+
+    async def latest_messages(self, platform: str) -> list[MessageKey]:
+        """Per chat heard from in the last CATCH_UP_WINDOW, the latest message recorded: an
+        adapter whose platform does not redeliver what was sent while the bot was offline
+        (Discord) reads each chat's history on from there. [] if the store cannot say."""
+        try:
+            return await self.store.latest_messages(platform, self._now() - CATCH_UP_WINDOW)
+        except StorageError as error:
+            log.warning("could not list the chats to catch up on: %s", error)
+            return []
 
     async def resume(self, pending: Unfinished) -> AsyncGenerator[ReplyEvent, None]:
         """Answer an unfinished message, as `handle` would have: the same events, or only

@@ -45,6 +45,8 @@ STORAGE_ERROR = (
 # Above an answer sent after a restart, when the reply begun before it cannot be completed
 # in place (nothing had been sent yet, or that message is gone).
 RETRY_NOTE = "🔁 重启后补上的回复 (answered after a restart)"
+# Discord: a message sent while no bot process was connected, answered at the next start.
+LATE_NOTE = "🔁 你发消息时我不在线，现在补上回复 (answered late: I was offline)"
 NOT_TEXT = "我目前只能读懂文字消息。 (I can only read text messages for now.)"
 NOT_ALLOWED = "抱歉，这个机器人只对部分用户开放。 (Sorry, this bot is private.)"
 UNKNOWN_COMMAND = "我不认识这个命令，发送 /help 查看可用命令。 (Unknown command — see /help.)"

@@ -86,6 +86,10 @@ class MoodStore(JournalStore, Protocol):
         """How many of this user's messages recorded since `since`, and before this one, are
         still 'received' (being answered or waiting), in every process sharing the store."""
 
+    async def latest_messages(self, platform: str, since: datetime) -> list[MessageKey]:
+        """Per chat of the platform with a message recorded since `since`, the latest one
+        recorded (where a catch-up after downtime starts)."""
+
     async def unfinished(self, platform: str) -> list[Unfinished]:
         """The platform's messages still 'received' whose process is gone, oldest first: the
         ones another process may take over (take_message, under the user's turn, decides)."""

@@ -179,6 +179,23 @@ class SqlMoodStore:
         ((count,),) = await self._fetchall(query)
         return int(count)
 
+    async def latest_messages(self, platform: str, since: datetime) -> list[MessageKey]:
+        earlier = inbox.alias("earlier")
+        newest = (
+            select(func.max(earlier.c.received_at))
+            .where(earlier.c.platform == inbox.c.platform, earlier.c.chat_id == inbox.c.chat_id)
+            .scalar_subquery()
+        )
+        query = (
+            select(inbox.c.chat_id, inbox.c.message_id)
+            .where(inbox.c.platform == platform, inbox.c.received_at >= aware(since),
+                   inbox.c.received_at == newest)
+            .order_by(inbox.c.chat_id)
+        )  # fmt: skip
+        return [
+            MessageKey(platform, chat, message) for chat, message in await self._fetchall(query)
+        ]
+
     async def unfinished(self, platform: str) -> list[Unfinished]:
         i = inbox.c
         query = (

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
+# Messages read per chat on catching up after downtime (ChatCog._catch_up), oldest first.
+CATCH_UP_MAX = 20
 MAX_MESSAGE_CHARS = 2000
 
 # Nothing the bot sends may ping anyone: the text comes from a language model.
@@ -118,6 +120,7 @@ class ChatCog(commands.Cog):
         self._warned_content_intent = False
         self._limits = RenderLimits(MAX_MESSAGE_CHARS, edit_interval_s=self.config.edit_interval_s)
         self._resumed = False
+        self._catching_up: set[asyncio.Task[None]] = set()
 
     def _me(self) -> discord.ClientUser | None:
         return self.bot.user
@@ -171,25 +174,29 @@ class ChatCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
+        if self._answerable(message) and self.adapter.track():
+            await self._answer_or_log(message, _ChannelSink.answering(message))
+
+    def _answerable(self, message: discord.Message) -> bool:
         author, me = message.author, self._me()
         # Bots include this one; answering them could loop forever.
         if author.bot or message.webhook_id is not None or (me is not None and author.id == me.id):
-            return
+            return False
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
-            return  # joins, pins, thread notices…
-        if not isinstance(message.channel, discord.DMChannel) and not (
+            return False  # joins, pins, thread notices…
+        return isinstance(message.channel, discord.DMChannel) or (
             self._channel_allowed(message.channel) and self._addressed(message)
-        ):
-            return
-        if not self.adapter.track():
-            return
-        sink = _ChannelSink.answering(message)
+        )
+
+    async def _answer_or_log(
+        self, message: discord.Message, sink: _ChannelSink, note: str = ""
+    ) -> None:
         try:
-            await self._answer(message, sink)
+            await self._answer(message, sink, note)
         except (discord.HTTPException, RateLimited) as error:
             log.warning("could not reply in Discord channel %s: %s", message.channel.id, error)
 
-    async def _answer(self, message: discord.Message, sink: _ChannelSink) -> None:
+    async def _answer(self, message: discord.Message, sink: _ChannelSink, note: str = "") -> None:
         if not self.adapter.user_allowed(message.author.id):
             await sink.send(texts.NOT_ALLOWED)
             return
@@ -215,7 +222,7 @@ class ChatCog(commands.Cog):
         incoming = IncomingMessage(
             PLATFORM, str(message.author.id), str(message.channel.id), text, str(message.id)
         )
-        renderer = self._renderer(sink, incoming.key)
+        renderer = self._renderer(sink, incoming.key, note=note)
         # aclosing: if stop() cancels us mid-reply, the engine stream (and its lock) is released.
         async with contextlib.aclosing(self.adapter.service.handle(incoming)) as events:
             try:
@@ -261,6 +268,35 @@ class ChatCog(commands.Cog):
         self._resumed = True
         await self.adapter.resumer.sweep(asyncio.create_task)
         self.adapter.resumer.start(asyncio.create_task)
+        for key in await self.adapter.service.latest_messages(PLATFORM):
+            task = asyncio.create_task(self._catch_up(key))
+            self._catching_up.add(task)
+            task.add_done_callback(self._catching_up.discard)
+
+    async def _catch_up(self, latest: MessageKey) -> None:
+        """Answer what was sent in this chat after `latest` while no bot process was
+        connected: Discord does not replay it (Telegram keeps undelivered updates for a day).
+        At most CATCH_UP_MAX messages, oldest first, each as on_message would (the inbox skips
+        one a live process saw), quoted and noted as late."""
+        if not self.adapter.track():  # stop() waits for it like for any reply
+            return
+        try:
+            channel = self.bot.get_channel(int(latest.chat_id)) or await self.bot.fetch_channel(
+                int(latest.chat_id)
+            )
+            if not isinstance(channel, discord.abc.Messageable):
+                return
+            after = discord.Object(int(latest.message_id))
+            missed = [m async for m in channel.history(after=after, limit=CATCH_UP_MAX,
+                                                       oldest_first=True)]  # fmt: skip
+        except (discord.HTTPException, ValueError) as error:
+            log.info("could not read Discord channel %s to catch up: %s", latest.chat_id, error)
+            return
+        for message in missed:
+            if self._answerable(message):
+                quote = message.to_reference(fail_if_not_exists=False)
+                await self._answer_or_log(message, _ChannelSink(message.channel, quote),
+                                          texts.LATE_NOTE)  # fmt: skip
 
     async def resume(self, pending: Unfinished) -> None:
         if not self.adapter.track():

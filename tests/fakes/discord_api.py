@@ -158,6 +158,8 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         self.dm_recipients: dict[int, int] = {}  # DM channel id -> its user
 
         self.messages: dict[int, JSON] = {}  # every message the bot created, by id
+        self.history: dict[int, list[JSON]] = {}  # channel id -> its users' messages
+        self.users: dict[int, JSON] = {}  # the authors seen, by id
         self.files: dict[int, bytes] = {}  # attachment id -> bytes
         self.commands: dict[int | None, list[JSON]] = {}  # guild id (None: global) -> commands
         self.identifies: list[JSON] = []
@@ -196,6 +198,8 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
                 self._put_commands,
             ),
             ("POST", "/users/@me/channels", self._create_dm),
+            ("GET", "/channels/{channel_id}", self._get_channel),
+            ("GET", "/channels/{channel_id}/messages", self._get_messages),
             ("POST", "/channels/{channel_id}/messages", self._create_message),
             ("PATCH", "/channels/{channel_id}/messages/{message_id}", self._edit_message),
             ("POST", "/channels/{channel_id}/typing", self._typing),
@@ -259,6 +263,8 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         assert session is not None
         if event == "INTERACTION_CREATE":
             self._register_interaction(data)
+        if event == "MESSAGE_CREATE":
+            self.post_unseen(data)
         session.seq += 1
         await connection.ws.send_str(json.dumps({"op": 0, "t": event, "s": session.seq, "d": data}))
 
@@ -286,6 +292,15 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
     def calls_to(self, route: str) -> list[ApiCall]:
         """Calls by route template, e.g. "POST /channels/{channel_id}/messages"."""
         return [call for call in self.calls if call.route == route]
+
+    def post_unseen(self, message: JSON) -> None:
+        """A user's message kept in its channel's history without a dispatch: what a user
+        sends while the bot is offline (dispatch() keeps each MESSAGE_CREATE here too)."""
+        channel, author = int(message["channel_id"]), message["author"]
+        self.history.setdefault(channel, []).append(message)
+        self.users[int(author["id"])] = author
+        if "guild_id" not in message:
+            self.dm_recipients.setdefault(channel, int(author["id"]))
 
     def channel_messages(self, channel_id: int) -> list[JSON]:
         return [m for m in self.messages.values() if m["channel_id"] == str(channel_id)]
@@ -608,6 +623,29 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
                 "last_message_id": None,
             }
         )
+
+    async def _get_channel(self, request: web.Request, call: ApiCall) -> web.Response:
+        channel_id = int(call.params["channel_id"])
+        if channel_id in self.dm_recipients:
+            user_id = self.dm_recipients[channel_id]
+            user = self.users.get(user_id) or user_payload(user_id, f"user-{user_id}")
+            return json_response({"id": str(channel_id), "type": 1, "recipients": [user],
+                                  "last_message_id": None})  # fmt: skip
+        for guild_id, channels in self.guilds.items():
+            if channel_id in channels:
+                return json_response({"id": str(channel_id), "type": 0, "guild_id": str(guild_id),
+                                      "name": f"channel-{channel_id}", "position": 0,
+                                      "permission_overwrites": [], "nsfw": False})  # fmt: skip
+        raise _ApiError(404, 10003, "Unknown Channel")
+
+    async def _get_messages(self, request: web.Request, call: ApiCall) -> web.Response:
+        """Discord's `after` query: the `limit` messages right after it, newest first."""
+        channel_id = int(call.params["channel_id"])
+        after = int(request.query.get("after", 0))
+        limit = int(request.query.get("limit", 50))
+        mine = [m for m in self.messages.values() if m["channel_id"] == str(channel_id)]
+        every = sorted([*self.history.get(channel_id, []), *mine], key=lambda m: int(m["id"]))
+        return json_response([m for m in every if int(m["id"]) > after][:limit][::-1])
 
     async def _typing(self, request: web.Request, call: ApiCall) -> web.Response:
         return web.Response(status=204)

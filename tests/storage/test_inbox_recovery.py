@@ -72,6 +72,22 @@ async def test_waiting_before_counts_the_users_earlier_unfinished_messages(
     assert await store.waiting_before(other_user, BOB, T0) == 0
 
 
+async def test_latest_messages_gives_each_recent_chats_newest_recorded_message(
+    store: SqlMoodStore,  # noqa: F811
+) -> None:
+    rows = [("discord", "c1", "11", 0), ("discord", "c1", "12", 2), ("discord", "c2", "21", 1),
+            ("discord", "old", "1", -100), ("telegram", "c1", "99", 3)]  # fmt: skip
+    for platform, chat, message, minutes in rows:
+        key = MessageKey(platform, chat, message)
+        assert await store.claim_message(key, ALICE, T0 + timedelta(minutes=minutes))
+    await store.mark_done(MessageKey("discord", "c1", "12"), T0 + timedelta(minutes=3))
+    assert await store.latest_messages("discord", T0 - timedelta(minutes=10)) == [
+        MessageKey("discord", "c1", "12"),  # done or not: it was recorded, so it was seen
+        MessageKey("discord", "c2", "21"),
+    ]
+    assert await store.latest_messages("telegram", T0 + timedelta(minutes=5)) == []
+
+
 async def test_unfinished_lists_oldest_first_and_skips_rows_without_text(db: Db) -> None:  # noqa: F811
     dead = await SqlMoodStore.open(db.target)
     later = MessageKey("telegram", "chat-1", "101")
