@@ -3,6 +3,7 @@ a throwaway PostgreSQL cluster for the suites that run on both databases."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -59,6 +60,17 @@ def postgres() -> Iterator[PostgresCluster]:
 
 
 SYSTEM_LAYOUT = ChatConfig(reply_tone_at="system", reply_examples="label")
+
+
+@contextlib.asynccontextmanager
+async def restarted_service(engine: ScriptedEngine) -> AsyncIterator[ChatService]:
+    """What a restart gives the next adapter: a new store on the same database file and a new
+    service (on the same model worker), closed after."""
+    store = await SqlMoodStore.open(engine.db_path)
+    try:
+        yield ChatService(engine.worker, store, SYSTEM_LAYOUT)
+    finally:
+        await store.close()
 
 
 @pytest.fixture(scope="module")

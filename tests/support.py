@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,24 @@ async def stored_mood_events(store: MoodStore, user: UserKey, at_least: int = 0)
         if len(events) >= at_least or time.monotonic() > deadline:
             return events
         await asyncio.sleep(0.01)
+
+
+def console_session(cwd: Path, lines: Sequence[str], **settings: str) -> str:
+    """`python -m bot chat --user e2e` fed `lines`, in `cwd` (so no .env from the repo leaks
+    in) with its database there, no platform token and `settings`; checked to end cleanly.
+    Returns what it printed."""
+    env = {**os.environ, "DATABASE_PATH": str(cwd / "bot.db"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **settings}  # fmt: skip
+    for key in ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN"):
+        env.pop(key, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "chat", "--user", "e2e"],
+        input="\n".join(lines) + "\n", capture_output=True, text=True, env=env, cwd=cwd,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stdout
 
 
 @contextlib.asynccontextmanager

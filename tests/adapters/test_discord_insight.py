@@ -16,7 +16,6 @@ from chat import texts
 from chat.config import WEEKDAYS
 from chat.service import ChatService
 from core.types import UserKey
-from storage.store import SqlMoodStore
 from tests.adapters.test_discord import (  # noqa: F401 - fixtures
     ALICE,
     ALICE_ID,
@@ -37,7 +36,7 @@ from tests.adapters.test_discord import (  # noqa: F401 - fixtures
     wait_for_call,
     wait_for_message,
 )
-from tests.conftest import SYSTEM_LAYOUT, ScriptedEngine
+from tests.conftest import SYSTEM_LAYOUT, ScriptedEngine, restarted_service
 from tests.fakes.discord_api import JSON, FakeDiscord, user_payload
 
 CAROL_ID = 503
@@ -147,10 +146,7 @@ async def test_digest_opt_in_survives_a_restart_and_closed_dms_are_skipped(
         del DM_OF[CAROL_ID]
     await first.stop()
 
-    # A restart: a new store on the same file, a new service, a new adapter.
-    store = await SqlMoodStore.open(scripted_engine.db_path)
-    try:
-        service = ChatService(scripted_engine.worker, store, SYSTEM_LAYOUT)
+    async with restarted_service(scripted_engine) as service:
         restarted = DiscordAdapter(service, config(fake))
         await restarted.start()
         try:
@@ -160,8 +156,6 @@ async def test_digest_opt_in_survives_a_restart_and_closed_dms_are_skipped(
             run = await restarted.digest.send_now()
         finally:
             await restarted.stop()
-    finally:
-        await store.close()
     assert run.sent == [key(ALICE_ID), key(CAROL_ID)]
     assert run.unreachable == [key(BOB_ID)]
     assert run.failed == []

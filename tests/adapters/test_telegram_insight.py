@@ -13,7 +13,6 @@ from adapters.telegram.adapter import TelegramAdapter, TelegramConfig
 from adapters.telegram.digest import JOB_NAME
 from chat import texts
 from chat.service import ChatService
-from storage.store import SqlMoodStore
 from tests.adapters.test_telegram import (  # noqa: F401 - fixtures
     USER,
     MakeAdapter,
@@ -23,7 +22,7 @@ from tests.adapters.test_telegram import (  # noqa: F401 - fixtures
     make_adapter,
     wait_text,
 )
-from tests.conftest import SYSTEM_LAYOUT, ScriptedEngine
+from tests.conftest import SYSTEM_LAYOUT, ScriptedEngine, restarted_service
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
 
 BLOCKER, THIRD = 333, 444
@@ -111,10 +110,7 @@ async def test_digest_opt_in_survives_a_restart_and_a_blocked_user_is_skipped(
         await wait_text(api, user, "every Sunday at 20:00 (UTC)")
     await first.stop()
 
-    # A restart: a new store on the same file, a new service, a new adapter.
-    store = await SqlMoodStore.open(scripted_engine.db_path)
-    try:
-        service = ChatService(scripted_engine.worker, store, SYSTEM_LAYOUT)
+    async with restarted_service(scripted_engine) as service:
         restarted = TelegramAdapter(service, telegram_config(api))
         await restarted.start()
         try:
@@ -123,8 +119,6 @@ async def test_digest_opt_in_survives_a_restart_and_a_blocked_user_is_skipped(
             run = await restarted.send_digests()
         finally:
             await restarted.stop()
-    finally:
-        await store.close()
     assert run.sent == [key(USER), key(THIRD)]
     assert run.unreachable == [key(BLOCKER)]
     assert run.failed == []

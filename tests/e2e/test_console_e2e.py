@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.model
+from tests.support import console_session
 
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.model
 
 
 @pytest.mark.parametrize("backend", ["transformers", "llama_cpp"])
 def test_jsonl_session_on_the_real_model(tmp_path: Path, backend: str) -> None:
     if backend == "llama_cpp":
         pytest.importorskip("llama_cpp", reason="the llama extra is not installed")
-    db = tmp_path / "bot.db"
-    env = {**os.environ, "DATABASE_PATH": str(db), "MAX_NEW_TOKENS": "60", "PYTHONPATH": str(ROOT),
-           "BACKEND": backend}  # fmt: skip
-    for key in ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN"):
-        env.pop(key, None)
     lines = [
         "今天的实验终于成功了，太棒了！",
         "I lost my wallet and missed the last train home.",
@@ -34,18 +26,8 @@ def test_jsonl_session_on_the_real_model(tmp_path: Path, backend: str) -> None:
         "/forget confirm",
         "/mood",
     ]
-    done = subprocess.run(
-        [sys.executable, "-m", "bot", "chat", "--user", "e2e"],
-        input="\n".join(lines) + "\n",
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,  # no .env from the repo can leak in
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    records = [json.loads(line) for line in done.stdout.splitlines()]
+    out = console_session(tmp_path, lines, MAX_NEW_TOKENS="60", BACKEND=backend)
+    records = [json.loads(line) for line in out.splitlines()]
     assert len(records) == len(lines)
 
     happy, sad, empty, mood, unknown, ask, deleted, after = records

@@ -92,6 +92,14 @@ async def mood_event_count(db: str | Path, user: UserKey) -> int:
         await store.close()
 
 
+def telegram_env(db: str, api: FakeTelegramAPI, **extra: str) -> dict[str, str]:
+    """The scripted bot on this database, polling the fake Telegram."""
+    return scripted_bot_env(url_of(db), TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
+                            TELEGRAM_API_BASE_URL=api.base_url,
+                            TELEGRAM_API_FILE_URL=api.file_url,
+                            TELEGRAM_EDIT_INTERVAL_S="0.1", **extra)  # fmt: skip
+
+
 async def killed(process: asyncio.subprocess.Process) -> None:
     process.kill()  # SIGKILL: nothing of the process runs after this
     await process.wait()
@@ -111,14 +119,7 @@ async def test_telegram_a_reply_killed_mid_stream_is_finished_once_after_a_resta
     db = database
     user = UserKey("telegram", str(USER))
     async with FakeTelegramAPI(DEFAULT_TOKEN) as api:
-        env = scripted_bot_env(
-            url_of(db),
-            TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
-            TELEGRAM_API_BASE_URL=api.base_url,
-            TELEGRAM_API_FILE_URL=api.file_url,
-            TELEGRAM_EDIT_INTERVAL_S="0.1",
-            **SLOW,
-        )
+        env = telegram_env(db, api, **SLOW)
         shown = lambda: api.bot_texts(USER)  # noqa: E731
         out, err = tmp_path / "first.out", tmp_path / "first.err"
         async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as first:
@@ -165,13 +166,7 @@ async def test_telegram_a_message_killed_after_its_confirm_before_its_label_is_a
     db = database
     user = UserKey("telegram", str(USER))
     async with FakeTelegramAPI(DEFAULT_TOKEN) as api:
-        env = scripted_bot_env(
-            url_of(db),
-            TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
-            TELEGRAM_API_BASE_URL=api.base_url,
-            TELEGRAM_API_FILE_URL=api.file_url,
-            TELEGRAM_EDIT_INTERVAL_S="0.1",
-        )
+        env = telegram_env(db, api)
         shown = lambda: api.bot_texts(USER)  # noqa: E731
         out, err = tmp_path / "first.out", tmp_path / "first.err"
         stuck = {**env, "SCRIPTED_TAG_DELAY_S": "120"}  # the label never comes
