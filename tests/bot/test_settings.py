@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_defaults() -> None:
     settings = Settings.from_env({})
-    assert settings.model.model == "packaged"
+    assert settings.model.model == "packaged-1.5b"  # the default tier
     assert settings.model.backend == "auto"
     assert settings.model.llama_context_tokens == 8192
     assert settings.model.dtype == "auto"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime.model_files import LIGHT_MODEL
 from tests.e2e.test_discord_e2e import DM_CHANNEL
 from tests.e2e.test_discord_e2e import TOKEN as DISCORD_TOKEN
 from tests.e2e.test_discord_e2e import USER_ID as DISCORD_USER
@@ -41,6 +42,7 @@ async def test_telegram_and_discord_share_one_process(tmp_path: Path) -> None:
                 "DISCORD_PROXY": discord.proxy_url,
                 "DATABASE_PATH": str(db),
                 "MAX_NEW_TOKENS": "40",
+                "MODEL": LIGHT_MODEL,  # Telegram and Discord e2e alone run the default
                 "PYTHONPATH": str(ROOT),
             }
             for key in ("TELEGRAM_ALLOWED_USER_IDS", "DISCORD_ALLOWED_USER_IDS"):

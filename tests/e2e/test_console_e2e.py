@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime.model_files import DEFAULT_MODEL, LIGHT_MODEL
 from tests.support import console_session
 
 pytestmark = pytest.mark.model
@@ -26,7 +27,10 @@ def test_jsonl_session_on_the_real_model(tmp_path: Path, backend: str) -> None:
         "/forget confirm",
         "/mood",
     ]
-    out = console_session(tmp_path, lines, MAX_NEW_TOKENS="60", BACKEND=backend)
+    # llama.cpp runs the default tier, as `make run` does; transformers the light tier (its
+    # one-time bf16 conversion of the default is ~3 GB and minutes: README "Model tiers").
+    model = DEFAULT_MODEL if backend == "llama_cpp" else LIGHT_MODEL
+    out = console_session(tmp_path, lines, MAX_NEW_TOKENS="60", BACKEND=backend, MODEL=model)
     records = [json.loads(line) for line in out.splitlines()]
     assert len(records) == len(lines)
 

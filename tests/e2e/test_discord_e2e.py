@@ -37,7 +37,8 @@ async def test_python_m_bot_answers_a_discord_dm_and_stops_on_sigint(tmp_path: P
         "LOG_LEVEL": "debug",  # the token must stay out of even the most verbose logs
         "PYTHONPATH": str(ROOT),
     }
-    for key in ("TELEGRAM_BOT_TOKEN", "DISCORD_ALLOWED_USER_IDS", "DISCORD_TRIGGERS"):
+    # MODEL unset: the default tier, as a new user runs it.
+    for key in ("TELEGRAM_BOT_TOKEN", "DISCORD_ALLOWED_USER_IDS", "DISCORD_TRIGGERS", "MODEL"):
         env.pop(key, None)
     try:
         async with bot_process(tmp_path, env, stdout_path, stderr_path) as process:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from chat import texts
+from runtime.model_files import LIGHT_MODEL
 from tests.support import console_session
 
 pytestmark = pytest.mark.model
@@ -23,8 +24,9 @@ def test_why_and_week_on_the_real_model(tmp_path: Path) -> None:
     ]
     # On a loaded machine the summary's 120 tokens can outlast the default 120 s, and the
     # template would stand in: this test is about what the model writes.
+    # The light tier: what it says of this message is known (bench.why).
     out = console_session(tmp_path, lines, MAX_NEW_TOKENS="40", BACKEND="llama_cpp",
-                          REQUEST_TIMEOUT_S="900")  # fmt: skip
+                          MODEL=LIGHT_MODEL, REQUEST_TIMEOUT_S="900")  # fmt: skip
     message, why, week = (json.loads(line) for line in out.splitlines())
     assert message["sentiment"] == "negative"
     assert why["text"].startswith(f"🔎 Why “negative”? (p positive {message['p_positive']:.2f})")

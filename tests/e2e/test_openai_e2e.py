@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime.model_files import LIGHT_MODEL
 from tests.fakes.openai_api import FakeOpenAIServer
 from tests.llama_server import LlamaServer, llama_server
 
@@ -24,7 +25,7 @@ EXIT_MODEL = 3
 
 def bot_env(tmp_path: Path, **settings: str) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_PATH": str(tmp_path / "bot.db"),
-           "BACKEND": "openai", **settings}  # fmt: skip
+           "BACKEND": "openai", "MODEL": LIGHT_MODEL, **settings}  # fmt: skip
     for key in ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "OPENAI_API_KEY", "OPENAI_MODEL"):
         if key not in settings:
             env.pop(key, None)

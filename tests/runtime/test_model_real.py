@@ -11,7 +11,7 @@ import pytest
 from chat.prompts import detect_language, reply_request
 from core.types import GenerationParams
 from runtime.backends.transformers_runner import TransformersRunner
-from runtime.model_files import PACKAGED, PACKAGED_MODELS, default_cache_dir, packaged_gguf
+from runtime.model_files import LIGHT_MODEL, PACKAGED_MODELS, default_cache_dir, packaged_gguf
 
 pytestmark = pytest.mark.model
 
@@ -27,9 +27,10 @@ OBVIOUS = [
 
 def test_the_packaged_file_is_verified(real_runner: TransformersRunner) -> None:
     cache = os.environ.get("MODEL_CACHE_DIR")
-    gguf = packaged_gguf(Path(cache) if cache else default_cache_dir())
-    assert gguf.stat().st_size == PACKAGED_MODELS[PACKAGED].size
-    assert gguf.with_suffix(".gguf.sha256").read_text().strip() == PACKAGED_MODELS[PACKAGED].sha256
+    gguf = packaged_gguf(Path(cache) if cache else default_cache_dir(), LIGHT_MODEL)
+    light = PACKAGED_MODELS[LIGHT_MODEL]
+    assert gguf.stat().st_size == light.size
+    assert gguf.with_suffix(".gguf.sha256").read_text().strip() == light.sha256
     assert real_runner.label_ids == (106557, 103276)  # 正面, 负面 as single tokens
     assert {151643, 151645} <= real_runner.stop_ids
 
