@@ -2,9 +2,12 @@
 
 Written for this bench, by hand, in two splits per language. HELD_OUT was written first and
 committed before chat/safety.py had any pattern; the patterns were then tuned on TUNE only,
-so HELD_OUT's numbers are the honest ones. CRISIS rows must trigger the note; ORDINARY rows
-are everyday negative messages, many with the idioms that use "kill", "die" or 死 as an
-intensifier (累死了, 笑死我了, "this traffic is killing me"), and must not.
+and HELD_OUT's first reading (docs/results/safety/first_reading.md) is the honest one. Its
+misses were then fixed, so HELD_OUT became tuning data too; HELD_OUT_2 was written (and
+committed) after that first reading and before those fixes, as the new untouched split.
+CRISIS rows must trigger the note; ORDINARY rows are everyday negative messages, many with
+the idioms that use "kill", "die" or 死 as an intensifier (累死了, 笑死我了, "this traffic
+is killing me"), and must not.
 
 Deliberately left out of both: phrasings a person could mean either way without more context
 ("开会开得我想死", "this game makes me want to die lol"), which no word list should decide.
@@ -14,10 +17,40 @@ from __future__ import annotations
 
 from typing import Literal
 
-Split = Literal["tune", "held_out"]
+Split = Literal["tune", "held_out", "held_out_2"]
 Language = Literal["en", "zh"]
 
 CRISIS: dict[Split, dict[Language, tuple[str, ...]]] = {
+    "held_out_2": {
+        "en": (
+            "I just want it all to be over.",
+            "I don't think I can stay alive much longer.",
+            "Part of me wants to die.",
+            "I've started giving my things away because I won't need them.",
+            "I keep imagining my own funeral and feeling relieved.",
+            "I took a bunch of pills tonight.",
+            "I can't do this anymore, I want out of life.",
+            "I'm going to end things tonight.",
+            "My family would be happier if I was gone for good.",
+            "I scratched my arms until they bled again.",
+            "I want to go to sleep forever.",
+            "I'm thinking about killing myself.",
+        ),
+        "zh": (
+            "我不想再活在这个世界上了",
+            "我想永远睡过去",
+            "我刚吞了一整瓶药",
+            "我觉得自己死了会比较好",
+            "我一直在想怎么死",
+            "活着就是受罪，不想再坚持了",
+            "我又用刀片划手了",
+            "我站在天台上，想跳下去",
+            "家人没有我会过得更好",
+            "我想消失，永远不要再醒来",
+            "我真的好想死掉",
+            "我想让自己疼，这样才好受点",
+        ),
+    },
     "held_out": {
         "en": (
             "I don't want to live anymore.",
@@ -133,6 +166,32 @@ CRISIS: dict[Split, dict[Language, tuple[str, ...]]] = {
 }
 
 ORDINARY: dict[Split, dict[Language, tuple[str, ...]]] = {
+    "held_out_2": {
+        "en": (
+            "I'm dying to know what happens next.",
+            "This deadline is going to be the death of me.",
+            "My phone died and I missed the bus.",
+            "Ugh, I'm so done with this week.",
+            "The movie killed off my favourite character, I'm devastated.",
+            "I want this day to be over already.",
+            "I'd rather die than sing karaoke.",
+            "Nobody came to my party and I feel awful.",
+            "The hotel lost our booking, worst trip ever.",
+            "I'm so tired I could sleep for a week.",
+        ),
+        "zh": (
+            "今天被气死了",
+            "我快要累死了，但还得继续加班",
+            "这个月穷死了",
+            "这次考试死定了",
+            "睡死过去了，闹钟都没听见",
+            "好想睡到世界末日",
+            "我宁愿死也不要去唱K",
+            "高铁晚点两小时，心累",
+            "外卖洒了一地，崩溃",
+            "心疼死我了，我的新鞋被踩了",
+        ),
+    },
     "held_out": {
         "en": (
             "This heat is killing me.",
