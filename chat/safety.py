@@ -79,6 +79,13 @@ _EN: tuple[tuple[str, bool], ...] = (
     (r"\b(?:take|taking|swallow(?:ing)?)\s+all\s+(?:of\s+)?my\s+pills\b", True),
     (r"\bbetter\s+(?:off\s+)?without\s+me\b", True),
     (r"\bnever\s+wake\s+up\b", True),
+    (r"\b(?:don'?t|do\s+not)\s+want\s+to\s+wake\s+up\b", False),
+    (r"\bdone\s+with\s+(?:life|living|being\s+alive)\b", True),
+    (
+        r"\b(?:care|notice|matter)\s+if\s+i\s+(?:died|was\s+dead|were\s+dead|was\s+gone|were\s+gone)\b",
+        False,
+    ),
+    (r"\bwish\s+i\s*(?:'d|had)\s+never\s+been\s+born\b", True),
     (r"\bjump(?:ing)?\s+off\s+(?:the|a|this|my)\s+(?:bridge|roof|building|cliff|balcony)\b", True),
 )
 _EN_NEGATION = re.compile(
@@ -87,9 +94,9 @@ _EN_NEGATION = re.compile(
 
 _ZH: tuple[tuple[str, bool], ...] = (
     (r"自[杀殺](?!式)", True),
-    (r"自[残殘伤傷]|[伤傷]害自己|割腕|[划劃割]了?自己", True),
+    (r"自[残殘伤傷]|[伤傷]害了?自己|割腕|[划劃割]了?自己", True),
     (r"[轻輕]生", True),
-    (r"不想[再继繼]?[续續]?活|活不下去|不配活|活[够夠]了", False),
+    (r"不想[再继繼]?[续續]?活|活不下去|不配活|活[够夠]了|活下去\S{0,2}[太好很]?[难難]", False),
     (r"活[着著]\S{0,2}[没沒]有?(?:任何)?意[义義]|人生[没沒]有?(?:任何)?意[义義]", True),
     # 想死 is a wish, but 想死你了 ("missed you so much") and 累得想死 (an intensifier) are not.
     (r"(?<!得)想死(?![你我他她它妳您])", True),
