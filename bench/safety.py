@@ -61,7 +61,7 @@ def _group(
 
 
 def run(data: Path) -> list[dict[str, Any]]:
-    splits = ("tune", "held_out", "held_out_2")
+    splits = ("tune", "held_out", "held_out_2", "held_out_3")
     groups = [
         _group("crisis phrasings", split, language, CRISIS[split][language], True)
         for split in splits
