@@ -56,8 +56,29 @@ _EN: tuple[tuple[str, bool], ...] = (
     ),
     (r"\b(?:end|ending|take|taking)\s+my\s+(?:own\s+)?life\b", True),
     (r"\bend(?:ing)?\s+it\s+all\b", True),
-    (r"\b(?:want|wanna|going|gonna|plan(?:ning)?|ready)\s+to\s+end\s+it\b(?!\s+with\b)", True),
-    (r"\b(?:i\s+)?(?:want|wanna|wish(?:\s+i\s+could)?|ready|deserve)\s+(?:to\s+)?die\b", True),
+    (
+        r"\b(?:want|wanna|going|gonna|plan(?:ning)?|ready)\s+to\s+end\s+(?:it|things|everything)\b"
+        r"(?!\s+with\b)",
+        True,
+    ),
+    (r"\b(?:i\s+)?(?:wants?|wanna|wish(?:\s+i\s+could)?|ready|deserve)\s+(?:to\s+)?die\b", True),
+    (
+        r"\bwant\s+(?:it\s+all|everything|all\s+of\s+it|my\s+life)\s+to\s+(?:be\s+over|end|stop)\b",
+        True,
+    ),
+    (r"\b(?:can'?t|cannot|can)\s+stay\s+alive\b", False),
+    (r"\bmy\s+own\s+funeral\b", True),
+    (
+        r"\btook\s+(?:a\s+bunch\s+of|all\s+(?:of\s+)?my|too\s+many|a\s+whole\s+bottle\s+of)\s+(?:\w+\s+)?pills\b",
+        True,
+    ),
+    (r"\bwant\s+out\s+of\s+(?:this\s+)?life\b", True),
+    (
+        r"\b(?:happier|better(?:\s+off)?|easier)\s+(?:if|when)\s+i\s*(?:was|were|'m|am)\s+(?:gone|dead|not\s+(?:here|around))\b",
+        True,
+    ),
+    (r"\buntil\s+(?:they|it)\s+bled\b|\bcut(?:ting)?\s+my\s+(?:arms|wrists|thighs|legs)\b", True),
+    (r"\b(?:want|wanna|wish)\s+(?:to\s+)?(?:go\s+to\s+)?sleep\s+forever\b", True),
     (
         r"\b(?:wish\s+i\s+(?:were|was)|rather\s+be|want\s+to\s+be|wanna\s+be|better\s+off)\s+dead\b",
         True,
@@ -101,7 +122,15 @@ _ZH: tuple[tuple[str, bool], ...] = (
     # 想死 is a wish, but 想死你了 ("missed you so much") and 累得想死 (an intensifier) are not.
     (r"(?<!得)想死(?![你我他她它妳您])", True),
     (r"(?<![你他她])去死(?!吧)", True),
-    (r"死了算了|不如死了|死了就?解脱|一死了之|一了百了|我死了\S{0,8}(?:更好|解脱)", True),
+    (
+        r"死了算了|不如死了|死了就?解脱|一死了之|一了百了|(?:我|自己)死了\S{0,8}(?:好|解脱|轻松)",
+        True,
+    ),
+    (r"永[远遠]睡[过過下]去|永[远遠]不\S?再?醒|(?:不要|别|再也不)再?醒[来過过]", True),
+    (r"(?:吞|吃)了?\S{0,2}(?:一整瓶|整瓶|一瓶)\S{0,3}[药藥]", True),
+    (r"想\S{0,2}怎么死(?!的)|活[着著]\S{0,3}(?:受罪|受苦|煎熬|痛苦)", True),
+    (r"刀片|[让讓]自己[疼痛流血]", True),
+    (r"想跳下去|要跳下去|天台\S{0,6}跳", True),
     (r"[结結]束(?:自己的?)?生命|[结結]束自己|[结結]束[这這]一切|了[断斷]", True),
     (r"跳[楼樓河江]|[楼樓桥橋]\S{0,3}跳下|上吊|[遗遺][书書]", True),
     (r"准[备備]好?了?安眠[药藥]|[攒存囤]\S{0,4}[药藥]|吃[药藥]自|安眠[药藥]\S{0,4}[全都]吃", True),
