@@ -381,3 +381,26 @@ async def test_export_shows_the_notes_and_forget_removes_them(
     assert (
         json.loads(next(f for f in files if f.name.endswith(".json")).data)["support_notes"] == []
     )
+
+
+# --- the prompt's extra line (chat/prompts.py reply_request) ---------------------------------
+
+
+def test_the_extra_line_goes_where_the_layout_puts_the_tone() -> None:
+    from chat.prompts import TONES, ReplyLayout, reply_request
+    from core.types import GenerationParams
+
+    extra = safety.CRISIS_NOTE["en"]
+    params = GenerationParams()
+    line = TONES["en"]["negative"]
+    system = reply_request("negative", EN_CRISIS, (), params, ReplyLayout("system"), extra)
+    assert system.system.endswith(f"{line}\n{extra}")
+    assert system.user_text == EN_CRISIS
+    note = reply_request("negative", EN_CRISIS, (), params, ReplyLayout("note"), extra)
+    assert note.note == f"{line}\n{extra}"
+    assert extra not in note.system
+    user = reply_request("negative", EN_CRISIS, (), params, ReplyLayout("user"), extra)
+    assert user.user_text == f"{EN_CRISIS}\n\n({line} {extra})"
+    # Without it, nothing changes.
+    plain = reply_request("negative", EN_CRISIS, (), params, ReplyLayout("note"))
+    assert plain.note == line
