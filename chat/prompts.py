@@ -156,11 +156,13 @@ def reply_request(
     params: GenerationParams,
     layout: ReplyLayout = ReplyLayout(),
     extra: str = "",
+    more_examples: tuple[Turn, ...] = (),
 ) -> ReplyRequest:
     """What the runner is asked for a message shown with this tone: persona, examples, the
     conversation so far and the tone, placed as `layout` says. `extra`: a line added after
-    this message's tone, where the layout puts it (chat/safety.py's note for a crisis
-    message); it never enters the history."""
+    this message's tone, where the layout puts it, and `more_examples`: exchanges after the
+    usual ones (chat/safety.py's note and example for a crisis message); neither enters the
+    history."""
     *note, message = message_turns(user_text, tone, layout)
     system = reply_system_prompt(tone, user_text, layout)
     user = message.content
@@ -177,7 +179,7 @@ def reply_request(
         history=with_notes(history, layout),
         user_text=user,
         params=params,
-        examples=reply_examples(tone, user_text, layout),
+        examples=reply_examples(tone, user_text, layout) + more_examples,
         note=tone_note,
     )
 

@@ -19,11 +19,12 @@ were hard, a hard day being one where most messages were strongly negative (labe
 with p_positive <= STRONG_NEGATIVE_P, or corrected to negative by the user; a correction to
 positive or neutral never counts).
 
-The reply. For a crisis message the reply prompt gets a gentle note (CRISIS_NOTE) in place
-of the label's tone line, and the reply is checked before it is shown (`needs_guard`): a
-refusal ("I can't help with that", 我不能接受这样的情绪) or a phone number (a small model may
-invent one) is replaced by a caring template in the user's language (CARING_REPLY). A
-negative message's reply is checked for refusals too.
+The reply. For a crisis message the reply prompt gets the negative tone whatever the label,
+a gentle note after it (CRISIS_NOTE) and one example exchange (CRISIS_EXAMPLE); the reply is
+checked before it is shown (`guarded_reply`): a refusal ("I can't help with that", 我不能接受
+这样的情绪), a phone number (a small model may invent one) or any word for means (the 0.5B
+model once suggested a knife) is replaced by a caring template in the user's language
+(CARING_REPLY). A negative message's reply is checked for refusals too.
 
 The note (`support_note`). Its own message after the reply, never a diagnosis: it says the
 user was heard and where people are who listen, with SUPPORT_RESOURCES or, when that is unset,
@@ -38,8 +39,9 @@ from collections.abc import Iterable
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Literal
 
+from chat.prompts import ReplyLayout, message_turns
 from core.language import Language, detect_language
-from core.types import MoodEvent
+from core.types import MoodEvent, Turn
 
 Trigger = Literal["words", "stretch"]
 
@@ -215,6 +217,29 @@ CRISIS_NOTE: dict[Language, str] = {
     "lecture or diagnose, and do not write phone numbers.",
 }
 
+# One example exchange, after the usual ones: the small model imitates an example far better
+# than it obeys an instruction (chat/prompts.py), and without one the 0.5B model refused.
+CRISIS_EXAMPLE: dict[Language, tuple[str, str]] = {
+    "zh": (
+        "一切都没有希望了，我不想再这样下去了。",
+        "听到你这么说，我真的很心疼，谢谢你愿意告诉我。你不是一个人，我在这里陪着你。"
+        "愿意和我说说最近发生了什么吗？",
+    ),
+    "en": (
+        "Everything feels hopeless and I can't go on like this.",
+        "I'm so sorry you're carrying this much pain, and I'm really glad you told me. You're "
+        "not alone, I'm here with you. Can you tell me a little about what's been happening?",
+    ),
+}
+
+
+def crisis_examples(user_text: str, layout: ReplyLayout) -> tuple[Turn, ...]:
+    """CRISIS_EXAMPLE in the user's language, its message shown as the layout shows one."""
+    language = detect_language(user_text)
+    question, answer = CRISIS_EXAMPLE[language]
+    return (*message_turns(question, "negative", layout), Turn("assistant", answer))
+
+
 # What a refused (or phone-numbered) reply to a crisis message is replaced with.
 CARING_REPLY: dict[Language, str] = {
     "zh": "听到你这么说，我很心疼，谢谢你愿意告诉我。你很重要，你不必一个人扛着这些。"
@@ -239,6 +264,15 @@ _REFUSAL = re.compile(
     r"|(?:抱歉|对不起|對不起)[^。！？\n]{0,12}(?:不能|无法|無法)"
     r"|作为(?:一个)?(?:AI|ai|人工智能))"
 )
+# Means or methods in a reply to a crisis message. The 0.5B model once answered "I want to
+# kill myself" with "you can try to kill yourself by using a knife" (bench.safety --replies):
+# a caring reply needs none of these words, so any of them sends the template instead.
+_MEANS = re.compile(
+    r"\b(?:kill(?:ing)?\s+(?:your|my)\s*self|suicid\w*|overdos\w*|knife|knives|blades?|razors?"
+    r"|ropes?|pills?|poison\w*|(?:hang|cut|hurt|harm)(?:ing)?\s+(?:your|my)\s*self|jump(?:ing)?"
+    r"\s+off|bleach|guns?|wrists?|methods?\s+to)\b"
+    r"|自[杀殺]|割腕|刀|[绳繩]|[药藥]|跳[楼樓河]|上吊|安眠|[煤燃]气|[烧燒]炭|去死|死法"
+)
 # Seven or more digits in a row, allowing separators: a model's invented hotline.
 _PHONE = re.compile(r"(?:\+?\d[\d\s\-().]{5,}\d)")
 
@@ -247,14 +281,18 @@ def is_refusal(reply: str) -> bool:
     return _REFUSAL.search(_normal(reply)) is not None
 
 
+def names_means(reply: str) -> bool:
+    return _MEANS.search(_normal(reply)) is not None
+
+
 def has_phone_number(reply: str) -> bool:
     return any(sum(ch.isdigit() for ch in m.group(0)) >= 7 for m in _PHONE.finditer(reply))
 
 
 def guarded_reply(reply: str, user_text: str, crisis: bool) -> str:
-    """The reply as shown: a refusal (or, to a crisis message, a phone number the model wrote)
-    replaced by a caring template in the user's language."""
-    if is_refusal(reply) or (crisis and has_phone_number(reply)):
+    """The reply as shown: a refusal (or, to a crisis message, a phone number the model wrote
+    or any word for means of self-harm) replaced by a caring template in the user's language."""
+    if is_refusal(reply) or (crisis and (has_phone_number(reply) or names_means(reply))):
         return (CARING_REPLY if crisis else GENTLE_REPLY)[detect_language(user_text)]
     return reply
 

@@ -298,8 +298,10 @@ class ChatService:
         crisis = safety.crisis_words(text)
         tone: Tone = "negative" if crisis else sentiment.tone
         extra = safety.CRISIS_NOTE[detect_language(text)] if crisis else ""
+        layout = self.config.layout
+        more = safety.crisis_examples(text, layout) if crisis else ()
         request = reply_request(
-            tone, text, tuple(history), self.config.generation, self.config.layout, extra
+            tone, text, tuple(history), self.config.generation, layout, extra, more
         )
         parts: list[str] = []
         first_token_ms: float | None = None

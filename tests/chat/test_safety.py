@@ -165,6 +165,24 @@ def test_a_refusal_is_replaced_by_a_caring_reply_in_the_users_language(reply: st
     assert safety.guarded_reply(reply, "我今天好难过", crisis=False) == safety.GENTLE_REPLY["zh"]
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # What the 0.5B model said to "I want to kill myself." (bench.safety --replies).
+        "That's not a good idea, but you can try to kill yourself by using a knife or cutting "
+        "your teeth. Remember, you're not alone.",
+        "Sleeping pills are not the answer.",
+        "不要用刀伤害自己。",
+        "吃安眠药不能解决问题。",
+    ],
+)
+def test_a_reply_to_a_crisis_message_that_names_means_is_replaced(reply: str) -> None:
+    text = ZH_CRISIS if any("\u4e00" <= ch <= "\u9fff" for ch in reply) else EN_CRISIS
+    assert safety.guarded_reply(reply, text, crisis=True) in safety.CARING_REPLY.values()
+    # To an ordinary negative message it is no refusal, so it stays ("my knife slipped").
+    assert safety.guarded_reply(reply, "I cut my finger cooking.", crisis=False) == reply
+
+
 def test_a_caring_reply_is_kept_and_an_invented_phone_number_is_not() -> None:
     caring = "I'm so sorry you feel this way. I'm here with you. Do you want to talk about it?"
     assert safety.guarded_reply(caring, EN_CRISIS, crisis=True) == caring
@@ -205,7 +223,7 @@ class Clock(datetime):
     at = NOW
 
     @classmethod
-    def now(cls, tz: tzinfo | None = None) -> Clock:  # type: ignore[override]
+    def now(cls, tz: tzinfo | None = None) -> Clock:
         return cls.at  # type: ignore[return-value]
 
 
@@ -247,13 +265,19 @@ async def test_explicit_words_get_the_gentle_prompt_and_the_note_every_time(
         reply = done(await run(service, msg(text)))
         assert reply.support == safety.support_note("words", text)
     assert await notes(scripted_engine) == ["words"] * 3
-    # The prompt carried the gentle note, in the message's language.
+    # The prompt carried the gentle note and the example, in the message's language.
     requests = scripted_engine.runner.reply_calls
     assert safety.CRISIS_NOTE["en"] in requests[0].system
     assert safety.CRISIS_NOTE["zh"] in requests[1].system
+    assert requests[0].examples[-1].content == safety.CRISIS_EXAMPLE["en"][1]
+    assert requests[1].examples[-1].content == safety.CRISIS_EXAMPLE["zh"][1]
     # An ordinary message gets none, and nothing is recorded for it.
     assert done(await run(service, msg("I had a great day"))).support == ""
     assert safety.CRISIS_NOTE["en"] not in scripted_engine.runner.reply_calls[-1].system
+    assert all(
+        turn.content != safety.CRISIS_EXAMPLE["en"][1]
+        for turn in scripted_engine.runner.reply_calls[-1].examples
+    )
     assert await notes(scripted_engine) == ["words"] * 3
 
 
