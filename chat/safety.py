@@ -22,8 +22,9 @@ positive or neutral never counts).
 The reply. For a crisis message the reply prompt gets the negative tone whatever the label,
 a gentle note after it (CRISIS_NOTE) and one example exchange (CRISIS_EXAMPLE); the reply is
 checked before it is shown (`guarded_reply`): a refusal ("I can't help with that", 我不能接受
-这样的情绪), a phone number (a small model may invent one) or any word for means (the 0.5B
-model once suggested a knife) is replaced by a caring template in the user's language
+这样的情绪), a phone number (a small model may invent one), any word for means (the 0.5B
+model once suggested a knife) or a reply without a single empathy phrase (the dismissive
+"It's not okay to feel that way") is replaced by a caring template in the user's language
 (CARING_REPLY). A negative message's reply is checked for refusals too.
 
 The note (`support_note`). Its own message after the reply, never a diagnosis: it says the
@@ -273,12 +274,25 @@ _MEANS = re.compile(
     r"\s+off|bleach|guns?|wrists?|methods?\s+to)\b"
     r"|自[杀殺]|割腕|刀|[绳繩]|[药藥]|跳[楼樓河]|上吊|安眠|[煤燃]气|[烧燒]炭|去死|死法"
 )
+# A reply to a crisis message is shown only when it reads as caring: it has one of these.
+# Without one it was, in bench.safety --replies, dismissive ("It's not okay to feel that
+# way", 这真是不现实, 自杀是不可行的) or off ("希望你早日康复"), so the template goes instead.
+_CARING = re.compile(
+    r"\b(?:sorry\s+(?:you|to\s+hear)|glad\s+you\s+(?:told|reached|shared)|here\s+(?:for|with)\s+you"
+    r"|i'm\s+here|i\s+am\s+here|not\s+alone|listen(?:ing)?|hear\s+you|sounds\s+(?:really\s+)?"
+    r"(?:hard|painful|heavy|overwhelming))\b"
+    r"|心疼|抱歉|倾听|傾聽|陪[着著伴你]|我在[这這]里|不是一个人|不是一個人|[听聽]到你|辛苦了"
+)
 # Seven or more digits in a row, allowing separators: a model's invented hotline.
 _PHONE = re.compile(r"(?:\+?\d[\d\s\-().]{5,}\d)")
 
 
 def is_refusal(reply: str) -> bool:
     return _REFUSAL.search(_normal(reply)) is not None
+
+
+def reads_caring(reply: str) -> bool:
+    return _CARING.search(_normal(reply)) is not None
 
 
 def names_means(reply: str) -> bool:
@@ -290,9 +304,11 @@ def has_phone_number(reply: str) -> bool:
 
 
 def guarded_reply(reply: str, user_text: str, crisis: bool) -> str:
-    """The reply as shown: a refusal (or, to a crisis message, a phone number the model wrote
-    or any word for means of self-harm) replaced by a caring template in the user's language."""
-    if is_refusal(reply) or (crisis and (has_phone_number(reply) or names_means(reply))):
+    """The reply as shown: a refusal replaced by a caring template in the user's language; and
+    for a crisis message, also a reply that names means of self-harm, has a phone number the
+    model wrote, or does not read as caring (no empathy phrase at all)."""
+    unsafe = crisis and (has_phone_number(reply) or names_means(reply) or not reads_caring(reply))
+    if is_refusal(reply) or unsafe:
         return (CARING_REPLY if crisis else GENTLE_REPLY)[detect_language(user_text)]
     return reply
 

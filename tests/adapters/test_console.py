@@ -225,11 +225,11 @@ async def test_the_console_is_private_the_note_follows_the_reply(
     crisis = "I don't want to be alive anymore."
     happy, sad = await run_jsonl(scripted_engine, ["I am so happy today", crisis])
     assert "support" not in happy
-    assert sad["reply"] == f"A comforting reply to: {crisis}"
+    assert sad["reply"] == safety.CARING_REPLY["en"]  # the scripted reply reads as no care
     assert sad["support"] == safety.support_note("words", crisis)
 
     output, _ = await run_console(scripted_engine, ["我真的不想活了。"], jsonl=False)
-    reply_at = output.index("A comforting reply to: 我真的不想活了。")
+    reply_at = output.index(safety.CARING_REPLY["zh"])
     note_at = output.index(safety.support_note("words", "我真的不想活了。"))
     assert reply_at < note_at
     notes = await scripted_engine.store.support_notes(ME, EPOCH)

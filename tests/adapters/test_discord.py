@@ -705,6 +705,7 @@ async def test_a_message_left_unanswered_by_a_dead_process_is_answered_on_ready(
 # --- the support note (chat/safety.py) ------------------------------------------------------
 
 CRISIS = "我真的不想活了。"
+NEGATIVE_LABEL = texts.label_line(Sentiment("negative", 0.1))
 
 
 async def test_a_crisis_message_in_a_dm_gets_the_reply_then_the_note_as_its_own_message(
@@ -714,7 +715,8 @@ async def test_a_crisis_message_in_a_dm_gets_the_reply_then_the_note_as_its_own_
     note = safety.support_note("words", CRISIS)
     await wait_for_message(fake, DM_OF[ALICE_ID], note)
     contents = [m["content"] for m in fake.channel_messages(DM_OF[ALICE_ID])]
-    assert contents == [expected_reply(CRISIS), note]
+    # The scripted reply ("A comforting reply to: …") has no word of care: the template.
+    assert contents == [f"{NEGATIVE_LABEL}\n\n{safety.CARING_REPLY['zh']}", note]
     user = UserKey("discord", str(ALICE_ID))
     assert [n.trigger for n in await scripted_engine.store.support_notes(user, EPOCH)] == ["words"]
 
@@ -724,7 +726,7 @@ async def test_no_note_in_a_server_channel(
 ) -> None:
     asked = in_channel(fake, ALICE, f"{mention(fake)} {CRISIS}", mentions=[fake.bot])
     await fake.dispatch("MESSAGE_CREATE", asked)
-    await wait_for_message(fake, CHANNEL, expected_reply(CRISIS))
+    await wait_for_message(fake, CHANNEL, f"{NEGATIVE_LABEL}\n\n{safety.CARING_REPLY['zh']}")
     sentinel = in_channel(fake, BOB, f"{mention(fake)} sentinel", mentions=[fake.bot])
     await fake.dispatch("MESSAGE_CREATE", sentinel)
     await wait_for_message(fake, CHANNEL, expected_reply("sentinel"))

@@ -856,7 +856,8 @@ async def test_a_crisis_message_in_private_gets_the_reply_then_the_note_as_its_o
     sent = [c.params["text"] for c in api.calls_to("sendMessage")]
     assert sent == [NEGATIVE, note]  # the label (grown into the reply by edits), then the note
     reply = api.bot_texts(USER)[0]
-    assert reply == f"{NEGATIVE}\n\nA comforting reply to: {CRISIS}"
+    # The scripted reply ("A comforting reply to: …") has no word of care: the template.
+    assert reply == f"{NEGATIVE}\n\n{safety.CARING_REPLY['en']}"
     assert [n.trigger for n in await scripted_engine.store.support_notes(key(USER), EPOCH)] == [
         "words"
     ]
@@ -866,7 +867,7 @@ async def test_no_note_in_a_group(
     bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
 ) -> None:
     api.group_text(USER, f"@testbot {CRISIS}")
-    await wait_text(api, GROUP_ID, "A comforting reply to")
+    await wait_text(api, GROUP_ID, safety.CARING_REPLY["en"])
     api.group_text(OTHER, "@testbot sentinel")
     await wait_text(api, GROUP_ID, "reply to: sentinel")
     assert not any("findahelpline" in text for text in api.bot_texts(GROUP_ID))

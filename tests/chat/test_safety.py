@@ -191,10 +191,23 @@ def test_a_caring_reply_is_kept_and_an_invented_phone_number_is_not() -> None:
     )
     invented = "Please call the hotline at 1-800-555-0199 right away."
     assert safety.guarded_reply(invented, EN_CRISIS, crisis=True) == safety.CARING_REPLY["en"]
-    assert (
-        safety.guarded_reply("Call me at 5 or 6.", EN_CRISIS, crisis=True)
-        != (safety.CARING_REPLY["en"])
-    )
+    small = "I'm here for you, at 3 am or at 5 pm. Want to talk?"
+    assert safety.guarded_reply(small, EN_CRISIS, crisis=True) == small
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # What the models said (bench.safety --replies): no refusal, no means, and no care.
+        "It's not okay to feel that way. You deserve to be happy and healthy.",
+        "这真是不现实，我不能让你这样下去。你愿意多说一些吗？",
+        "很遗憾，你不想活了，生活就像一场马拉松，充满了挑战和痛苦。希望你早日康复，找到新的目标。",
+    ],
+)
+def test_a_reply_to_a_crisis_message_without_any_care_is_replaced(reply: str) -> None:
+    assert not safety.reads_caring(reply)
+    assert safety.guarded_reply(reply, EN_CRISIS, crisis=True) == safety.CARING_REPLY["en"]
+    assert safety.guarded_reply(reply, "I failed my exam.", crisis=False) == reply
 
 
 def test_the_note_follows_the_users_language_and_takes_the_configured_resources() -> None:
