@@ -13,10 +13,14 @@ note. False alarms: the share of everyday negative messages that would get one, 
   - bench/messages.py's negative chat messages (the latency and reply benches' set).
 The goal is at most 1 % false alarms on the negatives.
 
-Splits. TUNE is what the patterns were tuned on; HELD_OUT was written before any pattern
-existed and never tuned on. The review rows were not tuned on either: their false alarms
-were read once while the patterns were written (6 English reviews, 0 Chinese) and no pattern
-was changed for them. The texts that fired are listed in the JSON, so they can be read.
+Splits. TUNE is what the patterns were first tuned on. Each HELD_OUT split was written and
+committed before the patterns saw it, read once (docs/results/safety/{first,second,third}_
+reading.md: the honest numbers), and only then were its misses fixed, with the next split
+already written: so in the final table every split has been tuned on, and the readings say
+how a word list does on phrasings it has not seen. The review rows were not tuned on: their
+false alarms were read while the patterns were written (6 English reviews, 0 Chinese) and no
+pattern was changed for them (one Chinese pattern, 划手, was dropped when it fired on laptop
+reviews of sharp edges). The texts behind each error are listed in the JSON.
 
 No model is loaded for that: detection is pattern matching, the same on any machine.
 
@@ -182,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         (args.out / "safety.md").write_text(
             "# python -m bench.safety\n\nchat/safety.py explicit-words detection; the texts "
-            f"behind each error are in safety.json.\n\n{report}\n\n{summary}\n"
+            "behind each error are in safety.json. Every split here has been tuned on; each "
+            "held-out split's reading before that is in {first,second,third}_reading.md."
+            f"\n\n{report}\n\n{summary}\n"
         )
         print(f"\nwrote {args.out}/safety.{{json,md}}", file=sys.stderr)
     return 0

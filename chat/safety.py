@@ -81,6 +81,19 @@ _EN: tuple[tuple[str, bool], ...] = (
         True,
     ),
     (r"\buntil\s+(?:they|it)\s+bled\b|\bcut(?:ting)?\s+my\s+(?:arms|wrists|thighs|legs)\b", True),
+    (r"\b(?:don'?t|do\s+not)\s+want\s+to\s+be\s+here\s+any\s*more\b", False),
+    (
+        r"\b(?:happier|better(?:\s+off)?|easier)\s+(?:if|when)\s+i\s+(?:just\s+)?(?:was|were)"
+        r"(?:\s*n'?t|\s+not|\s+never)\s+(?:here|around)\b",
+        False,
+    ),
+    (r"\b(?:been|keep|started)\s+burning\s+my\s*self\b|\bon\s+the\s+ledge\b", True),
+    (
+        r"\b(?:swallowed|took|taken|downed)\s+(?:a\s+)?(?:whole\s+)?(?:bottle|handful|box)\s+of\s+"
+        r"(?:\w+\s+)?pills\b",
+        True,
+    ),
+    (r"\bwish\s+(?:a|the)\s+(?:car|bus|truck|train)\s+would\s+hit\s+me\b", True),
     (r"\b(?:want|wanna|wish)\s+(?:to\s+)?(?:go\s+to\s+)?sleep\s+forever\b", True),
     (
         r"\b(?:wish\s+i\s+(?:were|was)|rather\s+be|want\s+to\s+be|wanna\s+be|better\s+off)\s+dead\b",
@@ -134,7 +147,10 @@ _ZH: tuple[tuple[str, bool], ...] = (
     (r"想\S{0,2}怎么死(?!的)|活[着著]\S{0,3}(?:受罪|受苦|煎熬|痛苦)", True),
     (r"刀片|[让讓]自己[疼痛流血]", True),
     (r"想跳下去|要跳下去|天台\S{0,6}跳", True),
-    (r"[结結]束(?:自己的?)?生命|[结結]束自己|[结結]束[这這]一切|了[断斷]", True),
+    (r"[结結]束(?:自己的?)?生命|[结結]束自己|[结結]束[这這]?一切|了[断斷]", True),
+    (r"不想再?[待留活]在[这這]个世界|不想再?存在|[写寫]\S{0,2}[遗遺]言|[烫燙]自己", True),
+    (r"我(?:不在了|走了|消失了)\S{0,10}(?:轻松|輕鬆|更好|会好|會好|解脱)", True),
+    (r"站在\S{0,2}(?:楼顶|樓頂|天台|桥上|橋上)|(?:希望|想)\S{0,6}被\S{0,2}[车車]撞", True),
     (r"跳[楼樓河江]|[楼樓桥橋]\S{0,3}跳下|上吊|[遗遺][书書]", True),
     (r"准[备備]好?了?安眠[药藥]|[攒存囤]\S{0,4}[药藥]|吃[药藥]自|安眠[药藥]\S{0,4}[全都]吃", True),
     (r"[离離]开[这這]个世界|[从從][这這]个世界消失|没有我\S{0,6}(?:更好|会好)", True),

@@ -441,3 +441,14 @@ def test_the_extra_line_goes_where_the_layout_puts_the_tone() -> None:
     # Without it, nothing changes.
     plain = reply_request("negative", EN_CRISIS, (), params, ReplyLayout("note"))
     assert plain.note == line
+
+
+def test_bench_safety_phrasings_every_everyday_negative_is_spared() -> None:
+    from bench.safety_phrases import CRISIS, ORDINARY
+
+    fired = [t for split in ORDINARY.values() for ts in split.values() for t in ts
+             if safety.crisis_words(t)]  # fmt: skip
+    assert fired == []
+    missed = [t for split in ("tune", "held_out") for t in (*CRISIS[split]["en"],
+              *CRISIS[split]["zh"]) if not safety.crisis_words(t)]  # fmt: skip
+    assert missed == []
