@@ -332,7 +332,12 @@ class ChatService:
         if failure is None and (crisis or tone == "negative"):
             # A streamed negative reply that is replaced shows the template once it is done
             # (the adapters' final edit).
-            reply = safety.guarded_reply(reply, text, crisis)
+            guarded = safety.guarded_reply(reply, text, crisis)
+            if guarded != reply:
+                log.info("%s user %s: the reply was replaced by the %s template",
+                         message.platform, message.user_id,
+                         "caring" if crisis else "gentle")  # fmt: skip
+            reply = guarded
         elif failure is not None and crisis:
             # A crisis message is never left with "busy, try again": the caring template
             # answers it, and the note follows.

@@ -872,3 +872,18 @@ async def test_no_note_in_a_group(
     await wait_text(api, GROUP_ID, "reply to: sentinel")
     assert not any("findahelpline" in text for text in api.bot_texts(GROUP_ID))
     assert await scripted_engine.store.support_notes(key(USER), EPOCH) == []
+
+
+async def test_a_crisis_message_answered_after_a_restart_keeps_its_private_note(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    # The store rebuilds the message without knowing the chat is private; the origin says so.
+    message = api.message_update(private_chat(USER), user_json(USER), CRISIS)["message"]
+    dead = await SqlMoodStore.open(scripted_engine.db_path)
+    incoming = IncomingMessage("telegram", str(USER), str(USER), CRISIS,
+                               str(message["message_id"]), '{"private": true}')  # fmt: skip
+    assert await dead.claim_message(incoming.key, key(USER), datetime.now(UTC), incoming)  # type: ignore[arg-type]
+    await dead.close()
+
+    await make_adapter()
+    assert await wait_text(api, USER, "findahelpline.com") == safety.support_note("words", CRISIS)
