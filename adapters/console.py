@@ -5,6 +5,8 @@ token. JSONL mode (stdin not a TTY, or `--jsonl`) answers each line with one JSO
 a line starting with `/` runs that command and answers `{"command": ..., "text": ...}`
 (`/export` adds `"files"`: the paths of the CSV and JSON it wrote). The console has no
 buttons: `/wrong <tone>` corrects the latest label, and `/forget confirm` answers /forget.
+The console is a private chat: a support note (chat/safety.py) is printed after the reply,
+and in JSONL mode is the answer's `"support"`.
 """
 
 from __future__ import annotations
@@ -101,16 +103,23 @@ class ConsoleAdapter:
         self.stdout.flush()
 
     def _message(self, text: str) -> IncomingMessage:
-        return IncomingMessage(PLATFORM, self.config.user_id, CHAT_ID, text)
+        return IncomingMessage(PLATFORM, self.config.user_id, CHAT_ID, text, private=True)
 
     async def _answer_interactive(self, line: str) -> None:
+        shown = ""
         async for event in self.service.handle(self._message(line)):
             if isinstance(event, SentimentTagged):
                 self._write(texts.label_line(event.sentiment) + "\n🤖 ")
             elif isinstance(event, TextDelta):
+                shown += event.text
                 self._write(event.text)
             elif isinstance(event, ReplyDone):
+                if event.text != shown.strip():
+                    # The streamed reply was replaced (a refusal: chat/safety.py).
+                    self._write(f"\n🤖 {event.text}")
                 self._write("\n")
+                if event.support:
+                    self._write(f"\n{event.support}\n")
             elif isinstance(event, ReplyFailed):
                 self._write(f"\n⚠️  {event.message}\n")
 
@@ -131,6 +140,8 @@ class ConsoleAdapter:
                         "total": timings.total_ms,
                     },
                 }
+                if event.support:
+                    record["support"] = event.support
             elif isinstance(event, ReplyFailed):
                 record = {"error": event.reason, "text": event.message}
                 if event.sentiment is not None:

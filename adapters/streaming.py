@@ -3,7 +3,8 @@
 The renderer turns the engine's event stream into platform messages: the label goes out at
 once, the reply grows by editing that message (throttled, since platforms rate-limit edits),
 overflow moves to a new message at the platform's length limit, and a rate-limit answer is
-waited out and retried so no text is ever lost. Adapters only supply a `MessageSink`.
+waited out and retried so no text is ever lost. A support note (ReplyDone.support, chat/
+safety.py) follows the reply as a message of its own. Adapters only supply a `MessageSink`.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class RenderResult(Generic[Handle]):
     # The label, and the message that shows it (the first): where correction buttons go.
     sentiment: Sentiment | None = None
     first: Handle | None = None
+    support: Handle | None = None  # the support note's message, when one was sent
 
 
 class ReplyRenderer(Generic[Handle]):
@@ -123,6 +125,7 @@ class ReplyRenderer(Generic[Handle]):
         header = ""
         sentiment: Sentiment | None = None
         body = ""
+        support = ""
         failure: ReplyFailed | None = None
         typing_task = asyncio.create_task(self._keep_typing())
         try:
@@ -138,6 +141,7 @@ class ReplyRenderer(Generic[Handle]):
                     await self._show(self._compose(header, body), force=False)
                 elif isinstance(event, ReplyDone):
                     body = event.text
+                    support = event.support
                 elif isinstance(event, ReplyFailed):
                     failure = event
                     body = f"{body.strip()}\n\n{event.message}" if body.strip() else event.message
@@ -148,7 +152,11 @@ class ReplyRenderer(Generic[Handle]):
         final = self._compose(header, body)
         await self._show(final, force=True)
         first = self._handles[0] if self._handles else None
-        return RenderResult(final, len(self._handles), failure, sentiment, first)
+        note = None
+        if support:
+            # Its own message, after the whole reply: never edited into it, never split off.
+            note = await _with_retry(partial(self.sink.send, support), self.limits)
+        return RenderResult(final, len(self._handles), failure, sentiment, first, note)
 
     @staticmethod
     def _compose(header: str, body: str) -> str:

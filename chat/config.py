@@ -70,6 +70,10 @@ class ChatConfig(ConfigGroup):
     digest_day: Annotated[Weekday, Lowered] = Field("sunday", alias="DIGEST_DAY")
     digest_time: str = Field("20:00", alias="DIGEST_TIME")
     seed: int | None = None  # fixed sampling seed (benchmarks)
+    # Where to find help, shown in the support note after a reply to a message about self-harm
+    # or after a hard stretch of days (chat/safety.py); "" for the built-in neutral
+    # international pointer (findahelpline.com and the local emergency number).
+    support_resources: str = Field("", max_length=1000, alias="SUPPORT_RESOURCES")
 
     @field_validator("timezone")
     @classmethod

@@ -23,8 +23,9 @@ keeps its own rows). /forget on any account deletes them all, after waiting for 
 message in progress (ChatService.forget).
 
 Export. CSV (one row per mood event, with the correction beside the label) and JSON (the
-same events, plus the conversation turns kept for context) as bytes; adapters send them as
-documents privately, and the console writes them to files.
+same events, plus the conversation turns kept for context and the support notes shown, with
+their trigger: chat/safety.py) as bytes; adapters send them as documents privately, and the
+console writes them to files.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import cast
 from chat import texts
 from chat.service import ChatService
 from core.ports import JournalStore
-from core.types import Correction, MoodEvent, StoredTurn, Tone, UserKey
+from core.types import Correction, MoodEvent, StoredTurn, SupportNote, Tone, UserKey
 
 LINK_TTL = timedelta(minutes=10)
 MAX_LINK_FAILURES = 5  # per user per LINK_TTL: guessing a code stays hopeless
@@ -169,13 +170,15 @@ class Journal:
     async def export(self, user: UserKey) -> tuple[str, tuple[ExportFile, ...]]:
         events = await self.service.store.mood_events(user, EPOCH)
         turns = await self.store.export_turns(user)
+        notes = await self.service.store.support_notes(user, EPOCH)
         stamp = self._now().strftime("%Y%m%d-%H%M%S")
+        journal = journal_json(events, turns, notes)
         files = (
             ExportFile(f"mood-{stamp}.csv", events_csv(events), "text/csv"),
-            ExportFile(f"journal-{stamp}.json", journal_json(events, turns), "application/json"),
+            ExportFile(f"journal-{stamp}.json", journal, "application/json"),
         )
         corrected = sum(1 for e in events if e.corrected is not None)
-        return texts.export_done(len(events), corrected, len(turns)), files
+        return texts.export_done(len(events), corrected, len(turns), len(notes)), files
 
 
 def _event_row(event: MoodEvent) -> dict[str, object]:
@@ -205,7 +208,9 @@ def events_csv(events: list[MoodEvent]) -> bytes:
     return out.getvalue().encode("utf-8-sig")
 
 
-def journal_json(events: list[MoodEvent], turns: list[StoredTurn]) -> bytes:
+def journal_json(
+    events: list[MoodEvent], turns: list[StoredTurn], notes: list[SupportNote] | None = None
+) -> bytes:
     document = {
         "mood_events": [_event_row(event) for event in events],
         "turns": [
@@ -218,6 +223,16 @@ def journal_json(events: list[MoodEvent], turns: list[StoredTurn]) -> bytes:
                 "content": turn.content,
             }
             for turn in turns
+        ],
+        # The support notes shown after replies, and why (never the message that prompted it).
+        "support_notes": [
+            {
+                "created_at": note.created_at.isoformat(),
+                "platform": note.platform,
+                "user_id": note.user_id,
+                "trigger": note.trigger,
+            }
+            for note in notes or ()
         ],
     }
     return json.dumps(document, ensure_ascii=False, indent=2).encode()

@@ -155,17 +155,32 @@ def reply_request(
     history: tuple[Turn, ...],
     params: GenerationParams,
     layout: ReplyLayout = ReplyLayout(),
+    extra: str = "",
+    more_examples: tuple[Turn, ...] = (),
 ) -> ReplyRequest:
     """What the runner is asked for a message shown with this tone: persona, examples, the
-    conversation so far and the tone, placed as `layout` says."""
+    conversation so far and the tone, placed as `layout` says. `extra`: a line added after
+    this message's tone, where the layout puts it, and `more_examples`: exchanges after the
+    usual ones (chat/safety.py's note and example for a crisis message); neither enters the
+    history."""
     *note, message = message_turns(user_text, tone, layout)
+    system = reply_system_prompt(tone, user_text, layout)
+    user = message.content
+    tone_note = note[0].content if note else ""
+    if extra and layout.tone_at == "note":
+        tone_note = f"{tone_note}\n{extra}"
+    elif extra and layout.tone_at == "user":
+        right = BRACKETS[detect_language(user_text)][1]
+        user = f"{user[: -len(right)]} {extra}{right}"
+    elif extra:
+        system = f"{system}\n{extra}"
     return ReplyRequest(
-        system=reply_system_prompt(tone, user_text, layout),
+        system=system,
         history=with_notes(history, layout),
-        user_text=message.content,
+        user_text=user,
         params=params,
-        examples=reply_examples(tone, user_text, layout),
-        note=note[0].content if note else "",
+        examples=reply_examples(tone, user_text, layout) + more_examples,
+        note=tone_note,
     )
 
 

@@ -31,12 +31,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from chat import mood, texts
+from chat import mood, safety, texts
 from chat.config import ChatConfig
 from chat.input_text import clean, has_visible
 from chat.prompts import reply_request
 from chat.recent import RecentMessages
 from core.errors import EngineBusy, EngineStopped, EngineTimeout, StorageError
+from core.language import detect_language
 from core.ports import ModelFacade, MoodStore, ReplyTokens
 from core.types import (
     AlreadyHandled,
@@ -48,8 +49,10 @@ from core.types import (
     ReplyEvent,
     ReplyFailed,
     SentimentTagged,
+    SupportTrigger,
     TextDelta,
     Timings,
+    Tone,
     Turn,
     Unfinished,
     UserKey,
@@ -289,8 +292,16 @@ class ChatService:
             yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)
             return
 
+        # A message about self-harm is answered in the gentle tone whatever its label, with
+        # the safety note in the prompt, and not streamed: its reply is checked first
+        # (chat/safety.py guarded_reply), so a refusal is never shown to it, even briefly.
+        crisis = safety.crisis_words(text)
+        tone: Tone = "negative" if crisis else sentiment.tone
+        extra = safety.CRISIS_NOTE[detect_language(text)] if crisis else ""
+        layout = self.config.layout
+        more = safety.crisis_examples(text, layout) if crisis else ()
         request = reply_request(
-            sentiment.tone, text, tuple(history), self.config.generation, self.config.layout
+            tone, text, tuple(history), self.config.generation, layout, extra, more
         )
         parts: list[str] = []
         first_token_ms: float | None = None
@@ -302,7 +313,8 @@ class ChatService:
                 if first_token_ms is None:
                     first_token_ms = _ms_since(start)
                 parts.append(delta)
-                yield TextDelta(delta)
+                if not crisis:
+                    yield TextDelta(delta)
         except (EngineBusy, EngineStopped):
             failure = ReplyFailed("busy", texts.BUSY, sentiment)
         except EngineTimeout:
@@ -317,6 +329,20 @@ class ChatService:
         reply = "".join(parts).strip()
         if failure is None and not reply:
             failure = ReplyFailed("model_error", texts.MODEL_ERROR, sentiment)
+        if failure is None and (crisis or tone == "negative"):
+            # A streamed negative reply that is replaced shows the template once it is done
+            # (the adapters' final edit).
+            guarded = safety.guarded_reply(reply, text, crisis)
+            if guarded != reply:
+                log.info("%s user %s: the reply was replaced by the %s template",
+                         message.platform, message.user_id,
+                         "caring" if crisis else "gentle")  # fmt: skip
+            reply = guarded
+        elif failure is not None and crisis:
+            # A crisis message is never left with "busy, try again": the caring template
+            # answers it, and the note follows.
+            log.warning("the reply to a crisis message failed (%s): template sent", failure.reason)
+            failure, reply = None, safety.CARING_REPLY[detect_language(text)]
         # The label happened either way, so the mood event is kept; a reply that never
         # completed is not remembered as a turn (it would teach the model a cut-off answer).
         turns = [] if failure else [Turn("user", text), Turn("assistant", reply)]
@@ -331,9 +357,45 @@ class ChatService:
         if failure is not None:
             yield failure
             return
+        if crisis:
+            yield TextDelta(reply)
+        support = await self._support_note(message, text, crisis, tone, event.created_at)
         finished = tokens.finished if tokens is not None else False
         timings = Timings(sentiment_ms, first_token_ms, _ms_since(start))
-        yield ReplyDone(reply, sentiment, timings, finished)
+        yield ReplyDone(reply, sentiment, timings, finished, support)
+
+    async def _support_note(
+        self, message: IncomingMessage, text: str, crisis: bool, tone: Tone, at: datetime
+    ) -> str:
+        """The note to send after the reply ("" for none), recorded: every time for explicit
+        words, at most once per STRETCH_NOTE_EVERY for a hard stretch (only checked after a
+        negative message), never outside a private chat (there the reply is the gentle one,
+        and nothing is shown or recorded)."""
+        if not message.private:
+            return ""
+        trigger: SupportTrigger | None = "words" if crisis else None
+        if trigger is None and tone == "negative":
+            trigger = await self._stretch(message.user, at)
+        if trigger is None:
+            return ""
+        try:
+            await self.store.record_support_note(message.user, trigger, at)
+        except StorageError as error:
+            # Shown all the same: the note matters more than its record.
+            log.error("could not record the support note: %s", error)
+        log.info("%s user %s: support note (%s)", message.platform, message.user_id, trigger)
+        return safety.support_note(trigger, text, self.config.support_resources)
+
+    async def _stretch(self, user: UserKey, now: datetime) -> SupportTrigger | None:
+        try:
+            notes = await self.store.support_notes(user, now - safety.STRETCH_NOTE_EVERY)
+            if any(note.trigger == "stretch" for note in notes):
+                return None
+            events = await self.store.mood_events(user, now - safety.STRETCH_LOOKBACK)
+        except StorageError as error:
+            log.warning("could not read the mood history for the stretch note: %s", error)
+            return None
+        return "stretch" if safety.hard_stretch(events, now, self.config.tz) else None
 
     async def warm_up(self) -> float:
         """Have the model read each language's reply opening (persona and examples) once,

@@ -580,7 +580,13 @@ EXPORT_PRIVATE_ONLY = (
 )
 
 
-def export_done(events: int, corrected: int, turns: int) -> str:
+def export_done(events: int, corrected: int, turns: int, support_notes: int = 0) -> str:
+    if support_notes:
+        return (
+            f"你的数据：{events} 条心情记录（{corrected} 条已更正），{turns} 条对话，"
+            f"{support_notes} 条关怀提示。 (Your data: {events} mood entries, {corrected} "
+            f"corrected, {turns} turns, {support_notes} support notes.)"
+        )
     return (
         f"你的数据：{events} 条心情记录（{corrected} 条已更正），{turns} 条对话。"
         f" (Your data: {events} mood entries, {corrected} corrected, {turns} turns.)"

@@ -21,6 +21,8 @@ from core.types import (
     ReplyRequest,
     Sentiment,
     StoredTurn,
+    SupportNote,
+    SupportTrigger,
     Tone,
     Turn,
     Unfinished,
@@ -128,6 +130,17 @@ class MoodStore(JournalStore, Protocol):
 
     async def forget_user(self, user: UserKey) -> int:
         """Delete everything stored about this user; returns rows deleted."""
+
+    # --- the safety net's notes (chat/safety.py) ---
+
+    async def record_support_note(
+        self, user: UserKey, trigger: SupportTrigger, at: datetime
+    ) -> None:
+        """Record that a support note was shown to the user at `at`, and why."""
+
+    async def support_notes(self, user: UserKey, since: datetime) -> list[SupportNote]:
+        """The notes shown since `since` to every account of the user's person, oldest first
+        (what the stretch note's once per 7 days and /export read)."""
 
     # --- the weekly digest's opt-ins (/digest) ---
 

@@ -50,6 +50,10 @@ class IncomingMessage:
     # group): kept with the unfinished message, so an answer after a restart lands there too.
     # The chat logic never reads it.
     origin: str = ""
+    # A one-to-one chat (a Telegram private chat, a Discord DM, the console): only there does a
+    # reply get the support note (chat/safety.py). False unless the adapter knows, so a note
+    # meant for one person never lands in a group.
+    private: bool = False
 
     @property
     def user(self) -> UserKey:
@@ -112,6 +116,9 @@ class ReplyDone:
     sentiment: Sentiment
     timings: Timings
     finished: bool  # True when the model ended its turn, False when MAX_NEW_TOKENS cut it
+    # A short caring note with where to find help (chat/safety.py), to send after the reply
+    # as its own message; "" for none. Only ever set in a private chat, and already recorded.
+    support: str = ""
 
 
 FailureReason = Literal["empty", "busy", "slow_down", "timeout", "model_error", "storage_error"]
@@ -306,6 +313,22 @@ class StoredTurn:
     chat_id: str
     role: Role
     content: str
+    created_at: datetime
+
+
+# --- the safety net (chat/safety.py) -------------------------------------------------------
+
+SupportTrigger = Literal["words", "stretch"]
+
+
+@dataclass(frozen=True)
+class SupportNote:
+    """A support note that was shown: to whom, when and why (explicit words, or a hard stretch
+    of days); never the message's text."""
+
+    platform: str
+    user_id: str
+    trigger: SupportTrigger
     created_at: datetime
 
 

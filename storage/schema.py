@@ -127,6 +127,15 @@ link_attempts = Table(
     Column("at", UtcTime, nullable=False),
 )
 
+support_notes = Table(
+    "support_notes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, nullable=False),
+    Column("kind", Text, nullable=False),  # the trigger: 'words' | 'stretch' (chat/safety.py)
+    Column("created_at", UtcTime, nullable=False),
+)
+
 digests = Table(
     "digests",
     metadata,

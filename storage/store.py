@@ -36,6 +36,8 @@ from core.types import (
     MessageKey,
     MoodEvent,
     StoredTurn,
+    SupportNote,
+    SupportTrigger,
     Tone,
     Turn,
     Unfinished,
@@ -53,6 +55,7 @@ from storage.schema import (
     link_codes,
     mood_events,
     people,
+    support_notes,
     turns,
     users,
 )
@@ -349,7 +352,8 @@ class SqlMoodStore:
             ).all()  # fmt: skip
             ids = [row[0] for row in rows]
             persons = {row[1] for row in rows if row[1] is not None}
-            for table in (turns, mood_events, inbox, link_codes, link_attempts, digests):
+            for table in (turns, mood_events, inbox, link_codes, link_attempts, digests,
+                          support_notes):  # fmt: skip
                 result = await conn.execute(delete(table).where(table.c.user_id.in_(ids)))
                 deleted += result.rowcount
             result = await conn.execute(delete(users).where(users.c.id.in_(ids)))
@@ -542,6 +546,28 @@ class SqlMoodStore:
             .order_by(t.created_at, t.id)
         )
         return [StoredTurn(*row) for row in await self._fetchall(query)]
+
+    # --- MoodStore: the safety net's notes --------------------------------------------------
+
+    async def record_support_note(
+        self, user: UserKey, trigger: SupportTrigger, at: datetime
+    ) -> None:
+        async with self._transaction() as conn:
+            user_id = await self._user_id(conn, user, aware(at))
+            await conn.execute(
+                support_notes.insert(),
+                {"user_id": user_id, "kind": trigger, "created_at": aware(at)},
+            )
+
+    async def support_notes(self, user: UserKey, since: datetime) -> list[SupportNote]:
+        n, u = support_notes.c, users.c
+        query = (
+            select(u.platform, u.platform_user_id, n.kind, n.created_at)
+            .join_from(support_notes, users, u.id == n.user_id)
+            .where(n.user_id.in_(_person_ids(user)), n.created_at >= aware(since))
+            .order_by(n.created_at, n.id)
+        )
+        return [SupportNote(*row) for row in await self._fetchall(query)]
 
     # --- MoodStore: the weekly digest's opt-ins ---------------------------------------------
 

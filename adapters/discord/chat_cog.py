@@ -220,8 +220,9 @@ class ChatCog(commands.Cog):
                 log.warning(CONTENT_INTENT_HINT)
             # An empty text still goes to the engine, which answers with its own hint.
         incoming = IncomingMessage(
-            PLATFORM, str(message.author.id), str(message.channel.id), text, str(message.id)
-        )
+            PLATFORM, str(message.author.id), str(message.channel.id), text, str(message.id),
+            private=isinstance(message.channel, discord.DMChannel),  # a support note only there
+        )  # fmt: skip
         renderer = self._renderer(sink, incoming.key, note=note)
         # aclosing: if stop() cancels us mid-reply, the engine stream (and its lock) is released.
         async with contextlib.aclosing(self.adapter.service.handle(incoming)) as events:

@@ -18,10 +18,11 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable
+from dataclasses import replace
 from datetime import timedelta
 
 from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.constants import MessageLimit
+from telegram.constants import ChatType, MessageLimit
 from telegram.error import BadRequest, Forbidden, InvalidToken, TelegramError
 from telegram.ext import (
     Application,
@@ -223,6 +224,7 @@ class TelegramAdapter:
             text,
             message_id=str(message.message_id),  # unique within its chat: seen once
             origin=Outbox.answering(bot, message).origin(),
+            private=message.chat.type == ChatType.PRIVATE,  # a support note only there
         )
 
     async def _record(self, update: Update) -> None:
@@ -332,6 +334,8 @@ class TelegramAdapter:
         ref = pending.reply_ref
         frozen = Posted(int(ref)) if ref is not None and ref.isdigit() else None
         note = "" if frozen is not None else texts.RETRY_NOTE
+        # Whether the chat is private is kept in the origin, not in the store's message.
+        pending = replace(pending, message=replace(pending.message, private=outbox.private))
         if not self._inflight.track():
             return
         renderer = self._renderer(outbox, key, frozen, note)

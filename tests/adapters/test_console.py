@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from adapters.console import CHAT_ID, PLATFORM, ConsoleAdapter, ConsoleConfig
-from chat import texts
+from chat import safety, texts
 from core.types import Sentiment, UserKey
 from tests.conftest import ScriptedEngine
 
@@ -214,3 +214,32 @@ async def test_message_text_never_reaches_the_logs_at_info(
     assert "tagging failed" in caplog.text
     logged = [caplog.text, *(r.getMessage() + (r.exc_text or "") for r in caplog.records)]
     assert not any(secret in text for text in logged)
+
+
+# --- the support note (chat/safety.py) ------------------------------------------------------
+
+
+async def test_the_console_is_private_the_note_follows_the_reply(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    crisis = "I don't want to be alive anymore."
+    happy, sad = await run_jsonl(scripted_engine, ["I am so happy today", crisis])
+    assert "support" not in happy
+    assert sad["reply"] == safety.CARING_REPLY["en"]  # the scripted reply reads as no care
+    assert sad["support"] == safety.support_note("words", crisis)
+
+    output, _ = await run_console(scripted_engine, ["我真的不想活了。"], jsonl=False)
+    reply_at = output.index(safety.CARING_REPLY["zh"])
+    note_at = output.index(safety.support_note("words", "我真的不想活了。"))
+    assert reply_at < note_at
+    notes = await scripted_engine.store.support_notes(ME, EPOCH)
+    assert [n.trigger for n in notes] == ["words", "words"]
+
+
+async def test_interactive_shows_the_replacement_of_a_streamed_refusal(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    scripted_engine.runner.reply_text = "I'm sorry, but I can't help with that."
+    output, _ = await run_console(scripted_engine, ["I failed my exam."], jsonl=False)
+    # The streamed refusal is followed by what replaced it (platforms edit it away instead).
+    assert f"\n🤖 {safety.GENTLE_REPLY['en']}\n" in output

@@ -14,7 +14,7 @@ import pytest
 
 from adapters.discord.adapter import DiscordAdapter, DiscordConfig, DiscordStartError
 from adapters.discord.chat_cog import CONTENT_INTENT_HINT
-from chat import texts
+from chat import safety, texts
 from core.errors import StorageError
 from core.types import IncomingMessage, Sentiment, UserKey
 from storage.store import SqlMoodStore
@@ -24,6 +24,7 @@ from tests.scripted import ScriptedRunner, scripted_p_positive
 from tests.support import stored_mood_events
 
 TOKEN = "test-token"
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 GUILD, CHANNEL, OTHER_CHANNEL = 7100, 7101, 7102
 ALICE_ID, BOB_ID = 501, 502
 ALICE, BOB = user_payload(ALICE_ID, "alice"), user_payload(BOB_ID, "bob")
@@ -699,3 +700,36 @@ async def test_a_message_left_unanswered_by_a_dead_process_is_answered_on_ready(
     assert shown["allowed_mentions"]["parse"] == []  # still never pings anyone
     assert len(await stored_mood_events(scripted_engine.store, incoming.user, 1)) == 1
     assert await scripted_engine.service.unfinished("discord") == []
+
+
+# --- the support note (chat/safety.py) ------------------------------------------------------
+
+CRISIS = "我真的不想活了。"
+NEGATIVE_LABEL = texts.label_line(Sentiment("negative", 0.1))
+
+
+async def test_a_crisis_message_in_a_dm_gets_the_reply_then_the_note_as_its_own_message(
+    adapter: DiscordAdapter, fake: FakeDiscord, scripted_engine: ScriptedEngine
+) -> None:
+    await fake.dispatch("MESSAGE_CREATE", dm(fake, ALICE, CRISIS))
+    note = safety.support_note("words", CRISIS)
+    await wait_for_message(fake, DM_OF[ALICE_ID], note)
+    contents = [m["content"] for m in fake.channel_messages(DM_OF[ALICE_ID])]
+    # The scripted reply ("A comforting reply to: …") has no word of care: the template.
+    assert contents == [f"{NEGATIVE_LABEL}\n\n{safety.CARING_REPLY['zh']}", note]
+    user = UserKey("discord", str(ALICE_ID))
+    assert [n.trigger for n in await scripted_engine.store.support_notes(user, EPOCH)] == ["words"]
+
+
+async def test_no_note_in_a_server_channel(
+    adapter: DiscordAdapter, fake: FakeDiscord, scripted_engine: ScriptedEngine
+) -> None:
+    asked = in_channel(fake, ALICE, f"{mention(fake)} {CRISIS}", mentions=[fake.bot])
+    await fake.dispatch("MESSAGE_CREATE", asked)
+    await wait_for_message(fake, CHANNEL, f"{NEGATIVE_LABEL}\n\n{safety.CARING_REPLY['zh']}")
+    sentinel = in_channel(fake, BOB, f"{mention(fake)} sentinel", mentions=[fake.bot])
+    await fake.dispatch("MESSAGE_CREATE", sentinel)
+    await wait_for_message(fake, CHANNEL, expected_reply("sentinel"))
+    assert not any("findahelpline" in m["content"] for m in fake.channel_messages(CHANNEL))
+    user = UserKey("discord", str(ALICE_ID))
+    assert await scripted_engine.store.support_notes(user, EPOCH) == []

@@ -302,3 +302,26 @@ async def test_a_resumed_message_answered_elsewhere_shows_nothing() -> None:
     await renderer.render(stream([AlreadyHandled(MessageKey("telegram", "1", "2"))]))
     assert sink.messages == ["frozen"]
     assert "edit" not in sink.kinds()
+
+
+async def test_a_support_note_follows_the_reply_as_its_own_message() -> None:
+    sink = FakeSink()
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=30, edit_interval_s=0.0))
+    *events, last = reply_events(WORDS)
+    assert isinstance(last, ReplyDone)
+    done = ReplyDone(last.text, last.sentiment, last.timings, last.finished, support="💛 note")
+    result = await renderer.render(stream([*events, done]))
+    assert sink.messages[-1] == "💛 note"
+    assert sink.calls[-1] == ("send", len(sink.messages) - 1, "💛 note")  # sent last, never edited
+    assert "".join(sink.messages[:-1]).replace("\n", "").endswith("streamed reply.")
+    assert result.messages == len(sink.messages) - 1  # the reply's own messages
+    assert result.support == len(sink.messages) - 1
+
+
+async def test_no_note_no_extra_message() -> None:
+    sink = FakeSink()
+    result = await ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=0.0)).render(
+        stream(reply_events(WORDS))
+    )
+    assert sink.messages == [FULL]
+    assert result.support is None

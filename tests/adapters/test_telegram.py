@@ -18,7 +18,7 @@ from telegram import Bot
 
 from adapters.telegram.adapter import TelegramAdapter, TelegramAuthError, TelegramConfig
 from adapters.telegram.chat import Outbox, TelegramSink
-from chat import texts
+from chat import safety, texts
 from core.types import IncomingMessage, Sentiment, UserKey
 from storage.store import SqlMoodStore
 from tests.conftest import ScriptedEngine
@@ -34,6 +34,7 @@ from tests.fakes.telegram_api import (
 from tests.support import stored_mood_events
 
 USER, OTHER = 111, 222
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 POSITIVE = texts.label_line(Sentiment("positive", 0.9))
 NEGATIVE = texts.label_line(Sentiment("negative", 0.1))
 
@@ -839,3 +840,50 @@ async def test_a_running_bot_finishes_what_another_process_left_later(
     assert final == f"{texts.RETRY_NOTE}\n{POSITIVE}\n\nA cheerful reply to: I am so happy"
     assert len(api.calls_to("sendMessage")) == 1
     assert len(await mood_events(scripted_engine, USER, at_least=1)) == 1
+
+
+# --- the support note (chat/safety.py) ------------------------------------------------------
+
+CRISIS = "I don't want to be alive anymore."
+
+
+async def test_a_crisis_message_in_private_gets_the_reply_then_the_note_as_its_own_message(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    api.private_text(USER, CRISIS)
+    note = await wait_text(api, USER, "findahelpline.com")
+    assert note == safety.support_note("words", CRISIS)
+    sent = [c.params["text"] for c in api.calls_to("sendMessage")]
+    assert sent == [NEGATIVE, note]  # the label (grown into the reply by edits), then the note
+    reply = api.bot_texts(USER)[0]
+    # The scripted reply ("A comforting reply to: …") has no word of care: the template.
+    assert reply == f"{NEGATIVE}\n\n{safety.CARING_REPLY['en']}"
+    assert [n.trigger for n in await scripted_engine.store.support_notes(key(USER), EPOCH)] == [
+        "words"
+    ]
+
+
+async def test_no_note_in_a_group(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    api.group_text(USER, f"@testbot {CRISIS}")
+    await wait_text(api, GROUP_ID, safety.CARING_REPLY["en"])
+    api.group_text(OTHER, "@testbot sentinel")
+    await wait_text(api, GROUP_ID, "reply to: sentinel")
+    assert not any("findahelpline" in text for text in api.bot_texts(GROUP_ID))
+    assert await scripted_engine.store.support_notes(key(USER), EPOCH) == []
+
+
+async def test_a_crisis_message_answered_after_a_restart_keeps_its_private_note(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    # The store rebuilds the message without knowing the chat is private; the origin says so.
+    message = api.message_update(private_chat(USER), user_json(USER), CRISIS)["message"]
+    dead = await SqlMoodStore.open(scripted_engine.db_path)
+    incoming = IncomingMessage("telegram", str(USER), str(USER), CRISIS,
+                               str(message["message_id"]), '{"private": true}')  # fmt: skip
+    assert await dead.claim_message(incoming.key, key(USER), datetime.now(UTC), incoming)  # type: ignore[arg-type]
+    await dead.close()
+
+    await make_adapter()
+    assert await wait_text(api, USER, "findahelpline.com") == safety.support_note("words", CRISIS)
