@@ -20,7 +20,7 @@ from core.types import GenerationParams, Label, ReplyRequest, Turn
 from runtime.backends import llama_cpp as llama_cpp_runner
 from runtime.backends.llama_cpp import LlamaCppRunner
 from runtime.backends.transformers_runner import TransformersRunner
-from runtime.labelling import analyst_frame, shipped_head
+from runtime.labelling import analyst_frame
 from runtime.prompt_ids import chatml, encode_template
 from runtime.runner import RunnerOptions
 
@@ -85,7 +85,7 @@ def test_the_cached_head_gives_the_scores_of_the_whole_prompt(llama: LlamaCppRun
     finally:
         llama._drop_sequence(seq)
     positive, negative = llama.label_ids
-    whole = shipped_head().p_positive(float(row[positive]), float(row[negative]), "en")
+    whole = llama.label_head.p_positive(float(row[positive]), float(row[negative]), "en")
     assert cached.p_positive == pytest.approx(whole, abs=0.02)
 
 
