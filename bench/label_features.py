@@ -155,12 +155,13 @@ def neutral_rows() -> list[dict[str, Any]]:
             for row in rows]  # fmt: skip
 
 
-def rows_to_score(per_domain: int, seed: int) -> list[dict[str, Any]]:
+def rows_to_score(per_domain: int, seed: int, evaluation: bool = True) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for language in ("en", "zh"):
-        evaluation = read_jsonl(DATA / f"{language}.jsonl")
         train = sample(read_jsonl(DATA / f"train_{language}.jsonl"), per_domain, seed)
-        out += [{**row, "language": language, "split": "eval"} for row in evaluation]
+        if evaluation:
+            rows = read_jsonl(DATA / f"{language}.jsonl")
+            out += [{**row, "language": language, "split": "eval"} for row in rows]
         out += [{**row, "language": language, "split": "train"} for row in train]
     return [{**row, "domain": domain_of(row)} for row in out]
 
@@ -189,10 +190,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="score bench.neutral's messages instead (written as <frame>-neutral.npz)",
     )
+    parser.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="training rows only (all a head is fitted on; bench.sentiment reports the eval rows)",
+    )
     args = parser.parse_args(argv)
     out: Path = args.out or features_folder(args.model)
     out.mkdir(parents=True, exist_ok=True)
-    rows = neutral_rows() if args.neutral else rows_to_score(args.train_per_domain, args.seed)
+    if args.neutral:
+        rows = neutral_rows()
+    else:
+        rows = rows_to_score(args.train_per_domain, args.seed, evaluation=not args.no_eval)
     runner = LlamaCppRunner.load(args.model, threads=args.threads)
     started = time.perf_counter()
     lm_head = LmHead.read(runner.model_path)

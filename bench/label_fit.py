@@ -313,6 +313,8 @@ def head_report(head: LabelHead, features: Features, neutral: Features | None
     if neutral is not None:
         sets += [(neutral, neutral.mask(split=split), split) for split in ("neutral-test", "felt")]
     for source, rows, name in sets:
+        if not rows.any():  # features of training rows only (label_features --no-eval)
+            continue
         d = readout(source)
         shown = [head.sentiment(float(d[i]), 0.0, source.meta[i]["text"], source.hidden[i])
                  for i in np.flatnonzero(rows)]  # fmt: skip

@@ -230,7 +230,7 @@ def head_for(model: ModelIdentity, folder: Path = HEADS_DIR) -> LabelHead:
         f"labels of {model.name!r} are uncalibrated: {why}. Each label is the raw score "
         f"difference at temperature {FALLBACK_TEMPERATURE:g} (confidences are not calibrated) "
         "and nothing is shown as neutral; fit a head with `python -m bench.label_features` "
-        'and `python -m bench.label_fit --write` (README "Labels")'
+        'and `python -m bench.label_fit --write` (README "Sentiment accuracy")'
     )
     return UNCALIBRATED
 
