@@ -3,6 +3,7 @@ one head per model, never another model's."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -15,6 +16,7 @@ import pytest
 
 from runtime import label_head
 from runtime.label_head import (
+    HEADS_DIR,
     UNCALIBRATED,
     Calibration,
     LabelHead,
@@ -133,7 +135,37 @@ def packaged(model: object) -> ModelIdentity:
     return ModelIdentity(name, sha256, *SIZES[name])
 
 
+def test_the_heads_ship_in_the_package_one_per_model_each_naming_its_model() -> None:
+    files = sorted(HEADS_DIR.glob("*.json"))
+    assert {path.stem for path in files} >= {SMALL.name, LARGE.name}
+    for path in files:
+        head = LabelHead.load(path)
+        assert head.model is not None
+        assert head.model.name == path.stem
+        assert head.model.sha256 == PACKAGED_MODELS_BY_NAME[path.stem].sha256
+        assert head.nothing_felt is not None  # loaded from <stem>.felt.npz beside it
+        assert head.nothing_felt.fits(head.model) is None
+        assert set(head.calibration) == {"en", "zh"}
+
+
 PACKAGED_MODELS_BY_NAME = {model.name: model for model in PACKAGED_MODELS.values()}
+
+
+def test_each_model_gets_its_own_head(fresh: None, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="runtime.label_head"):
+        small, large = head_for(packaged(SMALL)), head_for(packaged(LARGE))
+    assert not caplog.records
+    assert small.model is not None
+    assert small.model.name == SMALL.name
+    assert large.model is not None
+    assert large.model.name == LARGE.name
+    assert small.nothing_felt is not None
+    assert small.nothing_felt.hidden_weights.shape == (896,)
+    assert large.nothing_felt is not None
+    assert large.nothing_felt.hidden_weights.shape == (1536,)
+    assert small.calibration != large.calibration
+    # Unknown sizes (a remote engine) are not compared: the name and file decide.
+    assert head_for(ModelIdentity(SMALL.name, SMALL.sha256)).model == small.model
 
 
 def test_the_small_models_head_was_moved_unchanged() -> None:
@@ -240,3 +272,9 @@ def test_model_identity_follows_what_model_names(tmp_path: Path) -> None:
         "Qwen/Qwen2.5-0.5B-Instruct"
     )
     assert head_file("Qwen/Qwen2.5-0.5B-Instruct").name == "Qwen--Qwen2.5-0.5B-Instruct.json"
+
+
+def test_the_head_records_the_model_first_for_a_reader() -> None:
+    raw = json.loads(head_file(LARGE.name).read_text(encoding="utf-8"))
+    assert next(iter(raw)) == "model"
+    assert raw["model"]["sha256"] == LARGE.sha256
