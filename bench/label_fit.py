@@ -223,14 +223,19 @@ def evaluate(features: Features) -> list[list[object]]:
 # --- the shipped head -------------------------------------------------------------------------
 
 NEUTRAL_SHARE_LIMIT = 0.10  # of labelled training rows the fallback band may show as neutral
-FELT_QUANTILE = 97  # the readout's threshold: 3% of labelled training rows score above it
+# The readout's threshold: in each group of felt rows (each language's training rows,
+# FELT_DEV) at most 2% score above it. One quantile over all felt rows together let the
+# 1.5B show 7.5% of its English training rows (10% of eval rows) as neutral: FELT_DEV's
+# short messages sit far below, so they pulled the cut down.
+FELT_QUANTILE = 98
 FELT_L2 = 10.0
 
 
 def fit_nothing_felt(features: Features, neutral: Features, lm_head: LmHead) -> NothingFelt:
     """A logistic readout over h: bench.neutral's DEV messages and the content-free inputs
     against every labelled training row and bench.neutral's FELT_DEV, thresholded so that
-    FELT_QUANTILE% of the felt rows stay felt."""
+    FELT_QUANTILE% of each group of felt rows (each language's training rows, FELT_DEV)
+    stay felt."""
     train = features.mask(split="train")
     short = neutral.mask(split="felt-dev")
     quiet = neutral.mask(split=("neutral-dev", "content-free"))
@@ -239,7 +244,9 @@ def fit_nothing_felt(features: Features, neutral: Features, lm_head: LmHead) -> 
     y = np.r_[np.zeros(len(felt)), np.ones(quiet.sum())]
     w = fit_logistic(x, y, FELT_L2)
     v = w[:-1] / 100.0  # on h itself
-    threshold = float(np.percentile(felt @ v, FELT_QUANTILE))
+    groups = [features.hidden[features.mask(split="train", language=language)]
+              for language in ("en", "zh")] + [neutral.hidden[short]]  # fmt: skip
+    threshold = max(float(np.percentile(g @ v, FELT_QUANTILE)) for g in groups if len(g))
     return NothingFelt(v.astype(np.float32), lm_head.logit_weights(v), threshold)
 
 
