@@ -8,7 +8,6 @@ between, is encoded as plain text by each backend, so it cannot spell a control 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -106,18 +105,14 @@ def parse_generated_label(text: str) -> Label | None:
 
 
 def sentiment_from_scores(
-    positive: float, negative: float, text: str, state: Any = None
+    head: LabelHead, positive: float, negative: float, text: str, state: Any = None
 ) -> Sentiment:
     """The label of `text` from the next-token scores (logits or logprobs) of the two label
-    words, through the shipped calibration and "nothing felt" readout (runtime/label_head.py),
-    which reads `state` (the label position's hidden state or whole logits row) if given.
+    words, through `head`: the calibration and "nothing felt" readout fitted for the model
+    that gave the scores (runtime/label_head.head_for), which reads `state` (the label
+    position's hidden state or whole logits row) if given.
 
     Every backend ends here, local or remote, so whatever turns scores into a probability is
     applied the same way everywhere.
     """
-    return shipped_head().sentiment(positive, negative, text, state)
-
-
-@functools.cache
-def shipped_head() -> LabelHead:
-    return LabelHead.load()
+    return head.sentiment(positive, negative, text, state)

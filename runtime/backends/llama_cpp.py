@@ -30,6 +30,7 @@ from core.errors import ModelLoadError
 from core.types import ReplyRequest, Sentiment
 from runtime import labelling
 from runtime.config import ModelConfig
+from runtime.label_head import LabelHead, gguf_identity, head_for
 from runtime.labelling import analyst_frame
 from runtime.model_files import default_cache_dir, resolve_gguf
 from runtime.prompt_ids import ReplyPrompter, chatml, continued_length, keep_head_and_tail
@@ -175,7 +176,10 @@ class LlamaCppRunner:
             raise ModelLoadError(f"llama.cpp could not load {model_path} (see the log above)")
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.n_embd = llama_cpp.llama_model_n_embd(self._model)
         self.specials = control_tokens(self._vocab)
+        # The calibration and "nothing felt" readout fitted for this very file, if any.
+        self.label_head: LabelHead = head_for(gguf_identity(model_path, self.n_embd, self.n_vocab))
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = context_tokens
         params.n_batch = params.n_ubatch = BATCH_TOKENS
@@ -367,7 +371,7 @@ class LlamaCppRunner:
         positive, negative = self.label_ids
         return [
             labelling.sentiment_from_scores(
-                float(row[positive]), float(row[negative]), text, state=row
+                self.label_head, float(row[positive]), float(row[negative]), text, state=row
             )
             for row, text in zip(rows, texts, strict=True)
         ]

@@ -32,6 +32,7 @@ from runtime.backends.hf_tokenizer import plain_ids, special_tokens
 from runtime.backends.transformers_batch import KV, BatchDecoder
 from runtime.backends.transformers_labeller import PrefixLabeller
 from runtime.config import ModelConfig
+from runtime.label_head import LabelHead, ModelIdentity, head_for, model_identity
 from runtime.labelling import analyst_frame, parse_generated_label
 from runtime.model_files import ModelSource, default_cache_dir, resolve_model
 from runtime.prompt_ids import ReplyPrompter, continued_length, keep_head_and_tail
@@ -67,12 +68,23 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 class TransformersRunner:
     def __init__(
-        self, model: Any, tokenizer: Any, name: str, options: RunnerOptions | None = None
+        self,
+        model: Any,
+        tokenizer: Any,
+        name: str,
+        options: RunnerOptions | None = None,
+        label_head: LabelHead | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
         self.options = options or RunnerOptions()
+        # The head fitted for this model (load() finds it from MODEL); by default the one
+        # kept under `name` whose sizes match this model's, if any.
+        if label_head is None:
+            sizes = int(model.config.hidden_size), int(model.config.vocab_size)
+            label_head = head_for(ModelIdentity(name, "", *sizes))
+        self.label_head = label_head
         self._labeller: PrefixLabeller | None = None  # built on first use
         self._batch = BatchDecoder(self.model)  # the replies decoding together
         self._reply_prefixes: dict[tuple[int, ...], KV] = {}  # prompt openings' KV, by ids
@@ -104,10 +116,14 @@ class TransformersRunner:
 
         if threads > 0:
             torch.set_num_threads(threads)
-        source = resolve_model(spec, Path(cache_dir) if cache_dir else default_cache_dir())
+        folder = Path(cache_dir) if cache_dir else default_cache_dir()
+        source = resolve_model(spec, folder)
         model, tokenizer = _load_pretrained(source, resolve_dtype(dtype))
         log.info("model %s loaded (%s)", source.description, model.dtype)
-        runner = cls(model, tokenizer, source.description, options)
+        identity = model_identity(
+            spec, folder, int(model.config.hidden_size), int(model.config.vocab_size)
+        )
+        runner = cls(model, tokenizer, source.description, options, head_for(identity))
         runner.warm_up()
         return runner
 
@@ -163,7 +179,9 @@ class TransformersRunner:
     def _tag_by_logits(self, text: str) -> Sentiment:
         row = self._label_row(text)
         positive, negative = float(row[self.label_ids[0]]), float(row[self.label_ids[1]])
-        return labelling.sentiment_from_scores(positive, negative, text, row.float().numpy())
+        return labelling.sentiment_from_scores(
+            self.label_head, positive, negative, text, row.float().numpy()
+        )
 
     def _tag_batch(self, texts: Sequence[str]) -> list[Sentiment]:
         if self._labeller is None:
@@ -171,7 +189,9 @@ class TransformersRunner:
             self._labeller = PrefixLabeller(self.model, head, tail, self.label_ids)
         scores, hidden = self._labeller.label_scores([self._label_user_ids(t) for t in texts])
         return [
-            labelling.sentiment_from_scores(float(pos), float(neg), text, state.numpy())
+            labelling.sentiment_from_scores(
+                self.label_head, float(pos), float(neg), text, state.numpy()
+            )
             for (pos, neg), state, text in zip(scores, hidden, texts, strict=True)
         ]
 

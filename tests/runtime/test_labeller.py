@@ -9,7 +9,6 @@ import pytest
 
 from core.language import detect_language
 from runtime.backends.transformers_runner import TransformersRunner
-from runtime.labelling import shipped_head
 from runtime.runner import RunnerOptions
 from tests import tiny_model
 
@@ -32,7 +31,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
 
 def full_prompt_p_positive(runner: TransformersRunner, text: str) -> float:
     positive, negative = runner.label_logits(text)  # whole prompt, whole LM head
-    return shipped_head().p_positive(positive, negative, detect_language(text))
+    return runner.label_head.p_positive(positive, negative, detect_language(text))
 
 
 def test_prefix_path_equals_the_full_pass_one_by_one(tiny: tuple[Any, Any]) -> None:

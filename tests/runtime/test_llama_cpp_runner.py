@@ -20,7 +20,7 @@ from core.types import GenerationParams, Label, ReplyRequest, Turn
 from runtime.backends import llama_cpp as llama_cpp_runner
 from runtime.backends.llama_cpp import LlamaCppRunner
 from runtime.backends.transformers_runner import TransformersRunner
-from runtime.labelling import analyst_frame, shipped_head
+from runtime.labelling import analyst_frame
 from runtime.prompt_ids import chatml, encode_template
 from runtime.runner import RunnerOptions
 
@@ -65,6 +65,17 @@ def test_obvious_sentences_are_labelled(llama: LlamaCppRunner) -> None:
     assert llama.label_ids == (106557, 103276)
 
 
+def test_the_runner_labels_with_the_head_fitted_for_its_own_file(llama: LlamaCppRunner) -> None:
+    head = llama.label_head
+    assert head.model is not None
+    assert head.model.name == llama.model_path.stem
+    assert (head.model.hidden_size, head.model.vocab_size) == (llama.n_embd, llama.n_vocab)
+    assert head.nothing_felt is not None
+    assert head.nothing_felt.logit_weights.shape == (llama.n_vocab,)  # reads its logits rows
+    (greeting,) = llama.tag(["你好"])
+    assert greeting.neutral  # the readout reads this model's rows
+
+
 def test_a_batch_of_labels_equals_labels_one_by_one(llama: LlamaCppRunner) -> None:
     texts = [text for text, _ in OBVIOUS] + ["meh", "x" * 3000]
     together = llama.tag(texts)
@@ -85,7 +96,7 @@ def test_the_cached_head_gives_the_scores_of_the_whole_prompt(llama: LlamaCppRun
     finally:
         llama._drop_sequence(seq)
     positive, negative = llama.label_ids
-    whole = shipped_head().p_positive(float(row[positive]), float(row[negative]), "en")
+    whole = llama.label_head.p_positive(float(row[positive]), float(row[negative]), "en")
     assert cached.p_positive == pytest.approx(whole, abs=0.02)
 
 

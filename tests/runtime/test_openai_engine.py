@@ -32,8 +32,10 @@ from core.types import (
 )
 from runtime.backends.openai_api.engine import OpenAIEngine
 from runtime.backends.openai_api.tokens import defuse_special_tokens
-from runtime.config import OpenAIConfig
-from runtime.labelling import analyst_frame, sentiment_from_scores, shipped_head
+from runtime.config import ModelConfig, OpenAIConfig
+from runtime.label_head import UNCALIBRATED, ModelIdentity, head_for
+from runtime.labelling import analyst_frame, sentiment_from_scores
+from runtime.model_files import PACKAGED_MODELS
 from runtime.prompt_ids import chatml
 from runtime.runner import RunnerOptions
 from storage.store import SqlMoodStore
@@ -53,6 +55,9 @@ SAD = "My cat is sick and I am worried."
 GREEDY = GenerationParams(max_new_tokens=40, temperature=0.0, seed=7)
 TOKENS = fake_tokens()
 HEAD, TAIL = analyst_frame(chatml, TOKENS.encode, TOKENS.specials)
+# The calibration of the model MODEL names (the packaged 0.5B's head, fitted for it).
+SMALL = next(model for model in PACKAGED_MODELS.values() if "0.5B" in model.name)
+LABEL_HEAD = head_for(ModelIdentity(SMALL.name, SMALL.sha256))
 
 
 def engine_for(
@@ -60,7 +65,7 @@ def engine_for(
 ) -> OpenAIEngine:
     config = OpenAIConfig(base_url=fake.url, **remote)
     limits = worker_config(queue_size=queue_size, request_timeout_s=timeout_s)
-    return OpenAIEngine(config, limits, RunnerOptions(), fake_tokens)
+    return OpenAIEngine(config, limits, RunnerOptions(), fake_tokens, lambda: LABEL_HEAD)
 
 
 @pytest.fixture
@@ -107,7 +112,7 @@ async def either(
 
 def expected(text: str) -> Sentiment:
     top = label_logprobs(text)
-    return sentiment_from_scores(top[WORDS_BY_ID[10]], top[WORDS_BY_ID[11]], text)
+    return sentiment_from_scores(LABEL_HEAD, top[WORDS_BY_ID[10]], top[WORDS_BY_ID[11]], text)
 
 
 WORDS_BY_ID = {value: name for name, value in WORDS.items()}
@@ -210,10 +215,11 @@ async def test_a_label_word_not_listed_is_bounded_by_the_smallest_listed_logprob
     started = on_generic
     generic.label_top = {"正面": -0.1, "正": -2.5, "积极": -3.0}
     result = await started.tag(HAPPY)
-    # The shipped calibration applies to a server's logprobs as to local logits.
-    assert result.p_positive == pytest.approx(shipped_head().p_positive(-0.1, -3.0, "en"))
+    # The model's calibration applies to a server's logprobs as to local logits.
+    assert started.label_head is LABEL_HEAD
+    assert result.p_positive == pytest.approx(LABEL_HEAD.p_positive(-0.1, -3.0, "en"))
     generic.label_top = {"好": -0.2, "正": -2.5}  # neither word: the two bounds are equal
-    tie = shipped_head().p_positive(0.0, 0.0, "en")
+    tie = LABEL_HEAD.p_positive(0.0, 0.0, "en")
     assert (await started.tag(HAPPY)).p_positive == pytest.approx(tie)
 
 
@@ -532,3 +538,40 @@ async def test_priority_on_a_server_without_priority_scheduling_is_explained(
     vllm.fail_next("labels", Fault(status=400))
     with pytest.raises(ModelLoadError, match="--scheduling-policy priority"):
         await engine_for(vllm, priority=True).start()
+
+
+# --- the label head: the one fitted for the model MODEL names -----------------------------------
+
+
+async def test_a_served_model_without_a_fitted_head_gets_uncalibrated_labels(
+    vllm: FakeOpenAIServer,
+) -> None:
+    limits = worker_config(queue_size=4, request_timeout_s=10)
+    engine = OpenAIEngine(OpenAIConfig(base_url=vllm.url), limits, RunnerOptions(), fake_tokens)
+    await engine.start()
+    try:
+        assert engine.label_head is UNCALIBRATED  # nothing is kept under the fake's name
+        top = label_logprobs(HAPPY)
+        positive, negative = top[WORDS_BY_ID[10]], top[WORDS_BY_ID[11]]
+        result = await engine.tag(HAPPY)
+        assert result.p_positive == pytest.approx(UNCALIBRATED.p_positive(positive, negative, "en"))
+        assert result.p_positive != pytest.approx(LABEL_HEAD.p_positive(positive, negative, "en"))
+    finally:
+        await engine.stop()
+
+
+def test_the_backend_reads_the_head_of_the_model_model_names(tmp_path: Path) -> None:
+    import os
+
+    from runtime.backends.openai_api import label_head
+
+    gguf = tmp_path / f"{SMALL.name}.gguf"
+    gguf.write_bytes(b"not read: the stamp says which file it is")
+    (tmp_path / f"{SMALL.name}.gguf.sha256").write_text(SMALL.sha256 + "\n")
+    os.utime(gguf, ns=(1, 1))
+    config = ModelConfig.model_validate({"MODEL": str(gguf), "MODEL_CACHE_DIR": str(tmp_path)})
+    assert label_head(config) == LABEL_HEAD  # equal, whether or not head_for kept it
+    unknown = tmp_path / "my-finetune.gguf"
+    unknown.write_bytes(b"x")
+    config = ModelConfig.model_validate({"MODEL": str(unknown), "MODEL_CACHE_DIR": str(tmp_path)})
+    assert label_head(config) is UNCALIBRATED

@@ -9,6 +9,8 @@ tokens, sampling, and loading / resolving model specs.
 from __future__ import annotations
 
 import copy
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ from core.language import detect_language
 from core.types import GenerationParams, ReplyRequest, Turn
 from runtime import labelling
 from runtime.backends.transformers_runner import TransformersReply, TransformersRunner
-from runtime.labelling import analyst_frame, shipped_head
-from runtime.model_files import ModelSource, resolve_model
+from runtime.label_head import UNCALIBRATED, Calibration, LabelHead, ModelIdentity, head_for
+from runtime.labelling import analyst_frame
+from runtime.model_files import PACKAGED_MODELS, ModelSource, resolve_model
 from runtime.runner import RunnerOptions
 from tests import tiny_model
 
@@ -138,7 +141,7 @@ def test_tag_reads_p_positive_from_the_two_label_logits(runner: TransformersRunn
         with torch.no_grad():
             logits = model(input_ids=ids).logits[0, -1]
         pos, neg = float(logits[pos_id]), float(logits[neg_id])
-        expected = shipped_head().p_positive(pos, neg, detect_language(text))
+        expected = runner.label_head.p_positive(pos, neg, detect_language(text))
         assert sentiment.p_positive == pytest.approx(expected, abs=1e-5)
         assert sentiment.label == ("positive" if expected >= 0.5 else "negative")
 
@@ -189,7 +192,7 @@ def test_an_injected_message_stays_inside_the_label_frame(runner: TransformersRu
     with torch.no_grad():
         row = runner.model(input_ids=torch.tensor([ids])).logits[0, -1]
     positive, negative = (float(row[token]) for token in runner.label_ids)
-    expected = shipped_head().p_positive(positive, negative, detect_language(ATTACK))
+    expected = runner.label_head.p_positive(positive, negative, detect_language(ATTACK))
     assert sentiment.p_positive == pytest.approx(expected, abs=1e-4)
 
 
@@ -257,7 +260,7 @@ def test_generate_method_falls_back_to_the_scores_when_unparsable(tiny: tuple[An
     (sentiment,) = runner.tag(["hello"])
     positive, negative = runner.label_logits("hello")
     assert sentiment.p_positive == pytest.approx(
-        shipped_head().p_positive(positive, negative, "en")
+        runner.label_head.p_positive(positive, negative, "en")
     )
     assert sentiment.label in ("positive", "negative")
 
@@ -429,3 +432,44 @@ def test_an_unavailable_hub_id_offline_names_the_packaged_default(
     assert "nonexistent-org/nonexistent-model-xyz" in message
     assert "packaged" in message
     assert "offline" in message
+
+
+# --- the label head: the one fitted for this model ------------------------------------------
+
+
+def test_a_model_without_a_fitted_head_is_labelled_uncalibrated(runner: TransformersRunner) -> None:
+    assert runner.label_head is UNCALIBRATED  # nothing is kept for the tiny model
+    (sentiment,) = runner.tag(["I love my friends."])
+    positive, negative = runner.label_logits("I love my friends.")
+    assert sentiment.p_positive == pytest.approx(
+        UNCALIBRATED.p_positive(positive, negative, "en"), abs=1e-5
+    )
+    assert not sentiment.neutral
+
+
+def test_the_runner_labels_with_the_head_it_is_given(tiny: tuple[Any, Any]) -> None:
+    head = LabelHead({"en": Calibration(3.0, -2.0)}, model=ModelIdentity("tiny"))
+    runner = TransformersRunner(*tiny, "tiny", label_head=head)
+    (sentiment,) = runner.tag(["I love my friends."])
+    positive, negative = runner.label_logits("I love my friends.")
+    assert sentiment.p_positive == pytest.approx(
+        head.p_positive(positive, negative, "en"), abs=1e-5
+    )
+
+
+def test_a_folder_converted_from_a_gguf_of_another_width_never_gets_that_models_head(
+    tiny_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A folder whose conversion marker names the packaged 0.5B GGUF, but whose model is 32
+    # wide: the 0.5B's head (896 wide) is refused, with a warning naming the model.
+    small = next(model for model in PACKAGED_MODELS.values() if "0.5B" in model.name)
+    folder = tmp_path / "converted"
+    shutil.copytree(tiny_dir, folder)
+    (folder / "converted.ok").write_text(f"{small.name}.gguf\n")
+    head_for.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="runtime.label_head"):
+        loaded = TransformersRunner.load(str(folder), dtype="float32", cache_dir=tmp_path)
+    head_for.cache_clear()
+    assert loaded.label_head is UNCALIBRATED
+    assert f"labels of {small.name!r} are uncalibrated" in caplog.text
+    assert "hidden_size 896, this one has 32" in caplog.text

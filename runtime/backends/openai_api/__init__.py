@@ -8,6 +8,7 @@ from functools import partial
 from runtime.backends.openai_api.engine import OpenAIEngine
 from runtime.backends.openai_api.tokens import load_tokens
 from runtime.config import ModelConfig, OpenAIConfig, WorkerConfig
+from runtime.label_head import LabelHead, head_for, model_identity
 from runtime.runner import RunnerOptions
 
 
@@ -15,4 +16,13 @@ def load_engine(
     config: ModelConfig, options: RunnerOptions, limits: WorkerConfig, remote: OpenAIConfig
 ) -> OpenAIEngine:
     """The backend plugin's entry (runtime/backends/__init__.py); start() connects."""
-    return OpenAIEngine(remote, limits, options, partial(load_tokens, config))
+    return OpenAIEngine(
+        remote, limits, options, partial(load_tokens, config), partial(label_head, config)
+    )
+
+
+def label_head(config: ModelConfig) -> LabelHead:
+    """The head fitted for the model MODEL names (the tokenizer the prompts are built with:
+    it should be the served model's); the server hands out no hidden state, so only its
+    calibration and neutral band are used."""
+    return head_for(model_identity(config.model, config.cache_dir))

@@ -46,6 +46,7 @@ from runtime.backends.openai_api.labels import (
 from runtime.backends.openai_api.tokens import Tokens
 from runtime.config import OpenAIConfig, WorkerConfig
 from runtime.delta_stream import DeltaStream, StreamEnd, StreamFailure
+from runtime.label_head import LabelHead, ModelIdentity, head_for
 from runtime.labelling import analyst_frame
 from runtime.prompt_ids import ReplyPrompter, chatml, encode_template, keep_head_and_tail
 from runtime.runner import RunnerOptions
@@ -133,6 +134,7 @@ class _Served:
     label_ids: tuple[int, int]
     stop_ids: list[int]
     prompter: ReplyPrompter
+    label_head: LabelHead  # the calibration fitted for the model MODEL names
 
 
 class OpenAIEngine:
@@ -142,13 +144,18 @@ class OpenAIEngine:
         limits: WorkerConfig,
         options: RunnerOptions,
         load_tokens: Callable[[], Tokens],
+        load_head: Callable[[], LabelHead] | None = None,
     ) -> None:
+        """`load_head` finds the label head fitted for the model MODEL names (the package's
+        load_engine passes it); without it, the head kept under the served model's name."""
         self.config = remote
         self.name = f"the model server at {remote.base_url}"
         self._timeout_s = limits.request_timeout_s
         self._queue_size = limits.queue_size
         self._options = options
         self._load_tokens = load_tokens
+        self._load_head = load_head
+        self.label_head: LabelHead | None = None  # known once started
         self._served: _Served | None = None
         self._outstanding = 0
         self._replies: set[RemoteReply] = set()
@@ -175,7 +182,12 @@ class OpenAIEngine:
         try:
             model, vllm = await self._find_model(client)
             tokens = await asyncio.to_thread(self._load_tokens)
-            self._served = self._prompts(client, model, vllm, tokens)
+            if self._load_head is not None:
+                head = await asyncio.to_thread(self._load_head)
+            else:
+                head = head_for(ModelIdentity(model))
+            self._served = self._prompts(client, model, vllm, tokens, head)
+            self.label_head = head
             if vllm:
                 await self._check_tokenizer(self._served)
             await self._warm_up(self._served)
@@ -231,7 +243,12 @@ class OpenAIEngine:
         return name, kind == "vllm" or (kind == "auto" and owners[name] == "vllm")
 
     def _prompts(
-        self, client: openai.AsyncOpenAI, model: str, vllm: bool, tokens: Tokens
+        self,
+        client: openai.AsyncOpenAI,
+        model: str,
+        vllm: bool,
+        tokens: Tokens,
+        label_head: LabelHead,
     ) -> _Served:
         head, tail = analyst_frame(chatml, tokens.encode, tokens.specials)
         prompter = ReplyPrompter(
@@ -242,7 +259,8 @@ class OpenAIEngine:
         labels = (tokens.single_token(labelling.POSITIVE_WORD),
                   tokens.single_token(labelling.NEGATIVE_WORD))  # fmt: skip
         stops = [tokens.special(text) for text in STOP_TEXTS]
-        return _Served(client, model, vllm, tokens, head, tail, labels, stops, prompter)
+        return _Served(client, model, vllm, tokens, head, tail, labels, stops, prompter,
+                       label_head)  # fmt: skip
 
     async def _check_tokenizer(self, served: _Served) -> None:
         """Token ids only mean the same thing if MODEL's tokenizer is the served model's."""
@@ -310,7 +328,7 @@ class OpenAIEngine:
             if served.vllm:
                 return await self._queued_label(ids, text)
             (scores,) = await self._request_labels(served, [ids])
-            return scores.sentiment(text)
+            return scores.sentiment(text, served.label_head)
 
     async def tag_many(self, texts: Sequence[str]) -> list[Sentiment]:
         """Several labels at once, one admission: vLLM gets them in one request (a list of
@@ -327,7 +345,8 @@ class OpenAIEngine:
                     *(self._request_labels(served, [ids]) for ids in prompts)
                 )
                 scores = [score for (score,) in answers]
-            return [score.sentiment(text) for score, text in zip(scores, texts, strict=True)]
+            return [score.sentiment(text, served.label_head)
+                    for score, text in zip(scores, texts, strict=True)]  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def _labelling(self) -> AsyncIterator[_Served]:
@@ -358,13 +377,13 @@ class OpenAIEngine:
         return await future  # a caller that gives up cancels it, and it is skipped
 
     async def _send_labels(self) -> None:
-        while self._waiting_labels and self._served is not None:
+        while self._waiting_labels and (served := self._served) is not None:
             batch = [waiting for waiting in self._waiting_labels if not waiting[2].done()]
             self._waiting_labels = []
             if not batch:
                 continue
             try:
-                scores = await self._request_labels(self._served, [ids for ids, _, _ in batch])
+                scores = await self._request_labels(served, [ids for ids, _, _ in batch])
             except Exception as error:  # noqa: BLE001 - each waiting caller gets it
                 for _, _, future in batch:
                     if not future.done():
@@ -372,7 +391,7 @@ class OpenAIEngine:
                 continue
             for (_, text, future), score in zip(batch, scores, strict=True):
                 if not future.done():
-                    future.set_result(score.sentiment(text))
+                    future.set_result(score.sentiment(text, served.label_head))
 
     async def _request_labels(self, served: _Served, prompts: list[list[int]]) -> list[LabelScores]:
         """One answer position per prompt, temperature 0, with the two words' logprobs."""

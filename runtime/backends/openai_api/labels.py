@@ -1,6 +1,6 @@
 """Reading a label from a serving engine's answer: the logprobs of the two label words at the
 first answer position, turned into a Sentiment by runtime.labelling.sentiment_from_scores
-(the one place every backend goes through, so calibration applies unchanged).
+(the one place every backend goes through) with the head fitted for the model MODEL names.
 
 Logprobs and logits give the same label: both differ from the logits by one constant per
 position, and the label depends only on the difference of the two words' scores.
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.types import Sentiment
+from runtime.label_head import LabelHead
 from runtime.labelling import sentiment_from_scores
 
 
@@ -26,9 +27,9 @@ class LabelScores:
     negative: float
     listed: int  # how many of the two words the server listed (0, 1 or 2)
 
-    def sentiment(self, text: str) -> Sentiment:
-        # No hidden state from a server: the shipped head's band decides neutral.
-        return sentiment_from_scores(self.positive, self.negative, text)
+    def sentiment(self, text: str, head: LabelHead) -> Sentiment:
+        # No hidden state from a server: the head's band decides neutral.
+        return sentiment_from_scores(head, self.positive, self.negative, text)
 
 
 def token_id_key(token: int) -> str:
