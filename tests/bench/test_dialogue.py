@@ -16,17 +16,21 @@ def test_the_scripts_cover_both_languages_splits_and_moods() -> None:
     assert len(DIALOGUES) >= 10
     assert all(len(d.turns) >= 6 for d in DIALOGUES)
     assert len({d.name for d in DIALOGUES}) == len(DIALOGUES)
-    for split in ("tune", "report"):
+    for split in ("tune", "report", "holdout"):
         chosen = dialogues(split)
         assert {d.language for d in chosen} == {"zh", "en"}
         moods = {mood for d in chosen for _, mood in d.turns}
         assert moods == {"positive", "negative", "neutral"}
     assert len(dialogues("all")) == len(DIALOGUES)
+    assert len(dialogues("holdout")) >= 4
+    assert dialogues("report,holdout") == [d for d in DIALOGUES if d.split != "tune"]
     for d in DIALOGUES:
         assert all(detect_language(text) == d.language for text, _ in d.turns), d.name
         assert len({mood for _, mood in d.turns}) >= 2, d.name  # the mood changes in every chat
     with pytest.raises(ValueError, match="unknown split"):
         dialogues("train")
+    with pytest.raises(ValueError, match="unknown split"):
+        dialogues("tune,train")
 
 
 def test_echo_counts_the_users_4grams_found_in_the_reply() -> None:
