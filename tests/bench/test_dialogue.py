@@ -123,7 +123,12 @@ def test_a_message_shown_as_neutral_is_judged_friendly_not_by_its_label() -> Non
         ("Honestly you just want someone to listen. Okay.",
          "Honestly I just want someone to listen.", True),
         ("I just want someone to listen, that's all I need.",
-         "Honestly I just want someone to listen.", True),  # speaks as the user
+         "Honestly I just want someone to listen.", True),
+        # Only speaks as the user: "my sister never does" is theirs, the rest is new.
+        ("I hear you. My sister never does either, and it's lonely. I'm here, go ahead, "
+         "I'm listening.",
+         "Honestly I just want someone to listen, my sister never does and my mom is sick.",
+         True),
         ("I'm here, and I'm listening. Tell me whatever is on your mind, no advice unless you "
          "ask for it.", "Honestly I just want someone to listen.", False),
         ("有人照顾的感觉真好，这碗面一定特别香。", "室友晚上给我煮了面，挺暖心的。", False),
@@ -205,6 +210,7 @@ def test_canned_is_judged_against_earlier_replies_of_the_chat_and_the_example_an
         "对不起，但我不能回答这个问题。",
         "我无法提供帮助，请联系专业人士。",
         "我不能帮你做这件事。",
+        "对不起，我不能这样做。",
     ],
 )
 def test_refusal_catches_declining_in_both_languages(reply: str) -> None:
@@ -219,6 +225,7 @@ def test_refusal_catches_declining_in_both_languages(reply: str) -> None:
     [
         "I can't wait to hear how it goes!",
         "I can't help but smile reading this.",
+        "I can't help thinking about how brave you were.",
         "I can't imagine how stressful that deadline must be.",
         "Sorry, I can't believe your laptop crashed tonight of all nights.",
         "If I can help with anything, I'm here. I'm listening.",
