@@ -62,7 +62,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -399,8 +399,13 @@ def _prompt_sizes(stream: Any) -> tuple[int | None, int | None]:
 
 
 async def run_dialogues(
-    chats: Sequence[Dialogue], max_new_tokens: int | None, seed: int
+    chats: Sequence[Dialogue],
+    max_new_tokens: int | None,
+    seed: int,
+    after_chat: Callable[[list[dict[str, Any]], dict[str, Any]], object] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every chat through the service; `after_chat(rows so far, config)` is called after
+    each chat (main saves the run so far, so a run stopped early keeps its finished chats)."""
     from bench.common import bench_service, runner_factory
     from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, TextDelta
     from runtime.worker import ModelWorker
@@ -467,15 +472,37 @@ async def run_dialogues(
                     )
                 rows.append(row)
             print(f"  {number}/{len(chats)} {chat.name}", file=sys.stderr, flush=True)
+            if after_chat is not None:
+                config = run_config(settings, worker.runner.name)
+                after_chat(flagged_copy(rows), config)
         backend = worker.runner.name
     add_flags(rows)
+    return rows, run_config(settings, backend)
+
+
+def interleaved(chats: Sequence[Dialogue]) -> list[Dialogue]:
+    """The chats alternating Chinese and English, each language in its order."""
+    zh = [c for c in chats if c.language == "zh"]
+    en = [c for c in chats if c.language != "zh"]
+    out: list[Dialogue] = []
+    for pair in zip(zh, en, strict=False):
+        out += pair
+    return out + zh[len(en) :] + en[len(zh) :]
+
+
+def run_config(settings: Any, backend: str) -> dict[str, Any]:
     layout = settings.chat.layout
-    config = {"runner": backend, "generation": settings.chat.generation.__dict__,
-              "history_turns": settings.chat.history_turns,
-              "history_step": settings.chat.history_step,
-              "history_max_tokens": settings.model.history_max_tokens,
-              "reply_tone_at": layout.tone_at, "reply_examples": layout.examples}  # fmt: skip
-    return rows, config
+    return {"runner": backend, "generation": settings.chat.generation.__dict__,
+            "history_turns": settings.chat.history_turns,
+            "history_step": settings.chat.history_step,
+            "history_max_tokens": settings.model.history_max_tokens,
+            "reply_tone_at": layout.tone_at, "reply_examples": layout.examples}  # fmt: skip
+
+
+def flagged_copy(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    copied = [dict(row) for row in rows]
+    add_flags(copied)
+    return copied
 
 
 # --- reporting ----------------------------------------------------------------------------
@@ -614,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
         "--split", default="all", help="all, tune, report, holdout, or several: report,holdout"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--interleave", action="store_true",
+                        help="alternate Chinese and English chats, so a run stopped early "
+                        "(each chat is saved as it ends) has both languages")  # fmt: skip
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--out", default=None, help="default: bench/results/dialogue/NAME")
     parser.add_argument("--compare", nargs="+", metavar="DIR", help="print saved runs")
@@ -629,21 +659,36 @@ def main(argv: list[str] | None = None) -> int:
     dialogues(args.split)  # an unknown split fails here, before the model loads
 
     started = time.time()
-    rows, config = asyncio.run(run_dialogues(dialogues(args.split), args.max_new_tokens, args.seed))
-    results = summary(rows)
-    machine = {**describe_machine(), "peak_rss_mb": peak_rss_mb()}
+    folder = Path(args.out) if args.out else RESULTS_DIR / "dialogue" / args.name
+    chats = dialogues(args.split)
+    if args.interleave:
+        chats = interleaved(chats)
+
+    def save(rows: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+        chats_done = len({row["chat"] for row in rows})
+        complete = chats_done == len(chats) and len(rows) == sum(len(c.turns) for c in chats)
+        machine = {**describe_machine(), "peak_rss_mb": peak_rss_mb()}
+        data = {"name": args.name, "complete": complete, "chats_done": chats_done,
+                "chats": len(chats), "machine": machine, "args": vars(args), "config": config,
+                "summary": summary(rows), "rows": rows}  # fmt: skip
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results.json").write_text(
+            json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n"
+        )
+        title = f"{args.name}, {config['runner']}"
+        if not complete:
+            title += f" (stopped early: {chats_done} of {len(chats)} chats)"
+        (folder / "transcripts.md").write_text(transcripts(rows, title))
+        return data
+
+    rows, config = asyncio.run(
+        run_dialogues(chats, args.max_new_tokens, args.seed, after_chat=save)
+    )
+    data = save(rows, config)
     print(f"{config['runner']}; seed {args.seed}; {len(rows)} messages in "
           f"{time.time() - started:.0f} s; load average (1 min) "
-          f"{machine.get('load_avg_1m')}")  # fmt: skip
-    print_summary(results)
-    folder = Path(args.out) if args.out else RESULTS_DIR / "dialogue" / args.name
-    folder.mkdir(parents=True, exist_ok=True)
-    data = {"name": args.name, "machine": machine, "args": vars(args), "config": config,
-            "summary": results, "rows": rows}  # fmt: skip
-    (folder / "results.json").write_text(
-        json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n"
-    )
-    (folder / "transcripts.md").write_text(transcripts(rows, f"{args.name}, {config['runner']}"))
+          f"{data['machine'].get('load_avg_1m')}")  # fmt: skip
+    print_summary(data["summary"])
     print(f"\nwrote {folder}/results.json and transcripts.md", file=sys.stderr)
     return 0
 

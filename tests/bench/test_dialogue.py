@@ -282,6 +282,13 @@ def test_the_goal_table_names_the_goals_a_group_misses() -> None:
     assert "missed refusal" in lines[3]
 
 
+def test_interleaved_alternates_the_languages() -> None:
+    chats = dialogues("report")
+    names = [c.name for c in dialogue.interleaved(chats)]
+    assert sorted(names) == sorted(c.name for c in chats)
+    assert [n[:2] for n in names[:4]] == ["zh", "en", "zh", "en"]
+
+
 def test_distinct_2_over_words_or_characters() -> None:
     assert dialogue.distinct_n(["a b c", "a b d"]) == pytest.approx(3 / 4)  # ab, bc, ab, bd
     assert dialogue.distinct_n(["好好好"]) == pytest.approx(1 / 2)  # 好好 twice
@@ -374,7 +381,11 @@ async def test_a_run_through_the_service_records_its_layout_and_reads_history_ba
     runner = ScriptedRunner()
     monkeypatch.setattr(bench.common, "runner_factory", lambda settings: lambda: runner)
     chat = DIALOGUES[0]
-    rows, config = await dialogue.run_dialogues([chat], max_new_tokens=16, seed=0)
+    saved: list[int] = []
+    rows, config = await dialogue.run_dialogues(
+        [chat], max_new_tokens=16, seed=0, after_chat=lambda rows, _: saved.append(len(rows))
+    )
+    assert saved == [len(chat.turns)]  # the run so far is handed over after each chat
     assert (config["reply_tone_at"], config["reply_examples"], config["history_step"]) == (
         "note",
         "mixed",
