@@ -1,22 +1,39 @@
 """Conversations, not single messages: parroting, canned repeats, tone and waiting over 6 turns.
 
-    python -m bench.dialogue [--name NAME] [--split all|tune|report] [--seed 0]
-        [--max-new-tokens N] [--out DIR]
-    python -m bench.dialogue --compare DIR [DIR ...] [--split report]
+    python -m bench.dialogue [--name NAME] [--split all|tune|report|holdout|report,holdout]
+        [--seed 0] [--max-new-tokens N] [--out DIR]
+    python -m bench.dialogue --compare DIR [DIR ...] [--group report]
 
-Every chat of bench.dialogues (16 chats × 6 messages, 8 Chinese and 8 English, moods that
-change within a chat) is sent message by message, each chat as its own user, through
-ChatService.handle with the real model and a temporary SQLite store, so every prompt carries
-the history the store hands back, exactly as in the bot. The model, backend and sampling come
-from the environment like the bot's (BACKEND=..., MODEL=..., TEMPERATURE=...), with a fixed
-seed. Per reply:
+Every chat of bench.dialogues (20 chats × 6 messages, 10 Chinese and 10 English, moods that
+change within a chat; split tune / report / holdout) is sent message by message, each chat as
+its own user, through ChatService.handle with the real model and a temporary SQLite store, so
+every prompt carries the history the store hands back, exactly as in the bot. The model,
+backend and sampling come from the environment like the bot's (BACKEND=..., MODEL=...,
+TEMPERATURE=...), with a fixed seed. The goals (issue: conversations that hold up on the
+default model), per reply:
 
-- echo: half or more of the user's character 4-grams appear in the reply;
+- echo: the reply restates the user: half or more of the message's character 4-grams appear
+  in it (`restate`), or half or more of its own 4-grams come from the message (`mostly_user`:
+  made mostly of the user's words), or it speaks as the user (`as_user`, below);
+- canned: the reply shares a span of 7 Chinese characters or 5 English words with an earlier
+  reply of the same chat (`canned_chat`) or with one of the example answers in its prompt
+  (`canned_example`);
+- refusal: "I can't help/assist with that", "I'm sorry, but I can't…", 我无法帮你…,
+  抱歉，我不能… (REFUSAL_PATTERNS);
+- wrong_tone: cheering a bad event or commiserating with a good one: congratulations
+  (celebration markers) on a message its writer meant as negative, condolences on one meant
+  as positive (judged against the writer's mood, so a wrong label counts too; the transcript
+  shows the label);
+- language: the reply is in the message's language.
+Goals on the default model: echo and canned ≤ 5 %, refusal and wrong tone 0, language 100 %
+(GOALS); on the light tier at least no refusal and nothing copied from the examples.
+
+The earlier measures, kept:
+
 - copy: half or more of the reply's 4-grams appear in earlier replies of the same chat or in
   the example turns of its prompt;
 - as_user: the reply speaks as the user: it contains a 4-word (English) or 4-character
   (Chinese) run of the user's message that says I / my / we / 我;
-- language: the reply is in the message's language (chat.prompts.detect_language);
 - finished: the model ended the reply itself, before MAX_NEW_TOKENS;
 - tone: the reply's wording fits the tone the bot showed the message with, its label or
   neutral (TONE_MARKERS: comfort words, no more joy words than comfort words and no
@@ -28,11 +45,13 @@ seed. Per reply:
 Character 4-grams are taken over the lower-cased letters and digits only (no spaces or
 punctuation). Speed: the label time and the first reply token (both from the moment the
 service starts the message, as the console's "ms" shows them) of each chat's first message
-against its later messages, p50 and the ratio.
+against its later messages, p50 and the ratio, and the prompt's size in tokens (a chat's
+first message, where the persona and examples are most of it, and all messages).
 
 It writes DIR/results.json (every reply with its flags, timings and prompt sizes) and
 DIR/transcripts.md, the conversations as a person reads them, each reply followed by its
-flags. `--compare` prints one row per run directory, for the README.
+flags. `--compare` prints one row per run directory, for the README, judging saved runs by
+today's metrics.
 """
 
 from __future__ import annotations
@@ -43,7 +62,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +75,7 @@ from bench.common import (
     percentile,
     table,
 )
-from bench.dialogues import Dialogue, dialogues
+from bench.dialogues import SPLITS, Dialogue, dialogues
 from chat.prompts import detect_language
 
 ECHO_SHARE = 0.5
@@ -65,6 +84,25 @@ NGRAM = 4
 FIRST_PERSON_EN = frozenset({"i", "i'm", "i've", "i'd", "i'll", "me", "my", "mine", "myself",
                              "we", "we're", "we've", "our", "us"})  # fmt: skip
 FIRST_PERSON_ZH = "我"
+MOSTLY_USER_SHARE = 0.5
+CANNED_ZH_CHARS = 7  # a span this long of Chinese characters…
+CANNED_EN_WORDS = 5  # …or of English words, repeated, is a canned phrase
+
+# A reply that declines to talk ("I'm sorry, but I can't assist with that."), either language.
+# Matched on the lower-cased reply with curly apostrophes straightened.
+REFUSAL_PATTERNS: tuple[re.Pattern[str], ...] = tuple(re.compile(p) for p in (
+    r"\bi\s*(?:can't|cannot|can not|won't|will not|'m unable to|am unable to|'m not able to"
+    r"|am not able to)\s+(?:be able to\s+)?(?:help|assist|provide|support|fulfil|comply"
+    r"|answer|respond|engage|discuss|continue)"
+    r"(?!\w)(?!\s+(?:but|thinking|feeling|wondering|smiling|laughing|noticing)\b)",
+    r"\bsorry,?\s+but\s+i\s*(?:can't|cannot|can not|won't|'m unable|am unable|'m not able"
+    r"|am not able)",
+    r"\bunable to provide (?:the )?(?:help|assistance|support)",
+    r"(?:抱歉|对不起)[，,、\s]*(?:但是?)?我(?:无法|不能|没办法|没有办法)",
+    r"我(?:无法|不能|没办法|没有办法)(?:为你|为您|帮你|帮您|帮助|协助|提供|回答|处理|满足"
+    r"|参与|讨论|继续)",
+    r"无法(?:为你|为您)?提供(?:帮助|协助|支持|相关)",
+))  # fmt: skip
 
 # Substrings, matched on the lower-cased reply. "fits" words make a reply count as that tone;
 # "clashes" words rule it out (congratulating someone who is down, pitying someone who is up).
@@ -156,6 +194,48 @@ def speaks_as_user(reply: str, message: str) -> bool:
     return False
 
 
+def mostly_user_share(reply: str, message: str) -> float:
+    """The share of the reply's 4-grams that come from the message (0 for a very short reply)."""
+    grams = char_ngrams(reply)
+    return len(grams & char_ngrams(message)) / len(grams) if grams else 0.0
+
+
+def _is_cjk(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf"
+
+
+def spans(text: str) -> set[str]:
+    """The phrases that count as canned when repeated: every run of CANNED_ZH_CHARS Chinese
+    characters (punctuation and spaces skipped) and of CANNED_EN_WORDS English words."""
+    norm = normalized(text)
+    n = CANNED_ZH_CHARS
+    out = {norm[i : i + n] for i in range(len(norm) - n + 1)
+           if all(_is_cjk(ch) for ch in norm[i : i + n])}  # fmt: skip
+    words, n = _words(text), CANNED_EN_WORDS
+    out |= {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+    return out
+
+
+def canned_span(reply: str, sources: Iterable[str]) -> str | None:
+    """The first canned phrase the reply shares with any of the sources, or None."""
+    mine = spans(reply)
+    for source in sources:
+        shared = mine & spans(source)
+        if shared:
+            return min(shared)
+    return None
+
+
+def refusal(reply: str) -> str | None:
+    """The refusal the reply contains ("i can't assist"), or None."""
+    lowered = reply.lower().replace("’", "'")
+    for pattern in REFUSAL_PATTERNS:
+        found = pattern.search(lowered)
+        if found:
+            return found.group(0)
+    return None
+
+
 def tone_markers(reply: str, language: str) -> dict[str, list[str]]:
     lowered = reply.lower()
     return {group: [word for word in words[language] if word in lowered]
@@ -172,6 +252,17 @@ def tone_fits(reply: str, language: str, tone: str) -> bool:
     return not any(found[c] for c in clashes)
 
 
+# A reply in the wrong tone for what happened: a marker group it must not have, by the mood
+# its writer meant (neutral: none, the definition covers only bad and good events).
+WRONG_TONE = {"negative": "celebration", "positive": "condolence"}
+
+
+def wrong_tone(reply: str, language: str, mood: str) -> list[str]:
+    """The cheering words of a reply to bad news, the pitying ones of a reply to good news."""
+    group = WRONG_TONE.get(mood)
+    return tone_markers(reply, language)[group] if group else []
+
+
 def units(text: str) -> list[str]:
     """Words of an English reply, characters of a Chinese one (for distinct-n)."""
     return list(normalized(text)) if detect_language(text) == "zh" else _words(text)
@@ -183,21 +274,70 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float | None:
     return len(set(grams)) / len(grams) if grams else None
 
 
+def example_answers(row: dict[str, Any]) -> list[str]:
+    """The example answers of the reply's prompt (all example turns for runs saved before the
+    answers were recorded apart)."""
+    answers = row.get("example_answers")
+    return list(answers if answers is not None else row.get("examples", []))
+
+
 def flag_reply(row: dict[str, Any], earlier_replies: Sequence[str]) -> dict[str, Any]:
-    """The quality flags of one reply: row has message, reply, label (and the tone shown,
-    when it was recorded), examples, finished."""
+    """The quality flags of one reply: row has message, reply, mood, label (and the tone
+    shown, when it was recorded), examples (and example_answers), finished. The flags are
+    booleans; `why` holds what was matched, for the transcripts."""
     reply, message = row["reply"], row["message"]
+    language = detect_language(message)
+    examples = example_answers(row)
+    restate = echo_share(reply, message) >= ECHO_SHARE
+    mostly_user = mostly_user_share(reply, message) >= MOSTLY_USER_SHARE
+    as_user = speaks_as_user(reply, message)
+    from_chat = canned_span(reply, earlier_replies)
+    from_example = canned_span(reply, examples)
+    refused = refusal(reply)
+    clashing = wrong_tone(reply, language, row.get("mood", ""))
+    why = {key: value for key, value in (("canned_chat", from_chat),
+                                         ("canned_example", from_example),
+                                         ("refusal", refused),
+                                         ("wrong_tone", "/".join(clashing)))
+           if value}  # fmt: skip
     return {
-        "echo": echo_share(reply, message) >= ECHO_SHARE,
+        "echo": restate or mostly_user or as_user,
+        "canned": from_chat is not None or from_example is not None,
+        "refusal": refused is not None,
+        "wrong_tone": bool(clashing),
+        "language": detect_language(reply) == language,
+        "restate": restate,
+        "mostly_user": mostly_user,
+        "as_user": as_user,
+        "canned_chat": from_chat is not None,
+        "canned_example": from_example is not None,
         "copy": copy_share(reply, [*earlier_replies, *row["examples"]]) >= COPY_SHARE,
-        "as_user": speaks_as_user(reply, message),
-        "language": detect_language(reply) == detect_language(message),
         "finished": bool(row["finished"]),
-        "tone": tone_fits(reply, detect_language(message), row.get("tone") or row["label"]),
+        "tone": tone_fits(reply, language, row.get("tone") or row["label"]),
+        "why": why,
     }
 
 
-FLAGS = ("echo", "copy", "as_user", "language", "finished", "tone")
+# The goals first (GOALS), then their parts, then the earlier measures.
+GOAL_FLAGS = ("echo", "canned", "refusal", "wrong_tone", "language")
+PART_FLAGS = ("restate", "mostly_user", "as_user", "canned_chat", "canned_example")
+FLAGS = (*GOAL_FLAGS, *PART_FLAGS, "copy", "finished", "tone")
+# (most, least) share allowed; the light tier's are the refusal and example-copy ones only.
+GOALS: dict[str, tuple[float, float]] = {"echo": (0.05, 0.0), "canned": (0.05, 0.0),
+                                         "refusal": (0.0, 0.0), "wrong_tone": (0.0, 0.0),
+                                         "language": (1.0, 1.0)}  # fmt: skip
+LIGHT_GOALS: dict[str, tuple[float, float]] = {"refusal": (0.0, 0.0),
+                                               "canned_example": (0.0, 0.0)}  # fmt: skip
+
+
+def meets(figures: dict[str, Any], goals: dict[str, tuple[float, float]]) -> list[str]:
+    """The goals a group's figures miss (their names), none when all are met."""
+    missed = []
+    for flag, (most, least) in goals.items():
+        value = figures.get(flag)
+        if value is None or not least - 1e-9 <= value <= most + 1e-9:
+            missed.append(flag)
+    return missed
 
 
 def add_flags(rows: Sequence[dict[str, Any]]) -> None:
@@ -216,9 +356,15 @@ def quality(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"n": len(answered), "failed": len(rows) - len(answered)}
     for flag in FLAGS:
         out[flag] = mean([float(r["flags"][flag]) for r in answered])
+        out[f"{flag}_n"] = sum(bool(r["flags"][flag]) for r in answered)
     out["distinct2"] = distinct_n([r["reply"] for r in answered])
     out["chars"] = mean([len(r["reply"]) for r in answered])
     out["tokens"] = mean([r["tokens"] for r in answered if r.get("tokens") is not None])
+    sizes = [r for r in answered if r.get("prompt_tokens") is not None]
+    out["prompt_first"] = mean([r["prompt_tokens"] for r in sizes if r["turn"] == 1])
+    out["prompt_mean"] = mean([r["prompt_tokens"] for r in sizes])
+    moods = [r for r in answered if r.get("mood") in ("positive", "negative") and "label" in r]
+    out["label_ok"] = mean([float(r["label"] == r["mood"]) for r in moods])
     return out
 
 
@@ -253,8 +399,13 @@ def _prompt_sizes(stream: Any) -> tuple[int | None, int | None]:
 
 
 async def run_dialogues(
-    chats: Sequence[Dialogue], max_new_tokens: int | None, seed: int
+    chats: Sequence[Dialogue],
+    max_new_tokens: int | None,
+    seed: int,
+    after_chat: Callable[[list[dict[str, Any]], dict[str, Any]], object] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every chat through the service; `after_chat(rows so far, config)` is called after
+    each chat (main saves the run so far, so a run stopped early keeps its finished chats)."""
     from bench.common import bench_service, runner_factory
     from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, TextDelta
     from runtime.worker import ModelWorker
@@ -311,6 +462,9 @@ async def run_dialogues(
                     request = asked["request"]
                     row.update(
                         examples=[t.content for t in request.examples],
+                        example_answers=[
+                            t.content for t in request.examples if t.role == "assistant"
+                        ],
                         history_turns=len(request.history),
                         prompt_tokens=asked["prompt_tokens"],
                         cached_tokens=asked["cached_tokens"],
@@ -318,15 +472,37 @@ async def run_dialogues(
                     )
                 rows.append(row)
             print(f"  {number}/{len(chats)} {chat.name}", file=sys.stderr, flush=True)
+            if after_chat is not None:
+                config = run_config(settings, worker.runner.name)
+                after_chat(flagged_copy(rows), config)
         backend = worker.runner.name
     add_flags(rows)
+    return rows, run_config(settings, backend)
+
+
+def interleaved(chats: Sequence[Dialogue]) -> list[Dialogue]:
+    """The chats alternating Chinese and English, each language in its order."""
+    zh = [c for c in chats if c.language == "zh"]
+    en = [c for c in chats if c.language != "zh"]
+    out: list[Dialogue] = []
+    for pair in zip(zh, en, strict=False):
+        out += pair
+    return out + zh[len(en) :] + en[len(zh) :]
+
+
+def run_config(settings: Any, backend: str) -> dict[str, Any]:
     layout = settings.chat.layout
-    config = {"runner": backend, "generation": settings.chat.generation.__dict__,
-              "history_turns": settings.chat.history_turns,
-              "history_step": settings.chat.history_step,
-              "history_max_tokens": settings.model.history_max_tokens,
-              "reply_tone_at": layout.tone_at, "reply_examples": layout.examples}  # fmt: skip
-    return rows, config
+    return {"runner": backend, "generation": settings.chat.generation.__dict__,
+            "history_turns": settings.chat.history_turns,
+            "history_step": settings.chat.history_step,
+            "history_max_tokens": settings.model.history_max_tokens,
+            "reply_tone_at": layout.tone_at, "reply_examples": layout.examples}  # fmt: skip
+
+
+def flagged_copy(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    copied = [dict(row) for row in rows]
+    add_flags(copied)
+    return copied
 
 
 # --- reporting ----------------------------------------------------------------------------
@@ -334,7 +510,7 @@ async def run_dialogues(
 
 def groups(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {"all": list(rows)}
-    for split in ("tune", "report"):
+    for split in SPLITS:
         for language in ("zh", "en"):
             chosen = [r for r in rows if r["split"] == split and r["language"] == language]
             if chosen:
@@ -345,7 +521,8 @@ def groups(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-QUALITY_COLUMNS = ["n", *FLAGS, "distinct2", "chars", "tokens"]
+QUALITY_COLUMNS = ["n", *FLAGS, "distinct2", "chars", "tokens", "prompt_first", "prompt_mean",
+                   "label_ok"]  # fmt: skip
 SPEED_COLUMNS = ["label_s_first_p50", "label_s_later_p50", "label_s_ratio",
                  "first_token_s_first_p50", "first_token_s_later_p50",
                  "first_token_s_ratio", "decode_tps"]  # fmt: skip
@@ -359,7 +536,11 @@ def _mark(row: dict[str, Any]) -> str:
     flags = row.get("flags")
     if not flags:
         return f"**failed: {row.get('failure')}**"
-    bad = [name for name in ("echo", "copy", "as_user") if flags[name]]
+    why = flags.get("why", {})
+    bad = [name for name in ("restate", "mostly_user", "as_user") if flags[name]]
+    bad += [f"{name} «{why[name]}»" for name in ("canned_chat", "canned_example", "refusal",
+                                                  "wrong_tone") if flags[name]]  # fmt: skip
+    bad += ["copy"] if flags["copy"] else []
     bad += [f"not {name}" for name in ("language", "finished", "tone") if not flags[name]]
     found = tone_markers(row["reply"], row["language"])
     words = ", ".join(f"{group}: {'/'.join(hits)}" for group, hits in found.items() if hits)
@@ -387,12 +568,51 @@ def transcripts(rows: Sequence[dict[str, Any]], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _share(figures: dict[str, Any], flag: str) -> str:
+    value = figures.get(flag)
+    return "–" if value is None else f"{value:.2f} ({figures[f'{flag}_n']})"
+
+
+GOAL_COLUMNS = [*GOAL_FLAGS, "canned_example", "prompt_first", "prompt_mean"]
+
+
+def goal_table(results: dict[str, dict[str, Any]], label: str = "group") -> str:
+    """Per group: the goal measures as share (count), the prompt sizes, and which goals
+    (default model; light tier) it misses."""
+    rows: list[list[object]] = []
+    for name, r in results.items():
+        missed = meets(r, GOALS)
+        light = meets(r, LIGHT_GOALS)
+        rows.append([name, r["n"], *(_share(r, f) for f in [*GOAL_FLAGS, "canned_example"]),
+                     r["prompt_first"], r["prompt_mean"],
+                     "all" if not missed else "missed " + "/".join(missed),
+                     "met" if not light else "missed " + "/".join(light)])  # fmt: skip
+    goals = ["≤ 0.05", "≤ 0.05", "0", "0", "1.00", "0 (light tier)", "", ""]
+    return table([label, "n", *GOAL_COLUMNS, "goals (default)", "goals (light)"],
+                 [*rows, ["goal", "", *goals, "", ""]], digits=0)  # fmt: skip
+
+
 def print_summary(results: dict[str, dict[str, Any]]) -> None:
+    print(goal_table(results))
+    print()
     print(table(["group", *QUALITY_COLUMNS], [[name, *(r[k] for k in QUALITY_COLUMNS)]
                                              for name, r in results.items()]))  # fmt: skip
     print()
     print(table(["group", *SPEED_COLUMNS], [[name, *(r[k] for k in SPEED_COLUMNS)]
                                            for name, r in results.items()]))  # fmt: skip
+
+
+def compare_goals(folders: Sequence[str], groups_wanted: Sequence[str]) -> str:
+    """The goal table of saved runs, one row per run and group, judged by today's metrics."""
+    results: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        data = json.loads((Path(folder) / "results.json").read_text())
+        add_flags(data["rows"])
+        figures = summary(data["rows"])
+        for group in groups_wanted:
+            if group in figures:
+                results[f"{Path(folder).name} {group}"] = figures[group]
+    return goal_table(results, "run group")
 
 
 def compare(folders: Sequence[str], group: str) -> str:
@@ -417,33 +637,58 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--name", default="dialogue", help="the run's name (its folder)")
-    parser.add_argument("--split", choices=("all", "tune", "report"), default="all")
+    parser.add_argument(
+        "--split", default="all", help="all, tune, report, holdout, or several: report,holdout"
+    )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--interleave", action="store_true",
+                        help="alternate Chinese and English chats, so a run stopped early "
+                        "(each chat is saved as it ends) has both languages")  # fmt: skip
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--out", default=None, help="default: bench/results/dialogue/NAME")
     parser.add_argument("--compare", nargs="+", metavar="DIR", help="print saved runs")
-    parser.add_argument("--group", default="report", help="with --compare: all, tune, report…")
+    parser.add_argument("--group", default="report",
+                        help="with --compare: all, tune, report, holdout, report-zh…; "
+                        "several joined by commas print the goal table")  # fmt: skip
     args = parser.parse_args(argv)
     if args.compare:
-        print(compare(args.compare, args.group))
+        wanted = args.group.split(",")
+        print(compare_goals(args.compare, wanted) if len(wanted) > 1 else
+              compare(args.compare, args.group))  # fmt: skip
         return 0
+    dialogues(args.split)  # an unknown split fails here, before the model loads
 
     started = time.time()
-    rows, config = asyncio.run(run_dialogues(dialogues(args.split), args.max_new_tokens, args.seed))
-    results = summary(rows)
-    machine = {**describe_machine(), "peak_rss_mb": peak_rss_mb()}
+    folder = Path(args.out) if args.out else RESULTS_DIR / "dialogue" / args.name
+    chats = dialogues(args.split)
+    if args.interleave:
+        chats = interleaved(chats)
+
+    def save(rows: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+        chats_done = len({row["chat"] for row in rows})
+        complete = chats_done == len(chats) and len(rows) == sum(len(c.turns) for c in chats)
+        machine = {**describe_machine(), "peak_rss_mb": peak_rss_mb()}
+        data = {"name": args.name, "complete": complete, "chats_done": chats_done,
+                "chats": len(chats), "machine": machine, "args": vars(args), "config": config,
+                "summary": summary(rows), "rows": rows}  # fmt: skip
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "results.json").write_text(
+            json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n"
+        )
+        title = f"{args.name}, {config['runner']}"
+        if not complete:
+            title += f" (stopped early: {chats_done} of {len(chats)} chats)"
+        (folder / "transcripts.md").write_text(transcripts(rows, title))
+        return data
+
+    rows, config = asyncio.run(
+        run_dialogues(chats, args.max_new_tokens, args.seed, after_chat=save)
+    )
+    data = save(rows, config)
     print(f"{config['runner']}; seed {args.seed}; {len(rows)} messages in "
           f"{time.time() - started:.0f} s; load average (1 min) "
-          f"{machine.get('load_avg_1m')}")  # fmt: skip
-    print_summary(results)
-    folder = Path(args.out) if args.out else RESULTS_DIR / "dialogue" / args.name
-    folder.mkdir(parents=True, exist_ok=True)
-    data = {"name": args.name, "machine": machine, "args": vars(args), "config": config,
-            "summary": results, "rows": rows}  # fmt: skip
-    (folder / "results.json").write_text(
-        json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n"
-    )
-    (folder / "transcripts.md").write_text(transcripts(rows, f"{args.name}, {config['runner']}"))
+          f"{data['machine'].get('load_avg_1m')}")  # fmt: skip
+    print_summary(data["summary"])
     print(f"\nwrote {folder}/results.json and transcripts.md", file=sys.stderr)
     return 0
 

@@ -1,4 +1,4 @@
-"""The scripted conversations of bench.dialogue: 16 chats of 6 messages, 8 Chinese, 8 English.
+"""The scripted conversations of bench.dialogue: 20 chats of 6 messages, 10 Chinese, 10 English.
 
 Each message carries the mood its writer meant (`positive`, `negative`, or `neutral` for
 greetings, questions and plain facts), so moods change within a chat the way they do in real
@@ -6,7 +6,9 @@ ones: bad news, then help, then relief. The bench scores the bot's tone against 
 bot showed the message with (its label, or neutral); `mood` is only reported next to it.
 
 `split` keeps tuning honest: prompts and sampling were tuned while reading the "tune" chats
-only; the "report" chats were written at the same time and are only ever scored.
+only; the "report" chats were written at the same time and are only ever scored. The
+"holdout" chats were written later (issue: replies that restate the user, canned phrases,
+refusals), before the prompt was tuned against those faults, and are only ever scored too.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 Mood = Literal["positive", "negative", "neutral"]
-Split = Literal["tune", "report"]
+Split = Literal["tune", "report", "holdout"]
+SPLITS: tuple[Split, ...] = ("tune", "report", "holdout")
 
 
 class Dialogue(NamedTuple):
@@ -155,11 +158,48 @@ DIALOGUES: tuple[Dialogue, ...] = (
         ("We played until midnight and I won twice.", "positive"),
         ("Do you know any good board games for beginners?", "neutral"),
     )),
+    # --- holdout: written before tuning against echo, canned phrases and refusals; never
+    # read while tuning ----------------------------------------------------------------------
+    Dialogue("zh-overtime", "zh", "holdout", (
+        ("最近工作压力好大，每天加班到十一点，周末也要开会。", "negative"),
+        ("今天又被临时拉去改方案，晚饭都没顾上吃。", "negative"),
+        ("室友看我回来这么晚，给我煮了一碗面，好暖心。", "positive"),
+        ("你觉得我要不要跟领导提一下工作量的问题？", "neutral"),
+        ("刚跟领导聊完，他说下个月给我们组加两个人！", "positive"),
+        ("这周末终于不用开会了，打算睡个懒觉。", "positive"),
+    )),
+    Dialogue("zh-driving", "zh", "holdout", (
+        ("今天科目二又挂了，这已经是第二次了。", "negative"),
+        ("教练说我倒车入库总是压线，我自己也很着急。", "negative"),
+        ("科目二一般要练多久才能过？", "neutral"),
+        ("今天练了一下午，连着五次都没压线！", "positive"),
+        ("下周二再考一次，还是有点紧张。", "negative"),
+        ("过了！终于拿到驾照了！", "positive"),
+    )),
+    Dialogue("en-listen", "en", "holdout", (
+        ("Rough day. My sister and I had another fight about our mom's care.", "negative"),
+        ("Honestly I just want someone to listen.", "negative"),
+        ("She thinks I'm not doing enough, but I visit every single weekend.", "negative"),
+        ("We talked again tonight and she actually apologized.", "positive"),
+        ("We're going to make a schedule together so it feels fair.", "positive"),
+        ("What's a good way to keep a shared calendar with family?", "neutral"),
+    )),
+    Dialogue("en-deadline", "en", "holdout", (
+        ("My report is due at 9am tomorrow and I'm only halfway done. I'm panicking.",
+         "negative"),
+        ("My laptop just crashed and I lost the last hour of work.", "negative"),
+        ("How do you stay focused when a deadline is this close?", "neutral"),
+        ("Found an autosave file, I only lost ten minutes of work!", "positive"),
+        ("Submitted it at 8:40 with twenty minutes to spare!", "positive"),
+        ("Now I'm going to sleep for twelve hours.", "neutral"),
+    )),
 )  # fmt: skip
 
 
 def dialogues(split: str = "all") -> list[Dialogue]:
-    """The chats of one split ("tune", "report") or all of them."""
-    if split not in ("all", "tune", "report"):
-        raise ValueError(f"unknown split {split!r}: all, tune or report")
-    return [d for d in DIALOGUES if split in ("all", d.split)]
+    """The chats of one split ("tune", "report", "holdout"), of several joined by commas
+    ("report,holdout"), or all of them."""
+    chosen = set(SPLITS) if split == "all" else set(split.split(","))
+    if not chosen or not chosen <= set(SPLITS):
+        raise ValueError(f"unknown split {split!r}: all, tune, report, holdout or a list")
+    return [d for d in DIALOGUES if d.split in chosen]

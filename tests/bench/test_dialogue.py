@@ -16,17 +16,21 @@ def test_the_scripts_cover_both_languages_splits_and_moods() -> None:
     assert len(DIALOGUES) >= 10
     assert all(len(d.turns) >= 6 for d in DIALOGUES)
     assert len({d.name for d in DIALOGUES}) == len(DIALOGUES)
-    for split in ("tune", "report"):
+    for split in ("tune", "report", "holdout"):
         chosen = dialogues(split)
         assert {d.language for d in chosen} == {"zh", "en"}
         moods = {mood for d in chosen for _, mood in d.turns}
         assert moods == {"positive", "negative", "neutral"}
     assert len(dialogues("all")) == len(DIALOGUES)
+    assert len(dialogues("holdout")) >= 4
+    assert dialogues("report,holdout") == [d for d in DIALOGUES if d.split != "tune"]
     for d in DIALOGUES:
         assert all(detect_language(text) == d.language for text, _ in d.turns), d.name
         assert len({mood for _, mood in d.turns}) >= 2, d.name  # the mood changes in every chat
     with pytest.raises(ValueError, match="unknown split"):
         dialogues("train")
+    with pytest.raises(ValueError, match="unknown split"):
+        dialogues("tune,train")
 
 
 def test_echo_counts_the_users_4grams_found_in_the_reply() -> None:
@@ -107,6 +111,184 @@ def test_a_message_shown_as_neutral_is_judged_friendly_not_by_its_label() -> Non
     assert "**3. user** (negative; labelled positive): I passed!" in text
 
 
+# --- the goal measures: each detector catches what it is for and nothing else -------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "message", "echo"),
+    [
+        # Made mostly of the user's words, in the first person (the issue's example).
+        ("室友晚上给我煮面确实挺暖心的，我也觉得很幸福。", "室友晚上给我煮了面，挺暖心的。", True),
+        # Restates the whole message before a short addition.
+        ("Honestly you just want someone to listen. Okay.",
+         "Honestly I just want someone to listen.", True),
+        ("I just want someone to listen, that's all I need.",
+         "Honestly I just want someone to listen.", True),
+        # Only speaks as the user: "my sister never does" is theirs, the rest is new.
+        ("I hear you. My sister never does either, and it's lonely. I'm here, go ahead, "
+         "I'm listening.",
+         "Honestly I just want someone to listen, my sister never does and my mom is sick.",
+         True),
+        ("I'm here, and I'm listening. Tell me whatever is on your mind, no advice unless you "
+         "ask for it.", "Honestly I just want someone to listen.", False),
+        ("有人照顾的感觉真好，这碗面一定特别香。", "室友晚上给我煮了面，挺暖心的。", False),
+        ("加班到这么晚真的太辛苦了，周末也不能好好休息，身体会吃不消的。",
+         "最近工作压力好大，每天加班到十一点，周末也要开会。", False),
+    ],
+)  # fmt: skip
+def test_echo_is_restating_or_mostly_the_users_words_or_speaking_as_the_user(
+    reply: str, message: str, echo: bool
+) -> None:
+    rows = flagged([row(1, message, reply)])
+    assert rows[0]["flags"]["echo"] is echo
+
+
+def test_mostly_user_counts_the_replys_4grams_from_the_message() -> None:
+    message = "我们约了周六一起去看那部电影，我已经期待了好久，连票都提前买好了。"
+    # Every 4-gram of the reply is the user's, though it repeats only part of the message.
+    assert dialogue.mostly_user_share("约了周六一起去看那部电影", message) == 1.0
+    assert dialogue.echo_share("约了周六一起去看那部电影", message) < dialogue.ECHO_SHARE
+    assert dialogue.mostly_user_share("周末看电影很放松，记得带上爆米花哦。", message) == 0.0
+    assert dialogue.mostly_user_share("好", message) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("reply", "sources", "span"),
+    [
+        # The positive example's closing sentence, copied into a reply to bad news.
+        ("听起来你最近很累。好好休息，为自己骄傲吧！",
+         ["太厉害了，恭喜你！这份成就感一定很棒。好好休息，为自己骄傲吧！"], "休息为自己骄傲"),
+        ("抱抱你，别太苛责自己，会好起来的。", ["你已经很努力了，别太苛责自己。"], None),  # 6
+        ("你已经很努力了呀。", ["你已经很努力了，别太苛责自己。"], "你已经很努力了"),  # 7
+        ("I'm so happy for you, enjoy it!", ["That's wonderful! I'm so happy for you."],
+         "i'm so happy for you"),  # 5 words
+        ("So happy for you!", ["That's wonderful! I'm so happy for you."], None),  # 4 words
+        ("Take care of yourself tonight.", ["Please take care of yourself, okay?"], None),
+        # Letters and digits do not make a Chinese span; 7 characters across a comma do.
+        ("ok 2024年我很好", ["2024年我很好"], None),
+        ("别急，慢慢来就好呀", ["别急慢慢来就好"], "别急慢慢来就好"),
+    ],
+)  # fmt: skip
+def test_canned_spans(reply: str, sources: list[str], span: str | None) -> None:
+    assert dialogue.canned_span(reply, sources) == span
+
+
+def test_canned_is_judged_against_earlier_replies_of_the_chat_and_the_example_answers() -> None:
+    example = "太厉害了，恭喜你！这份成就感一定很棒。好好休息，为自己骄傲吧！"
+    rows = flagged([
+        row(1, "今天好累。", "辛苦了，早点休息，明天又是新的一天。", example_answers=[example]),
+        row(2, "还是睡不着。", "辛苦了，早点休息，明天又是新的一天。", example_answers=[example]),
+        row(3, "考完了！", "这份成就感一定很棒，为你高兴！", label="positive",
+            example_answers=[example]),
+        # The example's question is not an answer: saying it is not copying the example.
+        row(4, "我刚到家。", "我刚到家，在想晚饭做点什么呢。", example_answers=[example],
+            examples=["我刚到家，在想晚饭做点什么。", example]),
+    ])  # fmt: skip
+    flags = [r["flags"] for r in rows]
+    assert [f["canned_chat"] for f in flags] == [False, True, False, False]
+    assert [f["canned_example"] for f in flags] == [False, False, True, False]
+    assert [f["canned"] for f in flags] == [False, True, True, False]
+    assert flags[2]["why"]["canned_example"] in "这份成就感一定很棒"
+    # Another chat's replies do not count.
+    other = flagged([row(1, "今天好累。", "辛苦了，早点休息，明天又是新的一天。"),
+                     {**row(1, "今天好累。", "辛苦了，早点休息，明天又是新的一天。"),
+                      "chat": "d"}])  # fmt: skip
+    assert [r["flags"]["canned"] for r in other] == [False, False]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "I'm sorry, but I can't assist with that.",
+        "I'm sorry, but I can't help you with that.",
+        "I can’t help with that request.",
+        "Sorry, but I cannot provide that kind of support.",
+        "I'm not able to help with this, please talk to a professional.",
+        "I am unable to assist with that.",
+        "I'm sorry, but I won't be able to help.",
+        "抱歉，我无法帮助你。",
+        "对不起，但我不能回答这个问题。",
+        "我无法提供帮助，请联系专业人士。",
+        "我不能帮你做这件事。",
+        "对不起，我不能这样做。",
+    ],
+)
+def test_refusal_catches_declining_in_both_languages(reply: str) -> None:
+    assert dialogue.refusal(reply) is not None
+    assert flagged([row(1, "Honestly I just want someone to listen.", reply)])[0]["flags"][
+        "refusal"
+    ]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "I can't wait to hear how it goes!",
+        "I can't help but smile reading this.",
+        "I can't help thinking about how brave you were.",
+        "I can't imagine how stressful that deadline must be.",
+        "Sorry, I can't believe your laptop crashed tonight of all nights.",
+        "If I can help with anything, I'm here. I'm listening.",
+        "You can't help feeling tired after a week like that.",
+        "我无法想象你有多累，抱抱你。",
+        "我不能替你做决定，但我会一直听你说。",
+        "抱歉让你久等了，我在听。",
+        "我能帮你理一理思路吗？",
+    ],
+)
+def test_refusal_leaves_ordinary_replies_alone(reply: str) -> None:
+    assert dialogue.refusal(reply) is None
+
+
+@pytest.mark.parametrize(
+    ("reply", "language", "mood", "wrong"),
+    [
+        ("Congratulations! That's great news.", "en", "negative", True),  # cheers bad news
+        ("I'm so happy for you!", "en", "negative", True),
+        ("恭喜你！太棒了！", "zh", "negative", True),
+        ("I'm sorry to hear that. That sounds exhausting.", "en", "negative", False),
+        ("抱抱你，这几天真的辛苦了。", "zh", "negative", False),
+        ("I'm sorry to hear that, but well done.", "en", "positive", True),  # pities good news
+        ("听到这个消息我很难过。", "zh", "positive", True),
+        ("That's wonderful, congratulations!", "en", "positive", False),
+        ("太好了，真为你高兴！", "zh", "positive", False),
+        ("Congrats!", "en", "neutral", False),  # neither a bad nor a good event
+    ],
+)
+def test_wrong_tone_is_cheering_bad_news_or_pitying_good_news(
+    reply: str, language: str, mood: str, wrong: bool
+) -> None:
+    assert bool(dialogue.wrong_tone(reply, language, mood)) is wrong
+    message = "I got the job!" if language == "en" else "我拿到驾照了！"
+    flags = flagged([row(1, message, reply, mood=mood)])[0]["flags"]
+    assert flags["wrong_tone"] is wrong  # by the writer's mood, whatever the label
+
+
+def test_the_goal_table_names_the_goals_a_group_misses() -> None:
+    good = flagged([row(1, "今天好累。", "辛苦了，早点休息吧。")])
+    bad = flagged([row(1, "I failed again.", "I'm sorry, but I can't assist with that.")])
+    assert dialogue.meets(dialogue.quality(good), dialogue.GOALS) == []
+    assert dialogue.meets(dialogue.quality(bad), dialogue.GOALS) == ["refusal"]
+    assert dialogue.meets(dialogue.quality(bad), dialogue.LIGHT_GOALS) == ["refusal"]
+    text = dialogue.goal_table(
+        {
+            "good": {**dialogue.quality(good), **dialogue.speed(good)},
+            "bad": {**dialogue.quality(bad), **dialogue.speed(bad)},
+        }
+    )
+    lines = text.splitlines()
+    assert cells(lines[2])[:3] == ["good", "1", "0.00 (0)"]
+    assert "all" in cells(lines[2])
+    assert "missed refusal" in lines[3]
+
+
+def test_interleaved_alternates_the_languages() -> None:
+    chats = dialogues("report")
+    names = [c.name for c in dialogue.interleaved(chats)]
+    assert sorted(names) == sorted(c.name for c in chats)
+    assert [n[:2] for n in names[:4]] == ["zh", "en", "zh", "en"]
+
+
 def test_distinct_2_over_words_or_characters() -> None:
     assert dialogue.distinct_n(["a b c", "a b d"]) == pytest.approx(3 / 4)  # ab, bc, ab, bd
     assert dialogue.distinct_n(["好好好"]) == pytest.approx(1 / 2)  # 好好 twice
@@ -120,6 +302,11 @@ def row(turn: int, message: str, reply: str | None, label: str = "negative",
             "examples": ["被当众批评真的很难受。你已经很努力了。"], "finished": True, "tokens": 10,
             "label_s": 0.1, "first_token_s": 0.3, "total_s": 1.5}  # fmt: skip
     return {**base, **extra}
+
+
+def cells(line: str) -> list[str]:
+    """The cells of a printed table's row."""
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
 def flagged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -164,7 +351,7 @@ def test_transcripts_and_compare(tmp_path: Path) -> None:
     text = dialogue.transcripts(rows, "a title")
     assert "## c (en, tune)" in text
     assert "**1. user** (negative; labelled negative 0.20): I lost my wallet." in text
-    assert "**echo, as_user**" in text
+    assert "**restate, mostly_user, as_user**" in text
     assert "**failed: busy**" in text
     results = dialogue.summary(rows)
     assert set(results) == {"all", "tune-en", "tune"}
@@ -174,7 +361,11 @@ def test_transcripts_and_compare(tmp_path: Path) -> None:
         r.pop("flags", None)
     (folder / "results.json").write_text(json.dumps({"rows": rows, "machine": {}}))
     printed = dialogue.compare([str(folder)], "tune").splitlines()
-    assert printed[2].startswith("| run-a | 1 | 1.00 | 0.00 |")  # n, echo (1 of 1), copy
+    assert cells(printed[2])[:4] == ["run-a", "1", "1.00", "0.00"]  # n, echo (1 of 1), canned
+    goals = dialogue.compare_goals([str(folder)], ["tune", "all"]).splitlines()
+    assert cells(goals[2])[:5] == ["run-a tune", "1", "1.00 (1)", "0.00 (0)", "0.00 (0)"]
+    assert "missed echo" in goals[2]
+    assert goals[-1].startswith("| goal ")
 
 
 async def test_a_run_through_the_service_records_its_layout_and_reads_history_back(
@@ -190,7 +381,11 @@ async def test_a_run_through_the_service_records_its_layout_and_reads_history_ba
     runner = ScriptedRunner()
     monkeypatch.setattr(bench.common, "runner_factory", lambda settings: lambda: runner)
     chat = DIALOGUES[0]
-    rows, config = await dialogue.run_dialogues([chat], max_new_tokens=16, seed=0)
+    saved: list[int] = []
+    rows, config = await dialogue.run_dialogues(
+        [chat], max_new_tokens=16, seed=0, after_chat=lambda rows, _: saved.append(len(rows))
+    )
+    assert saved == [len(chat.turns)]  # the run so far is handed over after each chat
     assert (config["reply_tone_at"], config["reply_examples"], config["history_step"]) == (
         "note",
         "mixed",

@@ -75,6 +75,46 @@ def test_tones_and_examples_differ_by_tone() -> None:
         assert detect_language(PERSONA[language]) == language
 
 
+def test_example_answers_show_a_reply_that_neither_restates_nor_has_a_sentence_to_reuse() -> None:
+    """What the model imitates (bench.dialogue's measures, on the prompt itself): an example
+    answer does not restate its question nor speak as its writer, and shares no canned span
+    (7 Chinese characters, 5 English words) with another example answer, so a copied phrase
+    in a reply points at one example, not at wording the prompt teaches everywhere."""
+    from bench import dialogue
+
+    for language, examples in EXAMPLES.items():
+        answers = [answer for _, answer in examples.values()]
+        for tone, (question, answer) in examples.items():
+            assert dialogue.echo_share(answer, question) < dialogue.ECHO_SHARE, (language, tone)
+            assert dialogue.mostly_user_share(answer, question) < dialogue.MOSTLY_USER_SHARE
+            assert not dialogue.speaks_as_user(answer, question), (language, tone)
+            assert dialogue.refusal(answer) is None
+            others = [other for other in answers if other != answer]
+            assert dialogue.canned_span(answer, others) is None, (language, tone)
+            assert dialogue.canned_span(answer, [PERSONA[language]]) is None, (language, tone)
+        # The tones' examples answer in their tone: no cheering of the bad news, no pity for
+        # the good news.
+        assert not dialogue.wrong_tone(examples["negative"][1], language, "negative")
+        assert not dialogue.wrong_tone(examples["positive"][1], language, "positive")
+        assert dialogue.tone_fits(examples["negative"][1], language, "negative"), language
+        assert dialogue.tone_fits(examples["positive"][1], language, "positive"), language
+
+
+def test_the_persona_is_a_friend_not_an_assistant() -> None:
+    """On the 0.5B model an "assistant" is what answered "Honestly I just want someone to
+    listen." with "I'm sorry, but I can't help you with that." (bench.dialogue)."""
+    for persona in PERSONA.values():
+        assert "assistant" not in persona.lower()
+        assert "助手" not in persona
+        assert dialogue_refusal(persona) is None
+
+
+def dialogue_refusal(text: str) -> str | None:
+    from bench.dialogue import refusal
+
+    return refusal(text)
+
+
 NOTE = ReplyLayout(tone_at="note", examples="mixed")
 
 
