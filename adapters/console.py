@@ -5,7 +5,7 @@ token. JSONL mode (stdin not a TTY, or `--jsonl`) answers each line with one JSO
 a line starting with `/` runs that command and answers `{"command": ..., "text": ...}`
 (`/export` adds `"files"`: the paths of the CSV and JSON it wrote). The console has no
 buttons: `/wrong <tone>` corrects the latest label, and `/forget confirm` answers /forget.
-The console is a private chat: a support note (chat/safety.py) is printed after the reply,
+The console is a private chat: a support note (engine/chat/safety.py) is printed after the reply,
 and in JSONL mode is the answer's `"support"`.
 """
 
@@ -21,11 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from chat import texts
-from chat.commands import Caller, Commands
-from chat.journal import ExportFile
-from chat.service import ChatService
-from core.types import IncomingMessage, ReplyDone, ReplyFailed, SentimentTagged, TextDelta, UserKey
+from engine.chat import texts
+from engine.chat.commands import Caller, Commands
+from engine.chat.journal import ExportFile
+from engine.chat.service import ChatService
+from engine.types import (
+    IncomingMessage,
+    ReplyDone,
+    ReplyFailed,
+    SentimentTagged,
+    TextDelta,
+    UserKey,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +122,7 @@ class ConsoleAdapter:
                 self._write(event.text)
             elif isinstance(event, ReplyDone):
                 if event.text != shown.strip():
-                    # The streamed reply was replaced (a refusal: chat/safety.py).
+                    # The streamed reply was replaced (a refusal: engine/chat/safety.py).
                     self._write(f"\n🤖 {event.text}")
                 self._write("\n")
                 if event.support:

@@ -16,8 +16,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from chat.service import ChatService
-from core.types import MessageKey, Unfinished
+from engine.chat.service import ChatService
+from engine.types import MessageKey, Unfinished
 
 log = logging.getLogger(__name__)
 

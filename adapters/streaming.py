@@ -3,7 +3,7 @@
 The renderer turns the engine's event stream into platform messages: the label goes out at
 once, the reply grows by editing that message (throttled, since platforms rate-limit edits),
 overflow moves to a new message at the platform's length limit, and a rate-limit answer is
-waited out and retried so no text is ever lost. A support note (ReplyDone.support, chat/
+waited out and retried so no text is ever lost. A support note (ReplyDone.support, engine/chat/
 safety.py) follows the reply as a message of its own. Adapters only supply a `MessageSink`.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Generic, Protocol, TypeVar
 
-from chat import texts
-from core.types import (
+from engine.chat import texts
+from engine.types import (
     AlreadyHandled,
     ReplyDone,
     ReplyEvent,

@@ -20,7 +20,7 @@ from dotenv import load_dotenv
 from adapters.console import ConsoleConfig
 from bot.app import EXIT_MODEL, configure_logging, run
 from bot.settings import Settings, SettingsError
-from runtime.runner import ModelRunner
+from engine.model.runner import ModelRunner
 
 log = logging.getLogger("bot")
 
@@ -48,9 +48,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def prepare(settings: Settings) -> int:
     """Get the model ready for the backend that will run it: llama.cpp reads the verified GGUF
     as it is, transformers needs its one-time conversion."""
-    from core.errors import ModelLoadError
-    from runtime.backends import choose_backend
-    from runtime.model_files import resolve_gguf, resolve_model
+    from engine.errors import ModelLoadError
+    from engine.model.backends import choose_backend
+    from engine.model.model_files import resolve_gguf, resolve_model
 
     config = settings.model
     try:

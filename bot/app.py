@@ -14,12 +14,12 @@ from collections.abc import Callable
 
 from adapters.console import ConsoleAdapter, ConsoleConfig
 from bot.settings import Settings
-from chat.service import ChatService
-from core.errors import ModelLoadError, StorageError
-from core.ports import Adapter
-from runtime.backends import Engine, choose_backend, model_engine
-from runtime.runner import ModelRunner
-from runtime.worker import ModelWorker
+from engine.chat.service import ChatService
+from engine.errors import ModelLoadError, StorageError
+from engine.model.backends import ModelService, choose_backend, model_service
+from engine.model.runner import ModelRunner
+from engine.model.worker import ModelWorker
+from engine.ports import Adapter
 from storage.store import SqlMoodStore
 
 log = logging.getLogger("bot")
@@ -62,10 +62,10 @@ async def run(
     log.info("%s", banner(settings, console, f"{store.shown} ({store.dialect})"))
     # The configured backend's facade: the worker thread on a local runner, or the client of
     # a remote serving engine (BACKEND=openai). Tests pass a runner of their own.
-    engine: Engine = (
+    engine: ModelService = (
         ModelWorker(runner_factory, settings.worker)
         if runner_factory
-        else model_engine(settings.model, settings.worker, settings.openai)
+        else model_service(settings.model, settings.worker, settings.openai)
     )
     try:
         await engine.start()

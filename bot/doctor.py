@@ -18,10 +18,10 @@ import httpx
 
 from bot.app import EXIT_MODEL, EXIT_STORAGE
 from bot.settings import Settings, SettingsError, environment
-from core.errors import ModelLoadError, StorageError
-from runtime import model_files
-from runtime.backends import choose_backend
-from runtime.model_files import (
+from engine.errors import ModelLoadError, StorageError
+from engine.model import model_files
+from engine.model.backends import choose_backend
+from engine.model.model_files import (
     DEFAULT_MODEL,
     LIGHT_MODEL,
     MODEL_ALIASES,

@@ -1,7 +1,7 @@
 """The one settings tree: every group from the environment (and `.env`), checked at start-up.
 
-Each package declares its own group next to the code that uses it (runtime/config.py,
-chat/config.py, storage/config.py, adapters/*/config.py); this module only joins them. Every
+Each package declares its own group next to the code that uses it (engine/model/config.py,
+engine/chat/config.py, storage/config.py, adapters/*/config.py); this module only joins them. Every
 key is documented, with its default, in `.env.example` (a test keeps the two in step).
 Tokens are left out of reprs, and out of error messages, so logging can never leak them.
 """
@@ -23,9 +23,9 @@ from pydantic_settings import (
 
 from adapters.discord.config import DiscordConfig
 from adapters.telegram.config import TelegramConfig
-from chat.config import ChatConfig
-from core.config import ConfigGroup, SettingsError, clean_env, settings_error
-from runtime.config import ModelConfig, OpenAIConfig, WorkerConfig
+from engine.chat.config import ChatConfig
+from engine.config import ConfigGroup, SettingsError, clean_env, settings_error
+from engine.model.config import ModelConfig, OpenAIConfig, WorkerConfig
 from storage.config import StorageConfig
 
 __all__ = ["Settings", "SettingsError", "environment"]

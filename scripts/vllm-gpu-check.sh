@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check of BACKEND=openai: serve a Qwen2.5-0.5B-class model with vLLM on this machine's
-# NVIDIA GPU, run bench.latency and bench.load through BACKEND=openai, print their figures.
+# NVIDIA GPU, run benchmarks.speed.latency and benchmarks.load.load through BACKEND=openai, print their figures.
 #
 # Needs an NVIDIA GPU, vLLM installed (its own virtualenv is best: `pip install vllm`), the bot
 # installed (`make install`) and network access once, for the model's download. It has not run
@@ -11,7 +11,7 @@
 #
 # Settings (environment): VLLM (the vllm command), VLLM_MODEL (default: the full-precision
 # original of the packaged GGUF), VLLM_PORT, BOT_PYTHON (the bot's python), OUT (results folder),
-# MESSAGES (bench.latency's messages, default 20), USERS (bench.load's concurrent users,
+# MESSAGES (benchmarks.speed.latency's messages, default 20), USERS (benchmarks.load.load's concurrent users,
 # default 8; a GPU has room for many more: try 32).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ VLLM=${VLLM:-vllm}
 VLLM_MODEL=${VLLM_MODEL:-Qwen/Qwen2.5-Coder-0.5B-Instruct}
 VLLM_PORT=${VLLM_PORT:-8000}
 BOT_PYTHON=${BOT_PYTHON:-.venv/bin/python}
-OUT=${OUT:-bench/results/vllm}
+OUT=${OUT:-benchmarks/results/vllm}
 MESSAGES=${MESSAGES:-20}
 USERS=${USERS:-8}
 
@@ -61,10 +61,10 @@ export OPENAI_MODEL="$VLLM_MODEL"
 export OPENAI_PRIORITY=true
 export MODEL=${MODEL:-packaged}
 
-echo "== bench.latency (BACKEND=openai on vLLM; the reference runs on this CPU) =="
-"$BOT_PYTHON" -m bench.latency --messages "$MESSAGES" --json "$OUT/latency.json"
-echo "== bench.load --users $USERS --messages 3 --compare-sequential =="
-"$BOT_PYTHON" -m bench.load --users "$USERS" --messages 3 --compare-sequential \
+echo "== benchmarks.speed.latency (BACKEND=openai on vLLM; the reference runs on this CPU) =="
+"$BOT_PYTHON" -m benchmarks.speed.latency --messages "$MESSAGES" --json "$OUT/latency.json"
+echo "== benchmarks.load.load --users $USERS --messages 3 --compare-sequential =="
+"$BOT_PYTHON" -m benchmarks.load.load --users "$USERS" --messages 3 --compare-sequential \
     --json "$OUT/load.json"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
 echo "figures and transcripts: $OUT/latency.json, $OUT/load.json; server log: $OUT/vllm.log"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from core.config import ConfigGroup
+from engine.config import ConfigGroup
 from storage.target import DatabaseTarget
 
 

@@ -15,8 +15,8 @@ import asyncpg
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from core.errors import StorageError
-from core.types import UserKey
+from engine.errors import StorageError
+from engine.types import UserKey
 from storage.migrations import SCHEMA_VERSION, Dialect
 
 

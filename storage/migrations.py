@@ -255,7 +255,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ALTER TABLE inbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     """,
     ),
-    # 7: the safety net's record (chat/safety.py). One row per support note shown after a
+    # 7: the safety net's record (engine/chat/safety.py). One row per support note shown after a
     # reply: who, when, and its trigger (explicit self-harm words, or a hard stretch of days),
     # never the message. The stretch note's once-per-7-days reads it; /export shows it and
     # /forget deletes it.

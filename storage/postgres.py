@@ -22,8 +22,8 @@ from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from core.errors import StorageError
-from core.types import UserKey
+from engine.errors import StorageError
+from engine.types import UserKey
 from storage.database import Database, causes
 from storage.target import DatabaseTarget
 

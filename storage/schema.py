@@ -132,7 +132,9 @@ support_notes = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("user_id", Integer, nullable=False),
-    Column("kind", Text, nullable=False),  # the trigger: 'words' | 'stretch' (chat/safety.py)
+    Column(
+        "kind", Text, nullable=False
+    ),  # the trigger: 'words' | 'stretch' (engine/chat/safety.py)
     Column("created_at", UtcTime, nullable=False),
 )
 

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from core.errors import StorageError
+from engine.errors import StorageError
 from storage.database import Database, causes, check_version
 from storage.presence import OwnerFiles
 from storage.target import DatabaseTarget

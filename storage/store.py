@@ -1,4 +1,4 @@
-"""core.ports.MoodStore on SQLAlchemy Core: one set of statements for SQLite and PostgreSQL.
+"""engine.ports.MoodStore on SQLAlchemy Core: one set of statements for SQLite and PostgreSQL.
 
 Every write is one transaction; every statement is parameterised (Core binds the values).
 """
@@ -27,8 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.errors import StorageError
-from core.types import (
+from engine.errors import StorageError
+from engine.types import (
     Correction,
     DigestSubscription,
     IncomingMessage,

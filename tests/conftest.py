@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from chat.config import ChatConfig
-from chat.service import ChatService
-from runtime.worker import ModelWorker
+from engine.chat.config import ChatConfig
+from engine.chat.service import ChatService
+from engine.model.worker import ModelWorker
 from storage.store import SqlMoodStore
 from tests.postgres import PostgresCluster, find_bindir, postgres_cluster
 from tests.scripted import ScriptedRunner
 from tests.support import worker_config
 
 if TYPE_CHECKING:
-    from runtime.backends.transformers_runner import TransformersRunner
+    from engine.model.backends.transformers_runner import TransformersRunner
 
 
 @dataclass
@@ -89,7 +89,7 @@ def one_torch_thread() -> Iterator[None]:
 def real_runner() -> TransformersRunner:
     """The light tier (the packaged 0.5B) on transformers, loaded once per test session
     (converted on first use): these tests are about the runtime, not the model."""
-    from runtime.backends.transformers_runner import TransformersRunner
+    from engine.model.backends.transformers_runner import TransformersRunner
 
     cache = os.environ.get("MODEL_CACHE_DIR") or None
     return TransformersRunner.load("packaged-0.5b", dtype="auto", cache_dir=cache)

@@ -36,7 +36,7 @@ def require_server() -> None:
 
 
 def packaged_gguf_path() -> Path:
-    from runtime.model_files import LIGHT_MODEL, default_cache_dir, packaged_gguf
+    from engine.model.model_files import LIGHT_MODEL, default_cache_dir, packaged_gguf
 
     # The light tier: these tests are about the server protocol, not the model.
     cache = os.environ.get("MODEL_CACHE_DIR")

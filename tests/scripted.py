@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-from chat.prompts import TONES
-from core.types import ReplyRequest, Sentiment, Tone
-from runtime.runner import ReplyStream
+from engine.chat.prompts import TONES
+from engine.model.runner import ReplyStream
+from engine.types import ReplyRequest, Sentiment, Tone
 
 POSITIVE_HINTS = (
     "好", "棒", "开心", "成功", "喜欢", "高兴", "太好",

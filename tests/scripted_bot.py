@@ -20,7 +20,7 @@ if os.environ.get("PARENT_SSL_CERT_FILE"):
     os.environ["SSL_CERT_FILE"] = os.environ["PARENT_SSL_CERT_FILE"]
 
 from bot.__main__ import main  # imported after the CA is chosen
-from core.types import ReplyRequest
+from engine.types import ReplyRequest
 from tests.scripted import ScriptedReply, ScriptedRunner
 
 

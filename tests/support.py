@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chat import texts
-from core.ports import MoodStore
-from core.types import MoodEvent, Sentiment, UserKey
-from runtime.config import WorkerConfig
+from engine.chat import texts
+from engine.model.config import WorkerConfig
+from engine.ports import MoodStore
+from engine.types import MoodEvent, Sentiment, UserKey
 from storage.store import SqlMoodStore
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)

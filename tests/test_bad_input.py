@@ -2,7 +2,7 @@
 commands, the console, Telegram and Discord (the real clients on the loopback fakes).
 
 Every case has an outcome class, the rule the README's "What the bot answers" table states:
-`answered` (label and reply; the model gets `sees`, the text as chat/input_text.py cleans and
+`answered` (label and reply; the model gets `sees`, the text as engine/chat/input_text.py cleans and
 MAX_INPUT_CHARS cuts it), `empty` (the EMPTY_MESSAGE answer) or, for commands, the command's
 own answer. Nothing is lost: an answered message has its mood event, and on the platforms
 its inbox row is `done`. Replies go out as plain text: no parse_mode on Telegram, and on
@@ -23,18 +23,18 @@ from typing import Any, Literal
 import pytest
 
 from adapters.console import ConsoleAdapter, ConsoleConfig
-from chat import texts
-from chat.commands import Caller, Commands
-from chat.config import ChatConfig
-from chat.service import ChatService
-from core.types import (
+from engine.chat import texts
+from engine.chat.commands import Caller, Commands
+from engine.chat.config import ChatConfig
+from engine.chat.service import ChatService
+from engine.model.worker import ModelWorker
+from engine.types import (
     IncomingMessage,
     ReplyDone,
     ReplyEvent,
     ReplyFailed,
     UserKey,
 )
-from runtime.worker import ModelWorker
 from storage.store import SqlMoodStore
 from tests.adapters import test_discord as discord_suite
 from tests.adapters import test_telegram as telegram_suite

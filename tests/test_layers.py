@@ -58,7 +58,9 @@ def test_each_package_imports_only_what_its_layer_allows(package: str) -> None:
 
 def test_the_rule_sees_lazy_imports(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from runtime.worker import ModelWorker\n    import torch\n")
+    module.write_text(
+        "def f():\n    from engine.model.worker import ModelWorker\n    import torch\n"
+    )
     assert imported_modules(module) == {"runtime", "torch"}
 
 

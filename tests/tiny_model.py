@@ -15,7 +15,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from runtime import labelling
+from engine.model import labelling
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"

@@ -23,8 +23,8 @@ from adapters.discord.digest import DiscordDigest
 from adapters.discord.journal import register as register_journal
 from adapters.inflight import InFlight
 from adapters.resume import Resumer
-from chat.service import ChatService
-from core.types import Unfinished
+from engine.chat.service import ChatService
+from engine.types import Unfinished
 
 __all__ = ["DiscordAdapter", "DiscordConfig", "DiscordStartError"]
 

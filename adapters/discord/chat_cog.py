@@ -19,8 +19,8 @@ from discord.ext import commands
 
 from adapters.discord.journal import attach_corrections
 from adapters.streaming import RateLimited, RenderLimits, ReplyRenderer
-from chat import texts
-from core.types import IncomingMessage, MessageKey, Unfinished
+from engine.chat import texts
+from engine.types import IncomingMessage, MessageKey, Unfinished
 
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter

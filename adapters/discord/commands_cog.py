@@ -1,5 +1,5 @@
 """The slash commands Cog: /mood, /reset, /forget, /digest, /help, /start and the journal's
-/wrong, /link, /unlink and /export, from chat/commands.py.
+/wrong, /link, /unlink and /export, from engine/chat/commands.py.
 
 Every answer is ephemeral: it concerns only the caller, and it keeps channels quiet (which is
 also why the channel allow-list does not apply here; the user allow-list does). Discord wants
@@ -18,9 +18,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from chat import texts
-from chat.commands import Caller, Commands, Confirmation
-from core.types import UserKey
+from engine.chat import texts
+from engine.chat.commands import Caller, Commands, Confirmation
+from engine.types import UserKey
 
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter
@@ -131,7 +131,8 @@ class CommandTree(app_commands.CommandTree):
 
 
 class CommandsCog(commands.Cog):
-    """Each slash command runs the shared command (chat/commands.py) and renders its result."""
+    """Each slash command runs the shared command (engine/chat/commands.py) and renders its
+    result."""
 
     def __init__(self, bot: commands.Bot, adapter: DiscordAdapter) -> None:
         self.bot = bot
@@ -213,7 +214,8 @@ class CommandsCog(commands.Cog):
     async def start(self, interaction: discord.Interaction) -> None:
         await self._answer(interaction, "start", defer=False)
 
-    # The journal's commands (chat/journal.py); every answer is ephemeral, /export's files too.
+    # The journal's commands (engine/chat/journal.py); every answer is ephemeral, /export's files
+    # too.
 
     @app_commands.command(name="wrong", description=texts.COMMANDS["wrong"])
     @app_commands.describe(label=TONE_DESCRIPTION)

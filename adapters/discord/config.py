@@ -11,7 +11,7 @@ import yarl
 from pydantic import Field, field_validator, model_validator
 
 from adapters.telegram.config import parse_triggers
-from core.config import ConfigGroup, IdSet
+from engine.config import ConfigGroup, IdSet
 
 
 class DiscordConfig(ConfigGroup):

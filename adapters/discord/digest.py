@@ -1,7 +1,7 @@
 """The weekly digest on Discord: a discord.ext.tasks loop runs it.
 
 discord.py's tasks run at a time of day (DIGEST_TIME, aware of TIMEZONE), every day; the
-loop sends only on DIGEST_DAY. `send_now` is the job's body: chat/insight.py's send_digests
+loop sends only on DIGEST_DAY. `send_now` is the job's body: engine/chat/insight.py's send_digests
 over every Discord opt-in in the store, each sent as a direct message (slash command answers
 are ephemeral, so the digest goes privately too). A user whose DMs are closed to the bot
 (403 Forbidden, "Cannot send messages to this user") is skipped and logged at INFO.
@@ -18,9 +18,9 @@ import discord
 from discord.ext import tasks
 
 from adapters.discord.chat_cog import NO_MENTIONS
-from chat import insight
-from chat.service import ChatService
-from core.types import DigestSubscription
+from engine.chat import insight
+from engine.chat.service import ChatService
+from engine.types import DigestSubscription
 
 log = logging.getLogger(__name__)
 

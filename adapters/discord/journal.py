@@ -1,4 +1,4 @@
-"""Discord's side of the journal (chat/journal.py): correction buttons under a label.
+"""Discord's side of the journal (engine/chat/journal.py): correction buttons under a label.
 
 The buttons are DynamicItems: their custom id ("mood:fix:<message id>:<tone>") carries all
 they need, so discord.py routes a press to CorrectionButton even after a restart, with no
@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from chat import texts
-from chat.commands import Caller, Commands
-from core.types import Sentiment, UserKey
+from engine.chat import texts
+from engine.chat.commands import Caller, Commands
+from engine.types import Sentiment, UserKey
 
 if TYPE_CHECKING:
     from adapters.discord.adapter import DiscordAdapter

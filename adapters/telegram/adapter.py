@@ -3,7 +3,7 @@
 A thin translator. Private chats: every text is answered. Groups: only messages that
 @mention the bot or reply to one of its messages (each trigger configurable), answered as a
 reply. The reply streams through adapters.streaming.ReplyRenderer with the sink from
-adapters.telegram.chat; commands run through chat.commands and are rendered here.
+adapters.telegram.chat; commands run through engine.chat.commands and are rendered here.
 
 Polling (or, with TELEGRAM_WEBHOOK_URL, the webhook server) runs inside the caller's event
 loop (initialize/start/start_polling rather than run_polling, which would own the loop), so
@@ -51,11 +51,11 @@ from adapters.telegram.config import TelegramConfig
 from adapters.telegram.digest import TelegramDigest
 from adapters.telegram.journal import attach_corrections, send_files
 from adapters.telegram.journal import press as press_correction
-from chat import texts
-from chat.commands import Caller, Commands
-from chat.insight import DigestRun
-from chat.service import ChatService
-from core.types import IncomingMessage, MessageKey, Unfinished, UserKey
+from engine.chat import texts
+from engine.chat.commands import Caller, Commands
+from engine.chat.insight import DigestRun
+from engine.chat.service import ChatService
+from engine.types import IncomingMessage, MessageKey, Unfinished, UserKey
 
 __all__ = ["TelegramAdapter", "TelegramAuthError", "TelegramConfig"]
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from core.config import ConfigGroup, IdSet
+from engine.config import ConfigGroup, IdSet
 
 _TRIGGERS = frozenset({"mention", "reply"})
 _TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")

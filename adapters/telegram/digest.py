@@ -1,7 +1,7 @@
 """The weekly digest on Telegram: python-telegram-bot's own JobQueue runs it.
 
 `schedule` registers one weekly job (`run_daily` on DIGEST_DAY at DIGEST_TIME, in TIMEZONE);
-the job runs `send_now`, which chat/insight.py's send_digests drives over every Telegram
+the job runs `send_now`, which engine/chat/insight.py's send_digests drives over every Telegram
 opt-in in the store, so the opt-ins scheduled are whatever is stored at that moment, across
 restarts. A user who blocked the bot (403 Forbidden) is skipped and logged at INFO.
 """
@@ -15,9 +15,9 @@ from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes, Job, JobQueue
 
 from adapters.telegram.chat import Outbox
-from chat import insight
-from chat.service import ChatService
-from core.types import DigestSubscription
+from engine.chat import insight
+from engine.chat.service import ChatService
+from engine.types import DigestSubscription
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Telegram's side of the journal (chat/journal.py): correction buttons under a label, their
+"""Telegram's side of the journal (engine/chat/journal.py): correction buttons under a label, their
 presses, and /export's files as documents.
 
 The buttons go on the label message once its exchange is stored (the mood event they correct
@@ -14,9 +14,9 @@ from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, 
 from telegram.error import BadRequest, TelegramError
 
 from adapters.telegram.chat import Outbox, Posted
-from chat.commands import Caller, Commands, CorrectionResult
-from chat.journal import ExportFile
-from core.types import Sentiment, UserKey
+from engine.chat.commands import Caller, Commands, CorrectionResult
+from engine.chat.journal import ExportFile
+from engine.types import Sentiment, UserKey
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from adapters.console import CHAT_ID, PLATFORM, ConsoleAdapter, ConsoleConfig
-from chat import safety, texts
-from core.types import Sentiment, UserKey
+from engine.chat import safety, texts
+from engine.types import Sentiment, UserKey
 from tests.conftest import ScriptedEngine
 
 HANG = 10.0
@@ -216,7 +216,7 @@ async def test_message_text_never_reaches_the_logs_at_info(
     assert not any(secret in text for text in logged)
 
 
-# --- the support note (chat/safety.py) ------------------------------------------------------
+# --- the support note (engine/chat/safety.py) -----------------------------------------------------
 
 
 async def test_the_console_is_private_the_note_follows_the_reply(

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from adapters.console import PLATFORM
-from chat import texts
-from core.types import DigestSubscription, UserKey
+from engine.chat import texts
+from engine.types import DigestSubscription, UserKey
 from tests.adapters.test_console import run_console, run_jsonl
 from tests.conftest import ScriptedEngine
 

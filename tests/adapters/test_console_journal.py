@@ -7,7 +7,7 @@ import csv
 import json
 from pathlib import Path
 
-from chat import texts
+from engine.chat import texts
 from tests.adapters.test_console import ME, run_console
 from tests.conftest import ScriptedEngine
 

@@ -14,9 +14,9 @@ import pytest
 
 from adapters.discord.adapter import DiscordAdapter, DiscordConfig, DiscordStartError
 from adapters.discord.chat_cog import CONTENT_INTENT_HINT
-from chat import safety, texts
-from core.errors import StorageError
-from core.types import IncomingMessage, Sentiment, UserKey
+from engine.chat import safety, texts
+from engine.errors import StorageError
+from engine.types import IncomingMessage, Sentiment, UserKey
 from storage.store import SqlMoodStore
 from tests.conftest import ScriptedEngine
 from tests.fakes.discord_api import EPHEMERAL, JSON, FakeDiscord, user_payload
@@ -702,7 +702,7 @@ async def test_a_message_left_unanswered_by_a_dead_process_is_answered_on_ready(
     assert await scripted_engine.service.unfinished("discord") == []
 
 
-# --- the support note (chat/safety.py) ------------------------------------------------------
+# --- the support note (engine/chat/safety.py) -----------------------------------------------------
 
 CRISIS = "我真的不想活了。"
 NEGATIVE_LABEL = texts.label_line(Sentiment("negative", 0.1))

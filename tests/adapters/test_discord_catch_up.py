@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 
 import tests.adapters.test_discord as base
-from chat import texts
+from engine.chat import texts
 from tests.adapters.test_discord import (
     ALICE,
     ALICE_ID,

@@ -12,10 +12,10 @@ import pytest
 
 from adapters.discord.adapter import DiscordAdapter
 from adapters.discord.digest import DiscordDigest
-from chat import texts
-from chat.config import WEEKDAYS
-from chat.service import ChatService
-from core.types import UserKey
+from engine.chat import texts
+from engine.chat.config import WEEKDAYS
+from engine.chat.service import ChatService
+from engine.types import UserKey
 from tests.adapters.test_discord import (  # noqa: F401 - fixtures
     ALICE,
     ALICE_ID,
@@ -152,7 +152,7 @@ async def test_digest_opt_in_survives_a_restart_and_closed_dms_are_skipped(
         try:
             assert restarted.digest is not None
             fake.closed_dms.add(BOB_ID)
-            caplog.set_level(logging.INFO, logger="chat.insight")
+            caplog.set_level(logging.INFO, logger="engine.chat.insight")
             run = await restarted.digest.send_now()
         finally:
             await restarted.stop()

@@ -11,8 +11,8 @@ import json
 from typing import Any
 
 from adapters.discord.adapter import DiscordAdapter
-from chat import texts
-from core.types import UserKey
+from engine.chat import texts
+from engine.types import UserKey
 from tests.adapters import test_discord
 from tests.adapters.test_discord import (
     ALICE,

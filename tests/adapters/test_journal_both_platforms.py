@@ -13,8 +13,8 @@ import pytest
 
 from adapters.discord.adapter import DiscordAdapter
 from adapters.telegram.adapter import TelegramAdapter, TelegramConfig
-from chat import texts
-from core.types import UserKey
+from engine.chat import texts
+from engine.types import UserKey
 from tests.adapters import test_discord
 from tests.adapters.test_discord import (
     ALICE,

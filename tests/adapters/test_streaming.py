@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from adapters.streaming import RateLimited, RenderLimits, ReplyRenderer, split_text
-from chat import texts
-from core.types import (
+from engine.chat import texts
+from engine.types import (
     AlreadyHandled,
     MessageKey,
     ReplyDone,
@@ -255,7 +255,7 @@ async def test_a_message_handled_elsewhere_shows_nothing() -> None:
 
 
 async def test_a_failure_with_nothing_to_show_sends_nothing() -> None:
-    # A message over the user's cap after they were told to slow down (chat/service.py).
+    # A message over the user's cap after they were told to slow down (engine/chat/service.py).
     sink = FakeSink()
     renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=0.0))
     silent = ReplyFailed("slow_down", "")

@@ -18,8 +18,8 @@ from telegram import Bot
 
 from adapters.telegram.adapter import TelegramAdapter, TelegramAuthError, TelegramConfig
 from adapters.telegram.chat import Outbox, TelegramSink
-from chat import safety, texts
-from core.types import IncomingMessage, Sentiment, UserKey
+from engine.chat import safety, texts
+from engine.types import IncomingMessage, Sentiment, UserKey
 from storage.store import SqlMoodStore
 from tests.conftest import ScriptedEngine
 from tests.fakes.telegram_api import (
@@ -137,7 +137,7 @@ async def test_the_same_update_delivered_twice_is_answered_once(
     scripted_engine: ScriptedEngine,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="chat.service")
+    caplog.set_level(logging.INFO, logger="engine.chat.service")
     api.private_text(USER, "I am so happy today")
     api.redeliver(api.delivered[-1]["update_id"])  # both copies come in one getUpdates
     await make_adapter()
@@ -155,7 +155,7 @@ async def test_an_update_redelivered_after_a_crash_is_not_answered_again(
     scripted_engine: ScriptedEngine,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="chat.service")
+    caplog.set_level(logging.INFO, logger="engine.chat.service")
     first = await make_adapter()
     api.private_text(USER, "I am so happy today")
     await wait_text(api, USER, "A cheerful reply")
@@ -842,7 +842,7 @@ async def test_a_running_bot_finishes_what_another_process_left_later(
     assert len(await mood_events(scripted_engine, USER, at_least=1)) == 1
 
 
-# --- the support note (chat/safety.py) ------------------------------------------------------
+# --- the support note (engine/chat/safety.py) -----------------------------------------------------
 
 CRISIS = "I don't want to be alive anymore."
 

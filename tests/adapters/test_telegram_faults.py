@@ -14,8 +14,8 @@ import logging
 
 import pytest
 
-from chat import texts
-from core.types import Sentiment
+from engine.chat import texts
+from engine.types import Sentiment
 from tests.adapters import test_telegram as base
 from tests.adapters.test_telegram import OTHER, USER, MakeAdapter, key, wait_text
 from tests.conftest import ScriptedEngine

@@ -11,8 +11,8 @@ import pytest
 
 from adapters.telegram.adapter import TelegramAdapter, TelegramConfig
 from adapters.telegram.digest import JOB_NAME
-from chat import texts
-from chat.service import ChatService
+from engine.chat import texts
+from engine.chat.service import ChatService
 from tests.adapters.test_telegram import (  # noqa: F401 - fixtures
     USER,
     MakeAdapter,
@@ -115,7 +115,7 @@ async def test_digest_opt_in_survives_a_restart_and_a_blocked_user_is_skipped(
         await restarted.start()
         try:
             api.blocked_by.add(BLOCKER)
-            caplog.set_level(logging.INFO, logger="chat.insight")
+            caplog.set_level(logging.INFO, logger="engine.chat.insight")
             run = await restarted.send_digests()
         finally:
             await restarted.stop()

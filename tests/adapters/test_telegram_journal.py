@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from adapters.telegram.adapter import TelegramAdapter
-from chat import texts
+from engine.chat import texts
 from tests.adapters import test_telegram
 from tests.adapters.test_telegram import OTHER, USER, key, wait_text
 from tests.conftest import ScriptedEngine

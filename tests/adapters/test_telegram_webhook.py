@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from adapters.telegram.adapter import TelegramAdapter, TelegramConfig
-from chat import texts
-from core.types import Sentiment, UserKey
+from engine.chat import texts
+from engine.types import Sentiment, UserKey
 from tests.conftest import ScriptedEngine
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI, private_chat, user_json
 from tests.support import stored_mood_events

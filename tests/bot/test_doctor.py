@@ -17,9 +17,9 @@ from bot.__main__ import main
 from bot.app import EXIT_MODEL, EXIT_STORAGE, banner, run
 from bot.doctor import GIB, Check, diagnose, exit_code, render, tier_check
 from bot.settings import Settings
-from core.errors import ModelLoadError
-from runtime import model_files
-from runtime.model_files import DEFAULT_MODEL, LIGHT_MODEL, PACKAGED_MODELS, PackagedModel
+from engine.errors import ModelLoadError
+from engine.model import model_files
+from engine.model.model_files import DEFAULT_MODEL, LIGHT_MODEL, PACKAGED_MODELS, PackagedModel
 from tests.fakes.openai_api import FakeOpenAIServer
 from tests.scripted import ScriptedRunner
 

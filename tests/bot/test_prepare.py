@@ -9,9 +9,9 @@ import pytest
 from bot.__main__ import prepare
 from bot.app import EXIT_MODEL
 from bot.settings import Settings
-from core.errors import ModelLoadError
-from runtime import model_files
-from runtime.model_files import ModelSource
+from engine.errors import ModelLoadError
+from engine.model import model_files
+from engine.model.model_files import ModelSource
 
 
 @pytest.fixture

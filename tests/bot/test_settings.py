@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from bot.settings import Settings, SettingsError
-from chat.config import ChatConfig
-from chat.prompts import ReplyLayout
-from core.types import GenerationParams
-from runtime.config import ModelConfig, OpenAIConfig, WorkerConfig
-from runtime.model_files import default_cache_dir
-from runtime.runner import RunnerOptions
+from engine.chat.config import ChatConfig
+from engine.chat.prompts import ReplyLayout
+from engine.model.config import ModelConfig, OpenAIConfig, WorkerConfig
+from engine.model.model_files import default_cache_dir
+from engine.model.runner import RunnerOptions
+from engine.types import GenerationParams
 from storage.target import DatabaseTarget
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.model_files import LIGHT_MODEL
+from engine.model.model_files import LIGHT_MODEL
 from tests.e2e.test_discord_e2e import DM_CHANNEL
 from tests.e2e.test_discord_e2e import TOKEN as DISCORD_TOKEN
 from tests.e2e.test_discord_e2e import USER_ID as DISCORD_USER

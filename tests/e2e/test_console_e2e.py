@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.model_files import DEFAULT_MODEL, LIGHT_MODEL
+from engine.model.model_files import DEFAULT_MODEL, LIGHT_MODEL
 from tests.support import console_session
 
 pytestmark = pytest.mark.model

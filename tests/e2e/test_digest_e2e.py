@@ -10,7 +10,7 @@ import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from chat.config import WEEKDAYS
+from engine.chat.config import WEEKDAYS
 from tests.e2e.test_journal_e2e import START_S, scripted_env
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
 from tests.support import bot_process

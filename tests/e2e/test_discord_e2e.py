@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.types import UserKey
+from engine.types import UserKey
 from tests.fakes.discord_api import FakeDiscord, user_payload
 from tests.support import bot_process, final_reply
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from chat import texts
-from runtime.model_files import LIGHT_MODEL
+from engine.chat import texts
+from engine.model.model_files import LIGHT_MODEL
 from tests.support import console_session
 
 pytestmark = pytest.mark.model
@@ -24,13 +24,14 @@ def test_why_and_week_on_the_real_model(tmp_path: Path) -> None:
     ]
     # On a loaded machine the summary's 120 tokens can outlast the default 120 s, and the
     # template would stand in: this test is about what the model writes.
-    # The light tier: what it says of this message is known (bench.why).
+    # The light tier: what it says of this message is known (benchmarks.quality.why).
     out = console_session(tmp_path, lines, MAX_NEW_TOKENS="40", BACKEND="llama_cpp",
                           MODEL=LIGHT_MODEL, REQUEST_TIMEOUT_S="900")  # fmt: skip
     message, why, week = (json.loads(line) for line in out.splitlines())
     assert message["sentiment"] == "negative"
     assert why["text"].startswith(f"🔎 Why “negative”? (p positive {message['p_positive']:.2f})")
-    # The packaged model puts the blame on the flight (bench.why: a shift of about -0.9).
+    # The packaged model puts the blame on the flight (benchmarks.quality.why: a shift of about
+    # -0.9).
     assert "“but the flight home was a nightmare.” pulled the score towards negative" in why["text"]
     assert week["text"].startswith("📅 Your week\n\n")
     assert texts.WEEK_FALLBACK_NOTE["en"] not in week["text"]  # the model wrote it

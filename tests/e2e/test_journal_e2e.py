@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from chat import texts
+from engine.chat import texts
 from tests.adapters.test_discord import CALLBACK, EDIT_ORIGINAL, wait_for_call
 from tests.fakes.discord_api import EPHEMERAL, FakeDiscord, user_payload
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI

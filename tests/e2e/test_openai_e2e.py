@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.model_files import LIGHT_MODEL
+from engine.model.model_files import LIGHT_MODEL
 from tests.fakes.openai_api import FakeOpenAIServer
 from tests.llama_server import LlamaServer, llama_server
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from core.types import UserKey
+from engine.types import UserKey
 from storage.store import SqlMoodStore
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI, private_chat, user_json
 from tests.postgres import PostgresCluster

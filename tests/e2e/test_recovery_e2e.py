@@ -18,8 +18,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from chat import texts
-from core.types import UserKey
+from engine.chat import texts
+from engine.types import UserKey
 from storage.store import SqlMoodStore
 from tests.e2e.test_processes import scripted_bot_env
 from tests.fakes.discord_api import FakeDiscord, user_payload

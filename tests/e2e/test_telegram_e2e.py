@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.types import UserKey
+from engine.types import UserKey
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.support import bot_process, final_reply
 

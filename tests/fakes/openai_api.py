@@ -26,8 +26,13 @@ from typing import Any
 
 from aiohttp import web
 
-from runtime.backends.openai_api.tokens import Tokens
-from runtime.labelling import ANALYST_USER_HEAD, ANALYST_USER_TAIL, NEGATIVE_WORD, POSITIVE_WORD
+from engine.model.backends.openai_api.tokens import Tokens
+from engine.model.labelling import (
+    ANALYST_USER_HEAD,
+    ANALYST_USER_TAIL,
+    NEGATIVE_WORD,
+    POSITIVE_WORD,
+)
 from tests.fakes.base import RecordingServer
 from tests.scripted import scripted_p_positive
 

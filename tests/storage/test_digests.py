@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from core.types import DigestSubscription, UserKey
+from engine.types import DigestSubscription, UserKey
 from storage.store import SqlMoodStore
 from tests.storage.test_storage import T0, Db, db, event, store  # noqa: F401 - fixtures
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from core.types import IncomingMessage, MessageKey, Unfinished, UserKey
+from engine.types import IncomingMessage, MessageKey, Unfinished, UserKey
 from storage.presence import OwnerFiles, new_owner
 from storage.store import SqlMoodStore
 from tests.storage.test_storage import ALICE, T0, Db, db, event, exchange, store  # noqa: F401

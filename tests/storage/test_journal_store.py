@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from core.types import MoodEvent, Turn, UserKey
+from engine.types import MoodEvent, Turn, UserKey
 from storage.store import SqlMoodStore
 from tests.storage import test_storage
 from tests.storage.test_storage import Db

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from chat.service import ChatService
-from core.types import IncomingMessage, ReplyDone, ReplyEvent, UserKey
+from engine.chat.service import ChatService
+from engine.types import IncomingMessage, ReplyDone, ReplyEvent, UserKey
 from storage.store import SqlMoodStore
 from tests.conftest import SYSTEM_LAYOUT, ScriptedEngine
 

@@ -24,8 +24,8 @@ import pytest
 import pytest_asyncio
 
 import storage.store as store_module
-from core.errors import StorageError
-from core.types import Label, MessageKey, MoodEvent, Tone, Turn, UserKey
+from engine.errors import StorageError
+from engine.types import Label, MessageKey, MoodEvent, Tone, Turn, UserKey
 from storage.migrations import MIGRATIONS, SCHEMA_VERSION, Migration, split_statements
 from storage.postgres import lock_key
 from storage.store import SqlMoodStore
@@ -313,7 +313,7 @@ async def test_locked_database_on_open_raises(db_path: Path) -> None:
 READ_ONLY_PROBE = """
 import asyncio, sys
 from datetime import UTC, datetime
-from core.types import MoodEvent, UserKey
+from engine.types import MoodEvent, UserKey
 from storage.store import SqlMoodStore
 
 async def main():

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.errors import StorageError
-from core.types import UserKey
+from engine.errors import StorageError
+from engine.types import UserKey
 from storage.store import SqlMoodStore
 from tests.storage import test_storage
 from tests.storage.test_storage import Db

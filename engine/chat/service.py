@@ -1,0 +1,511 @@
+"""The one entry point adapters call: a message in, a stream of reply events out.
+
+Per message: record it in the inbox with its text (a platform message seen before is
+skipped; an adapter may have recorded it on arrival, with `receive`), take the user's turn,
+make sure the message is still this process's to answer, tag the sentiment (shown at once),
+build the reply prompt from the persona, the tone for that label and this chat's recent
+turns, stream the reply, then store the mood event and both turns and mark the message done
+(its text dropped), in one transaction. One user's messages are handled strictly in order:
+within a process by a lock per user, across processes by the store's user_turn.
+
+Crash-safe delivery: a message whose process died before that transaction stays 'received'.
+At start-up each adapter asks `unfinished(platform)` and passes each to `resume`, which
+answers it exactly like `handle` once it holds the user's turn and the store agrees the
+message is free (its owner gone: storage/presence.py). So each message gets one mood event
+and one answer, whoever restarts and however often it is delivered again.
+
+A flood from one user cannot starve the others: past USER_QUEUE_MAX messages waiting behind
+the one being answered (in any process sharing the store: the inbox counts them), a message
+is answered at once with "slow down" (and marked done).
+Everyone else is unaffected because the lock also means a user has at most one job (a label
+or a reply) at the model worker at a time, so one user's backlog never fills its queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from engine.chat import mood, safety, texts
+from engine.chat.config import ChatConfig
+from engine.chat.input_text import clean, has_visible
+from engine.chat.prompts import reply_request
+from engine.chat.recent import RecentMessages
+from engine.errors import ModelBusy, ModelStopped, ModelTimeout, StorageError
+from engine.language import detect_language
+from engine.ports import ModelFacade, MoodStore, ReplyTokens
+from engine.types import (
+    AlreadyHandled,
+    IncomingMessage,
+    MessageKey,
+    MoodEvent,
+    MoodReport,
+    ReplyDone,
+    ReplyEvent,
+    ReplyFailed,
+    SentimentTagged,
+    SupportTrigger,
+    TextDelta,
+    Timings,
+    Tone,
+    Turn,
+    Unfinished,
+    UserKey,
+)
+
+log = logging.getLogger(__name__)
+
+# One message per language the prompts are written in (engine/chat/prompts.py PERSONA).
+WARM_UP_SAMPLES = ("你好", "Hello")
+
+
+# A message taken over from a dead process more often than this is answered with an apology
+# instead: something in it may be what kills the process, and a bot must not crash-loop.
+MAX_RESUMES = 2
+# Unfinished messages older than this do not count against USER_QUEUE_MAX: whatever is
+# left of them is a dead process's, which a restart finishes (adapters/resume.py).
+WAITING_WINDOW = timedelta(minutes=10)
+# Chats quiet for longer are not read for messages sent while the bot was offline.
+CATCH_UP_WINDOW = timedelta(days=7)
+# Users told to slow down since one of their messages last got in, so that a burst gets one
+# notice; forgotten all at once past this many (a flooder may then be told once more).
+TOLD_MAX = 10_000
+
+
+def _ms_since(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000.0, 1)
+
+
+class ChatService:
+    def __init__(
+        self,
+        model: ModelFacade,
+        store: MoodStore,
+        config: ChatConfig | None = None,
+        clock: type[datetime] = datetime,
+    ) -> None:
+        self.model = model
+        self.store = store
+        self.config = config or ChatConfig()
+        self._clock = clock
+        self._user_locks: dict[UserKey, _UserLock] = {}
+        self._told_to_slow_down: set[UserKey] = set()
+        # Recorded by `receive` in this process, not yet handed to `handle`: its own work.
+        self._received: set[MessageKey] = set()
+        # The latest message of each user, in memory only, for /mood why (engine/chat/recent.py).
+        self.recent = RecentMessages()
+
+    def _now(self) -> datetime:
+        return self._clock.now(UTC)
+
+    def now(self) -> datetime:
+        """The service's clock (UTC), which tests can set."""
+        return self._now()
+
+    async def handle(self, message: IncomingMessage) -> AsyncGenerator[ReplyEvent, None]:
+        """Yield SentimentTagged, TextDelta…, then ReplyDone — or ReplyFailed as the last event,
+        or only AlreadyHandled when this platform message was seen before.
+
+        Consume the stream to the end (or close it): the user's ordering lock is held meanwhile.
+        """
+        key = message.key
+        if key is not None and key in self._received:
+            # `receive` recorded it here: this call is its one answer (a copy of it, delivered
+            # again, finds the key gone from the set and the row in the inbox).
+            self._received.discard(key)
+        elif key is not None:
+            # The inbox makes a platform message count once, whoever sees it and however
+            # often: a redelivered update, or the same update at two bot processes.
+            try:
+                first = await self.store.claim_message(key, message.user, self._now(),
+                                                       self._kept(message))  # fmt: skip
+            except StorageError as error:
+                log.error("could not record the incoming message: %s", error)
+                yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
+                return
+            if not first:
+                log.info("message %s in %s chat %s was seen before: skipped",
+                         key.message_id, key.platform, key.chat_id)  # fmt: skip
+                yield AlreadyHandled(key)
+                return
+        async for event in self._answer(message):
+            yield event
+
+    async def receive(self, messages: Sequence[IncomingMessage]) -> int:
+        """Record messages in the inbox as they arrive, before the platform is told they did:
+        for an adapter whose platform would not deliver them again once confirmed (Telegram).
+        Each is then answered by passing it to `handle`, in this process; a message recorded
+        before (a redelivery, another process's) is left for `handle` to skip.
+
+        Returns how many were recorded. A database that cannot be written is logged and
+        nothing more: `handle` tries again, and answers with the storage error if it fails."""
+        recorded = 0
+        for message in messages:
+            key = message.key
+            if key is None or key in self._received:
+                continue
+            try:
+                first = await self.store.claim_message(key, message.user, self._now(),
+                                                       self._kept(message))  # fmt: skip
+            except StorageError as error:
+                log.warning("could not record an incoming message on arrival: %s", error)
+                return recorded
+            if first:
+                self._received.add(key)
+                recorded += 1
+        return recorded
+
+    def _kept(self, message: IncomingMessage) -> IncomingMessage:
+        # Kept as it will be answered (cleaned, cut): PostgreSQL refuses NUL in text.
+        return replace(message, text=clean(message.text)[: self.config.max_input_chars])
+
+    async def unfinished(self, platform: str) -> list[Unfinished]:
+        """The platform's messages recorded but never answered by a process now gone, oldest
+        first: for the adapter to `resume` (adapters/resume.py)."""
+        return await self.store.unfinished(platform)
+
+    async def latest_messages(self, platform: str) -> list[MessageKey]:
+        """Per chat heard from in the last CATCH_UP_WINDOW, the latest message recorded: an
+        adapter whose platform does not redeliver what was sent while the bot was offline
+        (Discord) reads each chat's history on from there. [] if the store cannot say."""
+        try:
+            return await self.store.latest_messages(platform, self._now() - CATCH_UP_WINDOW)
+        except StorageError as error:
+            log.warning("could not list the chats to catch up on: %s", error)
+            return []
+
+    async def resume(self, pending: Unfinished) -> AsyncGenerator[ReplyEvent, None]:
+        """Answer an unfinished message, as `handle` would have: the same events, or only
+        AlreadyHandled when it is not this process's to answer (done meanwhile, or a live
+        process has it)."""
+        log.info("resuming message %s in %s chat %s, received %s", pending.key.message_id,
+                 pending.key.platform, pending.key.chat_id, pending.received_at)  # fmt: skip
+        async for event in self._answer(pending.message):
+            yield event
+
+    async def note_reply(self, key: MessageKey, reply_ref: str) -> None:
+        """The adapter began the reply to `key` as its message `reply_ref` (the label): a
+        restart after a crash completes that message rather than sending another."""
+        try:
+            await self.store.set_reply_ref(key, reply_ref)
+        except StorageError as error:
+            # Only the tidiness of a retry depends on it: it would send a fresh answer.
+            log.warning("could not note the reply message: %s", error)
+
+    async def _answer(self, message: IncomingMessage) -> AsyncIterator[ReplyEvent]:
+        key = message.key
+        # Longer texts are cut (MAX_INPUT_CHARS): the answer covers the start of it.
+        text = clean(message.text)[: self.config.max_input_chars]
+        if not has_visible(text):
+            await self._mark_done(key)
+            yield ReplyFailed("empty", texts.EMPTY_MESSAGE)
+            return
+        entry = None
+        if not await self._waiting_elsewhere(message):
+            entry = self._join_queue(message.user, self.config.user_queue_max)
+        if entry is None:
+            # Answered rather than dropped, so it is done in the inbox too. The user is told
+            # once per burst: fifty messages in ten seconds must not earn forty-five notices
+            # (each one a platform message that counts against the chat's rate limit).
+            told = message.user in self._told_to_slow_down
+            if len(self._told_to_slow_down) >= TOLD_MAX:
+                self._told_to_slow_down.clear()
+            self._told_to_slow_down.add(message.user)
+            log.info("%s user %s has too many messages waiting: %s",
+                     message.platform, message.user_id,
+                     "skipped" if told else "asked to slow down")  # fmt: skip
+            await self._mark_done(key)
+            yield ReplyFailed("slow_down", "" if told else texts.SLOW_DOWN)
+            return
+        async with self._hold(message.user, entry), contextlib.AsyncExitStack() as turn:
+            try:
+                # Other bot processes sharing the database wait for this user's turn too.
+                await turn.enter_async_context(self.store.user_turn(message.user))
+                # Holding the turn, nobody else is answering it now: is it still ours? (A
+                # restarting process may have taken it over; see storage/presence.py.)
+                taken = 0 if key is None else await self.store.take_message(key)
+            except StorageError as error:
+                log.error("could not take the user's turn: %s", error)
+                yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
+                return
+            if taken is None:
+                assert key is not None
+                log.info("message %s in %s chat %s is answered elsewhere: skipped",
+                         key.message_id, key.platform, key.chat_id)  # fmt: skip
+                yield AlreadyHandled(key)
+                return
+            if taken > MAX_RESUMES:
+                log.warning("message %s in %s chat %s was taken over %d times: given up",
+                            key and key.message_id, message.platform, message.chat_id,
+                            taken)  # fmt: skip
+                await self._mark_done(key)
+                yield ReplyFailed("model_error", texts.MODEL_ERROR)
+                return
+            async for event in self._handle_in_order(message, text):
+                yield event
+
+    async def _handle_in_order(
+        self, message: IncomingMessage, text: str
+    ) -> AsyncIterator[ReplyEvent]:
+        start = time.perf_counter()
+        key = message.key
+        try:
+            sentiment = await self.model.tag(text)
+        except (ModelBusy, ModelStopped):
+            await self._mark_done(key)
+            yield ReplyFailed("busy", texts.BUSY)
+            return
+        except ModelTimeout:
+            await self._mark_done(key)
+            yield ReplyFailed("timeout", texts.TIMEOUT)
+            return
+        except Exception:
+            log.exception("tagging failed")
+            await self._mark_done(key)
+            yield ReplyFailed("model_error", texts.MODEL_ERROR)
+            return
+        sentiment_ms = _ms_since(start)
+        yield SentimentTagged(sentiment, sentiment_ms)
+        self.recent.remember(message.user, text, sentiment, self._now())
+        event = MoodEvent(
+            platform=message.platform,
+            user_id=message.user_id,
+            chat_id=message.chat_id,
+            label=sentiment.label,
+            p_positive=sentiment.p_positive,
+            created_at=self._now(),
+            excerpt=text[: self.config.excerpt_chars] if self.config.store_message_text else None,
+            neutral=sentiment.neutral,
+            message_id=message.message_id,  # what a correction button under the label names
+        )
+        try:
+            history = await self.store.recent_turns(
+                message.user, message.chat_id, self.config.history_turns, self.config.history_step
+            )
+        except StorageError as error:
+            log.error("could not read conversation memory: %s", error)
+            yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)
+            return
+
+        # A message about self-harm is answered in the gentle tone whatever its label, with
+        # the safety note in the prompt, and not streamed: its reply is checked first
+        # (engine/chat/safety.py guarded_reply), so a refusal is never shown to it, even briefly.
+        crisis = safety.crisis_words(text)
+        tone: Tone = "negative" if crisis else sentiment.tone
+        extra = safety.CRISIS_NOTE[detect_language(text)] if crisis else ""
+        layout = self.config.layout
+        more = safety.crisis_examples(text, layout) if crisis else ()
+        request = reply_request(
+            tone, text, tuple(history), self.config.generation, layout, extra, more
+        )
+        parts: list[str] = []
+        first_token_ms: float | None = None
+        failure: ReplyFailed | None = None
+        tokens: ReplyTokens | None = None
+        try:
+            tokens = self.model.reply(request)
+            async for delta in tokens:
+                if first_token_ms is None:
+                    first_token_ms = _ms_since(start)
+                parts.append(delta)
+                if not crisis:
+                    yield TextDelta(delta)
+        except (ModelBusy, ModelStopped):
+            failure = ReplyFailed("busy", texts.BUSY, sentiment)
+        except ModelTimeout:
+            failure = ReplyFailed("timeout", texts.TIMEOUT, sentiment)
+        except Exception:
+            log.exception("reply generation failed")
+            failure = ReplyFailed("model_error", texts.MODEL_ERROR, sentiment)
+        finally:
+            if tokens is not None:
+                tokens.cancel()  # no-op when it ran to the end; frees the model otherwise
+
+        reply = "".join(parts).strip()
+        if failure is None and not reply:
+            failure = ReplyFailed("model_error", texts.MODEL_ERROR, sentiment)
+        if failure is None and (crisis or tone == "negative"):
+            # A streamed negative reply that is replaced shows the template once it is done
+            # (the adapters' final edit).
+            guarded = safety.guarded_reply(reply, text, crisis)
+            if guarded != reply:
+                log.info("%s user %s: the reply was replaced by the %s template",
+                         message.platform, message.user_id,
+                         "caring" if crisis else "gentle")  # fmt: skip
+            reply = guarded
+        elif failure is not None and crisis:
+            # A crisis message is never left with "busy, try again": the caring template
+            # answers it, and the note follows.
+            log.warning("the reply to a crisis message failed (%s): template sent", failure.reason)
+            failure, reply = None, safety.CARING_REPLY[detect_language(text)]
+        # The label happened either way, so the mood event is kept; a reply that never
+        # completed is not remembered as a turn (it would teach the model a cut-off answer).
+        turns = [] if failure else [Turn("user", text), Turn("assistant", reply)]
+        try:
+            # Marked done in the same transaction: stored and done, or neither. A message
+            # whose exchange could not be stored stays 'received' (unfinished work).
+            await self.store.record_exchange(event, turns, done=key)
+        except StorageError as error:
+            log.error("could not store the message: %s", error)
+            yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)
+            return
+        if failure is not None:
+            yield failure
+            return
+        if crisis:
+            yield TextDelta(reply)
+        support = await self._support_note(message, text, crisis, tone, event.created_at)
+        finished = tokens.finished if tokens is not None else False
+        timings = Timings(sentiment_ms, first_token_ms, _ms_since(start))
+        yield ReplyDone(reply, sentiment, timings, finished, support)
+
+    async def _support_note(
+        self, message: IncomingMessage, text: str, crisis: bool, tone: Tone, at: datetime
+    ) -> str:
+        """The note to send after the reply ("" for none), recorded: every time for explicit
+        words, at most once per STRETCH_NOTE_EVERY for a hard stretch (only checked after a
+        negative message), never outside a private chat (there the reply is the gentle one,
+        and nothing is shown or recorded)."""
+        if not message.private:
+            return ""
+        trigger: SupportTrigger | None = "words" if crisis else None
+        if trigger is None and tone == "negative":
+            trigger = await self._stretch(message.user, at)
+        if trigger is None:
+            return ""
+        try:
+            await self.store.record_support_note(message.user, trigger, at)
+        except StorageError as error:
+            # Shown all the same: the note matters more than its record.
+            log.error("could not record the support note: %s", error)
+        log.info("%s user %s: support note (%s)", message.platform, message.user_id, trigger)
+        return safety.support_note(trigger, text, self.config.support_resources)
+
+    async def _stretch(self, user: UserKey, now: datetime) -> SupportTrigger | None:
+        try:
+            notes = await self.store.support_notes(user, now - safety.STRETCH_NOTE_EVERY)
+            if any(note.trigger == "stretch" for note in notes):
+                return None
+            events = await self.store.mood_events(user, now - safety.STRETCH_LOOKBACK)
+        except StorageError as error:
+            log.warning("could not read the mood history for the stretch note: %s", error)
+            return None
+        return "stretch" if safety.hard_stretch(events, now, self.config.tz) else None
+
+    async def warm_up(self) -> float:
+        """Have the model read each language's reply opening (persona and examples) once,
+        before the first users arrive; returns the seconds it took.
+
+        The opening is ~250 tokens that every reply prompt in that language starts with, and
+        the runner keeps its KV. Without this, the first wave of messages after a start waits
+        while one reply reads it (measured by benchmarks.load.load --via telegram: 10 s of the first
+        replies' wait on a loaded 2-core machine). A failure only costs the first replies that
+        time again, so it is logged and ignored."""
+        start = time.perf_counter()
+        params = replace(self.config.generation, max_new_tokens=1)
+        for sample in WARM_UP_SAMPLES:
+            request = reply_request("neutral", sample, (), params, self.config.layout)
+            try:
+                tokens = self.model.reply(request)
+                async for _ in tokens:
+                    pass
+            except Exception as error:  # noqa: BLE001 - an optimisation, never a reason to stop
+                log.warning("could not warm up the reply prompts: %s", error)
+                break
+        return time.perf_counter() - start
+
+    # --- what the commands (engine/chat/commands.py) call -----------------------------------------
+
+    async def mood(self, user: UserKey, days: int = 7) -> MoodReport:
+        """The caller's own history; raises ValueError for days outside 1..365."""
+        tz = self.config.tz
+        now = self._now()  # one reading, so the bounds and the day series agree at midnight
+        previous_start, current_start, end = mood.period_bounds(days, now, tz)
+        events = await self.store.mood_events(user, previous_start, end)
+        previous = [e for e in events if e.created_at < current_start]
+        current = [e for e in events if e.created_at >= current_start]
+        return mood.build_report(user, current, previous, days, now, tz)
+
+    # /reset and /forget take the user's ordering lock: a message still being answered is
+    # finished (and stored) first, so nothing of it can reappear after the deletion.
+
+    async def reset(self, user: UserKey, chat_id: str) -> str:
+        async with self._user_lock(user), self.store.user_turn(user):
+            await self.store.clear_turns(user, chat_id)
+        return texts.RESET_DONE
+
+    async def forget(self, user: UserKey) -> str:
+        """Delete everything about the user, every linked account included. Adapters ask for
+        confirmation before calling."""
+        # Each linked account's turn too (in one order everywhere, so two /forgets cannot
+        # deadlock): a message of theirs being answered is stored before, not after.
+        accounts = sorted({user, *await self.store.linked_accounts(user)},
+                          key=lambda key: (key.platform, key.user_id))  # fmt: skip
+        async with contextlib.AsyncExitStack() as turns:
+            for account in accounts:
+                await turns.enter_async_context(self._user_lock(account))
+                await turns.enter_async_context(self.store.user_turn(account))
+            rows = await self.store.forget_user(user)
+            self.recent.forget(user)
+        return texts.forget_done(rows)
+
+    async def _mark_done(self, key: MessageKey | None) -> None:
+        """The message ended without an exchange to store (the user got a failure answer)."""
+        if key is None:
+            return
+        try:
+            await self.store.mark_done(key, self._now())
+        except StorageError as error:
+            log.error("could not mark the message done: %s", error)
+
+    async def _waiting_elsewhere(self, message: IncomingMessage) -> bool:
+        """True when USER_QUEUE_MAX of the user's messages already wait in the processes that
+        share the store (_join_queue counts only this one's: behind a load balancer a flood
+        spreads over all of them). The inbox knows them all."""
+        if message.key is None:
+            return False
+        since = self._now() - WAITING_WINDOW
+        try:
+            earlier = await self.store.waiting_before(message.key, message.user, since)
+        except StorageError as error:
+            log.warning("could not count the user's waiting messages: %s", error)
+            return False
+        return earlier > self.config.user_queue_max
+
+    def _join_queue(self, user: UserKey, waiting_max: int | None = None) -> _UserLock | None:
+        """Count one more holder of the user's lock; None when `waiting_max` are already
+        waiting behind the holder. No await here, so the check and the count are one step."""
+        entry = self._user_locks.setdefault(user, _UserLock())
+        if waiting_max is not None and entry.holders > waiting_max:
+            return None
+        entry.holders += 1
+        self._told_to_slow_down.discard(user)  # a message got in: the next burst is told again
+        return entry
+
+    def _user_lock(self, user: UserKey) -> contextlib.AbstractAsyncContextManager[None]:
+        entry = self._join_queue(user)
+        assert entry is not None  # no limit was given
+        return self._hold(user, entry)
+
+    @contextlib.asynccontextmanager
+    async def _hold(self, user: UserKey, entry: _UserLock) -> AsyncIterator[None]:
+        # Counted, so a user's lock is dropped when nobody holds or awaits it: a bot that
+        # meets thousands of users does not keep a lock for each one forever.
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.holders -= 1
+            if entry.holders == 0:
+                del self._user_locks[user]
+
+
+@dataclass
+class _UserLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    holders: int = 0  # holding or waiting
