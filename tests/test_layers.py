@@ -1,10 +1,14 @@
 """The layout's rules, read from the imports of every module (lazy imports included).
 
-- core imports none of the other packages;
-- the runtime never imports the chat logic, the adapters, the store or the wiring;
-- the chat logic never imports a platform SDK, a model library, the runtime or SQL;
-- adapters never import the runtime, the store or a model library;
-- storage knows only core.
+The shipped packages are `bot/ adapters/ engine/ storage/`; `engine/` holds the shared types
+and ports at its top (`engine/*.py`), the chat logic (`engine/chat/`) and the model runtime
+(`engine/model/`).
+- the engine's types and ports import nothing of the project but each other;
+- the model runtime never imports the chat logic, the adapters, the store or the wiring;
+- the chat logic never imports a platform SDK, a model library, the model runtime or SQL;
+- adapters never import the model runtime, the store or a model library;
+- storage knows only the engine's types and ports;
+- nothing shipped imports the benchmarks or the tests.
 """
 
 from __future__ import annotations
@@ -15,56 +19,84 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "chat", "runtime", "adapters", "storage", "bot")
+SHIPPED = ("bot", "adapters", "engine", "storage")
 PLATFORM_SDKS = {"telegram", "discord", "aiohttp"}
 MODEL_LIBRARIES = {"torch", "transformers", "llama_cpp", "numpy"}
 SQL = {"sqlite3", "aiosqlite", "sqlalchemy", "asyncpg"}
+NOT_SHIPPED = {"benchmarks", "tests"}
+CHAT, MODEL = "engine.chat", "engine.model"
 
+# Layer → the module prefixes (or top-level packages) it must not import.
 FORBIDDEN: dict[str, set[str]] = {
-    "core": {"chat", "runtime", "adapters", "storage", "bot", "bench"} | PLATFORM_SDKS
+    "engine": {CHAT, MODEL, "adapters", "storage", "bot"} | NOT_SHIPPED | PLATFORM_SDKS
     | MODEL_LIBRARIES | SQL,
-    "runtime": {"chat", "adapters", "storage", "bot", "bench"} | PLATFORM_SDKS | SQL,
-    "chat": {"runtime", "adapters", "storage", "bot", "bench"} | PLATFORM_SDKS
+    MODEL: {CHAT, "adapters", "storage", "bot"} | NOT_SHIPPED | PLATFORM_SDKS | SQL,
+    CHAT: {MODEL, "adapters", "storage", "bot"} | NOT_SHIPPED | PLATFORM_SDKS
     | MODEL_LIBRARIES | SQL,
-    "adapters": {"runtime", "storage", "bot", "bench"} | MODEL_LIBRARIES | SQL,
-    "storage": {"chat", "runtime", "adapters", "bot", "bench"} | PLATFORM_SDKS
+    "adapters": {MODEL, "storage", "bot"} | NOT_SHIPPED | MODEL_LIBRARIES | SQL,
+    "storage": {CHAT, MODEL, "adapters", "bot"} | NOT_SHIPPED | PLATFORM_SDKS
     | MODEL_LIBRARIES,
+    "bot": NOT_SHIPPED,
 }  # fmt: skip
 
 
 def imported_modules(path: Path) -> set[str]:
-    """Top-level names of everything a module imports, anywhere in it."""
+    """Every module a file imports, anywhere in it, by its full dotted name."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module.split(".")[0])
+            names.add(node.module)
+            # `from engine.model import worker` imports engine.model.worker
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
+
+
+def crosses(name: str, forbidden: set[str]) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in forbidden)
+
+
+def layer_of(path: Path) -> str:
+    """The layer a module belongs to: engine/chat and engine/model are layers of their own."""
+    parts = path.relative_to(ROOT).parts
+    if parts[0] == "engine" and len(parts) > 2 and parts[1] in ("chat", "model"):
+        return f"engine.{parts[1]}"
+    return parts[0]
 
 
 def modules_of(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
 
 
-@pytest.mark.parametrize("package", sorted(FORBIDDEN))
-def test_each_package_imports_only_what_its_layer_allows(package: str) -> None:
-    crossings = {
-        str(path.relative_to(ROOT)): sorted(imported_modules(path) & FORBIDDEN[package])
-        for path in modules_of(package)
-    }
-    assert {name: found for name, found in crossings.items() if found} == {}
+@pytest.mark.parametrize("package", SHIPPED)
+def test_each_layer_imports_only_what_it_may(package: str) -> None:
+    crossings: dict[str, list[str]] = {}
+    for path in modules_of(package):
+        found = sorted(n for n in imported_modules(path) if crosses(n, FORBIDDEN[layer_of(path)]))
+        if found:
+            crossings[str(path.relative_to(ROOT))] = found
+    assert crossings == {}
 
 
-def test_the_rule_sees_lazy_imports(tmp_path: Path) -> None:
+def test_the_rule_sees_lazy_imports_and_names_imported_from_a_package(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text(
-        "def f():\n    from engine.model.worker import ModelWorker\n    import torch\n"
-    )
-    assert imported_modules(module) == {"runtime", "torch"}
+    module.write_text("def f():\n    from engine.model import worker\n    import torch\n")
+    found = imported_modules(module)
+    assert {"engine.model.worker", "torch"} <= found
+    assert crosses("engine.model.worker", FORBIDDEN[CHAT])
+    assert not crosses("engine.types", FORBIDDEN[CHAT])
+
+
+def test_a_chat_module_importing_the_model_runtime_is_caught() -> None:
+    chat_module = ROOT / "engine" / "chat" / "service.py"
+    assert layer_of(chat_module) == CHAT
+    assert layer_of(ROOT / "engine" / "types.py") == "engine"
+    assert crosses("engine.model.worker", FORBIDDEN[layer_of(chat_module)])
 
 
 def test_every_package_is_covered() -> None:
     found = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
-    assert found - {"tests", "bench"} == set(PACKAGES)
-    assert set(FORBIDDEN) == set(PACKAGES) - {"bot"}  # bot wires everything together
+    assert found == set(SHIPPED) | NOT_SHIPPED
+    engine = {p.name for p in (ROOT / "engine").iterdir() if (p / "__init__.py").is_file()}
+    assert engine == {"chat", "model"}

@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     if "logits" in methods:
         rates = neutral_rates(llm_predictors(runner)["logits"])
         report["neutral"] = rates
-        print(f"\nneutral rate: {rates['neutral_rate_test']:.2f} of benchmarks.accuracy.neutral TEST "
+        print(f"\nneutral rate: {rates['neutral_rate_test']:.2f} of the neutral bench's TEST "
               f"({len(rates['test'])} messages), {rates['neutral_rate_felt']:.2f} of FELT "
               f"({len(rates['felt'])} short felt messages; their two-way accuracy "
               f"{rates['felt_accuracy']:.2f})")  # fmt: skip

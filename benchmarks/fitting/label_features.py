@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--neutral",
         action="store_true",
-        help="score benchmarks.accuracy.neutral's messages instead (written as <frame>-neutral.npz)",
+        help="score the neutral bench's messages instead (written as <frame>-neutral.npz)",
     )
     parser.add_argument(
         "--no-eval",

@@ -531,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None,
                         help="a folder for results.json and transcripts.md "
-                             "(default: benchmarks/results/load/<via>-<users>x<messages>)")  # fmt: skip
+                             "(default: benchmarks/results/load/<via>-<users>x<messages>)"
+                        )  # fmt: skip
     parser.add_argument("--flood", action="store_true", help="one more user floods meanwhile")
     parser.add_argument("--flood-messages", type=int, default=50)
     parser.add_argument("--flood-seconds", type=float, default=10.0)

@@ -226,7 +226,8 @@ WEEK_EXAMPLE: dict[Language, tuple[str, str]] = {
     ),
 }
 # The model's, after the opening sentence. Its second sentence was where it went astray
-# (benchmarks.quality.week, tune weeks: "Keep up the good work", "希望你今天…", "sleep and exercise").
+# (benchmarks.quality.week, tune weeks: "Keep up the good work", "希望你今天…",
+# "sleep and exercise").
 WEEK_SENTENCES = 1
 # Greedy: at temperature 0.3 the same tune week drew an invented 工作 in one sample of two
 # and not the other; the DRY penalty keeps the example's wording out of the reply.
