@@ -27,10 +27,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.load.load import Outcome
+from benchmarks.load.outcome import Outcome
 from engine.chat import texts
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "123:LOAD"
 FIRST_USER = 8000
 FAILURES = {"busy": texts.BUSY, "timeout": texts.TIMEOUT, "model_error": texts.MODEL_ERROR,

@@ -54,7 +54,7 @@ from typing import Any
 from benchmarks.common import describe_machine, table, write_json
 from benchmarks.messages import messages
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "bench-scale-out"
 HOOK_PATH = "telegram"
 TOKEN = "123:BENCH"

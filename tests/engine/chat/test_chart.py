@@ -73,7 +73,7 @@ def test_long_period_renders() -> None:
 
 
 def test_matplotlib_is_imported_lazily() -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     code = "import sys, engine.chat.chart; print('matplotlib' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
