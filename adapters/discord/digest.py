@@ -1,7 +1,7 @@
 """The weekly digest on Discord: a discord.ext.tasks loop runs it.
 
 discord.py's tasks run at a time of day (DIGEST_TIME, aware of TIMEZONE), every day; the
-loop sends only on DIGEST_DAY. `send_now` is the job's body: engine/chat/insight.py's send_digests
+loop sends only on DIGEST_DAY. `send_now` is the job's body: engine/chat/digest.py's send_digests
 over every Discord opt-in in the store, each sent as a direct message (slash command answers
 are ephemeral, so the digest goes privately too). A user whose DMs are closed to the bot
 (403 Forbidden, "Cannot send messages to this user") is skipped and logged at INFO.
@@ -18,7 +18,8 @@ import discord
 from discord.ext import tasks
 
 from adapters.discord.chat_cog import NO_MENTIONS
-from engine.chat import insight
+from engine.chat import digest
+from engine.chat.findings import WeekSummary
 from engine.chat.service import ChatService
 from engine.types import DigestSubscription
 
@@ -48,10 +49,10 @@ class DiscordDigest:
         if datetime.now(config.tz).weekday() == config.digest_weekday:
             await self.send_now()
 
-    async def send_now(self) -> insight.DigestRun:
+    async def send_now(self) -> digest.DigestRun:
         """Send this week's digest to every Discord opt-in (the job's body; tests call it)."""
 
-        async def send(subscription: DigestSubscription, summary: insight.WeekSummary) -> None:
+        async def send(subscription: DigestSubscription, summary: WeekSummary) -> None:
             try:
                 channel = await self.client.create_dm(
                     discord.Object(int(subscription.user.user_id))
@@ -61,6 +62,6 @@ class DiscordDigest:
                     files.append(discord.File(io.BytesIO(summary.chart_png), filename="mood.png"))
                 await channel.send(summary.text[:2000], files=files, allowed_mentions=NO_MENTIONS)
             except discord.Forbidden as error:  # DMs closed to the bot, or no shared server
-                raise insight.RecipientGone(str(error)) from error
+                raise digest.RecipientGone(str(error)) from error
 
-        return await insight.send_digests(self.service, PLATFORM, send)
+        return await digest.send_digests(self.service, PLATFORM, send)

@@ -53,7 +53,7 @@ from adapters.telegram.journal import attach_corrections, send_files
 from adapters.telegram.journal import press as press_correction
 from engine.chat import texts
 from engine.chat.commands import Caller, Commands
-from engine.chat.insight import DigestRun
+from engine.chat.digest import DigestRun
 from engine.chat.service import ChatService
 from engine.types import IncomingMessage, MessageKey, Unfinished, UserKey
 

@@ -1,7 +1,7 @@
 """The weekly digest on Telegram: python-telegram-bot's own JobQueue runs it.
 
 `schedule` registers one weekly job (`run_daily` on DIGEST_DAY at DIGEST_TIME, in TIMEZONE);
-the job runs `send_now`, which engine/chat/insight.py's send_digests drives over every Telegram
+the job runs `send_now`, which engine/chat/digest.py's send_digests drives over every Telegram
 opt-in in the store, so the opt-ins scheduled are whatever is stored at that moment, across
 restarts. A user who blocked the bot (403 Forbidden) is skipped and logged at INFO.
 """
@@ -15,7 +15,8 @@ from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes, Job, JobQueue
 
 from adapters.telegram.chat import Outbox
-from engine.chat import insight
+from engine.chat import digest
+from engine.chat.findings import WeekSummary
 from engine.chat.service import ChatService
 from engine.types import DigestSubscription
 
@@ -48,20 +49,20 @@ class TelegramDigest:
     async def _job(self, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self.send_now(context.bot)
 
-    async def send_now(self, bot: Bot) -> insight.DigestRun:
+    async def send_now(self, bot: Bot) -> digest.DigestRun:
         """Send this week's digest to every Telegram opt-in (the job's body; tests call it)."""
 
-        async def send(subscription: DigestSubscription, summary: insight.WeekSummary) -> None:
+        async def send(subscription: DigestSubscription, summary: WeekSummary) -> None:
             outbox = Outbox(bot, int(subscription.chat_id), private=True)
             try:
                 await outbox.say(summary.text)
                 if summary.chart_png is not None:
                     await outbox.send_photo(summary.chart_png)
             except Forbidden as error:  # blocked by the user, or removed from the group
-                raise insight.RecipientGone(str(error)) from error
+                raise digest.RecipientGone(str(error)) from error
             except BadRequest as error:
                 if "chat not found" not in error.message.lower():
                     raise
-                raise insight.RecipientGone(str(error)) from error
+                raise digest.RecipientGone(str(error)) from error
 
-        return await insight.send_digests(self.service, PLATFORM, send)
+        return await digest.send_digests(self.service, PLATFORM, send)

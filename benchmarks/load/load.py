@@ -51,7 +51,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,7 @@ from benchmarks.load.load_stages import (
     split_rows,
     stage_rows,
 )
+from benchmarks.load.outcome import Outcome
 from benchmarks.messages import MESSAGES, messages
 from engine.chat.service import ChatService
 from engine.ports import MoodStore
@@ -93,23 +94,6 @@ from engine.types import (
 PLATFORM = "bench"
 FLOODER = "flooder"
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-@dataclass
-class Outcome:
-    user: str
-    index: int  # 0: the first wave
-    text: str
-    sent_at: float = 0.0  # time.monotonic(), the clock of engine.model.timings too
-    label_s: float | None = None  # from sending, as are the next two
-    first_text_s: float | None = None  # the first reply text shown
-    end_s: float | None = None  # the end (final text shown, or the failure)
-    tone: str | None = None  # the label's tone as shown (positive, negative, neutral)
-    tagged: int = 0  # SentimentTagged events seen
-    done: int = 0  # ReplyDone events seen
-    failures: list[str] = field(default_factory=list)  # ReplyFailed reasons seen
-    reply_chars: int = 0
-    finished: bool | None = None  # ReplyDone.finished: False when MAX_NEW_TOKENS cut it
 
 
 def cpu_seconds() -> float:

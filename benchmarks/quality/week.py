@@ -7,7 +7,7 @@ A fixed set of synthetic weeks (CASES: counts per tone per day, the week before,
 excerpts or none; Chinese and English), split into a `tune` half, on which the prompt is
 tuned, and a `report` half, which is only measured. Each week becomes a MoodReport
 (engine/chat/mood.py build_report) and the bot's WeekFacts, and its summary is written by
-engine/chat/insight.py `write_week` on a ChatService over the model worker: the bot's own path.
+engine/chat/week.py `write_week` on a ChatService over the model worker: the bot's own path.
 Each summary the user would read is scored automatically (`score`):
 - language: the summary is in the week's language (an English one holds no CJK at all);
 - sentences: two or three, the last one finished;
@@ -43,8 +43,9 @@ from benchmarks.common import (
     write_jsonl,
 )
 from engine.chat import texts
-from engine.chat.insight import WeekFacts, week_facts
+from engine.chat.findings import WeekFacts
 from engine.chat.mood import build_report
+from engine.chat.week import week_facts
 from engine.language import Language, detect_language
 from engine.types import Label, MoodEvent, UserKey
 
@@ -434,8 +435,8 @@ async def collect(
         recording_runner_factory,
         weights_of,
     )
-    from engine.chat.insight import write_week
     from engine.chat.prompts import week_request
+    from engine.chat.week import write_week
     from engine.model.config import WorkerConfig
     from engine.model.worker import ModelWorker
 

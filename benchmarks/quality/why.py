@@ -2,7 +2,7 @@
 
     python -m benchmarks.quality.why [--json OUT] [--scripted]
 
-/mood why labels a message and the message with each clause left out (engine/chat/insight.py).
+/mood why labels a message and the message with each clause left out (engine/chat/why.py).
 Through the runner's own interface, per message of benchmarks/messages.py plus a few with
 contrasting clauses (MIXED), this times those texts in one `tag` call (the batched pass the bot
 makes) against one `tag` call per text, in the same run, and prints each explanation's strongest
@@ -26,7 +26,7 @@ from benchmarks.common import (
     write_json,
 )
 from benchmarks.messages import MESSAGES
-from engine.chat.insight import MAX_CLAUSES, attribute, leave_out, split_clauses
+from engine.chat.why import MAX_CLAUSES, attribute, leave_out, split_clauses
 
 MIXED: tuple[str, ...] = (
     "考试没考好，但是朋友们都来安慰我，很温暖。",

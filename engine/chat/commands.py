@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from engine.chat import insight, texts
+from engine.chat import digest, texts, week, why
 from engine.chat.journal import (
     ExportFile,
     Journal,
@@ -94,12 +94,12 @@ async def _help(commands: Commands, caller: Caller, args: str, charts: bool) -> 
 
 
 async def _mood(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
-    # `/mood why` and `/mood week` (engine/chat/insight.py); anything else is a number of days.
+    # `/mood why` and `/mood week` (engine/chat/why.py, week.py); anything else: a number of days.
     view = args.strip().lower()
     if view == "why":
-        return CommandResult(await insight.why(commands.service, caller.user))
+        return CommandResult(await why.why(commands.service, caller.user))
     if view == "week":
-        summary = await insight.week(commands.service, caller.user, caller.chat_id, charts=charts)
+        summary = await week.week(commands.service, caller.user, caller.chat_id, charts=charts)
         return CommandResult(summary.text, summary.chart_png)
     try:
         days = parse_days(args)
@@ -158,9 +158,7 @@ async def _digest(commands: Commands, caller: Caller, args: str, charts: bool) -
     choice = args.strip().lower()
     if choice not in ("on", "off"):
         return CommandResult(texts.DIGEST_USAGE)
-    changed = await insight.set_digest(
-        commands.service, caller.user, caller.chat_id, choice == "on"
-    )
+    changed = await digest.set_digest(commands.service, caller.user, caller.chat_id, choice == "on")
     if choice == "off":
         return CommandResult(texts.DIGEST_OFF if changed else texts.DIGEST_WAS_OFF)
     config = commands.service.config

@@ -194,7 +194,7 @@ def reply_request(
     )
 
 
-# --- the week's summary (/mood week, the weekly digest: engine/chat/insight.py) -------------------
+# --- the week's summary (/mood week, the weekly digest: engine/chat/week.py) ----------------------
 # benchmarks.quality.week measured the first prompt (a key:value list of every number, two or three
 # sentences asked for) on the 0.5B model: on the report weeks 30 % of summaries passed every
 # check. It attached numbers to the wrong thing ("12 positive" for 12 messages), called hard

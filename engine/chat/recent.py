@@ -1,4 +1,4 @@
-"""Each user's latest message, kept in memory for /mood why (engine/chat/insight.py).
+"""Each user's latest message, kept in memory for /mood why (engine/chat/why.py).
 
 The bot stores no message text unless STORE_MESSAGE_TEXT=true, yet explaining a label needs
 the text. So the chat service keeps the latest message of each user here, and only here:

@@ -12,7 +12,7 @@ from engine.language import Language
 from engine.types import MoodEvent, MoodReport, Sentiment, Tone
 
 if TYPE_CHECKING:
-    from engine.chat.insight import Explanation, WeekFacts
+    from engine.chat.findings import Explanation, WeekFacts
 
 LABEL_EMOJI: dict[Tone, str] = {"positive": "😄", "negative": "😔", "neutral": "😐"}
 LABEL_WORD: dict[Tone, str] = {"positive": "正面", "negative": "负面", "neutral": "中性"}
@@ -206,7 +206,7 @@ def _day_label(day: date, other: date) -> str:
     return day.strftime("%m-%d" if day.year == other.year else "%Y-%m-%d")
 
 
-# --- /mood why (engine/chat/insight.py) -----------------------------------------------------------
+# --- /mood why (engine/chat/why.py) ---------------------------------------------------------------
 
 LABEL_WORD_EN: dict[Tone, str] = {"positive": "positive", "negative": "negative",
                                   "neutral": "neutral"}  # fmt: skip
@@ -276,7 +276,7 @@ def _quoted(clause: str, limit: int = 60) -> str:
     return clause if len(clause) <= limit else clause[: limit - 1] + "…"
 
 
-# --- /mood week and the weekly digest (engine/chat/insight.py) ------------------------------------
+# --- /mood week and the weekly digest (engine/chat/week.py, digest.py) ---------------------------
 
 WEEK_TITLE: dict[Language, str] = {"zh": "📅 本周心情小结", "en": "📅 Your week"}
 DIGEST_TITLE: dict[Language, str] = {"zh": "📬 每周心情小结", "en": "📬 Your weekly mood digest"}

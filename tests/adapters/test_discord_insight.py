@@ -152,7 +152,7 @@ async def test_digest_opt_in_survives_a_restart_and_closed_dms_are_skipped(
         try:
             assert restarted.digest is not None
             fake.closed_dms.add(BOB_ID)
-            caplog.set_level(logging.INFO, logger="engine.chat.insight")
+            caplog.set_level(logging.INFO, logger="engine.chat.digest")
             run = await restarted.digest.send_now()
         finally:
             await restarted.stop()

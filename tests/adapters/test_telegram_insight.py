@@ -115,7 +115,7 @@ async def test_digest_opt_in_survives_a_restart_and_a_blocked_user_is_skipped(
         await restarted.start()
         try:
             api.blocked_by.add(BLOCKER)
-            caplog.set_level(logging.INFO, logger="engine.chat.insight")
+            caplog.set_level(logging.INFO, logger="engine.chat.digest")
             run = await restarted.send_digests()
         finally:
             await restarted.stop()

@@ -1,6 +1,6 @@
-"""engine.chat.insight on the scripted model (its score depends on words: tests/scripted.py) and a
-real SQLite store: clauses, the attribution arithmetic, /mood why and where its text comes
-from, the week's facts, prompt and fallback, /digest and the digest run."""
+"""engine.chat.why, week and digest on the scripted model (its score depends on words:
+tests/scripted.py) and a real SQLite store: clauses, the attribution arithmetic, /mood why and
+where its text comes from, the week's facts, prompt and fallback, /digest and the digest run."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from engine.chat import insight, texts
+from engine.chat import digest, texts, week, why
 from engine.chat.commands import Caller, Commands
 from engine.chat.config import ChatConfig
+from engine.chat.findings import WeekSummary
 from engine.chat.mood import build_report
 from engine.chat.prompts import WEEK_SYSTEM
 from engine.chat.recent import RecentMessages
@@ -33,7 +34,7 @@ async def chat(engine: ScriptedEngine, text: str, user: UserKey = ALICE) -> None
 
 
 def spans_text(text: str) -> list[str]:
-    return [text[start:end] for start, end in insight.split_clauses(text)]
+    return [text[start:end] for start, end in why.split_clauses(text)]
 
 
 # --- clauses -----------------------------------------------------------------------------------
@@ -57,21 +58,21 @@ def test_clauses_split_at_punctuation_and_contrast_words(text: str, clauses: lis
 
 
 def test_leaving_a_clause_out_keeps_the_rest_as_written() -> None:
-    first, second = insight.split_clauses(MIXED_EN)
-    assert insight.leave_out(MIXED_EN, first) == "but the party was great!"
-    assert insight.leave_out(MIXED_EN, second) == "I lost my keys this morning,"
+    first, second = why.split_clauses(MIXED_EN)
+    assert why.leave_out(MIXED_EN, first) == "but the party was great!"
+    assert why.leave_out(MIXED_EN, second) == "I lost my keys this morning,"
     text = "Sad day, great dinner, long night."
-    assert insight.leave_out(text, insight.split_clauses(text)[1]) == "Sad day, long night."
+    assert why.leave_out(text, why.split_clauses(text)[1]) == "Sad day, long night."
     zh = "下雨了，心情很好，没带伞。"
-    assert insight.leave_out(zh, insight.split_clauses(zh)[1]) == "下雨了，没带伞。"
+    assert why.leave_out(zh, why.split_clauses(zh)[1]) == "下雨了，没带伞。"
 
 
 def test_attribution_is_the_whole_score_minus_the_score_without_each_clause() -> None:
     text = "a, b, c"
-    spans = insight.split_clauses(text)
+    spans = why.split_clauses(text)
     whole = Sentiment.from_p_positive(0.8)
     without = [Sentiment.from_p_positive(p) for p in (0.78, 0.2, 0.95)]
-    explanation = insight.attribute(text, spans, whole, without)
+    explanation = why.attribute(text, spans, whole, without)
     assert [(e.clause, e.without) for e in explanation.effects] == [
         ("a,", 0.78), ("b,", 0.2), ("c", 0.95)
     ]  # fmt: skip
@@ -83,7 +84,7 @@ def test_attribution_is_the_whole_score_minus_the_score_without_each_clause() ->
 async def test_explain_scores_everything_in_one_batched_pass(
     scripted_engine: ScriptedEngine,
 ) -> None:
-    explanation = await insight.explain(scripted_engine.worker.tag_many, MIXED_EN)
+    explanation = await why.explain(scripted_engine.worker.tag_many, MIXED_EN)
     # One runner call: the whole message, then the message without each clause.
     assert scripted_engine.runner.tag_calls == [
         [MIXED_EN, "but the party was great!", "I lost my keys this morning,"]
@@ -124,7 +125,7 @@ async def test_why_without_the_text_says_so_and_with_stored_text_uses_the_excerp
     await chat(scripted_engine, MIXED_EN)
     # A restart: a new service on the same store has no message in memory.
     restarted = ChatService(scripted_engine.worker, scripted_engine.store, SYSTEM_LAYOUT)
-    answer = await insight.why(restarted, ALICE)
+    answer = await why.why(restarted, ALICE)
     assert answer == texts.why_no_text(30)
     assert "STORE_MESSAGE_TEXT" in answer
 
@@ -132,7 +133,7 @@ async def test_why_without_the_text_says_so_and_with_stored_text_uses_the_excerp
     keeper = ChatService(scripted_engine.worker, scripted_engine.store, storing)
     await chat_with(keeper, MIXED_EN)
     restarted = ChatService(scripted_engine.worker, scripted_engine.store, storing)
-    answer = await insight.why(restarted, ALICE)
+    answer = await why.why(restarted, ALICE)
     assert "“but the party was great!” pulled the score towards positive" in answer
     assert answer.endswith("(From the stored excerpt.)")
 
@@ -145,9 +146,9 @@ async def chat_with(service: ChatService, text: str, user: UserKey = ALICE) -> N
 async def test_why_when_the_model_fails_says_so(scripted_engine: ScriptedEngine) -> None:
     await chat(scripted_engine, MIXED_EN)
     scripted_engine.runner.fail_tag = True
-    assert await insight.why(scripted_engine.service, ALICE) == texts.MODEL_ERROR
+    assert await why.why(scripted_engine.service, ALICE) == texts.MODEL_ERROR
     await scripted_engine.worker.stop()  # a stopped model is "busy" to the user
-    assert await insight.why(scripted_engine.service, ALICE) == texts.BUSY
+    assert await why.why(scripted_engine.service, ALICE) == texts.BUSY
 
 
 def test_the_latest_messages_are_bounded_and_expire() -> None:
@@ -188,7 +189,7 @@ def test_week_facts_and_the_facts_the_model_is_given() -> None:
     current = [ev(5, 0.1), ev(5, 0.2), ev(2, 0.9), ev(2, 0.8), ev(2, 0.3), ev(0, 0.55, None, True)]
     previous = [ev(9, 0.1), ev(10, 0.1)]
     report = build_report(ALICE, current, previous, 7, NOW, UTC)
-    facts = insight.week_facts(report, "en")
+    facts = week.week_facts(report, "en")
     assert facts.best is not None
     assert facts.best.day == date(2026, 11, 27)
     assert facts.worst is not None
@@ -202,9 +203,9 @@ def test_week_facts_and_the_facts_the_model_is_given() -> None:
     assert "wrote" not in given
 
     stored = [ev(1, 0.9, "passed my  exam"), ev(0, 0.2, "missed the bus")]
-    facts = insight.week_facts(build_report(ALICE, stored, [], 7, NOW, UTC), "zh")
+    facts = week.week_facts(build_report(ALICE, stored, [], 7, NOW, UTC), "zh")
     assert facts.best is not None  # two days of messages
-    one_day = insight.week_facts(build_report(ALICE, stored[1:], [], 7, NOW, UTC), "zh")
+    one_day = week.week_facts(build_report(ALICE, stored[1:], [], 7, NOW, UTC), "zh")
     assert (one_day.best, one_day.worst) == (None, None)
     assert facts.excerpts == ("missed the bus", "passed my exam")  # newest first
     given = texts.week_facts_text(facts)
@@ -240,7 +241,7 @@ async def test_week_is_our_opening_then_the_models_sentences_with_counts_and_cha
 def test_the_week_opening_and_the_mood_the_model_is_told() -> None:
     current = [ev(5, 0.1), ev(5, 0.2), ev(2, 0.9), ev(2, 0.8), ev(2, 0.3), ev(0, 0.55, None, True)]
     report = build_report(ALICE, current, [ev(9, 0.1), ev(10, 0.1)], 7, NOW, UTC)
-    en, zh = insight.week_facts(report, "en"), insight.week_facts(report, "zh")
+    en, zh = week.week_facts(report, "en"), week.week_facts(report, "zh")
     assert texts.week_opening(en) == (
         "In the last 7 days you sent 6 messages (2 positive, 3 negative, 1 neutral), a mood "
         "score of 42% (neutral counts half), up 42 points on the 7 days before; your best day "
@@ -258,7 +259,7 @@ def test_the_week_opening_and_the_mood_the_model_is_told() -> None:
     )
     assert texts.week_mood(zh) == "用户这周的心情：有起有落，比上周好。请对用户说一句话。"
     stored = [ev(1, 0.9, "passed my exam"), ev(0, 0.8, "sunny walk")]
-    good = insight.week_facts(build_report(ALICE, stored, [], 7, NOW, UTC), "en")
+    good = week.week_facts(build_report(ALICE, stored, [], 7, NOW, UTC), "en")
     assert texts.week_mood(good) == (
         'The user\'s mood this week: mostly good. They wrote: "sunny walk"; "passed my exam".'
     )
@@ -267,7 +268,7 @@ def test_the_week_opening_and_the_mood_the_model_is_told() -> None:
 async def test_week_falls_back_to_a_template_that_says_so(scripted_engine: ScriptedEngine) -> None:
     await chat(scripted_engine, "今天好开心")
     scripted_engine.runner.fail_reply_at = 0
-    summary = await insight.week(scripted_engine.service, ALICE, "chat-1", charts=False)
+    summary = await week.week(scripted_engine.service, ALICE, "chat-1", charts=False)
     assert not summary.written_by_model
     assert "这 7 天你发了 1 条消息，正面占 100%。" in summary.text
     assert texts.WEEK_FALLBACK_NOTE["zh"] in summary.text
@@ -275,7 +276,7 @@ async def test_week_falls_back_to_a_template_that_says_so(scripted_engine: Scrip
 
 
 async def test_an_empty_week_needs_no_model(scripted_engine: ScriptedEngine) -> None:
-    summary = await insight.week(scripted_engine.service, ALICE, "chat-1")
+    summary = await week.week(scripted_engine.service, ALICE, "chat-1")
     assert summary.text.startswith("📅 本周心情小结\n\n这 7 天还没有心情记录")
     assert summary.chart_png is None
     assert scripted_engine.runner.reply_calls == []
@@ -319,21 +320,21 @@ async def test_send_digests_skips_the_unreachable_and_sends_each_once(
     users = [UserKey("test", name) for name in ("ann", "ben", "cat")]
     for user in users:
         await chat(scripted_engine, "I am so happy today", user)
-        await insight.set_digest(service, user, f"chat-{user.user_id}", on=True)
-    await insight.set_digest(service, UserKey("other", "ann"), "elsewhere", on=True)
+        await digest.set_digest(service, user, f"chat-{user.user_id}", on=True)
+    await digest.set_digest(service, UserKey("other", "ann"), "elsewhere", on=True)
     got: dict[str, str] = {}
 
-    async def send(subscription: DigestSubscription, summary: insight.WeekSummary) -> None:
+    async def send(subscription: DigestSubscription, summary: WeekSummary) -> None:
         if subscription.user.user_id == "ben":
-            raise insight.RecipientGone("Forbidden: bot was blocked by the user")
+            raise digest.RecipientGone("Forbidden: bot was blocked by the user")
         got[subscription.chat_id] = summary.text
 
-    run = await insight.send_digests(service, "test", send)
+    run = await digest.send_digests(service, "test", send)
     assert run.sent == [users[0], users[2]]
     assert run.unreachable == [users[1]]
     assert sorted(got) == ["chat-ann", "chat-cat"]
     assert got["chat-ann"].startswith("📬 Your weekly mood digest\n\n")
     # Another process running the same job a moment later sends nothing again.
-    again = await insight.send_digests(service, "test", send)
+    again = await digest.send_digests(service, "test", send)
     assert again.sent == []
     assert again.already_sent == users
