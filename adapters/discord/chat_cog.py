@@ -23,7 +23,7 @@ from engine.chat import texts
 from engine.types import IncomingMessage, MessageKey, Unfinished
 
 if TYPE_CHECKING:
-    from adapters.discord.adapter import DiscordAdapter
+    from adapters.discord.host import DiscordHost
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class _ChannelSink:
 
 
 class ChatCog(commands.Cog):
-    def __init__(self, bot: commands.Bot, adapter: DiscordAdapter) -> None:
+    def __init__(self, bot: commands.Bot, adapter: DiscordHost) -> None:
         self.bot = bot
         self.adapter = adapter
         self.config = adapter.config

@@ -23,7 +23,7 @@ from engine.chat.commands import Caller, Commands, Confirmation
 from engine.types import UserKey
 
 if TYPE_CHECKING:
-    from adapters.discord.adapter import DiscordAdapter
+    from adapters.discord.host import DiscordHost
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class CommandsCog(commands.Cog):
     """Each slash command runs the shared command (engine/chat/commands.py) and renders its
     result."""
 
-    def __init__(self, bot: commands.Bot, adapter: DiscordAdapter) -> None:
+    def __init__(self, bot: commands.Bot, adapter: DiscordHost) -> None:
         self.bot = bot
         self.adapter = adapter
         self.commands = Commands(adapter.service)

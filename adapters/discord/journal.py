@@ -19,7 +19,7 @@ from engine.chat.commands import Caller, Commands
 from engine.types import Sentiment, UserKey
 
 if TYPE_CHECKING:
-    from adapters.discord.adapter import DiscordAdapter
+    from adapters.discord.host import DiscordHost
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class CorrectionButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"mood:fix:(?P<message_id>\d+):(?P<tone>positive|negative|neutral)",
 ):
-    adapter: DiscordAdapter | None = None  # set when the adapter registers the item
+    adapter: DiscordHost | None = None  # set when the adapter registers the item
     commands: Commands | None = None
 
     def __init__(self, label: str, data: str) -> None:
@@ -66,7 +66,7 @@ class CorrectionButton(
         await interaction.followup.send(result.text, ephemeral=True)
 
 
-def register(bot: discord.Client, adapter: DiscordAdapter, commands: Commands) -> None:
+def register(bot: discord.Client, adapter: DiscordHost, commands: Commands) -> None:
     CorrectionButton.adapter, CorrectionButton.commands = adapter, commands
     bot.add_dynamic_items(CorrectionButton)
 
