@@ -14,13 +14,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
+from adapters.streaming import RenderResult, ReplyRenderer
+from engine.chat import texts
 from engine.chat.service import ChatService
 from engine.types import MessageKey, Unfinished
 
 log = logging.getLogger(__name__)
 
+Handle = TypeVar("Handle")
 # Runs a coroutine as a task: PTB's Application.create_task, or asyncio.create_task.
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
 
@@ -77,3 +80,42 @@ class Resumer:
             await self._answer(item)
         finally:
             self._active.pop(item.key, None)
+
+
+async def answer_late(
+    service: ChatService,
+    pending: Unfinished,
+    renderer: Callable[[str | None, str], ReplyRenderer[Handle]],
+    refused: type[Exception],
+    failed: tuple[type[Exception], ...],
+) -> RenderResult[Handle] | None:
+    """Answer one message a dead process left unfinished, the same way on every platform.
+
+    `renderer(frozen_ref, note)` renders into the chat: the reply the dead process had begun
+    (`frozen_ref`, its platform message id) is completed in place; without one, a fresh
+    answer opens with the note that it is a retry. A user the platform says is out of reach
+    (`refused`: blocked the bot, closed their DMs) is stored and done all the same, as a live
+    reply would be; any of `failed` leaves the message for a later sweep. Returns what was
+    shown, or None when nothing complete was."""
+    key = pending.key
+    ref = pending.reply_ref
+    frozen = ref if ref is not None and ref.isdigit() else None
+    shown = renderer(frozen, "" if frozen is not None else texts.RETRY_NOTE)
+    try:
+        async with contextlib.aclosing(service.resume(pending)) as events:
+            try:
+                result = await shown.render(events)
+            except refused as error:
+                log.warning("%s: chat %s refused the late reply to message %s (%s)",
+                            key.platform, key.chat_id, key.message_id, error)  # fmt: skip
+                async for _ in events:  # the rest is stored, the row done
+                    pass
+                return None
+    except failed as error:
+        log.warning("%s: could not answer unfinished message %s in chat %s: %s",
+                    key.platform, key.message_id, key.chat_id, error)  # fmt: skip
+        return None
+    if result.failure is not None:
+        log.info("%s: resumed reply failed (%s)", key.platform, result.failure.reason)
+        return None
+    return result

@@ -18,6 +18,7 @@ import discord
 from discord.ext import commands
 
 from adapters.discord.journal import attach_corrections
+from adapters.resume import answer_late
 from adapters.streaming import RateLimited, RenderLimits, ReplyRenderer
 from engine.chat import texts
 from engine.types import IncomingMessage, MessageKey, Unfinished
@@ -309,28 +310,14 @@ class ChatCog(commands.Cog):
             message_id=int(key.message_id), channel_id=channel.id, fail_if_not_exists=False
         )
         sink = _ChannelSink(channel, quote)
-        ref = pending.reply_ref
-        # The reply begun before the crash is completed in place; with none, a fresh answer
-        # says it comes late.
-        frozen = channel.get_partial_message(int(ref)) if ref and ref.isdigit() else None
-        note = "" if frozen is not None else texts.RETRY_NOTE
-        renderer = self._renderer(sink, key, frozen, note)
-        try:
-            async with contextlib.aclosing(self.adapter.service.resume(pending)) as events:
-                try:
-                    result = await renderer.render(events)
-                except discord.Forbidden as error:
-                    # DMs closed since: stored and done all the same, as a live reply would be.
-                    log.warning("Discord channel %s refused the late reply to message %s (%s)",
-                                key.chat_id, key.message_id, error)  # fmt: skip
-                    async for _ in events:
-                        pass
-                    return
-        except (discord.HTTPException, RateLimited) as error:
-            log.warning("could not answer unfinished Discord message %s in channel %s: %s",
-                        key.message_id, key.chat_id, error)  # fmt: skip
-            return
-        if result.failure is not None:
-            log.info("resumed Discord reply failed (%s)", result.failure.reason)
-        elif result.sentiment is not None and result.first is not None:
+
+        def renderer(frozen: str | None, note: str) -> ReplyRenderer[Reply]:
+            partial = channel.get_partial_message(int(frozen)) if frozen else None
+            return self._renderer(sink, key, partial, note)
+
+        failed = (discord.HTTPException, RateLimited)
+        result = await answer_late(
+            self.adapter.service, pending, renderer, discord.Forbidden, failed
+        )
+        if result is not None and result.sentiment is not None and result.first is not None:
             await attach_corrections(result.first, key.message_id, result.sentiment)

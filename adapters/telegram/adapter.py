@@ -36,7 +36,7 @@ from telegram.ext import (
 )
 
 from adapters.inflight import InFlight
-from adapters.resume import Resumer
+from adapters.resume import Resumer, answer_late
 from adapters.streaming import RenderLimits, ReplyRenderer
 from adapters.telegram.arrival import RecordingQueue
 from adapters.telegram.chat import (
@@ -329,34 +329,16 @@ class TelegramAdapter:
         key = pending.key
         outbox = Outbox.resuming(self._app.bot, int(key.chat_id), int(key.message_id),
                                  pending.message.origin)  # fmt: skip
-        # The reply begun before the crash is completed in place; with none, a fresh answer
-        # says it comes late (and quotes the message it answers).
-        ref = pending.reply_ref
-        frozen = Posted(int(ref)) if ref is not None and ref.isdigit() else None
-        note = "" if frozen is not None else texts.RETRY_NOTE
         # Whether the chat is private is kept in the origin, not in the store's message.
         pending = replace(pending, message=replace(pending.message, private=outbox.private))
         if not self._inflight.track():
             return
-        renderer = self._renderer(outbox, key, frozen, note)
-        try:
-            async with contextlib.aclosing(self.service.resume(pending)) as events:
-                try:
-                    result = await renderer.render(events)
-                except Forbidden as error:
-                    # Blocked since: stored and done all the same, as a live reply would be.
-                    log.warning("telegram: chat %s refused the late reply to message %s (%s)",
-                                key.chat_id, key.message_id, error)  # fmt: skip
-                    async for _ in events:
-                        pass
-                    return
-        except TelegramError as error:
-            log.warning("telegram: could not answer unfinished message %s in chat %s: %s",
-                        key.message_id, key.chat_id, error)  # fmt: skip
-            return
-        if result.failure is not None:
-            log.info("telegram: resumed reply failed (%s)", result.failure.reason)
-        elif result.sentiment is not None and result.first is not None:
+
+        def renderer(frozen: str | None, note: str) -> ReplyRenderer[Posted]:
+            return self._renderer(outbox, key, Posted(int(frozen)) if frozen else None, note)
+
+        result = await answer_late(self.service, pending, renderer, Forbidden, (TelegramError,))
+        if result is not None and result.sentiment is not None and result.first is not None:
             await attach_corrections(outbox, result.first, key.message_id, result.sentiment)
 
     async def _answer(self, outbox: Outbox, user_id: int, text: str) -> None:
