@@ -8,10 +8,12 @@ never reads the environment: only `from_env` does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, ClassVar, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 
 class SettingsError(ValueError):
@@ -29,8 +31,17 @@ def _id_set(value: object) -> object:
     return value
 
 
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # Not echoed: a proxy URL may carry a password.
+        raise ValueError("must be an http(s) URL with a host, e.g. http://127.0.0.1:8000/v1")
+    return value
+
+
 Lowered = BeforeValidator(_lower)  # Annotated[Literal[...], Lowered]: case-insensitive choices
 IdSet = Annotated[frozenset[Annotated[int, Field(gt=0)]], BeforeValidator(_id_set)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]  # every URL setting, as written
 
 
 def clean_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -75,6 +86,9 @@ class ConfigGroup(BaseModel):
         return {str(f.alias) for f in cls.model_fields.values() if f.alias and not f.repr}
 
 
+_USERINFO = re.compile(r"//[^/@\s]*@")
+
+
 def settings_error(error: ValidationError, secrets: Iterable[str] = ()) -> SettingsError:
     """One line per bad value: the key, what is wrong, and what was given (unless secret)."""
     hidden = set(secrets)
@@ -86,6 +100,8 @@ def settings_error(error: ValidationError, secrets: Iterable[str] = ()) -> Setti
             lines.append(message)
             continue
         given = problem.get("input")
+        if isinstance(given, str):
+            given = _USERINFO.sub("//***@", given)  # a URL's user and password are secrets too
         if keys[-1] not in hidden and isinstance(given, str | int | float):
             message += f", got {given!r}"
         lines.append(f"{keys[-1]}: {message}")

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import yarl
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from adapters.telegram.config import parse_triggers
-from engine.config import ConfigGroup, IdSet
+from engine.config import ConfigGroup, HttpUrl, IdSet
 
 
 class DiscordConfig(ConfigGroup):
@@ -21,7 +20,7 @@ class DiscordConfig(ConfigGroup):
 
     token: str = Field(alias="DISCORD_BOT_TOKEN", repr=False)  # never logged
     # An http(s) proxy for Discord's REST API and gateway (discord.py's `proxy` option).
-    proxy: str | None = Field(None, alias="DISCORD_PROXY")
+    proxy: HttpUrl | None = Field(None, alias="DISCORD_PROXY")
     allowed_user_ids: IdSet = Field(frozenset(), alias="DISCORD_ALLOWED_USER_IDS")
     # Empty = every server channel; a thread inherits its parent channel's permission.
     allowed_channel_ids: IdSet = Field(frozenset(), alias="DISCORD_ALLOWED_CHANNEL_IDS")
@@ -43,12 +42,3 @@ class DiscordConfig(ConfigGroup):
             data = {**data, "reply_on_mention": "mention" in triggers,
                     "reply_on_reply": "reply" in triggers}  # fmt: skip
         return data
-
-    @field_validator("proxy")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            url = yarl.URL(value)
-            if url.scheme not in ("http", "https") or not url.host:
-                raise ValueError("must be an http(s) URL, e.g. http://proxy.example:3128")
-        return value

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from engine.config import ConfigGroup, IdSet
+from engine.config import ConfigGroup, HttpUrl, IdSet
 
 _TRIGGERS = frozenset({"mention", "reply"})
 _TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
@@ -32,20 +32,16 @@ def parse_triggers(raw: str, key: str) -> frozenset[str]:
     return frozenset(words)
 
 
-def _http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValueError("must be an http(s) URL")
-    return value
-
-
 class TelegramConfig(ConfigGroup):
     enabled_by: ClassVar[str | None] = "TELEGRAM_BOT_TOKEN"
     derived_keys: ClassVar[frozenset[str]] = frozenset({"TELEGRAM_GROUP_TRIGGERS"})
 
     token: str = Field(alias="TELEGRAM_BOT_TOKEN", repr=False)  # never logged
     # The token is appended to these (a self-hosted Bot API server, or a test fake).
-    api_base_url: str = Field("https://api.telegram.org/bot", alias="TELEGRAM_API_BASE_URL")
-    api_file_url: str = Field("https://api.telegram.org/file/bot", alias="TELEGRAM_API_FILE_URL")
+    api_base_url: HttpUrl = Field("https://api.telegram.org/bot", alias="TELEGRAM_API_BASE_URL")
+    api_file_url: HttpUrl = Field(
+        "https://api.telegram.org/file/bot", alias="TELEGRAM_API_FILE_URL"
+    )
     allowed_user_ids: IdSet = Field(frozenset(), alias="TELEGRAM_ALLOWED_USER_IDS")
     # From TELEGRAM_GROUP_TRIGGERS.
     group_reply_on_mention: bool = True
@@ -105,8 +101,6 @@ class TelegramConfig(ConfigGroup):
             # The message must not echo the value: it is a secret even when malformed.
             raise ValueError("does not look like a bot token (<digits>:<secret> from @BotFather)")
         return token
-
-    _urls = field_validator("api_base_url", "api_file_url")(_http_url)
 
     @field_validator("webhook_url")
     @classmethod

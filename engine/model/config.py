@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from engine.config import ConfigGroup, Lowered
+from engine.config import ConfigGroup, HttpUrl, Lowered
 from engine.model.model_files import DEFAULT_MODEL, default_cache_dir
 from engine.model.runner import RunnerOptions, SentimentMethod
 
@@ -71,17 +71,15 @@ class WorkerConfig(ConfigGroup):
     label_batch: int = Field(8, ge=1, le=64, alias="LABEL_BATCH")
 
 
-def _http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValueError("must be an http(s) URL, e.g. http://127.0.0.1:8000/v1")
-    return value.rstrip("/")
+def _no_trailing_slash(value: str) -> str:
+    return value.rstrip("/")  # the client appends /models, /completions
 
 
 class OpenAIConfig(ConfigGroup):
     """BACKEND=openai: the model runs on an OpenAI-compatible serving engine (vLLM, llama.cpp's
     server); MODEL then only names the tokenizer the prompts are built with."""
 
-    base_url: Annotated[str, AfterValidator(_http_url)] = Field(
+    base_url: Annotated[HttpUrl, AfterValidator(_no_trailing_slash)] = Field(
         "http://127.0.0.1:8000/v1", alias="OPENAI_BASE_URL"
     )
     api_key: str = Field("", alias="OPENAI_API_KEY", repr=False)  # never logged

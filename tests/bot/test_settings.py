@@ -222,6 +222,20 @@ def test_bad_values_raise_a_settings_error_naming_the_key(key: str, value: str) 
     assert isinstance(caught.value, ValueError)
 
 
+@pytest.mark.parametrize(
+    "key", ["OPENAI_BASE_URL", "TELEGRAM_API_BASE_URL", "TELEGRAM_API_FILE_URL", "DISCORD_PROXY"]
+)
+def test_every_url_setting_takes_an_http_url_with_a_host_and_never_echoes_one(key: str) -> None:
+    tokens = {"TELEGRAM_BOT_TOKEN": "123:SECRET", "DISCORD_BOT_TOKEN": "SECRET2"}
+    good = Settings.from_env({**tokens, key: "http://user:pass@127.0.0.1:3128/v1"})
+    assert good.model_dump_json().count("user:pass@127.0.0.1") == 1  # kept as written
+    for bad in ("ftp://user:hunter2@host/x", "http://", "127.0.0.1:3128", "http:/x"):
+        with pytest.raises(SettingsError) as caught:
+            Settings.from_env({**tokens, key: bad})
+        assert key in str(caught.value)
+        assert "hunter2" not in str(caught.value)
+
+
 def test_a_malformed_telegram_token_is_not_echoed() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({"TELEGRAM_BOT_TOKEN": "oops-SECRET-VALUE"})
