@@ -22,7 +22,7 @@ from engine.chat.journal import (
     offered_corrections,
     parse_fix_data,
 )
-from engine.chat.mood import MAX_DAYS
+from engine.chat.mood import validate_days
 from engine.chat.service import ChatService
 from engine.errors import StorageError
 from engine.types import Tone, UserKey
@@ -77,12 +77,9 @@ def parse_days(raw: str | None, default: int = DEFAULT_DAYS) -> int:
     if raw is None or not raw.strip():
         return default
     try:
-        days = int(raw.strip())
+        return validate_days(int(raw.strip()))
     except ValueError:
         raise ValueError(texts.bad_days(raw)) from None
-    if not 1 <= days <= MAX_DAYS:
-        raise ValueError(texts.bad_days(raw))
-    return days
 
 
 async def _start(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
