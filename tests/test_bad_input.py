@@ -91,6 +91,8 @@ CASES = [
         "answered",
         sees="bell and escape [31mred",
     ),
+    # Half an emoji (a JSON "\\ud83d" escape on its own): no character, no UTF-8 for it.
+    Case("lone surrogate", "cut \ud83d emoji", "answered", sees="cut \ufffd emoji"),
     Case("code block", "```python\nprint('hi')\n```", "answered"),
     Case(
         "markdown and html",
@@ -213,7 +215,10 @@ async def test_commands(line: str, answer: str, scripted_engine: ScriptedEngine)
 async def test_console(scripted_engine: ScriptedEngine) -> None:
     # One line is one message, so the cases' newlines become spaces here; raw bytes go in as
     # they would from a pipe: NUL bytes and invalid UTF-8 included.
-    lines = [case.text.replace("\n", " ").encode() for case in CASES]
+    # A lone surrogate has no UTF-8, so no pipe carries one (its invalid bytes are the Latin-1
+    # line's case below).
+    cases = [case for case in CASES if case.name != "lone surrogate"]
+    lines = [case.text.replace("\n", " ").encode() for case in cases]
     lines += [line.encode() for line, _ in COMMANDS]
     lines.append(b"caf\xe9 au lait \xff\xfe")  # Latin-1, not UTF-8
     lines.append(b"still answered after that")
@@ -226,19 +231,19 @@ async def test_console(scripted_engine: ScriptedEngine) -> None:
 
     records = [json.loads(line) for line in stdout.getvalue().splitlines()]
     assert len(records) == len(lines)  # one answer per line: the loop never died
-    for case, record in zip(CASES, records, strict=False):
+    for case, record in zip(cases, records, strict=False):
         if case.outcome == "empty":
             assert record == {"error": "empty", "text": texts.EMPTY_MESSAGE}, case.name
         else:
             console_case = Case(case.name, case.text.replace("\n", " "), case.outcome, case.sees)
             reply = expected_reply(console_case).split("\n\n", 1)[1]
             assert record["reply"] == reply.replace("\n", " "), case.name
-    command_records = records[len(CASES) : len(CASES) + len(COMMANDS)]
+    command_records = records[len(cases) : len(cases) + len(COMMANDS)]
     assert [r["text"] for r in command_records] == [answer for _, answer in COMMANDS]
     latin1, after = records[-2:]
     assert latin1["reply"] == "A comforting reply to: caf\ufffd au lait \ufffd\ufffd"
     assert after["reply"] == "A comforting reply to: still answered after that"
-    answered = sum(case.outcome == "answered" for case in CASES) + 2
+    answered = sum(case.outcome == "answered" for case in cases) + 2
     mood = await scripted_engine.store.mood_events(UserKey("console", "local"), EPOCH)
     assert len(mood) == answered
 

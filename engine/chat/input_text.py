@@ -7,6 +7,9 @@ answers" table states the same rules).
   echoed into a reply they would flip how the platform shows the rest of it.
 - Zero-width space, word joiner and BOM are removed; ZWJ and ZWNJ stay (emoji sequences and
   several scripts need them).
+- A lone surrogate (U+D800–U+DFFF: a half of an emoji that a client or a JSON escape cut
+  apart) becomes U+FFFD: it is no character, and neither a database driver nor the model's
+  tokenizer can encode it.
 - A text with nothing visible left (whitespace and format characters only) counts as empty.
 """
 
@@ -22,8 +25,12 @@ _REMOVED = re.compile(
 )
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def clean(text: str) -> str:
-    """The text with the characters above removed and the ends stripped."""
+    """The text with the characters above removed or replaced and the ends stripped."""
+    text = _SURROGATE.sub("\ufffd", text)
     return _REMOVED.sub("", text.replace("\r\n", "\n")).strip()
 
 
