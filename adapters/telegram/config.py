@@ -16,7 +16,9 @@ from engine.config import ConfigGroup, HttpUrl, IdSet
 _TRIGGERS = frozenset({"mention", "reply"})
 _TOKEN_SHAPE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 # Telegram's rule for a webhook's secret_token.
-_SECRET_SHAPE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+# Telegram allows 1-256 of these; a short one is guessable, and the secret is all that stands
+# between the webhook and anyone who finds its URL: 32 at least, as for an API key.
+_SECRET_SHAPE = re.compile(r"^[A-Za-z0-9_-]{32,256}$")
 _LISTEN_SHAPE = re.compile(
     r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$"
 )
@@ -122,5 +124,8 @@ class TelegramConfig(ConfigGroup):
     def _secret_shape(cls, value: str) -> str:
         if value and not _SECRET_SHAPE.match(value):
             # The message must not echo the value.
-            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+            raise ValueError(
+                "must be 32-256 characters of A-Z, a-z, 0-9, _ and - "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         return value

@@ -55,7 +55,7 @@ from benchmarks.common import describe_machine, table, write_json
 from benchmarks.messages import messages
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET = "bench-scale-out"
+SECRET = "bench-scale-out-webhook-secret-32"
 HOOK_PATH = "telegram"
 TOKEN = "123:BENCH"
 FIRST_USER = 7000

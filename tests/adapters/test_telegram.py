@@ -733,7 +733,7 @@ def test_webhook_config() -> None:
             "TELEGRAM_BOT_TOKEN": "42:abc",
             "TELEGRAM_WEBHOOK_URL": "https://bot.example.com/hooks/telegram",
             "TELEGRAM_WEBHOOK_LISTEN": "[::]:8443",
-            "TELEGRAM_WEBHOOK_SECRET": "SECRET-hook_1",
+            "TELEGRAM_WEBHOOK_SECRET": "SECRET-hook_1" * 3,
         }
     )
     assert config is not None
@@ -760,6 +760,8 @@ def test_webhook_config() -> None:
         ("TELEGRAM_WEBHOOK_LISTEN", "8080"),
         ("TELEGRAM_WEBHOOK_LISTEN", "0.0.0.0:99999"),
         ("TELEGRAM_WEBHOOK_SECRET", "has spaces SECRET"),
+        ("TELEGRAM_WEBHOOK_SECRET", "x"),  # a secret that short is guessed
+        ("TELEGRAM_WEBHOOK_SECRET", "SECRET-" + "a" * 24),  # 31 characters
     ],
 )
 def test_config_errors_name_the_key(key_name: str, value: str) -> None:

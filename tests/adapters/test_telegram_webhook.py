@@ -22,7 +22,7 @@ from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI, private_cha
 from tests.support import stored_mood_events
 
 USER = 111
-SECRET = "s3cret-hook_token"
+SECRET = "s3cret-hook_token-" * 2
 HOOK_URL = "https://bot.example.test/hooks/telegram"
 
 

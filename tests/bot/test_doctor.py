@@ -222,7 +222,8 @@ async def test_a_webhook_url_without_its_secret_is_a_settings_problem(tmp_path: 
 
 async def test_webhook_settings_without_the_url_are_a_note(tmp_path: Path) -> None:
     cached_gguf(tmp_path)
-    env = settings_env(tmp_path, TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN, TELEGRAM_WEBHOOK_SECRET="s3",
+    env = settings_env(tmp_path, TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN,
+                       TELEGRAM_WEBHOOK_SECRET="s3" * 16,
                        TELEGRAM_WEBHOOK_LISTEN="0.0.0.0:8080")  # fmt: skip
     checks = await diagnose(env)
     telegram = named(checks, "telegram")
@@ -240,7 +241,7 @@ async def test_a_webhook_without_a_listen_address_is_a_note(tmp_path: Path) -> N
     cached_gguf(tmp_path)
     env = settings_env(tmp_path, TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN,
                        TELEGRAM_WEBHOOK_URL="https://bot.example/hook",
-                       TELEGRAM_WEBHOOK_SECRET="s3cret")  # fmt: skip
+                       TELEGRAM_WEBHOOK_SECRET="s3cret" * 6)  # fmt: skip
     telegram = named(await diagnose(env), "telegram")
     assert "listening on 127.0.0.1:8080" in telegram.detail
     assert "TELEGRAM_WEBHOOK_LISTEN is unset" in telegram.fix
@@ -275,7 +276,7 @@ async def test_tokens_and_passwords_never_reach_the_screen(tmp_path: Path) -> No
         tmp_path,
         TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN,
         TELEGRAM_WEBHOOK_URL="https://bot.example/hook",
-        TELEGRAM_WEBHOOK_SECRET="hook-SECRET",
+        TELEGRAM_WEBHOOK_SECRET="hook-SECRET" * 3,
         DISCORD_BOT_TOKEN=DISCORD_TOKEN,
         DATABASE_URL=f"postgresql://bot:pw-SECRET@127.0.0.1:{closed_port()}/bot",
     )

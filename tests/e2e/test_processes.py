@@ -79,7 +79,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-SECRET = "replica-secret"
+SECRET = "replica-secret-" * 3
 
 
 @contextlib.asynccontextmanager
