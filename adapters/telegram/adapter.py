@@ -20,6 +20,7 @@ import re
 from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ChatType, MessageLimit
@@ -74,6 +75,17 @@ class TelegramAuthError(RuntimeError):
     """Telegram refused the token. Raised instead of PTB's InvalidToken, whose text holds it."""
 
 
+class _Application(Application[Any, Any, Any, Any, Any, Any]):
+    """PTB's Application, less one leak: after every update it notes the user's and the chat's
+    id for a persistence to save, and only a persistence's run ever clears those sets. The bot
+    keeps what it keeps in its own database and gives PTB no persistence, so without this the
+    sets held every id that ever wrote, for as long as the process ran."""
+
+    def _mark_for_persistence_update(self, *, update: object = None, job: Any = None) -> None:
+        if self.persistence is not None:
+            super()._mark_for_persistence_update(update=update, job=job)
+
+
 class TelegramAdapter:
     name = "telegram"
 
@@ -98,6 +110,7 @@ class TelegramAdapter:
         _keep_token_out_of_logs(self._redactor, install=True)
         app = (
             ApplicationBuilder()
+            .application_class(_Application)
             .token(self.config.token)
             .base_url(self.config.api_base_url)
             .base_file_url(self.config.api_file_url)

@@ -795,6 +795,23 @@ async def test_message_text_never_reaches_the_logs_at_info(
     assert not any(secret in text for text in logged)  # …without the user's words
 
 
+async def test_the_application_keeps_no_id_of_everyone_who_wrote(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI
+) -> None:
+    adapter = await make_adapter()
+    writers = range(USER, USER + 5)
+    for user in writers:
+        api.private_text(user, "hello there")
+        await wait_text(api, user, "reply to: hello there")
+    app = adapter._app
+    assert app is not None
+    # PTB notes each update's ids for a persistence to save; the bot has none, so nothing
+    # may pile up (these held every id that ever wrote).
+    assert app._user_ids_to_be_updated_in_persistence == set()
+    assert app._chat_ids_to_be_updated_in_persistence == set()
+    assert (len(app.user_data), len(app.chat_data)) == (0, 0)
+
+
 # --- after a restart ----------------------------------------------------------------------
 
 
