@@ -4,7 +4,7 @@
 #
 # Needs an NVIDIA GPU, vLLM installed (its own virtualenv is best: `pip install vllm`), the bot
 # installed (`make install`) and network access once, for the model's download. It has not run
-# on the development machine, which has no GPU (README "Scaling out").
+# on the development machine, which has no GPU (docs/deployment.md).
 #
 #   scripts/vllm-gpu-check.sh
 #   VLLM=/opt/vllm-env/bin/vllm VLLM_MODEL=Qwen/Qwen2.5-0.5B-Instruct scripts/vllm-gpu-check.sh

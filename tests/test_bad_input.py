@@ -1,7 +1,7 @@
 """Bad input (issue #18): one table of awkward messages, run through the chat service and its
 commands, the console, Telegram and Discord (the real clients on the loopback fakes).
 
-Every case has an outcome class, the rule the README's "What the bot answers" table states:
+Every case has an outcome class, the rule docs/reliability.md ("What the bot answers") states:
 `answered` (label and reply; the model gets `sees`, the text as engine/chat/input_text.py cleans and
 MAX_INPUT_CHARS cuts it), `empty` (the EMPTY_MESSAGE answer) or, for commands, the command's
 own answer. Nothing is lost: an answered message has its mood event, and on the platforms

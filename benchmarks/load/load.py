@@ -9,7 +9,7 @@ N simulated users send M messages each: every user's first message at the same m
 first wave), then each follow-up once the previous answer is complete (so it carries the
 conversation as history). Each user writes in one language, Chinese or English by turns
 across users; `--mixed-language` makes each user's messages alternate instead (the former
-default, which the README's benchmarks.load.load runs used). `--via service` (default) goes through
+default, used by the runs in docs/benchmarks.md). `--via service` (default) goes through
 ChatService.handle, the path the adapters use, in this process with the real model (settings
 from the environment) and a temporary SQLite store. `--via telegram` runs `python -m bot`
 itself, default settings, against the tests' loopback Telegram fake, and measures what a user

@@ -27,8 +27,8 @@ row names its message) and from what the fake Telegram shows:
   `unfinished` when its inbox row stays 'received' (crash recovery, #18, failed to finish
   it in time); those finished by the others after the kill are `recovered`. A message whose
   webhook post was answered 200 and has no inbox row is lost too, the killed process's
-  included: the bot records a message before its webhook answers (README "Crash-safe
-  delivery");
+  included: the bot records a message before its webhook answers (docs/deployment.md,
+  "Crash-safe delivery");
 - consistent: no mood row or turn of an unfinished message (an exchange is stored whole or
   not at all), every stored exchange has its inbox row 'done', turns come in pairs.
 """

@@ -1,5 +1,5 @@
-"""What of a user's text reaches the model and the database (the README's "What the bot
-answers" table states the same rules).
+"""What of a user's text reaches the model and the database (the "What the bot answers"
+table of docs/reliability.md states the same rules).
 
 - NUL and the other control characters except newline and tab are removed: PostgreSQL cannot
   store NUL in text at all, and the others only confuse the model.

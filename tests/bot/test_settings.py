@@ -35,7 +35,7 @@ def test_defaults() -> None:
     assert settings.worker.max_active_replies == 8
     assert settings.worker.request_timeout_s == 120.0
     assert settings.chat == ChatConfig()
-    # A conversation's defaults (README "Conversations"): DRY on, the tone in a note, one
+    # A conversation's defaults (docs/conversations.md): DRY on, the tone in a note, one
     # example per tone; everything else is the dataclass's.
     assert settings.chat.generation == GenerationParams(dry_multiplier=0.8)
     assert settings.chat.layout == ReplyLayout(tone_at="note", examples="mixed")

@@ -44,7 +44,7 @@ class ModelService(ModelFacade, Protocol):
 
 
 def choose_backend(config: ModelConfig) -> str:
-    """BACKEND=auto picks llama.cpp (faster, smaller: README "Performance and accuracy") when
+    """BACKEND=auto picks llama.cpp (faster, smaller: docs/benchmarks.md) when
     it is installed and can run what is configured, and transformers otherwise."""
     if config.backend != "auto":
         return config.backend
