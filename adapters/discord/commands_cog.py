@@ -154,7 +154,9 @@ class CommandsCog(commands.Cog):
         longer than Discord's 3 s window (the database, the chart)."""
         if defer:
             await interaction.response.defer(ephemeral=True, thinking=True)
-        caller = Caller(_user(interaction), str(interaction.channel_id))
+        # Ephemeral answers are the caller's alone anywhere; a DM is also theirs to receive in.
+        own = isinstance(interaction.channel, discord.DMChannel)
+        caller = Caller(_user(interaction), str(interaction.channel_id), own_chat=own)
         result = await self.commands.run(name, caller, args)
         extra: dict[str, Any] = {}
         view = None

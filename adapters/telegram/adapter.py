@@ -378,7 +378,8 @@ class TelegramAdapter:
         command = leading_command(update.message)
         assert command is not None  # CommandHandler matched it
         # Keyed by the caller's own id, so in a group nobody sees anyone else's data.
-        caller = Caller(_user_key(update), str(outbox.chat_id), private=outbox.private)
+        caller = Caller(_user_key(update), str(outbox.chat_id), private=outbox.private,
+                        own_chat=outbox.private)  # fmt: skip
         result = await self.commands.run(command[0], caller, " ".join(context.args or ()))
         markup = None
         if result.confirm is not None:

@@ -38,8 +38,12 @@ class Caller:
 
     user: UserKey
     chat_id: str
-    # False in a group chat: what is only for the caller (/export) is then refused there.
+    # Whether only the caller sees the answer: False in a Telegram group; Discord answers a
+    # slash command ephemerally wherever it is run. Personal data is refused where it is False.
     private: bool = True
+    # Whether the chat is the caller's own with the bot (a DM): what the bot sends to it later
+    # (the weekly digest) would otherwise reach everyone in it.
+    own_chat: bool = True
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,8 @@ async def _help(commands: Commands, caller: Caller, args: str, charts: bool) -> 
 
 
 async def _mood(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    if not caller.private:  # a group would read the history, the latest message with /mood why
+        return CommandResult(texts.MOOD_PRIVATE_ONLY)
     # `/mood why` and `/mood week` (engine/chat/why.py, week.py); anything else: a number of days.
     view = args.strip().lower()
     if view == "why":
@@ -155,6 +161,8 @@ async def _digest(commands: Commands, caller: Caller, args: str, charts: bool) -
     choice = args.strip().lower()
     if choice not in ("on", "off"):
         return CommandResult(texts.DIGEST_USAGE)
+    if choice == "on" and not caller.own_chat:  # every week, into this chat, for all to read
+        return CommandResult(texts.DIGEST_PRIVATE_ONLY)
     changed = await digest.set_digest(commands.service, caller.user, caller.chat_id, choice == "on")
     if choice == "off":
         return CommandResult(texts.DIGEST_OFF if changed else texts.DIGEST_WAS_OFF)

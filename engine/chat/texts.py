@@ -575,6 +575,14 @@ FORGET_ASK_LINKED = (
     "This permanently deletes everything I store about you, linked accounts included. Are you sure?"
 )
 
+MOOD_PRIVATE_ONLY = (
+    "心情记录只给你自己看，请私聊我发送 /mood。 "
+    "(Your mood history is yours alone — message me directly and send /mood there.)"
+)
+DIGEST_PRIVATE_ONLY = (
+    "每周小结只发到和我的私聊里，请私聊我发送 /digest on。 "
+    "(The weekly digest goes to a private chat only — message me directly and send /digest on.)"
+)
 EXPORT_PRIVATE_ONLY = (
     "导出只能在私聊中使用，请私聊我发送 /export。 "
     "(Export works in a private chat only — message me directly.)"

@@ -21,8 +21,10 @@ from tests.adapters.test_discord import (  # noqa: F401 - fixtures
     ALICE_ID,
     BOB,
     BOB_ID,
+    CHANNEL,
     DM_OF,
     EDIT_ORIGINAL,
+    GUILD,
     MESSAGES,
     AdapterFactory,
     adapter,
@@ -84,6 +86,28 @@ async def test_why_explains_the_latest_message_or_says_the_text_is_gone(
 
     scripted_engine.service.recent.forget(key(ALICE_ID))  # as after 30 minutes, or a restart
     assert await command(fake, ALICE, "mood", option("view", "why")) == texts.why_no_text(30)
+
+
+async def test_the_digest_is_taken_in_a_dm_only_and_mood_stays_ephemeral_in_a_channel(
+    adapter: DiscordAdapter,  # noqa: F811
+    fake: FakeDiscord,  # noqa: F811
+    scripted_engine: ScriptedEngine,
+) -> None:
+    await fake.dispatch("MESSAGE_CREATE", dm(fake, ALICE, "a great day"))
+    await wait_for_message(fake, DM_OF[ALICE_ID], expected_reply("a great day"))
+    in_channel = {"guild_id": GUILD, "channel_id": CHANNEL}
+    asked = slash(fake, ALICE, "digest", option("state", "on"), **in_channel)
+    await fake.dispatch("INTERACTION_CREATE", asked)
+    answer = await wait_for_call(fake, EDIT_ORIGINAL, asked["token"])
+    assert answer.json["content"] == texts.DIGEST_PRIVATE_ONLY  # weekly, to all the channel
+    assert await scripted_engine.store.digest_subscriptions("discord") == []
+    mood = slash(fake, ALICE, "mood", **in_channel)  # ephemeral: Alice's eyes only
+    await fake.dispatch("INTERACTION_CREATE", mood)
+    shown = await wait_for_call(fake, EDIT_ORIGINAL, mood["token"])
+    assert shown.json["content"] == (await scripted_engine.service.mood(key(ALICE_ID), 7)).text
+    assert "/digest off" in await command(fake, ALICE, "digest", option("state", "on"))  # in DM
+    [taken] = await scripted_engine.store.digest_subscriptions("discord")
+    assert taken.chat_id == str(DM_OF[ALICE_ID])
 
 
 async def test_week_answers_with_the_models_text_and_a_chart(

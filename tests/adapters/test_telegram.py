@@ -527,6 +527,31 @@ async def test_forget_asks_only_the_owner_can_confirm_and_cancel_keeps_data(
 # --- groups -------------------------------------------------------------------------------
 
 
+async def test_personal_commands_in_a_group_point_to_a_private_chat(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    api.private_text(USER, "a great day")
+    await wait_text(api, USER, "reply to: a great day")
+    for command in ("/mood", "/mood why", "/mood week"):
+        api.group_text(USER, command)
+        await api.wait_for(
+            lambda c=command: (
+                api.bot_texts(GROUP_ID).count(texts.MOOD_PRIVATE_ONLY)
+                == 1 + ("/mood", "/mood why", "/mood week").index(c)
+            )
+        )
+    api.group_text(USER, "/digest on")
+    await wait_text(api, GROUP_ID, texts.DIGEST_PRIVATE_ONLY)
+    shown = "\n".join(api.bot_texts(GROUP_ID))
+    assert "reply to" not in shown  # nothing of theirs
+    assert "a great day" not in shown
+    assert [c for c in api.calls_to("sendPhoto") if c.params["chat_id"] == GROUP_ID] == []
+    assert await scripted_engine.store.digest_subscriptions("telegram") == []
+    api.private_text(USER, "/mood")  # the same command in the private chat answers it
+    report = await scripted_engine.service.mood(key(USER), 7)
+    await api.wait_for(lambda: report.text in api.bot_texts(USER), what="the private /mood")
+
+
 async def test_group_chatter_is_ignored_mentions_are_answered_as_replies(
     bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
 ) -> None:

@@ -46,6 +46,29 @@ async def test_unknown_commands_say_so(scripted_engine: ScriptedEngine) -> None:
     assert result.confirm is None
 
 
+async def test_personal_data_is_never_answered_into_a_group(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    commands = Commands(scripted_engine.service)
+    await chat(scripted_engine, "I am so happy today")
+    group = Caller(ALICE, "group-1", private=False, own_chat=False)
+    for args in ("", "30", "why", "week"):
+        refused = await commands.run("mood", group, args)
+        assert (refused.text, refused.chart_png) == (texts.MOOD_PRIVATE_ONLY, None), args
+    # An answer only the caller sees (Discord's ephemeral one) may be given in a channel...
+    ephemeral = Caller(ALICE, "channel-1", private=True, own_chat=False)
+    assert (await commands.run("mood", ephemeral)).text == (
+        await scripted_engine.service.mood(ALICE, 7)
+    ).text
+    # ...but the digest would go to the channel every week: only a chat of one's own takes it.
+    for caller in (group, ephemeral):
+        assert (await commands.run("digest", caller, "on")).text == texts.DIGEST_PRIVATE_ONLY
+    assert await scripted_engine.store.digest_subscriptions(ALICE.platform) == []
+    assert (await commands.run("digest", group, "off")).text == texts.DIGEST_WAS_OFF
+    assert "/digest off" in (await commands.run("digest", HERE, "on")).text
+    assert len(await scripted_engine.store.digest_subscriptions(ALICE.platform)) == 1
+
+
 async def test_mood_reports_text_and_a_chart_only_when_asked_and_not_empty(
     scripted_engine: ScriptedEngine,
 ) -> None:
