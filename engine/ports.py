@@ -103,10 +103,17 @@ class MoodStore(JournalStore, Protocol):
         """Mark an inbox message done when it ended without an exchange to store."""
 
     async def record_exchange(
-        self, event: MoodEvent, turns: Sequence[Turn], done: MessageKey | None = None
+        self,
+        event: MoodEvent,
+        turns: Sequence[Turn],
+        done: MessageKey | None = None,
+        keep_turns: int | None = None,
+        turn_step: int = 1,
     ) -> None:
         """Write the mood event and the turns of one message, and mark its inbox entry
-        `done` when given, in a single transaction."""
+        `done` when given, in a single transaction. With `keep_turns`, the chat's older
+        turns beyond that many are deleted in it too, a multiple of `turn_step` at a time
+        (so recent_turns' window, which moves `turn_step` at a time, stays where it was)."""
 
     def user_turn(self, user: UserKey) -> AbstractAsyncContextManager[None]:
         """Held while one of the user's messages is handled: other bot processes sharing the

@@ -243,7 +243,12 @@ class SqlMoodStore:
     # --- MoodStore: exchanges ---------------------------------------------------------------
 
     async def record_exchange(
-        self, event: MoodEvent, turns_: Sequence[Turn], done: MessageKey | None = None
+        self,
+        event: MoodEvent,
+        turns_: Sequence[Turn],
+        done: MessageKey | None = None,
+        keep_turns: int | None = None,
+        turn_step: int = 1,
     ) -> None:
         at = aware(event.created_at)
         async with self._transaction() as conn:
@@ -275,8 +280,24 @@ class SqlMoodStore:
                         for t in turns_
                     ],
                 )
+            if keep_turns is not None:
+                await self._prune_turns(conn, user_id, event.chat_id, keep_turns, turn_step)
             if done is not None:
                 await self._mark_done_in(conn, done, user_id, at)
+
+    async def _prune_turns(
+        self, conn: AsyncConnection, user_id: int, chat_id: str, keep: int, step: int
+    ) -> None:
+        """Delete the chat's oldest turns beyond `keep`, a multiple of `step` of them (the
+        history window's positions count from the chat's first kept turn)."""
+        t = turns.c
+        mine = (t.user_id == user_id, t.chat_id == chat_id)
+        total = int(await conn.scalar(select(func.count()).select_from(turns).where(*mine)) or 0)
+        excess = total - keep
+        excess -= excess % max(step, 1)
+        if excess > 0:
+            oldest = select(t.id).where(*mine).order_by(t.created_at, t.id).limit(excess)
+            await conn.execute(delete(turns).where(t.id.in_(oldest.scalar_subquery())))
 
     async def recent_turns(
         self, user: UserKey, chat_id: str, limit: int, step: int = 1

@@ -87,7 +87,7 @@ def parse_days(raw: str | None, default: int = DEFAULT_DAYS) -> int:
 
 
 async def _start(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
-    return CommandResult(texts.start_text())
+    return CommandResult(texts.start_text(commands.service.config.kept_turns))
 
 
 async def _help(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:

@@ -54,6 +54,10 @@ class ChatConfig(ConfigGroup):
     # reply's KV cache serves the next message (1 = it slides with every message).
     history_turns: int = Field(12, ge=0, le=200, alias="HISTORY_TURNS")
     history_step: int = Field(1, ge=1, le=200, alias="HISTORY_STEP")
+    # Turns of a chat kept in the store; older ones are deleted with each new exchange.
+    # 0 = what the prompt can read (HISTORY_TURNS + HISTORY_STEP - 1), so nothing is kept
+    # that the bot never reads again.
+    turns_kept: int = Field(0, ge=0, le=100_000, alias="TURNS_KEPT")
     # Longer messages are cut before tagging and replying.
     max_input_chars: int = Field(4000, ge=100, le=100_000, alias="MAX_INPUT_CHARS")
     # Messages of one user waiting behind the one being answered; more get "slow down" at once.
@@ -106,6 +110,13 @@ class ChatConfig(ConfigGroup):
     def digest_weekday(self) -> int:
         """The digest's day, as datetime.weekday() counts: Monday 0 … Sunday 6."""
         return WEEKDAYS.index(self.digest_day)
+
+    @property
+    def kept_turns(self) -> int:
+        """TURNS_KEPT, or the most turns the history window ever reads."""
+        if self.turns_kept:
+            return max(self.turns_kept, self.history_turns)
+        return self.history_turns + self.history_step - 1 if self.history_turns else 0
 
     @property
     def layout(self) -> ReplyLayout:

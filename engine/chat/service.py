@@ -349,7 +349,13 @@ class ChatService:
         try:
             # Marked done in the same transaction: stored and done, or neither. A message
             # whose exchange could not be stored stays 'received' (unfinished work).
-            await self.store.record_exchange(event, turns, done=key)
+            await self.store.record_exchange(
+                event,
+                turns,
+                done=key,
+                keep_turns=self.config.kept_turns,
+                turn_step=self.config.history_step,
+            )
         except StorageError as error:
             log.error("could not store the message: %s", error)
             yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)

@@ -62,15 +62,22 @@ INTRO = (
     "Hi! I tag the mood of each message (positive or negative) and reply in a matching tone."
 )
 
-PRIVACY = (
-    "我保存的内容：每条消息的情感标签、置信度和时间（用于 /mood），以及最近的对话（用于上下文）。"
-    "消息原文只在管理员开启 STORE_MESSAGE_TEXT 时作为摘录保存；"
-    "回复完成前会暂存原文，以便重启后补上回复，回复后即删除。"
-    "/reset 清除对话记忆，/forget 删除关于你的一切。\n"
-    "What I store: each message's label, confidence and time (for /mood) and recent turns "
-    "(for context). A message's text is held only until it is answered, so that a restart "
-    "can still answer it. /reset clears the conversation, /forget deletes everything about you."
-)
+
+def privacy_text(turns_kept: int) -> str:
+    """What is stored and for how long; `turns_kept`: ChatConfig.kept_turns."""
+    return (
+        "我保存的内容：每条消息的情感标签、置信度和时间（用于 /mood，直到你 /forget），"
+        f"以及每个聊天最近的 {turns_kept} 条对话（用于上下文，更早的会被删除）。"
+        "消息原文只在管理员开启 STORE_MESSAGE_TEXT 时作为摘录保存；"
+        "回复完成前会暂存原文，以便重启后补上回复，回复后即删除。"
+        "/reset 清除对话记忆，/forget 删除关于你的一切。\n"
+        "What I store: each message's label, confidence and time (for /mood, until you "
+        f"/forget) and the last {turns_kept} turns of each chat (for context; older ones are "
+        "deleted). A message's text is held only until it is answered, so that a restart "
+        "can still answer it. /reset clears the conversation, /forget deletes everything "
+        "about you."
+    )
+
 
 COMMANDS: dict[str, str] = {
     "start": "介绍与隐私说明 (intro and what is stored)",
@@ -88,8 +95,9 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
-def start_text() -> str:
-    return f"{INTRO}\n\n{PRIVACY}\n\n发送 /help 查看命令。 (Send /help for commands.)"
+def start_text(turns_kept: int) -> str:
+    privacy = privacy_text(turns_kept)
+    return f"{INTRO}\n\n{privacy}\n\n发送 /help 查看命令。 (Send /help for commands.)"
 
 
 RESET_DONE = (

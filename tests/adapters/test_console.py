@@ -106,7 +106,7 @@ async def test_other_commands(scripted_engine: ScriptedEngine) -> None:
     records = await run_jsonl(scripted_engine, ["/help", "/start", "/bogus", "/RESET"])
     assert records == [
         {"command": "help", "text": texts.help_text()},
-        {"command": "start", "text": texts.start_text()},
+        {"command": "start", "text": texts.start_text(12)},
         {"command": "bogus", "text": texts.UNKNOWN_COMMAND},
         {"command": "reset", "text": texts.RESET_DONE},
     ]

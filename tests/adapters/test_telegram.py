@@ -432,7 +432,7 @@ async def test_commands_are_registered(bot: TelegramAdapter, api: FakeTelegramAP
 
 async def test_start_help_and_unknown_command(bot: TelegramAdapter, api: FakeTelegramAPI) -> None:
     api.private_text(USER, "/start")
-    await wait_text(api, USER, texts.start_text())
+    await wait_text(api, USER, texts.start_text(12))
     api.private_text(USER, "/help")
     await wait_text(api, USER, texts.help_text())
     api.private_text(USER, "/frobnicate now")

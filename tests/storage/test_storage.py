@@ -642,6 +642,29 @@ async def test_recent_turns_newest_limit_oldest_first_per_chat(store: SqlMoodSto
     assert await store.recent_turns(UserKey("telegram", "nobody"), "chat-1", 5) == []
 
 
+@pytest.mark.parametrize("step", [1, 2, 6])
+async def test_kept_turns_are_pruned_without_moving_the_window_the_prompt_reads(
+    store: SqlMoodStore, db: Db, step: int
+) -> None:
+    limit = 4
+    keep = limit + step - 1  # what ChatConfig.kept_turns gives for HISTORY_TURNS/STEP
+    kept, whole = UserKey("telegram", "kept"), UserKey("telegram", "whole")
+    for n in range(15):
+        at = T0 + timedelta(minutes=n)
+        await store.record_exchange(event(kept, at=at), exchange(n), keep_turns=keep,
+                                    turn_step=step)  # fmt: skip
+        await store.record_exchange(event(whole, at=at), exchange(n))  # nothing pruned
+        # The prompt reads exactly what it read from the whole history.
+        assert await store.recent_turns(kept, "chat-1", limit, step) == (
+            await store.recent_turns(whole, "chat-1", limit, step)
+        ), n
+        assert len(await store.recent_turns(kept, "chat-1", 1000)) < keep + step
+    assert len(await store.recent_turns(whole, "chat-1", 1000)) == 30
+    assert len(await store.recent_turns(kept, "chat-1", 1000)) < keep + step  # pruned
+    # The text of the pruned turns is gone from the database, not only from the window.
+    assert await db.count("turns", "content = 'question 0'") == 1  # the unpruned user's only
+
+
 async def test_the_window_of_recent_turns_moves_in_steps(store: SqlMoodStore) -> None:
     async def window(total_exchanges: int, step: int) -> list[str]:
         while len(await store.recent_turns(ALICE, "chat-1", 1000)) < 2 * total_exchanges:

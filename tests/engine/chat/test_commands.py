@@ -35,7 +35,7 @@ def test_the_menu_lists_every_command_with_its_description() -> None:
 
 async def test_start_and_help_are_texts(scripted_engine: ScriptedEngine) -> None:
     commands = Commands(scripted_engine.service)
-    assert (await commands.run("start", HERE)).text == texts.start_text()
+    assert (await commands.run("start", HERE)).text == texts.start_text(12)
     assert (await commands.run("HELP", HERE)).text == texts.help_text()
 
 

@@ -160,6 +160,20 @@ async def test_the_history_window_moves_in_history_steps(scripted_engine: Script
                      ["message 2", "message 3"]]  # fmt: skip
 
 
+@pytest.mark.parametrize(("turns_kept", "stored"), [(0, 4), (10, 10)])
+async def test_the_store_keeps_only_the_turns_it_will_read_or_turns_kept(
+    scripted_engine: ScriptedEngine, turns_kept: int, stored: int
+) -> None:
+    config = ChatConfig(history_turns=4, turns_kept=turns_kept, reply_tone_at="system")
+    service = ChatService(scripted_engine.worker, scripted_engine.store, config)
+    for i in range(8):
+        done(await run(service, msg(f"message {i}")))
+    kept = await scripted_engine.store.recent_turns(ALICE, "chat-1", 1000)
+    assert len(kept) == stored  # of 16 written
+    assert kept[-1].content == "A comforting reply to: message 7"
+    assert texts.start_text(config.kept_turns).count(f" {stored} ") == 2  # zh and en say it
+
+
 @pytest.mark.parametrize(
     ("text", "label", "tone", "language"),
     [
