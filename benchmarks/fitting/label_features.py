@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-eval",
         action="store_true",
-        help="training rows only (all a head is fitted on; benchmarks.accuracy.sentiment reports the eval rows)",
+        help="training rows only (all a head is fitted on; the sentiment bench reports the "
+        "eval rows)",
     )
     args = parser.parse_args(argv)
     out: Path = args.out or features_folder(args.model)

@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({"groups": groups, "summary": summary}, ensure_ascii=False, indent=2) + "\n"
         )
         (args.out / "safety.md").write_text(
-            "# python -m benchmarks.quality.safety\n\nchat/safety.py explicit-words detection; the texts "
+            "# python -m benchmarks.quality.safety\n\nengine/chat/safety.py explicit-words "
+            "detection; the texts "
             "behind each error are in safety.json. Every split here has been tuned on; each "
             "held-out split's reading before that is in {first,second,third}_reading.md."
             f"\n\n{report}\n\n{summary}\n"

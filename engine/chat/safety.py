@@ -9,9 +9,10 @@ English, written to spare the everyday idioms: Chinese uses 死 as an intensifie
 laughter. So the English patterns need a first-person object or a wish ("kill myself",
 "want to die", "don't want to live"), and the Chinese ones a wish or an act (想死 but not
 想死你了 or 累得想死, 自杀, 割腕, 不想活). A negation just before the match ("I would never
-hurt myself", 我不会自杀) cancels it. Measured by `python -m benchmarks.quality.safety` (docs/results/
-safety/): misses on crisis phrasings, false alarms on everyday negatives and review rows.
-A word list is a net, not a judge: it never decides anything but whether a note follows.
+hurt myself", 我不会自杀) cancels it. Measured by `python -m benchmarks.quality.safety`
+(docs/results/safety/): misses on crisis phrasings, false alarms on everyday negatives and
+review rows. A word list is a net, not a judge: it never decides anything but whether a note
+follows.
 
 A hard stretch (`hard_stretch`). From the stored labels: of the user's last STRETCH_DAYS days
 with messages (within STRETCH_LOOKBACK, in the user's TIMEZONE), at least STRETCH_HARD_DAYS

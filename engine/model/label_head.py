@@ -229,7 +229,8 @@ def head_for(model: ModelIdentity, folder: Path = HEADS_DIR) -> LabelHead:
     _warn_once(
         f"labels of {model.name!r} are uncalibrated: {why}. Each label is the raw score "
         f"difference at temperature {FALLBACK_TEMPERATURE:g} (confidences are not calibrated) "
-        "and nothing is shown as neutral; fit a head with `python -m benchmarks.fitting.label_features` "
+        "and nothing is shown as neutral; fit a head with "
+        "`python -m benchmarks.fitting.label_features` "
         'and `python -m benchmarks.fitting.label_fit --write` (README "Sentiment accuracy")'
     )
     return UNCALIBRATED
