@@ -95,13 +95,12 @@ async def test_the_digest_is_taken_in_a_dm_only_and_mood_stays_ephemeral_in_a_ch
 ) -> None:
     await fake.dispatch("MESSAGE_CREATE", dm(fake, ALICE, "a great day"))
     await wait_for_message(fake, DM_OF[ALICE_ID], expected_reply("a great day"))
-    in_channel = {"guild_id": GUILD, "channel_id": CHANNEL}
-    asked = slash(fake, ALICE, "digest", option("state", "on"), **in_channel)
+    asked = slash(fake, ALICE, "digest", option("state", "on"), guild_id=GUILD, channel_id=CHANNEL)
     await fake.dispatch("INTERACTION_CREATE", asked)
     answer = await wait_for_call(fake, EDIT_ORIGINAL, asked["token"])
     assert answer.json["content"] == texts.DIGEST_PRIVATE_ONLY  # weekly, to all the channel
     assert await scripted_engine.store.digest_subscriptions("discord") == []
-    mood = slash(fake, ALICE, "mood", **in_channel)  # ephemeral: Alice's eyes only
+    mood = slash(fake, ALICE, "mood", guild_id=GUILD, channel_id=CHANNEL)  # ephemeral: hers only
     await fake.dispatch("INTERACTION_CREATE", mood)
     shown = await wait_for_call(fake, EDIT_ORIGINAL, mood["token"])
     assert shown.json["content"] == (await scripted_engine.service.mood(key(ALICE_ID), 7)).text
