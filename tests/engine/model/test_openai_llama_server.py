@@ -24,6 +24,7 @@ from engine.chat.service import ChatService
 from engine.model.backends import model_service
 from engine.model.backends.openai_api.service import OpenAIEngine
 from engine.model.config import ModelConfig, OpenAIConfig
+from engine.model.model_files import LIGHT_MODEL
 from engine.types import GenerationParams, IncomingMessage, ReplyFailed, TextDelta, UserKey
 from storage.store import SqlMoodStore
 from tests.llama_server import LlamaServer, llama_server, require_server
@@ -48,10 +49,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
 
 
 def openai_model_config() -> ModelConfig:
-    """BACKEND=openai with the test session's model cache (MODEL_CACHE_DIR, if set)."""
+    """BACKEND=openai with the test session's model cache (MODEL_CACHE_DIR, if set), MODEL
+    naming what the server runs (tests/llama_server.py: the light tier), as an operator sets
+    it: the tokenizer and the label head are that model's."""
     cache = os.environ.get("MODEL_CACHE_DIR")
     config = ModelConfig.from_env(
-        {"BACKEND": "openai", **({"MODEL_CACHE_DIR": cache} if cache else {})}
+        {"BACKEND": "openai", "MODEL": LIGHT_MODEL, **({"MODEL_CACHE_DIR": cache} if cache else {})}
     )
     assert config is not None
     return config
