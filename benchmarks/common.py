@@ -5,6 +5,7 @@ Nothing here imports torch or the model at import time, so the fast tests can us
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import itertools
 import json
@@ -192,6 +193,16 @@ def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
 
 
 # --- the engine -------------------------------------------------------------------------
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """`--model`, defaulting to MODEL as the bot reads it: the benches that fit or read one
+    model's label head name it the same way."""
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("MODEL", ""),
+        help="a packaged model or a .gguf path (default: MODEL, as the bot)",
+    )
 
 
 def bench_settings(

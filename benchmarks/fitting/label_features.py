@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
@@ -38,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import read_jsonl
+from benchmarks.common import add_model_argument, read_jsonl
 
 CANDIDATE_WORDS = ("正面", "负面", "积极", "消极", "正", "负", "好", "坏",
                    "positive", "negative", "Positive", "Negative", "good", "bad")  # fmt: skip
@@ -176,11 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--model",
-        default=os.environ.get("MODEL", ""),
-        help="a packaged model or a .gguf path (default: MODEL, as the bot)",
-    )
+    add_model_argument(parser)
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/features/<GGUF stem>")
     parser.add_argument("--frames", default=",".join(FRAMES))
     parser.add_argument("--train-per-domain", type=int, default=600)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import auc, ece, table
+from benchmarks.common import add_model_argument, auc, ece, table
 from benchmarks.fitting.label_features import LmHead, features_folder
 from engine.language import Language
 from engine.model.label_head import (
@@ -347,18 +347,12 @@ def head_report(head: LabelHead, features: Features, neutral: Features | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    import os
-
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.fitting.label_fit",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--model",
-        default=os.environ.get("MODEL", ""),
-        help="a packaged model or a .gguf path (default: MODEL, as the bot)",
-    )
+    add_model_argument(parser)
     parser.add_argument(
         "--features",
         type=Path,
