@@ -272,8 +272,9 @@ class GenerationParams:
     # DRY ("don't repeat yourself", engine/model/sampling.py): a token that would extend a run
     # already present in the user's message, the examples, the earlier turns or the reply
     # itself loses multiplier * base ** (run - allowed_length) when the run is at least
-    # allowed_length tokens long. 0 turns it off.
-    dry_multiplier: float = 0.0
+    # allowed_length tokens long. 0 turns it off; 0.8 is the bot's default
+    # (benchmarks.quality.dialogue: it keeps replies from copying the examples' wording).
+    dry_multiplier: float = 0.8
     dry_base: float = 1.75
     dry_allowed_length: int = 2
 
