@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from engine.chat import mood, texts
 from engine.chat.config import ChatConfig
@@ -80,33 +81,47 @@ class PdfReport:
 
 async def gather(service: ReportSource, user: UserKey, chat_id: str, days: int) -> ReportData:
     """The period's numbers, read in one query: the last `days` local days and as many before
-    them (for the trends)."""
+    them (for the trends); the arithmetic runs in a worker thread (a year can hold thousands of
+    events)."""
     tz = service.config.tz
     now = service.now()  # one reading, so every bound and day series agrees at midnight
-    previous_start, current_start, end = mood.period_bounds(days, now, tz)
+    previous_start, _, end = mood.period_bounds(days, now, tz)
     events = await service.store.mood_events(user, previous_start, end)
-    previous = [e for e in events if e.created_at < current_start]
-    current = [e for e in events if e.created_at >= current_start]
-    period = mood.build_report(user, current, previous, days, now, tz)
-
     language = await user_language(service, user, chat_id)
+    zone = service.config.timezone
+    return await asyncio.to_thread(summarise, user, events, days, now, zone, language)
+
+
+def summarise(
+    user: UserKey, events: list[MoodEvent], days: int, now: datetime, zone: str, language: Language
+) -> ReportData:
+    """ReportData from the events of the last `2 * days` local days, oldest first."""
+    tz = ZoneInfo(zone)
+    _, current_start, _ = mood.period_bounds(days, now, tz)
+    cut = bisect_left([event.created_at for event in events], current_start)
+    current, previous = events[cut:], events[:cut]
+    period = mood.build_report(user, current, previous, days, now, tz)
     if period.latest and period.latest[0].excerpt:  # as /mood week decides it
         language = detect_language(period.latest[0].excerpt)
 
     corrected = [e for e in current if e.corrected is not None]
     by_day = Counter(e.created_at.astimezone(tz).date() for e in corrected)
     changes = Counter((e.shown_tone, e.tone) for e in corrected)
-    weeks = tuple(
-        _week(user, events, first, last, by_day, language, tz)
-        for first, last in week_spans(period.series[0].day, period.series[-1].day)
-    )
+    blocks = _Blocks(user, events, tz)
+    weeks = []
+    for first, last in week_spans(period.series[0].day, period.series[-1].day):
+        block = blocks.report(first, last)
+        facts = week_facts(block, language)
+        count = sum(n for day, n in by_day.items() if first <= day <= last)
+        sentence = texts.report_week_sentence(facts, first, last)
+        weeks.append(ReportWeek(first, last, block, count, sentence))
     return ReportData(
         period=period,
-        weeks=weeks,
+        weeks=tuple(weeks),
         corrected_by_day=dict(by_day),
         changes=tuple((shown, tone, n) for (shown, tone), n in changes.most_common()),
         language=language,
-        zone=service.config.timezone,
+        zone=zone,
         made_at=now.astimezone(tz),
     )
 
@@ -122,29 +137,26 @@ def week_spans(first: date, last: date) -> list[tuple[date, date]]:
     return spans[::-1]
 
 
-def _week(
-    user: UserKey,
-    events: list[MoodEvent],
-    first: date,
-    last: date,
-    corrected_by_day: Counter[date],
-    language: Language,
-    tz: tzinfo,
-) -> ReportWeek:
-    days = (last - first).days + 1
-    # /mood's maths for `days` days as seen on the block's last day: its counts, and the
-    # trend against the `days` days before (events are oldest first: bisect finds them).
-    seen_at = datetime.combine(last, time(12), tzinfo=tz)
-    previous_start, current_start, _ = mood.period_bounds(days, seen_at, tz)
-    stamps = [event.created_at for event in events]
-    cut = bisect_left(stamps, current_start)
-    previous = events[bisect_left(stamps, previous_start) : cut]
-    until = datetime.combine(last + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
-    block = mood.build_report(user, events[cut : bisect_left(stamps, until)], previous, days,
-                              seen_at, tz)  # fmt: skip
-    facts = week_facts(block, language)
-    corrected = sum(n for day, n in corrected_by_day.items() if first <= day <= last)
-    return ReportWeek(first, last, block, corrected, texts.report_week_sentence(facts, first, last))
+class _Blocks:
+    """/mood's maths for a block of days inside the events' span: its counts, and the trend
+    against as many days before it (the events are oldest first: bisect finds each block)."""
+
+    def __init__(self, user: UserKey, events: list[MoodEvent], tz: tzinfo) -> None:
+        self.user, self.events, self.tz = user, events, tz
+        self.stamps = [event.created_at for event in events]
+
+    def _at(self, moment: datetime) -> int:
+        return bisect_left(self.stamps, moment)
+
+    def report(self, first: date, last: date) -> MoodReport:
+        days = (last - first).days + 1
+        seen_at = datetime.combine(last, time(12), tzinfo=self.tz)  # any time of its last day
+        previous_start, current_start, _ = mood.period_bounds(days, seen_at, self.tz)
+        until = datetime.combine(last + timedelta(days=1), time.min, tzinfo=self.tz)
+        cut = self._at(current_start)
+        current = self.events[cut : self._at(until.astimezone(UTC))]
+        previous = self.events[self._at(previous_start) : cut]
+        return mood.build_report(self.user, current, previous, days, seen_at, self.tz)
 
 
 async def mood_report(service: ReportSource, user: UserKey, chat_id: str, days: int) -> PdfReport:
