@@ -122,14 +122,26 @@ class _Pages:
     def gap(self, lines: float = 0.6) -> None:
         self.y -= LINE_IN * lines
 
-    def chart(self, data: ReportData) -> None:
+    def chart(self, data: ReportData, words: dict[str, str]) -> None:
+        """/mood's chart, its words in the report's language: the heading above it names it
+        and the lines above that hold its counts, so its own title and summary go."""
         self.need(CHART_IN)
         self.y -= CHART_IN
         left, width = MARGIN_IN / PAGE_IN[0], 1 - 2 * MARGIN_IN / PAGE_IN[0]
-        # Room below the axes for the day labels, above them for the chart's title.
-        bottom, height = (self.y + 0.4) / PAGE_IN[1], (CHART_IN - 0.8) / PAGE_IN[1]
+        # Room below the axes for the day labels.
+        bottom, height = (self.y + 0.4) / PAGE_IN[1], (CHART_IN - 0.6) / PAGE_IN[1]
         ax = self.fig.add_axes((left, bottom, width, height))
         draw_mood_chart(ax, data.period)
+        ax.set_title("")
+        for text in list(ax.texts):
+            text.remove()
+        ax.set_ylabel(words["messages"], family=self.family)
+        bars = ax.containers  # negative, neutral when there is any, positive: as drawn
+        for container in bars:
+            container.set_label(words[str(container.get_label())])
+        # Reversed so the legend stacks like the bars: positive on top.
+        ax.legend(bars[::-1], [str(bar.get_label()) for bar in bars[::-1]], loc="upper right",
+                  prop={"family": self.family, "size": 9})  # fmt: skip
 
 
 def render_report_pdf(data: ReportData) -> bytes:
@@ -167,7 +179,7 @@ def _front(pages: _Pages, data: ReportData, words: dict[str, str]) -> None:
         pages.line(text)
     pages.gap()
     pages.line(words["chart"], size=12, bold=True)
-    pages.chart(data)
+    pages.chart(data, words)
 
 
 def _weeks(pages: _Pages, data: ReportData, words: dict[str, str]) -> None:
