@@ -32,10 +32,10 @@ CONFIRM_TIMEOUT_S = 120.0
 MAX_CHARS = 2000
 
 # The one Discord-only string (option descriptions are a slash-command concept).
-DAYS_DESCRIPTION = "天数 1–365，默认 7 (days to show, 1–365, default 7)"
-VIEWS = ("why", "week")
+DAYS_DESCRIPTION = "天数 1–365，默认 7，报告默认 30 (days, 1–365; default 7, report 30)"
+VIEWS = ("why", "week", "report")
 VIEW_DESCRIPTION = (
-    "why 为什么是这个判断，week 本周小结 (why: explain the latest label; week: summary)"
+    "why 为什么，week 本周小结，report PDF 报告 (why: the latest label; week: summary; report: PDF)"
 )
 DIGEST_DESCRIPTION = "on 每周收到小结，off 停止 (on: weekly summary by DM; off: stop)"
 TONE_DESCRIPTION = "正确的情感 (the right label)"
@@ -188,9 +188,12 @@ class CommandsCog(commands.Cog):
         days: app_commands.Range[int, 1, 365] | None = None,
         view: str | None = None,
     ) -> None:
-        # `/mood view:why` and `/mood view:week` are the shared `/mood why` and `/mood week`.
-        args = view if view is not None else "" if days is None else str(days)
-        await self._answer(interaction, "mood", args)
+        # `/mood view:why`, `view:week` and `view:report days:90` are the shared `/mood why`,
+        # `/mood week` and `/mood report 90` (the report's PDF comes as an ephemeral file).
+        words = [view] if view is not None else []
+        if days is not None and view in (None, "report"):  # why and week take no days
+            words.append(str(days))
+        await self._answer(interaction, "mood", " ".join(words))
 
     @app_commands.command(name="digest", description=texts.COMMANDS["digest"])
     @app_commands.describe(state=DIGEST_DESCRIPTION)

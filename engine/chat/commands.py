@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from engine.chat import digest, texts, week, why
+from engine.chat import digest, report, texts, week, why
 from engine.chat.journal import (
     ExportFile,
     Journal,
@@ -104,6 +104,8 @@ async def _mood(commands: Commands, caller: Caller, args: str, charts: bool) -> 
     if view == "week":
         summary = await week.week(commands.service, caller.user, caller.chat_id, charts=charts)
         return CommandResult(summary.text, summary.chart_png)
+    if view.partition(" ")[0] == "report":  # `/mood report [days]`: a PDF (engine/chat/report.py)
+        return await _report(commands, caller, view.partition(" ")[2])
     try:
         days = parse_days(args)
     except ValueError as error:
@@ -120,6 +122,15 @@ async def _mood(commands: Commands, caller: Caller, args: str, charts: bool) -> 
             # The summary still goes out; a missing picture is not worth failing the command.
             log.exception("the mood chart failed")
     return CommandResult(report.text, png)
+
+
+async def _report(commands: Commands, caller: Caller, raw_days: str) -> CommandResult:
+    try:
+        days = parse_days(raw_days, report.DEFAULT_DAYS)
+    except ValueError:
+        return CommandResult(texts.report_bad_days(raw_days))
+    pdf = await report.mood_report(commands.service, caller.user, caller.chat_id, days)
+    return CommandResult(pdf.caption, files=() if pdf.file is None else (pdf.file,))
 
 
 async def _reset(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:

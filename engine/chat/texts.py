@@ -82,7 +82,7 @@ def privacy_text(turns_kept: int) -> str:
 COMMANDS: dict[str, str] = {
     "start": "介绍与隐私说明 (intro and what is stored)",
     "help": "查看帮助 (show help)",
-    "mood": "心情记录：/mood 30、/mood why 为什么、/mood week 本周小结 (mood history, why, week)",
+    "mood": "心情：/mood 30、/mood why、/mood week、/mood report 90 报告 (history, why, week, PDF)",
     "reset": "清除对话记忆 (clear conversation memory)",
     "forget": "删除关于你的所有数据 (delete all your data)",
     "digest": "每周心情小结：/digest on 或 off (weekly summary on/off)",
@@ -458,6 +458,172 @@ def week_text(title: str, summary: str, report: MoodReport) -> str:
         f" · {LABEL_EMOJI['negative']} {report.negative}   {report.sparkline}"
     )
     return f"{title}\n\n{summary}\n\n{counts}"
+
+
+# --- /mood report: the PDF (engine/chat/report.py, report_pdf.py) -------------------------------
+
+REPORT_WORDS: dict[Language, dict[str, str]] = {
+    "zh": {
+        "title": "心情报告",
+        "chart": "每日心情",
+        "weeks": "每周统计",
+        "sentences": "每周小结",
+        "days": "每日统计",
+        "week": "周",
+        "day": "日期",
+        "messages": "消息",
+        "positive": "正面",
+        "neutral": "中性",
+        "negative": "负面",
+        "mood": "心情分",
+        "corrected": "更正",
+        "empty_days": "没有消息的日子不列出。",
+        "template": "每周小结由统计数字按模板写成（不经过模型）。",
+    },
+    "en": {
+        "title": "Mood report",
+        "chart": "Daily mood",
+        "weeks": "Weekly counts",
+        "sentences": "Weekly summaries",
+        "days": "Daily counts",
+        "week": "Week",
+        "day": "Day",
+        "messages": "Messages",
+        "positive": "Positive",
+        "neutral": "Neutral",
+        "negative": "Negative",
+        "mood": "Mood",
+        "corrected": "Corrected",
+        "empty_days": "Days without messages are not listed.",
+        "template": "Weekly summaries are templated from the counts, not written by the model.",
+    },
+}
+REPORT_FAILED = (
+    "抱歉，这次没能生成报告，请稍后再试。 (Sorry, the report could not be made — try again later.)"
+)
+REPORT_NO_CJK_FONT = (
+    "（这台服务器没有中文字体，报告用英文写成。）"
+    " (This server has no Chinese font, so the report is in English.)"
+)
+
+
+def report_bad_days(raw: str) -> str:
+    shown = raw if len(raw) <= 20 else raw[:20] + "…"
+    return (
+        "天数需要是 1 到 365 之间的整数，例如 /mood report 90。"
+        f" (Days must be 1–365, e.g. /mood report 90; got {shown!r}.)"
+    )
+
+
+def report_empty(days: int) -> str:
+    return (
+        f"最近 {days} 天还没有心情记录，没有可以生成的报告。和我聊聊吧。"
+        f" (No mood entries in the last {days} days, so there is no report yet.)"
+    )
+
+
+def report_caption(days: int, total: int) -> str:
+    return (
+        f"📄 你最近 {days} 天的心情报告（{total} 条消息）。"
+        f" (Your mood report for the last {days} days: {total} messages.)"
+    )
+
+
+def report_period(first: date, last: date, days: int, zone: str, language: Language) -> str:
+    if language == "zh":
+        return f"{first} 至 {last}（{days} 天，时区 {zone}）"
+    return f"{first} to {last} ({days} days, time zone {zone})"
+
+
+def report_totals(report: MoodReport, language: Language) -> str:
+    """The period's counts and shares (whole percentages adding up to 100), and its mood."""
+    zh = language == "zh"
+    counts: list[tuple[Tone, int]] = [("positive", report.positive),
+                                       ("neutral", report.neutral),
+                                       ("negative", report.negative)]  # fmt: skip
+    shares = _percentages([count for _, count in counts])
+    words = REPORT_WORDS[language]
+    parts = [f"{words[tone]} {count} ({share}%)"
+             for (tone, count), share in zip(counts, shares, strict=True)]  # fmt: skip
+    if zh:
+        return f"共 {report.total} 条消息：" + "，".join(parts) + f"；{_share_words(report, zh)}"
+    noun = "message" if report.total == 1 else "messages"
+    return f"{report.total} {noun}: " + ", ".join(parts) + f"; {_share_words(report, zh)}"
+
+
+def report_trend(report: MoodReport, language: Language) -> str:
+    zh, days = language == "zh", report.days
+    if report.trend is None:
+        return (
+            f"前 {days} 天没有记录，无法比较。" if zh else f"No entries in the {days} days before."
+        )
+    points = round(report.trend * 100)
+    if zh:
+        way = f"上升 {points}" if points > 0 else f"下降 {-points}" if points else "持平"
+        return f"和前 {days} 天相比：{way}" + (" 个百分点。" if points else "。")
+    way = (
+        f"up {_points(points)}" if points > 0 else f"down {_points(-points)}" if points else "level"
+    )
+    return f"Compared with the {days} days before: {way}."
+
+
+def _points(n: int) -> str:
+    return "1 point" if n == 1 else f"{n} points"
+
+
+def report_corrections(
+    corrected: int, total: int, changes: list[tuple[Tone, Tone, int]], language: Language
+) -> list[str]:
+    """The share of labels the user corrected, then each kind of correction made."""
+    share = f"{corrected * 100 / total:.1f}%" if total else "0.0%"
+    if language == "zh":
+        lines = [f"你更正了 {corrected} / {total} 条标签（{share}）。"]
+        lines += [
+            f"  {LABEL_WORD[shown]} → {LABEL_WORD[tone]}：{n} 条" for shown, tone, n in changes
+        ]
+        return lines
+    lines = [f"You corrected {corrected} / {total} labels ({share})."]
+    lines += [f"  {shown} → {tone}: {n}" for shown, tone, n in changes]
+    return lines
+
+
+def report_week_sentence(facts: WeekFacts, first: date, last: date) -> str:
+    """One week of the report in a sentence, from its counts (/mood week's opening, for a
+    week that is named by its dates rather than "the last 7 days")."""
+    report, zh = facts.report, facts.language == "zh"
+    days = report.days
+    span = f"{first:%m-%d} – {last:%m-%d}"
+    if report.total == 0:
+        return f"{span}：没有消息。" if zh else f"{span}: no messages."
+    counts = [(report.positive, "正面", "positive"), (report.negative, "负面", "negative"),
+              (report.neutral, "中性", "neutral")]  # fmt: skip
+    trend = None if report.trend is None else round(report.trend * 100)
+    if zh:
+        parts = "、".join(f"{n} 条{word}" for n, word, _ in counts if n)
+        text = f"{span}：{report.total} 条消息（{parts}），{_share_words(report, zh)}"
+        if trend is not None:
+            way = f"上升 {trend} 个百分点" if trend > 0 else f"下降 {-trend} 个百分点"
+            text += f"，比前 {days} 天{way}" if trend else f"，和前 {days} 天持平"
+        if facts.best is not None:
+            text += f"；最好的是{_day(facts.best.day, 'zh')}"
+            if facts.worst is not None:
+                text += f"，最难的是{_day(facts.worst.day, 'zh')}"
+        return text + "。"
+    parts = ", ".join(f"{n} {word}" for n, _, word in counts if n)
+    noun = "message" if report.total == 1 else "messages"
+    text = f"{span}: {report.total} {noun} ({parts}), {_share_words(report, zh)}"
+    if trend is not None:
+        way = f"up {trend} points" if trend > 0 else f"down {-trend} points"
+        text += (
+            f", {way} on the {days} days before"
+            if trend
+            else f", level with the {days} days before"
+        )
+    if facts.best is not None:
+        text += f"; best day {_day(facts.best.day, 'en')}"
+        if facts.worst is not None:
+            text += f", hardest {_day(facts.worst.day, 'en')}"
+    return text + "."
 
 
 # --- /digest ----------------------------------------------------------------------------------
