@@ -90,7 +90,8 @@ class MoodStore(JournalStore, Protocol):
 
     async def latest_messages(self, platform: str, since: datetime) -> list[MessageKey]:
         """Per chat of the platform with a message recorded since `since`, the latest one
-        recorded (where a catch-up after downtime starts)."""
+        recorded (where a catch-up after downtime starts). Deleting a user's data (/forget)
+        does not move it back: what was forgotten is not read, answered and stored again."""
 
     async def unfinished(self, platform: str) -> list[Unfinished]:
         """The platform's messages still 'received' whose process is gone, oldest first: the

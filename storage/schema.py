@@ -146,3 +146,14 @@ digests = Table(
     Column("created_at", UtcTime, nullable=False),
     Column("last_sent_at", UtcTime),
 )
+
+# Migration 9: per chat, the newest platform message recorded (where a catch-up starts). Kept
+# apart from the inbox, so that /forget, which deletes inbox rows, does not move it back.
+catch_up_marks = Table(
+    "catch_up_marks",
+    metadata,
+    Column("platform", Text, primary_key=True),
+    Column("chat_id", Text, primary_key=True),
+    Column("message_id", Text, nullable=False),
+    Column("seen_at", UtcTime, nullable=False),
+)

@@ -49,6 +49,7 @@ from storage.postgres import PostgresDatabase
 from storage.presence import new_owner
 from storage.schema import (
     aware,
+    catch_up_marks,
     digests,
     inbox,
     link_attempts,
@@ -147,7 +148,33 @@ class SqlMoodStore:
                     "owner": self.owner,
                 },
             )
-            return result.rowcount == 1
+            if result.rowcount != 1:
+                return False
+            await self._advance_mark(conn, key, at)
+            return True
+
+    async def _advance_mark(self, conn: AsyncConnection, key: MessageKey, at: datetime) -> None:
+        """Move the chat's catch-up mark to `key` when it is newer than the mark. A message id
+        of one chat grows with time (Discord's snowflakes, Telegram's counters): the longer
+        id, or of two as long the larger, is newer; a message claimed late (a catch-up
+        running beside live messages) does not move the mark back."""
+        m = catch_up_marks.c
+        new = {"platform": key.platform, "chat_id": key.chat_id, "message_id": key.message_id,
+               "seen_at": aware(at)}  # fmt: skip
+        insert = self._db.insert(catch_up_marks)
+        newer, length = insert.excluded.message_id, func.length(insert.excluded.message_id)
+        is_newer = or_(
+            length > func.length(m.message_id),
+            and_(length == func.length(m.message_id), newer > m.message_id),
+        )
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[m.platform, m.chat_id],
+                set_={"message_id": newer, "seen_at": insert.excluded.seen_at},
+                where=is_newer,
+            ),
+            new,
+        )
 
     async def take_message(self, key: MessageKey) -> int | None:
         async with self._transaction() as conn:
@@ -183,18 +210,13 @@ class SqlMoodStore:
         return int(count)
 
     async def latest_messages(self, platform: str, since: datetime) -> list[MessageKey]:
-        earlier = inbox.alias("earlier")
-        newest = (
-            select(func.max(earlier.c.received_at))
-            .where(earlier.c.platform == inbox.c.platform, earlier.c.chat_id == inbox.c.chat_id)
-            .scalar_subquery()
-        )
+        # The marks, not the inbox: /forget deletes inbox rows but leaves the marks.
+        m = catch_up_marks.c
         query = (
-            select(inbox.c.chat_id, inbox.c.message_id)
-            .where(inbox.c.platform == platform, inbox.c.received_at >= aware(since),
-                   inbox.c.received_at == newest)
-            .order_by(inbox.c.chat_id)
-        )  # fmt: skip
+            select(m.chat_id, m.message_id)
+            .where(m.platform == platform, m.seen_at >= aware(since))
+            .order_by(m.chat_id)
+        )
         return [
             MessageKey(platform, chat, message) for chat, message in await self._fetchall(query)
         ]

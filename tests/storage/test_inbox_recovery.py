@@ -9,9 +9,11 @@ PostgreSQL connection holding the owner lock), which the end-to-end tests do wit
 from __future__ import annotations
 
 import os
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from engine.types import IncomingMessage, MessageKey, Unfinished, UserKey
@@ -86,6 +88,54 @@ async def test_latest_messages_gives_each_recent_chats_newest_recorded_message(
         MessageKey("discord", "c2", "21"),
     ]
     assert await store.latest_messages("telegram", T0 + timedelta(minutes=5)) == []
+
+
+async def test_forget_does_not_move_a_chats_catch_up_mark_back(
+    store: SqlMoodStore,  # noqa: F811
+    db: Db,  # noqa: F811
+) -> None:
+    bob = UserKey("discord", "7")
+    alice = UserKey("discord", "42")
+    assert await store.claim_message(MessageKey("discord", "c1", "98"), bob, T0)
+    assert await store.claim_message(MessageKey("discord", "c1", "99"), alice, T0)
+    assert await store.forget_user(alice) > 0
+    # Still Alice's message: a catch-up from Bob's would answer and store hers again.
+    assert await store.latest_messages("discord", T0) == [MessageKey("discord", "c1", "99")]
+    # The mark is a key and a time: no text, no user.
+    assert await db.value("SELECT count(*) FROM catch_up_marks") == 1
+    # A message claimed late (a catch-up beside live messages) does not move it back; a
+    # newer one (a longer id is a later one) moves it on.
+    assert await store.claim_message(MessageKey("discord", "c1", "97"), bob, T0)
+    assert await store.latest_messages("discord", T0) == [MessageKey("discord", "c1", "99")]
+    assert await store.claim_message(MessageKey("discord", "c1", "100"), bob, T0)
+    assert await store.latest_messages("discord", T0) == [MessageKey("discord", "c1", "100")]
+
+
+async def test_the_marks_start_from_the_inbox_on_upgrade(db: Db) -> None:  # noqa: F811
+    store = await SqlMoodStore.open(db.target)  # noqa: F811
+    try:
+        for chat, message in [("c1", "98"), ("c1", "100"), ("c1", "99"), ("c2", "5")]:
+            assert await store.claim_message(MessageKey("discord", chat, message), ALICE, T0)
+    finally:
+        await store.close()
+    # As a database the bot made before the marks existed: the inbox rows, no marks.
+    version = await db.version()
+    if db.kind == "sqlite":
+        with sqlite3.connect(db.target) as conn:
+            conn.execute("DROP TABLE catch_up_marks")
+            conn.execute(f"PRAGMA user_version = {version - 1}")
+    else:
+        conn = await asyncpg.connect(db.target)
+        await conn.execute("DROP TABLE catch_up_marks")
+        await conn.execute("UPDATE schema_version SET version = $1", version - 1)
+        await conn.close()
+    store = await SqlMoodStore.open(db.target)
+    try:
+        assert await store.latest_messages("discord", T0) == [
+            MessageKey("discord", "c1", "100"), MessageKey("discord", "c2", "5")
+        ]  # fmt: skip
+    finally:
+        await store.close()
 
 
 async def test_unfinished_lists_oldest_first_and_skips_rows_without_text(db: Db) -> None:  # noqa: F811
