@@ -297,6 +297,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     # user). It is not the inbox: /forget deletes a user's inbox rows, and a catch-up reading
     # from the inbox would then start before the forgotten messages and answer (and store)
     # them again. Filled from the inbox as it stands.
+    # Also: a link code entered on the other platform waits for that account's confirmation
+    # (link_codes.offered_to) before the two are linked.
     Migration(
         sqlite=f"""
     CREATE TABLE catch_up_marks (
@@ -307,6 +309,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (platform, chat_id)
     );
     {_MARKS_FROM_INBOX}
+    ALTER TABLE link_codes ADD COLUMN offered_to INTEGER NULL
+        REFERENCES users (id) ON DELETE SET NULL;
     """,
         postgresql=f"""
     CREATE TABLE catch_up_marks (
@@ -317,6 +321,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (platform, chat_id)
     );
     {_MARKS_FROM_INBOX}
+    ALTER TABLE link_codes ADD COLUMN offered_to BIGINT NULL
+        REFERENCES users (id) ON DELETE SET NULL;
     """,
     ),
 )

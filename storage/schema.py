@@ -117,6 +117,8 @@ link_codes = Table(
     Column("created_at", UtcTime, nullable=False),
     Column("expires_at", UtcTime, nullable=False),
     Column("used_at", UtcTime),
+    # Migration 9: the account that entered it and was asked to confirm (the last to enter it).
+    Column("offered_to", Integer),
 )
 
 link_attempts = Table(

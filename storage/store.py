@@ -32,6 +32,7 @@ from engine.types import (
     Correction,
     DigestSubscription,
     IncomingMessage,
+    LinkOffer,
     LinkOutcome,
     MessageKey,
     MoodEvent,
@@ -480,10 +481,10 @@ class SqlMoodStore:
                 },
             )
 
-    async def redeem_link_code(
+    async def offer_link_code(
         self, user: UserKey, code_hash: str, at: datetime, since: datetime, max_failures: int
-    ) -> LinkOutcome:
-        c, a = link_codes.c, link_attempts.c
+    ) -> LinkOffer:
+        c, a, u = link_codes.c, link_attempts.c, users.c
         async with self._transaction() as conn:
             user_id = await self._user_id(conn, user, aware(at))
             failures = (
@@ -492,23 +493,84 @@ class SqlMoodStore:
                 )
             ).scalar_one()
             if failures >= max_failures:
-                return "too_many"
-            issuer = (
-                await conn.execute(select(c.user_id).where(c.code_hash == code_hash))
-            ).scalar_one_or_none()
-            if issuer == user_id:
-                return "own_code"  # not a failure: the code stays good for the other account
-            # Taken in one statement, so two accounts entering one code cannot both win.
-            taken = await conn.execute(
-                update(link_codes)
-                .where(c.code_hash == code_hash, c.used_at.is_(None), c.expires_at > aware(at))
-                .values(used_at=aware(at))
-            )
-            if taken.rowcount != 1:
+                return LinkOffer("too_many")
+            code = (
+                await conn.execute(
+                    select(c.user_id, c.used_at, c.expires_at, u.platform, u.platform_user_id)
+                    .join_from(link_codes, users, u.id == c.user_id)
+                    .where(c.code_hash == code_hash)
+                )
+            ).first()
+            if code is not None and code.user_id == user_id:
+                return LinkOffer("own_code")  # not a failure: the code stays good for the other
+            if code is None or code.used_at is not None or code.expires_at <= aware(at):
                 await conn.execute(link_attempts.insert(), {"user_id": user_id, "at": aware(at)})
-                return "invalid" if issuer is None else "expired"
-            assert issuer is not None
-            return await self._link(conn, int(issuer), user_id, aware(at))
+                return LinkOffer("invalid" if code is None else "expired")
+            problem = await self._link_problem(conn, int(code.user_id), user_id)
+            if problem is not None:
+                return LinkOffer(problem)
+            # Waits for this account's confirmation: of the codes it entered, the last one;
+            # of the accounts that entered this code, the last one.
+            await conn.execute(
+                update(link_codes).where(c.offered_to == user_id).values(offered_to=None)
+            )
+            await conn.execute(
+                update(link_codes).where(c.code_hash == code_hash).values(offered_to=user_id)
+            )
+            return LinkOffer("offered", UserKey(code.platform, code.platform_user_id))
+
+    async def redeem_link_code(
+        self, user: UserKey, at: datetime, code_hash: str | None = None
+    ) -> LinkOutcome:
+        c = link_codes.c
+        waiting: list[ColumnElement[bool]] = [
+            c.offered_to == _user_id_of(user), c.used_at.is_(None), c.expires_at > aware(at)
+        ]  # fmt: skip
+        if code_hash is not None:
+            waiting.append(c.code_hash == code_hash)
+        async with self._transaction() as conn:
+            code = (
+                await conn.execute(
+                    select(c.code_hash, c.user_id, c.offered_to)
+                    .where(*waiting)
+                    .order_by(c.created_at.desc())
+                    .limit(1)
+                )
+            ).first()
+            if code is None:
+                return "not_offered"
+            # Checked again: either account may have been linked meanwhile.
+            problem = await self._link_problem(conn, int(code.user_id), int(code.offered_to))
+            if problem is not None:
+                return problem
+            # Taken in one statement, so that a code is used once.
+            taken = await conn.execute(
+                update(link_codes).where(c.code_hash == code.code_hash, *waiting)
+                .values(used_at=aware(at))
+            )  # fmt: skip
+            if taken.rowcount != 1:
+                return "not_offered"
+            return await self._link(conn, int(code.user_id), int(code.offered_to), aware(at))
+
+    async def _link_problem(
+        self, conn: AsyncConnection, first: int, second: int
+    ) -> LinkOutcome | None:
+        """Why the two accounts cannot be linked, or None: already one person, or the two
+        (with the accounts each is linked to) would hold two accounts of one platform."""
+        u = users.c
+        persons = select(u.person_id).where(u.id.in_([first, second]), u.person_id.is_not(None))
+        rows = (
+            await conn.execute(
+                select(u.id, u.platform, u.person_id).where(
+                    or_(u.id.in_([first, second]), u.person_id.in_(persons))
+                )
+            )
+        ).all()
+        person = {row.id: row.person_id for row in rows}
+        if person.get(first) is not None and person.get(first) == person.get(second):
+            return "already_linked"
+        platforms = [row.platform for row in rows]
+        return "same_platform" if len(set(platforms)) < len(platforms) else None
 
     async def _link(
         self, conn: AsyncConnection, first: int, second: int, at: datetime

@@ -16,7 +16,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+import storage.store as store_module
 from engine.types import IncomingMessage, MessageKey, Unfinished, UserKey
+from storage.migrations import MIGRATIONS
 from storage.presence import OwnerFiles, new_owner
 from storage.store import SqlMoodStore
 from tests.storage.test_storage import ALICE, T0, Db, db, event, exchange, store  # noqa: F401
@@ -111,25 +113,34 @@ async def test_forget_does_not_move_a_chats_catch_up_mark_back(
     assert await store.latest_messages("discord", T0) == [MessageKey("discord", "c1", "100")]
 
 
-async def test_the_marks_start_from_the_inbox_on_upgrade(db: Db) -> None:  # noqa: F811
-    store = await SqlMoodStore.open(db.target)  # noqa: F811
-    try:
-        for chat, message in [("c1", "98"), ("c1", "100"), ("c1", "99"), ("c2", "5")]:
-            assert await store.claim_message(MessageKey("discord", chat, message), ALICE, T0)
-    finally:
-        await store.close()
-    # As a database the bot made before the marks existed: the inbox rows, no marks.
-    version = await db.version()
+async def test_the_marks_start_from_the_inbox_on_upgrade(
+    db: Db,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A database the bot made before the marks existed, with messages in its inbox.
+    with monkeypatch.context() as older:
+        older.setattr(store_module, "MIGRATIONS", MIGRATIONS[:-1])
+        older.setattr(store_module, "SCHEMA_VERSION", len(MIGRATIONS) - 1)
+        await (await SqlMoodStore.open(db.target)).close()
+    at = "'2026-11-20T12:00:00.000000+00:00'"
+    rows = [("c1", "98"), ("c1", "100"), ("c1", "99"), ("c2", "5")]
+    statements = [
+        f"INSERT INTO users (platform, platform_user_id, created_at) VALUES ('discord', '1', {at})"
+    ] + [
+        "INSERT INTO inbox (platform, chat_id, message_id, user_id, state, received_at) "
+        f"VALUES ('discord', '{chat}', '{message}', 1, 'done', {at})"
+        for chat, message in rows
+    ]
     if db.kind == "sqlite":
         with sqlite3.connect(db.target) as conn:
-            conn.execute("DROP TABLE catch_up_marks")
-            conn.execute(f"PRAGMA user_version = {version - 1}")
+            for statement in statements:
+                conn.execute(statement)
     else:
         conn = await asyncpg.connect(db.target)
-        await conn.execute("DROP TABLE catch_up_marks")
-        await conn.execute("UPDATE schema_version SET version = $1", version - 1)
+        for statement in statements:
+            await conn.execute(statement)
         await conn.close()
-    store = await SqlMoodStore.open(db.target)
+    store = await SqlMoodStore.open(db.target)  # noqa: F811
     try:
         assert await store.latest_messages("discord", T0) == [
             MessageKey("discord", "c1", "100"), MessageKey("discord", "c2", "5")
