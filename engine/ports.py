@@ -15,6 +15,7 @@ from engine.types import (
     Correction,
     DigestSubscription,
     IncomingMessage,
+    LinkOffer,
     LinkOutcome,
     MessageKey,
     MoodEvent,
@@ -49,11 +50,21 @@ class JournalStore(Protocol):
     ) -> None:
         """Keep the hash of a new link code for the user (their older unused ones are voided)."""
 
-    async def redeem_link_code(
+    async def offer_link_code(
         self, user: UserKey, code_hash: str, at: datetime, since: datetime, max_failures: int
+    ) -> LinkOffer:
+        """Check a code the user entered, without using it: good ("offered", with its issuer),
+        or why not. A good code is kept waiting for the user's confirmation (redeem_link_code)
+        until it expires; linking never joins two accounts of one platform. More than
+        `max_failures` failed attempts by the user since `since` refuse further attempts
+        ("too_many")."""
+
+    async def redeem_link_code(
+        self, user: UserKey, at: datetime, code_hash: str | None = None
     ) -> LinkOutcome:
-        """Link the user with the code's issuer, once. More than `max_failures` failed
-        attempts by the user since `since` refuse further attempts ("too_many")."""
+        """Link the user with the issuer of the code offered to them (offer_link_code; that
+        code when `code_hash` is given), once. Each account keeps its own rows: the link only
+        groups the accounts, so unlink separates them as they were."""
 
     async def unlink(self, user: UserKey) -> bool:
         """Take the user's account out of its person; False when it was not linked."""
@@ -90,7 +101,8 @@ class MoodStore(JournalStore, Protocol):
 
     async def latest_messages(self, platform: str, since: datetime) -> list[MessageKey]:
         """Per chat of the platform with a message recorded since `since`, the latest one
-        recorded (where a catch-up after downtime starts)."""
+        recorded (where a catch-up after downtime starts). Deleting a user's data (/forget)
+        does not move it back: what was forgotten is not read, answered and stored again."""
 
     async def unfinished(self, platform: str) -> list[Unfinished]:
         """The platform's messages still 'received' whose process is gone, oldest first: the

@@ -302,7 +302,21 @@ class Correction:
     event: MoodEvent | None = None  # the event as it is now (None when not found)
 
 
-LinkOutcome = Literal["linked", "already_linked", "own_code", "invalid", "expired", "too_many"]
+# "offered": the code is good and its issuer named, waiting for the enterer's confirmation;
+# "same_platform": linking would join two accounts of one platform; "not_offered": nothing
+# waiting for this account's confirmation (no code entered, or it expired or was taken).
+LinkOutcome = Literal[
+    "linked", "offered", "already_linked", "same_platform", "own_code", "invalid", "expired",
+    "too_many", "not_offered",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LinkOffer:
+    """A link code entered: what it would do, and whose it is when it is good."""
+
+    outcome: LinkOutcome
+    issuer: UserKey | None = None  # the account that asked for the code ("offered" only)
 
 
 @dataclass(frozen=True)

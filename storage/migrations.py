@@ -26,6 +26,19 @@ class Migration:
         return self.sqlite if dialect == "sqlite" else self.postgresql
 
 
+# Per chat, its newest inbox message: a message id of one chat grows with time (Discord's
+# snowflakes, Telegram's counters), so the longer id, or of two as long the larger, is newer.
+_MARKS_FROM_INBOX = """
+    INSERT INTO catch_up_marks (platform, chat_id, message_id, seen_at)
+    SELECT i.platform, i.chat_id, i.message_id, i.received_at FROM inbox i
+    WHERE NOT EXISTS (
+        SELECT 1 FROM inbox n
+        WHERE n.platform = i.platform AND n.chat_id = i.chat_id
+          AND (length(n.message_id) > length(i.message_id)
+               OR (length(n.message_id) = length(i.message_id) AND n.message_id > i.message_id))
+    );"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     # 1: users, mood events and conversation turns.
     Migration(
@@ -277,6 +290,39 @@ MIGRATIONS: tuple[Migration, ...] = (
         created_at TIMESTAMPTZ NOT NULL
     );
     CREATE INDEX support_notes_user_time ON support_notes (user_id, created_at);
+    """,
+    ),
+    # migration 9 (discord): where a chat's catch-up after downtime starts. Per chat, the
+    # newest platform message ever recorded there: its key and when, nothing else (no text, no
+    # user). It is not the inbox: /forget deletes a user's inbox rows, and a catch-up reading
+    # from the inbox would then start before the forgotten messages and answer (and store)
+    # them again. Filled from the inbox as it stands.
+    # Also: a link code entered on the other platform waits for that account's confirmation
+    # (link_codes.offered_to) before the two are linked.
+    Migration(
+        sqlite=f"""
+    CREATE TABLE catch_up_marks (
+        platform   TEXT NOT NULL,
+        chat_id    TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        seen_at    TEXT NOT NULL,
+        PRIMARY KEY (platform, chat_id)
+    );
+    {_MARKS_FROM_INBOX}
+    ALTER TABLE link_codes ADD COLUMN offered_to INTEGER NULL
+        REFERENCES users (id) ON DELETE SET NULL;
+    """,
+        postgresql=f"""
+    CREATE TABLE catch_up_marks (
+        platform   TEXT NOT NULL,
+        chat_id    TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        seen_at    TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (platform, chat_id)
+    );
+    {_MARKS_FROM_INBOX}
+    ALTER TABLE link_codes ADD COLUMN offered_to BIGINT NULL
+        REFERENCES users (id) ON DELETE SET NULL;
     """,
     ),
 )

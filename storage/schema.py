@@ -117,6 +117,8 @@ link_codes = Table(
     Column("created_at", UtcTime, nullable=False),
     Column("expires_at", UtcTime, nullable=False),
     Column("used_at", UtcTime),
+    # Migration 9: the account that entered it and was asked to confirm (the last to enter it).
+    Column("offered_to", Integer),
 )
 
 link_attempts = Table(
@@ -145,4 +147,15 @@ digests = Table(
     Column("chat_id", Text, nullable=False),
     Column("created_at", UtcTime, nullable=False),
     Column("last_sent_at", UtcTime),
+)
+
+# Migration 9: per chat, the newest platform message recorded (where a catch-up starts). Kept
+# apart from the inbox, so that /forget, which deletes inbox rows, does not move it back.
+catch_up_marks = Table(
+    "catch_up_marks",
+    metadata,
+    Column("platform", Text, primary_key=True),
+    Column("chat_id", Text, primary_key=True),
+    Column("message_id", Text, nullable=False),
+    Column("seen_at", UtcTime, nullable=False),
 )

@@ -32,6 +32,7 @@ from engine.types import (
     Correction,
     DigestSubscription,
     IncomingMessage,
+    LinkOffer,
     LinkOutcome,
     MessageKey,
     MoodEvent,
@@ -49,6 +50,7 @@ from storage.postgres import PostgresDatabase
 from storage.presence import new_owner
 from storage.schema import (
     aware,
+    catch_up_marks,
     digests,
     inbox,
     link_attempts,
@@ -147,7 +149,33 @@ class SqlMoodStore:
                     "owner": self.owner,
                 },
             )
-            return result.rowcount == 1
+            if result.rowcount != 1:
+                return False
+            await self._advance_mark(conn, key, at)
+            return True
+
+    async def _advance_mark(self, conn: AsyncConnection, key: MessageKey, at: datetime) -> None:
+        """Move the chat's catch-up mark to `key` when it is newer than the mark. A message id
+        of one chat grows with time (Discord's snowflakes, Telegram's counters): the longer
+        id, or of two as long the larger, is newer; a message claimed late (a catch-up
+        running beside live messages) does not move the mark back."""
+        m = catch_up_marks.c
+        new = {"platform": key.platform, "chat_id": key.chat_id, "message_id": key.message_id,
+               "seen_at": aware(at)}  # fmt: skip
+        insert = self._db.insert(catch_up_marks)
+        newer, length = insert.excluded.message_id, func.length(insert.excluded.message_id)
+        is_newer = or_(
+            length > func.length(m.message_id),
+            and_(length == func.length(m.message_id), newer > m.message_id),
+        )
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[m.platform, m.chat_id],
+                set_={"message_id": newer, "seen_at": insert.excluded.seen_at},
+                where=is_newer,
+            ),
+            new,
+        )
 
     async def take_message(self, key: MessageKey) -> int | None:
         async with self._transaction() as conn:
@@ -183,18 +211,13 @@ class SqlMoodStore:
         return int(count)
 
     async def latest_messages(self, platform: str, since: datetime) -> list[MessageKey]:
-        earlier = inbox.alias("earlier")
-        newest = (
-            select(func.max(earlier.c.received_at))
-            .where(earlier.c.platform == inbox.c.platform, earlier.c.chat_id == inbox.c.chat_id)
-            .scalar_subquery()
-        )
+        # The marks, not the inbox: /forget deletes inbox rows but leaves the marks.
+        m = catch_up_marks.c
         query = (
-            select(inbox.c.chat_id, inbox.c.message_id)
-            .where(inbox.c.platform == platform, inbox.c.received_at >= aware(since),
-                   inbox.c.received_at == newest)
-            .order_by(inbox.c.chat_id)
-        )  # fmt: skip
+            select(m.chat_id, m.message_id)
+            .where(m.platform == platform, m.seen_at >= aware(since))
+            .order_by(m.chat_id)
+        )
         return [
             MessageKey(platform, chat, message) for chat, message in await self._fetchall(query)
         ]
@@ -458,10 +481,10 @@ class SqlMoodStore:
                 },
             )
 
-    async def redeem_link_code(
+    async def offer_link_code(
         self, user: UserKey, code_hash: str, at: datetime, since: datetime, max_failures: int
-    ) -> LinkOutcome:
-        c, a = link_codes.c, link_attempts.c
+    ) -> LinkOffer:
+        c, a, u = link_codes.c, link_attempts.c, users.c
         async with self._transaction() as conn:
             user_id = await self._user_id(conn, user, aware(at))
             failures = (
@@ -470,23 +493,84 @@ class SqlMoodStore:
                 )
             ).scalar_one()
             if failures >= max_failures:
-                return "too_many"
-            issuer = (
-                await conn.execute(select(c.user_id).where(c.code_hash == code_hash))
-            ).scalar_one_or_none()
-            if issuer == user_id:
-                return "own_code"  # not a failure: the code stays good for the other account
-            # Taken in one statement, so two accounts entering one code cannot both win.
-            taken = await conn.execute(
-                update(link_codes)
-                .where(c.code_hash == code_hash, c.used_at.is_(None), c.expires_at > aware(at))
-                .values(used_at=aware(at))
-            )
-            if taken.rowcount != 1:
+                return LinkOffer("too_many")
+            code = (
+                await conn.execute(
+                    select(c.user_id, c.used_at, c.expires_at, u.platform, u.platform_user_id)
+                    .join_from(link_codes, users, u.id == c.user_id)
+                    .where(c.code_hash == code_hash)
+                )
+            ).first()
+            if code is not None and code.user_id == user_id:
+                return LinkOffer("own_code")  # not a failure: the code stays good for the other
+            if code is None or code.used_at is not None or code.expires_at <= aware(at):
                 await conn.execute(link_attempts.insert(), {"user_id": user_id, "at": aware(at)})
-                return "invalid" if issuer is None else "expired"
-            assert issuer is not None
-            return await self._link(conn, int(issuer), user_id, aware(at))
+                return LinkOffer("invalid" if code is None else "expired")
+            problem = await self._link_problem(conn, int(code.user_id), user_id)
+            if problem is not None:
+                return LinkOffer(problem)
+            # Waits for this account's confirmation: of the codes it entered, the last one;
+            # of the accounts that entered this code, the last one.
+            await conn.execute(
+                update(link_codes).where(c.offered_to == user_id).values(offered_to=None)
+            )
+            await conn.execute(
+                update(link_codes).where(c.code_hash == code_hash).values(offered_to=user_id)
+            )
+            return LinkOffer("offered", UserKey(code.platform, code.platform_user_id))
+
+    async def redeem_link_code(
+        self, user: UserKey, at: datetime, code_hash: str | None = None
+    ) -> LinkOutcome:
+        c = link_codes.c
+        waiting: list[ColumnElement[bool]] = [
+            c.offered_to == _user_id_of(user), c.used_at.is_(None), c.expires_at > aware(at)
+        ]  # fmt: skip
+        if code_hash is not None:
+            waiting.append(c.code_hash == code_hash)
+        async with self._transaction() as conn:
+            code = (
+                await conn.execute(
+                    select(c.code_hash, c.user_id, c.offered_to)
+                    .where(*waiting)
+                    .order_by(c.created_at.desc())
+                    .limit(1)
+                )
+            ).first()
+            if code is None:
+                return "not_offered"
+            # Checked again: either account may have been linked meanwhile.
+            problem = await self._link_problem(conn, int(code.user_id), int(code.offered_to))
+            if problem is not None:
+                return problem
+            # Taken in one statement, so that a code is used once.
+            taken = await conn.execute(
+                update(link_codes).where(c.code_hash == code.code_hash, *waiting)
+                .values(used_at=aware(at))
+            )  # fmt: skip
+            if taken.rowcount != 1:
+                return "not_offered"
+            return await self._link(conn, int(code.user_id), int(code.offered_to), aware(at))
+
+    async def _link_problem(
+        self, conn: AsyncConnection, first: int, second: int
+    ) -> LinkOutcome | None:
+        """Why the two accounts cannot be linked, or None: already one person, or the two
+        (with the accounts each is linked to) would hold two accounts of one platform."""
+        u = users.c
+        persons = select(u.person_id).where(u.id.in_([first, second]), u.person_id.is_not(None))
+        rows = (
+            await conn.execute(
+                select(u.id, u.platform, u.person_id).where(
+                    or_(u.id.in_([first, second]), u.person_id.in_(persons))
+                )
+            )
+        ).all()
+        person = {row.id: row.person_id for row in rows}
+        if person.get(first) is not None and person.get(first) == person.get(second):
+            return "already_linked"
+        platforms = [row.platform for row in rows]
+        return "same_platform" if len(set(platforms)) < len(platforms) else None
 
     async def _link(
         self, conn: AsyncConnection, first: int, second: int, at: datetime

@@ -42,6 +42,10 @@ TONE_DESCRIPTION = "正确的情感 (the right label)"
 CODE_DESCRIPTION = (
     "另一个平台给你的关联码；留空则生成一个 (a code from your other platform; empty: get one)"
 )
+LINK_CONFIRM_DESCRIPTION = (
+    "输入关联码并看过说明后，选 True 确认关联 (True: link, after entering the code and reading "
+    "what it means)"
+)
 TONES = [
     app_commands.Choice(name=f"{texts.LABEL_WORD[tone]} ({tone})", value=tone)
     for tone in ("positive", "negative", "neutral")
@@ -229,9 +233,12 @@ class CommandsCog(commands.Cog):
         await self._answer(interaction, "wrong", label)
 
     @app_commands.command(name="link", description=texts.COMMANDS["link"])
-    @app_commands.describe(code=CODE_DESCRIPTION)
-    async def link(self, interaction: discord.Interaction, code: str | None = None) -> None:
-        await self._answer(interaction, "link", code or "")
+    @app_commands.describe(code=CODE_DESCRIPTION, confirm=LINK_CONFIRM_DESCRIPTION)
+    async def link(
+        self, interaction: discord.Interaction, code: str | None = None, confirm: bool = False
+    ) -> None:
+        # `/link confirm`, as typed on the other platforms; the code may come with it.
+        await self._answer(interaction, "link", f"{code or ''} confirm" if confirm else code or "")
 
     @app_commands.command(name="unlink", description=texts.COMMANDS["unlink"])
     async def unlink(self, interaction: discord.Interaction) -> None:

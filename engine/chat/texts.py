@@ -710,17 +710,34 @@ def wrong_usage(latest: Tone | None) -> str:
 def link_code_text(code: str, minutes: int) -> str:
     return (
         f"你的关联码: {code}\n在另一个平台上对我发送 /link {code}"
-        f"（{minutes} 分钟内有效，只能用一次），两个账号就会共享同一份心情记录。\n"
+        f"（{minutes} 分钟内有效，只能用一次），确认后两个账号就会共享同一份心情记录。\n"
         f"Your link code: {code}. Send /link {code} to me on your other platform within "
-        f"{minutes} minutes (single use); the two accounts then share one mood history."
+        f"{minutes} minutes (single use); once confirmed there, the two accounts share one "
+        "mood history."
+    )
+
+
+def link_confirm_ask(account: str, minutes: int) -> str:
+    """The answer to a good code: what linking means, before anything is linked."""
+    return (
+        f"这个关联码属于 {account}。关联后：两个账号共用一份心情记录；在任一账号上 /export "
+        "都会导出两个账号的记录和对话；在任一账号上 /forget 会删除两个账号的全部数据；"
+        f"/unlink 可以再把它们分开。只有两个账号都是你自己的，才在 {minutes} 分钟内发送 "
+        "/link confirm 确认（Discord 上：/link 并选 confirm: True）；不确认就什么都不会改变。\n"
+        f"This code belongs to {account}. Linking means: both accounts share one mood "
+        "history; /export on either shows both accounts' entries and conversations; /forget "
+        "on either deletes both accounts' data; /unlink separates them again. Only if both "
+        f"accounts are yours, send /link confirm within {minutes} minutes to link them (on "
+        "Discord: /link with confirm: True); otherwise nothing changes."
     )
 
 
 def linked_text(others: list[str]) -> str:
     names = ", ".join(others)
     return (
-        f"已关联：{names}。/mood 和 /export 现在包含这些账号的记录，/unlink 可取消。"
-        f" (Linked with {names}: /mood and /export now cover them; /unlink separates.)"
+        f"已关联：{names}。/mood 和 /export 现在包含这些账号的记录，任一账号上的 /forget "
+        f"会删除全部，/unlink 可取消。 (Linked with {names}: /mood and /export now cover "
+        "them, /forget on any of them deletes all; /unlink separates.)"
     )
 
 
@@ -738,6 +755,18 @@ LINK_OWN_CODE = (
     "(That code is this account's own; enter it on the other platform.)"
 )
 LINK_ALREADY = "这两个账号已经关联了。 (These accounts are already linked.)"
+LINK_SAME_PLATFORM = (
+    "关联只能连接不同平台上的账号（每个平台一个）：这个关联码来自同一平台的账号，"
+    "或关联后会有两个同一平台的账号。什么都没有改变。 "
+    "(Linking joins accounts on different platforms only, one per platform: this code comes "
+    "from an account on the same platform, or linking would join two accounts of one "
+    "platform. Nothing changed.)"
+)
+LINK_NOTHING_TO_CONFIRM = (
+    "没有待确认的关联：请先发送另一个平台给你的关联码 (/link 关联码)，看完说明再确认。 "
+    "(Nothing to confirm: first send the code from your other platform (/link CODE), read "
+    "what linking means, then confirm.)"
+)
 LINK_TOO_MANY = "尝试次数太多，请 10 分钟后再试。 (Too many attempts; try again in 10 minutes.)"
 UNLINK_DONE = (
     "已取消关联：这个账号的心情记录与其他账号分开了。 "

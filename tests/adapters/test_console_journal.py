@@ -1,5 +1,6 @@
 """The journal in the console: /wrong corrects the latest label (there are no buttons),
-/export writes the CSV and JSON to files and names them, /link gives a code."""
+/export writes the CSV and JSON to files and names them, /link gives a code, and a code from
+another platform links only after `/link confirm`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 from pathlib import Path
 
 from engine.chat import texts
+from engine.chat.commands import Caller, Commands
+from engine.types import IncomingMessage, UserKey
 from tests.adapters.test_console import ME, run_console
 from tests.conftest import ScriptedEngine
 
@@ -55,3 +58,24 @@ async def test_interactive_export_prints_where_the_files_are(
     paths = saved[0].split(": ", 1)[1].split(", ")
     assert [Path(p).suffix for p in paths] == [".csv", ".json"]
     assert all(Path(p).exists() for p in paths)
+
+
+async def test_a_telegram_code_asks_first_and_links_on_link_confirm(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    telegram = UserKey("telegram", "42")
+    async for _ in scripted_engine.service.handle(
+        IncomingMessage("telegram", "42", "42", "I am so happy today", "1")
+    ):
+        pass
+    issued = await Commands(scripted_engine.service).run("link", Caller(telegram, "42"))
+    code = issued.text.split("/link ", 1)[1].split()[0][:8]
+    lines = ["everything went wrong", f"/link {code}", "/mood", "/link confirm", "/mood"]
+    output, _ = await run_console(scripted_engine, lines)
+    _, asked, mood_before, linked, mood_after = [json.loads(line) for line in output.splitlines()]
+    assert asked["text"] == texts.link_confirm_ask("telegram 42", 10)
+    assert "正面 0" in mood_before["text"]  # only the console's own, until confirmed
+    assert linked["text"] == texts.linked_text(["telegram 42"])
+    assert "正面 1" in mood_after["text"]
+    assert "负面 1" in mood_after["text"]
+    assert await scripted_engine.store.linked_accounts(ME) == [telegram]
