@@ -96,9 +96,18 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
+# What /start offers besides chatting (the check-in is opt-in, so it is offered, never assumed).
+CHECKIN_INVITE = (
+    "想让我每天问问你过得怎么样？发送 /checkin 21:00（可加时区，如 Asia/Shanghai），"
+    "/checkin off 关闭。 (Want me to ask how your day went, every day? Send /checkin 21:00, "
+    "a time zone may follow, e.g. Europe/Berlin; /checkin off stops it.)"
+)
+
+
 def start_text(turns_kept: int) -> str:
     privacy = privacy_text(turns_kept)
-    return f"{INTRO}\n\n{privacy}\n\n发送 /help 查看命令。 (Send /help for commands.)"
+    more = "发送 /help 查看命令。 (Send /help for commands.)"
+    return f"{INTRO}\n\n{privacy}\n\n{CHECKIN_INVITE}\n\n{more}"
 
 
 RESET_DONE = (

@@ -245,3 +245,9 @@ async def test_export_shows_the_checkin(service: ChatService) -> None:
         {"platform": "telegram", "user_id": "42", "chat_id": "42", "time": "21:00",
          "timezone": "Europe/Berlin", "since": NOON.isoformat(), "last_day": "2024-11-21"}
     ]  # fmt: skip
+
+
+async def test_start_and_help_offer_it(service: ChatService) -> None:
+    commands = Commands(service)
+    assert "/checkin 21:00" in (await commands.run("start", DM)).text
+    assert f"/checkin — {texts.COMMANDS['checkin']}" in (await commands.run("help", DM)).text
