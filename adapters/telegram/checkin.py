@@ -9,6 +9,7 @@ skipped and logged at INFO.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import timedelta
 
@@ -24,6 +25,8 @@ from engine.types import CheckinSubscription
 PLATFORM = "telegram"
 JOB_NAME = "daily-checkins"
 EVERY = timedelta(minutes=1)
+# APScheduler, under PTB's JobQueue, logs each run at INFO: two lines a minute, every minute.
+_SCHEDULER_LOG = "apscheduler.executors.default"
 
 
 class TelegramCheckins:
@@ -36,6 +39,9 @@ class TelegramCheckins:
         if jobs is None:
             warn_no_job_queue("the daily check-in")
             return None
+        quiet = logging.getLogger(_SCHEDULER_LOG)
+        if quiet.level < logging.WARNING:  # unset, or set lower
+            quiet.setLevel(logging.WARNING)  # its warnings (a run missed) still show
         every = self.every.total_seconds()
         # On the minute, so that a check-in at 21:00 is asked at 21:00, not at 21:00:59.
         first = every - time.time() % every

@@ -52,7 +52,9 @@ async def test_the_job_asks_in_the_private_chat_and_the_answer_is_labelled(
     adapter: TelegramAdapter,
     api: FakeTelegramAPI,  # noqa: F811
     scripted_engine: ScriptedEngine,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     assert adapter._app is not None
     assert adapter._app.job_queue is not None
     [job] = adapter._app.job_queue.get_jobs_by_name(JOB_NAME)
@@ -75,6 +77,8 @@ async def test_the_job_asks_in_the_private_chat_and_the_answer_is_labelled(
     assert scripted_engine.runner.reply_calls[-1].history[-1].content == question
     events = await scripted_engine.store.mood_events(key(USER), NINE)
     assert [e.label for e in events] == ["positive"]
+    # The job runs every minute: the scheduler does not log each run at INFO.
+    assert not [r for r in caplog.records if r.name.startswith("apscheduler")]
     # Once a day: the same minute again asks nothing.
     assert (await adapter.checkins.send_now(adapter._app.bot)).sent == []
     assert [t for t in api.bot_texts(USER) if t in texts.CHECKIN_QUESTIONS["en"]] == [question]
