@@ -150,8 +150,10 @@ async def command(
     now = service.now()
     passed = last_occurrence(at, ZoneInfo(zone), now).date()
     await service.store.set_checkin(user, chat_id, at, zone, now, passed)
+    # Today is out when its time has passed, or today's question was asked (at the old time).
+    claimed = [c.last_day for c in await service.store.checkins(user) if c.user == user]
     today = now.astimezone(ZoneInfo(zone)).date()
-    return texts.checkin_on(at, zone, starts_today=passed < today)
+    return texts.checkin_on(at, zone, starts_today=(claimed[0] or passed) < today)
 
 
 # --- the job ------------------------------------------------------------------------------

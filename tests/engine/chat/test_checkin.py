@@ -117,6 +117,20 @@ async def test_on_status_and_off(service: ChatService) -> None:
     assert await service.store.checkins(ALICE) == []
 
 
+async def test_moving_a_checkin_asked_today_to_later_today_starts_tomorrow(
+    service: ChatService,
+) -> None:
+    commands = Commands(service)
+    await commands.run("checkin", DM, "20:30")
+    nine = datetime(2024, 11, 22, 13, 0, tzinfo=UTC)  # 21:00 in Shanghai
+    inbox = Inbox()
+    assert (await run_at(service, inbox, nine - timedelta(minutes=30))).sent == [ALICE]
+    answer = (await commands.run("checkin", DM, "22:00")).text
+    assert answer == texts.checkin_on(time(22), SHANGHAI, starts_today=False)
+    assert (await run_at(service, inbox, nine + timedelta(hours=1))).sent == []  # 22:00
+    assert (await run_at(service, inbox, nine + timedelta(days=1, hours=1))).sent == [ALICE]
+
+
 async def test_bad_input_changes_nothing(service: ChatService) -> None:
     commands = Commands(service)
     await commands.run("checkin", DM, "21:00")
