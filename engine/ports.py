@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Protocol
 
 from engine.types import (
+    CheckinSubscription,
     Correction,
     DigestSubscription,
     IncomingMessage,
@@ -173,6 +174,39 @@ class MoodStore(JournalStore, Protocol):
     async def claim_digest(self, user: UserKey, not_since: datetime, at: datetime) -> bool:
         """Mark the user's digest sent at `at` unless it was sent at or after `not_since`:
         True means this caller sends it (of several bot processes, exactly one does)."""
+
+    # --- the daily check-in's opt-ins (/checkin) ---
+
+    async def set_checkin(
+        self, user: UserKey, chat_id: str, at: time, timezone: str, now: datetime, passed: date
+    ) -> None:
+        """Opt the user in (or move their check-in) to `at` local time in `timezone`, asked in
+        `chat_id`; the local day `passed` counts as claimed (its time was before the opt-in)."""
+
+    async def stop_checkin(self, user: UserKey) -> bool:
+        """Opt the user out; False when they were not in."""
+
+    async def checkin_subscriptions(self, platform: str) -> list[CheckinSubscription]:
+        """Everyone on this platform who opted in."""
+
+    async def checkins(self, user: UserKey) -> list[CheckinSubscription]:
+        """The opt-ins of every account of the user's person (for /checkin and /export)."""
+
+    async def claim_checkin(self, user: UserKey, day: date) -> bool:
+        """Claim the user's check-in of the local `day` unless that day, or a later one, was
+        claimed: True means this caller sends it (of several bot processes, exactly one)."""
+
+    async def add_turns(
+        self,
+        user: UserKey,
+        chat_id: str,
+        turns: Sequence[Turn],
+        at: datetime,
+        keep_turns: int | None = None,
+        turn_step: int = 1,
+    ) -> None:
+        """Store turns that are no exchange (the check-in's question, as the assistant's), so
+        the user's answer is read with them; pruned as record_exchange prunes."""
 
     async def close(self) -> None: ...
 

@@ -7,7 +7,7 @@ Every package may import these; nothing here imports a platform SDK, SQL, torch 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Literal
 
 Label = Literal["positive", "negative"]
@@ -356,3 +356,20 @@ class DigestSubscription:
 
     user: UserKey
     chat_id: str
+
+
+# --- the daily check-in (engine/chat/checkin.py) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckinSubscription:
+    """A user who asked to be asked daily how their day went (/checkin HH:MM [zone]): where,
+    at what local time in which IANA time zone, and the last local day that was claimed (the
+    question sent, or the day passed over)."""
+
+    user: UserKey
+    chat_id: str
+    at: time  # the local time of day, naive: read in `timezone`
+    timezone: str
+    last_day: date | None = None
+    created_at: datetime | None = None

@@ -325,6 +325,33 @@ MIGRATIONS: tuple[Migration, ...] = (
         REFERENCES users (id) ON DELETE SET NULL;
     """,
     ),
+    # migration 10 (checkin): the daily check-in (engine/chat/checkin.py). Who asked to be
+    # asked how their day went, in which chat, at what local time ("HH:MM") in which IANA
+    # zone, and the local day ("YYYY-MM-DD") last claimed, so that of several bot processes
+    # one sends each day's question. A row is an opt-in (/checkin off deletes it, so does
+    # /forget), so it survives restarts; /export shows it.
+    Migration(
+        sqlite="""
+    CREATE TABLE checkins (
+        user_id    INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+        chat_id    TEXT NOT NULL,
+        at_time    TEXT NOT NULL,
+        timezone   TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_day   TEXT NULL
+    );
+    """,
+        postgresql="""
+    CREATE TABLE checkins (
+        user_id    BIGINT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+        chat_id    TEXT NOT NULL,
+        at_time    TEXT NOT NULL,
+        timezone   TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        last_day   TEXT NULL
+    );
+    """,
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -159,3 +159,16 @@ catch_up_marks = Table(
     Column("message_id", Text, nullable=False),
     Column("seen_at", UtcTime, nullable=False),
 )
+
+# Migration 10 (checkin): the daily check-in's opt-ins; the time of day ("HH:MM") is read in
+# the IANA zone beside it, and last_day ("YYYY-MM-DD", that zone's) is the day last claimed.
+checkins = Table(
+    "checkins",
+    metadata,
+    Column("user_id", Integer, primary_key=True),
+    Column("chat_id", Text, nullable=False),
+    Column("at_time", Text, nullable=False),
+    Column("timezone", Text, nullable=False),
+    Column("created_at", UtcTime, nullable=False),
+    Column("last_day", Text),
+)

@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy import (
     ColumnElement,
     ScalarSelect,
     Select,
+    Update,
     and_,
     case,
     delete,
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.errors import StorageError
 from engine.types import (
+    CheckinSubscription,
     Correction,
     DigestSubscription,
     IncomingMessage,
@@ -51,6 +53,7 @@ from storage.presence import new_owner
 from storage.schema import (
     aware,
     catch_up_marks,
+    checkins,
     digests,
     inbox,
     link_attempts,
@@ -397,7 +400,7 @@ class SqlMoodStore:
             ids = [row[0] for row in rows]
             persons = {row[1] for row in rows if row[1] is not None}
             for table in (turns, mood_events, inbox, link_codes, link_attempts, digests,
-                          support_notes):  # fmt: skip
+                          support_notes, checkins):  # fmt: skip
                 result = await conn.execute(delete(table).where(table.c.user_id.in_(ids)))
                 deleted += result.rowcount
             result = await conn.execute(delete(users).where(users.c.id.in_(ids)))
@@ -721,6 +724,68 @@ class SqlMoodStore:
             )
             return result.rowcount == 1
 
+    # --- MoodStore: the daily check-in's opt-ins ---------------------------------------------
+
+    async def set_checkin(
+        self, user: UserKey, chat_id: str, at: time, timezone: str, now: datetime, passed: date
+    ) -> None:
+        c = checkins.c
+        row = {"chat_id": chat_id, "at_time": at.strftime("%H:%M"), "timezone": timezone}
+        async with self._transaction() as conn:
+            user_id = await self._user_id(conn, user, aware(now))
+            # A new time keeps the day last claimed: moving today's check-in to later today
+            # does not ask twice.
+            upsert = self._db.insert(checkins).on_conflict_do_update(
+                index_elements=[c.user_id], set_=row
+            )
+            await conn.execute(upsert, {**row, "user_id": user_id, "created_at": aware(now)})
+            await conn.execute(_claim_checkin(user_id, passed))
+
+    async def stop_checkin(self, user: UserKey) -> bool:
+        async with self._transaction() as conn:
+            result = await conn.execute(
+                delete(checkins).where(checkins.c.user_id == _user_id_of(user))
+            )
+            return result.rowcount == 1
+
+    async def checkin_subscriptions(self, platform: str) -> list[CheckinSubscription]:
+        c, u = checkins.c, users.c
+        query = _checkin_query().where(u.platform == platform).order_by(c.created_at, c.user_id)
+        return [_checkin(row) for row in await self._fetchall(query)]
+
+    async def checkins(self, user: UserKey) -> list[CheckinSubscription]:
+        c = checkins.c
+        query = _checkin_query().where(c.user_id.in_(_person_ids(user))).order_by(c.user_id)
+        return [_checkin(row) for row in await self._fetchall(query)]
+
+    async def claim_checkin(self, user: UserKey, day: date) -> bool:
+        async with self._transaction() as conn:
+            # One conditional UPDATE: of several processes looking at the same minute, the
+            # first to commit wins; the others find the day already claimed.
+            result = await conn.execute(_claim_checkin(_user_id_of(user), day))
+            return result.rowcount == 1
+
+    async def add_turns(
+        self,
+        user: UserKey,
+        chat_id: str,
+        turns_: Sequence[Turn],
+        at: datetime,
+        keep_turns: int | None = None,
+        turn_step: int = 1,
+    ) -> None:
+        async with self._transaction() as conn:
+            user_id = await self._user_id(conn, user, aware(at))
+            rows = [
+                {"user_id": user_id, "chat_id": chat_id, "role": t.role, "content": t.content,
+                 "created_at": aware(at)}
+                for t in turns_
+            ]  # fmt: skip
+            if rows:
+                await conn.execute(turns.insert(), rows)
+            if keep_turns is not None:
+                await self._prune_turns(conn, user_id, chat_id, keep_turns, turn_step)
+
     @asynccontextmanager
     async def user_turn(self, user: UserKey) -> AsyncIterator[None]:
         self._check_open()
@@ -854,6 +919,32 @@ def _event(row: tuple[Any, ...]) -> MoodEvent:
     platform, user_id, chat_id, label, p_positive, at, excerpt, neutral, message_id, fixed = row
     return MoodEvent(
         platform, user_id, chat_id, label, p_positive, at, excerpt, bool(neutral), message_id, fixed
+    )
+
+
+def _claim_checkin(user_id: int | ScalarSelect[int], day: date) -> Update:
+    """Mark the local `day` claimed unless it, or a later day, was ("YYYY-MM-DD" text sorts
+    as the days do)."""
+    c = checkins.c
+    return (
+        update(checkins)
+        .where(c.user_id == user_id, c.last_day.is_(None) | (c.last_day < day.isoformat()))
+        .values(last_day=day.isoformat())
+    )
+
+
+def _checkin_query() -> Select[Any]:
+    c, u = checkins.c, users.c
+    return select(
+        u.platform, u.platform_user_id, c.chat_id, c.at_time, c.timezone, c.last_day, c.created_at
+    ).join_from(checkins, users, u.id == c.user_id)
+
+
+def _checkin(row: tuple[Any, ...]) -> CheckinSubscription:
+    platform, user_id, chat_id, at, zone, last_day, created_at = row
+    day = date.fromisoformat(last_day) if last_day else None
+    return CheckinSubscription(
+        UserKey(platform, user_id), chat_id, time.fromisoformat(at), zone, day, created_at
     )
 
 

@@ -1,5 +1,5 @@
-"""The slash commands Cog: /mood, /reset, /forget, /digest, /help, /start and the journal's
-/wrong, /link, /unlink and /export, from engine/chat/commands.py.
+"""The slash commands Cog: /mood, /reset, /forget, /digest, /checkin, /help, /start and the
+journal's /wrong, /link, /unlink and /export, from engine/chat/commands.py.
 
 Every answer is ephemeral: it concerns only the caller, and it keeps channels quiet (which is
 also why the channel allow-list does not apply here; the user allow-list does). Discord wants
@@ -38,6 +38,8 @@ VIEW_DESCRIPTION = (
     "why 为什么，week 本周小结，report PDF 报告 (why: the latest label; week: summary; report: PDF)"
 )
 DIGEST_DESCRIPTION = "on 每周收到小结，off 停止 (on: weekly summary by DM; off: stop)"
+CHECKIN_TIME_DESCRIPTION = "每天的时间 时:分，如 21:00；off 停止 (HH:MM, e.g. 21:00; off stops it)"
+CHECKIN_ZONE_DESCRIPTION = "IANA 时区，如 Asia/Shanghai (IANA time zone, e.g. Europe/Berlin)"
 TONE_DESCRIPTION = "正确的情感 (the right label)"
 CODE_DESCRIPTION = (
     "另一个平台给你的关联码；留空则生成一个 (a code from your other platform; empty: get one)"
@@ -206,6 +208,17 @@ class CommandsCog(commands.Cog):
     )
     async def digest(self, interaction: discord.Interaction, state: str) -> None:
         await self._answer(interaction, "digest", state)
+
+    @app_commands.command(name="checkin", description=texts.COMMANDS["checkin"])
+    @app_commands.describe(time=CHECKIN_TIME_DESCRIPTION, timezone=CHECKIN_ZONE_DESCRIPTION)
+    async def checkin(
+        self,
+        interaction: discord.Interaction,
+        time: app_commands.Range[str, 1, 20] | None = None,
+        timezone: app_commands.Range[str, 1, 64] | None = None,
+    ) -> None:
+        # The shared `/checkin HH:MM zone`; no time shows what is set.
+        await self._answer(interaction, "checkin", " ".join(filter(None, (time, timezone))))
 
     @app_commands.command(name="reset", description=texts.COMMANDS["reset"])
     async def reset(self, interaction: discord.Interaction) -> None:

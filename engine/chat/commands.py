@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from engine.chat import digest, report, texts, week, why
+from engine.chat import checkin, digest, report, texts, week, why
 from engine.chat.journal import (
     ExportFile,
     Journal,
@@ -42,7 +42,7 @@ class Caller:
     # slash command ephemerally wherever it is run. Personal data is refused where it is False.
     private: bool = True
     # Whether the chat is the caller's own with the bot (a DM): what the bot sends to it later
-    # (the weekly digest) would otherwise reach everyone in it.
+    # (the weekly digest, the daily check-in) would otherwise reach everyone in it.
     own_chat: bool = True
 
 
@@ -182,6 +182,13 @@ async def _digest(commands: Commands, caller: Caller, args: str, charts: bool) -
     return CommandResult(on)
 
 
+async def _checkin(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    # engine/chat/checkin.py: the time, the zone, off; refused outside the caller's own chat.
+    return CommandResult(await checkin.command(commands.service, caller.user, caller.chat_id,
+                                               args, private=caller.private,
+                                               own_chat=caller.own_chat))  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -200,6 +207,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("reset", _reset),
     Command("forget", _forget, asks_first=True),
     Command("digest", _digest),
+    Command("checkin", _checkin),
     Command("wrong", _wrong),
     Command("link", _link),
     Command("unlink", _unlink),

@@ -28,9 +28,9 @@ them), so `/unlink` takes the caller's account out again as it was. /forget on a
 deletes them all, after waiting for each one's message in progress (ChatService.forget).
 
 Export. CSV (one row per mood event, with the correction beside the label) and JSON (the
-same events, plus the conversation turns kept for context and the support notes shown, with
-their trigger: engine/chat/safety.py) as bytes; adapters send them as documents privately, and the
-console writes them to files.
+same events, plus the conversation turns kept for context, the support notes shown, with
+their trigger: engine/chat/safety.py, and the daily check-in asked for) as bytes; adapters
+send them as documents privately, and the console writes them to files.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from engine.chat import texts
 from engine.chat.service import ChatService
 from engine.ports import JournalStore
 from engine.types import (
+    CheckinSubscription,
     Correction,
     LinkOutcome,
     MoodEvent,
@@ -209,8 +210,9 @@ class Journal:
         events = await self.service.store.mood_events(user, EPOCH)
         turns = await self.store.export_turns(user)
         notes = await self.service.store.support_notes(user, EPOCH)
+        checkins = await self.service.store.checkins(user)
         stamp = self._now().strftime("%Y%m%d-%H%M%S")
-        journal = journal_json(events, turns, notes)
+        journal = journal_json(events, turns, notes, checkins)
         files = (
             ExportFile(f"mood-{stamp}.csv", events_csv(events), "text/csv"),
             ExportFile(f"journal-{stamp}.json", journal, "application/json"),
@@ -247,7 +249,10 @@ def events_csv(events: list[MoodEvent]) -> bytes:
 
 
 def journal_json(
-    events: list[MoodEvent], turns: list[StoredTurn], notes: list[SupportNote] | None = None
+    events: list[MoodEvent],
+    turns: list[StoredTurn],
+    notes: list[SupportNote] | None = None,
+    checkins: list[CheckinSubscription] | None = None,
 ) -> bytes:
     document = {
         "mood_events": [_event_row(event) for event in events],
@@ -271,6 +276,19 @@ def journal_json(
                 "trigger": note.trigger,
             }
             for note in notes or ()
+        ],
+        # The daily check-in asked for (/checkin), and the last local day it was claimed.
+        "checkins": [
+            {
+                "platform": checkin.user.platform,
+                "user_id": checkin.user.user_id,
+                "chat_id": checkin.chat_id,
+                "time": checkin.at.strftime("%H:%M"),
+                "timezone": checkin.timezone,
+                "since": checkin.created_at.isoformat() if checkin.created_at else None,
+                "last_day": checkin.last_day.isoformat() if checkin.last_day else None,
+            }
+            for checkin in checkins or ()
         ],
     }
     return json.dumps(document, ensure_ascii=False, indent=2).encode()

@@ -86,6 +86,7 @@ COMMANDS: dict[str, str] = {
     "reset": "清除对话记忆 (clear conversation memory)",
     "forget": "删除关于你的所有数据 (delete all your data)",
     "digest": "每周心情小结：/digest on 或 off (weekly summary on/off)",
+    "checkin": "每日问候：/checkin 21:00 [时区] 或 off (a daily check-in at your time, or off)",
 }
 
 
@@ -95,9 +96,18 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
+# What /start offers besides chatting (the check-in is opt-in, so it is offered, never assumed).
+CHECKIN_INVITE = (
+    "想让我每天问问你过得怎么样？发送 /checkin 21:00（可加时区，如 Asia/Shanghai），"
+    "/checkin off 关闭。 (Want me to ask how your day went, every day? Send /checkin 21:00, "
+    "a time zone may follow, e.g. Europe/Berlin; /checkin off stops it.)"
+)
+
+
 def start_text(turns_kept: int) -> str:
     privacy = privacy_text(turns_kept)
-    return f"{INTRO}\n\n{privacy}\n\n发送 /help 查看命令。 (Send /help for commands.)"
+    more = "发送 /help 查看命令。 (Send /help for commands.)"
+    return f"{INTRO}\n\n{privacy}\n\n{CHECKIN_INVITE}\n\n{more}"
 
 
 RESET_DONE = (
@@ -645,6 +655,83 @@ def digest_on(day: int, at: time, zone: str, changed: bool) -> str:
         f"{first}：{when_zh}我会把本周心情小结发到这里。/digest off 可关闭。 "
         f"({first_en}: {when_en} you'll get the week's summary here. /digest off stops it.)"
     )
+
+
+# --- /checkin (engine/chat/checkin.py) ---------------------------------------------------------
+
+CHECKIN_USAGE = (
+    "用法：/checkin 21:00 每天这个时间问问你今天过得怎么样，可加时区如 /checkin 21:00 "
+    "Asia/Shanghai；/checkin off 停止。 (Usage: /checkin 21:00 and I'll ask how your day went "
+    "at that time every day; add a time zone, e.g. /checkin 21:00 Europe/Berlin; /checkin off "
+    "stops it.)"
+)
+CHECKIN_OFF = "好的，不再每天问候。 (Daily check-in off.)"
+CHECKIN_WAS_OFF = "每日问候本来就是关闭的。 (The daily check-in was already off.)"
+CHECKIN_PRIVATE_ONLY = (
+    "每日问候只发到和我的私聊里，请私聊我发送 /checkin。 "
+    "(The daily check-in comes to a private chat only — message me directly and send /checkin.)"
+)
+
+
+def _shown(raw: str) -> str:
+    return raw if len(raw) <= 20 else raw[:20] + "…"
+
+
+def checkin_bad_time(raw: str) -> str:
+    return (
+        "时间请写成 24 小时制的 时:分，例如 /checkin 21:00。 "
+        f"(Write the time as HH:MM, 24-hour, e.g. /checkin 21:00; got {_shown(raw)!r}.)"
+    )
+
+
+def checkin_bad_zone(raw: str) -> str:
+    return (
+        "我不认识这个时区，请用 IANA 名称，例如 Asia/Shanghai 或 Europe/Berlin。 "
+        f"(Unknown time zone {_shown(raw)!r}: use an IANA name such as Asia/Shanghai or "
+        "Europe/Berlin.)"
+    )
+
+
+def checkin_on(at: time, zone: str, starts_today: bool) -> str:
+    start_zh, start_en = ("今天", "today") if starts_today else ("明天", "tomorrow")
+    return (
+        f"好的：从{start_zh}起，每天 {at:%H:%M}（{zone}）我会问问你今天过得怎么样；"
+        "那天你已经来聊过的话就不打扰。/checkin off 可关闭。 "
+        f"(Check-in on: from {start_en}, every day at {at:%H:%M} ({zone}) I'll ask how your day "
+        "went, unless you've already written that day. /checkin off stops it.)"
+    )
+
+
+def checkin_status(at: time, zone: str) -> str:
+    return (
+        f"每日问候：每天 {at:%H:%M}（{zone}）。换时间发送 /checkin 时:分，/checkin off 关闭。 "
+        f"(Daily check-in: every day at {at:%H:%M} ({zone}). /checkin HH:MM changes it, "
+        "/checkin off stops it.)"
+    )
+
+
+# The day's question, one language at a time (the user's): short, warm, open, and never
+# about the days they did not write. engine/chat/checkin.py takes them in turn.
+CHECKIN_QUESTIONS: dict[Language, tuple[str, ...]] = {
+    "zh": (
+        "嗨，今天过得怎么样？",
+        "来打个招呼 🌱 今天感觉如何？",
+        "今天有什么让你印象深刻的瞬间吗？",
+        "今天心情怎么样？想说多少都可以。",
+        "今天过得还好吗？我在这儿听你说。",
+        "今天有什么想和我聊聊的吗？",
+        "今天的你，过得怎么样呀？",
+    ),
+    "en": (
+        "Hi! How did today go for you?",
+        "Checking in 🌱 How are you feeling today?",
+        "What's one moment from today that stayed with you?",
+        "How was your day? Say as much or as little as you like.",
+        "How are things today? I'm here to listen.",
+        "Anything from today you'd like to talk about?",
+        "How has today been treating you?",
+    ),
+}
 
 
 # --- the journal: corrections, linked accounts, export (engine/chat/journal.py) -------------------
