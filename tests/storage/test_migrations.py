@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from engine.errors import StorageError
 from engine.types import MessageKey
 from storage import migrations
-from storage.migrations import LEGACY_GUARD, LEGACY_LAST, LEGACY_TABLE, head
+from storage.migrations import LEGACY_GUARD, LEGACY_LAST, LEGACY_TABLE, head, numbered
 from storage.schema import metadata
 from storage.store import SqlMoodStore
 from tests.postgres import PostgresCluster
@@ -39,7 +39,6 @@ from tests.storage.test_storage import ALICE, T0, Db, event, exchange
 # The storage suite's fixture: each test runs on a SQLite file and on PostgreSQL.
 db = test_storage.db
 
-pytestmark = pytest.mark.asyncio
 
 T = TypeVar("T")
 
@@ -88,6 +87,18 @@ def add_revision(folder: Path, number: int, *statements: str) -> str:
 
 
 EXTRA_TABLE = 'op.create_table("extra", sa.Column("x", sa.Integer()))'
+
+
+def test_the_revisions_are_numbered_in_one_line() -> None:
+    # What the store and `python -m storage.alembic` rely on: one head, and revision N after
+    # N-1 (two branches that both added 0008 fail here until one is renumbered).
+    line = list(reversed(list(migrations.scripts().walk_revisions())))
+    assert [(r.revision, r.down_revision) for r in line] == [
+        (numbered(n), numbered(n - 1) if n > 1 else None) for n in range(1, len(line) + 1)
+    ]
+    assert migrations.scripts().get_heads() == [head()]
+    for script in line:
+        assert Path(script.path).name.startswith(f"{script.revision}_")
 
 
 # --- a database made by this bot ------------------------------------------------------------
