@@ -10,25 +10,31 @@ Before Alembic, hand-written migrations 1..7 kept the version in `PRAGMA user_ve
 migration N made, so such a database is stamped with its revision and upgraded from there.
 Afterwards that old place holds LEGACY_GUARD, which an older bot reads as "written by a
 newer version" and refuses, instead of running its migrations on top.
+
+Alembic itself is imported only when there is something to upgrade: an up-to-date database is
+recognised from alembic_version and the revisions' file names (NNNN_what.py, one line of
+numbers: tests/storage/test_migrations.py keeps them so), which saves its import at start-up.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.operations.ops import MigrationScript
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Identity, text
 
 from engine.errors import StorageError
 from storage.schema import UtcTime, metadata
 
-SCRIPT_LOCATION = "storage:alembic"  # a package resource: found in an installed wheel too
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+SCRIPT_FOLDER = Path(__file__).with_name("alembic")  # env.py, versions/ (package data)
 LEGACY_LAST = 7  # the newest of the hand-written migrations
 LEGACY_GUARD = 1000
 LEGACY_TABLE = "schema_version"  # PostgreSQL's old version table, kept for the guard
@@ -44,37 +50,56 @@ class SchemaState:
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
-    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.set_main_option("script_location", str(SCRIPT_FOLDER))
     config.attributes["connection"] = connection
     return config
 
 
 @functools.cache
 def scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
+@functools.cache
+def revisions() -> tuple[str, ...]:
+    """The shipped revisions, oldest first."""
+    names = (path.name for path in (SCRIPT_FOLDER / "versions").glob("*.py"))
+    return tuple(sorted(match[1] for name in names if (match := re.match(r"(\d{4})_", name))))
+
+
 def head() -> str:
-    revision = scripts().get_current_head()
-    if revision is None:  # pragma: no cover - the package ships its revisions
-        raise RuntimeError("storage/alembic/versions/ holds no revision")
-    return revision
+    return revisions()[-1]
 
 
 def known(revision: str) -> bool:
-    return revision in {script.revision for script in scripts().walk_revisions()}
+    return revision in revisions()
 
 
 def read_state(connection: Connection) -> SchemaState:
-    revisions = MigrationContext.configure(connection).get_current_heads()
-    if connection.dialect.name == "sqlite":
+    sqlite = connection.dialect.name == "sqlite"
+
+    def exists(table: str) -> bool:
+        if sqlite:
+            found = f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+        else:
+            found = f"SELECT to_regclass('{table}') IS NOT NULL"
+        return bool(connection.scalar(text(found)))
+
+    stamped: tuple[str, ...] = ()
+    if exists("alembic_version"):
+        stamped = tuple(connection.scalars(text("SELECT version_num FROM alembic_version")))
+    if sqlite:
         legacy = connection.exec_driver_sql("PRAGMA user_version").scalar_one()
-    elif connection.scalar(text(f"SELECT to_regclass('{LEGACY_TABLE}') IS NOT NULL")):
+    elif exists(LEGACY_TABLE):
         legacy = connection.scalar(text(f"SELECT coalesce(max(version), 0) FROM {LEGACY_TABLE}"))
     else:
         legacy = 0
-    return SchemaState(tuple(revisions), int(legacy))
+    return SchemaState(stamped, int(legacy))
 
 
 def check(state: SchemaState, shown: str) -> None:
@@ -92,6 +117,8 @@ def check(state: SchemaState, shown: str) -> None:
 def upgrade(connection: Connection, shown: str) -> None:
     """Bring the database to head inside the caller's transaction (which holds the schema
     lock); a database of the hand-written migrations is stamped with its revision first."""
+    from alembic import command
+
     state = read_state(connection)
     check(state, shown)
     if state.is_current():
@@ -160,6 +187,8 @@ def _include_name(name: str | None, kind: str, parent: Any) -> bool:
 
 def _number_revision(context: MigrationContext, revision: Any, directives: list[Any]) -> None:
     """Revisions are numbered 0001, 0002…: the next number, unless --rev-id gave one."""
+    from alembic.operations.ops import MigrationScript
+
     for script in directives:
         if isinstance(script, MigrationScript) and not _is_number(script.rev_id):
             current = scripts().get_current_head()

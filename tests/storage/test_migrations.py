@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -59,11 +61,16 @@ TABLES = (
 def revisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A copy of the shipped revisions the store runs instead, to add further ones to."""
     folder = tmp_path / "alembic"
-    shutil.copytree(Path(migrations.__file__).with_name("alembic"), folder)
-    monkeypatch.setattr(migrations, "SCRIPT_LOCATION", str(folder))
-    migrations.scripts.cache_clear()
+    shutil.copytree(migrations.SCRIPT_FOLDER, folder)
+    monkeypatch.setattr(migrations, "SCRIPT_FOLDER", folder)
+    forget_revisions()
     yield folder
+    forget_revisions()
+
+
+def forget_revisions() -> None:
     migrations.scripts.cache_clear()
+    migrations.revisions.cache_clear()
 
 
 def add_revision(folder: Path, number: int, *statements: str) -> str:
@@ -82,7 +89,7 @@ def add_revision(folder: Path, number: int, *statements: str) -> str:
         "def downgrade() -> None:\n    pass\n"
     )
     (folder / "versions" / f"{revision}_test.py").write_text(script)
-    migrations.scripts.cache_clear()
+    forget_revisions()
     return revision
 
 
@@ -97,6 +104,7 @@ def test_the_revisions_are_numbered_in_one_line() -> None:
         (numbered(n), numbered(n - 1) if n > 1 else None) for n in range(1, len(line) + 1)
     ]
     assert migrations.scripts().get_heads() == [head()]
+    assert migrations.revisions() == tuple(r.revision for r in line)
     for script in line:
         assert Path(script.path).name.startswith(f"{script.revision}_")
 
@@ -435,3 +443,23 @@ async def test_the_revisions_make_exactly_what_schema_py_defines(db: Db, other: 
     # same as the tables metadata.create_all() makes from schema.py.
     await inspected(other, metadata.create_all)
     assert await inspected(db, shape) == await inspected(other, shape)
+
+
+def test_opening_an_up_to_date_database_does_not_import_alembic(tmp_path: Path) -> None:
+    # Alembic (and every SQLAlchemy dialect it loads) is imported only to upgrade.
+    path = tmp_path / "bot.db"
+    probe = (
+        "import asyncio, sys\n"
+        "from storage.store import SqlMoodStore\n"
+        "async def main():\n"
+        f"    await (await SqlMoodStore.open({str(path)!r})).close()\n"
+        "    print('alembic' in sys.modules)\n"
+        "asyncio.run(main())\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    first, again = (
+        subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True,
+                       check=True).stdout.strip()
+        for _ in range(2)
+    )  # fmt: skip
+    assert (first, again) == ("True", "False")
