@@ -36,4 +36,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("mood_events") as batch_op:
+        if op.get_bind().dialect.name == "sqlite":
+            batch_op.drop_constraint("mood_events_neutral_check", type_="check")
         batch_op.drop_column("neutral")
