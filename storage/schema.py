@@ -3,7 +3,7 @@
 The queries read them, and the Alembic revisions in storage/alembic/versions/ make them:
 `python -m storage.alembic revision --autogenerate -m "what changes"` writes the next revision
 from the difference between these definitions and what the revisions so far make
-(docs/development.md), and tests/storage/test_migrations.py fails while the two disagree on
+(docs/development.md), and tests/storage/test_schema.py fails while the two disagree on
 either database.
 
 What differs between the two databases is said here once: ids are BIGINT identity columns on
