@@ -13,7 +13,7 @@ newer version" and refuses, instead of running its migrations on top.
 
 Alembic itself is imported only when there is something to upgrade: an up-to-date database is
 recognised from alembic_version and the revisions' file names (NNNN_what.py, one line of
-numbers: tests/storage/test_migrations.py keeps them so), which saves its import at start-up.
+numbers: tests/storage/test_schema.py keeps them so), which saves its import at start-up.
 """
 
 from __future__ import annotations
