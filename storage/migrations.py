@@ -1,383 +1,199 @@
-"""Numbered schema migrations, one script per database.
+"""The schema's versions: Alembic revisions (storage/alembic/versions/), run by the store at
+open on its own connection, inside one transaction, up to the newest ("head").
 
-MIGRATIONS[0] takes a database from version 0 to 1, MIGRATIONS[1] from 1 to 2, and so on.
-SQLite keeps the version in `PRAGMA user_version`, PostgreSQL in the table schema_version.
-Never edit or renumber a migration that has shipped: append a new one, because existing
-databases only run what they lack. The two scripts of a migration make the same tables;
-only the types differ (SQLite's INTEGER PRIMARY KEY and text timestamps, PostgreSQL's
-identity columns and timestamptz), and storage/schema.py describes them once for the queries.
+The tables are defined once, in storage/schema.py; each revision is the step between two
+versions of those definitions, written once with op.* calls for both databases (SQLite's
+changes that ALTER TABLE cannot make are done in batch mode: a copy of the table).
+
+Before Alembic, hand-written migrations 1..7 kept the version in `PRAGMA user_version`
+(SQLite) or the table schema_version (PostgreSQL). Revision "000N" makes exactly what
+migration N made, so such a database is stamped with its revision and upgraded from there.
+Afterwards that old place holds LEGACY_GUARD, which an older bot reads as "written by a
+newer version" and refuses, instead of running its migrations on top.
+
+Alembic itself is imported only when there is something to upgrade: an up-to-date database is
+recognised from alembic_version and the revisions' file names (NNNN_what.py, one line of
+numbers: tests/storage/test_schema.py keeps them so), which saves its import at start-up.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import functools
+import re
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-Dialect = Literal["sqlite", "postgresql"]
+from sqlalchemy import Connection, Identity, text
+
+from engine.errors import StorageError
+from storage.schema import UtcTime, metadata
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+SCRIPT_FOLDER = Path(__file__).with_name("alembic")  # env.py, versions/ (package data)
+LEGACY_LAST = 7  # the newest of the hand-written migrations
+LEGACY_GUARD = 1000
+LEGACY_TABLE = "schema_version"  # PostgreSQL's old version table, kept for the guard
 
 
 @dataclass(frozen=True)
-class Migration:
-    sqlite: str
-    postgresql: str
+class SchemaState:
+    revisions: tuple[str, ...]  # alembic_version's rows; () before Alembic
+    legacy: int  # PRAGMA user_version or schema_version's; 0 when there is none
 
-    def script(self, dialect: Dialect) -> str:
-        return self.sqlite if dialect == "sqlite" else self.postgresql
-
-
-# Per chat, its newest inbox message: a message id of one chat grows with time (Discord's
-# snowflakes, Telegram's counters), so the longer id, or of two as long the larger, is newer.
-_MARKS_FROM_INBOX = """
-    INSERT INTO catch_up_marks (platform, chat_id, message_id, seen_at)
-    SELECT i.platform, i.chat_id, i.message_id, i.received_at FROM inbox i
-    WHERE NOT EXISTS (
-        SELECT 1 FROM inbox n
-        WHERE n.platform = i.platform AND n.chat_id = i.chat_id
-          AND (length(n.message_id) > length(i.message_id)
-               OR (length(n.message_id) = length(i.message_id) AND n.message_id > i.message_id))
-    );"""
+    def is_current(self) -> bool:
+        return self.revisions == (head(),) and self.legacy == LEGACY_GUARD
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    # 1: users, mood events and conversation turns.
-    Migration(
-        sqlite="""
-    CREATE TABLE users (
-        id               INTEGER PRIMARY KEY,
-        platform         TEXT NOT NULL,
-        platform_user_id TEXT NOT NULL,
-        created_at       TEXT NOT NULL,
-        UNIQUE (platform, platform_user_id)
-    );
+def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
 
-    -- created_at is fixed-width UTC ISO text ("2024-11-22T14:03:00.000000+00:00"), so string
-    -- order is time order and range queries can use the index.
-    CREATE TABLE mood_events (
-        id         INTEGER PRIMARY KEY,
-        user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        chat_id    TEXT NOT NULL,
-        label      TEXT NOT NULL CHECK (label IN ('positive', 'negative')),
-        p_positive REAL NOT NULL CHECK (p_positive BETWEEN 0.0 AND 1.0),
-        created_at TEXT NOT NULL,
-        excerpt    TEXT NULL
-    );
-    CREATE INDEX mood_events_user_time ON mood_events (user_id, created_at);
-
-    CREATE TABLE turns (
-        id         INTEGER PRIMARY KEY,
-        user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        chat_id    TEXT NOT NULL,
-        role       TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
-        content    TEXT NOT NULL,
-        created_at TEXT NOT NULL
-    );
-    -- All turns of one exchange share a timestamp; id (insertion order) then keeps the user
-    -- turn before its reply.
-    CREATE INDEX turns_user_chat_time ON turns (user_id, chat_id, created_at, id);
-    """,
-        postgresql="""
-    CREATE TABLE users (
-        id               BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-        platform         TEXT NOT NULL,
-        platform_user_id TEXT NOT NULL,
-        created_at       TIMESTAMPTZ NOT NULL,
-        UNIQUE (platform, platform_user_id)
-    );
-
-    CREATE TABLE mood_events (
-        id         BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-        user_id    BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        chat_id    TEXT NOT NULL,
-        label      TEXT NOT NULL CHECK (label IN ('positive', 'negative')),
-        p_positive DOUBLE PRECISION NOT NULL CHECK (p_positive BETWEEN 0.0 AND 1.0),
-        created_at TIMESTAMPTZ NOT NULL,
-        excerpt    TEXT NULL
-    );
-    CREATE INDEX mood_events_user_time ON mood_events (user_id, created_at);
-
-    CREATE TABLE turns (
-        id         BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-        user_id    BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        chat_id    TEXT NOT NULL,
-        role       TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
-        content    TEXT NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL
-    );
-    CREATE INDEX turns_user_chat_time ON turns (user_id, chat_id, created_at, id);
-    """,
-    ),
-    # 2: the inbox. Every incoming platform message is recorded here before work on it
-    # starts ('received') and marked 'done' in the transaction that stores its exchange, so a
-    # message delivered twice (a redelivery after a crash, or two bot processes) is handled
-    # at most once. A 'received' row that never became 'done' is unfinished work: the rows
-    # a start-up recovery would pick up (the partial index). The message text is not kept.
-    Migration(
-        sqlite="""
-    CREATE TABLE inbox (
-        platform    TEXT NOT NULL,
-        chat_id     TEXT NOT NULL,
-        message_id  TEXT NOT NULL,
-        user_id     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        state       TEXT NOT NULL CHECK (state IN ('received', 'done')),
-        received_at TEXT NOT NULL,
-        done_at     TEXT NULL,
-        PRIMARY KEY (platform, chat_id, message_id)
-    );
-    CREATE INDEX inbox_user ON inbox (user_id);
-    CREATE INDEX inbox_unfinished ON inbox (received_at) WHERE state = 'received';
-    """,
-        postgresql="""
-    CREATE TABLE inbox (
-        platform    TEXT NOT NULL,
-        chat_id     TEXT NOT NULL,
-        message_id  TEXT NOT NULL,
-        user_id     BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        state       TEXT NOT NULL CHECK (state IN ('received', 'done')),
-        received_at TIMESTAMPTZ NOT NULL,
-        done_at     TIMESTAMPTZ NULL,
-        PRIMARY KEY (platform, chat_id, message_id)
-    );
-    CREATE INDEX inbox_user ON inbox (user_id);
-    CREATE INDEX inbox_unfinished ON inbox (received_at) WHERE state = 'received';
-    """,
-    ),
-    # 3: a message shown as neutral keeps its two-way label; /mood counts it apart.
-    Migration(
-        sqlite="""
-    ALTER TABLE mood_events ADD COLUMN neutral INTEGER NOT NULL DEFAULT 0
-        CHECK (neutral IN (0, 1));
-    """,
-        postgresql="""
-    ALTER TABLE mood_events ADD COLUMN neutral BOOLEAN NOT NULL DEFAULT FALSE;
-    """,
-    ),
-    # 4: the journal. A mood event remembers the platform message it labelled, so a correction
-    # button under the label finds it, and keeps the user's correction beside the model's
-    # label. Accounts on several platforms can be one person (users.person_id -> people), so
-    # that they share one mood history; link codes are kept as hashes, with an expiry and a
-    # used mark, and failed attempts are logged per user so guessing is bounded.
-    Migration(
-        sqlite="""
-    ALTER TABLE mood_events ADD COLUMN message_id TEXT NULL;
-    ALTER TABLE mood_events ADD COLUMN corrected_label TEXT NULL
-        CHECK (corrected_label IN ('positive', 'negative', 'neutral'));
-    ALTER TABLE mood_events ADD COLUMN corrected_at TEXT NULL;
-    CREATE INDEX mood_events_message ON mood_events (chat_id, message_id)
-        WHERE message_id IS NOT NULL;
-    CREATE INDEX mood_events_corrected ON mood_events (corrected_at)
-        WHERE corrected_label IS NOT NULL;
-
-    CREATE TABLE people (
-        id         INTEGER PRIMARY KEY,
-        created_at TEXT NOT NULL
-    );
-    ALTER TABLE users ADD COLUMN person_id INTEGER NULL REFERENCES people (id) ON DELETE SET NULL;
-    CREATE INDEX users_person ON users (person_id) WHERE person_id IS NOT NULL;
-
-    CREATE TABLE link_codes (
-        code_hash  TEXT PRIMARY KEY,
-        user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        created_at TEXT NOT NULL,
-        expires_at TEXT NOT NULL,
-        used_at    TEXT NULL
-    );
-    CREATE INDEX link_codes_user ON link_codes (user_id);
-
-    CREATE TABLE link_attempts (
-        id      INTEGER PRIMARY KEY,
-        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        at      TEXT NOT NULL
-    );
-    CREATE INDEX link_attempts_user_time ON link_attempts (user_id, at);
-    """,
-        postgresql="""
-    ALTER TABLE mood_events ADD COLUMN message_id TEXT NULL;
-    ALTER TABLE mood_events ADD COLUMN corrected_label TEXT NULL
-        CHECK (corrected_label IN ('positive', 'negative', 'neutral'));
-    ALTER TABLE mood_events ADD COLUMN corrected_at TIMESTAMPTZ NULL;
-    CREATE INDEX mood_events_message ON mood_events (chat_id, message_id)
-        WHERE message_id IS NOT NULL;
-    CREATE INDEX mood_events_corrected ON mood_events (corrected_at)
-        WHERE corrected_label IS NOT NULL;
-
-    CREATE TABLE people (
-        id         BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-        created_at TIMESTAMPTZ NOT NULL
-    );
-    ALTER TABLE users ADD COLUMN person_id BIGINT NULL REFERENCES people (id) ON DELETE SET NULL;
-    CREATE INDEX users_person ON users (person_id) WHERE person_id IS NOT NULL;
-
-    CREATE TABLE link_codes (
-        code_hash  TEXT PRIMARY KEY,
-        user_id    BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        created_at TIMESTAMPTZ NOT NULL,
-        expires_at TIMESTAMPTZ NOT NULL,
-        used_at    TIMESTAMPTZ NULL
-    );
-    CREATE INDEX link_codes_user ON link_codes (user_id);
-
-    CREATE TABLE link_attempts (
-        id      BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-        user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        at      TIMESTAMPTZ NOT NULL
-    );
-    CREATE INDEX link_attempts_user_time ON link_attempts (user_id, at);
-    """,
-    ),
-    # 5: the weekly digest. Who opted in to the weekly summary, the chat it goes to, and
-    # when it was last sent. A row is an opt-in (/digest off deletes it), so it survives
-    # restarts; last_sent_at lets one bot process of several claim a week's send.
-    Migration(
-        sqlite="""
-    CREATE TABLE digests (
-        user_id      INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
-        chat_id      TEXT NOT NULL,
-        created_at   TEXT NOT NULL,
-        last_sent_at TEXT NULL
-    );
-    """,
-        postgresql="""
-    CREATE TABLE digests (
-        user_id      BIGINT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
-        chat_id      TEXT NOT NULL,
-        created_at   TIMESTAMPTZ NOT NULL,
-        last_sent_at TIMESTAMPTZ NULL
-    );
-    """,
-    ),
-    # 6: what finishing an unfinished message after a crash needs. While a message is
-    # 'received' the inbox keeps its text (set to NULL when it is done: answered text is not
-    # kept), the adapter's note of where to answer (origin), the id of the reply message the
-    # adapter had begun (reply_ref: the label message a restart completes by editing it),
-    # the process that is answering it (owner: see storage/presence.py) and how often it was
-    # taken over from a process that died (attempts).
-    Migration(
-        sqlite="""
-    ALTER TABLE inbox ADD COLUMN text TEXT NULL;
-    ALTER TABLE inbox ADD COLUMN origin TEXT NULL;
-    ALTER TABLE inbox ADD COLUMN reply_ref TEXT NULL;
-    ALTER TABLE inbox ADD COLUMN owner TEXT NULL;
-    ALTER TABLE inbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
-    """,
-        postgresql="""
-    ALTER TABLE inbox ADD COLUMN text TEXT NULL;
-    ALTER TABLE inbox ADD COLUMN origin TEXT NULL;
-    ALTER TABLE inbox ADD COLUMN reply_ref TEXT NULL;
-    ALTER TABLE inbox ADD COLUMN owner TEXT NULL;
-    ALTER TABLE inbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
-    """,
-    ),
-    # 7: the safety net's record (engine/chat/safety.py). One row per support note shown after a
-    # reply: who, when, and its trigger (explicit self-harm words, or a hard stretch of days),
-    # never the message. The stretch note's once-per-7-days reads it; /export shows it and
-    # /forget deletes it.
-    Migration(
-        sqlite="""
-    CREATE TABLE support_notes (
-        id         INTEGER PRIMARY KEY,
-        user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        kind       TEXT NOT NULL CHECK (kind IN ('words', 'stretch')),
-        created_at TEXT NOT NULL
-    );
-    CREATE INDEX support_notes_user_time ON support_notes (user_id, created_at);
-    """,
-        postgresql="""
-    CREATE TABLE support_notes (
-        id         BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-        user_id    BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        kind       TEXT NOT NULL CHECK (kind IN ('words', 'stretch')),
-        created_at TIMESTAMPTZ NOT NULL
-    );
-    CREATE INDEX support_notes_user_time ON support_notes (user_id, created_at);
-    """,
-    ),
-    # migration 9 (discord): where a chat's catch-up after downtime starts. Per chat, the
-    # newest platform message ever recorded there: its key and when, nothing else (no text, no
-    # user). It is not the inbox: /forget deletes a user's inbox rows, and a catch-up reading
-    # from the inbox would then start before the forgotten messages and answer (and store)
-    # them again. Filled from the inbox as it stands.
-    # Also: a link code entered on the other platform waits for that account's confirmation
-    # (link_codes.offered_to) before the two are linked.
-    Migration(
-        sqlite=f"""
-    CREATE TABLE catch_up_marks (
-        platform   TEXT NOT NULL,
-        chat_id    TEXT NOT NULL,
-        message_id TEXT NOT NULL,
-        seen_at    TEXT NOT NULL,
-        PRIMARY KEY (platform, chat_id)
-    );
-    {_MARKS_FROM_INBOX}
-    ALTER TABLE link_codes ADD COLUMN offered_to INTEGER NULL
-        REFERENCES users (id) ON DELETE SET NULL;
-    """,
-        postgresql=f"""
-    CREATE TABLE catch_up_marks (
-        platform   TEXT NOT NULL,
-        chat_id    TEXT NOT NULL,
-        message_id TEXT NOT NULL,
-        seen_at    TIMESTAMPTZ NOT NULL,
-        PRIMARY KEY (platform, chat_id)
-    );
-    {_MARKS_FROM_INBOX}
-    ALTER TABLE link_codes ADD COLUMN offered_to BIGINT NULL
-        REFERENCES users (id) ON DELETE SET NULL;
-    """,
-    ),
-    # migration 10 (checkin): the daily check-in (engine/chat/checkin.py). Who asked to be
-    # asked how their day went, in which chat, at what local time ("HH:MM") in which IANA
-    # zone, and the local day ("YYYY-MM-DD") last claimed, so that of several bot processes
-    # one sends each day's question. A row is an opt-in (/checkin off deletes it, so does
-    # /forget), so it survives restarts; /export shows it.
-    Migration(
-        sqlite="""
-    CREATE TABLE checkins (
-        user_id    INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
-        chat_id    TEXT NOT NULL,
-        at_time    TEXT NOT NULL,
-        timezone   TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        last_day   TEXT NULL
-    );
-    """,
-        postgresql="""
-    CREATE TABLE checkins (
-        user_id    BIGINT PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
-        chat_id    TEXT NOT NULL,
-        at_time    TEXT NOT NULL,
-        timezone   TEXT NOT NULL,
-        created_at TIMESTAMPTZ NOT NULL,
-        last_day   TEXT NULL
-    );
-    """,
-    ),
-)
-
-SCHEMA_VERSION = len(MIGRATIONS)
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_FOLDER))
+    config.attributes["connection"] = connection
+    return config
 
 
-def split_statements(script: str) -> list[str]:
-    """Split a script into single statements, to run one by one inside one transaction.
+@functools.cache
+def scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
 
-    SQLite's `executescript` would commit any open transaction first, and PostgreSQL's
-    extended protocol takes one statement at a time; our scripts hold no dollar quoting, so
-    SQLite's statement parser finds their ends for both.
-    """
-    statements: list[str] = []
-    buffer = ""
-    for piece in script.split(";"):
-        buffer += piece + ";"
-        # complete_statement knows about quotes and trigger bodies, so a ';' inside them
-        # does not end the statement early.
-        if sqlite3.complete_statement(buffer):
-            if _strip_comments(buffer).strip(" \t\r\n;"):
-                statements.append(buffer.strip())
-            buffer = ""
-    if buffer.strip(" \t\r\n;"):
-        raise ValueError(f"incomplete SQL statement at end of migration: {buffer.strip()!r}")
-    return statements
+    return ScriptDirectory.from_config(alembic_config())
 
 
-def _strip_comments(sql: str) -> str:
-    return "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+@functools.cache
+def revisions() -> tuple[str, ...]:
+    """The shipped revisions, oldest first."""
+    names = (path.name for path in (SCRIPT_FOLDER / "versions").glob("*.py"))
+    return tuple(sorted(match[1] for name in names if (match := re.match(r"(\d{4})_", name))))
+
+
+def head() -> str:
+    return revisions()[-1]
+
+
+def known(revision: str) -> bool:
+    return revision in revisions()
+
+
+def read_state(connection: Connection) -> SchemaState:
+    sqlite = connection.dialect.name == "sqlite"
+
+    def exists(table: str) -> bool:
+        if sqlite:
+            found = f"SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+        else:
+            found = f"SELECT to_regclass('{table}') IS NOT NULL"
+        return bool(connection.scalar(text(found)))
+
+    stamped: tuple[str, ...] = ()
+    if exists("alembic_version"):
+        stamped = tuple(connection.scalars(text("SELECT version_num FROM alembic_version")))
+    if sqlite:
+        legacy = connection.exec_driver_sql("PRAGMA user_version").scalar_one()
+    elif exists(LEGACY_TABLE):
+        legacy = connection.scalar(text(f"SELECT coalesce(max(version), 0) FROM {LEGACY_TABLE}"))
+    else:
+        legacy = 0
+    return SchemaState(stamped, int(legacy))
+
+
+def check(state: SchemaState, shown: str) -> None:
+    """Refuse a database this bot does not know how to read: written by a newer bot."""
+    unknown = [revision for revision in state.revisions if not known(revision)]
+    if unknown or (not state.revisions and state.legacy > LEGACY_LAST):
+        found = ", ".join(unknown) if unknown else f"version {state.legacy}"
+        raise StorageError(
+            f"the database {shown} has schema {found}, which this bot does not know (its newest "
+            f"is {head()}); it was written by a newer version of the bot — upgrade the bot or "
+            "point it at another database (it was left untouched)"
+        )
+
+
+def upgrade(connection: Connection, shown: str) -> None:
+    """Bring the database to head inside the caller's transaction (which holds the schema
+    lock); a database of the hand-written migrations is stamped with its revision first."""
+    from alembic import command
+
+    state = read_state(connection)
+    check(state, shown)
+    if state.is_current():
+        return
+    config = alembic_config(connection)
+    if not state.revisions and state.legacy:
+        command.stamp(config, numbered(state.legacy))
+    command.upgrade(config, "head")
+    _write_guard(connection)
+
+
+def numbered(number: int) -> str:
+    """Revision ids are numbers: 0001, 0002… (and hand-written migration N is revision N)."""
+    return f"{number:04d}"
+
+
+def _write_guard(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(f"PRAGMA user_version = {LEGACY_GUARD}")
+        return
+    connection.execute(
+        text(f"CREATE TABLE IF NOT EXISTS {LEGACY_TABLE} (version INTEGER NOT NULL)")
+    )
+    connection.execute(text(f"DELETE FROM {LEGACY_TABLE}"))
+    connection.execute(text(f"INSERT INTO {LEGACY_TABLE} (version) VALUES ({LEGACY_GUARD})"))
+
+
+# --- the options of Alembic's environment (storage/alembic/env.py) ---------------------------
+
+
+def context_options(dialect: str) -> dict[str, Any]:
+    """What env.py configures, for the store and for `python -m storage.alembic` alike."""
+    return {
+        "target_metadata": metadata,
+        # SQLite cannot ALTER most things: batch mode copies the table instead (the store
+        # turns foreign keys off around it, so copying a parent table deletes no child rows).
+        "render_as_batch": True,
+        # Alembic's own comparison, less identity columns on SQLite (which has none: its
+        # INTEGER PRIMARY KEY is the rowid, filled in alone).
+        "compare_server_default": _compare_server_default if dialect == "sqlite" else True,
+        "include_name": _include_name,
+        "render_item": _render_item,
+        "process_revision_directives": _number_revision,
+    }
+
+
+def _compare_server_default(
+    context: MigrationContext, inspected: Any, column: Any, *defaults: Any
+) -> bool | None:
+    if isinstance(column.server_default, Identity):
+        return False
+    return None  # Alembic's own comparison
+
+
+def _render_item(kind: str, item: Any, autogen_context: Any) -> str | bool:
+    # An autogenerated revision names the schema's own types by module, imported.
+    if kind == "type" and isinstance(item, UtcTime):
+        autogen_context.imports.add("import storage.schema")
+        return "storage.schema.UtcTime()"
+    return False  # Alembic's own rendering
+
+
+def _include_name(name: str | None, kind: str, parent: Any) -> bool:
+    return not (kind == "table" and name == LEGACY_TABLE)
+
+
+def _number_revision(context: MigrationContext, revision: Any, directives: list[Any]) -> None:
+    """Revisions are numbered 0001, 0002…: the next number, unless --rev-id gave one."""
+    from alembic.operations.ops import MigrationScript
+
+    for script in directives:
+        if isinstance(script, MigrationScript) and not _is_number(script.rev_id):
+            current = scripts().get_current_head()
+            script.rev_id = numbered(int(current) + 1 if current else 1)
+
+
+def _is_number(rev_id: str | None) -> bool:
+    return rev_id is not None and len(rev_id) == 4 and rev_id.isdigit()

@@ -46,8 +46,8 @@ from engine.types import (
     Unfinished,
     UserKey,
 )
-from storage.database import Database, check_version
-from storage.migrations import MIGRATIONS, SCHEMA_VERSION, split_statements
+from storage import migrations
+from storage.database import Database
 from storage.postgres import PostgresDatabase
 from storage.presence import new_owner
 from storage.schema import (
@@ -796,19 +796,17 @@ class SqlMoodStore:
 
     async def _migrate(self) -> None:
         async with self._transaction(write=False) as conn:
-            version = await self._db.schema_version(conn)
-        check_version(version, self.shown)
-        if version == SCHEMA_VERSION:
+            state = await conn.run_sync(migrations.read_state)
+        migrations.check(state, self.shown)
+        if state.is_current():
             return
-        async with self._transaction() as conn:
-            await self._db.lock_schema(conn)
-            # Read again under the lock: another process may have migrated meanwhile.
-            version = await self._db.schema_version(conn)
-            check_version(version, self.shown)
-            for migration in MIGRATIONS[version:]:
-                for statement in split_statements(migration.script(self._db.name)):
-                    await conn.exec_driver_sql(statement)
-            await self._db.set_schema_version(conn, SCHEMA_VERSION)
+        self._check_open()
+        with self._db.translated():
+            async with self._db.migration() as conn:
+                await self._db.lock_schema(conn)
+                # Reads the version again under the lock: another process may have
+                # migrated meanwhile.
+                await conn.run_sync(migrations.upgrade, self.shown)
 
     async def _user_id(self, conn: AsyncConnection, user: UserKey, at: datetime) -> int:
         """The user's row id, the row inserted if new (inside the caller's transaction)."""

@@ -9,18 +9,16 @@ PostgreSQL connection holding the owner lock), which the end-to-end tests do wit
 from __future__ import annotations
 
 import os
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-import storage.store as store_module
 from engine.types import IncomingMessage, MessageKey, Unfinished, UserKey
-from storage.migrations import MIGRATIONS
+from storage.migrations import LEGACY_LAST
 from storage.presence import OwnerFiles, new_owner
 from storage.store import SqlMoodStore
+from tests.storage.legacy_migrations import create_postgres, create_sqlite
 from tests.storage.test_storage import ALICE, T0, Db, db, event, exchange, store  # noqa: F401
 
 pytestmark = pytest.mark.asyncio
@@ -113,34 +111,22 @@ async def test_forget_does_not_move_a_chats_catch_up_mark_back(
     assert await store.latest_messages("discord", T0) == [MessageKey("discord", "c1", "100")]
 
 
-async def test_the_marks_start_from_the_inbox_on_upgrade(
-    db: Db,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A database the bot made before the marks existed, with messages in its inbox.
-    with monkeypatch.context() as older:
-        marks = next(i for i, m in enumerate(MIGRATIONS) if "catch_up_marks" in m.sqlite)
-        older.setattr(store_module, "MIGRATIONS", MIGRATIONS[:marks])
-        older.setattr(store_module, "SCHEMA_VERSION", marks)
-        await (await SqlMoodStore.open(db.target)).close()
+async def test_the_marks_start_from_the_inbox_on_upgrade(db: Db) -> None:  # noqa: F811
+    # A database the bot made before the marks existed (the last hand-written migration),
+    # with messages in its inbox.
     at = "'2026-11-20T12:00:00.000000+00:00'"
     rows = [("c1", "98"), ("c1", "100"), ("c1", "99"), ("c2", "5")]
     statements = [
-        f"INSERT INTO users (platform, platform_user_id, created_at) VALUES ('discord', '1', {at})"
+        f"INSERT INTO users (platform, platform_user_id, created_at) VALUES ('discord', '1', {at});"
     ] + [
         "INSERT INTO inbox (platform, chat_id, message_id, user_id, state, received_at) "
-        f"VALUES ('discord', '{chat}', '{message}', 1, 'done', {at})"
+        f"VALUES ('discord', '{chat}', '{message}', 1, 'done', {at});"
         for chat, message in rows
     ]
     if db.kind == "sqlite":
-        with sqlite3.connect(db.target) as conn:
-            for statement in statements:
-                conn.execute(statement)
+        create_sqlite(Path(db.target), LEGACY_LAST, "\n".join(statements))
     else:
-        conn = await asyncpg.connect(db.target)
-        for statement in statements:
-            await conn.execute(statement)
-        await conn.close()
+        await create_postgres(db.target, LEGACY_LAST, "\n".join(statements))
     store = await SqlMoodStore.open(db.target)  # noqa: F811
     try:
         assert await store.latest_messages("discord", T0) == [
