@@ -279,6 +279,22 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX support_notes_user_time ON support_notes (user_id, created_at);
     """,
     ),
+    # migration 8 (delivery): an inbox row is done only once its answer is shown in full.
+    # Until then it keeps the stored answer (reply, JSON) for a restart to show again, and
+    # every message of the reply: reply_ref (one id before) now lists every chunk's id,
+    # support_ref the support note's, sending the key of a send under way.
+    Migration(
+        sqlite="""
+    ALTER TABLE inbox ADD COLUMN support_ref TEXT NULL;
+    ALTER TABLE inbox ADD COLUMN sending TEXT NULL;
+    ALTER TABLE inbox ADD COLUMN reply TEXT NULL;
+    """,
+        postgresql="""
+    ALTER TABLE inbox ADD COLUMN support_ref TEXT NULL;
+    ALTER TABLE inbox ADD COLUMN sending TEXT NULL;
+    ALTER TABLE inbox ADD COLUMN reply TEXT NULL;
+    """,
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

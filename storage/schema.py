@@ -100,6 +100,12 @@ inbox = Table(
     Column("reply_ref", Text),
     Column("owner", Text),  # storage/presence.py's id of the process answering it
     Column("attempts", Integer, nullable=False, default=0),
+    # Migration 8 (delivery): reply_ref holds every chunk's id, space-separated; the support
+    # note's id, a send under way's key, and the answer stored but not yet shown in full
+    # (JSON: text, label, p_positive, neutral, support), dropped once done.
+    Column("support_ref", Text),
+    Column("sending", Text),
+    Column("reply", Text),
 )
 
 people = Table(

@@ -357,6 +357,9 @@ async def test_a_message_is_in_the_inbox_before_its_update_is_confirmed(
         ids[0]: ("received", "I am so happy today"),
         ids[1]: ("received", "I feel sad"),
     }
+    # Done once the final edit is on Telegram, a moment after the chat shows it.
+    done = lambda: all(row[0] == "done" for row in inbox_rows(scripted_engine).values())  # noqa: E731
+    await api.wait_for(done, what="both done")
     assert inbox_rows(scripted_engine) == {
         (str(USER), str(private["message_id"])): ("done", None),
         (str(GROUP_ID), str(group["message_id"])): ("done", None),
@@ -390,7 +393,9 @@ async def test_a_failure_to_record_on_arrival_does_not_stop_polling(
     await wait_text(api, USER, "reply to: and still polling")
 
     assert "could not record update" in caplog.text
-    assert [state for state, _ in inbox_rows(scripted_engine).values()] == ["done", "done"]
+    # Done once the final edit is on Telegram, a moment after the chat shows it.
+    states = lambda: [state for state, _ in inbox_rows(scripted_engine).values()]  # noqa: E731
+    await api.wait_for(lambda: states() == ["done", "done"], what="both done")
 
 
 async def test_only_messages_the_bot_answers_are_recorded_on_arrival(
@@ -408,8 +413,10 @@ async def test_only_messages_the_bot_answers_are_recorded_on_arrival(
     await wait_text(api, USER, "reply to: sentinel")
 
     # Notes, commands and silence leave no inbox row that a restart would try to answer.
-    states = [state for state, _ in inbox_rows(scripted_engine).values()]
-    assert states == ["done", "done"]
+    # (An answer is done once its final edit is on Telegram, a moment after it shows.)
+    states = lambda: [state for state, _ in inbox_rows(scripted_engine).values()]  # noqa: E731
+    await api.wait_for(lambda: "received" not in states(), what="the answers done")
+    assert states() == ["done", "done"]
     assert tagged_texts(scripted_engine) == ["hello", "sentinel"]
 
 
