@@ -61,6 +61,9 @@ class MessageSink(Protocol[Handle]):
 
     async def edit(self, handle: Handle, text: str) -> None: ...
 
+    async def delete(self, handle: Handle) -> None:
+        """Remove a message the reply no longer needs (best effort: failures are logged)."""
+
     async def typing(self) -> None:
         """Show the typing indicator (platforms expire it after a few seconds)."""
 
@@ -197,6 +200,8 @@ class ReplyRenderer(Generic[Handle]):
             typing_task.cancel()
         final = self._compose(header, body)
         await self._show(final, force=True)
+        if final:
+            await self._drop_extra(len(split_text(final, self.limits.max_chars)))
         first = self._handles[0] if self._handles else None
         if support and self._support is None:
             # Its own message, after the whole reply: never edited into it, never split off.
@@ -206,6 +211,18 @@ class ReplyRenderer(Generic[Handle]):
             await self._on_delivered()
         note = self._support if support else None
         return RenderResult(final, len(self._handles), failure, sentiment, first, note)
+
+    async def _drop_extra(self, needed: int) -> None:
+        """Delete messages beyond the `needed` ones: the rest of a longer reply begun before a
+        restart (the model answered shorter this time), or a streamed reply replaced by a
+        shorter one (engine/chat/safety.py)."""
+        if len(self._handles) <= needed:
+            return
+        extra = self._handles[needed:]
+        del self._handles[needed:], self._shown[needed:]
+        await self._report(None)
+        for handle in extra:
+            await self.sink.delete(handle)
 
     async def _send(self, text: str) -> Handle:
         """Post a new message of this reply, recorded before (its key) and after (its id)."""

@@ -119,6 +119,13 @@ class _ChannelSink:
         async with _platform_errors():
             await handle.edit(content=text, allowed_mentions=NO_MENTIONS)
 
+    async def delete(self, handle: Reply) -> None:
+        try:
+            await handle.delete()
+        except discord.HTTPException as error:
+            # Left showing an older text: untidy, never a lost answer.
+            log.warning("could not delete a Discord reply message no longer needed: %s", error)
+
     async def typing(self) -> None:
         # Awaiting (not entering) typing() sends one indicator; the renderer renews it.
         await self._channel.typing()

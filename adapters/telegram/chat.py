@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import warnings
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ from telegram import (
     ReplyParameters,
 )
 from telegram.constants import ChatAction, ChatType
-from telegram.error import BadRequest, NetworkError, RetryAfter
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
 from adapters.streaming import RateLimited, Transient
 from adapters.telegram.config import TelegramConfig
+
+log = logging.getLogger(__name__)
 
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)  # previews would jump around while editing
 _SAY_RETRIES = 3
@@ -228,6 +231,13 @@ class TelegramSink:
             raise
         except NetworkError as error:
             raise Transient(str(error)) from error
+
+    async def delete(self, handle: Posted) -> None:
+        try:
+            await self.outbox.bot.delete_message(self.outbox.chat_id, handle.message_id)
+        except TelegramError as error:
+            # Left showing an older text: untidy, never a lost answer.
+            log.warning("telegram: could not delete a reply message no longer needed: %s", error)
 
     async def typing(self) -> None:
         await self.outbox.bot.send_chat_action(

@@ -104,6 +104,10 @@ class FakeSink:
             raise RateLimited(self.edit_failures.pop(0))
         self.messages[handle] = text
 
+    async def delete(self, handle: int) -> None:
+        self.calls.append(("delete", handle, ""))
+        self.messages[handle] = "<deleted>"
+
     async def typing(self) -> None:
         self.typings += 1
 
@@ -483,3 +487,26 @@ async def test_a_support_note_sent_before_a_restart_is_not_sent_again() -> None:
     assert "send" not in sink.kinds()
     assert sink.messages == [FULL, "💛 note"]
     assert result.support == 1
+
+
+async def test_messages_a_restart_no_longer_needs_are_deleted() -> None:
+    # The dead process had shown three messages of a longer reply; this answer needs one.
+    sink = FakeSink(messages=[f"{LABEL}\n\nHello th", "x" * 90, "y" * 40])
+    recorded: list[Messages[int]] = []
+
+    async def on_messages(messages: Messages[int]) -> None:
+        recorded.append(messages)
+
+    limits = RenderLimits(max_chars=100, edit_interval_s=3600.0)
+    renderer = ReplyRenderer(sink, limits, existing=Messages((0, 1, 2)), on_messages=on_messages)
+    result = await renderer.render(stream(reply_events(WORDS)))
+    assert sink.messages == [FULL, "<deleted>", "<deleted>"]
+    assert result.messages == 1
+    assert recorded[-1] == Messages((0,))  # recorded before the deletes
+
+
+async def test_a_resumed_message_answered_elsewhere_deletes_nothing() -> None:
+    sink = FakeSink(messages=["frozen", "frozen too"])
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096), existing=Messages((0, 1)))
+    await renderer.render(stream([AlreadyHandled(MessageKey("telegram", "1", "2"))]))
+    assert sink.messages == ["frozen", "frozen too"]

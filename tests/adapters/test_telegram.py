@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from telegram import Bot
 
+from adapters.streaming import Transient
 from adapters.telegram.adapter import TelegramAdapter, TelegramAuthError, TelegramConfig
 from adapters.telegram.chat import Outbox, TelegramSink
 from engine.chat import safety, texts
@@ -731,6 +732,24 @@ async def test_sink_ignores_not_modified_and_replaces_a_deleted_message(
         assert api.bot_texts(USER) == ["hello", "hello again"]
         await sink.edit(posted, "and again")  # the handle now points at the new message
         assert api.bot_texts(USER) == ["hello", "and again"]
+
+
+async def test_sink_maps_faults_and_deletes_a_message_no_longer_needed(
+    api: FakeTelegramAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Bot(DEFAULT_TOKEN, base_url=api.base_url) as client:
+        sink = TelegramSink(Outbox(client, private_chat(USER)["id"], private=True))
+        posted = await sink.send("hello")
+        api.fail_next("editMessageText", 502, description="Bad Gateway")
+        with pytest.raises(Transient):
+            await sink.edit(posted, "hello again")
+        api.drop_next("sendMessage")
+        with pytest.raises(Transient):
+            await sink.send("dropped")
+        await sink.delete(posted)
+        assert api.bot_texts(USER) == []
+        await sink.delete(posted)  # already gone: logged, not raised
+        assert "could not delete" in caplog.text
 
 
 # --- configuration ------------------------------------------------------------------------

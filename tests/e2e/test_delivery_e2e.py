@@ -20,11 +20,13 @@ from tests.e2e.test_recovery_e2e import (
     EXPECTED,
     TEXT,
     USER,
+    database,  # noqa: F401 - the fixture: SQLite, PostgreSQL
     inbox_rows,
     killed,
     mood_event_count,
     stopped,
     stored_as_done,
+    url_of,
 )
 from tests.fakes.discord_api import FakeDiscord, user_payload
 from tests.fakes.telegram_api import DEFAULT_TOKEN, MAX_TEXT, ApiCall, FakeTelegramAPI
@@ -40,18 +42,19 @@ LONG_EXPECTED = (
 )
 
 
-def env_for(db: Path, api: FakeTelegramAPI, **extra: str) -> dict[str, str]:
-    return scripted_bot_env(f"sqlite:///{db}", TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
+def env_for(db: Path | str, api: FakeTelegramAPI, **extra: str) -> dict[str, str]:
+    return scripted_bot_env(url_of(str(db)), TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
                             TELEGRAM_API_BASE_URL=api.base_url,
                             TELEGRAM_API_FILE_URL=api.file_url, **extra)  # fmt: skip
 
 
 async def test_telegram_killed_after_the_last_token_before_the_final_edit(
     tmp_path: Path,
+    database: str,  # noqa: F811
 ) -> None:
     # The old window: the row was done with the exchange while the final edit was still to
     # come, so a kill there left the label alone in the chat for good.
-    db = tmp_path / "bot.db"
+    db = database
     async with FakeTelegramAPI(DEFAULT_TOKEN) as api:
         # Intermediate frames are throttled away: the one edit is the final one, which
         # comes after the exchange is stored.

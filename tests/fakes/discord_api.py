@@ -209,6 +209,7 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
             ("GET", "/channels/{channel_id}/messages", self._get_messages),
             ("POST", "/channels/{channel_id}/messages", self._create_message),
             ("PATCH", "/channels/{channel_id}/messages/{message_id}", self._edit_message),
+            ("DELETE", "/channels/{channel_id}/messages/{message_id}", self._delete_message),
             ("POST", "/channels/{channel_id}/typing", self._typing),
             ("POST", "/interactions/{interaction_id}/{token}/callback", self._callback),
             ("GET", "/webhooks/{application_id}/{token}/messages/@original", self._get_original),
@@ -690,6 +691,11 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         message = self._message(int(call.params["message_id"]))
         self._apply_edit(message, call.json or {}, call.files)
         return json_response(message)
+
+    async def _delete_message(self, request: web.Request, call: ApiCall) -> web.Response:
+        self._message(int(call.params["message_id"]))  # 404 when unknown
+        del self.messages[int(call.params["message_id"])]
+        return web.Response(status=204)
 
     async def _callback(self, request: web.Request, call: ApiCall) -> web.Response:
         interaction_id = int(call.params["interaction_id"])

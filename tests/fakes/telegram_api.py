@@ -156,6 +156,7 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
             "getUpdates": self._get_updates,
             "sendMessage": self._send_message,
             "editMessageText": self._edit_message_text,
+            "deleteMessage": self._delete_message,
             "sendChatAction": self._true,
             "sendPhoto": self._send_photo,
             "sendDocument": self._send_document,
@@ -496,6 +497,12 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
         else:
             message.pop("reply_markup", None)
         return message
+
+    async def _delete_message(self, params: JSON, files: dict[str, bytes]) -> bool:
+        chat = self._chat(params)
+        if self._messages.pop((chat["id"], params.get("message_id")), None) is None:  # type: ignore[arg-type]
+            raise _ApiError(400, "Bad Request: message to delete not found")
+        return True
 
     async def _send_photo(self, params: JSON, files: dict[str, bytes]) -> JSON:
         if "photo" not in files and not isinstance(params.get("photo"), str):
