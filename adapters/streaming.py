@@ -55,6 +55,10 @@ class Transient(Exception):
 
 
 class MessageSink(Protocol[Handle]):
+    # Whether the platform deduplicates sends by `key` (then each key is recorded before its
+    # send, for a restart to repeat it; without, that write would only delay the label).
+    keyed_sends: bool
+
     async def send(self, text: str, key: str | None = None) -> Handle:
         """Post a message. `key` identifies this send: a platform that deduplicates sends by
         such a key (Discord's enforced nonce) returns the message posted before under it."""
@@ -227,7 +231,8 @@ class ReplyRenderer(Generic[Handle]):
     async def _send(self, text: str) -> Handle:
         """Post a new message of this reply, recorded before (its key) and after (its id)."""
         key, self._resend_key = self._resend_key or new_send_key(), None
-        await self._report(key)
+        if self.sink.keyed_sends:
+            await self._report(key)
         return await _with_retry(partial(self.sink.send, text, key), self.limits)
 
     async def _report(self, sending: str | None) -> None:

@@ -85,6 +85,8 @@ Reply = discord.Message | discord.PartialMessage
 class _ChannelSink:
     """Where one reply goes: a channel, the first message quoting `quote` when given."""
 
+    keyed_sends = True  # the key is the message nonce, enforced
+
     def __init__(
         self, channel: discord.abc.Messageable, quote: discord.MessageReference | None
     ) -> None:

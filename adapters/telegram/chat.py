@@ -196,6 +196,8 @@ class TelegramSink:
     reached Telegram but whose answer was lost is posted twice; editMessageText is safe to
     repeat ("message is not modified" is success). See docs/reliability.md."""
 
+    keyed_sends = False
+
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
 

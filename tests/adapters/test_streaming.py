@@ -92,6 +92,7 @@ class FakeSink:
     edit_failures: list[float] = field(default_factory=list)  # retry_after for each next edit
     fail_edits_of: str | None = None  # only rate-limit edits whose text is exactly this
     typings: int = 0
+    keyed_sends: bool = True
 
     async def send(self, text: str, key: str | None = None) -> int:
         self.calls.append(("send", len(self.messages), text))
@@ -510,3 +511,18 @@ async def test_a_resumed_message_answered_elsewhere_deletes_nothing() -> None:
     renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096), existing=Messages((0, 1)))
     await renderer.render(stream([AlreadyHandled(MessageKey("telegram", "1", "2"))]))
     assert sink.messages == ["frozen", "frozen too"]
+
+
+async def test_a_platform_without_keyed_sends_records_each_message_after_its_send_only() -> None:
+    sink = FakeSink(keyed_sends=False)
+    recorded: list[Messages[int]] = []
+
+    async def on_messages(messages: Messages[int]) -> None:
+        recorded.append(messages)
+
+    limits = RenderLimits(max_chars=100, edit_interval_s=0.0)
+    await ReplyRenderer(sink, limits, on_messages=on_messages).render(
+        stream(reply_events(LONG_WORDS))
+    )
+    assert [messages.sending for messages in recorded] == [None] * len(sink.messages)
+    assert [len(messages.chunks) for messages in recorded] == list(range(1, len(sink.messages) + 1))
