@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from adapters.streaming import RenderResult, ReplyRenderer
 from engine.chat import texts
 from engine.chat.service import ChatService
-from engine.types import MessageKey, Unfinished
+from engine.types import MessageKey, ReplyMessages, Unfinished
 
 log = logging.getLogger(__name__)
 
@@ -85,24 +86,28 @@ class Resumer:
 async def answer_late(
     service: ChatService,
     pending: Unfinished,
-    renderer: Callable[[str | None, str], ReplyRenderer[Handle]],
+    renderer: Callable[[ReplyMessages, str], ReplyRenderer[Handle]],
     refused: type[Exception],
     failed: tuple[type[Exception], ...],
 ) -> RenderResult[Handle] | None:
     """Answer one message a dead process left unfinished, the same way on every platform.
 
-    `renderer(frozen_ref, note)` renders into the chat: the reply the dead process had begun
-    (`frozen_ref`, its platform message id) is completed in place; without one, a fresh
-    answer opens with the note that it is a retry. A user the platform says is out of reach
-    (`refused`: blocked the bot, closed their DMs) is stored and done all the same, as a live
-    reply would be; any of `failed` leaves the message for a later sweep. Returns what was
-    shown, or None when nothing complete was."""
+    `renderer(begun, note)` renders into the chat: the reply messages the dead process had
+    begun (`begun`: their platform ids, every chunk's, and a send under way) are completed
+    in place; with none, a fresh answer opens with the note that it is a retry. An answer
+    already stored comes back from the chat service as it was (no model, no second mood
+    event). A user the platform says is out of reach (`refused`: blocked the bot, closed
+    their DMs) is stored and done all the same, as a live reply would be; any of `failed`
+    leaves the message for a later sweep. Returns what was shown, or None when nothing
+    complete was."""
     key = pending.key
-    ref = pending.reply_ref
-    frozen = ref if ref is not None and ref.isdigit() else None
-    shown = renderer(frozen, "" if frozen is not None else texts.RETRY_NOTE)
+    begun = pending.messages
+    begun = replace(begun, chunks=tuple(ref for ref in begun.chunks if ref.isdigit()))
+    if begun.support is not None and not begun.support.isdigit():
+        begun = replace(begun, support=None)
+    shown = renderer(begun, "" if begun.chunks else texts.RETRY_NOTE)
     try:
-        async with contextlib.aclosing(service.resume(pending)) as events:
+        async with contextlib.aclosing(service.resume(pending, confirm=True)) as events:
             try:
                 result = await shown.render(events)
             except refused as error:
@@ -110,6 +115,7 @@ async def answer_late(
                             key.platform, key.chat_id, key.message_id, error)  # fmt: skip
                 async for _ in events:  # the rest is stored, the row done
                     pass
+                await service.delivered(key)
                 return None
     except failed as error:
         log.warning("%s: could not answer unfinished message %s in chat %s: %s",

@@ -2,17 +2,24 @@
 
 The renderer turns the engine's event stream into platform messages: the label goes out at
 once, the reply grows by editing that message (throttled, since platforms rate-limit edits),
-overflow moves to a new message at the platform's length limit, and a rate-limit answer is
-waited out and retried so no text is ever lost. A support note (ReplyDone.support, engine/chat/
-safety.py) follows the reply as a message of its own. Adapters only supply a `MessageSink`.
+overflow moves to a new message at the platform's length limit, and a rate-limit answer
+or a transient fault (a timeout, a 5xx, a reset connection) is waited out and retried so no
+text is ever lost. A support note (ReplyDone.support, engine/chat/safety.py) follows the reply
+as a message of its own. Adapters only supply a `MessageSink`.
+
+Crash-safe delivery: every message of a reply is reported (`on_messages`) as it is sent, its
+send key before the send and its id right after, so a restart edits those messages in place
+instead of posting new ones; `on_delivered` runs once the whole reply (and its note) is on the
+platform, which is when the inbox row may be done (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Generic, Protocol, TypeVar
@@ -42,10 +49,24 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
+class Transient(Exception):
+    """Raised by a sink for a fault worth trying again (a timeout, a 5xx, a reset connection):
+    the renderer retries it with a growing pause, like a 429."""
+
+
 class MessageSink(Protocol[Handle]):
-    async def send(self, text: str) -> Handle: ...
+    # Whether the platform deduplicates sends by `key` (then each key is recorded before its
+    # send, for a restart to repeat it; without, that write would only delay the label).
+    keyed_sends: bool
+
+    async def send(self, text: str, key: str | None = None) -> Handle:
+        """Post a message. `key` identifies this send: a platform that deduplicates sends by
+        such a key (Discord's enforced nonce) returns the message posted before under it."""
 
     async def edit(self, handle: Handle, text: str) -> None: ...
+
+    async def delete(self, handle: Handle) -> None:
+        """Remove a message the reply no longer needs (best effort: failures are logged)."""
 
     async def typing(self) -> None:
         """Show the typing indicator (platforms expire it after a few seconds)."""
@@ -72,7 +93,8 @@ class RenderLimits:
     max_chars: int  # Telegram 4096, Discord 2000
     edit_interval_s: float = 1.0  # at most one edit per message per interval
     typing_interval_s: float = 4.0  # renew the typing indicator this often
-    max_retries: int = 5  # 429s waited out per send/edit before giving up on that call
+    max_retries: int = 5  # 429s or transient faults retried per send/edit before giving up
+    backoff_s: float = 0.5  # the first pause after a transient fault, doubled each time
 
 
 async def _with_retry(call: Callable[[], Awaitable[T]], limits: RenderLimits) -> T:
@@ -84,7 +106,28 @@ async def _with_retry(call: Callable[[], Awaitable[T]], limits: RenderLimits) ->
                 raise
             log.info("platform rate limit: waiting %.1f s", limited.retry_after)
             await asyncio.sleep(limited.retry_after)
+        except Transient as fault:
+            if attempt == limits.max_retries:
+                raise
+            pause = limits.backoff_s * 2**attempt
+            log.warning("platform fault (%s): trying again in %.1f s", fault, pause)
+            await asyncio.sleep(pause)
     raise AssertionError("unreachable")
+
+
+def new_send_key() -> str:
+    """A send's key: Discord takes a nonce of up to 25 characters."""
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class Messages(Generic[Handle]):
+    """The messages of one reply so far, as recorded for a restart: every chunk in order, the
+    support note once sent, and the key of a send under way (its message not known yet)."""
+
+    chunks: Sequence[Handle] = ()
+    support: Handle | None = None
+    sending: str | None = None
 
 
 @dataclass
@@ -99,27 +142,35 @@ class RenderResult(Generic[Handle]):
 
 
 class ReplyRenderer(Generic[Handle]):
-    """`existing`: a message begun before a restart, completed by editing it (its shown text
-    is unknown, so the first update always edits). `note`: a line above the label (a retry's).
-    `on_posted`: called with the first message once sent, so a restart can find it."""
+    """`existing`: the messages of a reply begun before a restart, completed by editing them
+    (their shown text is unknown, so the first update edits each), its support note not sent
+    again, and a send that was under way repeated under its key. `note`: a line above the
+    label (a retry's). `on_messages`: called with what is posted before each send (its key)
+    and after it (its message), so a restart can find every message. `on_delivered`: called
+    once the whole reply is shown (not after a failure, nor for AlreadyHandled)."""
 
     def __init__(
         self,
         sink: MessageSink[Handle],
         limits: RenderLimits,
         *,
-        existing: Handle | None = None,
+        existing: Messages[Handle] | None = None,
         note: str = "",
-        on_posted: Callable[[Handle], Awaitable[None]] | None = None,
+        on_messages: Callable[[Messages[Handle]], Awaitable[None]] | None = None,
+        on_delivered: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.sink = sink
         self.limits = limits
-        self._handles: list[Handle] = [] if existing is None else [existing]
+        existing = existing or Messages()
+        self._handles: list[Handle] = list(existing.chunks)
         # what each platform message currently shows
-        self._shown: list[str | None] = [] if existing is None else [None]
+        self._shown: list[str | None] = [None] * len(self._handles)
+        self._support = existing.support
+        self._resend_key = existing.sending  # the next send repeats it
         self._last_edit = 0.0
         self._note = note
-        self._on_posted = on_posted
+        self._on_messages = on_messages
+        self._on_delivered = on_delivered
 
     async def render(self, events: AsyncIterator[ReplyEvent]) -> RenderResult[Handle]:
         header = ""
@@ -127,6 +178,7 @@ class ReplyRenderer(Generic[Handle]):
         body = ""
         support = ""
         failure: ReplyFailed | None = None
+        done = False
         typing_task = asyncio.create_task(self._keep_typing())
         try:
             async for event in events:
@@ -142,6 +194,7 @@ class ReplyRenderer(Generic[Handle]):
                 elif isinstance(event, ReplyDone):
                     body = event.text
                     support = event.support
+                    done = True
                 elif isinstance(event, ReplyFailed):
                     failure = event
                     body = f"{body.strip()}\n\n{event.message}" if body.strip() else event.message
@@ -151,12 +204,41 @@ class ReplyRenderer(Generic[Handle]):
             typing_task.cancel()
         final = self._compose(header, body)
         await self._show(final, force=True)
+        if final:
+            await self._drop_extra(len(split_text(final, self.limits.max_chars)))
         first = self._handles[0] if self._handles else None
-        note = None
-        if support:
+        if support and self._support is None:
             # Its own message, after the whole reply: never edited into it, never split off.
-            note = await _with_retry(partial(self.sink.send, support), self.limits)
+            self._support = await self._send(support)
+            await self._report(None)
+        if done and self._on_delivered is not None:
+            await self._on_delivered()
+        note = self._support if support else None
         return RenderResult(final, len(self._handles), failure, sentiment, first, note)
+
+    async def _drop_extra(self, needed: int) -> None:
+        """Delete messages beyond the `needed` ones: the rest of a longer reply begun before a
+        restart (the model answered shorter this time), or a streamed reply replaced by a
+        shorter one (engine/chat/safety.py)."""
+        if len(self._handles) <= needed:
+            return
+        extra = self._handles[needed:]
+        del self._handles[needed:], self._shown[needed:]
+        await self._report(None)
+        for handle in extra:
+            await self.sink.delete(handle)
+
+    async def _send(self, text: str) -> Handle:
+        """Post a new message of this reply, recorded before (its key) and after (its id)."""
+        key, self._resend_key = self._resend_key or new_send_key(), None
+        if self.sink.keyed_sends:
+            await self._report(key)
+        return await _with_retry(partial(self.sink.send, text, key), self.limits)
+
+    async def _report(self, sending: str | None) -> None:
+        if self._on_messages is not None:
+            posted = Messages(tuple(self._handles), self._support, sending)
+            await self._on_messages(posted)
 
     @staticmethod
     def _compose(header: str, body: str) -> str:
@@ -193,13 +275,21 @@ class ReplyRenderer(Generic[Handle]):
                         # further edits until the platform's window has passed.
                         self._last_edit = now + limited.retry_after
                         return
+                    except Transient as fault:
+                        log.info("platform fault on an intermediate edit (%s): skipped", fault)
+                        self._last_edit = now
+                        return
                 self._shown[index] = chunk
             else:
-                handle = await _with_retry(partial(self.sink.send, chunk), self.limits)
+                repeated = self._resend_key is not None
+                handle = await self._send(chunk)
                 self._handles.append(handle)
                 self._shown.append(chunk)
-                if len(self._handles) == 1 and self._on_posted is not None:
-                    await self._on_posted(handle)
+                await self._report(None)
+                if repeated:
+                    # A send repeated under its key may have returned the message posted
+                    # before the restart, showing what it showed then.
+                    await _with_retry(partial(self.sink.edit, handle, chunk), self.limits)
         self._last_edit = time.monotonic()
 
     async def _keep_typing(self) -> None:

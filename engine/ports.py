@@ -20,8 +20,10 @@ from engine.types import (
     LinkOutcome,
     MessageKey,
     MoodEvent,
+    ReplyMessages,
     ReplyRequest,
     Sentiment,
+    StoredReply,
     StoredTurn,
     SupportNote,
     SupportTrigger,
@@ -109,11 +111,18 @@ class MoodStore(JournalStore, Protocol):
         """The platform's messages still 'received' whose process is gone, oldest first: the
         ones another process may take over (take_message, under the user's turn, decides)."""
 
-    async def set_reply_ref(self, key: MessageKey, reply_ref: str) -> None:
-        """Note the adapter's id of the reply message begun for a 'received' message."""
+    async def set_reply_messages(self, key: MessageKey, messages: ReplyMessages) -> None:
+        """Note the adapter's reply messages (and a send under way) for a 'received' message."""
+
+    async def stored_reply(self, key: MessageKey) -> StoredReply | None:
+        """The answer stored for a 'received' message whose delivery was not confirmed."""
+
+    async def keep_reply(self, key: MessageKey, reply: StoredReply) -> None:
+        """Replace the answer kept with a 'received' message (its support note added)."""
 
     async def mark_done(self, key: MessageKey, at: datetime) -> None:
-        """Mark an inbox message done when it ended without an exchange to store."""
+        """Mark an inbox message done: it ended without an exchange to store, or its stored
+        answer is shown in full. Its text and stored answer are dropped."""
 
     async def record_exchange(
         self,
@@ -122,11 +131,14 @@ class MoodStore(JournalStore, Protocol):
         done: MessageKey | None = None,
         keep_turns: int | None = None,
         turn_step: int = 1,
+        reply: StoredReply | None = None,
     ) -> None:
         """Write the mood event and the turns of one message, and mark its inbox entry
-        `done` when given, in a single transaction. With `keep_turns`, the chat's older
-        turns beyond that many are deleted in it too, a multiple of `turn_step` at a time
-        (so recent_turns' window, which moves `turn_step` at a time, stays where it was)."""
+        `done` when given, in a single transaction; with `reply`, the entry keeps that answer
+        instead and stays 'received' until mark_done (the answer shown). With `keep_turns`,
+        the chat's older turns beyond that many are deleted in it too, a multiple of
+        `turn_step` at a time (so recent_turns' window, which moves `turn_step` at a time,
+        stays where it was)."""
 
     def user_turn(self, user: UserKey) -> AbstractAsyncContextManager[None]:
         """Held while one of the user's messages is handled: other bot processes sharing the

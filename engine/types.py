@@ -150,20 +150,49 @@ ReplyEvent = SentimentTagged | TextDelta | ReplyDone | ReplyFailed | AlreadyHand
 
 
 @dataclass(frozen=True)
+class ReplyMessages:
+    """The platform messages of one reply, recorded as they are sent so that a restart edits
+    them in place rather than posting new ones: the ids of its chunks in order (a long reply
+    overflows into several), its support note's, and the key of a send under way whose
+    message is not known yet (a platform that deduplicates sends by key returns it)."""
+
+    chunks: tuple[str, ...] = ()
+    support: str | None = None
+    sending: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    """An answer stored with its exchange but not yet known to be shown in full: what a
+    restart shows again, without the model and without a second mood event."""
+
+    text: str
+    sentiment: Sentiment
+    support: str = ""
+
+
+@dataclass(frozen=True)
 class Unfinished:
     """A platform message that was recorded but never answered (its process died, or was
     stopped mid-reply): what ChatService.resume needs to answer it after a restart."""
 
     message: IncomingMessage
     received_at: datetime
-    # The adapter's id of the reply message it had begun (the label, perhaps half a reply),
-    # so the answer can complete that message; None when nothing had been sent yet.
+    # The adapter's ids of the reply messages it had begun (the label, perhaps half a reply,
+    # space-separated), so the answer can complete them; None when nothing had been sent yet.
     reply_ref: str | None = None
+    support_ref: str | None = None  # the support note's message, when one was sent
+    sending: str | None = None  # the key of a send under way (ReplyMessages.sending)
 
     @property
     def key(self) -> MessageKey:
         assert self.message.key is not None  # only platform messages are recorded
         return self.message.key
+
+    @property
+    def messages(self) -> ReplyMessages:
+        chunks = tuple(self.reply_ref.split()) if self.reply_ref else ()
+        return ReplyMessages(chunks, self.support_ref, self.sending)
 
 
 @dataclass(frozen=True)

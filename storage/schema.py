@@ -190,9 +190,14 @@ inbox = Table(
     Column("done_at", UtcTime),
     Column("text", Text),
     Column("origin", Text),  # the adapter's note of where to answer
-    Column("reply_ref", Text),  # the reply message the adapter had begun
+    Column("reply_ref", Text),  # the reply messages the adapter sent, space-separated
     Column("owner", Text),  # storage/presence.py's id of the process answering it
     Column("attempts", Integer, nullable=False, default=0, server_default=text("0")),
+    # The support note's message id; the key of a send under way; and the answer stored but
+    # not yet shown in full (JSON: text, label, p_positive, neutral, support), dropped once done.
+    Column("support_ref", Text),
+    Column("sending", Text),
+    Column("reply", Text),
     CheckConstraint("state IN ('received', 'done')", name="inbox_state_check"),
     Index("inbox_user", "user_id"),
     # The unfinished messages, which a start-up recovery picks up.

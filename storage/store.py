@@ -5,6 +5,7 @@ Every write is one transaction; every statement is parameterised (Core binds the
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -38,6 +39,9 @@ from engine.types import (
     LinkOutcome,
     MessageKey,
     MoodEvent,
+    ReplyMessages,
+    Sentiment,
+    StoredReply,
     StoredTurn,
     SupportNote,
     SupportTrigger,
@@ -229,7 +233,7 @@ class SqlMoodStore:
         i = inbox.c
         query = (
             select(users.c.platform_user_id, i.chat_id, i.message_id, i.text, i.origin)
-            .add_columns(i.received_at, i.reply_ref, i.owner)
+            .add_columns(i.received_at, i.reply_ref, i.owner, i.support_ref, i.sending)
             .join_from(inbox, users, users.c.id == i.user_id)
             .where(i.platform == platform, i.state == "received", i.text.is_not(None))
             .order_by(i.received_at, i.chat_id, i.message_id)
@@ -237,7 +241,7 @@ class SqlMoodStore:
         found: list[Unfinished] = []
         async with self._transaction(write=False) as conn:
             gone: dict[str, bool] = {}
-            for user_id, chat_id, message_id, text, origin, at, ref, owner in (
+            for user_id, chat_id, message_id, text, origin, at, ref, owner, support, sending in (
                 await conn.execute(query)
             ).all():
                 if owner == self.owner:
@@ -247,15 +251,33 @@ class SqlMoodStore:
                 if owner is None or gone[owner]:
                     message = IncomingMessage(platform, user_id, chat_id, text, message_id,
                                               origin or "")  # fmt: skip
-                    found.append(Unfinished(message, at, ref))
+                    found.append(Unfinished(message, at, ref, support, sending))
         return found
 
-    async def set_reply_ref(self, key: MessageKey, reply_ref: str) -> None:
+    async def set_reply_messages(self, key: MessageKey, messages: ReplyMessages) -> None:
         async with self._transaction() as conn:
             await conn.execute(
                 update(inbox)
                 .where(*_is(key), inbox.c.state == "received")
-                .values(reply_ref=reply_ref)
+                .values(reply_ref=" ".join(messages.chunks) or None,
+                        support_ref=messages.support, sending=messages.sending)
+            )  # fmt: skip
+
+    async def set_reply_ref(self, key: MessageKey, reply_ref: str) -> None:
+        """The first message only (what migration 6 kept)."""
+        await self.set_reply_messages(key, ReplyMessages((reply_ref,)))
+
+    async def stored_reply(self, key: MessageKey) -> StoredReply | None:
+        query = select(inbox.c.reply).where(*_is(key), inbox.c.state == "received")
+        found = await self._fetchall(query)
+        return _stored_reply(found[0][0]) if found and found[0][0] is not None else None
+
+    async def keep_reply(self, key: MessageKey, reply: StoredReply) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                update(inbox)
+                .where(*_is(key), inbox.c.state == "received")
+                .values(reply=json.dumps(_reply_json(reply), ensure_ascii=False))
             )
 
     async def mark_done(self, key: MessageKey, at: datetime) -> None:
@@ -263,8 +285,9 @@ class SqlMoodStore:
             await conn.execute(
                 update(inbox)
                 .where(*_is(key))
-                .values(state="done", done_at=aware(at), text=None, origin=None)
-            )
+                .values(state="done", done_at=aware(at), text=None, origin=None, reply=None,
+                        sending=None)
+            )  # fmt: skip
 
     # --- MoodStore: exchanges ---------------------------------------------------------------
 
@@ -275,6 +298,7 @@ class SqlMoodStore:
         done: MessageKey | None = None,
         keep_turns: int | None = None,
         turn_step: int = 1,
+        reply: StoredReply | None = None,
     ) -> None:
         at = aware(event.created_at)
         async with self._transaction() as conn:
@@ -309,7 +333,7 @@ class SqlMoodStore:
             if keep_turns is not None:
                 await self._prune_turns(conn, user_id, event.chat_id, keep_turns, turn_step)
             if done is not None:
-                await self._mark_done_in(conn, done, user_id, at)
+                await self._mark_done_in(conn, done, user_id, at, reply)
 
     async def _prune_turns(
         self, conn: AsyncConnection, user_id: int, chat_id: str, keep: int, step: int
@@ -821,7 +845,12 @@ class SqlMoodStore:
         return int((await conn.execute(select(_user_id_of(user)))).scalar_one())
 
     async def _mark_done_in(
-        self, conn: AsyncConnection, key: MessageKey, user_id: int, at: datetime
+        self,
+        conn: AsyncConnection,
+        key: MessageKey,
+        user_id: int,
+        at: datetime,
+        reply: StoredReply | None = None,
     ) -> None:
         # An upsert: /forget may have deleted the row while the reply was being written.
         row = {
@@ -833,10 +862,19 @@ class SqlMoodStore:
             "received_at": at,
             "done_at": at,
         }
+        changes: dict[str, Any] = {"state": "done", "done_at": at, "text": None, "origin": None}
+        only: ColumnElement[bool] | None = None
+        if reply is not None:
+            # Stored, not yet shown in full: 'received' with the answer to show again, done
+            # by mark_done once the adapter has shown it (a done row stays as it is).
+            changes = {"reply": json.dumps(_reply_json(reply), ensure_ascii=False)}
+            row = {**row, **changes, "state": "received", "done_at": None, "owner": self.owner}
+            only = inbox.c.state == "received"
         await conn.execute(
             self._db.insert(inbox).on_conflict_do_update(
                 index_elements=[inbox.c.platform, inbox.c.chat_id, inbox.c.message_id],
-                set_={"state": "done", "done_at": at, "text": None, "origin": None},
+                set_=changes,
+                where=only,
             ),
             row,
         )
@@ -865,6 +903,18 @@ def _is(key: MessageKey) -> tuple[ColumnElement[bool], ...]:
         inbox.c.chat_id == key.chat_id,
         inbox.c.message_id == key.message_id,
     )
+
+
+def _reply_json(reply: StoredReply) -> dict[str, Any]:
+    sentiment = reply.sentiment
+    return {"text": reply.text, "label": sentiment.label, "p_positive": sentiment.p_positive,
+            "neutral": sentiment.neutral, "support": reply.support}  # fmt: skip
+
+
+def _stored_reply(value: str) -> StoredReply:
+    data = json.loads(value)
+    sentiment = Sentiment(data["label"], float(data["p_positive"]), bool(data["neutral"]))
+    return StoredReply(str(data["text"]), sentiment, str(data.get("support") or ""))
 
 
 def _person_ids(user: UserKey) -> Select[Any]:

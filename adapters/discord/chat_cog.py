@@ -12,17 +12,19 @@ import contextlib
 import functools
 import logging
 import re
+import secrets
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+import aiohttp
 import discord
 from discord.ext import commands
 
 from adapters.discord.journal import attach_corrections
 from adapters.resume import answer_late
-from adapters.streaming import RateLimited, RenderLimits, ReplyRenderer
+from adapters.streaming import Messages, RateLimited, RenderLimits, ReplyRenderer, Transient
 from engine.chat import texts
-from engine.types import IncomingMessage, MessageKey, Unfinished
+from engine.types import IncomingMessage, MessageKey, ReplyMessages, Unfinished
 
 if TYPE_CHECKING:
     from adapters.discord.host import DiscordHost
@@ -52,7 +54,8 @@ CONTENT_INTENT_HINT = (
 
 @contextlib.asynccontextmanager
 async def _platform_errors() -> AsyncIterator[None]:
-    """Turn a 429 that discord.py did not wait out itself into the renderer's RateLimited.
+    """Turn a 429 that discord.py did not wait out itself into the renderer's RateLimited, and
+    a 5xx, timeout or reset connection it gave up on into Transient (retried again).
 
     discord.py retries 429s in its HTTP layer, but raises when the response lacks the `Via`
     header (it assumes a Cloudflare ban) or exceeds max_ratelimit_timeout.
@@ -62,9 +65,13 @@ async def _platform_errors() -> AsyncIterator[None]:
     except discord.RateLimited as error:
         raise RateLimited(error.retry_after) from error
     except discord.HTTPException as error:
+        if error.status >= 500:
+            raise Transient(f"{error.status} {error.text}") from error
         if error.status != 429:
             raise
         raise RateLimited(_retry_after(error)) from error
+    except (aiohttp.ClientError, TimeoutError, OSError) as error:
+        raise Transient(repr(error)) from error
 
 
 def _retry_after(error: discord.HTTPException) -> float:
@@ -82,6 +89,8 @@ Reply = discord.Message | discord.PartialMessage
 class _ChannelSink:
     """Where one reply goes: a channel, the first message quoting `quote` when given."""
 
+    keyed_sends = True  # the key is the message nonce, enforced
+
     def __init__(
         self, channel: discord.abc.Messageable, quote: discord.MessageReference | None
     ) -> None:
@@ -97,20 +106,31 @@ class _ChannelSink:
             quote = source.to_reference(fail_if_not_exists=False)
         return cls(source.channel, quote)
 
-    async def send(self, text: str) -> Reply:
+    async def send(self, text: str, key: str | None = None) -> Reply:
+        # `key` goes out as the message's nonce, which discord.py sends with enforce_nonce:
+        # Discord answers a repeat within minutes with the message it already created, so a
+        # send repeated after a lost answer or a restart posts nothing twice.
+        nonce: str | int = key if key is not None else secrets.randbits(63)
         async with _platform_errors():
             if self._quote is not None:
                 sent = await self._channel.send(
-                    text, reference=self._quote, allowed_mentions=NO_MENTIONS
+                    text, reference=self._quote, allowed_mentions=NO_MENTIONS, nonce=nonce
                 )
             else:
-                sent = await self._channel.send(text, allowed_mentions=NO_MENTIONS)
+                sent = await self._channel.send(text, allowed_mentions=NO_MENTIONS, nonce=nonce)
         self._quote = None
         return sent
 
     async def edit(self, handle: Reply, text: str) -> None:
         async with _platform_errors():
             await handle.edit(content=text, allowed_mentions=NO_MENTIONS)
+
+    async def delete(self, handle: Reply) -> None:
+        try:
+            await handle.delete()
+        except discord.HTTPException as error:
+            # Left showing an older text: untidy, never a lost answer.
+            log.warning("could not delete a Discord reply message no longer needed: %s", error)
 
     async def typing(self) -> None:
         # Awaiting (not entering) typing() sends one indicator; the renderer renews it.
@@ -198,7 +218,7 @@ class ChatCog(commands.Cog):
     ) -> None:
         try:
             await self._answer(message, sink, note)
-        except (discord.HTTPException, RateLimited) as error:
+        except (discord.HTTPException, RateLimited, Transient) as error:
             log.warning("could not reply in Discord channel %s: %s", message.channel.id, error)
 
     async def _answer(self, message: discord.Message, sink: _ChannelSink, note: str = "") -> None:
@@ -230,7 +250,8 @@ class ChatCog(commands.Cog):
         )  # fmt: skip
         renderer = self._renderer(sink, incoming.key, note=note)
         # aclosing: if stop() cancels us mid-reply, the engine stream (and its lock) is released.
-        async with contextlib.aclosing(self.adapter.service.handle(incoming)) as events:
+        answer = self.adapter.service.handle(incoming, confirm=True)
+        async with contextlib.aclosing(answer) as events:
             try:
                 result = await renderer.render(events)
             except discord.Forbidden as error:
@@ -240,6 +261,7 @@ class ChatCog(commands.Cog):
                             "stored, not shown", incoming.chat_id, message.id, error)  # fmt: skip
                 async for _ in events:
                     pass
+                await self.adapter.service.delivered(incoming.key)
                 return
         if result.failure is not None:
             log.info(
@@ -253,14 +275,24 @@ class ChatCog(commands.Cog):
         self,
         sink: _ChannelSink,
         key: MessageKey | None,
-        frozen: Reply | None = None,
+        begun: Messages[Reply] | None = None,
         note: str = "",
     ) -> ReplyRenderer[Reply]:
-        async def posted(handle: Reply) -> None:
-            if key is not None:
-                await self.adapter.service.note_reply(key, str(handle.id))
+        service = self.adapter.service
 
-        return ReplyRenderer(sink, self._limits, existing=frozen, note=note, on_posted=posted)
+        async def posted(messages: Messages[Reply]) -> None:
+            if key is not None:
+                await service.note_reply(key, ReplyMessages(
+                    tuple(str(reply.id) for reply in messages.chunks),
+                    None if messages.support is None else str(messages.support.id),
+                    messages.sending,
+                ))  # fmt: skip
+
+        async def delivered() -> None:
+            await service.delivered(key)
+
+        return ReplyRenderer(sink, self._limits, existing=begun, note=note,
+                             on_messages=posted, on_delivered=delivered)  # fmt: skip
 
     # --- after a restart ----------------------------------------------------------------------
 
@@ -331,11 +363,14 @@ class ChatCog(commands.Cog):
         )
         sink = _ChannelSink(channel, quote)
 
-        def renderer(frozen: str | None, note: str) -> ReplyRenderer[Reply]:
-            partial = channel.get_partial_message(int(frozen)) if frozen else None
-            return self._renderer(sink, key, partial, note)
+        def renderer(begun: ReplyMessages, note: str) -> ReplyRenderer[Reply]:
+            chunks = tuple(channel.get_partial_message(int(ref)) for ref in begun.chunks)
+            support = None
+            if begun.support is not None:
+                support = channel.get_partial_message(int(begun.support))
+            return self._renderer(sink, key, Messages(chunks, support, begun.sending), note)
 
-        failed = (discord.HTTPException, RateLimited)
+        failed = (discord.HTTPException, RateLimited, Transient)
         result = await answer_late(
             self.adapter.service, pending, renderer, discord.Forbidden, failed
         )

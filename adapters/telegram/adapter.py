@@ -38,7 +38,7 @@ from telegram.ext import (
 
 from adapters.inflight import InFlight
 from adapters.resume import Resumer, answer_late
-from adapters.streaming import RenderLimits, ReplyRenderer
+from adapters.streaming import Messages, RateLimited, RenderLimits, ReplyRenderer, Transient
 from adapters.telegram.arrival import RecordingQueue
 from adapters.telegram.chat import (
     Outbox,
@@ -57,7 +57,7 @@ from engine.chat import texts
 from engine.chat.commands import Caller, Commands
 from engine.chat.digest import DigestRun
 from engine.chat.service import ChatService
-from engine.types import IncomingMessage, MessageKey, Unfinished, UserKey
+from engine.types import IncomingMessage, MessageKey, ReplyMessages, Unfinished, UserKey
 
 __all__ = ["TelegramAdapter", "TelegramAuthError", "TelegramConfig"]
 
@@ -296,7 +296,7 @@ class TelegramAdapter:
             return  # stopping
         renderer = self._renderer(outbox, incoming.key)
         # aclosing: if stop() cancels us, the chat service still releases this user's lock.
-        async with contextlib.aclosing(self.service.handle(incoming)) as events:
+        async with contextlib.aclosing(self.service.handle(incoming, confirm=True)) as events:
             try:
                 result = await renderer.render(events)
             except Forbidden as error:
@@ -311,6 +311,7 @@ class TelegramAdapter:
                 )
                 async for _ in events:
                     pass
+                await self.service.delivered(incoming.key)
                 return
         if result.failure is not None:
             log.info("telegram: reply failed (%s)", result.failure.reason)
@@ -320,20 +321,35 @@ class TelegramAdapter:
                                      result.sentiment)  # fmt: skip
 
     def _renderer(
-        self, outbox: Outbox, key: MessageKey | None, frozen: Posted | None = None, note: str = ""
+        self,
+        outbox: Outbox,
+        key: MessageKey | None,
+        begun: ReplyMessages | None = None,
+        note: str = "",
     ) -> ReplyRenderer[Posted]:
         interval = self.config.edit_interval_s
         if not outbox.private:
             interval = self.config.group_edit_interval_s
         limits = RenderLimits(max_chars=MessageLimit.MAX_TEXT_LENGTH, edit_interval_s=interval)
 
-        async def posted(handle: Posted) -> None:
+        async def posted(messages: Messages[Posted]) -> None:
             if key is not None:
-                await self.service.note_reply(key, str(handle.message_id))
+                await self.service.note_reply(key, ReplyMessages(
+                    tuple(str(sent.message_id) for sent in messages.chunks),
+                    None if messages.support is None else str(messages.support.message_id),
+                    messages.sending,
+                ))  # fmt: skip
 
-        return ReplyRenderer(
-            TelegramSink(outbox), limits, existing=frozen, note=note, on_posted=posted
-        )
+        async def delivered() -> None:
+            await self.service.delivered(key)
+
+        existing = None
+        if begun is not None:
+            support = None if begun.support is None else Posted(int(begun.support))
+            chunks = tuple(Posted(int(ref)) for ref in begun.chunks)
+            existing = Messages(chunks, support, begun.sending)
+        return ReplyRenderer(TelegramSink(outbox), limits, existing=existing, note=note,
+                             on_messages=posted, on_delivered=delivered)  # fmt: skip
 
     # --- after a restart ----------------------------------------------------------------------
 
@@ -350,10 +366,11 @@ class TelegramAdapter:
         if not self._inflight.track():
             return
 
-        def renderer(frozen: str | None, note: str) -> ReplyRenderer[Posted]:
-            return self._renderer(outbox, key, Posted(int(frozen)) if frozen else None, note)
+        def renderer(begun: ReplyMessages, note: str) -> ReplyRenderer[Posted]:
+            return self._renderer(outbox, key, begun, note)
 
-        result = await answer_late(self.service, pending, renderer, Forbidden, (TelegramError,))
+        failed = (TelegramError, RateLimited, Transient)
+        result = await answer_late(self.service, pending, renderer, Forbidden, failed)
         if result is not None and result.sentiment is not None and result.first is not None:
             await attach_corrections(outbox, result.first, key.message_id, result.sentiment)
 

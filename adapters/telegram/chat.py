@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import warnings
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ from telegram import (
     ReplyParameters,
 )
 from telegram.constants import ChatAction, ChatType
-from telegram.error import BadRequest, RetryAfter
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
-from adapters.streaming import RateLimited
+from adapters.streaming import RateLimited, Transient
 from adapters.telegram.config import TelegramConfig
+
+log = logging.getLogger(__name__)
 
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)  # previews would jump around while editing
 _SAY_RETRIES = 3
@@ -185,17 +188,28 @@ class Posted:
 
 
 class TelegramSink:
-    """adapters.base.MessageSink over plain-text Telegram messages (no parse_mode, so model
-    output can never fail with "can't parse entities")."""
+    """adapters.streaming.MessageSink over plain-text Telegram messages (no parse_mode, so
+    model output can never fail with "can't parse entities").
+
+    Timeouts, 5xx answers and reset connections (PTB's NetworkError other than BadRequest)
+    are Transient: retried. Telegram has no idempotency key for sendMessage, so a send that
+    reached Telegram but whose answer was lost is posted twice; editMessageText is safe to
+    repeat ("message is not modified" is success). See docs/reliability.md."""
+
+    keyed_sends = False
 
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
 
-    async def send(self, text: str) -> Posted:
+    async def send(self, text: str, key: str | None = None) -> Posted:
         try:
             message = await self.outbox.send(text)
         except RetryAfter as error:
             raise RateLimited(_retry_seconds(error)) from error
+        except BadRequest:
+            raise
+        except NetworkError as error:
+            raise Transient(str(error)) from error
         return Posted(message.message_id)
 
     async def edit(self, handle: Posted, text: str) -> None:
@@ -217,6 +231,15 @@ class TelegramSink:
                 handle.message_id = (await self.send(text)).message_id
                 return
             raise
+        except NetworkError as error:
+            raise Transient(str(error)) from error
+
+    async def delete(self, handle: Posted) -> None:
+        try:
+            await self.outbox.bot.delete_message(self.outbox.chat_id, handle.message_id)
+        except TelegramError as error:
+            # Left showing an older text: untidy, never a lost answer.
+            log.warning("telegram: could not delete a reply message no longer needed: %s", error)
 
     async def typing(self) -> None:
         await self.outbox.bot.send_chat_action(

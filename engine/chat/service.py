@@ -4,14 +4,16 @@ Per message: record it in the inbox with its text (a platform message seen befor
 skipped; an adapter may have recorded it on arrival, with `receive`), take the user's turn,
 make sure the message is still this process's to answer, tag the sentiment (shown at once),
 build the reply prompt from the persona, the tone for that label and this chat's recent
-turns, stream the reply, then store the mood event and both turns and mark the message done
-(its text dropped), in one transaction. One user's messages are handled strictly in order:
+turns, stream the reply, then store the mood event and both turns with the answer, in one
+transaction; the message is done (its text and answer dropped) once the adapter has shown
+the whole answer (`delivered`). One user's messages are handled strictly in order:
 within a process by a lock per user, across processes by the store's user_turn.
 
-Crash-safe delivery: a message whose process died before that transaction stays 'received'.
+Crash-safe delivery: a message whose process died before it was done stays 'received'.
 At start-up each adapter asks `unfinished(platform)` and passes each to `resume`, which
 answers it exactly like `handle` once it holds the user's turn and the store agrees the
-message is free (its owner gone: storage/presence.py). So each message gets one mood event
+message is free (its owner gone: storage/presence.py); one whose answer was stored already
+is shown again from the store, without the model. So each message gets one mood event
 and one answer, whoever restarts and however often it is delivered again.
 
 A flood from one user cannot starve the others: past USER_QUEUE_MAX messages waiting behind
@@ -48,7 +50,9 @@ from engine.types import (
     ReplyDone,
     ReplyEvent,
     ReplyFailed,
+    ReplyMessages,
     SentimentTagged,
+    StoredReply,
     SupportTrigger,
     TextDelta,
     Timings,
@@ -107,11 +111,16 @@ class ChatService:
         """The service's clock (UTC), which tests can set."""
         return self._now()
 
-    async def handle(self, message: IncomingMessage) -> AsyncGenerator[ReplyEvent, None]:
+    async def handle(
+        self, message: IncomingMessage, *, confirm: bool = False
+    ) -> AsyncGenerator[ReplyEvent, None]:
         """Yield SentimentTagged, TextDelta…, then ReplyDone — or ReplyFailed as the last event,
         or only AlreadyHandled when this platform message was seen before.
 
         Consume the stream to the end (or close it): the user's ordering lock is held meanwhile.
+        `confirm`: the caller calls `delivered` once the answer is shown in full; until then
+        the message stays unfinished, its answer kept for a restart to show again. Without
+        it the message is done with the stored exchange.
         """
         key = message.key
         if key is not None and key in self._received:
@@ -133,7 +142,7 @@ class ChatService:
                          key.message_id, key.platform, key.chat_id)  # fmt: skip
                 yield AlreadyHandled(key)
                 return
-        async for event in self._answer(message):
+        async for event in self._answer(message, confirm=confirm):
             yield event
 
     async def receive(self, messages: Sequence[IncomingMessage]) -> int:
@@ -179,25 +188,36 @@ class ChatService:
             log.warning("could not list the chats to catch up on: %s", error)
             return []
 
-    async def resume(self, pending: Unfinished) -> AsyncGenerator[ReplyEvent, None]:
+    async def resume(
+        self, pending: Unfinished, *, confirm: bool = False
+    ) -> AsyncGenerator[ReplyEvent, None]:
         """Answer an unfinished message, as `handle` would have: the same events, or only
         AlreadyHandled when it is not this process's to answer (done meanwhile, or a live
-        process has it)."""
+        process has it). An answer stored before its process died is shown as it was."""
         log.info("resuming message %s in %s chat %s, received %s", pending.key.message_id,
                  pending.key.platform, pending.key.chat_id, pending.received_at)  # fmt: skip
-        async for event in self._answer(pending.message):
+        async for event in self._answer(pending.message, confirm=confirm, resumed=True):
             yield event
 
-    async def note_reply(self, key: MessageKey, reply_ref: str) -> None:
-        """The adapter began the reply to `key` as its message `reply_ref` (the label): a
-        restart after a crash completes that message rather than sending another."""
+    async def note_reply(self, key: MessageKey, messages: ReplyMessages) -> None:
+        """The adapter's messages of the reply to `key` so far (and a send under way): a
+        restart after a crash completes those messages rather than sending others."""
         try:
-            await self.store.set_reply_ref(key, reply_ref)
+            await self.store.set_reply_messages(key, messages)
         except StorageError as error:
             # Only the tidiness of a retry depends on it: it would send a fresh answer.
-            log.warning("could not note the reply message: %s", error)
+            log.warning("could not note the reply messages: %s", error)
 
-    async def _answer(self, message: IncomingMessage) -> AsyncIterator[ReplyEvent]:
+    async def delivered(self, key: MessageKey | None) -> None:
+        """The adapter has shown the whole answer to `key` (ReplyDone), or the chat refused it
+        (the user blocked the bot): the message is done. Until then a restart shows the
+        stored answer again, so a process killed during its last edits leaves no cut-off
+        reply behind."""
+        await self._mark_done(key)
+
+    async def _answer(
+        self, message: IncomingMessage, *, confirm: bool, resumed: bool = False
+    ) -> AsyncIterator[ReplyEvent]:
         key = message.key
         # Longer texts are cut (MAX_INPUT_CHARS): the answer covers the start of it.
         text = clean(message.text)[: self.config.max_input_chars]
@@ -239,6 +259,17 @@ class ChatService:
                          key.message_id, key.platform, key.chat_id)  # fmt: skip
                 yield AlreadyHandled(key)
                 return
+            if resumed and key is not None:
+                stored = await self._stored_reply(key)
+                if stored is not None:
+                    # Stored before the process died, perhaps not all shown: shown again
+                    # as it was, and nothing stored twice.
+                    log.info("message %s in %s chat %s: showing its stored answer",
+                             key.message_id, key.platform, key.chat_id)  # fmt: skip
+                    yield SentimentTagged(stored.sentiment, 0.0)
+                    timings = Timings(0.0, None, 0.0)
+                    yield ReplyDone(stored.text, stored.sentiment, timings, True, stored.support)
+                    return
             if taken > MAX_RESUMES:
                 log.warning("message %s in %s chat %s was taken over %d times: given up",
                             key and key.message_id, message.platform, message.chat_id,
@@ -246,11 +277,11 @@ class ChatService:
                 await self._mark_done(key)
                 yield ReplyFailed("model_error", texts.MODEL_ERROR)
                 return
-            async for event in self._handle_in_order(message, text):
+            async for event in self._handle_in_order(message, text, confirm):
                 yield event
 
     async def _handle_in_order(
-        self, message: IncomingMessage, text: str
+        self, message: IncomingMessage, text: str, confirm: bool
     ) -> AsyncIterator[ReplyEvent]:
         start = time.perf_counter()
         key = message.key
@@ -349,12 +380,14 @@ class ChatService:
         try:
             # Marked done in the same transaction: stored and done, or neither. A message
             # whose exchange could not be stored stays 'received' (unfinished work).
+            # A failure is done at once; a confirmed answer is kept until shown in full.
             await self.store.record_exchange(
                 event,
                 turns,
                 done=key,
                 keep_turns=self.config.kept_turns,
                 turn_step=self.config.history_step,
+                reply=StoredReply(reply, sentiment) if confirm and not failure else None,
             )
         except StorageError as error:
             log.error("could not store the message: %s", error)
@@ -366,6 +399,8 @@ class ChatService:
         if crisis:
             yield TextDelta(reply)
         support = await self._support_note(message, text, crisis, tone, event.created_at)
+        if support and confirm and key is not None:
+            await self._keep_reply(key, StoredReply(reply, sentiment, support))
         finished = tokens.finished if tokens is not None else False
         timings = Timings(sentiment_ms, first_token_ms, _ms_since(start))
         yield ReplyDone(reply, sentiment, timings, finished, support)
@@ -459,6 +494,20 @@ class ChatService:
             rows = await self.store.forget_user(user)
             self.recent.forget(user)
         return texts.forget_done(rows)
+
+    async def _stored_reply(self, key: MessageKey) -> StoredReply | None:
+        try:
+            return await self.store.stored_reply(key)
+        except StorageError as error:
+            log.warning("could not read the stored answer (answering afresh): %s", error)
+            return None
+
+    async def _keep_reply(self, key: MessageKey, reply: StoredReply) -> None:
+        try:
+            await self.store.keep_reply(key, reply)
+        except StorageError as error:
+            # Shown all the same; only a restart before it is shown would miss the note.
+            log.warning("could not keep the support note with the answer: %s", error)
 
     async def _mark_done(self, key: MessageKey | None) -> None:
         """The message ended without an exchange to store (the user got a failure answer)."""

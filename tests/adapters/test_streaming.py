@@ -9,7 +9,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from adapters.streaming import RateLimited, RenderLimits, ReplyRenderer, split_text
+from adapters.streaming import (
+    Messages,
+    RateLimited,
+    RenderLimits,
+    ReplyRenderer,
+    Transient,
+    split_text,
+)
 from engine.chat import texts
 from engine.types import (
     AlreadyHandled,
@@ -85,8 +92,9 @@ class FakeSink:
     edit_failures: list[float] = field(default_factory=list)  # retry_after for each next edit
     fail_edits_of: str | None = None  # only rate-limit edits whose text is exactly this
     typings: int = 0
+    keyed_sends: bool = True
 
-    async def send(self, text: str) -> int:
+    async def send(self, text: str, key: str | None = None) -> int:
         self.calls.append(("send", len(self.messages), text))
         self.messages.append(text)
         return len(self.messages) - 1
@@ -96,6 +104,10 @@ class FakeSink:
         if self.edit_failures and (self.fail_edits_of is None or text == self.fail_edits_of):
             raise RateLimited(self.edit_failures.pop(0))
         self.messages[handle] = text
+
+    async def delete(self, handle: int) -> None:
+        self.calls.append(("delete", handle, ""))
+        self.messages[handle] = "<deleted>"
 
     async def typing(self) -> None:
         self.typings += 1
@@ -230,12 +242,12 @@ async def test_a_long_rate_limited_first_send_is_retried() -> None:
     class SlowStart(FakeSink):
         failures = 2
 
-        async def send(self, text: str) -> int:
+        async def send(self, text: str, key: str | None = None) -> int:
             if self.failures:
                 self.failures -= 1
                 self.calls.append(("send-429", -1, text))
                 raise RateLimited(0.01)
-            return await super().send(text)
+            return await super().send(text, key)
 
     sink = SlowStart()
     renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=3600.0))
@@ -269,7 +281,8 @@ async def test_a_failure_with_nothing_to_show_sends_nothing() -> None:
 
 async def test_a_reply_begun_before_a_restart_is_completed_in_place() -> None:
     sink = FakeSink(messages=[f"{LABEL}\n\nHello th"])  # the frozen half answer
-    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=3600.0), existing=0)
+    limits = RenderLimits(max_chars=4096, edit_interval_s=3600.0)
+    renderer = ReplyRenderer(sink, limits, existing=Messages((0,)))
     result = await renderer.render(stream(reply_events(WORDS)))
     assert sink.kinds() == ["edit", "edit"]  # the label (its text was unknown), then the rest
     assert sink.messages == [FULL]
@@ -278,27 +291,31 @@ async def test_a_reply_begun_before_a_restart_is_completed_in_place() -> None:
 
 async def test_a_fresh_answer_carries_the_note_and_reports_its_first_message() -> None:
     sink = FakeSink()
-    posted: list[int] = []
+    posted: list[Messages[int]] = []
 
-    async def on_posted(handle: int) -> None:
-        posted.append(handle)
+    async def on_messages(messages: Messages[int]) -> None:
+        posted.append(messages)
 
     renderer = ReplyRenderer(
         sink,
         # The label fits one message, the whole reply takes two: the first is reported once.
         RenderLimits(max_chars=len(f"{texts.RETRY_NOTE}\n{LABEL}") + 5, edit_interval_s=0.0),
         note=texts.RETRY_NOTE,
-        on_posted=on_posted,
+        on_messages=on_messages,
     )
     await renderer.render(stream(reply_events(WORDS)))
     assert sink.calls[0] == ("send", 0, f"{texts.RETRY_NOTE}\n{LABEL}")
     assert len(sink.messages) == 2
-    assert posted == [0]
+    # Each send recorded before (its key) and after (its message): every chunk's id.
+    keys = [messages.sending for messages in posted]
+    assert all(keys[0::2])
+    assert keys[1::2] == [None, None]
+    assert [messages.chunks for messages in posted] == [(), (0,), (0,), (0, 1)]
 
 
 async def test_a_resumed_message_answered_elsewhere_shows_nothing() -> None:
     sink = FakeSink(messages=["frozen"])
-    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096), existing=0)
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096), existing=Messages((0,)))
     await renderer.render(stream([AlreadyHandled(MessageKey("telegram", "1", "2"))]))
     assert sink.messages == ["frozen"]
     assert "edit" not in sink.kinds()
@@ -325,3 +342,187 @@ async def test_no_note_no_extra_message() -> None:
     )
     assert sink.messages == [FULL]
     assert result.support is None
+
+
+# --- transient faults, every message recorded, delivery -------------------------------------
+
+
+@dataclass
+class FlakySink(FakeSink):
+    """Fails the next calls of a kind with Transient (a timeout, a 5xx, a reset)."""
+
+    send_faults: int = 0
+    edit_faults_of: dict[str, int] = field(default_factory=dict)  # text -> faults left
+    keys: list[str | None] = field(default_factory=list)
+
+    async def send(self, text: str, key: str | None = None) -> int:
+        self.keys.append(key)
+        if self.send_faults:
+            self.send_faults -= 1
+            self.calls.append(("send-fault", -1, text))
+            raise Transient("502 Bad Gateway")
+        return await super().send(text, key)
+
+    async def edit(self, handle: int, text: str) -> None:
+        if self.edit_faults_of.get(text):
+            self.edit_faults_of[text] -= 1
+            self.calls.append(("edit-fault", handle, text))
+            raise Transient("timed out")
+        await super().edit(handle, text)
+
+
+FAST_BACKOFF = RenderLimits(max_chars=4096, edit_interval_s=0.0, backoff_s=0.001)
+
+
+async def test_transient_faults_on_sends_and_the_final_edit_are_retried() -> None:
+    sink = FlakySink(send_faults=2, edit_faults_of={FULL: 3})
+    result = await ReplyRenderer(sink, FAST_BACKOFF).render(stream(reply_events(WORDS)))
+    assert sink.messages == [FULL]
+    assert result.text == FULL
+    assert sink.kinds().count("send-fault") == 2
+    assert sink.kinds().count("edit-fault") == 3
+    assert len(set(sink.keys)) == 1  # the send repeated under one key (Discord's nonce)
+
+
+async def test_a_transient_fault_on_an_intermediate_edit_skips_that_frame_only() -> None:
+    first_frame = f"{LABEL}\n\nHello"
+    sink = FlakySink(edit_faults_of={first_frame: 1})
+    await ReplyRenderer(sink, FAST_BACKOFF).render(stream(reply_events(WORDS)))
+    assert sink.messages == [FULL]
+
+
+async def test_a_fault_that_persists_is_raised_after_the_retries() -> None:
+    sink = FlakySink(edit_faults_of={FULL: 99})
+    limits = RenderLimits(max_chars=4096, edit_interval_s=3600.0, backoff_s=0.001, max_retries=3)
+    with pytest.raises(Transient):
+        await ReplyRenderer(sink, limits).render(stream(reply_events(WORDS)))
+    assert sink.kinds().count("edit-fault") == 4
+
+
+LONG_WORDS = [f"word{i:03d} " for i in range(60)]  # ~480 characters: several 100-char chunks
+
+
+async def test_every_chunk_of_a_long_reply_is_recorded_with_its_send() -> None:
+    sink = FakeSink()
+    recorded: list[Messages[int]] = []
+
+    async def on_messages(messages: Messages[int]) -> None:
+        recorded.append(messages)
+
+    limits = RenderLimits(max_chars=100, edit_interval_s=0.0)
+    renderer = ReplyRenderer(sink, limits, on_messages=on_messages)
+    await renderer.render(stream(reply_events(LONG_WORDS)))
+    assert len(sink.messages) >= 5
+    assert recorded[-1] == Messages(tuple(range(len(sink.messages))))
+    # Before each send its key, after it its message: never a message the record lacks.
+    for before, after in itertools.pairwise(recorded):
+        if before.sending is not None:
+            assert after.chunks == (*before.chunks, len(after.chunks) - 1)
+
+
+async def test_a_restart_edits_every_chunk_in_place_and_sends_nothing_new() -> None:
+    limits = RenderLimits(max_chars=100, edit_interval_s=3600.0)
+    whole = FakeSink()
+    await ReplyRenderer(whole, limits).render(stream(reply_events(LONG_WORDS)))
+    # The dead process had sent every chunk, the last ones cut short.
+    frozen = [*whole.messages[:-2], "word0", "wo"]
+    sink = FakeSink(messages=list(frozen))
+    begun = Messages(tuple(range(len(frozen))))
+    result = await ReplyRenderer(sink, limits, existing=begun).render(
+        stream(reply_events(LONG_WORDS))
+    )
+    assert "send" not in sink.kinds()
+    assert sink.messages == whole.messages
+    assert result.messages == len(frozen)
+
+
+async def test_a_send_under_way_at_a_restart_is_repeated_under_its_key() -> None:
+    sink = FlakySink()
+    begun: Messages[int] = Messages((), None, "nonce-1")
+    await ReplyRenderer(sink, FAST_BACKOFF, existing=begun).render(stream(reply_events(WORDS)))
+    assert sink.keys[0] == "nonce-1"
+    assert sink.messages == [FULL]
+
+
+async def test_delivered_after_the_whole_reply_and_its_note_never_after_a_failure() -> None:
+    order: list[str] = []
+
+    class Watching(FakeSink):
+        async def send(self, text: str, key: str | None = None) -> int:
+            order.append(f"send {text}")
+            return await super().send(text, key)
+
+        async def edit(self, handle: int, text: str) -> None:
+            order.append(f"edit {text}")
+            await super().edit(handle, text)
+
+    async def delivered() -> None:
+        order.append("delivered")
+
+    *events, last = reply_events(WORDS)
+    assert isinstance(last, ReplyDone)
+    done = ReplyDone(last.text, last.sentiment, last.timings, last.finished, support="💛 note")
+    limits = RenderLimits(max_chars=4096, edit_interval_s=3600.0)
+    renderer = ReplyRenderer(Watching(), limits, on_delivered=delivered)
+    await renderer.render(stream([*events, done]))
+    assert order == [f"send {LABEL}", f"edit {FULL}", "send 💛 note", "delivered"]
+
+    order.clear()
+    failed: list[ReplyEvent] = [
+        SentimentTagged(HAPPY, 1.0),
+        ReplyFailed("timeout", texts.TIMEOUT, HAPPY),
+    ]
+    await ReplyRenderer(Watching(), limits, on_delivered=delivered).render(stream(failed))
+    assert "delivered" not in order
+
+
+async def test_a_support_note_sent_before_a_restart_is_not_sent_again() -> None:
+    sink = FakeSink(messages=[f"{LABEL}\n\nHello", "💛 note"])
+    *events, last = reply_events(WORDS)
+    assert isinstance(last, ReplyDone)
+    done = ReplyDone(last.text, last.sentiment, last.timings, last.finished, support="💛 note")
+    limits = RenderLimits(max_chars=4096, edit_interval_s=3600.0)
+    result = await ReplyRenderer(sink, limits, existing=Messages((0,), 1)).render(
+        stream([*events, done])
+    )
+    assert "send" not in sink.kinds()
+    assert sink.messages == [FULL, "💛 note"]
+    assert result.support == 1
+
+
+async def test_messages_a_restart_no_longer_needs_are_deleted() -> None:
+    # The dead process had shown three messages of a longer reply; this answer needs one.
+    sink = FakeSink(messages=[f"{LABEL}\n\nHello th", "x" * 90, "y" * 40])
+    recorded: list[Messages[int]] = []
+
+    async def on_messages(messages: Messages[int]) -> None:
+        recorded.append(messages)
+
+    limits = RenderLimits(max_chars=100, edit_interval_s=3600.0)
+    renderer = ReplyRenderer(sink, limits, existing=Messages((0, 1, 2)), on_messages=on_messages)
+    result = await renderer.render(stream(reply_events(WORDS)))
+    assert sink.messages == [FULL, "<deleted>", "<deleted>"]
+    assert result.messages == 1
+    assert recorded[-1] == Messages((0,))  # recorded before the deletes
+
+
+async def test_a_resumed_message_answered_elsewhere_deletes_nothing() -> None:
+    sink = FakeSink(messages=["frozen", "frozen too"])
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096), existing=Messages((0, 1)))
+    await renderer.render(stream([AlreadyHandled(MessageKey("telegram", "1", "2"))]))
+    assert sink.messages == ["frozen", "frozen too"]
+
+
+async def test_a_platform_without_keyed_sends_records_each_message_after_its_send_only() -> None:
+    sink = FakeSink(keyed_sends=False)
+    recorded: list[Messages[int]] = []
+
+    async def on_messages(messages: Messages[int]) -> None:
+        recorded.append(messages)
+
+    limits = RenderLimits(max_chars=100, edit_interval_s=0.0)
+    await ReplyRenderer(sink, limits, on_messages=on_messages).render(
+        stream(reply_events(LONG_WORDS))
+    )
+    assert [messages.sending for messages in recorded] == [None] * len(sink.messages)
+    assert [len(messages.chunks) for messages in recorded] == list(range(1, len(sink.messages) + 1))

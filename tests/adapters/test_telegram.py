@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from telegram import Bot
 
+from adapters.streaming import Transient
 from adapters.telegram.adapter import TelegramAdapter, TelegramAuthError, TelegramConfig
 from adapters.telegram.chat import Outbox, TelegramSink
 from engine.chat import safety, texts
@@ -357,6 +358,9 @@ async def test_a_message_is_in_the_inbox_before_its_update_is_confirmed(
         ids[0]: ("received", "I am so happy today"),
         ids[1]: ("received", "I feel sad"),
     }
+    # Done once the final edit is on Telegram, a moment after the chat shows it.
+    done = lambda: all(row[0] == "done" for row in inbox_rows(scripted_engine).values())  # noqa: E731
+    await api.wait_for(done, what="both done")
     assert inbox_rows(scripted_engine) == {
         (str(USER), str(private["message_id"])): ("done", None),
         (str(GROUP_ID), str(group["message_id"])): ("done", None),
@@ -390,7 +394,9 @@ async def test_a_failure_to_record_on_arrival_does_not_stop_polling(
     await wait_text(api, USER, "reply to: and still polling")
 
     assert "could not record update" in caplog.text
-    assert [state for state, _ in inbox_rows(scripted_engine).values()] == ["done", "done"]
+    # Done once the final edit is on Telegram, a moment after the chat shows it.
+    states = lambda: [state for state, _ in inbox_rows(scripted_engine).values()]  # noqa: E731
+    await api.wait_for(lambda: states() == ["done", "done"], what="both done")
 
 
 async def test_only_messages_the_bot_answers_are_recorded_on_arrival(
@@ -408,8 +414,10 @@ async def test_only_messages_the_bot_answers_are_recorded_on_arrival(
     await wait_text(api, USER, "reply to: sentinel")
 
     # Notes, commands and silence leave no inbox row that a restart would try to answer.
-    states = [state for state, _ in inbox_rows(scripted_engine).values()]
-    assert states == ["done", "done"]
+    # (An answer is done once its final edit is on Telegram, a moment after it shows.)
+    states = lambda: [state for state, _ in inbox_rows(scripted_engine).values()]  # noqa: E731
+    await api.wait_for(lambda: "received" not in states(), what="the answers done")
+    assert states() == ["done", "done"]
     assert tagged_texts(scripted_engine) == ["hello", "sentinel"]
 
 
@@ -724,6 +732,24 @@ async def test_sink_ignores_not_modified_and_replaces_a_deleted_message(
         assert api.bot_texts(USER) == ["hello", "hello again"]
         await sink.edit(posted, "and again")  # the handle now points at the new message
         assert api.bot_texts(USER) == ["hello", "and again"]
+
+
+async def test_sink_maps_faults_and_deletes_a_message_no_longer_needed(
+    api: FakeTelegramAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Bot(DEFAULT_TOKEN, base_url=api.base_url) as client:
+        sink = TelegramSink(Outbox(client, private_chat(USER)["id"], private=True))
+        posted = await sink.send("hello")
+        api.fail_next("editMessageText", 502, description="Bad Gateway")
+        with pytest.raises(Transient):
+            await sink.edit(posted, "hello again")
+        api.drop_next("sendMessage")
+        with pytest.raises(Transient):
+            await sink.send("dropped")
+        await sink.delete(posted)
+        assert api.bot_texts(USER) == []
+        await sink.delete(posted)  # already gone: logged, not raised
+        assert "could not delete" in caplog.text
 
 
 # --- configuration ------------------------------------------------------------------------

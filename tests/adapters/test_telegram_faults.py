@@ -156,3 +156,24 @@ async def test_polling_survives_network_errors_and_answers_what_came_meanwhile(
     assert problems(caplog) == []  # transient: warnings, not errors with tracebacks
     api.private_text(OTHER, "and me")
     assert await final_text(api, OTHER) == [SHOWN]
+
+
+async def test_a_bad_gateway_and_reset_connections_are_retried_not_the_end_of_a_reply(
+    make_adapter: MakeAdapter,
+    api: FakeTelegramAPI,
+    slow_reply: ScriptedEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Intermediate frames throttled away: the label post and the final edit are the calls.
+    await make_adapter(edit_interval_s=60)
+    api.fail_next("sendMessage", 502, description="Bad Gateway")
+    api.drop_next("editMessageText", times=2)
+    api.private_text(USER, "tell me something")
+
+    assert await final_text(api, USER) == [SHOWN]  # one message, the whole reply
+    assert [c.status for c in api.calls_to("sendMessage")] == [502, 200]
+    assert [c.status for c in api.calls_to("editMessageText")] == [0, 0, 200]
+    done = lambda: list(inbox_states(slow_reply.db_path).values()) == ["done"]  # noqa: E731
+    await api.wait_for(done, what="the message done")
+    assert len(await stored_mood_events(slow_reply.store, key(USER))) == 1
+    assert problems(caplog) == []

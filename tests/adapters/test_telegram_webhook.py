@@ -167,7 +167,9 @@ async def test_the_200_comes_after_the_message_is_recorded(
     release.set()
     await api.wait_for(lambda: len(api.bot_texts(USER)) == 2, what="both replies")
     await stored_mood_events(scripted_engine.store, UserKey("telegram", str(USER)), 2)
-    assert [state for _, state, _ in inbox_rows(scripted_engine)] == ["done", "done"]
+    # Done once the final edit is on Telegram, a moment after the chat shows it.
+    states = lambda: [state for _, state, _ in inbox_rows(scripted_engine)]  # noqa: E731
+    await api.wait_for(lambda: states() == ["done", "done"], what="both done")
 
 
 async def test_updates_the_bot_does_not_answer_are_acknowledged_without_a_row(

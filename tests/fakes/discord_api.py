@@ -173,6 +173,13 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         self._live_event = asyncio.Event()
         self._ids = itertools.count(1)
         self.proxy: TlsProxy | None = None
+        # A REST call this matches is held unanswered until the fake closes (after taking
+        # effect, with hold_applied: a send whose answer is lost), for a test to kill the bot
+        # at a known step. Held calls are in `held`.
+        self.hold: Callable[[ApiCall], bool] | None = None
+        self.hold_applied = False
+        self.held: list[ApiCall] = []
+        self._released = asyncio.Event()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -202,6 +209,7 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
             ("GET", "/channels/{channel_id}/messages", self._get_messages),
             ("POST", "/channels/{channel_id}/messages", self._create_message),
             ("PATCH", "/channels/{channel_id}/messages/{message_id}", self._edit_message),
+            ("DELETE", "/channels/{channel_id}/messages/{message_id}", self._delete_message),
             ("POST", "/channels/{channel_id}/typing", self._typing),
             ("POST", "/interactions/{interaction_id}/{token}/callback", self._callback),
             ("GET", "/webhooks/{application_id}/{token}/messages/@original", self._get_original),
@@ -224,6 +232,7 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         await self.proxy.start()
 
     async def close(self) -> None:
+        self._released.set()
         if self.proxy is not None:
             await self.proxy.close()
         for connection in self.connections:
@@ -564,6 +573,17 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         fault = self.take_fault(call.route)
         if fault is not None:
             return _fault_response(fault)
+        if self.hold is not None and self.hold(call):
+            self.held.append(call)
+            if self.hold_applied:
+                await self._answer_call(request, handler, call)
+            await self._released.wait()
+            return json_response({"message": "the fake is closing", "code": 0}, 503)
+        return await self._answer_call(request, handler, call)
+
+    async def _answer_call(
+        self, request: web.Request, handler: Callable[..., Any], call: ApiCall
+    ) -> web.Response:
         try:
             # Route handlers take the recorded call (parsed body included) as a second argument.
             return await handler(request, call)
@@ -669,13 +689,29 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
     async def _create_message(self, request: web.Request, call: ApiCall) -> web.Response:
         if self.dm_recipients.get(int(call.params["channel_id"])) in self.closed_dms:
             raise _ApiError(403, 50007, "Cannot send messages to this user")
-        message = self._new_message(int(call.params["channel_id"]), call.json or {}, call.files)
+        body = call.json or {}
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            # Discord: a nonce seen in the last few minutes gets the message it created.
+            for earlier in self.messages.values():
+                if earlier.get("nonce") == str(nonce) and earlier["channel_id"] == str(
+                    call.params["channel_id"]
+                ):
+                    return json_response(earlier)
+        message = self._new_message(int(call.params["channel_id"]), body, call.files)
+        if nonce is not None:
+            message["nonce"] = str(nonce)
         return json_response(message)
 
     async def _edit_message(self, request: web.Request, call: ApiCall) -> web.Response:
         message = self._message(int(call.params["message_id"]))
         self._apply_edit(message, call.json or {}, call.files)
         return json_response(message)
+
+    async def _delete_message(self, request: web.Request, call: ApiCall) -> web.Response:
+        self._message(int(call.params["message_id"]))  # 404 when unknown
+        del self.messages[int(call.params["message_id"])]
+        return web.Response(status=204)
 
     async def _callback(self, request: web.Request, call: ApiCall) -> web.Response:
         interaction_id = int(call.params["interaction_id"])

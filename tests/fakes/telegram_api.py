@@ -145,6 +145,11 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
         # Called with the ids a getUpdates confirms, before it is answered: the moment
         # Telegram forgets them, at which a test can look at what the bot has recorded.
         self.on_confirm: Callable[[list[int]], None] | None = None
+        # A call this matches is held unanswered (and not done) until the fake closes: the
+        # bot waits at a known step, where a test can kill it. Held calls are in `held`.
+        self.hold: Callable[[ApiCall], bool] | None = None
+        self.held: list[ApiCall] = []
+        self._released = asyncio.Event()
         self._update_ids = itertools.count(1)
         self._callback_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
@@ -159,6 +164,7 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
             "getUpdates": self._get_updates,
             "sendMessage": self._send_message,
             "editMessageText": self._edit_message_text,
+            "deleteMessage": self._delete_message,
             "sendChatAction": self._true,
             "sendPhoto": self._send_photo,
             "sendDocument": self._send_document,
@@ -189,6 +195,7 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
     async def close(self) -> None:
         # Release pending long polls first, or the runner would wait out their timeout.
         self._closing = True
+        self._released.set()
         self._wake()
         await super().close()
 
@@ -382,6 +389,10 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
             handler = self._handlers.get(method)
             if handler is None:
                 raise _ApiError(404, "Not Found")
+            if self.hold is not None and self.hold(call):
+                self.held.append(call)
+                await self._released.wait()
+                raise _ApiError(502, "Bad Gateway: the fake is closing")
             failure = self.take_fault(method)
             if failure is not None and failure.drop:
                 call.status = 0
@@ -494,6 +505,12 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
         else:
             message.pop("reply_markup", None)
         return message
+
+    async def _delete_message(self, params: JSON, files: dict[str, bytes]) -> bool:
+        chat = self._chat(params)
+        if self._messages.pop((chat["id"], params.get("message_id")), None) is None:  # type: ignore[arg-type]
+            raise _ApiError(400, "Bad Request: message to delete not found")
+        return True
 
     async def _send_photo(self, params: JSON, files: dict[str, bytes]) -> JSON:
         if "photo" not in files and not isinstance(params.get("photo"), str):

@@ -19,6 +19,7 @@ from engine.types import (
     ReplyDone,
     ReplyEvent,
     ReplyFailed,
+    ReplyMessages,
     SentimentTagged,
     Unfinished,
 )
@@ -100,14 +101,17 @@ async def test_handle_keeps_the_text_while_answering_and_notes_the_reply(
 ) -> None:
     scripted_engine.runner.delay_s = 0.05
     service = scripted_engine.service
-    stream = service.handle(MESSAGE)
+    stream = service.handle(MESSAGE, confirm=True)
     first = await anext(stream)
     assert isinstance(first, SentimentTagged)
-    await service.note_reply(KEY, "9001")
+    await service.note_reply(KEY, ReplyMessages(("9001",)))
     assert await service.unfinished("telegram") == []  # its process (this one) lives
     with sqlite3.connect(scripted_engine.db_path) as conn:
         row = conn.execute("SELECT text, origin, reply_ref FROM inbox").fetchone()
     assert row == (MESSAGE.text, MESSAGE.origin, "9001")
     rest = await events_of(stream)
     assert isinstance(rest[-1], ReplyDone)
+    # Stored, but done only once the adapter has shown it all.
+    assert inbox_row(scripted_engine) == ("received", MESSAGE.text, 0)
+    await service.delivered(KEY)
     assert inbox_row(scripted_engine) == ("done", None, 0)

@@ -1,0 +1,220 @@
+"""Crash-safe delivery of the answer itself, end to end: a Telegram bot process killed with
+SIGKILL at a known step of showing its reply (the fake Telegram holds that call unanswered),
+then a new process on the same database. Whatever the step — the label message on its way,
+a long reply's second message mid-stream, the final edit after the last token — the chat
+ends with exactly one complete answer, equal to the stored reply, and one mood event, and
+the inbox row done. Real `python -m bot` processes on the scripted model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from adapters.streaming import split_text
+from engine.chat import texts
+from engine.types import UserKey
+from tests.e2e.test_processes import scripted_bot_env
+from tests.e2e.test_recovery_e2e import (
+    DISCORD_TOKEN,
+    DM_CHANNEL,
+    EXPECTED,
+    TEXT,
+    USER,
+    database,  # noqa: F401 - the fixture: SQLite, PostgreSQL
+    inbox_rows,
+    killed,
+    mood_event_count,
+    stopped,
+    stored_as_done,
+    url_of,
+)
+from tests.fakes.discord_api import FakeDiscord, user_payload
+from tests.fakes.telegram_api import DEFAULT_TOKEN, MAX_TEXT, ApiCall, FakeTelegramAPI
+from tests.scripted import scripted_sentiment
+from tests.support import bot_process
+
+TG_USER = UserKey("telegram", str(USER))
+# A reply of ~6,600 characters: the scripted model echoes the message, so it overflows into
+# a second Telegram message two thirds of the way through.
+LONG_TEXT = " ".join(f"sad{i}" for i in range(1100))
+LONG_EXPECTED = (
+    f"{texts.label_line(scripted_sentiment(LONG_TEXT))}\n\nA comforting reply to: {LONG_TEXT}"
+)
+
+
+def env_for(db: Path | str, api: FakeTelegramAPI, **extra: str) -> dict[str, str]:
+    return scripted_bot_env(url_of(str(db)), TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
+                            TELEGRAM_API_BASE_URL=api.base_url,
+                            TELEGRAM_API_FILE_URL=api.file_url, **extra)  # fmt: skip
+
+
+async def test_telegram_killed_after_the_last_token_before_the_final_edit(
+    tmp_path: Path,
+    database: str,  # noqa: F811
+) -> None:
+    # The old window: the row was done with the exchange while the final edit was still to
+    # come, so a kill there left the label alone in the chat for good.
+    db = database
+    async with FakeTelegramAPI(DEFAULT_TOKEN) as api:
+        # Intermediate frames are throttled away: the one edit is the final one, which
+        # comes after the exchange is stored.
+        env = env_for(db, api, TELEGRAM_EDIT_INTERVAL_S="60")
+        shown = lambda: api.bot_texts(USER)  # noqa: E731
+        api.hold = lambda call: call.method == "editMessageText"
+        out, err = tmp_path / "first.out", tmp_path / "first.err"
+        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as first:
+            api.private_text(USER, TEXT)
+            await api.wait_for(lambda: api.held, 60, "the final edit")
+            await killed(first)
+        assert api.held[0].params["text"] == EXPECTED
+        label = texts.label_line(scripted_sentiment(TEXT))
+        assert shown() == [label]  # the answer never reached the chat
+        label_message = str(api.bot_messages(USER)[0]["message_id"])
+        assert await mood_event_count(db, TG_USER) == 1  # stored: the last token was out
+        assert await inbox_rows(str(db)) == [("received", TEXT, label_message)]
+
+        api.hold = None
+        out, err = tmp_path / "second.out", tmp_path / "second.err"
+        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
+            await api.wait_for(lambda: shown() == [EXPECTED], 60, "the stored answer shown")
+            await stored_as_done(str(db))
+            await stopped(second, err)
+        log = err.read_text(errors="replace")
+
+    assert shown() == [EXPECTED]  # the label message, completed in place
+    assert len(api.calls_to("sendMessage")) == 1
+    assert await mood_event_count(db, TG_USER) == 1
+    assert await inbox_rows(str(db)) == [("done", None, label_message)]
+    assert "showing its stored answer" in log  # from the store, not from the model again
+
+
+async def test_telegram_long_reply_killed_mid_stream_in_its_second_message(
+    tmp_path: Path,
+) -> None:
+    # Every message of the reply is recorded with its send: the restart edits both in place
+    # (it used to know only the first, and post the rest anew beside the frozen second).
+    db = tmp_path / "bot.db"
+    async with FakeTelegramAPI(DEFAULT_TOKEN) as api:
+        env = env_for(db, api, TELEGRAM_EDIT_INTERVAL_S="0.1", SCRIPTED_DELAY_S="0.002",
+                      MAX_INPUT_CHARS="9000")  # fmt: skip
+        shown = lambda: api.bot_texts(USER)  # noqa: E731
+
+        def second_message_edit(call: ApiCall) -> bool:
+            messages = api.bot_messages(USER)
+            return (call.method == "editMessageText" and len(messages) == 2
+                    and call.params.get("message_id") == messages[1]["message_id"])  # fmt: skip
+
+        api.hold = second_message_edit
+        out, err = tmp_path / "first.out", tmp_path / "first.err"
+        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as first:
+            api.private_text(USER, LONG_TEXT)
+            await api.wait_for(lambda: api.held, 90, "an edit of the second message")
+            await killed(first)
+        frozen = shown()
+        assert len(frozen) == 2
+        assert "\n".join(frozen) != LONG_EXPECTED  # cut off mid-stream
+        ids = " ".join(str(m["message_id"]) for m in api.bot_messages(USER))
+        assert await inbox_rows(str(db)) == [("received", LONG_TEXT, ids)]
+        assert await mood_event_count(db, TG_USER) == 0
+
+        api.hold = None
+        out, err = tmp_path / "second.out", tmp_path / "second.err"
+        expected = split_text(LONG_EXPECTED, MAX_TEXT)
+        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
+            await api.wait_for(lambda: shown() == expected, 90, "the whole answer")
+            await stored_as_done(str(db))
+            await stopped(second, err)
+
+    assert len(expected) == 2
+    assert shown() == expected  # the same two messages, completed in place
+    assert len(api.calls_to("sendMessage")) == 2  # none posted anew
+    assert await mood_event_count(db, TG_USER) == 1
+    assert await inbox_rows(str(db)) == [("done", None, ids)]
+
+
+async def test_telegram_killed_while_its_label_message_is_on_its_way(tmp_path: Path) -> None:
+    # Telegram never got the label (held before it took effect): the restart answers afresh,
+    # marked as a retry. (One that took effect with its answer lost cannot be found again on
+    # Telegram, which has no idempotent send: docs/reliability.md.)
+    db = tmp_path / "bot.db"
+    async with FakeTelegramAPI(DEFAULT_TOKEN) as api:
+        env = env_for(db, api, TELEGRAM_EDIT_INTERVAL_S="0.1")
+        shown = lambda: api.bot_texts(USER)  # noqa: E731
+        api.hold = lambda call: call.method == "sendMessage"
+        out, err = tmp_path / "first.out", tmp_path / "first.err"
+        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as first:
+            api.private_text(USER, TEXT)
+            await api.wait_for(lambda: api.held, 60, "the label message")
+            await killed(first)
+        assert shown() == []
+        assert await inbox_rows(str(db)) == [("received", TEXT, None)]
+        assert await mood_event_count(db, TG_USER) == 0
+
+        api.hold = None
+        late = f"{texts.RETRY_NOTE}\n{EXPECTED}"
+        out, err = tmp_path / "second.out", tmp_path / "second.err"
+        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
+            await api.wait_for(lambda: shown() == [late], 60, "the late answer")
+            await stored_as_done(str(db))
+            await stopped(second, err)
+
+    assert shown() == [late]
+    assert await mood_event_count(db, TG_USER) == 1
+    assert [row[:2] for row in await inbox_rows(str(db))] == [("done", None)]
+
+
+async def test_discord_killed_after_the_label_was_created_but_before_its_answer(
+    tmp_path: Path,
+) -> None:
+    # Discord created the label message, and the process died before it learnt its id. The
+    # send's nonce was recorded first: the restart repeats the send under it, Discord hands
+    # back the message it made, and that one message is completed (none posted beside it).
+    db = tmp_path / "bot.db"
+    user = UserKey("discord", str(USER))
+    fake = FakeDiscord(token=DISCORD_TOKEN)
+    await fake.start()
+    env = scripted_bot_env(
+        f"sqlite:///{db}",
+        DISCORD_BOT_TOKEN=DISCORD_TOKEN,
+        DISCORD_PROXY=fake.proxy_url,
+        PARENT_SSL_CERT_FILE=os.environ["SSL_CERT_FILE"],  # the fake's TLS proxy's CA
+        DISCORD_EDIT_INTERVAL_S="0.1",
+    )
+
+    def shown() -> list[str]:
+        return [m["content"] for m in fake.channel_messages(DM_CHANNEL)]
+
+    posts = "POST /channels/{channel_id}/messages"
+    fake.hold = lambda call: call.route == posts
+    fake.hold_applied = True
+    try:
+        out, err = tmp_path / "first.out", tmp_path / "first.err"
+        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as first:
+            await fake.wait_for(lambda: fake.identifies, 60, "the first process online")
+            message = fake.message(
+                channel_id=DM_CHANNEL, author=user_payload(USER, "alice"), content=TEXT
+            )
+            await fake.dispatch("MESSAGE_CREATE", message)
+            await fake.wait_for(lambda: fake.held, 60, "the label message sent")
+            await killed(first)
+        label = texts.label_line(scripted_sentiment(TEXT))
+        assert shown() == [label]  # created, its id never known to the bot
+        assert await inbox_rows(str(db)) == [("received", TEXT, None)]
+
+        fake.hold = None
+        late = f"{texts.RETRY_NOTE}\n{EXPECTED}"
+        out, err = tmp_path / "second.out", tmp_path / "second.err"
+        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
+            await fake.wait_for(lambda: len(fake.identifies) == 2, 60, "the second online")
+            await fake.wait_for(lambda: shown() == [late], 60, "the late answer")
+            await stored_as_done(str(db))
+            await stopped(second, err)
+    finally:
+        await fake.close()
+
+    assert shown() == [late]  # one message: the label Discord had made, completed
+    nonces = {call.json["nonce"] for call in fake.calls_to(posts)}
+    assert len(fake.calls_to(posts)) == 2
+    assert len(nonces) == 1  # the restart repeated the recorded send
+    assert await mood_event_count(db, user) == 1
+    assert [row[:2] for row in await inbox_rows(str(db))] == [("done", None)]

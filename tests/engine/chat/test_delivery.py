@@ -1,0 +1,85 @@
+"""ChatService and the delivery of an answer: with `confirm`, a message is done only once the
+adapter says the answer is shown in full (`delivered`); a restart in between shows the
+stored answer again, without the model and without a second mood event."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+
+from engine.types import (
+    IncomingMessage,
+    MessageKey,
+    ReplyDone,
+    ReplyEvent,
+    ReplyMessages,
+    Sentiment,
+    SentimentTagged,
+    StoredReply,
+    TextDelta,
+)
+from storage.store import SqlMoodStore
+from tests.conftest import ScriptedEngine
+from tests.storage.test_storage import event
+from tests.support import EPOCH
+
+MESSAGE = IncomingMessage("telegram", "42", "chat-1", "I am so happy today", "7", "{}")
+KEY = MessageKey("telegram", "chat-1", "7")
+SAD = Sentiment("negative", 0.2)
+
+
+async def events_of(stream: AsyncIterator[ReplyEvent]) -> list[ReplyEvent]:
+    async def consume() -> list[ReplyEvent]:
+        return [event async for event in stream]
+
+    return await asyncio.wait_for(consume(), 10)
+
+
+def inbox_row(engine: ScriptedEngine) -> tuple[object, ...]:
+    with sqlite3.connect(engine.db_path) as conn:
+        return tuple(conn.execute("SELECT state, text, reply IS NOT NULL FROM inbox").fetchone())
+
+
+async def test_a_confirmed_answer_is_done_only_once_delivered(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    service = scripted_engine.service
+    events = await events_of(service.handle(MESSAGE, confirm=True))
+    assert isinstance(events[-1], ReplyDone)
+    assert inbox_row(scripted_engine) == ("received", MESSAGE.text, True)
+    assert len(await scripted_engine.store.mood_events(MESSAGE.user, EPOCH)) == 1
+    await service.delivered(KEY)
+    assert inbox_row(scripted_engine) == ("done", None, False)
+
+
+async def test_a_stored_answer_left_unshown_by_a_dead_process_is_shown_again_from_the_store(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    # The other process stored the answer and had sent its three chunks, then died before
+    # its last edit reached the platform.
+    other = await SqlMoodStore.open(scripted_engine.db_path)
+    assert await other.claim_message(KEY, MESSAGE.user, EPOCH, MESSAGE)
+    answer = StoredReply("Rest now.", SAD, "💛 note")
+    mood = event(MESSAGE.user, MESSAGE.chat_id, EPOCH)
+    await other.record_exchange(mood, [], done=KEY, reply=answer)
+    await other.set_reply_messages(KEY, ReplyMessages(("31", "32", "33")))
+    await other.close()
+
+    service = scripted_engine.service
+    [pending] = await service.unfinished("telegram")
+    assert pending.messages == ReplyMessages(("31", "32", "33"))
+    events = await events_of(service.resume(pending, confirm=True))
+    assert [type(e) for e in events] == [SentimentTagged, ReplyDone]
+    assert not any(isinstance(e, TextDelta) for e in events)
+    done = events[-1]
+    assert isinstance(done, ReplyDone)
+    assert (done.text, done.sentiment, done.support) == ("Rest now.", SAD, "💛 note")
+    # Neither the model nor the store was asked again.
+    assert scripted_engine.runner.tag_calls == []
+    assert scripted_engine.runner.reply_calls == []
+    assert len(await scripted_engine.store.mood_events(MESSAGE.user, EPOCH)) == 1
+    assert inbox_row(scripted_engine) == ("received", MESSAGE.text, True)
+    await service.delivered(KEY)
+    assert inbox_row(scripted_engine) == ("done", None, False)
+    assert await service.unfinished("telegram") == []
