@@ -159,6 +159,9 @@ class Unfinished:
     # The adapter's id of the reply message it had begun (the label, perhaps half a reply),
     # so the answer can complete that message; None when nothing had been sent yet.
     reply_ref: str | None = None
+    # Whose it is: a process that is gone, this one (answering it, or it failed here), or
+    # another live process.
+    held_by: Literal["gone", "here", "elsewhere"] = "gone"
 
     @property
     def key(self) -> MessageKey:

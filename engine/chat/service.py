@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -70,6 +70,9 @@ MAX_RESUMES = 2
 # Unfinished messages older than this do not count against USER_QUEUE_MAX: whatever is
 # left of them is a dead process's, which a restart finishes (adapters/resume.py).
 WAITING_WINDOW = timedelta(minutes=10)
+# How often a message waiting for the user's earlier ones (in other processes, or left by a
+# dead one and being taken over) looks again whether they are done.
+ORDER_POLL_S = 0.25
 # Chats quiet for longer are not read for messages sent while the bot was offline.
 CATCH_UP_WINDOW = timedelta(days=7)
 # Users told to slow down since one of their messages last got in, so that a burst gets one
@@ -97,6 +100,12 @@ class ChatService:
         self._told_to_slow_down: set[UserKey] = set()
         # Recorded by `receive` in this process, not yet handed to `handle`: its own work.
         self._received: set[MessageKey] = set()
+        # Being handled here (from `handle`/`resume` to their last event): this process's
+        # inbox rows outside it failed here, and are retried (`unfinished`).
+        self._in_hand: set[MessageKey] = set()
+        # Per platform, what to call when a user's earlier message waits for a take-over or a
+        # retry (the adapter's Resumer sweeps at once).
+        self._takeover_watchers: dict[str, Callable[[], None]] = {}
         # The latest message of each user, in memory only, for /mood why (engine/chat/recent.py).
         self.recent = RecentMessages()
 
@@ -165,9 +174,31 @@ class ChatService:
         return replace(message, text=clean(message.text)[: self.config.max_input_chars])
 
     async def unfinished(self, platform: str) -> list[Unfinished]:
-        """The platform's messages recorded but never answered by a process now gone, oldest
-        first: for the adapter to `resume` (adapters/resume.py)."""
-        return await self.store.unfinished(platform)
+        """The platform's messages recorded but never answered by a process now gone, and this
+        process's own that failed here (not older than WAITING_WINDOW: older ones are given
+        up), oldest first: for the adapter to `resume` (adapters/resume.py)."""
+        found = await self.store.unfinished(platform)
+        since = self._now() - WAITING_WINDOW
+        kept = []
+        for item in found:
+            if item.held_by == "here" and self._is_in_hand(item.key):
+                continue
+            if item.held_by == "here" and item.received_at < since:
+                log.warning("message %s in %s chat %s failed here and is too old to retry: "
+                            "given up", item.key.message_id, platform,
+                            item.key.chat_id)  # fmt: skip
+                await self._mark_done(item.key)
+                continue
+            kept.append(item)
+        return kept
+
+    def watch_takeovers(self, platform: str, wake: Callable[[], None]) -> None:
+        """Have `wake` called when a message of the platform finds an earlier one of its user
+        left by a dead process (or failed here): the adapter's Resumer sweeps at once."""
+        self._takeover_watchers[platform] = wake
+
+    def _is_in_hand(self, key: MessageKey) -> bool:
+        return key in self._in_hand or key in self._received
 
     async def latest_messages(self, platform: str) -> list[MessageKey]:
         """Per chat heard from in the last CATCH_UP_WINDOW, the latest message recorded: an
@@ -185,7 +216,7 @@ class ChatService:
         process has it)."""
         log.info("resuming message %s in %s chat %s, received %s", pending.key.message_id,
                  pending.key.platform, pending.key.chat_id, pending.received_at)  # fmt: skip
-        async for event in self._answer(pending.message):
+        async for event in self._answer(pending.message, again=pending.held_by == "here"):
             yield event
 
     async def note_reply(self, key: MessageKey, reply_ref: str) -> None:
@@ -197,7 +228,24 @@ class ChatService:
             # Only the tidiness of a retry depends on it: it would send a fresh answer.
             log.warning("could not note the reply message: %s", error)
 
-    async def _answer(self, message: IncomingMessage) -> AsyncIterator[ReplyEvent]:
+    async def _answer(
+        self, message: IncomingMessage, again: bool = False
+    ) -> AsyncIterator[ReplyEvent]:
+        key = message.key
+        if key is None:
+            async for event in self._answer_in_turn(message, again):
+                yield event
+            return
+        self._in_hand.add(key)
+        try:
+            async for event in self._answer_in_turn(message, again):
+                yield event
+        finally:
+            self._in_hand.discard(key)
+
+    async def _answer_in_turn(
+        self, message: IncomingMessage, again: bool
+    ) -> AsyncIterator[ReplyEvent]:
         key = message.key
         # Longer texts are cut (MAX_INPUT_CHARS): the answer covers the start of it.
         text = clean(message.text)[: self.config.max_input_chars]
@@ -222,32 +270,59 @@ class ChatService:
             await self._mark_done(key)
             yield ReplyFailed("slow_down", "" if told else texts.SLOW_DOWN)
             return
-        async with self._hold(message.user, entry), contextlib.AsyncExitStack() as turn:
-            try:
-                # Other bot processes sharing the database wait for this user's turn too.
-                await turn.enter_async_context(self.store.user_turn(message.user))
-                # Holding the turn, nobody else is answering it now: is it still ours? (A
-                # restarting process may have taken it over; see storage/presence.py.)
-                taken = 0 if key is None else await self.store.take_message(key)
-            except StorageError as error:
-                log.error("could not take the user's turn: %s", error)
-                yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
-                return
-            if taken is None:
-                assert key is not None
-                log.info("message %s in %s chat %s is answered elsewhere: skipped",
-                         key.message_id, key.platform, key.chat_id)  # fmt: skip
-                yield AlreadyHandled(key)
-                return
-            if taken > MAX_RESUMES:
-                log.warning("message %s in %s chat %s was taken over %d times: given up",
-                            key and key.message_id, message.platform, message.chat_id,
-                            taken)  # fmt: skip
-                await self._mark_done(key)
-                yield ReplyFailed("model_error", texts.MODEL_ERROR)
-                return
-            async for event in self._handle_in_order(message, text):
-                yield event
+        while True:
+            async with self._hold(message.user, entry), contextlib.AsyncExitStack() as turn:
+                try:
+                    # Other bot processes sharing the database wait for this user's turn too.
+                    await turn.enter_async_context(self.store.user_turn(message.user))
+                    # Holding the turn, nobody else is answering it now: is it still ours? (A
+                    # restarting process may have taken it over; see storage/presence.py.)
+                    taken = 0 if key is None else await self.store.take_message(key, again)
+                    again = False  # counted once
+                    earlier = [] if key is None or taken is None else await self._earlier(message)
+                except StorageError as error:
+                    log.error("could not take the user's turn: %s", error)
+                    yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
+                    return
+                if taken is None:
+                    assert key is not None
+                    log.info("message %s in %s chat %s is answered elsewhere: skipped",
+                             key.message_id, key.platform, key.chat_id)  # fmt: skip
+                    yield AlreadyHandled(key)
+                    return
+                if not earlier:
+                    if taken > MAX_RESUMES:
+                        log.warning("message %s in %s chat %s was tried %d times: given up",
+                                    key and key.message_id, message.platform,
+                                    message.chat_id, taken)  # fmt: skip
+                        await self._mark_done(key)
+                        yield ReplyFailed("model_error", texts.MODEL_ERROR)
+                        return
+                    async for event in self._handle_in_order(message, text):
+                        yield event
+                    return
+            # The user's earlier messages come first, wherever they are: with both locks let
+            # go (one of them may be taken over by this very process), look again shortly.
+            if any(item.held_by == "gone" or item.held_by == "here" for item in earlier):
+                wake = self._takeover_watchers.get(message.platform)
+                if wake is not None:
+                    wake()
+            await asyncio.sleep(ORDER_POLL_S)
+            entry = self._join_queue(message.user)
+            assert entry is not None  # no limit was given
+
+    async def _earlier(self, message: IncomingMessage) -> list[Unfinished]:
+        """The user's earlier messages still unfinished that this one must wait for: not
+        those of this process that failed here longer ago than WAITING_WINDOW (given up)."""
+        assert message.key is not None
+        since = self._now() - WAITING_WINDOW
+        found = await self.store.earlier_unfinished(message.key, message.user)
+        return [
+            item
+            for item in found
+            if not (item.held_by == "here" and item.received_at < since
+                    and not self._is_in_hand(item.key))
+        ]  # fmt: skip
 
     async def _handle_in_order(
         self, message: IncomingMessage, text: str
