@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from adapters.streaming import RenderResult, ReplyRenderer
 from engine.chat import texts
 from engine.chat.service import ChatService
+from engine.errors import StorageError
 from engine.types import MessageKey, Unfinished
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ class Resumer:
         as a task of the platform's kind); returns how many were handed on."""
         try:
             pending = await self.service.unfinished(self.platform)
+        except StorageError as error:  # the database is away: the next sweep looks again
+            log.warning("%s: could not read the unfinished messages: %s", self.platform, error)
+            return 0
         except Exception:
             log.exception("%s: could not read the unfinished messages", self.platform)
             return 0
