@@ -6,7 +6,9 @@ make sure the message is still this process's to answer, tag the sentiment (show
 build the reply prompt from the persona, the tone for that label and this chat's recent
 turns, stream the reply, then store the mood event and both turns and mark the message done
 (its text dropped), in one transaction. One user's messages are handled strictly in order:
-within a process by a lock per user, across processes by the store's user_turn.
+one at a time within a process by a lock per user, across processes by the store's
+user_turn; and, holding both, a message waits (both let go) while an earlier message of the
+user is unfinished anywhere, having a dead process's taken over first (watch_takeovers).
 
 Crash-safe delivery: a message whose process died before that transaction stays 'received'.
 At start-up each adapter asks `unfinished(platform)` and passes each to `resume`, which
@@ -232,16 +234,14 @@ class ChatService:
         self, message: IncomingMessage, again: bool = False
     ) -> AsyncIterator[ReplyEvent]:
         key = message.key
-        if key is None:
-            async for event in self._answer_in_turn(message, again):
-                yield event
-            return
-        self._in_hand.add(key)
+        if key is not None:
+            self._in_hand.add(key)
         try:
             async for event in self._answer_in_turn(message, again):
                 yield event
         finally:
-            self._in_hand.discard(key)
+            if key is not None:
+                self._in_hand.discard(key)
 
     async def _answer_in_turn(
         self, message: IncomingMessage, again: bool
