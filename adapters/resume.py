@@ -1,11 +1,15 @@
-"""Finishing what a dead process left unanswered: at start-up, then every RESUME_INTERVAL_S.
+"""Finishing what a dead process left unanswered: at start-up, then every RESUME_INTERVAL_S,
+and at once when a user's new message finds an earlier one of theirs left by a dead process.
 
 The chat service lists the platform's unfinished messages whose process is gone (a crash,
 kill -9, a stop that cut a reply short; with PostgreSQL also another bot process sharing the
-database) and `resume` answers each once. The later sweeps matter because a database server
-may notice a killed process's connection only after this process has started, and because
-with several processes the one that died may not be the one that restarts. Each message is
-handed to the adapter's `answer` at most once at a time.
+database), and this process's own that failed here (the database was away), and `resume`
+answers each once. The later sweeps matter because a database server may notice a killed
+process's connection only after this process has started, and because with several
+processes the one that died may not be the one that restarts. Each message is handed to the
+adapter's `answer` at most once at a time; all that one sweep finds are taken on together,
+at most RESUME_CONCURRENCY answering at a time, oldest first (a user's later message waits
+for their earlier ones in the chat service, whichever process has them).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, TypeVar
 from adapters.streaming import RenderResult, ReplyRenderer
 from engine.chat import texts
 from engine.chat.service import ChatService
+from engine.errors import StorageError
 from engine.types import MessageKey, ReplyMessages, Unfinished
 
 log = logging.getLogger(__name__)
@@ -27,6 +32,8 @@ log = logging.getLogger(__name__)
 Handle = TypeVar("Handle")
 # Runs a coroutine as a task: PTB's Application.create_task, or asyncio.create_task.
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
+# Messages taken over that are answered at once; the others wait their turn, oldest first.
+RESUME_CONCURRENCY = 8
 
 
 class Resumer:
@@ -42,12 +49,19 @@ class Resumer:
         # What is being answered, and its task (held: asyncio keeps only weak references).
         self._active: dict[MessageKey, object] = {}
         self._loop: asyncio.Task[None] | None = None
+        self._slots = asyncio.Semaphore(RESUME_CONCURRENCY)
+        # Set when a message found an earlier one to take over: the next sweep runs at once.
+        self._woken = asyncio.Event()
+        service.watch_takeovers(platform, self._woken.set)
 
     async def sweep(self, spawn: Spawn) -> int:
         """Hand each unfinished message not already being answered to `spawn` (which runs it
         as a task of the platform's kind); returns how many were handed on."""
         try:
             pending = await self.service.unfinished(self.platform)
+        except StorageError as error:  # the database is away: the next sweep looks again
+            log.warning("%s: could not read the unfinished messages: %s", self.platform, error)
+            return 0
         except Exception:
             log.exception("%s: could not read the unfinished messages", self.platform)
             return 0
@@ -73,12 +87,15 @@ class Resumer:
 
     async def _every(self, interval: float, spawn: Spawn) -> None:
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), interval)
+            self._woken.clear()
             await self.sweep(spawn)
 
     async def _run(self, item: Unfinished) -> None:
         try:
-            await self._answer(item)
+            async with self._slots:
+                await self._answer(item)
         finally:
             self._active.pop(item.key, None)
 

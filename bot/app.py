@@ -54,7 +54,9 @@ async def run(
 ) -> int:
     try:
         store = await SqlMoodStore.open(
-            settings.storage.target, pool_size=settings.storage.pool_size
+            settings.storage.target,
+            pool_size=settings.storage.pool_size,
+            postgres=settings.storage.postgres,
         )
     except StorageError as error:
         log.error("cannot open the database: %s", error)

@@ -349,7 +349,9 @@ async def _database(settings: Settings) -> Check:
     }[target.kind]
     new_file = not _exists(target)
     try:
-        opening = SqlMoodStore.open(target, pool_size=settings.storage.pool_size)
+        opening = SqlMoodStore.open(
+            target, pool_size=settings.storage.pool_size, postgres=settings.storage.postgres
+        )
         store = await asyncio.wait_for(opening, DATABASE_TIMEOUT_S)
     except TimeoutError:
         return problem(

@@ -91,12 +91,18 @@ class MoodStore(JournalStore, Protocol):
         origin; the text is dropped when it is done). False when it was recorded before: a
         redelivery, or another process has it."""
 
-    async def take_message(self, key: MessageKey) -> int | None:
+    async def take_message(self, key: MessageKey, again: bool = False) -> int | None:
         """Called holding the user's turn, before answering: make sure this process is the one
         to answer a 'received' message. It is when this process recorded it, or when the
-        process that did is gone (then it becomes this process's, and is counted as a retry).
-        Returns how often the message was taken over from a gone process (0: never), or None
-        when it is not this process's to answer (done, or its live owner has it)."""
+        process that did is gone (then it becomes this process's, and is counted as a retry;
+        `again`: a retry of this process's own, after it failed here, counts too). Returns how
+        often the message was retried (0: never), or None when it is not this process's to
+        answer (done, or its live owner has it)."""
+
+    async def earlier_unfinished(self, key: MessageKey, user: UserKey) -> list[Unfinished]:
+        """The user's messages sent before this one (in its chat by the platform's ids, across
+        chats by arrival) still 'received' anywhere, oldest first, each with whose it is: one
+        that is not done must be answered before this one."""
 
     async def waiting_before(self, key: MessageKey, user: UserKey, since: datetime) -> int:
         """How many of this user's messages recorded since `since`, and before this one, are
@@ -108,8 +114,9 @@ class MoodStore(JournalStore, Protocol):
         does not move it back: what was forgotten is not read, answered and stored again."""
 
     async def unfinished(self, platform: str) -> list[Unfinished]:
-        """The platform's messages still 'received' whose process is gone, oldest first: the
-        ones another process may take over (take_message, under the user's turn, decides)."""
+        """The platform's messages still 'received' whose process is gone, or that are this
+        process's own (being answered, or failed here), oldest first: the ones this process may
+        take over or retry (take_message, under the user's turn, decides)."""
 
     async def set_reply_messages(self, key: MessageKey, messages: ReplyMessages) -> None:
         """Note the adapter's reply messages (and a send under way) for a 'received' message."""

@@ -183,6 +183,9 @@ class Unfinished:
     reply_ref: str | None = None
     support_ref: str | None = None  # the support note's message, when one was sent
     sending: str | None = None  # the key of a send under way (ReplyMessages.sending)
+    # Whose it is: a process that is gone, this one (answering it, or it failed here), or
+    # another live process.
+    held_by: Literal["gone", "here", "elsewhere"] = "gone"
 
     @property
     def key(self) -> MessageKey:

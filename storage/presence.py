@@ -15,9 +15,13 @@ ends, however it ends (kill -9 included), never of a clock:
   process ends. Gone = the lock can be taken, or the file is not there. An in-memory
   database belongs to one store, so every other owner is gone.
 
+Checks take the lock shared (pg_try_advisory_xact_lock_shared, LOCK_SH), so that many may ask
+at once about one owner without seeing each other as it.
+
 A lock lost while its process lives (the connection to PostgreSQL dropped) makes that process
-look gone, so another may take over a message it is waiting to answer; the first then finds
-it taken (take_message, which both call holding the user's turn) and leaves it.
+look gone until it takes the lock again (storage/postgres.py checks every few seconds), so
+another may take over a message it is waiting to answer; the first then finds it taken
+(take_message, which both call holding the user's turn) and leaves it.
 """
 
 from __future__ import annotations
@@ -59,7 +63,9 @@ class OwnerFiles:
         except FileNotFoundError:
             return True
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Shared: two checks at once (threads of one process, or two processes) must not
+            # see each other as the owner, who holds it exclusively.
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
         finally:

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
@@ -52,7 +52,7 @@ from engine.types import (
 )
 from storage import migrations
 from storage.database import Database
-from storage.postgres import PostgresDatabase
+from storage.postgres import PostgresDatabase, PostgresOptions
 from storage.presence import new_owner
 from storage.schema import (
     aware,
@@ -93,6 +93,7 @@ class SqlMoodStore:
         *,
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         pool_size: int = DEFAULT_POOL_SIZE,
+        postgres: PostgresOptions | None = None,
     ) -> SqlMoodStore:
         """Connect to (creating a SQLite file if needed) and migrate the database; a path or
         URL string is read as DATABASE_URL is. Raises StorageError on failure."""
@@ -107,7 +108,7 @@ class SqlMoodStore:
         if target.kind == "sqlite":
             database = await SqliteDatabase.open(target, busy_timeout_ms)
         else:
-            database = await PostgresDatabase.open(target, pool_size)
+            database = await PostgresDatabase.open(target, pool_size, postgres)
         store = cls(database)
         try:
             await store._migrate()
@@ -184,7 +185,7 @@ class SqlMoodStore:
             new,
         )
 
-    async def take_message(self, key: MessageKey) -> int | None:
+    async def take_message(self, key: MessageKey, again: bool = False) -> int | None:
         async with self._transaction() as conn:
             found = await conn.execute(
                 select(inbox.c.state, inbox.c.owner, inbox.c.attempts).where(*_is(key))
@@ -193,7 +194,13 @@ class SqlMoodStore:
             if row is None or row.state != "received":
                 return None
             if row.owner == self.owner:
-                return int(row.attempts)
+                if not again:
+                    return int(row.attempts)
+                # A retry of a message that failed here counts like a take-over.
+                await conn.execute(
+                    update(inbox).where(*_is(key)).values(attempts=inbox.c.attempts + 1)
+                )
+                return int(row.attempts) + 1
             # A row with no owner was claimed before migration 6, by a process now replaced.
             if row.owner is not None and not await self._db.owner_gone(conn, row.owner):
                 return None
@@ -205,6 +212,29 @@ class SqlMoodStore:
                 .values(owner=self.owner, attempts=inbox.c.attempts + 1)
             )
             return int(row.attempts) + 1 if result.rowcount == 1 else None
+
+    async def earlier_unfinished(self, key: MessageKey, user: UserKey) -> list[Unfinished]:
+        i = inbox.c
+        query = (
+            select(i.chat_id, i.message_id, i.text, i.origin, i.received_at, i.reply_ref, i.owner)
+            .add_columns(i.support_ref, i.sending)
+            .where(i.user_id == _user_id_of(user), i.state == "received", i.text.is_not(None))
+        )  # fmt: skip
+        async with self._transaction(write=False) as conn:
+            rows = (await conn.execute(query)).all()
+            this = next(
+                (r for r in rows if (r.chat_id, r.message_id) == (key.chat_id, key.message_id)),
+                None,
+            )
+            if this is None:
+                return []
+            earlier = sorted(
+                (r for r in rows if _comes_before(r, this, key.platform)),
+                key=lambda r: (r.received_at, r.chat_id, _numeric(r.message_id)),
+            )
+            return [
+                await self._unfinished(conn, key.platform, user.user_id, row, {}) for row in earlier
+            ]
 
     async def waiting_before(self, key: MessageKey, user: UserKey, since: datetime) -> int:
         this = select(inbox.c.received_at).where(*_is(key)).scalar_subquery()
@@ -241,18 +271,28 @@ class SqlMoodStore:
         found: list[Unfinished] = []
         async with self._transaction(write=False) as conn:
             gone: dict[str, bool] = {}
-            for user_id, chat_id, message_id, text, origin, at, ref, owner, support, sending in (
-                await conn.execute(query)
-            ).all():
-                if owner == self.owner:
-                    continue  # being answered here (or it failed here: the next process's)
-                if owner is not None and owner not in gone:
-                    gone[owner] = await self._db.owner_gone(conn, owner)
-                if owner is None or gone[owner]:
-                    message = IncomingMessage(platform, user_id, chat_id, text, message_id,
-                                              origin or "")  # fmt: skip
-                    found.append(Unfinished(message, at, ref, support, sending))
+            for row in (await conn.execute(query)).all():
+                item = await self._unfinished(conn, platform, row.platform_user_id, row, gone)
+                if item.held_by != "elsewhere":
+                    found.append(item)
         return found
+
+    async def _unfinished(
+        self, conn: AsyncConnection, platform: str, user_id: str, row: Any, gone: dict[str, bool]
+    ) -> Unfinished:
+        """An inbox row as Unfinished, with whose it is (`gone` caches the owners looked at)."""
+        owner = row.owner
+        held_by: Literal["gone", "here", "elsewhere"] = "gone"
+        if owner == self.owner:
+            held_by = "here"
+        elif owner is not None:
+            if owner not in gone:
+                gone[owner] = await self._db.owner_gone(conn, owner)
+            held_by = "gone" if gone[owner] else "elsewhere"
+        message = IncomingMessage(platform, user_id, row.chat_id, row.text, row.message_id,
+                                  row.origin or "")  # fmt: skip
+        return Unfinished(message, row.received_at, row.reply_ref, row.support_ref, row.sending,
+                          held_by)  # fmt: skip
 
     async def set_reply_messages(self, key: MessageKey, messages: ReplyMessages) -> None:
         async with self._transaction() as conn:
@@ -915,6 +955,21 @@ def _stored_reply(value: str) -> StoredReply:
     data = json.loads(value)
     sentiment = Sentiment(data["label"], float(data["p_positive"]), bool(data["neutral"]))
     return StoredReply(str(data["text"]), sentiment, str(data.get("support") or ""))
+
+
+def _numeric(message_id: str) -> tuple[int, str]:
+    """A platform message id in the platform's order: Telegram's and Discord's ids are
+    numbers that grow (per chat; Discord's with time), compared as numbers."""
+    return (len(message_id), message_id) if message_id.isdigit() else (0, message_id)
+
+
+def _comes_before(row: Any, this: Any, platform: str) -> bool:
+    """Whether an inbox row of the same user was sent before `this` one: in one chat by the
+    platform's message ids (two processes may record a burst's messages in either order),
+    across chats by when they were recorded."""
+    if row.chat_id == this.chat_id:
+        return _numeric(row.message_id) < _numeric(this.message_id)
+    return bool(row.received_at < this.received_at)
 
 
 def _person_ids(user: UserKey) -> Select[Any]:

@@ -1,8 +1,8 @@
 """Several bot processes sharing one PostgreSQL database, under load and a crash.
 
     python -m benchmarks.load.scale_out [--processes 2] [--users 8] [--messages 3] [--kill]
-                              [--database-url URL] [--max-new-tokens 32] [--scripted]
-                              [--resume-interval-s 5]
+                              [--burst] [--database-url URL] [--max-new-tokens 32]
+                              [--scripted] [--resume-interval-s 5]
 
 What runs: a throwaway PostgreSQL 15 cluster (the tests' tests/postgres.py; or an empty
 database at --database-url), a loopback fake of Telegram's Bot API (tests/fakes), and N
@@ -13,10 +13,13 @@ them on the tests' scripted model instead (seconds, no model; what the test of t
 uses). The bench plays Telegram and the load balancer: U users each send M messages one
 after another (the next once the previous one is answered), each posted to the replicas in
 turn; every fourth message is posted to a second replica as well, as a retried delivery.
-With --kill, one replica is `kill -9`ed while it is writing a reply, once a third of the
-messages are answered; from then on the load balancer sends everything to the others, and
-the bench waits (up to --recover-timeout-s) for them to finish, within their
-RESUME_INTERVAL_S (--resume-interval-s), what the killed one had taken (#18): `recovered`.
+With --burst, each user sends all M messages at once instead (each to the next replica), and
+waits for the answers. With --kill, one replica is `kill -9`ed while it is writing a reply,
+once a third of the messages are answered (with --burst: at the first streamed edit, while
+it holds several users' messages); from then on the load balancer sends everything to the
+others, and the bench waits (up to --recover-timeout-s) for them to finish what the killed
+one had taken: `recovered`, and when (`takeover_s`: from the kill until each was stored,
+the generation included).
 
 Checked afterwards, per message, from the database (STORE_MESSAGE_TEXT=true, so every mood
 row names its message) and from what the fake Telegram shows:
@@ -30,7 +33,9 @@ row names its message) and from what the fake Telegram shows:
   included: the bot records a message before its webhook answers (docs/deployment.md,
   "Crash-safe delivery");
 - consistent: no mood row or turn of an unfinished message (an exchange is stored whole or
-  not at all), every stored exchange has its inbox row 'done', turns come in pairs.
+  not at all), every stored exchange has its inbox row 'done', turns come in pairs;
+- in order: per user, the answers in the chat (the bot message each inbox row names as its
+  reply) and the stored user turns come in the order the messages were sent.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import re
 import signal
 import socket
 import sys
@@ -70,6 +76,7 @@ class Message:
     posted_to: list[int] = field(default_factory=list)  # replicas it was posted to
     sent_at: float | None = None
     resolved_at: float | None = None
+    seen_done_at: float | None = None  # when the bench saw its inbox row done
     state: str = "unsent"  # inbox state at the end: none | received | done
 
 
@@ -231,10 +238,25 @@ async def inbox_state(pool: Any, message: Message) -> str:
 
 
 async def user_session(
-    api: Any, balancer: Balancer, pool: Any, items: list[Message], progress: Progress
+    api: Any,
+    balancer: Balancer,
+    pool: Any,
+    items: list[Message],
+    progress: Progress,
+    burst: bool = False,
+    patience_s: float = 0.0,
 ) -> None:
     from tests.fakes.telegram_api import private_chat, user_json
 
+    if burst:
+        for message in items:
+            update = api.message_update(private_chat(message.user), user_json(message.user),
+                                        message.text)  # fmt: skip
+            message.message_id = update["message"]["message_id"]
+            message.sent_at = time.monotonic()
+            await balancer.post(update, message)
+        await asyncio.gather(*(settled(balancer, pool, m, progress, patience_s) for m in items))
+        return
     for n, message in enumerate(items):
         update = api.message_update(private_chat(message.user), user_json(message.user),
                                     message.text)  # fmt: skip
@@ -252,13 +274,39 @@ async def user_session(
             progress.one_answered()
 
 
-async def killer(
-    balancer: Balancer, pool: Any, sent: list[Message], progress: Progress
-) -> dict[str, Any]:
-    """kill -9 replica 0 once a third of the messages are answered, while it is replying."""
-    victim = balancer.pool[0]
-    await progress.a_third.wait()
+async def settled(
+    balancer: Balancer, pool: Any, message: Message, progress: Progress, patience_s: float
+) -> None:
+    """Wait until the message is answered (seen within 0.2 s), or for `patience_s` more once
+    the replicas it was posted to are dead (the others are to take it over)."""
+    given_up_at: float | None = None
     while True:
+        state = await inbox_state(pool, message)
+        if state == "done":
+            message.seen_done_at = time.monotonic()
+            break
+        if given_up_at is None and all(not balancer.pool[r].alive for r in message.posted_to):
+            given_up_at = time.monotonic() + patience_s
+        if given_up_at is not None and time.monotonic() > given_up_at:
+            break
+        await asyncio.sleep(0.2)
+    message.resolved_at = time.monotonic()
+    if state == "done":
+        progress.one_answered()
+
+
+async def killer(
+    balancer: Balancer, pool: Any, sent: list[Message], progress: Progress, api: Any = None
+) -> dict[str, Any]:
+    """kill -9 replica 0 once a third of the messages are answered, while it is replying; with
+    `api` (a burst), at the first streamed edit."""
+    victim = balancer.pool[0]
+    if api is not None:
+        await api.wait_for(lambda: api.calls_to("editMessageText"), 1800, "a streamed edit")
+        in_flight = [m for m in sent if m.posted_to == [victim.number]]
+    else:
+        await progress.a_third.wait()
+    while api is None:
         # Posted to the victim alone and not finished: the victim is working on it. (And not
         # its user's last, so that what this user sends next shows the others take over.)
         in_flight = [m for m in sent if m.posted_to == [victim.number] and m.resolved_at is None
@@ -270,12 +318,13 @@ async def killer(
     victim.process.send_signal(signal.SIGKILL)
     await victim.process.wait()
     victim.alive = False
-    at = time.monotonic()
+    at, wall_at = time.monotonic(), time.time()
     # What it had taken and not finished: for the others to finish (#18).
     mine = [m for m in sent if victim.number in m.posted_to]
     left = [m.text for m in mine if await inbox_state(pool, m) == "received"]
-    return {"killed": victim.number, "at": at, "answered_before": progress.answered,
-            "in_flight": [m.text for m in in_flight], "left": left}  # fmt: skip
+    return {"killed": victim.number, "at": at, "wall_at": wall_at,
+            "answered_before": progress.answered, "in_flight": [m.text for m in in_flight],
+            "left": left}  # fmt: skip
 
 
 async def recovered(
@@ -305,7 +354,7 @@ async def database_rows(database_url: str) -> dict[str, Any]:
     try:
         moods = await conn.fetch("SELECT excerpt, created_at FROM mood_events")
         turns = await conn.fetch("SELECT role, content, created_at FROM turns")
-        inbox = await conn.fetch("SELECT chat_id, message_id, state FROM inbox")
+        inbox = await conn.fetch("SELECT chat_id, message_id, state, reply_ref, done_at FROM inbox")
     finally:
         await conn.close()
     return {"moods": moods, "turns": turns, "inbox": inbox}
@@ -347,7 +396,70 @@ def check(sent: Sequence[Message], rows: dict[str, Any], shown: dict[int, int],
         problems.append("a message was stored twice")
     if totals["duplicated_replies"]:
         problems.append("a message was answered twice on Telegram")
+    disorder = out_of_order(sent, rows)
+    totals["users_out_of_order_in_chat"] = len(disorder["chat"])
+    totals["users_out_of_order_in_store"] = len(disorder["store"])
+    for where, users in disorder.items():
+        if users:
+            problems.append(f"answered out of order in the {where}: users {users}")
     return {"totals": dict(totals), "problems": problems}
+
+
+def out_of_order(sent: Sequence[Message], rows: dict[str, Any]) -> dict[str, list[int]]:
+    """Per place (the chat, the store), the users whose answers are not in the order their
+    messages were sent: in the chat by the bot message each inbox row names as its reply
+    (Telegram numbers a chat's messages in order), in the store by the user turns' order."""
+    refs = {(row["chat_id"], row["message_id"]): row["reply_ref"] for row in rows["inbox"]}
+    stored = sorted(
+        (row for row in rows["turns"] if row["role"] == "user"), key=lambda r: r["created_at"]
+    )
+    position = {row["content"]: n for n, row in enumerate(stored)}
+    found: dict[str, list[int]] = {"chat": [], "store": []}
+    for user in sorted({m.user for m in sent}):
+        mine = sorted((m for m in sent if m.user == user), key=lambda m: m.message_id)
+        shown = [refs.get((str(m.user), str(m.message_id))) for m in mine]
+        shown_at = [int(ref) for ref in shown if ref is not None and ref.isdigit()]
+        if shown_at != sorted(shown_at):
+            found["chat"].append(user)
+        kept = [position[m.text] for m in mine if m.text in position]
+        if kept != sorted(kept):
+            found["store"].append(user)
+    return found
+
+
+def takeover_times(
+    sent: Sequence[Message], fault: dict[str, Any] | None, logs: list[str]
+) -> dict[str, Any]:
+    """Seconds from the kill until each message the killed replica left was started again by
+    another replica (its log's first "resuming message …" line) and, with --burst, until the
+    bench saw it stored (polled every 0.2 s)."""
+    if fault is None:
+        return {"takeover_started_s": None, "takeover_s": None}
+    resumed: dict[tuple[str, str], float] = {}
+    for line in (line for log in logs for line in log.splitlines()):
+        found = _RESUMING.match(line)
+        if found:
+            stamp, message_id, chat_id = found.groups()
+            # logging's asctime is local time, as time.time() is read here
+            at = (
+                time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")) + int(stamp[20:]) / 1000
+            )
+            resumed.setdefault((chat_id, message_id), at)
+    started, stored = [], []
+    for m in sent:
+        key = (str(m.user), str(m.message_id))
+        if m.text not in fault["left"]:
+            continue
+        if key in resumed:
+            started.append(round(resumed[key] - fault["wall_at"], 1))
+        if m.seen_done_at is not None:
+            stored.append(round(m.seen_done_at - fault["at"], 1))
+    return {"takeover_started_s": sorted(started), "takeover_s": sorted(stored)}
+
+
+_RESUMING = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*resuming message (\S+) in telegram chat (\S+),"
+)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -375,9 +487,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             start = time.monotonic()
             try:
                 by_user = {u: [m for m in work if m.user == u] for u in {m.user for m in work}}
-                sessions = [user_session(api, balancer, pool, items, progress)
+                sessions = [user_session(api, balancer, pool, items, progress, args.burst,
+                                         args.recover_timeout_s)
                             for items in by_user.values()]  # fmt: skip
-                kill_task = (asyncio.create_task(killer(balancer, pool, work, progress))
+                kill_task = (asyncio.create_task(killer(balancer, pool, work, progress,
+                                                        api if args.burst else None))
                              if args.kill else None)  # fmt: skip
                 await asyncio.wait_for(asyncio.gather(*sessions), args.timeout_s)
                 wall = time.monotonic() - start
@@ -413,6 +527,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "fault": fault,
         "answered_without_the_killed_replica": len(after_kill) if fault else None,
         **recovery,
+        **takeover_times(work, fault, list(logs.values())),
         **verdict,
         "load_avg_before_after": [load_before, load_after],
         "machine": describe_machine(),
@@ -433,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--messages", type=int, default=3, help="messages per user")
     parser.add_argument("--kill", action="store_true", help="kill -9 one replica mid-reply")
+    parser.add_argument("--burst", action="store_true",
+                        help="each user sends all messages at once")  # fmt: skip
     parser.add_argument("--database-url", default="", help="an empty PostgreSQL database")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--scripted", action="store_true", help="the scripted model, no LLM")
@@ -448,7 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(run(args))
     totals = result["totals"]
     keys = ["answered", "failed_before_label", "unfinished_in_killed", "lost",
-            "duplicated_mood_rows", "duplicated_exchanges", "duplicated_replies"]  # fmt: skip
+            "duplicated_mood_rows", "duplicated_exchanges", "duplicated_replies",
+            "users_out_of_order_in_chat", "users_out_of_order_in_store"]  # fmt: skip
     rows = [["processes", result["processes"]], ["model", result["model"]], ["users x messages",
             f"{result['users']} x {len(result['rows']) // result['users']}"],
             ["posted to two replicas", result["posted_twice"]],
@@ -460,6 +578,9 @@ def main(argv: list[str] | None = None) -> int:
              f"{result['left_by_the_kill']} / {result['recovered']}"],
             ["all recovered by s after the kill (looked at once the load ended)",
              result["recovered_within_s"]],
+            ["each taken-over message started again, s after the kill",
+             result["takeover_started_s"]],
+            ["each taken-over message stored, s after the kill", result["takeover_s"]],
             ["wall s", result["wall_s"]], ["answered / min", result["answered_per_min"]],
             ["load avg before / after", result["load_avg_before_after"]]]  # fmt: skip
     print(table(["", "value"], rows))

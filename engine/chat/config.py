@@ -62,8 +62,8 @@ class ChatConfig(ConfigGroup):
     user_queue_max: int = Field(4, ge=0, le=1000, alias="USER_QUEUE_MAX")
     store_message_text: bool = Field(False, alias="STORE_MESSAGE_TEXT")
     # How often a running bot looks again for messages a dead process left unanswered (the
-    # first look is at start-up); 0: at start-up only.
-    resume_interval_s: float = Field(60.0, ge=0.0, le=86_400.0, alias="RESUME_INTERVAL_S")
+    # first look is at start-up; a user's next message also looks at once); 0: at start-up only.
+    resume_interval_s: float = Field(5.0, ge=0.0, le=86_400.0, alias="RESUME_INTERVAL_S")
     excerpt_chars: int = 200
     timezone: str = Field("UTC", alias="TIMEZONE")
     # When the weekly digest (/digest on) goes out, local time in TIMEZONE.

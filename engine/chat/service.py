@@ -7,7 +7,9 @@ build the reply prompt from the persona, the tone for that label and this chat's
 turns, stream the reply, then store the mood event and both turns with the answer, in one
 transaction; the message is done (its text and answer dropped) once the adapter has shown
 the whole answer (`delivered`). One user's messages are handled strictly in order:
-within a process by a lock per user, across processes by the store's user_turn.
+one at a time within a process by a lock per user, across processes by the store's
+user_turn; and, holding both, a message waits (both let go) while an earlier message of the
+user is unfinished anywhere, having a dead process's taken over first (watch_takeovers).
 
 Crash-safe delivery: a message whose process died before it was done stays 'received'.
 At start-up each adapter asks `unfinished(platform)` and passes each to `resume`, which
@@ -29,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -74,6 +76,12 @@ MAX_RESUMES = 2
 # Unfinished messages older than this do not count against USER_QUEUE_MAX: whatever is
 # left of them is a dead process's, which a restart finishes (adapters/resume.py).
 WAITING_WINDOW = timedelta(minutes=10)
+# How often a message waiting for the user's earlier ones (in other processes, or left by a
+# dead one and being taken over) looks again whether they are done.
+ORDER_POLL_S = 0.25
+# How long an answer handed to the adapter may take to be shown in full (throttled edits,
+# retries of a flaky platform) before this process treats it as failed here and retries it.
+DELIVERY_GRACE_S = 120.0
 # Chats quiet for longer are not read for messages sent while the bot was offline.
 CATCH_UP_WINDOW = timedelta(days=7)
 # Users told to slow down since one of their messages last got in, so that a burst gets one
@@ -101,6 +109,15 @@ class ChatService:
         self._told_to_slow_down: set[UserKey] = set()
         # Recorded by `receive` in this process, not yet handed to `handle`: its own work.
         self._received: set[MessageKey] = set()
+        # Being handled here (from `handle`/`resume` to their last event): this process's
+        # inbox rows outside it failed here, and are retried (`unfinished`).
+        self._in_hand: set[MessageKey] = set()
+        # Answers stored and handed to the adapter, not yet shown in full (`delivered`): when
+        # (monotonic). Not this process's failures to retry meanwhile, for DELIVERY_GRACE_S.
+        self._awaiting_delivery: dict[MessageKey, float] = {}
+        # Per platform, what to call when a user's earlier message waits for a take-over or a
+        # retry (the adapter's Resumer sweeps at once).
+        self._takeover_watchers: dict[str, Callable[[], None]] = {}
         # The latest message of each user, in memory only, for /mood why (engine/chat/recent.py).
         self.recent = RecentMessages()
 
@@ -174,9 +191,36 @@ class ChatService:
         return replace(message, text=clean(message.text)[: self.config.max_input_chars])
 
     async def unfinished(self, platform: str) -> list[Unfinished]:
-        """The platform's messages recorded but never answered by a process now gone, oldest
-        first: for the adapter to `resume` (adapters/resume.py)."""
-        return await self.store.unfinished(platform)
+        """The platform's messages recorded but never answered by a process now gone, and this
+        process's own that failed here (not older than WAITING_WINDOW: older ones are given
+        up), oldest first: for the adapter to `resume` (adapters/resume.py)."""
+        found = await self.store.unfinished(platform)
+        since = self._now() - WAITING_WINDOW
+        kept = []
+        for item in found:
+            if item.held_by == "here" and self._is_in_hand(item.key):
+                continue
+            if item.held_by == "here" and item.received_at < since:
+                log.warning("message %s in %s chat %s failed here and is too old to retry: "
+                            "given up", item.key.message_id, platform,
+                            item.key.chat_id)  # fmt: skip
+                await self._mark_done(item.key)
+                continue
+            kept.append(item)
+        return kept
+
+    def watch_takeovers(self, platform: str, wake: Callable[[], None]) -> None:
+        """Have `wake` called when a message of the platform finds an earlier one of its user
+        left by a dead process (or failed here): the adapter's Resumer sweeps at once."""
+        self._takeover_watchers[platform] = wake
+
+    def _is_in_hand(self, key: MessageKey) -> bool:
+        handed = self._awaiting_delivery.get(key)
+        if handed is not None and time.monotonic() - handed > DELIVERY_GRACE_S:
+            # The adapter never said it was shown (its task failed): a failure to retry.
+            del self._awaiting_delivery[key]
+            handed = None
+        return key in self._in_hand or key in self._received or handed is not None
 
     async def latest_messages(self, platform: str) -> list[MessageKey]:
         """Per chat heard from in the last CATCH_UP_WINDOW, the latest message recorded: an
@@ -196,7 +240,9 @@ class ChatService:
         process has it). An answer stored before its process died is shown as it was."""
         log.info("resuming message %s in %s chat %s, received %s", pending.key.message_id,
                  pending.key.platform, pending.key.chat_id, pending.received_at)  # fmt: skip
-        async for event in self._answer(pending.message, confirm=confirm, resumed=True):
+        again = pending.held_by == "here"
+        async for event in self._answer(pending.message, confirm=confirm, resumed=True,
+                                        again=again):  # fmt: skip
             yield event
 
     async def note_reply(self, key: MessageKey, messages: ReplyMessages) -> None:
@@ -213,10 +259,30 @@ class ChatService:
         (the user blocked the bot): the message is done. Until then a restart shows the
         stored answer again, so a process killed during its last edits leaves no cut-off
         reply behind."""
+        if key is not None:
+            self._awaiting_delivery.pop(key, None)
         await self._mark_done(key)
 
     async def _answer(
-        self, message: IncomingMessage, *, confirm: bool, resumed: bool = False
+        self,
+        message: IncomingMessage,
+        *,
+        confirm: bool,
+        resumed: bool = False,
+        again: bool = False,
+    ) -> AsyncIterator[ReplyEvent]:
+        key = message.key
+        if key is not None:
+            self._in_hand.add(key)
+        try:
+            async for event in self._answer_in_turn(message, confirm, resumed, again):
+                yield event
+        finally:
+            if key is not None:
+                self._in_hand.discard(key)
+
+    async def _answer_in_turn(
+        self, message: IncomingMessage, confirm: bool, resumed: bool, again: bool
     ) -> AsyncIterator[ReplyEvent]:
         key = message.key
         # Longer texts are cut (MAX_INPUT_CHARS): the answer covers the start of it.
@@ -242,43 +308,71 @@ class ChatService:
             await self._mark_done(key)
             yield ReplyFailed("slow_down", "" if told else texts.SLOW_DOWN)
             return
-        async with self._hold(message.user, entry), contextlib.AsyncExitStack() as turn:
-            try:
-                # Other bot processes sharing the database wait for this user's turn too.
-                await turn.enter_async_context(self.store.user_turn(message.user))
-                # Holding the turn, nobody else is answering it now: is it still ours? (A
-                # restarting process may have taken it over; see storage/presence.py.)
-                taken = 0 if key is None else await self.store.take_message(key)
-            except StorageError as error:
-                log.error("could not take the user's turn: %s", error)
-                yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
-                return
-            if taken is None:
-                assert key is not None
-                log.info("message %s in %s chat %s is answered elsewhere: skipped",
-                         key.message_id, key.platform, key.chat_id)  # fmt: skip
-                yield AlreadyHandled(key)
-                return
-            if resumed and key is not None:
-                stored = await self._stored_reply(key)
-                if stored is not None:
-                    # Stored before the process died, perhaps not all shown: shown again
-                    # as it was, and nothing stored twice.
-                    log.info("message %s in %s chat %s: showing its stored answer",
-                             key.message_id, key.platform, key.chat_id)  # fmt: skip
-                    yield SentimentTagged(stored.sentiment, 0.0)
-                    timings = Timings(0.0, None, 0.0)
-                    yield ReplyDone(stored.text, stored.sentiment, timings, True, stored.support)
+        while True:
+            async with self._hold(message.user, entry), contextlib.AsyncExitStack() as turn:
+                try:
+                    # Other bot processes sharing the database wait for this user's turn too.
+                    await turn.enter_async_context(self.store.user_turn(message.user))
+                    # Holding the turn, nobody else is answering it now: is it still ours? (A
+                    # restarting process may have taken it over; see storage/presence.py.)
+                    taken = 0 if key is None else await self.store.take_message(key, again)
+                    again = False  # counted once
+                    earlier = [] if key is None or taken is None else await self._earlier(message)
+                except StorageError as error:
+                    log.error("could not take the user's turn: %s", error)
+                    yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
                     return
-            if taken > MAX_RESUMES:
-                log.warning("message %s in %s chat %s was taken over %d times: given up",
-                            key and key.message_id, message.platform, message.chat_id,
-                            taken)  # fmt: skip
-                await self._mark_done(key)
-                yield ReplyFailed("model_error", texts.MODEL_ERROR)
-                return
-            async for event in self._handle_in_order(message, text, confirm):
-                yield event
+                if taken is None:
+                    assert key is not None
+                    log.info("message %s in %s chat %s is answered elsewhere: skipped",
+                             key.message_id, key.platform, key.chat_id)  # fmt: skip
+                    yield AlreadyHandled(key)
+                    return
+                if not earlier:
+                    if resumed and key is not None:
+                        stored = await self._stored_reply(key)
+                        if stored is not None:
+                            # Stored before the process died (or failed here), perhaps not
+                            # all shown: shown again as it was, and nothing stored twice.
+                            log.info("message %s in %s chat %s: showing its stored answer",
+                                     key.message_id, key.platform, key.chat_id)  # fmt: skip
+                            self._awaiting_delivery[key] = time.monotonic()
+                            yield SentimentTagged(stored.sentiment, 0.0)
+                            yield ReplyDone(stored.text, stored.sentiment, Timings(0.0, None, 0.0),
+                                            True, stored.support)  # fmt: skip
+                            return
+                    if taken > MAX_RESUMES:
+                        log.warning("message %s in %s chat %s was tried %d times: given up",
+                                    key and key.message_id, message.platform,
+                                    message.chat_id, taken)  # fmt: skip
+                        await self._mark_done(key)
+                        yield ReplyFailed("model_error", texts.MODEL_ERROR)
+                        return
+                    async for event in self._handle_in_order(message, text, confirm):
+                        yield event
+                    return
+            # The user's earlier messages come first, wherever they are: with both locks let
+            # go (one of them may be taken over by this very process), look again shortly.
+            if any(item.held_by == "gone" or item.held_by == "here" for item in earlier):
+                wake = self._takeover_watchers.get(message.platform)
+                if wake is not None:
+                    wake()
+            await asyncio.sleep(ORDER_POLL_S)
+            entry = self._join_queue(message.user)
+            assert entry is not None  # no limit was given
+
+    async def _earlier(self, message: IncomingMessage) -> list[Unfinished]:
+        """The user's earlier messages still unfinished that this one must wait for: not
+        those of this process that failed here longer ago than WAITING_WINDOW (given up)."""
+        assert message.key is not None
+        since = self._now() - WAITING_WINDOW
+        found = await self.store.earlier_unfinished(message.key, message.user)
+        return [
+            item
+            for item in found
+            if not (item.held_by == "here" and item.received_at < since
+                    and not self._is_in_hand(item.key))
+        ]  # fmt: skip
 
     async def _handle_in_order(
         self, message: IncomingMessage, text: str, confirm: bool
@@ -396,6 +490,8 @@ class ChatService:
         if failure is not None:
             yield failure
             return
+        if confirm and key is not None:
+            self._awaiting_delivery[key] = time.monotonic()
         if crisis:
             yield TextDelta(reply)
         support = await self._support_note(message, text, crisis, tone, event.created_at)

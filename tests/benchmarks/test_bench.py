@@ -604,7 +604,8 @@ async def test_scale_out_bench_on_the_scripted_model_with_a_kill(
 
     # Five messages a user, so that some are still to come when the kill happens.
     args = argparse.Namespace(processes=2, users=4, messages=5, kill=True, scripted=True,
-                              database_url=postgres.new_database(), max_new_tokens=16,
+                              burst=False, database_url=postgres.new_database(),
+                              max_new_tokens=16,
                               timeout_s=300, resume_interval_s=0.5,
                               recover_timeout_s=60)  # fmt: skip
     result = await scale_out.run(args)
@@ -621,6 +622,27 @@ async def test_scale_out_bench_on_the_scripted_model_with_a_kill(
     assert totals.get("unfinished_in_killed", 0) == 0
     assert totals["answered"] == 20  # each recorded before its webhook answered
     assert result["answered_without_the_killed_replica"] >= 1  # the other kept answering
+    assert result["takeover_started_s"]  # taken over by the other
+
+
+async def test_scale_out_bench_a_burst_with_a_kill_keeps_each_users_order(
+    postgres: PostgresCluster,
+) -> None:
+    from benchmarks.load import scale_out
+
+    args = argparse.Namespace(processes=2, users=6, messages=3, kill=True, scripted=True,
+                              burst=True, database_url=postgres.new_database(),
+                              max_new_tokens=16, timeout_s=300, resume_interval_s=5,
+                              recover_timeout_s=60)  # fmt: skip
+    result = await scale_out.run(args)
+    assert result["problems"] == []
+    totals = result["totals"]
+    assert totals["answered"] == 18
+    assert totals["users_out_of_order_in_chat"] == totals["users_out_of_order_in_store"] == 0
+    assert result["left_by_the_kill"] >= 2  # killed holding several messages
+    assert result["recovered"] == result["left_by_the_kill"]
+    assert len(result["takeover_s"]) == result["left_by_the_kill"]
+    assert len(result["takeover_started_s"]) == result["left_by_the_kill"]
 
 
 def test_scale_out_checker_finds_duplicates_losses_and_half_stored_exchanges() -> None:
@@ -636,14 +658,14 @@ def test_scale_out_checker_finds_duplicates_losses_and_half_stored_exchanges() -
     rows = {
         "moods": [{"excerpt": m.text} for m in (sent[0], sent[1], sent[1], sent[2])],
         "turns": [
-            {"role": role, "content": text}
-            for text in (sent[0].text, sent[1].text, sent[2].text)
+            {"role": role, "content": text, "created_at": n}
+            for n, text in enumerate((sent[0].text, sent[1].text, sent[2].text))
             for role in ("user", "assistant")
         ],
         "inbox": [
-            {"chat_id": "1", "message_id": "1", "state": "done"},
-            {"chat_id": "1", "message_id": "2", "state": "done"},
-            {"chat_id": "2", "message_id": "1", "state": "received"},
+            {"chat_id": "1", "message_id": "1", "state": "done", "reply_ref": "10"},
+            {"chat_id": "1", "message_id": "2", "state": "done", "reply_ref": "11"},
+            {"chat_id": "2", "message_id": "1", "state": "received", "reply_ref": None},
         ],
     }
     verdict = check(sent, rows, shown={1: 3, 2: 1, 3: 0}, killed=0)
@@ -655,6 +677,8 @@ def test_scale_out_checker_finds_duplicates_losses_and_half_stored_exchanges() -
         "unfinished_in_killed": 1,
         "lost": 2,  # never arrived; and accepted (200) by the killed process, yet not recorded
         "duplicated_replies": 1,
+        "users_out_of_order_in_chat": 0,
+        "users_out_of_order_in_store": 0,
     }
     problems = "\n".join(verdict["problems"])
     assert "half-stored exchange of an unfinished message" in problems
@@ -810,3 +834,25 @@ def test_why_bench_labels_each_message_with_its_leave_one_out_variants() -> None
     assert [row["texts_labelled"] for row in results["rows"]] == [3, 1]
     assert results["rows"][0]["strongest"] == [("but the party was great!", 0.8)]
     assert results["max_score_gap"] == 0.0  # the scripted model has one path
+
+
+def test_scale_out_checker_finds_answers_out_of_order() -> None:
+    from benchmarks.load.scale_out import Message, out_of_order
+
+    sent = [Message(1, n, f"[u0#{n}] m", message_id=n + 1) for n in range(3)]
+    sent += [Message(2, n, f"[u1#{n}] m", message_id=n + 1) for n in range(2)]
+    rows = {
+        # User 1's second message was answered (and stored) before its first.
+        "turns": [
+            {"role": "user", "content": sent[i].text, "created_at": at}
+            for i, at in ((0, 1), (1, 0), (2, 2), (3, 3), (4, 4))
+        ],
+        "inbox": [
+            {"chat_id": "1", "message_id": "1", "reply_ref": "21"},
+            {"chat_id": "1", "message_id": "2", "reply_ref": "20"},
+            {"chat_id": "1", "message_id": "3", "reply_ref": "22"},
+            {"chat_id": "2", "message_id": "1", "reply_ref": "5"},
+            {"chat_id": "2", "message_id": "2", "reply_ref": "6"},
+        ],
+    }
+    assert out_of_order(sent, rows) == {"chat": [1], "store": [1]}

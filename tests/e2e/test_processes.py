@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from engine.types import UserKey
 from storage.store import SqlMoodStore
@@ -84,9 +85,15 @@ SECRET = "replica-secret-" * 3
 
 @contextlib.asynccontextmanager
 async def webhook_replicas(
-    tmp_path: Path, api: FakeTelegramAPI, database_url: str, count: int, **extra: str
+    tmp_path: Path,
+    api: FakeTelegramAPI,
+    database_url: str,
+    count: int,
+    processes: list[asyncio.subprocess.Process] | None = None,
+    **extra: str,
 ) -> AsyncIterator[list[str]]:
-    """`count` bot processes in webhook mode on one database; yields their webhook addresses."""
+    """`count` bot processes in webhook mode on one database; yields their webhook addresses
+    (and appends the processes to `processes`)."""
     ports = [free_port() for _ in range(count)]
     async with contextlib.AsyncExitStack() as stack:
         for n, port in enumerate(ports):
@@ -102,9 +109,11 @@ async def webhook_replicas(
                 **extra,
             )
             out, err = tmp_path / f"replica{n}.out", tmp_path / f"replica{n}.err"
-            await stack.enter_async_context(
+            process = await stack.enter_async_context(
                 bot_process(tmp_path, env, out, err, module="tests.scripted_bot")
             )
+            if processes is not None:
+                processes.append(process)
         hooks = [f"http://127.0.0.1:{port}/telegram" for port in ports]
         await api.wait_for(lambda: len(api.calls_to("setWebhook")) == count, 60, "replicas up")
         for port in ports:
@@ -162,3 +171,71 @@ async def test_an_update_posted_to_two_replicas_is_answered_once(
             await store.close()
     assert len(events) == 2
     assert len(api.calls_to("sendMessage")) == 2  # one label message per answered message
+
+
+async def test_a_replica_killed_holding_several_users_messages_keeps_each_users_order(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    # Six users send three messages each in quick succession through a round-robin balancer
+    # in front of two replicas; one replica is killed with SIGKILL at the first streamed
+    # edit, holding messages of several users. Each user's messages must still be answered,
+    # once and completely, in the order they were sent, in the chat and in the stored
+    # conversation (the survivor takes the dead one's earlier messages over first).
+    url = postgres.new_database()
+    users = [5100 + n for n in range(6)]
+    texts = {
+        user: [f"I am happy about thing {n} of user {user}" for n in range(3)] for user in users
+    }
+    processes: list[asyncio.subprocess.Process] = []
+    async with (
+        FakeTelegramAPI(DEFAULT_TOKEN) as api,
+        webhook_replicas(tmp_path, api, url, 2, processes, SCRIPTED_DELAY_S="0.15") as hooks,
+    ):
+        sent = 0
+        for user in users:  # user by user, so that each user's messages alternate replicas
+            for text in texts[user]:
+                update = api.message_update(private_chat(user), user_json(user), text)
+                assert await post_update(hooks[sent % 2], update) == 200
+                sent += 1
+        await api.wait_for(lambda: api.calls_to("editMessageText"), 60, "a streamed edit")
+        victim = processes[0]
+        victim.kill()
+        await victim.wait()
+        held = await held_by_process(url, victim.pid)
+        assert len({user for user, _ in held}) >= 2, held  # several users' messages
+
+        def answered(user: int) -> list[str]:
+            return [t for t in api.bot_texts(user) if t.endswith(tuple(texts[user]))]
+
+        await api.wait_for(
+            lambda: all(len(answered(user)) == 3 for user in users), 120, "every answer"
+        )
+        store = await SqlMoodStore.open(url)
+        try:
+            for user in users:
+                key = UserKey("telegram", str(user))
+                assert len(await stored_mood_events(store, key, 3)) == 3
+                turns = await store.export_turns(key)
+                assert [t.content for t in turns if t.role == "user"] == texts[user]
+        finally:
+            await store.close()
+    for user in users:
+        shown = api.bot_texts(user)
+        assert len(shown) == 3, shown  # one answer each, no duplicates
+        # In the chat, in the order sent: each bot message answers the next message.
+        assert [next(t for t in texts[user] if s.endswith(t)) for s in shown] == texts[user]
+        assert all(f"reply to: {t}" in s for s, t in zip(shown, texts[user], strict=True))
+
+
+async def held_by_process(url: str, pid: int | None) -> list[tuple[str, str]]:
+    """The (user, message) pairs still 'received' under the process `pid`'s owner id."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT u.platform_user_id, i.message_id FROM inbox i JOIN users u ON u.id = i.user_id"
+            " WHERE i.state = 'received' AND i.owner LIKE $1",
+            f"%-{pid}-%",
+        )
+    finally:
+        await conn.close()
+    return [(row[0], row[1]) for row in rows]

@@ -24,7 +24,7 @@ from storage.store import SqlMoodStore
 from tests.e2e.test_processes import scripted_bot_env
 from tests.fakes.discord_api import FakeDiscord, user_payload
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
-from tests.postgres import PostgresCluster
+from tests.postgres import PostgresCluster, find_bindir, postgres_cluster
 from tests.scripted import scripted_sentiment
 from tests.support import EPOCH, bot_process, final_reply
 
@@ -252,3 +252,54 @@ async def test_discord_a_reply_killed_mid_stream_is_finished_once_after_a_restar
     assert len(fake.calls_to(posts)) == 1  # the label message, sent once, then only edited
     assert await mood_event_count(db, user) == 1
     assert await inbox_rows(str(db)) == [("done", None, label_message)]
+
+
+async def test_telegram_postgresql_stopped_mid_reply_then_restarted_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    # The database goes away while a reply streams: the user is told the journal is
+    # unavailable; once the server is back, the same (live) process answers the message
+    # after all, completing its message in place, stored once; and the user's next message
+    # comes after it.
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    user = UserKey("telegram", str(USER))
+    with postgres_cluster() as cluster:
+        db = cluster.new_database()
+        async with FakeTelegramAPI(DEFAULT_TOKEN) as api:
+            env = telegram_env(db, api, **SLOW, RESUME_INTERVAL_S="1",
+                               DATABASE_STATEMENT_TIMEOUT_S="2",
+                               DATABASE_CONNECT_TIMEOUT_S="2")  # fmt: skip
+            shown = lambda: api.bot_texts(USER)  # noqa: E731
+            out, err = tmp_path / "bot.out", tmp_path / "bot.err"
+            async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as bot:
+                api.private_text(USER, TEXT)
+                await api.wait_for(half_reply(shown), 60, "the reply streaming")
+                cluster.shut_down()
+                await api.wait_for(
+                    lambda: any(texts.STORAGE_ERROR in s for s in shown()), 60, "the error"
+                )
+                cluster.start_again()
+                final = await final_reply(shown, db, bot, user, str(USER), 60)
+                await stored_as_done(db)
+                api.private_text(USER, "and now I feel better")
+                await api.wait_for(lambda: len(shown()) == 2 and "better" in shown()[1], 60)
+                await stored_as_done_all(db, 2)
+                await stopped(bot, err)
+            assert final.endswith(f"A comforting reply to: {TEXT}")
+            assert len(shown()) == 2  # one message per message sent: completed in place
+            assert await mood_event_count(db, user) == 2
+            store = await SqlMoodStore.open(db)
+            try:
+                turns = await store.export_turns(user)
+            finally:
+                await store.close()
+            assert [t.content for t in turns if t.role == "user"] == [TEXT, "and now I feel better"]
+
+
+async def stored_as_done_all(db: str, count: int, timeout_s: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while [row[0] for row in await inbox_rows(db)] != ["done"] * count:
+        assert loop.time() < deadline, f"not stored in time: {await inbox_rows(db)}"
+        await asyncio.sleep(0.2)

@@ -8,6 +8,8 @@ PostgreSQL connection holding the owner lock), which the end-to-end tests do wit
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +37,9 @@ async def test_a_received_message_keeps_its_text_until_it_is_done(
     assert await store.claim_message(KEY, ALICE, T0, MESSAGE)
     await store.set_reply_ref(KEY, "555")
     assert await store.take_message(KEY) == 0  # its own claim: no takeover
-    assert await store.unfinished("telegram") == []  # being answered here, not unfinished
+    # Its own: listed as this process's (the chat service tells one being answered here from
+    # one that failed here).
+    assert await store.unfinished("telegram") == [Unfinished(MESSAGE, T0, "555", held_by="here")]
     other = await SqlMoodStore.open(db.target)
     try:
         assert await other.unfinished("telegram") == []  # its owner lives
@@ -209,3 +213,80 @@ async def test_owner_files_tell_a_live_owner_from_a_gone_one(tmp_path: Path) -> 
     live.release()
     observer.release()
     assert list(folder.iterdir()) == []
+
+
+async def test_many_takeovers_of_one_gone_owners_messages_at_once_all_succeed(db: Db) -> None:  # noqa: F811
+    # Each check of the gone owner's lock must not look, to the others made at the same
+    # moment, like the owner itself (a sweep takes all of a dead process's messages at once).
+    dead = await SqlMoodStore.open(db.target)
+    keys = [MessageKey("telegram", f"chat-{n}", "5") for n in range(6)]
+    for n, key in enumerate(keys):
+        user = UserKey("telegram", str(n))
+        message = IncomingMessage("telegram", str(n), key.chat_id, "hi", "5")
+        assert await dead.claim_message(key, user, T0, message)
+    await dead.close()
+    stores = [await SqlMoodStore.open(db.target) for _ in range(2)]
+    try:
+        listed = await asyncio.gather(*(s.unfinished("telegram") for s in stores for _ in range(3)))
+        assert [len(found) for found in listed] == [6] * 6
+        taken = await asyncio.gather(*(stores[0].take_message(key) for key in keys))
+        assert taken == [1] * 6
+    finally:
+        for opened in stores:
+            await opened.close()
+
+
+async def test_earlier_unfinished_follows_the_platforms_order_and_says_whose(db: Db) -> None:  # noqa: F811
+    first = await SqlMoodStore.open(db.target)
+    second = await SqlMoodStore.open(db.target)
+    chat1 = [MessageKey("telegram", "chat-1", str(n)) for n in (9, 10, 11)]
+    group = MessageKey("telegram", "group", "3")
+    try:
+        # Recorded out of order by two processes: in one chat the ids say which came first.
+        assert await second.claim_message(chat1[1], ALICE, T0, MESSAGE)
+        assert await first.claim_message(chat1[0], ALICE, T0 + timedelta(seconds=1), MESSAGE)
+        assert await first.claim_message(group, ALICE, T0 + timedelta(seconds=2), MESSAGE)
+        assert await first.claim_message(chat1[2], ALICE, T0 + timedelta(seconds=3), MESSAGE)
+        await first.mark_done(chat1[2], T0)
+        assert await second.claim_message(MessageKey("telegram", "c", "1"), BOB, T0, MESSAGE)
+
+        def told(found: list[Unfinished]) -> list[tuple[str, str]]:
+            return [(u.key.message_id, u.held_by) for u in found]
+
+        assert told(await first.earlier_unfinished(chat1[0], ALICE)) == []
+        assert told(await first.earlier_unfinished(chat1[1], ALICE)) == [("9", "here")]
+        # Across chats, by arrival: "10" (T0) and "9" (T0+1) came before the group's "3".
+        assert told(await first.earlier_unfinished(group, ALICE)) == [
+            ("10", "elsewhere"),
+            ("9", "here"),
+        ]
+        assert told(await second.earlier_unfinished(group, ALICE)) == [
+            ("10", "here"),
+            ("9", "elsewhere"),
+        ]
+        await second.close()
+        assert told(await first.earlier_unfinished(group, ALICE)) == [("10", "gone"), ("9", "here")]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_retry_of_a_message_that_failed_here_is_counted(store: SqlMoodStore) -> None:  # noqa: F811
+    assert await store.claim_message(KEY, ALICE, T0, MESSAGE)
+    assert await store.take_message(KEY) == 0
+    assert await store.take_message(KEY, again=True) == 1
+    assert await store.take_message(KEY) == 1
+    assert await store.take_message(KEY, again=True) == 2
+
+
+async def test_two_checks_of_one_owner_at_once_both_see_it_gone(tmp_path: Path) -> None:
+    folder = tmp_path / "bot.db-owners"
+    folder.mkdir()
+    (folder / "dead").touch()
+    # One check is under way (it holds the file's lock as a check does) while another asks.
+    fd = os.open(folder / "dead", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        assert OwnerFiles(folder).gone("dead")
+    finally:
+        os.close(fd)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
 
 from engine.chat import texts
-from engine.chat.service import MAX_RESUMES
+from engine.chat.service import MAX_RESUMES, WAITING_WINDOW
 from engine.types import (
     AlreadyHandled,
     IncomingMessage,
@@ -115,3 +117,52 @@ async def test_handle_keeps_the_text_while_answering_and_notes_the_reply(
     assert inbox_row(scripted_engine) == ("received", MESSAGE.text, 0)
     await service.delivered(KEY)
     assert inbox_row(scripted_engine) == ("done", None, 0)
+
+
+async def test_a_later_message_waits_for_the_earlier_one_a_dead_process_left(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    await claimed_by_another_process(scripted_engine, alive=False)  # message 7
+    service = scripted_engine.service
+    later = replace(MESSAGE, text="and then?", message_id="8")
+    # What the adapter's Resumer does when woken: take over what is unfinished, at once.
+    takeovers: list[asyncio.Task[list[list[ReplyEvent]]]] = []
+
+    async def take_over() -> list[list[ReplyEvent]]:
+        found = await service.unfinished("telegram")
+        return [await events_of(service.resume(pending)) for pending in found]
+
+    service.watch_takeovers("telegram", lambda: takeovers.append(asyncio.create_task(take_over())))
+    events = await events_of(service.handle(later))
+    assert isinstance(events[-1], ReplyDone)
+    assert takeovers, "the earlier message was not taken over"
+    resumed = [events for task in takeovers for events in await task]
+    assert [type(events[-1]) for events in resumed if len(events) > 1] == [ReplyDone]
+    turns = await scripted_engine.store.export_turns(MESSAGE.user)
+    assert [t.content for t in turns if t.role == "user"] == [MESSAGE.text, "and then?"]
+    assert len(await scripted_engine.store.mood_events(MESSAGE.user, EPOCH)) == 2
+
+
+async def test_a_message_that_failed_here_is_retried_here(scripted_engine: ScriptedEngine) -> None:
+    service = scripted_engine.service
+    # Recorded by this process, and not being answered: its answer failed here (say the
+    # database was away when the exchange was to be stored).
+    assert await scripted_engine.store.claim_message(KEY, MESSAGE.user, service.now(), MESSAGE)
+    [pending] = await service.unfinished("telegram")
+    assert pending.held_by == "here"
+    events = await events_of(service.resume(pending))
+    assert isinstance(events[-1], ReplyDone)
+    assert inbox_row(scripted_engine) == ("done", None, 1)  # counted: no endless retries
+
+
+async def test_a_message_that_failed_here_long_ago_is_given_up(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    service = scripted_engine.service
+    long_ago = service.now() - WAITING_WINDOW - timedelta(minutes=1)
+    assert await scripted_engine.store.claim_message(KEY, MESSAGE.user, long_ago, MESSAGE)
+    assert await service.unfinished("telegram") == []
+    assert inbox_row(scripted_engine) == ("done", None, 0)
+    # And it holds up none of the user's later messages.
+    later = replace(MESSAGE, text="and then?", message_id="8")
+    assert isinstance((await events_of(service.handle(later)))[-1], ReplyDone)
