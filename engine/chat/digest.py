@@ -64,7 +64,10 @@ async def send_digests(service: WeekSource, platform: str, send: DigestSend) -> 
             if not await service.store.claim_digest(user, now - DIGEST_RESEND_AFTER, now):
                 run.already_sent.append(user)
                 continue
-            summary = await week(service, user, subscription.chat_id, digest=True)
+            # In line with the user's messages, as /mood week is; the bot's own job is
+            # never refused, it waits its turn.
+            async with service.turn(user, capped=False):
+                summary = await week(service, user, subscription.chat_id, digest=True)
             await send(subscription, summary)
         except RecipientGone as gone:
             log.info("%s digest: user %s cannot be reached (%s): skipped",
