@@ -36,6 +36,14 @@ shared machine), whether anything of theirs was lost, and what the flooder got (
 "slow down", busy). Past USER_QUEUE_MAX waiting messages the flooder is told to slow down;
 nothing else may fail. The
 flood runs through the service only; the timings of its "alone" run are in timings.jsonl.
+
+    python -m benchmarks.load.load --flood --flood-command "/mood why" --users 2 --messages 6
+    [--flood-messages 60 --flood-seconds 45]
+
+`--flood-command` makes the flooder send that command instead of messages, after one message
+of twelve clauses (each /mood why of it is one label pass of 13 texts): the others' added label
+latency is reported in seconds and in label passes of the same run
+(benchmarks.load.flood_command); the flood run's worker records are in flood-timings.jsonl.
 """
 
 from __future__ import annotations
