@@ -371,10 +371,12 @@ async def run_flood(
     flood: list[str],
     seconds: float,
     commands: bool = False,
+    lead_s: float = 0.0,
 ) -> list[Outcome]:
     """The others' sessions as in run_concurrent, while FLOODER sends `flood` evenly over
     `seconds`, each message (`commands`: each a command, "/mood why") without waiting for
-    the answer to the one before."""
+    the answer to the one before; the others start `lead_s` after the flood (so that their
+    first labels meet it at the worker, not race it there)."""
     outcomes = [Outcome(FLOODER, i, text) for i, text in enumerate(flood)]
     runner = Commands(service)
 
@@ -386,8 +388,12 @@ async def run_flood(
             await asyncio.sleep(seconds / len(flood))
         await asyncio.gather(*sent)
 
-    others, _ = await asyncio.gather(run_concurrent(service, work), flooder())
-    return [*others, *outcomes]
+    async def others() -> list[Outcome]:
+        await asyncio.sleep(lead_s)
+        return await run_concurrent(service, work)
+
+    theirs, _ = await asyncio.gather(others(), flooder())
+    return [*theirs, *outcomes]
 
 
 def flood_label_delay(results: dict[str, Any]) -> dict[str, Any]:
@@ -427,6 +433,7 @@ async def measure_flood(
     flood: list[str],
     seconds: float,
     commands: bool = False,
+    lead_s: float = 0.0,
 ) -> dict[str, Any]:
     """The flood run; `commands`: `flood` are commands, sent after the flooder's one message
     (FLOOD_SAYS, for /mood why to explain), with the label passes of the run measured."""
@@ -437,7 +444,7 @@ async def measure_flood(
         load_before = os.getloadavg()[0]
         with collecting() as timings:
             start = time.perf_counter()
-            outcomes = await run_flood(service, work, flood, seconds, commands)
+            outcomes = await run_flood(service, work, flood, seconds, commands, lead_s)
             wall = time.perf_counter() - start
         stored = await stored_events(store, [*work, FLOODER])
     result = summarize_flood(outcomes, wall)
@@ -484,8 +491,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                    f"{args.flood_seconds:g} s"  # fmt: skip
             print(f"the same while {what}…", file=sys.stderr)
             results["flood"] = await measure_flood(
-                engine, settings, work, flood, args.flood_seconds, commands=bool(command)
-            )
+                engine, settings, work, flood, args.flood_seconds, commands=bool(command),
+                lead_s=getattr(args, "flood_lead_s", 0.0),
+            )  # fmt: skip
             if command:
                 results["flood"]["label_delay"] = flood_label_delay(results)
         else:
@@ -578,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flood", action="store_true", help="one more user floods meanwhile")
     parser.add_argument("--flood-messages", type=int, default=50)
     parser.add_argument("--flood-seconds", type=float, default=10.0)
+    parser.add_argument("--flood-lead-s", type=float, default=0.0,
+                        help="the others start this long after the flood")  # fmt: skip
     parser.add_argument("--flood-command", default=None, metavar='"/mood why"',
                         help="the flooder sends this command instead of messages (after one "
                              "message of twelve clauses for /mood why to explain)")  # fmt: skip

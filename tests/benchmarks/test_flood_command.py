@@ -73,7 +73,8 @@ def test_the_load_main_writes_the_command_floods_label_passes(
         ),
     )
     argv = ["--users", "2", "--messages", "2", "--flood", "--flood-messages", "6",
-            "--flood-seconds", "0", "--flood-command", "/mood why", "--out", "why"]  # fmt: skip
+            "--flood-seconds", "0", "--flood-command", "/mood why", "--flood-lead-s", "0.05",
+            "--out", "why"]  # fmt: skip
     assert load.main(argv) == 0
     results = json.loads((tmp_path / "why" / "results.json").read_text())
     flood = results["flood"]
@@ -83,5 +84,7 @@ def test_the_load_main_writes_the_command_floods_label_passes(
     assert delay["label_pass_s"] == flood["label_passes"]["flood_pass_s_p50"]
     assert delay["added_p95_passes"] is not None
     assert (tmp_path / "why" / "flood-timings.jsonl").read_text().strip()
+    sent = {o["user"]: o["sent_at"] for o in reversed(flood["outcomes"])}  # each one's first
+    assert sent["user0"] - sent["flooder"] >= 0.05  # the others start after the flood's lead
     with pytest.raises(SystemExit):
         load.main(["--flood-command", "/mood why"])  # only with --flood
