@@ -6,6 +6,7 @@ latency would only slow the tests down. It is deterministic and records what it 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -110,3 +111,21 @@ class ScriptedRunner:
         self.batch_sizes.append(len(streams))
         # Every stream here came from a start_reply of this runner (or a test's subclass).
         return [cast(ScriptedReply, stream).step() for stream in streams]
+
+
+@dataclass
+class GatedRunner(ScriptedRunner):
+    """A ScriptedRunner whose label passes wait while `gate` is clear: a test holds the worker
+    thread inside one pass, so that whatever else is asked of the model meanwhile piles up at
+    the worker (or is refused before it) where the test can look."""
+
+    gate: threading.Event = field(default_factory=threading.Event)
+    gate_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.gate.set()  # open until a test closes it
+
+    def tag(self, texts: Sequence[str]) -> list[Sentiment]:
+        if not self.gate.wait(self.gate_timeout_s):
+            raise RuntimeError("the test never opened the gate")
+        return super().tag(texts)

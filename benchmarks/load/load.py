@@ -36,6 +36,14 @@ shared machine), whether anything of theirs was lost, and what the flooder got (
 "slow down", busy). Past USER_QUEUE_MAX waiting messages the flooder is told to slow down;
 nothing else may fail. The
 flood runs through the service only; the timings of its "alone" run are in timings.jsonl.
+
+    python -m benchmarks.load.load --flood --flood-command "/mood why" --users 2 --messages 6
+    [--flood-messages 60 --flood-seconds 45]
+
+`--flood-command` makes the flooder send that command instead of messages, after one message
+of twelve clauses (each /mood why of it is one label pass of 13 texts): the others' added label
+latency is reported in seconds and in label passes of the same run
+(benchmarks.load.flood_command); the flood run's worker records are in flood-timings.jsonl.
 """
 
 from __future__ import annotations
@@ -62,11 +70,19 @@ from benchmarks.common import (
     bench_settings,
     describe_engine,
     describe_machine,
+    fmt,
     percentile,
     table,
     temporary_store,
     write_json,
     write_jsonl,
+)
+from benchmarks.load.flood_command import (
+    FLOOD_SAYS,
+    check_commands,
+    label_delay,
+    label_passes,
+    send_command,
 )
 from benchmarks.load.load_stages import (
     KV_HEADERS,
@@ -80,6 +96,7 @@ from benchmarks.load.load_stages import (
 )
 from benchmarks.load.outcome import Outcome
 from benchmarks.messages import MESSAGES, messages
+from engine.chat.commands import Commands
 from engine.chat.service import ChatService
 from engine.ports import MoodStore
 from engine.types import (
@@ -349,21 +366,48 @@ def run_reference(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run_flood(
-    service: ChatService, work: dict[str, list[str]], flood: list[str], seconds: float
+    service: ChatService,
+    work: dict[str, list[str]],
+    flood: list[str],
+    seconds: float,
+    commands: bool = False,
+    lead_s: float = 0.0,
 ) -> list[Outcome]:
     """The others' sessions as in run_concurrent, while FLOODER sends `flood` evenly over
-    `seconds`, each message without waiting for the answer to the one before."""
+    `seconds`, each message (`commands`: each a command, "/mood why") without waiting for
+    the answer to the one before; the others start `lead_s` after the flood (so that their
+    first labels meet it at the worker, not race it there)."""
     outcomes = [Outcome(FLOODER, i, text) for i, text in enumerate(flood)]
+    runner = Commands(service)
 
     async def flooder() -> None:
         sent = []
         for outcome in outcomes:
-            sent.append(asyncio.create_task(send(service, outcome)))
+            step = send_command(runner, PLATFORM, outcome) if commands else send(service, outcome)
+            sent.append(asyncio.create_task(step))
             await asyncio.sleep(seconds / len(flood))
         await asyncio.gather(*sent)
 
-    others, _ = await asyncio.gather(run_concurrent(service, work), flooder())
-    return [*others, *outcomes]
+    async def others() -> list[Outcome]:
+        await asyncio.sleep(lead_s)
+        return await run_concurrent(service, work)
+
+    theirs, _ = await asyncio.gather(others(), flooder())
+    return [*theirs, *outcomes]
+
+
+def flood_label_delay(results: dict[str, Any]) -> dict[str, Any]:
+    """The others' added label latency, in label passes of the flood run: those that held
+    the flooder's command when there were any, else all of them."""
+    passes = results["flood"]["label_passes"]
+    unit = passes["flood_pass_s_p50"] or passes["pass_s_p50"]
+
+    def labels(outcomes: list[dict[str, Any]]) -> list[float]:
+        return [o["label_s"] for o in outcomes if o["user"] != FLOODER and o["label_s"]]
+
+    return label_delay(
+        labels(results["alone"]["outcomes"]), labels(results["flood"]["outcomes"]), unit
+    )
 
 
 def summarize_flood(outcomes: Sequence[Outcome], wall_s: float) -> dict[str, Any]:
@@ -383,21 +427,37 @@ def summarize_flood(outcomes: Sequence[Outcome], wall_s: float) -> dict[str, Any
 
 
 async def measure_flood(
-    worker: Any, settings: Any, work: dict[str, list[str]], flood: list[str], seconds: float
+    worker: Any,
+    settings: Any,
+    work: dict[str, list[str]],
+    flood: list[str],
+    seconds: float,
+    commands: bool = False,
+    lead_s: float = 0.0,
 ) -> dict[str, Any]:
+    """The flood run; `commands`: `flood` are commands, sent after the flooder's one message
+    (FLOOD_SAYS, for /mood why to explain), with the label passes of the run measured."""
     async with temporary_store("flood") as store:
         service = ChatService(worker, store, settings.chat)
+        if commands:
+            await send(service, Outcome(FLOODER, -1, FLOOD_SAYS))
         load_before = os.getloadavg()[0]
-        start = time.perf_counter()
-        outcomes = await run_flood(service, work, flood, seconds)
-        wall = time.perf_counter() - start
+        with collecting() as timings:
+            start = time.perf_counter()
+            outcomes = await run_flood(service, work, flood, seconds, commands, lead_s)
+            wall = time.perf_counter() - start
         stored = await stored_events(store, [*work, FLOODER])
     result = summarize_flood(outcomes, wall)
     others = [o for o in outcomes if o.user != FLOODER]
+    flooder = [o for o in outcomes if o.user == FLOODER]
     # The others may lose nothing and fail nothing; the flooder may only be told to slow down.
-    result["problems"] = check_nothing_lost(work, others, stored, allowed=()) + check_nothing_lost(
-        {FLOODER: flood}, [o for o in outcomes if o.user == FLOODER], stored, ("slow_down",)
-    )
+    result["problems"] = check_nothing_lost(work, others, stored, allowed=()) + (
+        check_commands(flooder, stored[FLOODER]) if commands
+        else check_nothing_lost({FLOODER: flood}, flooder, stored, ("slow_down",))
+    )  # fmt: skip
+    if commands:
+        result["label_passes"] = label_passes(timings.records, FLOOD_SAYS)
+        result["timings"] = timings.records
     result["user_queue_max"] = settings.chat.user_queue_max
     result["load_avg_before_after"] = [load_before, os.getloadavg()[0]]
     result["outcomes"] = [asdict(o) for o in outcomes]
@@ -423,13 +483,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # Which of the fixed messages (cycling) the flooder repeats does not matter,
             # only how fast it sends them.
             texts = [m.text for m in messages(args.users * args.messages + args.flood_messages)]
+            command = getattr(args, "flood_command", None)
+            flood = [command] * args.flood_messages if command else texts[-args.flood_messages :]
             print(f"{args.users} users x {args.messages} messages alone…", file=sys.stderr)
             results["alone"] = await measure(engine, settings, work, sequential=False)
-            what = f"one user sends {args.flood_messages} in {args.flood_seconds:g} s"
+            what = f"one user sends {args.flood_messages} {command or 'messages'} in " \
+                   f"{args.flood_seconds:g} s"  # fmt: skip
             print(f"the same while {what}…", file=sys.stderr)
             results["flood"] = await measure_flood(
-                engine, settings, work, texts[-args.flood_messages :], args.flood_seconds
-            )
+                engine, settings, work, flood, args.flood_seconds, commands=bool(command),
+                lead_s=getattr(args, "flood_lead_s", 0.0),
+            )  # fmt: skip
+            if command:
+                results["flood"]["label_delay"] = flood_label_delay(results)
         else:
             print(f"{args.users} users x {args.messages} messages, concurrently…", file=sys.stderr)
             results["concurrent"] = await measure(engine, settings, work, sequential=False)
@@ -520,6 +586,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flood", action="store_true", help="one more user floods meanwhile")
     parser.add_argument("--flood-messages", type=int, default=50)
     parser.add_argument("--flood-seconds", type=float, default=10.0)
+    parser.add_argument("--flood-lead-s", type=float, default=0.0,
+                        help="the others start this long after the flood")  # fmt: skip
+    parser.add_argument("--flood-command", default=None, metavar='"/mood why"',
+                        help="the flooder sends this command instead of messages (after one "
+                             "message of twelve clauses for /mood why to explain)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.reference_child:
         print(json.dumps(reference_child(args)))
@@ -528,6 +599,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--compare-sequential runs through the service: use --reference")
     if args.flood and (args.via != "service" or args.reference):
         parser.error("--flood runs through the service, without --reference")
+    if args.flood_command and not args.flood:
+        parser.error("--flood-command goes with --flood")
     results = asyncio.run(run(args))
     if args.reference:
         results["reference"] = run_reference(args)
@@ -537,10 +610,15 @@ def main(argv: list[str] | None = None) -> int:
     results["args"] = vars(args)
     modes = [m for m in ("concurrent", "sequential", "alone", "flood") if m in results]
     name = f"{args.via}-{args.users}x{args.messages}" + ("-flood" if flood else "")
+    if flood and args.flood_command:  # "/mood why" -> -mood-why
+        name += "-" + "-".join(args.flood_command.strip().lstrip("/").split())
     folder = Path(args.out or RESULTS_DIR / "load" / name)
+    flooded = results["flood"].pop("timings", None) if flood else None
     records = [r for m in modes for r in results[m].pop("timings", [])]
     write_json(folder / "results.json", "load-flood" if flood else "load", results)
     write_jsonl(folder / "timings.jsonl", records)  # the worker's raw stage records
+    if flooded is not None:  # a command flood's run, for its label passes
+        write_jsonl(folder / "flood-timings.jsonl", flooded)
     if results.get("concurrent", {}).get("transcripts"):
         write_transcripts(folder / "transcripts.md", results)
     return 1 if any(results[m]["problems"] for m in modes) else 0
@@ -558,11 +636,33 @@ def report_flood(results: dict[str, Any]) -> str:
     rows += [[f"flooder: {key}", None, value] for key, value in flood["flooder"].items()]
     loads = ["{:.1f}/{:.1f}".format(*r["load_avg_before_after"]) for r in (alone, flood)]
     rows += [["USER_QUEUE_MAX", None, flood["user_queue_max"]], ["load avg before/after", *loads]]
+    rows += delay_rows(flood)
     problems = [*alone["problems"], *flood["problems"]]
     verdict = "nothing lost" if not problems else "PROBLEMS:\n  " + "\n  ".join(problems)
     return "\n".join(
         [f"engine: {results['engine']}", table(["figure", "alone", "with flood"], rows), verdict]
     )
+
+
+def delay_rows(flood: dict[str, Any]) -> list[list[object]]:
+    """A command flood's figures: its label passes, and the others' added label latency in
+    seconds and in those passes."""
+    if "label_delay" not in flood:
+        return []
+    passes, delay = flood["label_passes"], flood["label_delay"]
+    rows: list[list[object]] = [
+        ["label passes in the run / holding the flood's command", None,
+         f"{passes['passes']} / {passes['flood_passes']}"],
+        ["texts in a pass of the flood's command (p50)", None, passes["flood_pass_texts_p50"]],
+        ["one label pass (s, p50 of the flood's)", None, delay["label_pass_s"]],
+    ]  # fmt: skip
+    for name in ("p50", "p95", "max"):
+        rows.append(
+            [f"others: label {name} (s)", delay[f"alone_{name}_s"], delay[f"flood_{name}_s"]]
+        )
+        added = fmt(delay[f"added_{name}_s"]), fmt(delay[f"added_{name}_passes"])
+        rows.append([f"others: label {name} added (s / label passes)", None, " / ".join(added)])
+    return rows
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from engine.chat.journal import (
     parse_fix_data,
 )
 from engine.chat.mood import validate_days
-from engine.chat.service import ChatService
+from engine.chat.service import ChatService, TooManyWaiting
 from engine.errors import StorageError
 from engine.types import Tone, UserKey
 
@@ -99,11 +99,8 @@ async def _mood(commands: Commands, caller: Caller, args: str, charts: bool) -> 
         return CommandResult(texts.MOOD_PRIVATE_ONLY)
     # `/mood why` and `/mood week` (engine/chat/why.py, week.py); anything else: a number of days.
     view = args.strip().lower()
-    if view == "why":
-        return CommandResult(await why.why(commands.service, caller.user))
-    if view == "week":
-        summary = await week.week(commands.service, caller.user, caller.chat_id, charts=charts)
-        return CommandResult(summary.text, summary.chart_png)
+    if view in ("why", "week"):
+        return await _mood_insight(commands, caller, view, charts)
     if view.partition(" ")[0] == "report":  # `/mood report [days]`: a PDF (engine/chat/report.py)
         return await _report(commands, caller, view.partition(" ")[2])
     try:
@@ -131,6 +128,25 @@ async def _report(commands: Commands, caller: Caller, raw_days: str) -> CommandR
         return CommandResult(texts.report_bad_days(raw_days))
     pdf = await report.mood_report(commands.service, caller.user, caller.chat_id, days)
     return CommandResult(pdf.caption, files=() if pdf.file is None else (pdf.file,))
+
+
+async def _mood_insight(
+    commands: Commands, caller: Caller, view: str, charts: bool
+) -> CommandResult:
+    """/mood why and /mood week use the model: they take the caller's turn, in line with their
+    messages and counted with them against USER_QUEUE_MAX (ChatService.turn), so a flood of
+    them keeps one job at the model worker and its excess is told to slow down, like a flood
+    of messages, instead of filling the worker's queue for everyone. In line also means they
+    see the message sent just before them labelled and stored."""
+    service = commands.service
+    try:
+        async with service.turn(caller.user):
+            if view == "why":
+                return CommandResult(await why.why(service, caller.user))
+            summary = await week.week(service, caller.user, caller.chat_id, charts=charts)
+            return CommandResult(summary.text, summary.chart_png)
+    except TooManyWaiting:
+        return CommandResult(texts.SLOW_DOWN)
 
 
 async def _reset(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:

@@ -51,7 +51,10 @@ async def send_digests(service: WeekSource, platform: str, send: DigestSend) -> 
         now = service.now()
         if not await service.store.claim_digest(subscription.user, now - DIGEST_RESEND_AFTER, now):
             return "already_sent"
-        summary = await week(service, subscription.user, subscription.chat_id, digest=True)
+        # In line with the user's messages, as /mood week is; the bot's own job is never
+        # refused, it waits its turn.
+        async with service.turn(subscription.user, capped=False):
+            summary = await week(service, subscription.user, subscription.chat_id, digest=True)
         await send(subscription, summary)
         return "sent"
 

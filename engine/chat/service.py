@@ -22,7 +22,9 @@ A flood from one user cannot starve the others: past USER_QUEUE_MAX messages wai
 the one being answered (in any process sharing the store: the inbox counts them), a message
 is answered at once with "slow down" (and marked done).
 Everyone else is unaffected because the lock also means a user has at most one job (a label
-or a reply) at the model worker at a time, so one user's backlog never fills its queue.
+or a reply) at the model worker at a time, so one user's backlog never fills its queue. The
+commands that use the model (/mood why, /mood week) take the same lock and count against
+the same cap (`turn`): a flood of commands, or of commands and messages, is capped alike.
 """
 
 from __future__ import annotations
@@ -605,6 +607,21 @@ class ChatService:
             # Shown all the same; only a restart before it is shown would miss the note.
             log.warning("could not keep the support note with the answer: %s", error)
 
+    @contextlib.asynccontextmanager
+    async def turn(self, user: UserKey, *, capped: bool = True) -> AsyncIterator[None]:
+        """Held while a command does model work for the user (/mood why, /mood week) or the
+        bot does (the weekly digest): in line with the user's messages, so that the user has
+        at most one job at the model worker whatever they send, and counted with them against
+        USER_QUEUE_MAX. Raises TooManyWaiting when that many already wait behind the one being
+        answered; `capped=False` (the bot's own work) waits its turn instead."""
+        entry = self._join_queue(user, self.config.user_queue_max if capped else None)
+        if entry is None:
+            log.info("%s user %s has too many requests waiting: a command was asked to slow down",
+                     user.platform, user.user_id)  # fmt: skip
+            raise TooManyWaiting(user)
+        async with self._hold(user, entry):
+            yield
+
     async def _mark_done(self, key: MessageKey | None) -> None:
         """The message ended without an exchange to store (the user got a failure answer)."""
         if key is None:
@@ -654,6 +671,10 @@ class ChatService:
             entry.holders -= 1
             if entry.holders == 0:
                 del self._user_locks[user]
+
+
+class TooManyWaiting(Exception):
+    """The user has USER_QUEUE_MAX requests waiting already: they are asked to slow down."""
 
 
 @dataclass

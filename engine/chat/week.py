@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
@@ -44,6 +45,9 @@ class WeekSource(Protocol):
     def now(self) -> datetime: ...
 
     async def mood(self, user: UserKey, days: int = 7) -> MoodReport: ...
+
+    def turn(self, user: UserKey, *, capped: bool = True) -> AbstractAsyncContextManager[None]:
+        """The user's turn for model work, in line with their messages (ChatService.turn)."""
 
 
 def week_facts(report: MoodReport, language: Language) -> WeekFacts:

@@ -156,6 +156,11 @@ class ModelWorker:
     def name(self) -> str:
         return self.runner.name
 
+    @property
+    def outstanding(self) -> int:
+        """Requests admitted and not yet over, waiting or running: what QUEUE_SIZE bounds."""
+        return self._outstanding
+
     async def start(self) -> None:
         """Load the model on the worker thread; raises ModelLoadError if it cannot."""
         loop = asyncio.get_running_loop()
