@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,15 @@ async def stored_mood_events(store: MoodStore, user: UserKey, at_least: int = 0)
         if len(events) >= at_least or time.monotonic() > deadline:
             return events
         await asyncio.sleep(0.01)
+
+
+async def link_accounts(store: SqlMoodStore, issuer: UserKey, redeemer: UserKey) -> None:
+    """Link two accounts in the store the way a redeemed /link code does: the adapter tests
+    of /unlink and /forget start from linked accounts without going through /link."""
+    now = datetime.now(UTC)
+    await store.save_link_code(issuer, "test-link-code", now, now + timedelta(minutes=10))
+    outcome = await store.redeem_link_code(redeemer, "test-link-code", now, now, 5)
+    assert outcome == "linked", outcome
 
 
 def console_session(cwd: Path, lines: Sequence[str], **settings: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -19,7 +20,7 @@ from telegram import Bot
 from adapters.telegram.adapter import TelegramAdapter, TelegramAuthError, TelegramConfig
 from adapters.telegram.chat import Outbox, TelegramSink
 from engine.chat import safety, texts
-from engine.types import IncomingMessage, Sentiment, UserKey
+from engine.types import DigestSubscription, IncomingMessage, Sentiment, UserKey
 from storage.store import SqlMoodStore
 from tests.conftest import ScriptedEngine
 from tests.fakes.telegram_api import (
@@ -31,12 +32,14 @@ from tests.fakes.telegram_api import (
     private_chat,
     user_json,
 )
-from tests.support import stored_mood_events
+from tests.support import link_accounts, stored_mood_events
 
 USER, OTHER = 111, 222
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 POSITIVE = texts.label_line(Sentiment("positive", 0.9))
 NEGATIVE = texts.label_line(Sentiment("negative", 0.1))
+
+LINK_CODE = re.compile(r"/link [A-Z2-9]{8}\b")
 
 MakeAdapter = Callable[..., Awaitable[TelegramAdapter]]
 
@@ -416,18 +419,43 @@ async def test_only_messages_the_bot_answers_are_recorded_on_arrival(
 # --- commands -----------------------------------------------------------------------------
 
 
-async def test_commands_are_registered(bot: TelegramAdapter, api: FakeTelegramAPI) -> None:
+async def answer_to(api: FakeTelegramAPI, chat_id: int, text: str, user: int = USER) -> str:
+    """Send `text` from `user` into a private chat (or the group) and return the bot's next
+    message there, exactly."""
+    before = len(api.bot_texts(chat_id))
+    if chat_id == GROUP_ID:
+        api.group_text(user, text)
+    else:
+        api.private_text(user, text)
+    await api.wait_for(lambda: len(api.bot_texts(chat_id)) > before, what=f"the answer to {text}")
+    return api.bot_texts(chat_id)[before]
+
+
+async def test_commands_are_registered(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
     expected = [{"command": name, "description": about} for name, about in texts.COMMANDS.items()]
     assert api.calls_to("setMyCommands")[0].params["commands"] == expected
-    for name in texts.COMMANDS:  # every advertised command has a handler
-        before = len(api.bot_texts(USER))
-        api.private_text(USER, f"/{name}")
-
-        def answered(count: int = before) -> bool:
-            return len(api.bot_texts(USER)) > count
-
-        await api.wait_for(answered, what=f"/{name}")
-        assert api.bot_texts(USER)[before] != texts.UNKNOWN_COMMAND
+    # Every advertised command has a handler that answers it: a new user's answer to each.
+    empty_mood = (await scripted_engine.service.mood(key(USER), 7)).text
+    answers = {
+        "start": texts.start_text(12),
+        "help": texts.help_text(),
+        "mood": empty_mood,
+        "reset": texts.RESET_DONE,
+        "forget": texts.FORGET_ASK,
+        "digest": texts.DIGEST_USAGE,
+        "wrong": texts.wrong_usage(None),
+        "unlink": texts.UNLINK_NONE,
+        "export": texts.export_done(0, 0, 0),
+    }
+    for name in texts.COMMANDS:
+        answer = await answer_to(api, USER, f"/{name}")
+        if name == "link":  # a fresh random code
+            assert LINK_CODE.search(answer), answer
+        else:
+            assert answer == answers.pop(name), name
+    assert answers == {}
 
 
 async def test_start_help_and_unknown_command(bot: TelegramAdapter, api: FakeTelegramAPI) -> None:
@@ -469,9 +497,8 @@ async def test_mood_with_bad_days_explains_and_without_data_sends_no_chart(
 ) -> None:
     api.private_text(USER, "/mood lots")
     await wait_text(api, USER, texts.bad_days("lots"))
-    api.private_text(USER, "/mood")
-    await api.wait_for(lambda: len(api.bot_texts(USER)) == 2)
-    await asyncio.sleep(0.2)
+    assert await answer_to(api, USER, "/mood") == (await bot.service.mood(key(USER), 7)).text
+    await bot.stop()  # waits for the command's handler to end: whatever it sent is sent
     assert api.calls_to("sendPhoto") == []
 
 
@@ -485,6 +512,54 @@ async def test_reset_clears_this_chats_memory_but_keeps_mood(
     await wait_text(api, USER, texts.RESET_DONE)
     assert await scripted_engine.store.recent_turns(key(USER), str(USER), 10) == []
     assert len(await mood_events(scripted_engine, USER, at_least=1)) == 1
+
+
+async def test_a_typed_wrong_corrects_the_latest_label(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    api.private_text(USER, "I am so happy today")
+    await wait_text(api, USER, "reply to: I am so happy today")
+    assert await answer_to(api, USER, "/wrong") == texts.wrong_usage("positive")
+    assert await answer_to(api, USER, "/wrong bogus") == texts.wrong_usage("positive")
+    [event] = await mood_events(scripted_engine, USER, at_least=1)
+    assert event.corrected is None  # a bad argument changes nothing
+
+    done = await answer_to(api, USER, "/wrong negative")
+    assert done == texts.correction_done("positive", "negative")
+    [event] = await mood_events(scripted_engine, USER, at_least=1)
+    assert event.corrected == "negative"
+    report = await scripted_engine.service.mood(key(USER), 7)
+    assert (report.positive, report.negative) == (0, 1)
+
+
+async def test_unlink_separates_the_linked_accounts(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    store = scripted_engine.store
+    elsewhere = UserKey("console", "local")
+    await link_accounts(store, key(USER), elsewhere)
+    assert await store.linked_accounts(key(USER)) == [elsewhere]
+
+    assert await answer_to(api, USER, "/unlink") == texts.UNLINK_DONE
+    assert await store.linked_accounts(key(USER)) == []
+    assert await store.linked_accounts(elsewhere) == []
+    assert await answer_to(api, USER, "/unlink") == texts.UNLINK_NONE
+
+
+async def test_digest_on_then_off_in_a_private_chat(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    store = scripted_engine.store
+    config = scripted_engine.service.config
+    on = texts.digest_on(config.digest_weekday, config.digest_at, config.timezone, True)
+    assert await answer_to(api, USER, "/digest on") == on
+    assert await store.digest_subscriptions("telegram") == [
+        DigestSubscription(key(USER), str(USER))
+    ]
+
+    assert await answer_to(api, USER, "/digest off") == texts.DIGEST_OFF
+    assert await store.digest_subscriptions("telegram") == []
+    assert await answer_to(api, USER, "/digest off") == texts.DIGEST_WAS_OFF
 
 
 async def test_forget_asks_only_the_owner_can_confirm_and_cancel_keeps_data(
