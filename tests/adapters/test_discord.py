@@ -541,6 +541,19 @@ async def test_reset_and_help(
     assert answer.json["data"]["flags"] == EPHEMERAL
 
 
+async def test_start_introduces_the_bot_and_what_it_keeps(
+    adapter: DiscordAdapter, fake: FakeDiscord, scripted_engine: ScriptedEngine
+) -> None:
+    start = slash(fake, ALICE, "start")
+    await fake.dispatch("INTERACTION_CREATE", start)
+    answer = await wait_for_call(fake, CALLBACK, start["token"])
+    assert answer.json["type"] == 4
+    assert answer.json["data"]["content"] == texts.start_text(12)
+    assert answer.json["data"]["flags"] == EPHEMERAL
+    assert await mood_events(scripted_engine, ALICE_ID) == []  # a command is not a mood
+    assert tagged_texts(scripted_engine) == []
+
+
 # --- lifecycle ------------------------------------------------------------------------------
 
 
