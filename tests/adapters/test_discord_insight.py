@@ -227,7 +227,7 @@ async def test_the_daily_loop_sends_only_on_the_digest_day(
 
     class PinnedClock(datetime):
         @classmethod
-        def now(cls, tz: tzinfo | None = None) -> PinnedClock:  # type: ignore[override]
+        def now(cls, tz: tzinfo | None = None) -> PinnedClock:
             return cls.fromtimestamp(now.timestamp(), tz)
 
     monkeypatch.setattr(digest_module, "datetime", PinnedClock)
