@@ -6,12 +6,14 @@ SCRIPTED_DELAY_S: seconds per decoded word (default 0). SCRIPTED_TAG_DELAY_S: se
 takes (default 0; a process to kill before its label is out). PARENT_SSL_CERT_FILE: the CA bundle of
 the test's TLS proxy, for a bot that talks to the Discord fake. SCRIPTED_REPLY=history: each reply
 says how many earlier turns its prompt held ("seen 4 turns"), so a test can read from the
-database whether every message saw all of the user's messages before it.
+database whether every message saw all of the user's messages before it. SCRIPTED_WEBHOOK_FD:
+an inherited listening socket the Telegram webhook serves on (tests/webhook_socket.py).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 # Importing the tests package made this process a loopback CA of its own; a test that runs
@@ -22,6 +24,7 @@ if os.environ.get("PARENT_SSL_CERT_FILE"):
 from bot.__main__ import main  # imported after the CA is chosen
 from engine.types import ReplyRequest
 from tests.scripted import ScriptedReply, ScriptedRunner
+from tests.webhook_socket import FD_VARIABLE, serve_webhooks_on
 
 
 class HistoryRunner(ScriptedRunner):
@@ -39,4 +42,6 @@ def runner() -> HistoryRunner:
 
 
 if __name__ == "__main__":
+    if fd := os.environ.get(FD_VARIABLE):
+        serve_webhooks_on(socket.socket(fileno=int(fd)))
     sys.exit(main(runner_factory=runner))

@@ -19,6 +19,7 @@ from engine.model.config import WorkerConfig
 from engine.ports import MoodStore
 from engine.types import MoodEvent, Sentiment, UserKey
 from storage.store import SqlMoodStore
+from tests.fakes.base import GUARD_S
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -30,9 +31,9 @@ def worker_config(**limits: Any) -> WorkerConfig:
 
 
 async def stored_mood_events(store: MoodStore, user: UserKey, at_least: int = 0) -> list[MoodEvent]:
-    """The user's stored mood events, once there are `at_least` of them (5 s at most): the
+    """The user's stored mood events, once there are `at_least` of them (GUARD_S at most): the
     store commits after the reply's last text, which the final edit may already show."""
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + GUARD_S
     while True:
         events = await store.mood_events(user, EPOCH)
         if len(events) >= at_least or time.monotonic() > deadline:
@@ -69,15 +70,18 @@ def console_session(cwd: Path, lines: Sequence[str], **settings: str) -> str:
 
 @contextlib.asynccontextmanager
 async def bot_process(
-    cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path, module: str = "bot"
-) -> AsyncIterator[asyncio.subprocess.Process]:
+    cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path, module: str = "bot",
+    pass_fds: Sequence[int] = (),
+) -> AsyncIterator[asyncio.subprocess.Process]:  # fmt: skip
     """`python -m bot` (or `module`, e.g. tests.scripted_bot) in `cwd` (so no .env from the
-    repo leaks in), killed if still running at the end. Output goes to files, not pipes: debug
-    logging would fill a pipe nobody reads until the end."""
+        repo leaks in), killed if still running at the end. Output goes to files, not pipes: debug
+        logging would fill a pipe nobody reads until the end. `pass_fds`: descriptors it inherits
+    (a listening socket, say)."""
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", module,
             cwd=cwd, env=dict(env), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
+            pass_fds=tuple(pass_fds),
         )  # fmt: skip
         try:
             yield process
