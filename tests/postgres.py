@@ -87,23 +87,41 @@ def start_cluster(bindir: Path) -> PostgresCluster:
     if os.geteuid() == 0:
         shutil.chown(folder, SUPERUSER, SUPERUSER)
         shutil.chown(folder / "pwfile", SUPERUSER, SUPERUSER)
-    cluster = PostgresCluster(bindir, folder, _free_port(), password)
+    cluster = PostgresCluster(bindir, folder, 0, password)
     try:
         _as_postgres([str(bindir / "initdb"), "-D", str(folder / "data"), "-U", SUPERUSER,
                       "--auth=scram-sha-256", f"--pwfile={folder / 'pwfile'}", "-E", "UTF8",
                       "--locale=C", "--no-sync"])  # fmt: skip
-        # Throwaway: durability settings off for speed; loopback and our own socket only.
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {cluster.port} -k {folder}"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            " -c max_connections=200"
-        )
-        _as_postgres([str(bindir / "pg_ctl"), "-D", str(folder / "data"), "-o", options,
-                      "-l", str(folder / "server.log"), "-w", "-t", "60", "start"])  # fmt: skip
+        # PostgreSQL binds its port itself and cannot be handed a bound socket: a port found
+        # free may be taken by another process before it starts. That shows in its log, and
+        # it is started again on another port (a clash is rare: a few tries are plenty).
+        for attempt in range(1, START_ATTEMPTS + 1):
+            cluster.port = _free_port()
+            try:
+                _start(cluster)
+                break
+            except RuntimeError:
+                if attempt == START_ATTEMPTS or "could not bind" not in cluster.log():
+                    raise
     except BaseException:
         cluster.stop()
         raise
     return cluster
+
+
+START_ATTEMPTS = 5
+
+
+def _start(cluster: PostgresCluster) -> None:
+    folder = cluster.folder
+    # Throwaway: durability settings off for speed; loopback and our own socket only.
+    options = (
+        f"-c listen_addresses=127.0.0.1 -p {cluster.port} -k {folder}"
+        " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        " -c max_connections=200"
+    )
+    _as_postgres([str(cluster.bindir / "pg_ctl"), "-D", str(folder / "data"), "-o", options,
+                  "-l", str(folder / "server.log"), "-w", "-t", "60", "start"])  # fmt: skip
 
 
 def _as_postgres(command: list[str], *, check: bool = True) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,16 @@ from storage.store import SqlMoodStore
 from tests.fakes.base import GUARD_S
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses connections for as long as this lasts: bound and never
+    listened on, so no other process can take it meanwhile (as it could a port found free and
+    released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 def worker_config(**limits: Any) -> WorkerConfig:
