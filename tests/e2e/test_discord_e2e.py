@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.types import UserKey
+from engine.chat import texts
+from engine.types import Sentiment, UserKey
 from tests.fakes.discord_api import FakeDiscord, user_payload
 from tests.support import bot_process, final_reply
 
@@ -62,7 +63,10 @@ async def test_python_m_bot_answers_a_discord_dm_and_stops_on_sigint(tmp_path: P
     leaks = [line for line in (stdout + stderr).splitlines() if TOKEN in line]
     assert leaks == []
     label, _, reply = shown.partition("\n\n")
-    assert label.startswith(("😄 情感判断: ", "😔 情感判断: "))
+    # An unmistakably happy message: the default tier labels it positive, and the label line
+    # says so (its score is the stored one, which final_reply compared).
+    positive = texts.label_line(Sentiment("positive", 1.0), with_score=False)
+    assert label.startswith(f"{positive} ("), label  # positive, not shown as neutral
     assert reply.strip()
     assert fake.calls_to("POST /channels/{channel_id}/typing")
     assert {c["name"] for c in fake.commands[None]} >= {"mood", "reset", "forget", "help"}

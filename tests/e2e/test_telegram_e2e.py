@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.types import UserKey
+from engine.chat import texts
+from engine.types import Sentiment, UserKey
 from tests.fakes.telegram_api import FakeTelegramAPI
 from tests.support import bot_process, final_reply
 
@@ -57,7 +58,10 @@ async def test_python_m_bot_answers_on_telegram_and_stops_on_sigterm(tmp_path: P
     leaks = [line for line in (stdout + stderr).splitlines() if TOKEN.lower() in line.lower()]
     assert leaks == []
     label, _, reply = shown.partition("\n\n")
-    assert label.startswith(("😄 情感判断: ", "😔 情感判断: "))
+    # An unmistakably happy message: the default tier labels it positive, and the label line
+    # says so (its score is the stored one, which final_reply compared).
+    positive = texts.label_line(Sentiment("positive", 1.0), with_score=False)
+    assert label.startswith(f"{positive} ("), label  # positive, not shown as neutral
     assert reply.strip()
     assert api.calls_to("setMyCommands")
     assert api.calls_to("sendChatAction")
