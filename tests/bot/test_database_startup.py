@@ -13,6 +13,8 @@ import pytest
 from tests.postgres import PostgresCluster
 from tests.support import refusing_port
 
+pytestmark = pytest.mark.slow  # each starts `python -m bot`, seconds apiece
+
 ROOT = Path(__file__).resolve().parents[2]
 EXIT_STORAGE = 2
 
