@@ -44,6 +44,7 @@ async def test_telegram_and_discord_share_one_process(tmp_path: Path) -> None:
                 "DISCORD_PROXY": discord.proxy_url,
                 "DATABASE_PATH": str(db),
                 "MAX_NEW_TOKENS": "40",
+                "REQUEST_TIMEOUT_S": "900",  # load is slow; the deadline is not tested here
                 "MODEL": LIGHT_MODEL,  # Telegram and Discord e2e alone run the default
                 "PYTHONPATH": str(ROOT),
             }
