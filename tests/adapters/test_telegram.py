@@ -964,12 +964,24 @@ async def test_a_message_left_unanswered_by_a_dead_process_is_answered_at_start(
 
 
 async def test_a_running_bot_finishes_what_another_process_left_later(
-    make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+    make_adapter: MakeAdapter,
+    api: FakeTelegramAPI,
+    scripted_engine: ScriptedEngine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Another bot process on the database dies after this one started: the next sweep
     # (RESUME_INTERVAL_S) answers its message, once, however many sweeps follow.
     service = scripted_engine.service
     service.config = service.config.model_copy(update={"resume_interval_s": 0.05})
+    sweeps = 0
+    unfinished = service.unfinished
+
+    async def counted(platform: str) -> Any:
+        nonlocal sweeps
+        sweeps += 1
+        return await unfinished(platform)
+
+    monkeypatch.setattr(service, "unfinished", counted)
     await make_adapter()
     message = api.message_update(private_chat(USER), user_json(USER), "I am so happy")["message"]
     dead = await SqlMoodStore.open(scripted_engine.db_path)
@@ -979,7 +991,8 @@ async def test_a_running_bot_finishes_what_another_process_left_later(
     await dead.close()
 
     final = await wait_text(api, USER, "A cheerful reply to: I am so happy")
-    await asyncio.sleep(0.3)  # several more sweeps
+    answered_at = sweeps
+    await api.wait_for(lambda: sweeps >= answered_at + 3, what="three more sweeps")
     assert final == f"{texts.RETRY_NOTE}\n{POSITIVE}\n\nA cheerful reply to: I am so happy"
     assert len(api.calls_to("sendMessage")) == 1
     assert len(await mood_events(scripted_engine, USER, at_least=1)) == 1
