@@ -24,7 +24,6 @@ if os.environ.get("PARENT_SSL_CERT_FILE"):
 from bot.__main__ import main  # imported after the CA is chosen
 from engine.types import ReplyRequest
 from tests.scripted import ScriptedReply, ScriptedRunner
-from tests.webhook_socket import FD_VARIABLE, serve_webhooks_on
 
 
 class HistoryRunner(ScriptedRunner):
@@ -42,6 +41,8 @@ def runner() -> HistoryRunner:
 
 
 if __name__ == "__main__":
-    if fd := os.environ.get(FD_VARIABLE):
+    if fd := os.environ.get("SCRIPTED_WEBHOOK_FD"):
+        from tests.webhook_socket import serve_webhooks_on  # imports telegram: only if asked
+
         serve_webhooks_on(socket.socket(fileno=int(fd)))
     sys.exit(main(runner_factory=runner))

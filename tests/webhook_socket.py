@@ -14,8 +14,6 @@ from typing import Any
 
 from telegram.ext import Updater
 
-FD_VARIABLE = "SCRIPTED_WEBHOOK_FD"
-
 
 def listening_socket() -> socket.socket:
     """A TCP socket listening on 127.0.0.1 at a port of the kernel's choosing (`.getsockname()`)."""
