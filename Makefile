@@ -7,7 +7,7 @@ TORCH_VERSION := 2.13.0
 # Elsewhere, point it at the CPU wheels: make run PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 PIP_TORCH_ARGS ?=
 
-.PHONY: install install-llama install-postgres prepare run doctor test lint bench clean
+.PHONY: install install-llama install-postgres install-fonts prepare run doctor test wheel-check lint bench clean
 
 # Every long step runs through scripts/step.sh: it says what it does and about how long it
 # takes, prints a progress line every 30 s, and keeps the full output in .venv/logs/.
@@ -57,6 +57,12 @@ install-postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq \
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
+# A CJK font (Debian's fonts-wqy-microhei, 5 MB, needs root), so that /mood report writes a
+# Chinese user's PDF in Chinese (without one it is in English) and its Chinese test runs.
+install-fonts:
+	@fc-list :lang=zh 2>/dev/null | grep -q . || { apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei; }
+
 run: install
 	$(BIN)/python -m bot
 
@@ -66,6 +72,11 @@ doctor: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# A plain `pip install` of the wheel, in a fresh venv outside the checkout: doctor, and two
+# console messages on the packaged default model (the labels' package data must be shipped).
+wheel-check: install
+	bash scripts/wheel-check.sh
 
 # Lint: ruff's rules, ruff's formatting, and the type checker (settings in pyproject.toml).
 lint: install

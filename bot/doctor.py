@@ -21,6 +21,7 @@ from bot.settings import Settings, SettingsError, environment
 from engine.errors import ModelLoadError, StorageError
 from engine.model import model_files
 from engine.model.backends import choose_backend
+from engine.model.label_head import HEADS_DIR, UNCALIBRATED, ModelIdentity, head_for, model_identity
 from engine.model.model_files import (
     DEFAULT_MODEL,
     LIGHT_MODEL,
@@ -148,6 +149,8 @@ async def _model(settings: Settings, env: Mapping[str, str]) -> list[Check]:
     spec = config.model.strip() or DEFAULT_MODEL
     backend = choose_backend(config)
     checks = [_model_file(spec, config.cache_dir)]
+    if backend != "openai" and checks[0].ok:
+        checks.append(labels_check(model_identity(spec, config.cache_dir)))
     if packaged_model(spec) is not None and backend != "openai":
         # As written (the settings fill in the default): an unset MODEL is said as such.
         written = env.get("MODEL", "")
@@ -157,6 +160,25 @@ async def _model(settings: Settings, env: Mapping[str, str]) -> list[Check]:
     elif backend == "transformers" and checks[0].ok and names_a_gguf(spec):
         checks.append(_conversion(spec, config.cache_dir))
     return checks
+
+
+def labels_check(model: ModelIdentity, folder: Path = HEADS_DIR) -> Check:
+    """Whether the model's labels will be calibrated, with the nothing-felt readout that shows
+    plain facts and greetings as neutral (both are package data fitted for that one model)."""
+    head = head_for(model, folder)
+    if head is UNCALIBRATED:
+        return Check(
+            "labels",
+            True,
+            f"no label head fits {model.name}: confidences are uncalibrated and nothing is "
+            "shown as neutral",
+            "use a packaged model, or fit a head for this one (docs/accuracy.md)",
+        )
+    readout = "with" if head.nothing_felt is not None else "WITHOUT"
+    detail = f"the head fitted for {model.name}, {readout} its nothing-felt readout"
+    if head.nothing_felt is None:
+        return Check("labels", True, detail, "reinstall the bot: its .felt.npz file is missing")
+    return Check("labels", True, detail)
 
 
 def _conversion(spec: str, cache_dir: Path) -> Check:

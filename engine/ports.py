@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Protocol
 
 from engine.types import (
+    CheckinSubscription,
     Correction,
     DigestSubscription,
     IncomingMessage,
+    LinkOffer,
     LinkOutcome,
     MessageKey,
     MoodEvent,
@@ -49,11 +51,21 @@ class JournalStore(Protocol):
     ) -> None:
         """Keep the hash of a new link code for the user (their older unused ones are voided)."""
 
-    async def redeem_link_code(
+    async def offer_link_code(
         self, user: UserKey, code_hash: str, at: datetime, since: datetime, max_failures: int
+    ) -> LinkOffer:
+        """Check a code the user entered, without using it: good ("offered", with its issuer),
+        or why not. A good code is kept waiting for the user's confirmation (redeem_link_code)
+        until it expires; linking never joins two accounts of one platform. More than
+        `max_failures` failed attempts by the user since `since` refuse further attempts
+        ("too_many")."""
+
+    async def redeem_link_code(
+        self, user: UserKey, at: datetime, code_hash: str | None = None
     ) -> LinkOutcome:
-        """Link the user with the code's issuer, once. More than `max_failures` failed
-        attempts by the user since `since` refuse further attempts ("too_many")."""
+        """Link the user with the issuer of the code offered to them (offer_link_code; that
+        code when `code_hash` is given), once. Each account keeps its own rows: the link only
+        groups the accounts, so unlink separates them as they were."""
 
     async def unlink(self, user: UserKey) -> bool:
         """Take the user's account out of its person; False when it was not linked."""
@@ -90,7 +102,8 @@ class MoodStore(JournalStore, Protocol):
 
     async def latest_messages(self, platform: str, since: datetime) -> list[MessageKey]:
         """Per chat of the platform with a message recorded since `since`, the latest one
-        recorded (where a catch-up after downtime starts)."""
+        recorded (where a catch-up after downtime starts). Deleting a user's data (/forget)
+        does not move it back: what was forgotten is not read, answered and stored again."""
 
     async def unfinished(self, platform: str) -> list[Unfinished]:
         """The platform's messages still 'received' whose process is gone, oldest first: the
@@ -161,6 +174,39 @@ class MoodStore(JournalStore, Protocol):
     async def claim_digest(self, user: UserKey, not_since: datetime, at: datetime) -> bool:
         """Mark the user's digest sent at `at` unless it was sent at or after `not_since`:
         True means this caller sends it (of several bot processes, exactly one does)."""
+
+    # --- the daily check-in's opt-ins (/checkin) ---
+
+    async def set_checkin(
+        self, user: UserKey, chat_id: str, at: time, timezone: str, now: datetime, passed: date
+    ) -> None:
+        """Opt the user in (or move their check-in) to `at` local time in `timezone`, asked in
+        `chat_id`; the local day `passed` counts as claimed (its time was before the opt-in)."""
+
+    async def stop_checkin(self, user: UserKey) -> bool:
+        """Opt the user out; False when they were not in."""
+
+    async def checkin_subscriptions(self, platform: str) -> list[CheckinSubscription]:
+        """Everyone on this platform who opted in."""
+
+    async def checkins(self, user: UserKey) -> list[CheckinSubscription]:
+        """The opt-ins of every account of the user's person (for /checkin and /export)."""
+
+    async def claim_checkin(self, user: UserKey, day: date) -> bool:
+        """Claim the user's check-in of the local `day` unless that day, or a later one, was
+        claimed: True means this caller sends it (of several bot processes, exactly one)."""
+
+    async def add_turns(
+        self,
+        user: UserKey,
+        chat_id: str,
+        turns: Sequence[Turn],
+        at: datetime,
+        keep_turns: int | None = None,
+        turn_step: int = 1,
+    ) -> None:
+        """Store turns that are no exchange (the check-in's question, as the assistant's), so
+        the user's answer is read with them; pruned as record_exchange prunes."""
 
     async def close(self) -> None: ...
 

@@ -7,7 +7,7 @@ Every package may import these; nothing here imports a platform SDK, SQL, torch 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Literal
 
 Label = Literal["positive", "negative"]
@@ -272,8 +272,9 @@ class GenerationParams:
     # DRY ("don't repeat yourself", engine/model/sampling.py): a token that would extend a run
     # already present in the user's message, the examples, the earlier turns or the reply
     # itself loses multiplier * base ** (run - allowed_length) when the run is at least
-    # allowed_length tokens long. 0 turns it off.
-    dry_multiplier: float = 0.0
+    # allowed_length tokens long. 0 turns it off; 0.8 is the bot's default
+    # (benchmarks.quality.dialogue: it keeps replies from copying the examples' wording).
+    dry_multiplier: float = 0.8
     dry_base: float = 1.75
     dry_allowed_length: int = 2
 
@@ -301,7 +302,21 @@ class Correction:
     event: MoodEvent | None = None  # the event as it is now (None when not found)
 
 
-LinkOutcome = Literal["linked", "already_linked", "own_code", "invalid", "expired", "too_many"]
+# "offered": the code is good and its issuer named, waiting for the enterer's confirmation;
+# "same_platform": linking would join two accounts of one platform; "not_offered": nothing
+# waiting for this account's confirmation (no code entered, or it expired or was taken).
+LinkOutcome = Literal[
+    "linked", "offered", "already_linked", "same_platform", "own_code", "invalid", "expired",
+    "too_many", "not_offered",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LinkOffer:
+    """A link code entered: what it would do, and whose it is when it is good."""
+
+    outcome: LinkOutcome
+    issuer: UserKey | None = None  # the account that asked for the code ("offered" only)
 
 
 @dataclass(frozen=True)
@@ -341,3 +356,20 @@ class DigestSubscription:
 
     user: UserKey
     chat_id: str
+
+
+# --- the daily check-in (engine/chat/checkin.py) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckinSubscription:
+    """A user who asked to be asked daily how their day went (/checkin HH:MM [zone]): where,
+    at what local time in which IANA time zone, and the last local day that was claimed (the
+    question sent, or the day passed over)."""
+
+    user: UserKey
+    chat_id: str
+    at: time  # the local time of day, naive: read in `timezone`
+    timezone: str
+    last_day: date | None = None
+    created_at: datetime | None = None

@@ -1,5 +1,5 @@
 """What differs between the two databases behind the store, behind one small interface:
-how to connect, where the schema version lives, how errors read, how a user's turn is held.
+how to connect, how a schema upgrade is held apart, how errors read, how a user's turn is held.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import asyncpg
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from engine.errors import StorageError
 from engine.types import UserKey
-from storage.migrations import SCHEMA_VERSION, Dialect
+
+Dialect = Literal["sqlite", "postgresql"]
 
 
 class Database(ABC):
@@ -38,15 +39,13 @@ class Database(ABC):
         async with (self._writer if write else self.engine).begin() as conn:
             yield conn
 
-    @abstractmethod
-    async def schema_version(self, conn: AsyncConnection) -> int: ...
+    def migration(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """The transaction a schema upgrade runs in (storage/migrations.py)."""
+        return self.transaction(write=True)
 
     @abstractmethod
     async def lock_schema(self, conn: AsyncConnection) -> None:
         """First in the migration transaction: keep other processes out until it commits."""
-
-    @abstractmethod
-    async def set_schema_version(self, conn: AsyncConnection, version: int) -> None: ...
 
     @abstractmethod
     def translate(self, error: BaseException) -> StorageError:
@@ -82,15 +81,6 @@ class Database(ABC):
 
     async def close(self) -> None:
         await self.engine.dispose()
-
-
-def check_version(version: int, shown: str) -> None:
-    if version > SCHEMA_VERSION:
-        raise StorageError(
-            f"the database {shown} has schema version {version}, but this bot only knows up to "
-            f"{SCHEMA_VERSION}; it was written by a newer version of the bot — upgrade the bot "
-            "or point it at another database (it was left untouched)"
-        )
 
 
 def causes(error: BaseException) -> Iterator[BaseException]:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -79,22 +79,9 @@ class PostgresDatabase(Database):
             raise
         return database
 
-    async def schema_version(self, conn: AsyncConnection) -> int:
-        exists = await conn.scalar(text("SELECT to_regclass('schema_version') IS NOT NULL"))
-        if not exists:
-            return 0
-        return int(await conn.scalar(text("SELECT coalesce(max(version), 0) FROM schema_version")))
-
     async def lock_schema(self, conn: AsyncConnection) -> None:
         # Two processes starting at once: the second waits here, then finds nothing to do.
         await conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
-        await conn.execute(
-            text("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        )
-
-    async def set_schema_version(self, conn: AsyncConnection, version: int) -> None:
-        await conn.execute(text("DELETE FROM schema_version"))
-        await conn.execute(text("INSERT INTO schema_version (version) VALUES (:v)"), {"v": version})
 
     @asynccontextmanager
     async def user_turn(self, user: UserKey) -> AsyncIterator[None]:

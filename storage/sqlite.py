@@ -22,13 +22,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import URL, event
+from sqlalchemy import URL, Connection, event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from engine.errors import StorageError
-from storage.database import Database, causes, check_version
+from storage import migrations
+from storage.database import Database, causes
 from storage.presence import OwnerFiles
 from storage.target import DatabaseTarget
 
@@ -82,15 +83,30 @@ class SqliteDatabase(Database):
         async with self._lock, super().transaction(write) as conn:
             yield conn
 
-    async def schema_version(self, conn: AsyncConnection) -> int:
-        return int((await conn.exec_driver_sql("PRAGMA user_version")).scalar_one())
+    @asynccontextmanager
+    async def migration(self) -> AsyncIterator[AsyncConnection]:
+        # Batch mode changes a table by copying it, dropping the original and renaming the
+        # copy; with foreign keys on, dropping a parent (users) would delete every row that
+        # refers to it (ON DELETE CASCADE). SQLite's own recipe for such changes: foreign keys
+        # off around the transaction (they cannot change inside one), and a check of them
+        # before it commits.
+        async with self._lock, self.engine.connect() as conn:
+            await conn.run_sync(_set_foreign_keys, False)
+            try:
+                await conn.execution_options(write=True)
+                async with conn.begin():
+                    yield conn
+                    broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).first()
+                    if broken is not None:
+                        raise StorageError(
+                            f"the schema upgrade of {self.shown} would leave rows of the table "
+                            f"{broken[0]} pointing at nothing; it was rolled back"
+                        )
+            finally:
+                await conn.run_sync(_set_foreign_keys, True)
 
     async def lock_schema(self, conn: AsyncConnection) -> None:
         pass  # BEGIN IMMEDIATE already holds the write lock
-
-    async def set_schema_version(self, conn: AsyncConnection, version: int) -> None:
-        # PRAGMA takes no parameters; the value is our own integer.
-        await conn.exec_driver_sql(f"PRAGMA user_version = {int(version)}")
 
     async def announce(self, owner: str) -> None:
         self._owner = owner
@@ -141,6 +157,13 @@ def _on_connect(dbapi_connection: Any, record: Any) -> None:
     cursor.close()
 
 
+def _set_foreign_keys(conn: Connection, on: bool) -> None:
+    # On the driver's connection, outside any transaction: SQLAlchemy would begin one first.
+    cursor = conn.connection.cursor()
+    cursor.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
+    cursor.close()
+
+
 def _on_begin(conn: Any) -> None:
     # IMMEDIATE takes the write lock up front, so another process's writer waits for it
     # (busy timeout) instead of failing later when upgrading a read lock.
@@ -181,9 +204,14 @@ def _preflight(name: str, busy_timeout_ms: int) -> None:
     conn = sqlite3.connect(name, timeout=busy_timeout_ms / 1000, isolation_level=None)
     try:
         # Reading the header first makes a non-database file fail here, before we ask
-        # SQLite to write anything (such as the WAL switch) next to it.
+        # SQLite to write anything (such as the WAL switch) next to it; a database of a newer
+        # bot is refused here too, untouched.
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        check_version(version, name)
+        revisions: tuple[str, ...] = ()
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'").fetchone():
+            rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+            revisions = tuple(row[0] for row in rows)
+        migrations.check(migrations.SchemaState(revisions, version), name)
         conn.execute("PRAGMA journal_mode = WAL")
     finally:
         conn.close()

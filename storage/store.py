@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy import (
     ColumnElement,
     ScalarSelect,
     Select,
+    Update,
     and_,
     case,
     delete,
@@ -29,9 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.errors import StorageError
 from engine.types import (
+    CheckinSubscription,
     Correction,
     DigestSubscription,
     IncomingMessage,
+    LinkOffer,
     LinkOutcome,
     MessageKey,
     MoodEvent,
@@ -43,12 +46,14 @@ from engine.types import (
     Unfinished,
     UserKey,
 )
-from storage.database import Database, check_version
-from storage.migrations import MIGRATIONS, SCHEMA_VERSION, split_statements
+from storage import migrations
+from storage.database import Database
 from storage.postgres import PostgresDatabase
 from storage.presence import new_owner
 from storage.schema import (
     aware,
+    catch_up_marks,
+    checkins,
     digests,
     inbox,
     link_attempts,
@@ -147,7 +152,33 @@ class SqlMoodStore:
                     "owner": self.owner,
                 },
             )
-            return result.rowcount == 1
+            if result.rowcount != 1:
+                return False
+            await self._advance_mark(conn, key, at)
+            return True
+
+    async def _advance_mark(self, conn: AsyncConnection, key: MessageKey, at: datetime) -> None:
+        """Move the chat's catch-up mark to `key` when it is newer than the mark. A message id
+        of one chat grows with time (Discord's snowflakes, Telegram's counters): the longer
+        id, or of two as long the larger, is newer; a message claimed late (a catch-up
+        running beside live messages) does not move the mark back."""
+        m = catch_up_marks.c
+        new = {"platform": key.platform, "chat_id": key.chat_id, "message_id": key.message_id,
+               "seen_at": aware(at)}  # fmt: skip
+        insert = self._db.insert(catch_up_marks)
+        newer, length = insert.excluded.message_id, func.length(insert.excluded.message_id)
+        is_newer = or_(
+            length > func.length(m.message_id),
+            and_(length == func.length(m.message_id), newer > m.message_id),
+        )
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[m.platform, m.chat_id],
+                set_={"message_id": newer, "seen_at": insert.excluded.seen_at},
+                where=is_newer,
+            ),
+            new,
+        )
 
     async def take_message(self, key: MessageKey) -> int | None:
         async with self._transaction() as conn:
@@ -183,18 +214,13 @@ class SqlMoodStore:
         return int(count)
 
     async def latest_messages(self, platform: str, since: datetime) -> list[MessageKey]:
-        earlier = inbox.alias("earlier")
-        newest = (
-            select(func.max(earlier.c.received_at))
-            .where(earlier.c.platform == inbox.c.platform, earlier.c.chat_id == inbox.c.chat_id)
-            .scalar_subquery()
-        )
+        # The marks, not the inbox: /forget deletes inbox rows but leaves the marks.
+        m = catch_up_marks.c
         query = (
-            select(inbox.c.chat_id, inbox.c.message_id)
-            .where(inbox.c.platform == platform, inbox.c.received_at >= aware(since),
-                   inbox.c.received_at == newest)
-            .order_by(inbox.c.chat_id)
-        )  # fmt: skip
+            select(m.chat_id, m.message_id)
+            .where(m.platform == platform, m.seen_at >= aware(since))
+            .order_by(m.chat_id)
+        )
         return [
             MessageKey(platform, chat, message) for chat, message in await self._fetchall(query)
         ]
@@ -374,7 +400,7 @@ class SqlMoodStore:
             ids = [row[0] for row in rows]
             persons = {row[1] for row in rows if row[1] is not None}
             for table in (turns, mood_events, inbox, link_codes, link_attempts, digests,
-                          support_notes):  # fmt: skip
+                          support_notes, checkins):  # fmt: skip
                 result = await conn.execute(delete(table).where(table.c.user_id.in_(ids)))
                 deleted += result.rowcount
             result = await conn.execute(delete(users).where(users.c.id.in_(ids)))
@@ -458,10 +484,10 @@ class SqlMoodStore:
                 },
             )
 
-    async def redeem_link_code(
+    async def offer_link_code(
         self, user: UserKey, code_hash: str, at: datetime, since: datetime, max_failures: int
-    ) -> LinkOutcome:
-        c, a = link_codes.c, link_attempts.c
+    ) -> LinkOffer:
+        c, a, u = link_codes.c, link_attempts.c, users.c
         async with self._transaction() as conn:
             user_id = await self._user_id(conn, user, aware(at))
             failures = (
@@ -470,23 +496,84 @@ class SqlMoodStore:
                 )
             ).scalar_one()
             if failures >= max_failures:
-                return "too_many"
-            issuer = (
-                await conn.execute(select(c.user_id).where(c.code_hash == code_hash))
-            ).scalar_one_or_none()
-            if issuer == user_id:
-                return "own_code"  # not a failure: the code stays good for the other account
-            # Taken in one statement, so two accounts entering one code cannot both win.
-            taken = await conn.execute(
-                update(link_codes)
-                .where(c.code_hash == code_hash, c.used_at.is_(None), c.expires_at > aware(at))
-                .values(used_at=aware(at))
-            )
-            if taken.rowcount != 1:
+                return LinkOffer("too_many")
+            code = (
+                await conn.execute(
+                    select(c.user_id, c.used_at, c.expires_at, u.platform, u.platform_user_id)
+                    .join_from(link_codes, users, u.id == c.user_id)
+                    .where(c.code_hash == code_hash)
+                )
+            ).first()
+            if code is not None and code.user_id == user_id:
+                return LinkOffer("own_code")  # not a failure: the code stays good for the other
+            if code is None or code.used_at is not None or code.expires_at <= aware(at):
                 await conn.execute(link_attempts.insert(), {"user_id": user_id, "at": aware(at)})
-                return "invalid" if issuer is None else "expired"
-            assert issuer is not None
-            return await self._link(conn, int(issuer), user_id, aware(at))
+                return LinkOffer("invalid" if code is None else "expired")
+            problem = await self._link_problem(conn, int(code.user_id), user_id)
+            if problem is not None:
+                return LinkOffer(problem)
+            # Waits for this account's confirmation: of the codes it entered, the last one;
+            # of the accounts that entered this code, the last one.
+            await conn.execute(
+                update(link_codes).where(c.offered_to == user_id).values(offered_to=None)
+            )
+            await conn.execute(
+                update(link_codes).where(c.code_hash == code_hash).values(offered_to=user_id)
+            )
+            return LinkOffer("offered", UserKey(code.platform, code.platform_user_id))
+
+    async def redeem_link_code(
+        self, user: UserKey, at: datetime, code_hash: str | None = None
+    ) -> LinkOutcome:
+        c = link_codes.c
+        waiting: list[ColumnElement[bool]] = [
+            c.offered_to == _user_id_of(user), c.used_at.is_(None), c.expires_at > aware(at)
+        ]  # fmt: skip
+        if code_hash is not None:
+            waiting.append(c.code_hash == code_hash)
+        async with self._transaction() as conn:
+            code = (
+                await conn.execute(
+                    select(c.code_hash, c.user_id, c.offered_to)
+                    .where(*waiting)
+                    .order_by(c.created_at.desc())
+                    .limit(1)
+                )
+            ).first()
+            if code is None:
+                return "not_offered"
+            # Checked again: either account may have been linked meanwhile.
+            problem = await self._link_problem(conn, int(code.user_id), int(code.offered_to))
+            if problem is not None:
+                return problem
+            # Taken in one statement, so that a code is used once.
+            taken = await conn.execute(
+                update(link_codes).where(c.code_hash == code.code_hash, *waiting)
+                .values(used_at=aware(at))
+            )  # fmt: skip
+            if taken.rowcount != 1:
+                return "not_offered"
+            return await self._link(conn, int(code.user_id), int(code.offered_to), aware(at))
+
+    async def _link_problem(
+        self, conn: AsyncConnection, first: int, second: int
+    ) -> LinkOutcome | None:
+        """Why the two accounts cannot be linked, or None: already one person, or the two
+        (with the accounts each is linked to) would hold two accounts of one platform."""
+        u = users.c
+        persons = select(u.person_id).where(u.id.in_([first, second]), u.person_id.is_not(None))
+        rows = (
+            await conn.execute(
+                select(u.id, u.platform, u.person_id).where(
+                    or_(u.id.in_([first, second]), u.person_id.in_(persons))
+                )
+            )
+        ).all()
+        person = {row.id: row.person_id for row in rows}
+        if person.get(first) is not None and person.get(first) == person.get(second):
+            return "already_linked"
+        platforms = [row.platform for row in rows]
+        return "same_platform" if len(set(platforms)) < len(platforms) else None
 
     async def _link(
         self, conn: AsyncConnection, first: int, second: int, at: datetime
@@ -637,6 +724,68 @@ class SqlMoodStore:
             )
             return result.rowcount == 1
 
+    # --- MoodStore: the daily check-in's opt-ins ---------------------------------------------
+
+    async def set_checkin(
+        self, user: UserKey, chat_id: str, at: time, timezone: str, now: datetime, passed: date
+    ) -> None:
+        c = checkins.c
+        row = {"chat_id": chat_id, "at_time": at.strftime("%H:%M"), "timezone": timezone}
+        async with self._transaction() as conn:
+            user_id = await self._user_id(conn, user, aware(now))
+            # A new time keeps the day last claimed: moving today's check-in to later today
+            # does not ask twice.
+            upsert = self._db.insert(checkins).on_conflict_do_update(
+                index_elements=[c.user_id], set_=row
+            )
+            await conn.execute(upsert, {**row, "user_id": user_id, "created_at": aware(now)})
+            await conn.execute(_claim_checkin(user_id, passed))
+
+    async def stop_checkin(self, user: UserKey) -> bool:
+        async with self._transaction() as conn:
+            result = await conn.execute(
+                delete(checkins).where(checkins.c.user_id == _user_id_of(user))
+            )
+            return result.rowcount == 1
+
+    async def checkin_subscriptions(self, platform: str) -> list[CheckinSubscription]:
+        c, u = checkins.c, users.c
+        query = _checkin_query().where(u.platform == platform).order_by(c.created_at, c.user_id)
+        return [_checkin(row) for row in await self._fetchall(query)]
+
+    async def checkins(self, user: UserKey) -> list[CheckinSubscription]:
+        c = checkins.c
+        query = _checkin_query().where(c.user_id.in_(_person_ids(user))).order_by(c.user_id)
+        return [_checkin(row) for row in await self._fetchall(query)]
+
+    async def claim_checkin(self, user: UserKey, day: date) -> bool:
+        async with self._transaction() as conn:
+            # One conditional UPDATE: of several processes looking at the same minute, the
+            # first to commit wins; the others find the day already claimed.
+            result = await conn.execute(_claim_checkin(_user_id_of(user), day))
+            return result.rowcount == 1
+
+    async def add_turns(
+        self,
+        user: UserKey,
+        chat_id: str,
+        turns_: Sequence[Turn],
+        at: datetime,
+        keep_turns: int | None = None,
+        turn_step: int = 1,
+    ) -> None:
+        async with self._transaction() as conn:
+            user_id = await self._user_id(conn, user, aware(at))
+            rows = [
+                {"user_id": user_id, "chat_id": chat_id, "role": t.role, "content": t.content,
+                 "created_at": aware(at)}
+                for t in turns_
+            ]  # fmt: skip
+            if rows:
+                await conn.execute(turns.insert(), rows)
+            if keep_turns is not None:
+                await self._prune_turns(conn, user_id, chat_id, keep_turns, turn_step)
+
     @asynccontextmanager
     async def user_turn(self, user: UserKey) -> AsyncIterator[None]:
         self._check_open()
@@ -647,19 +796,17 @@ class SqlMoodStore:
 
     async def _migrate(self) -> None:
         async with self._transaction(write=False) as conn:
-            version = await self._db.schema_version(conn)
-        check_version(version, self.shown)
-        if version == SCHEMA_VERSION:
+            state = await conn.run_sync(migrations.read_state)
+        migrations.check(state, self.shown)
+        if state.is_current():
             return
-        async with self._transaction() as conn:
-            await self._db.lock_schema(conn)
-            # Read again under the lock: another process may have migrated meanwhile.
-            version = await self._db.schema_version(conn)
-            check_version(version, self.shown)
-            for migration in MIGRATIONS[version:]:
-                for statement in split_statements(migration.script(self._db.name)):
-                    await conn.exec_driver_sql(statement)
-            await self._db.set_schema_version(conn, SCHEMA_VERSION)
+        self._check_open()
+        with self._db.translated():
+            async with self._db.migration() as conn:
+                await self._db.lock_schema(conn)
+                # Reads the version again under the lock: another process may have
+                # migrated meanwhile.
+                await conn.run_sync(migrations.upgrade, self.shown)
 
     async def _user_id(self, conn: AsyncConnection, user: UserKey, at: datetime) -> int:
         """The user's row id, the row inserted if new (inside the caller's transaction)."""
@@ -770,6 +917,32 @@ def _event(row: tuple[Any, ...]) -> MoodEvent:
     platform, user_id, chat_id, label, p_positive, at, excerpt, neutral, message_id, fixed = row
     return MoodEvent(
         platform, user_id, chat_id, label, p_positive, at, excerpt, bool(neutral), message_id, fixed
+    )
+
+
+def _claim_checkin(user_id: int | ScalarSelect[int], day: date) -> Update:
+    """Mark the local `day` claimed unless it, or a later day, was ("YYYY-MM-DD" text sorts
+    as the days do)."""
+    c = checkins.c
+    return (
+        update(checkins)
+        .where(c.user_id == user_id, c.last_day.is_(None) | (c.last_day < day.isoformat()))
+        .values(last_day=day.isoformat())
+    )
+
+
+def _checkin_query() -> Select[Any]:
+    c, u = checkins.c, users.c
+    return select(
+        u.platform, u.platform_user_id, c.chat_id, c.at_time, c.timezone, c.last_day, c.created_at
+    ).join_from(checkins, users, u.id == c.user_id)
+
+
+def _checkin(row: tuple[Any, ...]) -> CheckinSubscription:
+    platform, user_id, chat_id, at, zone, last_day, created_at = row
+    day = date.fromisoformat(last_day) if last_day else None
+    return CheckinSubscription(
+        UserKey(platform, user_id), chat_id, time.fromisoformat(at), zone, day, created_at
     )
 
 

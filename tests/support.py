@@ -53,11 +53,13 @@ async def stored_mood_events(store: MoodStore, user: UserKey, at_least: int = 0)
 
 
 async def link_accounts(store: SqlMoodStore, issuer: UserKey, redeemer: UserKey) -> None:
-    """Link two accounts in the store the way a redeemed /link code does: the adapter tests
-    of /unlink and /forget start from linked accounts without going through /link."""
+    """Link two accounts in the store the way a /link code entered and confirmed does: the
+    adapter tests of /unlink start from linked accounts without going through /link."""
     now = datetime.now(UTC)
     await store.save_link_code(issuer, "test-link-code", now, now + timedelta(minutes=10))
-    outcome = await store.redeem_link_code(redeemer, "test-link-code", now, now, 5)
+    offer = await store.offer_link_code(redeemer, "test-link-code", now, now, 5)
+    assert offer.outcome == "offered", offer
+    outcome = await store.redeem_link_code(redeemer, now, "test-link-code")  # the confirmation
     assert outcome == "linked", outcome
 
 

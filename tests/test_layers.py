@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ("bot", "adapters", "engine", "storage")
 PLATFORM_SDKS = {"telegram", "discord", "aiohttp"}
 MODEL_LIBRARIES = {"torch", "transformers", "llama_cpp", "numpy"}
-SQL = {"sqlite3", "aiosqlite", "sqlalchemy", "asyncpg"}
+SQL = {"sqlite3", "aiosqlite", "sqlalchemy", "asyncpg", "alembic"}
 NOT_SHIPPED = {"benchmarks", "tests"}
 CHAT, MODEL = "engine.chat", "engine.model"
 

@@ -17,6 +17,7 @@ import discord
 from discord.ext import commands
 
 from adapters.discord.chat_cog import NO_MENTIONS, ChatCog
+from adapters.discord.checkin import DiscordCheckins
 from adapters.discord.commands_cog import CommandsCog, CommandTree
 from adapters.discord.config import DiscordConfig
 from adapters.discord.digest import DiscordDigest
@@ -70,6 +71,7 @@ class DiscordAdapter:
         self._online = False  # READY was reached; later gateway failures are logged, not raised
         self.resumer = Resumer(service, "discord", self._resume)
         self.digest: DiscordDigest | None = None  # the weekly digest's task, once online
+        self.checkins: DiscordCheckins | None = None  # the daily check-in's task, once online
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -103,6 +105,8 @@ class DiscordAdapter:
         log.info("connected to Discord as %s (id %s)", user, user and user.id)
         self.digest = DiscordDigest(self.service, self.client)
         self.digest.start()
+        self.checkins = DiscordCheckins(self.service, self.client)
+        self.checkins.start()
 
     def _via(self) -> str:
         return f" through the proxy {self.config.proxy}" if self.config.proxy else ""
@@ -159,6 +163,8 @@ class DiscordAdapter:
         await self.resumer.stop()
         if self.digest is not None:
             self.digest.stop()
+        if self.checkins is not None:
+            self.checkins.stop()
         await self._in_flight.finish(self.config.shutdown_grace_s)
         if self.client is not None and not self.client.is_closed():
             await self.client.close()

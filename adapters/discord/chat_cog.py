@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -29,8 +30,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
-# Messages read per chat on catching up after downtime (ChatCog._catch_up), oldest first.
+# Catching up after downtime (ChatCog._catch_up): per chat, the messages since the bot was
+# last there are read newest first, at most CATCH_UP_READ of them, and of those addressed to
+# the bot the newest CATCH_UP_MAX are answered, oldest first; how many were left is logged.
 CATCH_UP_MAX = 20
+CATCH_UP_READ = 500
 MAX_MESSAGE_CHARS = 2000
 
 # Nothing the bot sends may ping anyone: the text comes from a language model.
@@ -121,7 +125,7 @@ class ChatCog(commands.Cog):
         self._warned_content_intent = False
         self._limits = RenderLimits(MAX_MESSAGE_CHARS, edit_interval_s=self.config.edit_interval_s)
         self._resumed = False
-        self._catching_up: set[asyncio.Task[None]] = set()
+        self._catching_up: dict[str, asyncio.Task[None]] = {}  # by chat id
 
     def _me(self) -> discord.ClientUser | None:
         return self.bot.user
@@ -262,43 +266,59 @@ class ChatCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_ready(self) -> None:
-        """Answer the messages a dead process recorded and never answered, now and every
-        RESUME_INTERVAL_S (adapters/resume.py). READY comes again with every new gateway
-        session; the first is the start-up."""
-        if self._resumed:
-            return
-        self._resumed = True
-        await self.adapter.resumer.sweep(asyncio.create_task)
-        self.adapter.resumer.start(asyncio.create_task)
-        for key in await self.adapter.service.latest_messages(PLATFORM):
-            task = asyncio.create_task(self._catch_up(key))
-            self._catching_up.add(task)
-            task.add_done_callback(self._catching_up.discard)
+        """READY comes with every new gateway session: at start-up, and after every full
+        re-login (a session Discord would not resume; a resumed one gets RESUMED and the
+        events it missed). Messages sent while no session was up are never replayed, so
+        each READY catches up on every recent chat. Answering the messages a dead process
+        recorded and never answered (adapters/resume.py) starts once: it repeats by itself
+        every RESUME_INTERVAL_S."""
+        if not self._resumed:
+            self._resumed = True
+            await self.adapter.resumer.sweep(asyncio.create_task)
+            self.adapter.resumer.start(asyncio.create_task)
+        for mark in await self.adapter.service.latest_messages(PLATFORM):
+            if mark.chat_id in self._catching_up:
+                continue  # a READY soon after another: that chat's catch-up is still running
+            task = asyncio.create_task(self._catch_up(mark))
+            self._catching_up[mark.chat_id] = task
+            task.add_done_callback(functools.partial(self._caught_up, mark.chat_id))
 
-    async def _catch_up(self, latest: MessageKey) -> None:
-        """Answer what was sent in this chat after `latest` while no bot process was
-        connected: Discord does not replay it (Telegram keeps undelivered updates for a day).
-        At most CATCH_UP_MAX messages, oldest first, each as on_message would (the inbox skips
-        one a live process saw), quoted and noted as late."""
+    def _caught_up(self, chat_id: str, _: asyncio.Task[None]) -> None:
+        self._catching_up.pop(chat_id, None)
+
+    async def _catch_up(self, mark: MessageKey) -> None:
+        """Answer what was sent in this chat after `mark` (the newest message recorded there,
+        which /forget does not move back) while no bot session was connected: Discord does
+        not replay it (Telegram keeps undelivered updates for a day). The newest CATCH_UP_MAX
+        messages addressed to the bot, oldest first, each as on_message would (the inbox
+        skips one a live process saw), quoted and noted as late; the older ones are logged."""
         if not self.adapter.track():  # stop() waits for it like for any reply
             return
         try:
-            channel = self.bot.get_channel(int(latest.chat_id)) or await self.bot.fetch_channel(
-                int(latest.chat_id)
+            channel = self.bot.get_channel(int(mark.chat_id)) or await self.bot.fetch_channel(
+                int(mark.chat_id)
             )
             if not isinstance(channel, discord.abc.Messageable):
                 return
-            after = discord.Object(int(latest.message_id))
-            missed = [m async for m in channel.history(after=after, limit=CATCH_UP_MAX,
-                                                       oldest_first=True)]  # fmt: skip
+            after = discord.Object(int(mark.message_id))
+            read = [m async for m in channel.history(after=after, limit=CATCH_UP_READ,
+                                                    oldest_first=False)]  # fmt: skip
         except (discord.HTTPException, ValueError) as error:
-            log.info("could not read Discord channel %s to catch up: %s", latest.chat_id, error)
+            log.info("could not read Discord channel %s to catch up: %s", mark.chat_id, error)
             return
-        for message in missed:
-            if self._answerable(message):
-                quote = message.to_reference(fail_if_not_exists=False)
-                await self._answer_or_log(message, _ChannelSink(message.channel, quote),
-                                          texts.LATE_NOTE)  # fmt: skip
+        missed = [message for message in read if self._answerable(message)]
+        if len(missed) > CATCH_UP_MAX:
+            log.warning("Discord channel %s: %d messages to the bot came while it was offline; "
+                        "answering the latest %d, skipped %d older ones", mark.chat_id,
+                        len(missed), CATCH_UP_MAX, len(missed) - CATCH_UP_MAX)  # fmt: skip
+        if len(read) == CATCH_UP_READ:
+            log.warning("Discord channel %s: read only the latest %d messages since the "
+                        "bot was last there; older ones were not read", mark.chat_id,
+                        len(read))  # fmt: skip
+        for message in reversed(missed[:CATCH_UP_MAX]):
+            quote = message.to_reference(fail_if_not_exists=False)
+            await self._answer_or_log(message, _ChannelSink(message.channel, quote),
+                                      texts.LATE_NOTE)  # fmt: skip
 
     async def resume(self, pending: Unfinished) -> None:
         if not self.adapter.track():

@@ -1,5 +1,5 @@
-"""The slash commands Cog: /mood, /reset, /forget, /digest, /help, /start and the journal's
-/wrong, /link, /unlink and /export, from engine/chat/commands.py.
+"""The slash commands Cog: /mood, /reset, /forget, /digest, /checkin, /help, /start and the
+journal's /wrong, /link, /unlink and /export, from engine/chat/commands.py.
 
 Every answer is ephemeral: it concerns only the caller, and it keeps channels quiet (which is
 also why the channel allow-list does not apply here; the user allow-list does). Discord wants
@@ -32,15 +32,21 @@ CONFIRM_TIMEOUT_S = 120.0
 MAX_CHARS = 2000
 
 # The one Discord-only string (option descriptions are a slash-command concept).
-DAYS_DESCRIPTION = "天数 1–365，默认 7 (days to show, 1–365, default 7)"
-VIEWS = ("why", "week")
+DAYS_DESCRIPTION = "天数 1–365，默认 7，报告默认 30 (days, 1–365; default 7, report 30)"
+VIEWS = ("why", "week", "report")
 VIEW_DESCRIPTION = (
-    "why 为什么是这个判断，week 本周小结 (why: explain the latest label; week: summary)"
+    "why 为什么，week 本周小结，report PDF 报告 (why: the latest label; week: summary; report: PDF)"
 )
 DIGEST_DESCRIPTION = "on 每周收到小结，off 停止 (on: weekly summary by DM; off: stop)"
+CHECKIN_TIME_DESCRIPTION = "每天的时间 时:分，如 21:00；off 停止 (HH:MM, e.g. 21:00; off stops it)"
+CHECKIN_ZONE_DESCRIPTION = "IANA 时区，如 Asia/Shanghai (IANA time zone, e.g. Europe/Berlin)"
 TONE_DESCRIPTION = "正确的情感 (the right label)"
 CODE_DESCRIPTION = (
     "另一个平台给你的关联码；留空则生成一个 (a code from your other platform; empty: get one)"
+)
+LINK_CONFIRM_DESCRIPTION = (
+    "输入关联码并看过说明后，选 True 确认关联 (True: link, after entering the code and reading "
+    "what it means)"
 )
 TONES = [
     app_commands.Choice(name=f"{texts.LABEL_WORD[tone]} ({tone})", value=tone)
@@ -188,9 +194,12 @@ class CommandsCog(commands.Cog):
         days: app_commands.Range[int, 1, 365] | None = None,
         view: str | None = None,
     ) -> None:
-        # `/mood view:why` and `/mood view:week` are the shared `/mood why` and `/mood week`.
-        args = view if view is not None else "" if days is None else str(days)
-        await self._answer(interaction, "mood", args)
+        # `/mood view:why`, `view:week` and `view:report days:90` are the shared `/mood why`,
+        # `/mood week` and `/mood report 90` (the report's PDF comes as an ephemeral file).
+        words = [view] if view is not None else []
+        if days is not None and view in (None, "report"):  # why and week take no days
+            words.append(str(days))
+        await self._answer(interaction, "mood", " ".join(words))
 
     @app_commands.command(name="digest", description=texts.COMMANDS["digest"])
     @app_commands.describe(state=DIGEST_DESCRIPTION)
@@ -199,6 +208,17 @@ class CommandsCog(commands.Cog):
     )
     async def digest(self, interaction: discord.Interaction, state: str) -> None:
         await self._answer(interaction, "digest", state)
+
+    @app_commands.command(name="checkin", description=texts.COMMANDS["checkin"])
+    @app_commands.describe(time=CHECKIN_TIME_DESCRIPTION, timezone=CHECKIN_ZONE_DESCRIPTION)
+    async def checkin(
+        self,
+        interaction: discord.Interaction,
+        time: app_commands.Range[str, 1, 20] | None = None,
+        timezone: app_commands.Range[str, 1, 64] | None = None,
+    ) -> None:
+        # The shared `/checkin HH:MM zone`; no time shows what is set.
+        await self._answer(interaction, "checkin", " ".join(filter(None, (time, timezone))))
 
     @app_commands.command(name="reset", description=texts.COMMANDS["reset"])
     async def reset(self, interaction: discord.Interaction) -> None:
@@ -226,9 +246,12 @@ class CommandsCog(commands.Cog):
         await self._answer(interaction, "wrong", label)
 
     @app_commands.command(name="link", description=texts.COMMANDS["link"])
-    @app_commands.describe(code=CODE_DESCRIPTION)
-    async def link(self, interaction: discord.Interaction, code: str | None = None) -> None:
-        await self._answer(interaction, "link", code or "")
+    @app_commands.describe(code=CODE_DESCRIPTION, confirm=LINK_CONFIRM_DESCRIPTION)
+    async def link(
+        self, interaction: discord.Interaction, code: str | None = None, confirm: bool = False
+    ) -> None:
+        # `/link confirm`, as typed on the other platforms; the code may come with it.
+        await self._answer(interaction, "link", f"{code or ''} confirm" if confirm else code or "")
 
     @app_commands.command(name="unlink", description=texts.COMMANDS["unlink"])
     async def unlink(self, interaction: discord.Interaction) -> None:

@@ -9,7 +9,6 @@ are ephemeral, so the digest goes privately too). A user whose DMs are closed to
 
 from __future__ import annotations
 
-import io
 import logging
 from datetime import datetime
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import discord
 from discord.ext import tasks
 
-from adapters.discord.chat_cog import NO_MENTIONS
+from adapters.discord.scheduled import send_dm
 from engine.chat import digest
 from engine.chat.findings import WeekSummary
 from engine.chat.service import ChatService
@@ -53,15 +52,6 @@ class DiscordDigest:
         """Send this week's digest to every Discord opt-in (the job's body; tests call it)."""
 
         async def send(subscription: DigestSubscription, summary: WeekSummary) -> None:
-            try:
-                channel = await self.client.create_dm(
-                    discord.Object(int(subscription.user.user_id))
-                )
-                files = []
-                if summary.chart_png is not None:
-                    files.append(discord.File(io.BytesIO(summary.chart_png), filename="mood.png"))
-                await channel.send(summary.text[:2000], files=files, allowed_mentions=NO_MENTIONS)
-            except discord.Forbidden as error:  # DMs closed to the bot, or no shared server
-                raise digest.RecipientGone(str(error)) from error
+            await send_dm(self.client, subscription.user, summary.text, summary.chart_png)
 
         return await digest.send_digests(self.service, PLATFORM, send)

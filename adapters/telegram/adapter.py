@@ -48,6 +48,7 @@ from adapters.telegram.chat import (
     from_human,
     leading_command,
 )
+from adapters.telegram.checkin import TelegramCheckins
 from adapters.telegram.config import TelegramConfig
 from adapters.telegram.digest import TelegramDigest
 from adapters.telegram.journal import attach_corrections, send_files
@@ -101,6 +102,7 @@ class TelegramAdapter:
         self._redactor = _TokenRedactor(config.token)
         self._resumer = Resumer(service, PLATFORM, self._resume)
         self.digest = TelegramDigest(service)
+        self.checkins = TelegramCheckins(service)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -126,6 +128,7 @@ class TelegramAdapter:
         app.add_handler(CallbackQueryHandler(self._on_callback))
         app.add_error_handler(self._on_error)
         self.digest.schedule(app.job_queue)  # runs once app.start() has started the JobQueue
+        self.checkins.schedule(app.job_queue)
         try:
             await app.initialize()  # getMe: fails here on a bad token or unreachable API
             await self._set_commands(app.bot)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 
 from telegram import Bot
-from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes, Job, JobQueue
 
-from adapters.telegram.chat import Outbox
+from adapters.telegram.scheduled import send_privately, warn_no_job_queue
 from engine.chat import digest
 from engine.chat.findings import WeekSummary
 from engine.chat.service import ChatService
@@ -38,8 +37,7 @@ class TelegramDigest:
     def schedule(self, jobs: JobQueue | None) -> Job | None:
         """Register the weekly job; None when PTB has no JobQueue (APScheduler is missing)."""
         if jobs is None:
-            log.warning("telegram: no JobQueue (install python-telegram-bot[job-queue]): "
-                        "the weekly digest is not sent")  # fmt: skip
+            warn_no_job_queue("the weekly digest")
             return None
         config = self.service.config
         return jobs.run_daily(
@@ -53,16 +51,6 @@ class TelegramDigest:
         """Send this week's digest to every Telegram opt-in (the job's body; tests call it)."""
 
         async def send(subscription: DigestSubscription, summary: WeekSummary) -> None:
-            outbox = Outbox(bot, int(subscription.chat_id), private=True)
-            try:
-                await outbox.say(summary.text)
-                if summary.chart_png is not None:
-                    await outbox.send_photo(summary.chart_png)
-            except Forbidden as error:  # blocked by the user, or removed from the group
-                raise digest.RecipientGone(str(error)) from error
-            except BadRequest as error:
-                if "chat not found" not in error.message.lower():
-                    raise
-                raise digest.RecipientGone(str(error)) from error
+            await send_privately(bot, subscription.chat_id, summary.text, summary.chart_png)
 
         return await digest.send_digests(self.service, PLATFORM, send)

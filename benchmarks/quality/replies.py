@@ -35,7 +35,7 @@ from benchmarks.common import (
     write_json,
 )
 from benchmarks.messages import messages
-from engine.chat.prompts import detect_language, reply_examples
+from engine.chat.prompts import FIRST_LAYOUT, detect_language, reply_examples
 
 ECHO_JACCARD = 0.5
 ECHO_SUBSTRING = 0.8
@@ -83,7 +83,7 @@ def same_language(reply: str, message: str) -> bool:
 
 
 def copies_example(reply: str, message: str, label: str) -> bool:
-    example = reply_examples(label, message)[1].content  # type: ignore[arg-type]
+    example = reply_examples(label, message, FIRST_LAYOUT)[1].content  # type: ignore[arg-type]
     return bigram_jaccard(reply, example) >= EXAMPLE_JACCARD
 
 

@@ -100,9 +100,14 @@ class ReferenceBot:
 
     @torch.inference_mode()
     def reply(self, text: str, label: Label) -> ReferenceReply:
-        messages = [{"role": "system", "content": prompts.reply_system_prompt(label, text)}]
-        messages += [{"role": t.role, "content": t.content}
-                     for t in prompts.reply_examples(label, text)]  # fmt: skip
+        messages = [
+            {
+                "role": "system",
+                "content": prompts.reply_system_prompt(label, text, prompts.FIRST_LAYOUT),
+            }
+        ]
+        examples = prompts.reply_examples(label, text, prompts.FIRST_LAYOUT)
+        messages += [{"role": t.role, "content": t.content} for t in examples]
         messages.append({"role": "user", "content": text})
         p = self.params
         if p.seed is not None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 from engine.types import MoodReport
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 WIDTH_PX, HEIGHT_PX, DPI = 800, 400, 100
 POSITIVE_COLOR, NEUTRAL_COLOR, NEGATIVE_COLOR = "#4caf50", "#bdbdbd", "#e57373"
@@ -21,11 +25,20 @@ def render_mood_chart(report: MoodReport) -> bytes:
     # so this is safe to call from a worker thread.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    draw_mood_chart(fig.add_subplot(), report)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def draw_mood_chart(ax: Axes, report: MoodReport) -> None:
+    """Draw the chart on `ax`: the PNG above, and the PDF report (engine/chat/report_pdf.py)."""
+    from matplotlib.ticker import MaxNLocator
+
     xs = list(range(len(report.series)))
     positive = [point.positive for point in report.series]
     neutral = [point.neutral for point in report.series]
@@ -75,8 +88,3 @@ def render_mood_chart(report: MoodReport) -> bytes:
             fontsize=14,
             color="grey",
         )
-
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()

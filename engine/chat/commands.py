@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from engine.chat import digest, texts, week, why
+from engine.chat import checkin, digest, report, texts, week, why
 from engine.chat.journal import (
     ExportFile,
     Journal,
@@ -42,7 +42,7 @@ class Caller:
     # slash command ephemerally wherever it is run. Personal data is refused where it is False.
     private: bool = True
     # Whether the chat is the caller's own with the bot (a DM): what the bot sends to it later
-    # (the weekly digest) would otherwise reach everyone in it.
+    # (the weekly digest, the daily check-in) would otherwise reach everyone in it.
     own_chat: bool = True
 
 
@@ -104,6 +104,8 @@ async def _mood(commands: Commands, caller: Caller, args: str, charts: bool) -> 
     if view == "week":
         summary = await week.week(commands.service, caller.user, caller.chat_id, charts=charts)
         return CommandResult(summary.text, summary.chart_png)
+    if view.partition(" ")[0] == "report":  # `/mood report [days]`: a PDF (engine/chat/report.py)
+        return await _report(commands, caller, view.partition(" ")[2])
     try:
         days = parse_days(args)
     except ValueError as error:
@@ -120,6 +122,15 @@ async def _mood(commands: Commands, caller: Caller, args: str, charts: bool) -> 
             # The summary still goes out; a missing picture is not worth failing the command.
             log.exception("the mood chart failed")
     return CommandResult(report.text, png)
+
+
+async def _report(commands: Commands, caller: Caller, raw_days: str) -> CommandResult:
+    try:
+        days = parse_days(raw_days, report.DEFAULT_DAYS)
+    except ValueError:
+        return CommandResult(texts.report_bad_days(raw_days))
+    pdf = await report.mood_report(commands.service, caller.user, caller.chat_id, days)
+    return CommandResult(pdf.caption, files=() if pdf.file is None else (pdf.file,))
 
 
 async def _reset(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
@@ -171,6 +182,13 @@ async def _digest(commands: Commands, caller: Caller, args: str, charts: bool) -
     return CommandResult(on)
 
 
+async def _checkin(commands: Commands, caller: Caller, args: str, charts: bool) -> CommandResult:
+    # engine/chat/checkin.py: the time, the zone, off; refused outside the caller's own chat.
+    return CommandResult(await checkin.command(commands.service, caller.user, caller.chat_id,
+                                               args, private=caller.private,
+                                               own_chat=caller.own_chat))  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -189,6 +207,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("reset", _reset),
     Command("forget", _forget, asks_first=True),
     Command("digest", _digest),
+    Command("checkin", _checkin),
     Command("wrong", _wrong),
     Command("link", _link),
     Command("unlink", _unlink),

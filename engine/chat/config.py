@@ -18,13 +18,9 @@ from engine.types import GenerationParams
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 WEEKDAYS: tuple[str, ...] = get_args(Weekday)
 
-_DEFAULT = GenerationParams()  # the sampling defaults are written once, on the dataclass
-# The bot's defaults for a conversation, measured with benchmarks.quality.dialogue (README
-# "Conversations"): the tone in a note before the message, one example per tone, and the DRY
-# anti-copy penalty. The dataclasses keep the first layout and no DRY, which a single reply (tests,
-# benches of first messages) compares against.
-_LAYOUT = ReplyLayout(tone_at="note", examples="mixed")
-_DRY_MULTIPLIER = 0.8
+# Each default is written once, on its dataclass (measured with benchmarks.quality.dialogue).
+_DEFAULT = GenerationParams()
+_LAYOUT = ReplyLayout()
 
 
 class ChatConfig(ConfigGroup):
@@ -41,7 +37,7 @@ class ChatConfig(ConfigGroup):
     frequency_penalty: float = Field(
         _DEFAULT.frequency_penalty, ge=0.0, le=2.0, alias="FREQUENCY_PENALTY"
     )
-    dry_multiplier: float = Field(_DRY_MULTIPLIER, ge=0.0, le=10.0, alias="DRY_MULTIPLIER")
+    dry_multiplier: float = Field(_DEFAULT.dry_multiplier, ge=0.0, le=10.0, alias="DRY_MULTIPLIER")
     dry_base: float = Field(_DEFAULT.dry_base, ge=1.0, le=4.0, alias="DRY_BASE")
     dry_allowed_length: int = Field(
         _DEFAULT.dry_allowed_length, ge=1, le=20, alias="DRY_ALLOWED_LENGTH"

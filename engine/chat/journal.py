@@ -13,19 +13,24 @@ changes nothing and is told why. The console, which has no buttons or message id
 `/wrong <tone>` on the latest label (available on every platform).
 
 One timeline. `/link` gives a one-time code: 8 characters from an alphabet without look-alikes
-(32^8, about 1.1e12), kept only as its SHA-256, valid for 10 minutes and once. Entered on the
-other platform (`/link CODE`), it makes both accounts one person (users.person_id), and every
-mood query, /forget and /export then covers all of that person's accounts. A user gets
+(32^8, about 1.1e12), kept only as its SHA-256, valid for 10 minutes and once. Entered on
+another platform (`/link CODE`), it links nothing yet: the answer names the code's account and
+says what linking means (one mood history, /export of either shows both, /forget on either
+wipes both, /unlink separates), and only `/link confirm` from that account, before the code
+expires, makes both accounts one person (users.person_id): every mood query, /forget and
+/export then covers all of that person's accounts. Someone talked into entering another's
+code is told what it would do before anything happens. A code from the same platform is
+refused, and so is any link that would join two accounts of one platform. A user gets
 MAX_LINK_FAILURES wrong, expired or used codes per LINK_TTL; then further attempts are
 refused until the window has passed. Whoever enters a code sees the issuer's history, so
-/link works in private chats only. `/unlink` takes the caller's account out again (each
-keeps its own rows). /forget on any account deletes them all, after waiting for each one's
-message in progress (ChatService.forget).
+/link works in private chats only. Each account keeps its own rows (the link only groups
+them), so `/unlink` takes the caller's account out again as it was. /forget on any account
+deletes them all, after waiting for each one's message in progress (ChatService.forget).
 
 Export. CSV (one row per mood event, with the correction beside the label) and JSON (the
-same events, plus the conversation turns kept for context and the support notes shown, with
-their trigger: engine/chat/safety.py) as bytes; adapters send them as documents privately, and the
-console writes them to files.
+same events, plus the conversation turns kept for context, the support notes shown, with
+their trigger: engine/chat/safety.py, and the daily check-in asked for) as bytes; adapters
+send them as documents privately, and the console writes them to files.
 """
 
 from __future__ import annotations
@@ -43,12 +48,22 @@ from typing import cast
 from engine.chat import texts
 from engine.chat.service import ChatService
 from engine.ports import JournalStore
-from engine.types import Correction, MoodEvent, StoredTurn, SupportNote, Tone, UserKey
+from engine.types import (
+    CheckinSubscription,
+    Correction,
+    LinkOutcome,
+    MoodEvent,
+    StoredTurn,
+    SupportNote,
+    Tone,
+    UserKey,
+)
 
 LINK_TTL = timedelta(minutes=10)
 MAX_LINK_FAILURES = 5  # per user per LINK_TTL: guessing a code stays hopeless
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 CODE_LENGTH = 8
+CONFIRM_WORDS = ("confirm", "确认")  # `/link confirm`; no code can be one (no O or I)
 FIX_PREFIX = "mood:fix:"
 _FIX_DATA = re.compile(r"^mood:fix:([\w-]{1,40}):(positive|negative|neutral)$")
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -82,6 +97,21 @@ def parse_fix_data(data: str) -> tuple[str, Tone] | None:
     if match is None:
         return None
     return match.group(1), cast(Tone, match.group(2))
+
+
+def _account(user: UserKey) -> str:
+    return f"{user.platform} {user.user_id}"
+
+
+_LINK_REFUSED: dict[LinkOutcome, str] = {
+    "already_linked": texts.LINK_ALREADY,
+    "same_platform": texts.LINK_SAME_PLATFORM,
+    "own_code": texts.LINK_OWN_CODE,
+    "invalid": texts.LINK_INVALID,
+    "expired": texts.LINK_EXPIRED,
+    "too_many": texts.LINK_TOO_MANY,
+    "not_offered": texts.LINK_NOTHING_TO_CONFIRM,
+}
 
 
 def hash_code(code: str) -> str:
@@ -135,23 +165,32 @@ class Journal:
     # --- one timeline -----------------------------------------------------------------------
 
     async def link(self, user: UserKey, args: str) -> str:
-        code = args.strip()
+        """`/link`: a new code; `/link CODE`: what linking with the code's issuer means, asked
+        to confirm; `/link confirm` (or `/link CODE confirm`): link."""
+        words = args.split()
+        confirmed = bool(words) and words[-1].lower() in CONFIRM_WORDS
+        code = "".join(words[:-1] if confirmed else words)
+        if confirmed:
+            return await self._confirm(user, code)
         if not code:
             return await self._new_code(user)
         now = self._now()
-        outcome = await self.store.redeem_link_code(
+        offer = await self.store.offer_link_code(
             user, hash_code(code), now, now - LINK_TTL, MAX_LINK_FAILURES
+        )
+        if offer.outcome == "offered" and offer.issuer is not None:
+            minutes = int(LINK_TTL.total_seconds() // 60)
+            return texts.link_confirm_ask(_account(offer.issuer), minutes)
+        return _LINK_REFUSED[offer.outcome]
+
+    async def _confirm(self, user: UserKey, code: str) -> str:
+        outcome = await self.store.redeem_link_code(
+            user, self._now(), hash_code(code) if code else None
         )
         if outcome == "linked":
             others = await self.store.linked_accounts(user)
-            return texts.linked_text([f"{o.platform} {o.user_id}" for o in others])
-        return {
-            "already_linked": texts.LINK_ALREADY,
-            "own_code": texts.LINK_OWN_CODE,
-            "invalid": texts.LINK_INVALID,
-            "expired": texts.LINK_EXPIRED,
-            "too_many": texts.LINK_TOO_MANY,
-        }[outcome]
+            return texts.linked_text([_account(other) for other in others])
+        return _LINK_REFUSED[outcome]
 
     async def _new_code(self, user: UserKey) -> str:
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
@@ -171,8 +210,9 @@ class Journal:
         events = await self.service.store.mood_events(user, EPOCH)
         turns = await self.store.export_turns(user)
         notes = await self.service.store.support_notes(user, EPOCH)
+        checkins = await self.service.store.checkins(user)
         stamp = self._now().strftime("%Y%m%d-%H%M%S")
-        journal = journal_json(events, turns, notes)
+        journal = journal_json(events, turns, notes, checkins)
         files = (
             ExportFile(f"mood-{stamp}.csv", events_csv(events), "text/csv"),
             ExportFile(f"journal-{stamp}.json", journal, "application/json"),
@@ -209,7 +249,10 @@ def events_csv(events: list[MoodEvent]) -> bytes:
 
 
 def journal_json(
-    events: list[MoodEvent], turns: list[StoredTurn], notes: list[SupportNote] | None = None
+    events: list[MoodEvent],
+    turns: list[StoredTurn],
+    notes: list[SupportNote] | None = None,
+    checkins: list[CheckinSubscription] | None = None,
 ) -> bytes:
     document = {
         "mood_events": [_event_row(event) for event in events],
@@ -233,6 +276,19 @@ def journal_json(
                 "trigger": note.trigger,
             }
             for note in notes or ()
+        ],
+        # The daily check-in asked for (/checkin), and the last local day it was claimed.
+        "checkins": [
+            {
+                "platform": checkin.user.platform,
+                "user_id": checkin.user.user_id,
+                "chat_id": checkin.chat_id,
+                "time": checkin.at.strftime("%H:%M"),
+                "timezone": checkin.timezone,
+                "since": checkin.created_at.isoformat() if checkin.created_at else None,
+                "last_day": checkin.last_day.isoformat() if checkin.last_day else None,
+            }
+            for checkin in checkins or ()
         ],
     }
     return json.dumps(document, ensure_ascii=False, indent=2).encode()

@@ -112,8 +112,15 @@ BRACKETS: dict[Language, tuple[str, str]] = {"zh": ("（", "）"), "en": ("(", "
 
 @dataclass(frozen=True)
 class ReplyLayout:
-    tone_at: ToneAt = "system"
-    examples: ExampleSet = "label"
+    """Where the tone goes and which examples the prompt shows. The defaults are the bot's,
+    measured with benchmarks.quality.dialogue (docs/conversations.md)."""
+
+    tone_at: ToneAt = "note"
+    examples: ExampleSet = "mixed"
+
+
+# The original design's layout, which single-reply benchmarks still compare against.
+FIRST_LAYOUT = ReplyLayout(tone_at="system", examples="label")
 
 
 def reply_system_prompt(tone: Tone, user_text: str, layout: ReplyLayout = ReplyLayout()) -> str:

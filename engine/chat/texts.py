@@ -82,10 +82,11 @@ def privacy_text(turns_kept: int) -> str:
 COMMANDS: dict[str, str] = {
     "start": "介绍与隐私说明 (intro and what is stored)",
     "help": "查看帮助 (show help)",
-    "mood": "心情记录：/mood 30、/mood why 为什么、/mood week 本周小结 (mood history, why, week)",
+    "mood": "心情：/mood 30、/mood why、/mood week、/mood report 90 报告 (history, why, week, PDF)",
     "reset": "清除对话记忆 (clear conversation memory)",
     "forget": "删除关于你的所有数据 (delete all your data)",
     "digest": "每周心情小结：/digest on 或 off (weekly summary on/off)",
+    "checkin": "每日问候：/checkin 21:00 [时区] 或 off (a daily check-in at your time, or off)",
 }
 
 
@@ -95,9 +96,18 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
+# What /start offers besides chatting (the check-in is opt-in, so it is offered, never assumed).
+CHECKIN_INVITE = (
+    "想让我每天问问你过得怎么样？发送 /checkin 21:00（可加时区，如 Asia/Shanghai），"
+    "/checkin off 关闭。 (Want me to ask how your day went, every day? Send /checkin 21:00, "
+    "a time zone may follow, e.g. Europe/Berlin; /checkin off stops it.)"
+)
+
+
 def start_text(turns_kept: int) -> str:
     privacy = privacy_text(turns_kept)
-    return f"{INTRO}\n\n{privacy}\n\n发送 /help 查看命令。 (Send /help for commands.)"
+    more = "发送 /help 查看命令。 (Send /help for commands.)"
+    return f"{INTRO}\n\n{privacy}\n\n{CHECKIN_INVITE}\n\n{more}"
 
 
 RESET_DONE = (
@@ -460,6 +470,172 @@ def week_text(title: str, summary: str, report: MoodReport) -> str:
     return f"{title}\n\n{summary}\n\n{counts}"
 
 
+# --- /mood report: the PDF (engine/chat/report.py, report_pdf.py) -------------------------------
+
+REPORT_WORDS: dict[Language, dict[str, str]] = {
+    "zh": {
+        "title": "心情报告",
+        "chart": "每日心情",
+        "weeks": "每周统计",
+        "sentences": "每周小结",
+        "days": "每日统计",
+        "week": "周",
+        "day": "日期",
+        "messages": "消息",
+        "positive": "正面",
+        "neutral": "中性",
+        "negative": "负面",
+        "mood": "心情分",
+        "corrected": "更正",
+        "empty_days": "没有消息的日子不列出。",
+        "template": "每周小结由统计数字按模板写成（不经过模型）。",
+    },
+    "en": {
+        "title": "Mood report",
+        "chart": "Daily mood",
+        "weeks": "Weekly counts",
+        "sentences": "Weekly summaries",
+        "days": "Daily counts",
+        "week": "Week",
+        "day": "Day",
+        "messages": "Messages",
+        "positive": "Positive",
+        "neutral": "Neutral",
+        "negative": "Negative",
+        "mood": "Mood",
+        "corrected": "Corrected",
+        "empty_days": "Days without messages are not listed.",
+        "template": "Weekly summaries are templated from the counts, not written by the model.",
+    },
+}
+REPORT_FAILED = (
+    "抱歉，这次没能生成报告，请稍后再试。 (Sorry, the report could not be made — try again later.)"
+)
+REPORT_NO_CJK_FONT = (
+    "（这台服务器没有中文字体，报告用英文写成。）"
+    " (This server has no Chinese font, so the report is in English.)"
+)
+
+
+def report_bad_days(raw: str) -> str:
+    shown = raw if len(raw) <= 20 else raw[:20] + "…"
+    return (
+        "天数需要是 1 到 365 之间的整数，例如 /mood report 90。"
+        f" (Days must be 1–365, e.g. /mood report 90; got {shown!r}.)"
+    )
+
+
+def report_empty(days: int) -> str:
+    return (
+        f"最近 {days} 天还没有心情记录，没有可以生成的报告。和我聊聊吧。"
+        f" (No mood entries in the last {days} days, so there is no report yet.)"
+    )
+
+
+def report_caption(days: int, total: int) -> str:
+    return (
+        f"📄 你最近 {days} 天的心情报告（{total} 条消息）。"
+        f" (Your mood report for the last {days} days: {total} messages.)"
+    )
+
+
+def report_period(first: date, last: date, days: int, zone: str, language: Language) -> str:
+    if language == "zh":
+        return f"{first} 至 {last}（{days} 天，时区 {zone}）"
+    return f"{first} to {last} ({days} days, time zone {zone})"
+
+
+def report_totals(report: MoodReport, language: Language) -> str:
+    """The period's counts and shares (whole percentages adding up to 100), and its mood."""
+    zh = language == "zh"
+    counts: list[tuple[Tone, int]] = [("positive", report.positive),
+                                       ("neutral", report.neutral),
+                                       ("negative", report.negative)]  # fmt: skip
+    shares = _percentages([count for _, count in counts])
+    words = REPORT_WORDS[language]
+    parts = [f"{words[tone]} {count} ({share}%)"
+             for (tone, count), share in zip(counts, shares, strict=True)]  # fmt: skip
+    if zh:
+        return f"共 {report.total} 条消息：" + "，".join(parts) + f"；{_share_words(report, zh)}"
+    noun = "message" if report.total == 1 else "messages"
+    return f"{report.total} {noun}: " + ", ".join(parts) + f"; {_share_words(report, zh)}"
+
+
+def report_trend(report: MoodReport, language: Language) -> str:
+    zh, days = language == "zh", report.days
+    if report.trend is None:
+        return (
+            f"前 {days} 天没有记录，无法比较。" if zh else f"No entries in the {days} days before."
+        )
+    points = round(report.trend * 100)
+    if zh:
+        way = f"上升 {points}" if points > 0 else f"下降 {-points}" if points else "持平"
+        return f"和前 {days} 天相比：{way}" + (" 个百分点。" if points else "。")
+    way = (
+        f"up {_points(points)}" if points > 0 else f"down {_points(-points)}" if points else "level"
+    )
+    return f"Compared with the {days} days before: {way}."
+
+
+def _points(n: int) -> str:
+    return "1 point" if n == 1 else f"{n} points"
+
+
+def report_corrections(
+    corrected: int, total: int, changes: list[tuple[Tone, Tone, int]], language: Language
+) -> list[str]:
+    """The share of labels the user corrected, then each kind of correction made."""
+    share = f"{corrected * 100 / total:.1f}%" if total else "0.0%"
+    if language == "zh":
+        lines = [f"你更正了 {corrected} / {total} 条标签（{share}）。"]
+        lines += [
+            f"  {LABEL_WORD[shown]} → {LABEL_WORD[tone]}：{n} 条" for shown, tone, n in changes
+        ]
+        return lines
+    lines = [f"You corrected {corrected} / {total} labels ({share})."]
+    lines += [f"  {shown} → {tone}: {n}" for shown, tone, n in changes]
+    return lines
+
+
+def report_week_sentence(facts: WeekFacts, first: date, last: date) -> str:
+    """One week of the report in a sentence, from its counts (/mood week's opening, for a
+    week that is named by its dates rather than "the last 7 days")."""
+    report, zh = facts.report, facts.language == "zh"
+    days = report.days
+    span = f"{first:%m-%d} – {last:%m-%d}"
+    if report.total == 0:
+        return f"{span}：没有消息。" if zh else f"{span}: no messages."
+    counts = [(report.positive, "正面", "positive"), (report.negative, "负面", "negative"),
+              (report.neutral, "中性", "neutral")]  # fmt: skip
+    trend = None if report.trend is None else round(report.trend * 100)
+    if zh:
+        parts = "、".join(f"{n} 条{word}" for n, word, _ in counts if n)
+        text = f"{span}：{report.total} 条消息（{parts}），{_share_words(report, zh)}"
+        if trend is not None:
+            way = f"上升 {trend} 个百分点" if trend > 0 else f"下降 {-trend} 个百分点"
+            text += f"，比前 {days} 天{way}" if trend else f"，和前 {days} 天持平"
+        if facts.best is not None:
+            text += f"；最好的是{_day(facts.best.day, 'zh')}"
+            if facts.worst is not None:
+                text += f"，最难的是{_day(facts.worst.day, 'zh')}"
+        return text + "。"
+    parts = ", ".join(f"{n} {word}" for n, _, word in counts if n)
+    noun = "message" if report.total == 1 else "messages"
+    text = f"{span}: {report.total} {noun} ({parts}), {_share_words(report, zh)}"
+    if trend is not None:
+        way = f"up {trend} points" if trend > 0 else f"down {-trend} points"
+        text += (
+            f", {way} on the {days} days before"
+            if trend
+            else f", level with the {days} days before"
+        )
+    if facts.best is not None:
+        text += f"; best day {_day(facts.best.day, 'en')}"
+        if facts.worst is not None:
+            text += f", hardest {_day(facts.worst.day, 'en')}"
+    return text + "."
+
+
 # --- /digest ----------------------------------------------------------------------------------
 
 DIGEST_USAGE = (
@@ -479,6 +655,83 @@ def digest_on(day: int, at: time, zone: str, changed: bool) -> str:
         f"{first}：{when_zh}我会把本周心情小结发到这里。/digest off 可关闭。 "
         f"({first_en}: {when_en} you'll get the week's summary here. /digest off stops it.)"
     )
+
+
+# --- /checkin (engine/chat/checkin.py) ---------------------------------------------------------
+
+CHECKIN_USAGE = (
+    "用法：/checkin 21:00 每天这个时间问问你今天过得怎么样，可加时区如 /checkin 21:00 "
+    "Asia/Shanghai；/checkin off 停止。 (Usage: /checkin 21:00 and I'll ask how your day went "
+    "at that time every day; add a time zone, e.g. /checkin 21:00 Europe/Berlin; /checkin off "
+    "stops it.)"
+)
+CHECKIN_OFF = "好的，不再每天问候。 (Daily check-in off.)"
+CHECKIN_WAS_OFF = "每日问候本来就是关闭的。 (The daily check-in was already off.)"
+CHECKIN_PRIVATE_ONLY = (
+    "每日问候只发到和我的私聊里，请私聊我发送 /checkin。 "
+    "(The daily check-in comes to a private chat only — message me directly and send /checkin.)"
+)
+
+
+def _shown(raw: str) -> str:
+    return raw if len(raw) <= 20 else raw[:20] + "…"
+
+
+def checkin_bad_time(raw: str) -> str:
+    return (
+        "时间请写成 24 小时制的 时:分，例如 /checkin 21:00。 "
+        f"(Write the time as HH:MM, 24-hour, e.g. /checkin 21:00; got {_shown(raw)!r}.)"
+    )
+
+
+def checkin_bad_zone(raw: str) -> str:
+    return (
+        "我不认识这个时区，请用 IANA 名称，例如 Asia/Shanghai 或 Europe/Berlin。 "
+        f"(Unknown time zone {_shown(raw)!r}: use an IANA name such as Asia/Shanghai or "
+        "Europe/Berlin.)"
+    )
+
+
+def checkin_on(at: time, zone: str, starts_today: bool) -> str:
+    start_zh, start_en = ("今天", "today") if starts_today else ("明天", "tomorrow")
+    return (
+        f"好的：从{start_zh}起，每天 {at:%H:%M}（{zone}）我会问问你今天过得怎么样；"
+        "那天你已经来聊过的话就不打扰。/checkin off 可关闭。 "
+        f"(Check-in on: from {start_en}, every day at {at:%H:%M} ({zone}) I'll ask how your day "
+        "went, unless you've already written that day. /checkin off stops it.)"
+    )
+
+
+def checkin_status(at: time, zone: str) -> str:
+    return (
+        f"每日问候：每天 {at:%H:%M}（{zone}）。换时间发送 /checkin 时:分，/checkin off 关闭。 "
+        f"(Daily check-in: every day at {at:%H:%M} ({zone}). /checkin HH:MM changes it, "
+        "/checkin off stops it.)"
+    )
+
+
+# The day's question, one language at a time (the user's): short, warm, open, and never
+# about the days they did not write. engine/chat/checkin.py takes them in turn.
+CHECKIN_QUESTIONS: dict[Language, tuple[str, ...]] = {
+    "zh": (
+        "嗨，今天过得怎么样？",
+        "来打个招呼 🌱 今天感觉如何？",
+        "今天有什么让你印象深刻的瞬间吗？",
+        "今天心情怎么样？想说多少都可以。",
+        "今天过得还好吗？我在这儿听你说。",
+        "今天有什么想和我聊聊的吗？",
+        "今天的你，过得怎么样呀？",
+    ),
+    "en": (
+        "Hi! How did today go for you?",
+        "Checking in 🌱 How are you feeling today?",
+        "What's one moment from today that stayed with you?",
+        "How was your day? Say as much or as little as you like.",
+        "How are things today? I'm here to listen.",
+        "Anything from today you'd like to talk about?",
+        "How has today been treating you?",
+    ),
+}
 
 
 # --- the journal: corrections, linked accounts, export (engine/chat/journal.py) -------------------
@@ -544,17 +797,34 @@ def wrong_usage(latest: Tone | None) -> str:
 def link_code_text(code: str, minutes: int) -> str:
     return (
         f"你的关联码: {code}\n在另一个平台上对我发送 /link {code}"
-        f"（{minutes} 分钟内有效，只能用一次），两个账号就会共享同一份心情记录。\n"
+        f"（{minutes} 分钟内有效，只能用一次），确认后两个账号就会共享同一份心情记录。\n"
         f"Your link code: {code}. Send /link {code} to me on your other platform within "
-        f"{minutes} minutes (single use); the two accounts then share one mood history."
+        f"{minutes} minutes (single use); once confirmed there, the two accounts share one "
+        "mood history."
+    )
+
+
+def link_confirm_ask(account: str, minutes: int) -> str:
+    """The answer to a good code: what linking means, before anything is linked."""
+    return (
+        f"这个关联码属于 {account}。关联后：两个账号共用一份心情记录；在任一账号上 /export "
+        "都会导出两个账号的记录和对话；在任一账号上 /forget 会删除两个账号的全部数据；"
+        f"/unlink 可以再把它们分开。只有两个账号都是你自己的，才在 {minutes} 分钟内发送 "
+        "/link confirm 确认（Discord 上：/link 并选 confirm: True）；不确认就什么都不会改变。\n"
+        f"This code belongs to {account}. Linking means: both accounts share one mood "
+        "history; /export on either shows both accounts' entries and conversations; /forget "
+        "on either deletes both accounts' data; /unlink separates them again. Only if both "
+        f"accounts are yours, send /link confirm within {minutes} minutes to link them (on "
+        "Discord: /link with confirm: True); otherwise nothing changes."
     )
 
 
 def linked_text(others: list[str]) -> str:
     names = ", ".join(others)
     return (
-        f"已关联：{names}。/mood 和 /export 现在包含这些账号的记录，/unlink 可取消。"
-        f" (Linked with {names}: /mood and /export now cover them; /unlink separates.)"
+        f"已关联：{names}。/mood 和 /export 现在包含这些账号的记录，任一账号上的 /forget "
+        f"会删除全部，/unlink 可取消。 (Linked with {names}: /mood and /export now cover "
+        "them, /forget on any of them deletes all; /unlink separates.)"
     )
 
 
@@ -572,6 +842,18 @@ LINK_OWN_CODE = (
     "(That code is this account's own; enter it on the other platform.)"
 )
 LINK_ALREADY = "这两个账号已经关联了。 (These accounts are already linked.)"
+LINK_SAME_PLATFORM = (
+    "关联只能连接不同平台上的账号（每个平台一个）：这个关联码来自同一平台的账号，"
+    "或关联后会有两个同一平台的账号。什么都没有改变。 "
+    "(Linking joins accounts on different platforms only, one per platform: this code comes "
+    "from an account on the same platform, or linking would join two accounts of one "
+    "platform. Nothing changed.)"
+)
+LINK_NOTHING_TO_CONFIRM = (
+    "没有待确认的关联：请先发送另一个平台给你的关联码 (/link 关联码)，看完说明再确认。 "
+    "(Nothing to confirm: first send the code from your other platform (/link CODE), read "
+    "what linking means, then confirm.)"
+)
 LINK_TOO_MANY = "尝试次数太多，请 10 分钟后再试。 (Too many attempts; try again in 10 minutes.)"
 UNLINK_DONE = (
     "已取消关联：这个账号的心情记录与其他账号分开了。 "

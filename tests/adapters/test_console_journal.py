@@ -1,6 +1,6 @@
 """The journal in the console: /wrong corrects the latest label (there are no buttons),
-/export writes the CSV and JSON to files and names them, /link gives a code, /unlink
-separates linked accounts."""
+/export writes the CSV and JSON to files and names them, /link gives a code, a code from
+another platform links only after `/link confirm`, and /unlink separates linked accounts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 from engine.chat import texts
-from engine.types import UserKey
+from engine.chat.commands import Caller, Commands
+from engine.types import IncomingMessage, UserKey
 from tests.adapters.test_console import ME, run_console, run_jsonl
 from tests.conftest import ScriptedEngine
 from tests.support import link_accounts
@@ -73,3 +74,24 @@ async def test_unlink_separates_the_linked_accounts(scripted_engine: ScriptedEng
     ]
     assert await store.linked_accounts(ME) == []
     assert await store.linked_accounts(elsewhere) == []
+
+
+async def test_a_telegram_code_asks_first_and_links_on_link_confirm(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    telegram = UserKey("telegram", "42")
+    async for _ in scripted_engine.service.handle(
+        IncomingMessage("telegram", "42", "42", "I am so happy today", "1")
+    ):
+        pass
+    issued = await Commands(scripted_engine.service).run("link", Caller(telegram, "42"))
+    code = issued.text.split("/link ", 1)[1].split()[0][:8]
+    lines = ["everything went wrong", f"/link {code}", "/mood", "/link confirm", "/mood"]
+    output, _ = await run_console(scripted_engine, lines)
+    _, asked, mood_before, linked, mood_after = [json.loads(line) for line in output.splitlines()]
+    assert asked["text"] == texts.link_confirm_ask("telegram 42", 10)
+    assert "正面 0" in mood_before["text"]  # only the console's own, until confirmed
+    assert linked["text"] == texts.linked_text(["telegram 42"])
+    assert "正面 1" in mood_after["text"]
+    assert "负面 1" in mood_after["text"]
+    assert await scripted_engine.store.linked_accounts(ME) == [telegram]

@@ -407,7 +407,7 @@ async def test_commands_are_synced_on_start(
 ) -> None:
     await make_adapter(command_guild_id=GUILD)
     names = {"mood", "reset", "forget", "help", "start", "wrong", "link", "unlink", "export",
-             "digest"}  # fmt: skip
+             "digest", "checkin"}  # fmt: skip
     assert {c["name"] for c in fake.commands[GUILD]} == names
     days = fake.commands[GUILD][0]["options"][0]
     assert (days["name"], days["min_value"], days["max_value"]) == ("days", 1, 365)

@@ -68,7 +68,7 @@ async def test_the_new_commands_are_published_with_their_choices(
 ) -> None:
     published = {c["name"]: c for c in fake.commands[None]}
     view = next(o for o in published["mood"]["options"] if o["name"] == "view")
-    assert [c["value"] for c in view["choices"]] == ["why", "week"]
+    assert [c["value"] for c in view["choices"]] == ["why", "week", "report"]
     state = published["digest"]["options"][0]
     assert [c["value"] for c in state["choices"]] == ["on", "off"]
     assert published["digest"]["description"] == texts.COMMANDS["digest"]

@@ -19,6 +19,8 @@ from tests.adapters import test_discord
 from tests.adapters.test_discord import (
     ALICE,
     ALICE_ID,
+    BOB,
+    BOB_ID,
     DM_OF,
     EDIT_ORIGINAL,
     dm,
@@ -29,7 +31,7 @@ from tests.adapters.test_discord import (
 )
 from tests.adapters.test_telegram import wait_text
 from tests.conftest import ScriptedEngine
-from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.discord_api import JSON, FakeDiscord
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI
 
 TG_USER = 111
@@ -64,9 +66,11 @@ async def both(
             await telegram.stop()
 
 
-async def discord_command(fake: FakeDiscord, name: str, **options: Any) -> str:
-    given = [{"name": k, "type": 3, "value": v} for k, v in options.items()]
-    interaction = slash(fake, ALICE, name, given)
+async def discord_command(fake: FakeDiscord, name: str, user: JSON = ALICE, **options: Any) -> str:
+    # Option types: 5 a boolean, 3 a string.
+    given = [{"name": k, "type": 5 if isinstance(v, bool) else 3, "value": v}
+             for k, v in options.items()]  # fmt: skip
+    interaction = slash(fake, user, name, given)
     await fake.dispatch("INTERACTION_CREATE", interaction)
     answer = await wait_for_call(fake, EDIT_ORIGINAL, interaction["token"])
     return str(answer.json["content"])
@@ -96,7 +100,12 @@ async def test_link_on_telegram_enter_on_discord_one_history_unlink_forget_both(
     code = match.group(1)
 
     assert await discord_command(fake, "link", code="WRONG234") == texts.LINK_INVALID
-    linked = await discord_command(fake, "link", code=code)
+    # Entering the code links nothing yet: it says what linking means and asks to confirm.
+    asked = await discord_command(fake, "link", code=code)
+    assert asked == texts.link_confirm_ask(f"telegram {TG_USER}", 10)
+    assert await scripted_engine.store.linked_accounts(DC) == []
+    assert (await scripted_engine.service.mood(DC, 7)).total == 1
+    linked = await discord_command(fake, "link", confirm=True)
     assert linked == texts.linked_text([f"telegram {TG_USER}"])
     for user in (TG, DC):
         report = await scripted_engine.service.mood(user, 7)
@@ -112,7 +121,8 @@ async def test_link_on_telegram_enter_on_discord_one_history_unlink_forget_both(
     assert (await scripted_engine.service.mood(DC, 7)).total == 1
 
     code = CODE.findall(await telegram_command(api, "/link", "/link "))[0]
-    assert (await discord_command(fake, "link", code=code)).startswith("已关联")
+    assert (await discord_command(fake, "link", code=code)).startswith("这个关联码属于")
+    assert (await discord_command(fake, "link", code=code, confirm=True)).startswith("已关联")
     await telegram_command(api, "/forget", texts.FORGET_ASK_LINKED)
     prompt = api.bot_messages(TG_USER)[-1]
     yes = prompt["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
@@ -120,3 +130,44 @@ async def test_link_on_telegram_enter_on_discord_one_history_unlink_forget_both(
     await wait_text(api, TG_USER, "已删除")
     for user in (TG, DC):
         assert (await scripted_engine.service.mood(user, 7)).total == 0
+
+
+async def test_a_code_entered_on_telegram_asks_first_then_links_on_link_confirm(
+    both: tuple[FakeTelegramAPI, FakeDiscord], scripted_engine: ScriptedEngine
+) -> None:
+    api, fake = both
+    await fake.dispatch("MESSAGE_CREATE", dm(fake, ALICE, "everything went wrong"))
+    await wait_for_message(fake, DM_OF[ALICE_ID], expected_reply("everything went wrong"))
+    code = CODE.findall(await discord_command(fake, "link"))[0]
+
+    asked = await telegram_command(api, f"/link {code}", "/link confirm")
+    assert asked == texts.link_confirm_ask(f"discord {ALICE_ID}", 10)
+    assert await scripted_engine.store.linked_accounts(TG) == []
+    assert (await scripted_engine.service.mood(TG, 7)).total == 0
+    linked = await telegram_command(api, "/link confirm", "已关联")
+    assert linked == texts.linked_text([f"discord {ALICE_ID}"])
+    assert await scripted_engine.store.linked_accounts(TG) == [DC]
+    assert (await scripted_engine.service.mood(TG, 7)).total == 1
+
+
+async def test_a_code_from_the_same_platform_is_refused_on_both(
+    both: tuple[FakeTelegramAPI, FakeDiscord], scripted_engine: ScriptedEngine
+) -> None:
+    api, fake = both
+    # Bob's secret on Discord, and his code: Alice must not get his history by entering it.
+    await fake.dispatch("MESSAGE_CREATE", dm(fake, BOB, "my private worry"))
+    await wait_for_message(fake, DM_OF[BOB_ID], expected_reply("my private worry"))
+    code = CODE.findall(await discord_command(fake, "link", user=BOB))[0]
+    assert await discord_command(fake, "link", code=code) == texts.LINK_SAME_PLATFORM
+    refused = await discord_command(fake, "link", code=code, confirm=True)
+    assert refused == texts.LINK_NOTHING_TO_CONFIRM
+    assert await scripted_engine.store.linked_accounts(DC) == []
+    assert (await scripted_engine.service.mood(DC, 7)).total == 0
+
+    other_tg = TG_USER + 1
+    before = len(api.bot_texts(other_tg))
+    api.private_text(other_tg, "/link")
+    await api.wait_for(lambda: len(api.bot_texts(other_tg)) > before)
+    code = CODE.findall(api.bot_texts(other_tg)[before])[0]
+    assert await telegram_command(api, f"/link {code}", "") == texts.LINK_SAME_PLATFORM
+    assert await scripted_engine.store.linked_accounts(TG) == []

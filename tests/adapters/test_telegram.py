@@ -443,6 +443,7 @@ async def test_commands_are_registered(
         "reset": texts.RESET_DONE,
         "forget": texts.FORGET_ASK,
         "digest": texts.DIGEST_USAGE,
+        "checkin": texts.CHECKIN_USAGE,
         "wrong": texts.wrong_usage(None),
         "unlink": texts.UNLINK_NONE,
         "export": texts.export_done(0, 0, 0),

@@ -14,10 +14,11 @@ from adapters.console import ConsoleConfig
 from bot import doctor
 from bot.__main__ import main
 from bot.app import EXIT_MODEL, EXIT_STORAGE, banner, run
-from bot.doctor import GIB, Check, diagnose, exit_code, render, tier_check
+from bot.doctor import GIB, Check, diagnose, exit_code, labels_check, render, tier_check
 from bot.settings import Settings
 from engine.errors import ModelLoadError
 from engine.model import model_files
+from engine.model.label_head import HEADS_DIR, ModelIdentity, felt_file, head_file
 from engine.model.model_files import DEFAULT_MODEL, LIGHT_MODEL, PACKAGED_MODELS, PackagedModel
 from tests.fakes.openai_api import FakeOpenAIServer
 from tests.scripted import ScriptedRunner
@@ -107,6 +108,28 @@ def test_a_machine_too_small_for_the_default_tier_is_told_of_the_light_one(backe
         assert f"MODEL={LIGHT_MODEL}" in small.fix
     # What is enough memory depends on the backend: transformers holds bf16 weights.
     assert bool(tier_check("", backend, 6 * GIB, 2).fix) == (backend == "transformers")
+
+
+@pytest.mark.parametrize("spec", [DEFAULT_MODEL, LIGHT_MODEL])
+def test_each_packaged_tier_has_its_fitted_labels_with_the_nothing_felt_readout(spec: str) -> None:
+    name = PACKAGED_MODELS[spec].name
+    labels = labels_check(ModelIdentity(name))
+    assert labels.detail == f"the head fitted for {name}, with its nothing-felt readout"
+    assert labels.fix == ""
+
+
+def test_labels_say_when_the_readout_or_the_whole_head_is_missing(tmp_path: Path) -> None:
+    name = PACKAGED_MODELS[DEFAULT_MODEL].name
+    shipped = head_file(name, HEADS_DIR)
+    (tmp_path / shipped.name).write_bytes(shipped.read_bytes())  # the head without its .felt.npz
+    assert not felt_file(tmp_path / shipped.name).exists()
+    without = labels_check(ModelIdentity(name), tmp_path)
+    assert "WITHOUT its nothing-felt readout" in without.detail
+    assert "felt.npz" in without.fix
+    unknown = labels_check(ModelIdentity("some-other-model"))
+    assert unknown.ok  # a warning, not a problem
+    assert "uncalibrated" in unknown.detail
+    assert unknown.fix
 
 
 @pytest.mark.parametrize("name", ["packaged-0.5b", "small", "packaged"])

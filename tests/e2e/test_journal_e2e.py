@@ -45,9 +45,11 @@ async def telegram_answer(api: FakeTelegramAPI, text: str) -> str:
     return api.bot_texts(TG_USER)[before]
 
 
-async def discord_command(fake: FakeDiscord, name: str, **options: str) -> Any:
+async def discord_command(fake: FakeDiscord, name: str, **options: str | bool) -> Any:
     command = next(c for c in fake.commands[None] if c["name"] == name)
-    given = [{"name": k, "type": 3, "value": v} for k, v in options.items()]
+    # Option types: 5 a boolean, 3 a string.
+    given = [{"name": k, "type": 5 if isinstance(v, bool) else 3, "value": v}
+             for k, v in options.items()]  # fmt: skip
     data = {"id": command["id"], "name": name, "type": 1, "options": given}
     interaction = fake.interaction(user=ALICE, channel_id=DM_CHANNEL, data=data)
     await fake.dispatch("INTERACTION_CREATE", interaction)
@@ -109,7 +111,10 @@ async def test_corrections_one_timeline_and_export_across_platforms(tmp_path: Pa
                 code = CODE.findall(issued)[0]
                 bad = await discord_command(fake, "link", code="ZZZZ2345")
                 assert bad.json["content"] == texts.LINK_INVALID
-                linked = await discord_command(fake, "link", code=code)
+                asked = await discord_command(fake, "link", code=code)
+                ask = texts.link_confirm_ask(f"telegram {TG_USER}", 10)
+                assert asked.json["content"] == ask
+                linked = await discord_command(fake, "link", confirm=True)
                 assert linked.json["content"] == texts.linked_text([f"telegram {TG_USER}"])
                 mood = await telegram_answer(api, "/mood")
                 assert "负面 2" in mood  # the corrected one and Discord's

@@ -286,6 +286,17 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         self._live, self._live_event = None, asyncio.Event()
         await connection.ws.close(code=code, message=b"Unknown error.")
 
+    async def end_session(self) -> None:
+        """End the live session for good, as Discord does after a long outage: op 9 "invalid
+        session, not resumable". The client logs in again (IDENTIFY) and gets a new READY;
+        nothing sent meanwhile is replayed."""
+        await asyncio.wait_for(self._live_event.wait(), 5.0)
+        connection = self._live
+        assert connection is not None
+        self._session = None
+        self._live, self._live_event = None, asyncio.Event()
+        await connection.ws.send_str(json.dumps({"op": 9, "d": False}))
+
     def describe(self, call: ApiCall) -> str:
         return f"{call.route}({call.status})"
 
@@ -639,13 +650,18 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         raise _ApiError(404, 10003, "Unknown Channel")
 
     async def _get_messages(self, request: web.Request, call: ApiCall) -> web.Response:
-        """Discord's `after` query: the `limit` messages right after it, newest first."""
+        """Discord's history query, newest first: the `limit` messages right after `after`,
+        or right before `before`, or the latest `limit` when neither is given."""
         channel_id = int(call.params["channel_id"])
-        after = int(request.query.get("after", 0))
         limit = int(request.query.get("limit", 50))
         mine = [m for m in self.messages.values() if m["channel_id"] == str(channel_id)]
         every = sorted([*self.history.get(channel_id, []), *mine], key=lambda m: int(m["id"]))
-        return json_response([m for m in every if int(m["id"]) > after][:limit][::-1])
+        if "after" in request.query:
+            after = int(request.query["after"])
+            return json_response([m for m in every if int(m["id"]) > after][:limit][::-1])
+        if "before" in request.query:
+            every = [m for m in every if int(m["id"]) < int(request.query["before"])]
+        return json_response(every[-limit:][::-1])
 
     async def _typing(self, request: web.Request, call: ApiCall) -> web.Response:
         return web.Response(status=204)

@@ -45,6 +45,13 @@ _STRING_FIELDS = frozenset(
 )  # fmt: skip
 
 
+class Upload(bytes):
+    """An uploaded file's bytes, with the name and type the client sent with them."""
+
+    filename: str = ""
+    content_type: str = ""
+
+
 @dataclass
 class ApiCall:
     method: str
@@ -128,7 +135,8 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
             "supports_inline_queries": False,
         }
         self.commands: list[JSON] = []
-        self.documents: list[tuple[int, bytes]] = []  # (chat id, bytes) of sendDocument
+        # (chat id, bytes) of sendDocument; the bytes are an Upload (its filename, its type)
+        self.documents: list[tuple[int, bytes]] = []
         self.webhook: JSON = {}  # what setWebhook last set (url, secret_token, …)
         self.blocked_by: set[int] = set()  # users who blocked the bot: sends to them get 403
         self._updates: list[JSON] = []
@@ -557,7 +565,9 @@ async def _parse_body(request: web.Request) -> tuple[JSON, dict[str, bytes]]:
         form = await request.post()
         for key, value in form.items():
             if isinstance(value, web.FileField):
-                files[key] = value.file.read()
+                upload = Upload(value.file.read())
+                upload.filename, upload.content_type = value.filename, value.content_type
+                files[key] = upload
             else:
                 params[key] = _decode(key, value)
     return params, files

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from engine.types import IncomingMessage, MessageKey, Unfinished, UserKey
+from storage.migrations import LEGACY_LAST
 from storage.presence import OwnerFiles, new_owner
 from storage.store import SqlMoodStore
+from tests.storage.legacy_migrations import create_postgres, create_sqlite
 from tests.storage.test_storage import ALICE, T0, Db, db, event, exchange, store  # noqa: F401
 
 pytestmark = pytest.mark.asyncio
@@ -86,6 +88,52 @@ async def test_latest_messages_gives_each_recent_chats_newest_recorded_message(
         MessageKey("discord", "c2", "21"),
     ]
     assert await store.latest_messages("telegram", T0 + timedelta(minutes=5)) == []
+
+
+async def test_forget_does_not_move_a_chats_catch_up_mark_back(
+    store: SqlMoodStore,  # noqa: F811
+    db: Db,  # noqa: F811
+) -> None:
+    bob = UserKey("discord", "7")
+    alice = UserKey("discord", "42")
+    assert await store.claim_message(MessageKey("discord", "c1", "98"), bob, T0)
+    assert await store.claim_message(MessageKey("discord", "c1", "99"), alice, T0)
+    assert await store.forget_user(alice) > 0
+    # Still Alice's message: a catch-up from Bob's would answer and store hers again.
+    assert await store.latest_messages("discord", T0) == [MessageKey("discord", "c1", "99")]
+    # The mark is a key and a time: no text, no user.
+    assert await db.value("SELECT count(*) FROM catch_up_marks") == 1
+    # A message claimed late (a catch-up beside live messages) does not move it back; a
+    # newer one (a longer id is a later one) moves it on.
+    assert await store.claim_message(MessageKey("discord", "c1", "97"), bob, T0)
+    assert await store.latest_messages("discord", T0) == [MessageKey("discord", "c1", "99")]
+    assert await store.claim_message(MessageKey("discord", "c1", "100"), bob, T0)
+    assert await store.latest_messages("discord", T0) == [MessageKey("discord", "c1", "100")]
+
+
+async def test_the_marks_start_from_the_inbox_on_upgrade(db: Db) -> None:  # noqa: F811
+    # A database the bot made before the marks existed (the last hand-written migration),
+    # with messages in its inbox.
+    at = "'2026-11-20T12:00:00.000000+00:00'"
+    rows = [("c1", "98"), ("c1", "100"), ("c1", "99"), ("c2", "5")]
+    statements = [
+        f"INSERT INTO users (platform, platform_user_id, created_at) VALUES ('discord', '1', {at});"
+    ] + [
+        "INSERT INTO inbox (platform, chat_id, message_id, user_id, state, received_at) "
+        f"VALUES ('discord', '{chat}', '{message}', 1, 'done', {at});"
+        for chat, message in rows
+    ]
+    if db.kind == "sqlite":
+        create_sqlite(Path(db.target), LEGACY_LAST, "\n".join(statements))
+    else:
+        await create_postgres(db.target, LEGACY_LAST, "\n".join(statements))
+    store = await SqlMoodStore.open(db.target)  # noqa: F811
+    try:
+        assert await store.latest_messages("discord", T0) == [
+            MessageKey("discord", "c1", "100"), MessageKey("discord", "c2", "5")
+        ]  # fmt: skip
+    finally:
+        await store.close()
 
 
 async def test_unfinished_lists_oldest_first_and_skips_rows_without_text(db: Db) -> None:  # noqa: F811

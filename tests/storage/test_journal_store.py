@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from engine.types import MoodEvent, Turn, UserKey
+from engine.types import LinkOffer, LinkOutcome, MoodEvent, Turn, UserKey
 from storage.store import SqlMoodStore
 from tests.storage import test_storage
 from tests.storage.test_storage import Db
@@ -95,13 +95,28 @@ async def test_without_a_message_id_the_latest_label_of_this_account_is_correcte
     assert [e.message_id for e in await store.corrected_events()] == [None]
 
 
+async def link(
+    store: SqlMoodStore, issuer: UserKey, enterer: UserKey, code: str = "hash-a"
+) -> LinkOutcome:
+    """A code asked for by `issuer`, entered and confirmed by `enterer`."""
+    await store.save_link_code(issuer, code, T0, T0 + WINDOW)
+    offer = await store.offer_link_code(enterer, code, T0, T0 - WINDOW, 5)
+    if offer.outcome != "offered":
+        return offer.outcome
+    return await store.redeem_link_code(enterer, T0)
+
+
 async def test_link_shares_one_history_unlink_separates(store: SqlMoodStore, db: Db) -> None:
     await say(store, labelled(TG, "1", "positive"))
     await say(store, labelled(DC, "2", "negative", minutes=1))
+    before = {user: (await store.mood_events(user, T0), await store.export_turns(user))
+              for user in (TG, DC)}  # fmt: skip
     await store.save_link_code(TG, "hash-a", T0, T0 + WINDOW)
     assert await db.count("link_codes") == 1
-    outcome = await store.redeem_link_code(DC, "hash-a", T0 + timedelta(minutes=1), T0, 5)
-    assert outcome == "linked"
+    at = T0 + timedelta(minutes=1)
+    assert await store.offer_link_code(DC, "hash-a", at, T0, 5) == LinkOffer("offered", TG)
+    assert await store.linked_accounts(DC) == []  # nothing linked before the confirmation
+    assert await store.redeem_link_code(DC, at) == "linked"
     assert await store.linked_accounts(TG) == [DC]
     assert await store.linked_accounts(DC) == [TG]
     for user in (TG, DC):
@@ -110,27 +125,64 @@ async def test_link_shares_one_history_unlink_separates(store: SqlMoodStore, db:
             ("telegram", "positive"), ("discord", "negative"),
         ]  # fmt: skip
     assert len(await store.export_turns(DC)) == 4
+    await say(store, labelled(DC, "3", "negative", minutes=2))  # said while linked: DC's own
 
     assert await store.unlink(DC)
     assert not await store.unlink(DC)
     assert await store.linked_accounts(TG) == []
-    assert [e.platform for e in await store.mood_events(TG, T0)] == ["telegram"]
-    assert [e.platform for e in await store.mood_events(DC, T0)] == ["discord"]
+    # Each account has what it had, as before the link, plus its own message said meanwhile.
+    assert (await store.mood_events(TG, T0), await store.export_turns(TG)) == before[TG]
+    events = await store.mood_events(DC, T0)
+    assert events[:1] == before[DC][0]
+    assert [e.message_id for e in events] == ["2", "3"]
+    assert [(t.platform, t.user_id) for t in await store.export_turns(DC)] == [
+        ("discord", "777")
+    ] * 4
     assert await db.count("people") == 0  # a person of one account is dissolved
+
+
+async def test_a_code_links_only_once_confirmed_by_the_account_that_entered_it(
+    store: SqlMoodStore,
+) -> None:
+    third = UserKey("console", "x")
+    await store.save_link_code(TG, "hash-a", T0, T0 + WINDOW)
+    assert await store.redeem_link_code(DC, T0) == "not_offered"  # no code entered
+    assert (await store.offer_link_code(DC, "hash-a", T0, T0, 5)).outcome == "offered"
+    assert await store.redeem_link_code(third, T0) == "not_offered"  # offered to DC, not it
+    # Entered again by another account: that one is asked now, the first no longer.
+    assert (await store.offer_link_code(third, "hash-a", T0, T0, 5)).outcome == "offered"
+    assert await store.redeem_link_code(DC, T0) == "not_offered"
+    assert await store.redeem_link_code(third, T0, "other-hash") == "not_offered"
+    late = T0 + WINDOW
+    assert await store.redeem_link_code(third, late) == "not_offered"  # the code expired
+    assert await store.linked_accounts(TG) == []
+    assert await store.redeem_link_code(third, T0, "hash-a") == "linked"
+    assert await store.redeem_link_code(third, T0) == "not_offered"  # used
+    # One confirmation waits per account: the code it entered last.
+    await store.save_link_code(TG, "hash-b", T0, T0 + WINDOW)
+    await store.save_link_code(OTHER, "hash-c", T0, T0 + WINDOW)
+    assert (await store.offer_link_code(DC, "hash-b", T0, T0, 5)).outcome == "offered"
+    assert (await store.offer_link_code(DC, "hash-c", T0, T0, 5)).outcome == "offered"
+    assert await store.redeem_link_code(DC, T0, "hash-b") == "not_offered"
+    assert await store.redeem_link_code(DC, T0) == "linked"
+    assert await store.linked_accounts(DC) == [OTHER]
 
 
 async def test_codes_are_single_use_expire_and_attempts_are_bounded(
     store: SqlMoodStore, db: Db
 ) -> None:
     await store.save_link_code(TG, "hash-a", T0, T0 + WINDOW)
-    assert await store.redeem_link_code(TG, "hash-a", T0, T0, 5) == "own_code"
-    assert await store.redeem_link_code(DC, "hash-a", T0, T0, 5) == "linked"
+    assert await store.offer_link_code(TG, "hash-a", T0, T0, 5) == LinkOffer("own_code")
+    assert (await store.offer_link_code(DC, "hash-a", T0, T0, 5)).outcome == "offered"
+    assert await store.redeem_link_code(DC, T0) == "linked"
     third = UserKey("console", "x")
-    assert await store.redeem_link_code(third, "hash-a", T0, T0, 5) == "expired"  # used
+    assert await store.offer_link_code(third, "hash-a", T0, T0, 5) == LinkOffer("expired")
 
     await store.save_link_code(OTHER, "hash-b", T0, T0 + WINDOW)
     late = T0 + WINDOW + timedelta(seconds=1)
-    assert await store.redeem_link_code(third, "hash-b", late, late - WINDOW, 5) == "expired"
+    assert (await store.offer_link_code(third, "hash-b", late, late - WINDOW, 5)).outcome == (
+        "expired"
+    )
 
     # Asking again voids the older unused code.
     await store.save_link_code(OTHER, "hash-c", T0, T0 + WINDOW)
@@ -139,31 +191,53 @@ async def test_codes_are_single_use_expire_and_attempts_are_bounded(
 
     guesser = UserKey("discord", "999")
     for n in range(5):
-        assert await store.redeem_link_code(guesser, f"guess-{n}", T0, T0, 5) == "invalid"
+        offer = await store.offer_link_code(guesser, f"guess-{n}", T0, T0, 5)
+        assert offer == LinkOffer("invalid")
     # Even the right code is refused now, until the window has passed.
-    assert await store.redeem_link_code(guesser, "hash-d", T0, T0, 5) == "too_many"
+    assert await store.offer_link_code(guesser, "hash-d", T0, T0, 5) == LinkOffer("too_many")
     later = T0 + WINDOW + timedelta(minutes=1)
     await store.save_link_code(OTHER, "hash-e", later, later + WINDOW)
-    assert await store.redeem_link_code(guesser, "hash-e", later, later - WINDOW, 5) == "linked"
+    offer = await store.offer_link_code(guesser, "hash-e", later, later - WINDOW, 5)
+    assert offer == LinkOffer("offered", OTHER)
+    assert await store.redeem_link_code(guesser, later) == "linked"
 
 
 async def test_linking_into_an_existing_person_and_relinking(store: SqlMoodStore) -> None:
     console = UserKey("console", "local")
-    await store.save_link_code(TG, "a", T0, T0 + WINDOW)
-    assert await store.redeem_link_code(DC, "a", T0, T0, 5) == "linked"
-    await store.save_link_code(console, "b", T0, T0 + WINDOW)
-    assert await store.redeem_link_code(DC, "b", T0, T0, 5) == "linked"
+    assert await link(store, TG, DC, "a") == "linked"
+    assert await link(store, console, DC, "b") == "linked"
     assert sorted(u.platform for u in await store.linked_accounts(TG)) == ["console", "discord"]
-    await store.save_link_code(TG, "c", T0, T0 + WINDOW)
-    assert await store.redeem_link_code(console, "c", T0, T0, 5) == "already_linked"
+    assert await link(store, TG, console, "c") == "already_linked"
+
+
+async def test_linking_never_joins_two_accounts_of_one_platform(
+    store: SqlMoodStore, db: Db
+) -> None:
+    await say(store, labelled(TG, "1"))
+    await say(store, labelled(OTHER, "2"))
+    assert await link(store, OTHER, TG, "a") == "same_platform"
+    assert await link(store, TG, DC, "b") == "linked"
+    # OTHER is telegram too: joining it to DC would put it beside TG.
+    assert await link(store, OTHER, DC, "c") == "same_platform"
+    assert await link(store, DC, OTHER, "d") == "same_platform"
+    assert await store.linked_accounts(OTHER) == []
+    assert [e.user_id for e in await store.mood_events(OTHER, T0)] == ["43"]
+    assert await db.count("link_attempts") == 0  # a good code refused is no failed guess
+    # Checked again at the confirmation: TG linked with another discord account meanwhile.
+    await store.unlink(DC)
+    second = UserKey("discord", "778")
+    await store.save_link_code(DC, "e", T0, T0 + WINDOW)
+    assert (await store.offer_link_code(TG, "e", T0, T0, 5)).outcome == "offered"
+    assert await link(store, TG, second, "f") == "linked"
+    assert await store.redeem_link_code(TG, T0) == "same_platform"
+    assert await store.linked_accounts(TG) == [second]
 
 
 async def test_forget_on_either_account_deletes_both(store: SqlMoodStore, db: Db) -> None:
     await say(store, labelled(TG, "1"))
     await say(store, labelled(DC, "2"))
     await say(store, labelled(OTHER, "3"))
-    await store.save_link_code(TG, "a", T0, T0 + WINDOW)
-    assert await store.redeem_link_code(DC, "a", T0, T0, 5) == "linked"
+    assert await link(store, TG, DC) == "linked"
     rows = await store.forget_user(DC)
     # 2 users, 2 events, 4 turns, 1 code
     assert rows == 9

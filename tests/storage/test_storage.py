@@ -1,8 +1,8 @@
 """SqlMoodStore on both databases: a real SQLite file and a throwaway PostgreSQL cluster.
 
 The `db` fixture runs each shared test twice; tests of SQLite's own behaviour (WAL, locked,
-corrupt or read-only files, PRAGMA user_version) and of PostgreSQL's (start-up errors, the
-per-user turn) are written for that database only.
+corrupt or read-only files) and of PostgreSQL's (start-up errors, the per-user turn) are
+written for that database only. The schema's upgrades are tested in test_migrations.py.
 """
 
 from __future__ import annotations
@@ -23,10 +23,9 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-import storage.store as store_module
 from engine.errors import StorageError
 from engine.types import Label, MessageKey, MoodEvent, Tone, Turn, UserKey
-from storage.migrations import MIGRATIONS, SCHEMA_VERSION, Migration, split_statements
+from storage.migrations import head
 from storage.postgres import lock_key
 from storage.store import SqlMoodStore
 from tests.postgres import PostgresCluster
@@ -80,10 +79,35 @@ class Db:
     async def count(self, table: str, where: str = "TRUE") -> int:
         return int(await self.value(f"SELECT count(*) FROM {table} WHERE {where}"))  # type: ignore[call-overload]
 
-    async def version(self) -> int:
+    async def revision(self) -> str:
+        return str(await self.value("SELECT version_num FROM alembic_version"))
+
+    async def legacy_version(self) -> int:
+        """Where the hand-written migrations kept the version (and older bots read it)."""
         if self.kind == "sqlite":
             return int(await self.value("PRAGMA user_version"))  # type: ignore[call-overload]
         return int(await self.value("SELECT max(version) FROM schema_version"))  # type: ignore[call-overload]
+
+    async def execute(self, sql: str) -> None:
+        if self.kind == "sqlite":
+            with sqlite3.connect(self.target) as conn:
+                conn.execute(sql)
+            return
+        conn = await asyncpg.connect(self.target)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def rows(self, sql: str) -> list[tuple[object, ...]]:
+        if self.kind == "sqlite":
+            with sqlite3.connect(self.target) as conn:
+                return [tuple(row) for row in conn.execute(sql)]
+        conn = await asyncpg.connect(self.target)
+        try:
+            return [tuple(row) for row in await conn.fetch(sql)]
+        finally:
+            await conn.close()
 
     async def has_table(self, name: str) -> bool:
         if self.kind == "sqlite":
@@ -114,93 +138,7 @@ async def store(db: Db) -> AsyncIterator[SqlMoodStore]:
         await opened.close()
 
 
-def with_migrations(monkeypatch: pytest.MonkeyPatch, *extra: Migration) -> int:
-    migrations = (*MIGRATIONS, *extra)
-    monkeypatch.setattr(store_module, "MIGRATIONS", migrations)
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(migrations))
-    monkeypatch.setattr("storage.database.SCHEMA_VERSION", len(migrations))
-    return len(migrations)
-
-
-def both(sql: str) -> Migration:
-    return Migration(sqlite=sql, postgresql=sql)
-
-
-# --- opening and migrations (both databases) ------------------------------------------------
-
-
-async def test_open_creates_the_schema(db: Db) -> None:
-    await (await SqlMoodStore.open(db.target)).close()
-    assert await db.version() == SCHEMA_VERSION
-    for table in ("users", "mood_events", "turns", "inbox"):
-        assert await db.has_table(table), table
-
-
-async def test_reopen_keeps_data_and_applies_only_new_migrations(
-    db: Db, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = await SqlMoodStore.open(db.target)
-    await store.record_exchange(event(), exchange(1))
-    await store.close()
-
-    # A further, hypothetical migration: it must run once on reopen and never again.
-    version = with_migrations(monkeypatch, both("CREATE TABLE extra (x INTEGER);"))
-    for _ in range(2):  # the second open would fail with "table extra already exists"
-        store = await SqlMoodStore.open(db.target)
-        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(1, "positive")
-        await store.close()
-    assert await db.version() == version
-    assert await db.count("extra") == 0
-
-
-async def test_reopen_up_to_date_database_runs_no_migration(
-    db: Db, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await (await SqlMoodStore.open(db.target)).close()
-
-    def explode(script: str) -> list[str]:
-        raise AssertionError("a migration ran on an up-to-date database")
-
-    monkeypatch.setattr(store_module, "split_statements", explode)
-    await (await SqlMoodStore.open(db.target)).close()
-    assert await db.version() == SCHEMA_VERSION
-
-
-async def test_failed_migration_rolls_back_and_keeps_version(
-    db: Db, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await (await SqlMoodStore.open(db.target)).close()
-    broken = both("CREATE TABLE half (x INTEGER); INSERT INTO nowhere VALUES (1);")
-    with_migrations(monkeypatch, broken)
-    with pytest.raises(StorageError):
-        await SqlMoodStore.open(db.target)
-    assert await db.version() == SCHEMA_VERSION
-    assert not await db.has_table("half")
-
-
-async def test_two_processes_migrating_at_once_migrate_once(
-    db: Db, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await (await SqlMoodStore.open(db.target)).close()
-    version = with_migrations(monkeypatch, both("CREATE TABLE extra (x INTEGER);"))
-    stores = await asyncio.gather(*(SqlMoodStore.open(db.target) for _ in range(3)))
-    for opened in stores:
-        await opened.close()
-    assert await db.version() == version
-
-
-async def test_too_new_schema_is_refused_and_untouched(db: Db) -> None:
-    await (await SqlMoodStore.open(db.target)).close()
-    if db.kind == "sqlite":
-        with sqlite3.connect(db.target) as conn:
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    else:
-        conn = await asyncpg.connect(db.target)
-        await conn.execute("UPDATE schema_version SET version = $1", SCHEMA_VERSION + 1)
-        await conn.close()
-    with pytest.raises(StorageError, match="newer version"):
-        await SqlMoodStore.open(db.target)
-    assert await db.version() == SCHEMA_VERSION + 1
+# --- opening (both databases) ----------------------------------------------------------------
 
 
 async def test_closed_store_raises_storage_error(db: Db) -> None:
@@ -219,46 +157,8 @@ async def test_sqlite_open_creates_parent_dirs_schema_and_wal(tmp_path: Path) ->
     store = await SqlMoodStore.open(path)
     await store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head()
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-
-
-# Today's schema before the inbox (migration 1 as the bot shipped it), with a row of each
-# kind written the way that bot wrote them.
-OLD_ROWS = """
-INSERT INTO users (id, platform, platform_user_id, created_at)
-    VALUES (1, 'telegram', '42', '2024-11-22T12:00:00.000000+00:00');
-INSERT INTO mood_events (user_id, chat_id, label, p_positive, created_at, excerpt)
-    VALUES (1, 'chat-1', 'negative', 0.25, '2024-11-22T12:00:00.000000+00:00', 'old');
-INSERT INTO turns (user_id, chat_id, role, content, created_at) VALUES
-    (1, 'chat-1', 'user', 'question 0', '2024-11-22T12:00:00.000000+00:00'),
-    (1, 'chat-1', 'assistant', 'answer 0', '2024-11-22T12:00:00.000000+00:00');
-PRAGMA user_version = 1;
-"""
-
-
-async def test_a_database_file_of_the_old_schema_upgrades_in_place(db_path: Path) -> None:
-    with sqlite3.connect(db_path) as conn:
-        conn.executescript(MIGRATIONS[0].sqlite + OLD_ROWS)
-        conn.execute("PRAGMA journal_mode = WAL")
-    store = await SqlMoodStore.open(db_path)
-    try:
-        # Everything the old bot stored reads back as it was written.
-        old = await store.mood_events(ALICE, T0 - timedelta(days=1))
-        assert [(e.label, e.p_positive, e.created_at, e.excerpt, e.neutral) for e in old] == [
-            ("negative", 0.25, T0, "old", False)
-        ]
-        assert await store.recent_turns(ALICE, "chat-1", 10) == exchange(0, "negative")
-        # The new table is there and works with the old rows' user.
-        key = MessageKey("telegram", "chat-1", "7")
-        assert await store.claim_message(key, ALICE, T0 + timedelta(minutes=1))
-        await store.record_exchange(event(at=T0 + timedelta(minutes=1)), exchange(1), done=key)
-        assert await store.recent_turns(ALICE, "chat-1", 2) == exchange(1, "positive")
-    finally:
-        await store.close()
-    assert raw_count(db_path, "PRAGMA user_version") == SCHEMA_VERSION
-    assert raw_count(db_path, "SELECT count(*) FROM users") == 1
-    assert raw_count(db_path, "SELECT count(*) FROM inbox WHERE state = 'done'") == 1
 
 
 async def test_corrupt_file_raises_on_open_and_is_left_untouched(tmp_path: Path) -> None:
@@ -782,8 +682,3 @@ async def test_forget_user_deletes_everything_about_them(store: SqlMoodStore, db
     assert await db.count("inbox") == 0
     assert await store.recent_turns(other, "chat-1", 10) == exchange(3, "positive")
     assert await store.forget_user(ALICE) == 0
-
-
-async def test_split_statements_respects_quotes() -> None:
-    script = "CREATE TABLE a (x TEXT DEFAULT 'x;y'); -- note; here\nCREATE TABLE b (y);\n"
-    assert len(split_statements(script)) == 2

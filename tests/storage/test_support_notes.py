@@ -52,7 +52,8 @@ async def test_linked_accounts_share_their_notes_and_forget_deletes_them_all(
     await store.record_support_note(DC, "stretch", T0 + timedelta(hours=1))
     await store.record_support_note(OTHER, "words", T0)
     await store.save_link_code(TG, "hash-a", T0, T0 + timedelta(minutes=10))
-    assert await store.redeem_link_code(DC, "hash-a", T0, T0, 5) == "linked"
+    assert (await store.offer_link_code(DC, "hash-a", T0, T0, 5)).outcome == "offered"
+    assert await store.redeem_link_code(DC, T0) == "linked"
     assert [n.platform for n in await store.support_notes(TG, T0)] == ["telegram", "discord"]
     assert [n.platform for n in await store.support_notes(DC, T0)] == ["telegram", "discord"]
 

@@ -27,7 +27,8 @@ async def chat(engine: ScriptedEngine, text: str, user: UserKey = ALICE) -> None
 def test_the_menu_lists_every_command_with_its_description() -> None:
     assert Commands.menu() == [(c.name, texts.COMMANDS[c.name]) for c in COMMANDS]
     assert [name for name, _ in Commands.menu()] == [
-        "start", "help", "mood", "reset", "forget", "digest", "wrong", "link", "unlink", "export",
+        "start", "help", "mood", "reset", "forget", "digest", "checkin", "wrong", "link",
+        "unlink", "export",
     ]  # fmt: skip
     for name, _ in Commands.menu():
         assert f"/{name}" in texts.help_text()

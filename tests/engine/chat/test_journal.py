@@ -122,7 +122,12 @@ async def test_link_shares_one_history_and_unlink_separates(
     assert code not in json.dumps(await scripted_engine.store.export_turns(TG), default=str)
 
     assert (await commands.run("link", IN_TG, code)).text == texts.LINK_OWN_CODE
-    linked = await commands.run("link", IN_DC, code.lower())  # case does not matter
+    assert (await commands.run("link", IN_DC, "confirm")).text == texts.LINK_NOTHING_TO_CONFIRM
+    ask = await commands.run("link", IN_DC, code.lower())  # case does not matter
+    assert ask.text == texts.link_confirm_ask("telegram 42", 10)
+    assert await scripted_engine.store.linked_accounts(DC) == []  # nothing yet
+    assert (await scripted_engine.service.mood(DC, 7)).total == 1
+    linked = await commands.run("link", IN_DC, "confirm")
     assert linked.text == texts.linked_text(["telegram 42"])
     for user in (TG, DC):
         report = await scripted_engine.service.mood(user, 7)
@@ -136,11 +141,25 @@ async def test_link_shares_one_history_and_unlink_separates(
     assert (await scripted_engine.service.mood(TG, 7)).total == 1
 
 
+async def test_a_code_from_the_same_platform_is_refused(scripted_engine: ScriptedEngine) -> None:
+    commands = Commands(scripted_engine.service)
+    other = Caller(UserKey("telegram", "43"), "43")
+    await chat(scripted_engine, other, "a private worry", "9")
+    code = code_of((await commands.run("link", other)).text)
+    assert (await commands.run("link", IN_TG, code)).text == texts.LINK_SAME_PLATFORM
+    assert (await commands.run("link", IN_TG, f"{code} confirm")).text == (
+        texts.LINK_NOTHING_TO_CONFIRM
+    )
+    assert await scripted_engine.store.linked_accounts(TG) == []
+    assert (await scripted_engine.service.mood(TG, 7)).total == 0
+
+
 async def test_link_is_refused_in_a_group(scripted_engine: ScriptedEngine) -> None:
     commands = Commands(scripted_engine.service)
     in_group = Caller(TG, "group-1", private=False)
     assert (await commands.run("link", in_group)).text == texts.LINK_PRIVATE_ONLY
     assert (await commands.run("link", in_group, "ABCD2345")).text == texts.LINK_PRIVATE_ONLY
+    assert (await commands.run("link", in_group, "confirm")).text == texts.LINK_PRIVATE_ONLY
     assert await scripted_engine.store.linked_accounts(TG) == []
 
 
@@ -166,7 +185,12 @@ async def test_wrong_codes_are_bounded_and_codes_expire(
     assert (await commands.run("link", IN_DC, code)).text == texts.LINK_TOO_MANY
     now += LINK_TTL + timedelta(seconds=1)  # the window passes (and that code is stale)
     code = code_of((await commands.run("link", IN_TG)).text)
-    assert (await commands.run("link", IN_DC, code)).text.startswith("已关联")
+    # The code with `confirm` links only once its meaning was shown.
+    assert (await commands.run("link", IN_DC, f"{code} confirm")).text == (
+        texts.LINK_NOTHING_TO_CONFIRM
+    )
+    assert (await commands.run("link", IN_DC, code)).text.startswith("这个关联码属于")
+    assert (await commands.run("link", IN_DC, f"{code} confirm")).text.startswith("已关联")
 
 
 async def test_forget_on_either_asks_first_then_deletes_both(
@@ -178,6 +202,7 @@ async def test_forget_on_either_asks_first_then_deletes_both(
     assert (await commands.run("forget", IN_DC)).text == texts.FORGET_ASK
     code = code_of((await commands.run("link", IN_TG)).text)
     await commands.run("link", IN_DC, code)
+    await commands.run("link", IN_DC, "confirm")
     asked = await commands.run("forget", IN_DC)
     assert asked.text == texts.FORGET_ASK_LINKED
     assert asked.confirm is not None
@@ -234,6 +259,7 @@ async def test_forget_waits_for_a_linked_accounts_message_being_answered(
     commands = Commands(scripted_engine.service)
     code = code_of((await commands.run("link", IN_TG)).text)
     await commands.run("link", IN_DC, code)
+    await commands.run("link", IN_DC, "confirm")
     scripted_engine.runner.delay_s = 0.05  # the Discord reply takes a while
     started = asyncio.Event()
 

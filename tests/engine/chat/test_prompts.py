@@ -6,6 +6,7 @@ import pytest
 
 from engine.chat.prompts import (
     EXAMPLES,
+    FIRST_LAYOUT,
     PERSONA,
     TONES,
     Language,
@@ -51,12 +52,12 @@ def test_detect_language_threshold_is_a_fifth() -> None:
 def test_reply_system_prompt_and_examples_pick_language_and_tone(
     tone: Tone, text: str, language: Language
 ) -> None:
-    system = reply_system_prompt(tone, text)
+    system = reply_system_prompt(tone, text, FIRST_LAYOUT)
     assert system == f"{PERSONA[language]}\n{TONES[language][tone]}"
     other: Language = "en" if language == "zh" else "zh"
     assert PERSONA[other] not in system
     question, answer = EXAMPLES[language][tone]
-    assert reply_examples(tone, text) == (
+    assert reply_examples(tone, text, FIRST_LAYOUT) == (
         Turn("user", question),
         Turn("assistant", answer),
     )
@@ -115,7 +116,7 @@ def dialogue_refusal(text: str) -> str | None:
     return refusal(text)
 
 
-NOTE = ReplyLayout(tone_at="note", examples="mixed")
+NOTE = ReplyLayout()  # the default: the tone in a note, one example per tone
 
 
 def test_the_note_layout_puts_the_tone_below_the_history() -> None:
@@ -164,7 +165,7 @@ def test_mixed_examples_show_every_tone_with_its_note() -> None:
     none = ReplyLayout(tone_at="note", examples="none")
     assert reply_examples("positive", "I got the job!", none) == ()
     # The first layout: the one exchange of this tone, no notes, the tone in the system prompt.
-    first = ReplyLayout(tone_at="system", examples="label")
+    first = FIRST_LAYOUT
     question, answer = EXAMPLES["en"]["negative"]
     assert reply_examples("negative", "I lost it", first) == (
         Turn("user", question), Turn("assistant", answer)

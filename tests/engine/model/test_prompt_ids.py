@@ -191,10 +191,11 @@ def test_what_a_reply_must_not_copy_is_every_turn_after_the_persona() -> None:
                              history_max_tokens=100)  # fmt: skip
     history = (Turn("user", "u1"), Turn("assistant", "a1"))
     examples = (Turn("user", "q"), Turn("assistant", "a"))
-    anti_copy = GenerationParams(dry_multiplier=0.8)
+    anti_copy = GenerationParams()  # the penalty is on by default
     prompt = prompter.build(ReplyRequest("persona", history, "hi", anti_copy, examples, "note"))
     assert [unwords(ids) for ids in prompt.avoid] == ["q", "a", "u1", "a1", "note", "hi"]
-    plain = prompter.build(ReplyRequest("persona", history, "hi", GenerationParams(), examples))
+    no_penalty = GenerationParams(dry_multiplier=0.0)
+    plain = prompter.build(ReplyRequest("persona", history, "hi", no_penalty, examples))
     assert plain.avoid == ()  # only computed when the penalty is on
 
 
