@@ -1,6 +1,6 @@
-"""A real OpenAI-compatible server for the tests: `python -m llama_cpp.server` (the `[server]`
-extra of the llama-cpp-python the project builds) on 127.0.0.1 with the packaged GGUF,
-started by a fixture and stopped after it.
+"""A real OpenAI-compatible server for the tests: llama_cpp.server (the `[server]` extra of
+the llama-cpp-python the project builds) with the packaged GGUF, serving on a socket bound
+here on 127.0.0.1 (tests/llama_server_on_socket.py), started by a fixture and stopped after.
 
 `--interrupt_requests False`: by default that server abandons a streaming reply whenever
 another request arrives, so a label would cut someone else's reply short.
@@ -53,12 +53,6 @@ class LlamaServer:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _listening(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/models", timeout=2) as answer:
@@ -70,18 +64,23 @@ def _listening(url: str) -> bool:
 @contextlib.contextmanager
 def llama_server(log: Path, *, api_key: str | None = None) -> Iterator[LlamaServer]:
     require_server()
-    port = _free_port()
+    # Bound here and inherited: the server never binds a port of its own.
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(128)
+    port = listening.getsockname()[1]
     threads = str(os.cpu_count() or 1)  # as the in-process backend (its default uses half)
     command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf_path()),
-        "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-        "--interrupt_requests", "False", "--n_ctx", "4096",
+        sys.executable, str(Path(__file__).with_name("llama_server_on_socket.py")),
+        str(listening.fileno()), "--model", str(packaged_gguf_path()),
+        "--model_alias", MODEL_ALIAS, "--interrupt_requests", "False", "--n_ctx", "4096",
         "--n_threads", threads, "--n_threads_batch", threads,
     ]  # fmt: skip
     if api_key is not None:
         command += ["--api_key", api_key]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    with log.open("wb") as out, listening:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                   pass_fds=[listening.fileno()])  # fmt: skip
     server = LlamaServer(f"http://127.0.0.1:{port}/v1", process, log)
     try:
         deadline = time.monotonic() + 180

@@ -107,16 +107,29 @@ def start_cluster(bindir: Path) -> PostgresCluster:
     if os.geteuid() == 0:
         shutil.chown(folder, SUPERUSER, SUPERUSER)
         shutil.chown(folder / "pwfile", SUPERUSER, SUPERUSER)
-    cluster = PostgresCluster(bindir, folder, _free_port(), password)
+    cluster = PostgresCluster(bindir, folder, 0, password)
     try:
         _as_postgres([str(bindir / "initdb"), "-D", str(folder / "data"), "-U", SUPERUSER,
                       "--auth=scram-sha-256", f"--pwfile={folder / 'pwfile'}", "-E", "UTF8",
                       "--locale=C", "--no-sync"])  # fmt: skip
-        cluster.start_again()
+        # PostgreSQL binds its port itself and cannot be handed a bound socket: a port found
+        # free may be taken by another process before it starts. That shows in its log, and
+        # it is started again on another port (a clash is rare: a few tries are plenty).
+        for attempt in range(1, START_ATTEMPTS + 1):
+            cluster.port = _free_port()
+            try:
+                cluster.start_again()
+                break
+            except RuntimeError:
+                if attempt == START_ATTEMPTS or "could not bind" not in cluster.log():
+                    raise
     except BaseException:
         cluster.stop()
         raise
     return cluster
+
+
+START_ATTEMPTS = 5
 
 
 def _as_postgres(command: list[str], *, check: bool = True) -> None:

@@ -51,8 +51,10 @@ class ScriptedReply:
     chunks: list[str]
     delay_s: float
     fail_at: int | None
+    hold: threading.Event | None = None  # steps after the first wait for it
     finished: bool = False
     closed: bool = False
+    closed_signal: threading.Event = field(default_factory=threading.Event)  # set by close()
     _index: int = 0
 
     def step(self) -> str | None:
@@ -63,12 +65,15 @@ class ScriptedReply:
             raise RuntimeError("scripted decode failure")
         if self.delay_s:
             time.sleep(self.delay_s)
+        if self.hold is not None and self._index > 0:
+            self.hold.wait()
         chunk = self.chunks[self._index]
         self._index += 1
         return chunk
 
     def close(self) -> None:
         self.closed = True
+        self.closed_signal.set()
 
 
 @dataclass
@@ -80,6 +85,9 @@ class ScriptedRunner:
     tag_delay_s: float = 0.0
     fail_tag: bool = False
     fail_reply_at: int | None = None  # raise on this decode step
+    # A reply that outlives whatever the test does until it sets this: its first word
+    # comes at once, each later one waits for the event (no timing involved).
+    hold: threading.Event | None = None
     name: str = "scripted"
     tag_calls: list[list[str]] = field(default_factory=list)
     reply_calls: list[ReplyRequest] = field(default_factory=list)
@@ -102,7 +110,7 @@ class ScriptedRunner:
             text = f"A {tone} reply to: {request.user_text}"
         words = text.split(" ")
         chunks = [word + " " for word in words[:-1]] + [words[-1]]
-        reply = ScriptedReply(chunks, self.delay_s, self.fail_reply_at)
+        reply = ScriptedReply(chunks, self.delay_s, self.fail_reply_at, self.hold)
         self.replies.append(reply)
         return reply
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,19 @@ from engine.model.config import WorkerConfig
 from engine.ports import MoodStore
 from engine.types import MoodEvent, Sentiment, UserKey
 from storage.store import SqlMoodStore
+from tests.fakes.base import GUARD_S
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses connections for as long as this lasts: bound and never
+    listened on, so no other process can take it meanwhile (as it could a port found free and
+    released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
 
 
 def worker_config(**limits: Any) -> WorkerConfig:
@@ -30,14 +42,25 @@ def worker_config(**limits: Any) -> WorkerConfig:
 
 
 async def stored_mood_events(store: MoodStore, user: UserKey, at_least: int = 0) -> list[MoodEvent]:
-    """The user's stored mood events, once there are `at_least` of them (5 s at most): the
+    """The user's stored mood events, once there are `at_least` of them (GUARD_S at most): the
     store commits after the reply's last text, which the final edit may already show."""
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + GUARD_S
     while True:
         events = await store.mood_events(user, EPOCH)
         if len(events) >= at_least or time.monotonic() > deadline:
             return events
         await asyncio.sleep(0.01)
+
+
+async def link_accounts(store: SqlMoodStore, issuer: UserKey, redeemer: UserKey) -> None:
+    """Link two accounts in the store the way a /link code entered and confirmed does: the
+    adapter tests of /unlink start from linked accounts without going through /link."""
+    now = datetime.now(UTC)
+    await store.save_link_code(issuer, "test-link-code", now, now + timedelta(minutes=10))
+    offer = await store.offer_link_code(redeemer, "test-link-code", now, now, 5)
+    assert offer.outcome == "offered", offer
+    outcome = await store.redeem_link_code(redeemer, now, "test-link-code")  # the confirmation
+    assert outcome == "linked", outcome
 
 
 def console_session(cwd: Path, lines: Sequence[str], **settings: str) -> str:
@@ -60,15 +83,18 @@ def console_session(cwd: Path, lines: Sequence[str], **settings: str) -> str:
 
 @contextlib.asynccontextmanager
 async def bot_process(
-    cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path, module: str = "bot"
-) -> AsyncIterator[asyncio.subprocess.Process]:
+    cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path, module: str = "bot",
+    pass_fds: Sequence[int] = (),
+) -> AsyncIterator[asyncio.subprocess.Process]:  # fmt: skip
     """`python -m bot` (or `module`, e.g. tests.scripted_bot) in `cwd` (so no .env from the
-    repo leaks in), killed if still running at the end. Output goes to files, not pipes: debug
-    logging would fill a pipe nobody reads until the end."""
+        repo leaks in), killed if still running at the end. Output goes to files, not pipes: debug
+        logging would fill a pipe nobody reads until the end. `pass_fds`: descriptors it inherits
+    (a listening socket, say)."""
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", module,
             cwd=cwd, env=dict(env), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
+            pass_fds=tuple(pass_fds),
         )  # fmt: skip
         try:
             yield process

@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 VERSION = re.search(r'"llama-cpp-python\[server\]==([^"]+)"', (ROOT / "pyproject.toml").read_text())
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the install scripts are for Linux")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="the install scripts are for Linux"),
+    pytest.mark.slow,  # each runs the shell scripts, seconds apiece
+]
 
 
 def step(

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -148,20 +149,38 @@ async def test_quit_stops_reading(scripted_engine: ScriptedEngine) -> None:
 
 
 async def test_stop_cancels_a_console_waiting_for_input(scripted_engine: ScriptedEngine) -> None:
-    class NeverEnding(io.StringIO):
-        def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
-            return "hello\n"
+    waiting = threading.Event()  # the console asked for its second line
+    typed = threading.Event()  # never set while the console runs: the user typed nothing more
 
+    class OneLineThenSilence(io.StringIO):
+        lines_read = 0
+
+        def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+            self.lines_read += 1
+            if self.lines_read == 1:
+                return "hello\n"
+            waiting.set()
+            typed.wait(6 * HANG)  # outlasts the wait for stop() below
+            return ""
+
+    stdin, stdout = OneLineThenSilence(), io.StringIO()
     adapter = ConsoleAdapter(
-        scripted_engine.service,
-        ConsoleConfig(jsonl=True),
-        stdin=NeverEnding(),
-        stdout=io.StringIO(),
+        scripted_engine.service, ConsoleConfig(jsonl=True), stdin=stdin, stdout=stdout
     )
     await adapter.start()
-    await asyncio.sleep(0.05)
-    await asyncio.wait_for(adapter.stop(), HANG)
-    await asyncio.wait_for(adapter.finished.wait(), HANG)
+    try:
+        assert await asyncio.to_thread(waiting.wait, HANG)
+        assert not adapter.finished.is_set()  # blocked on input, not ended
+        # asyncio.wait, not wait_for: cancelling stop() on a timeout would cancel the loop.
+        stopping = asyncio.create_task(adapter.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=HANG)
+        assert done == {stopping}, "stop() did not end a console waiting for input"
+        assert adapter.finished.is_set()
+    finally:
+        typed.set()  # lets the reading thread return
+    assert stdin.lines_read == 2
+    (record,) = [json.loads(line) for line in stdout.getvalue().splitlines()]
+    assert record["reply"] == "A comforting reply to: hello"
 
 
 # --- interactive ----------------------------------------------------------------------------
@@ -198,7 +217,8 @@ async def test_jsonl_says_when_a_message_is_shown_as_neutral(
 ) -> None:
     small_talk, happy = await run_jsonl(scripted_engine, ["你好", "I am so happy today"])
     assert small_talk["neutral"] is True
-    assert small_talk["sentiment"] in ("positive", "negative")  # the two-way label stays
+    # The two-way label stays, as the runner gave it (the scripted "你好" reads 0.55).
+    assert (small_talk["sentiment"], small_talk["p_positive"]) == ("positive", 0.55)
     assert happy["neutral"] is False
 
 

@@ -1,6 +1,6 @@
 """The journal in the console: /wrong corrects the latest label (there are no buttons),
-/export writes the CSV and JSON to files and names them, /link gives a code, and a code from
-another platform links only after `/link confirm`."""
+/export writes the CSV and JSON to files and names them, /link gives a code, a code from
+another platform links only after `/link confirm`, and /unlink separates linked accounts."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 from engine.chat import texts
 from engine.chat.commands import Caller, Commands
 from engine.types import IncomingMessage, UserKey
-from tests.adapters.test_console import ME, run_console
+from tests.adapters.test_console import ME, run_console, run_jsonl
 from tests.conftest import ScriptedEngine
+from tests.support import link_accounts
 
 
 async def test_wrong_then_mood_counts_the_correction_and_export_writes_files(
@@ -58,6 +59,21 @@ async def test_interactive_export_prints_where_the_files_are(
     paths = saved[0].split(": ", 1)[1].split(", ")
     assert [Path(p).suffix for p in paths] == [".csv", ".json"]
     assert all(Path(p).exists() for p in paths)
+
+
+async def test_unlink_separates_the_linked_accounts(scripted_engine: ScriptedEngine) -> None:
+    store = scripted_engine.store
+    elsewhere = UserKey("telegram", "111")
+    await link_accounts(store, elsewhere, ME)
+    assert await store.linked_accounts(ME) == [elsewhere]
+
+    records = await run_jsonl(scripted_engine, ["/unlink", "/unlink"])
+    assert records == [
+        {"command": "unlink", "text": texts.UNLINK_DONE},
+        {"command": "unlink", "text": texts.UNLINK_NONE},
+    ]
+    assert await store.linked_accounts(ME) == []
+    assert await store.linked_accounts(elsewhere) == []
 
 
 async def test_a_telegram_code_asks_first_and_links_on_link_confirm(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from tests.scripted import ScriptedRunner, scripted_p_positive
 from tests.support import stored_mood_events
 
 TOKEN = "test-token"
+HANG = 30.0  # only a guard against hanging forever; no test waits this long
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 GUILD, CHANNEL, OTHER_CHANNEL = 7100, 7101, 7102
 ALICE_ID, BOB_ID = 501, 502
@@ -539,6 +541,19 @@ async def test_reset_and_help(
     assert answer.json["data"]["flags"] == EPHEMERAL
 
 
+async def test_start_introduces_the_bot_and_what_it_keeps(
+    adapter: DiscordAdapter, fake: FakeDiscord, scripted_engine: ScriptedEngine
+) -> None:
+    start = slash(fake, ALICE, "start")
+    await fake.dispatch("INTERACTION_CREATE", start)
+    answer = await wait_for_call(fake, CALLBACK, start["token"])
+    assert answer.json["type"] == 4
+    assert answer.json["data"]["content"] == texts.start_text(12)
+    assert answer.json["data"]["flags"] == EPHEMERAL
+    assert await mood_events(scripted_engine, ALICE_ID) == []  # a command is not a mood
+    assert tagged_texts(scripted_engine) == []
+
+
 # --- lifecycle ------------------------------------------------------------------------------
 
 
@@ -550,32 +565,39 @@ async def test_stop_closes_cleanly_and_is_idempotent(
     assert adapter.client.is_closed()
     await asyncio.wait_for(fake.connections[-1].closed.wait(), 5)  # the client hung up
     await adapter.stop()
-    await asyncio.sleep(0.1)
-    assert len(fake.connections) == 1  # and did not come back
+    # The gateway task, the only thing that reconnects, is over: the client cannot come back.
+    assert adapter._connect_task is not None
+    assert adapter._connect_task.done()
+    assert len(fake.connections) == 1
 
 
 async def test_stop_drops_a_reply_that_outlives_the_grace_period(
     make_adapter: AdapterFactory, fake: FakeDiscord, scripted_engine: ScriptedEngine
 ) -> None:
     adapter = await make_adapter(shutdown_grace_s=0.1)
-    scripted_engine.runner.delay_s = 0.1
-    scripted_engine.runner.reply_text = " ".join(["slow"] * 100)
+    hold = scripted_engine.runner.hold = threading.Event()  # the reply's rest waits for it
+    scripted_engine.runner.reply_text = "first and then the words nobody will see"
     await fake.dispatch("MESSAGE_CREATE", dm(fake, ALICE, "take your time"))
-    await fake.wait_for(lambda: fake.channel_messages(DM_OF[ALICE_ID]))  # the label is out
-
-    await asyncio.wait_for(adapter.stop(), 5)
-    assert adapter.client is not None
-    assert adapter.client.is_closed()
-    # The engine stream was closed, so the worker abandons the generation (on its next step).
-    for _ in range(40):
-        if scripted_engine.runner.replies[-1].closed:
-            break
-        await asyncio.sleep(0.05)
-    assert scripted_engine.runner.replies[-1].closed
+    try:
+        await fake.wait_for(lambda: fake.channel_messages(DM_OF[ALICE_ID]))  # the label is out
+        await asyncio.wait_for(adapter.stop(), HANG)  # the reply is still held: it outlives it
+        assert adapter.client is not None
+        assert adapter.client.is_closed()
+    finally:
+        hold.set()
+    # The engine stream was closed, so the worker abandons the generation at its next step.
+    reply = scripted_engine.runner.replies[-1]
+    assert await asyncio.to_thread(reply.closed_signal.wait, HANG)
+    assert not reply.finished
+    shown = " ".join(m["content"] for m in fake.channel_messages(DM_OF[ALICE_ID]))
+    assert "nobody" not in shown
 
 
 async def test_stop_before_start_is_safe(scripted_engine: ScriptedEngine) -> None:
-    await DiscordAdapter(scripted_engine.service, DiscordConfig(token="x")).stop()
+    adapter = DiscordAdapter(scripted_engine.service, DiscordConfig(token="x"))
+    await asyncio.wait_for(adapter.stop(), HANG)
+    assert adapter.client is None  # nothing was started to connect
+    assert adapter.track() is False  # and no message is taken after it
 
 
 async def test_bad_token_fails_start_clearly(

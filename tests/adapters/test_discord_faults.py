@@ -50,6 +50,7 @@ def scripted_runner() -> ScriptedRunner:
     return ScriptedRunner(reply_text=REPLY, delay_s=0.05)
 
 
+@pytest.mark.slow  # a long scripted fault sequence
 async def test_a_429_storm_on_edits_outlasting_discord_py_retries_loses_no_text(
     adapter: base.DiscordAdapter, fake: FakeDiscord
 ) -> None:
@@ -68,6 +69,7 @@ async def test_a_429_storm_on_edits_outlasting_discord_py_retries_loses_no_text(
         assert message["content"] == SHOWN
 
 
+@pytest.mark.slow  # a long scripted fault sequence
 async def test_a_gateway_drop_mid_reply_resumes_and_the_reply_completes(
     adapter: base.DiscordAdapter, fake: FakeDiscord
 ) -> None:
@@ -85,6 +87,7 @@ async def test_a_gateway_drop_mid_reply_resumes_and_the_reply_completes(
     assert len(fake.connections) == 2
 
 
+@pytest.mark.slow  # a long scripted fault sequence
 async def test_a_user_whose_dms_are_closed_is_stored_warned_once_and_others_go_on(
     adapter: base.DiscordAdapter,
     fake: FakeDiscord,

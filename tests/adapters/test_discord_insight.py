@@ -4,12 +4,13 @@ tasks loop included)."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import discord
 import pytest
 
+from adapters.discord import digest as digest_module
 from adapters.discord.adapter import DiscordAdapter
 from adapters.discord.digest import DiscordDigest
 from engine.chat import texts
@@ -109,6 +110,22 @@ async def test_the_digest_is_taken_in_a_dm_only_and_mood_stays_ephemeral_in_a_ch
     assert taken.chat_id == str(DM_OF[ALICE_ID])
 
 
+async def test_digest_off_removes_the_opt_in(
+    adapter: DiscordAdapter,  # noqa: F811
+    fake: FakeDiscord,  # noqa: F811
+    scripted_engine: ScriptedEngine,
+) -> None:
+    store = scripted_engine.store
+    await command(fake, ALICE, "digest", option("state", "on"))
+    await command(fake, BOB, "digest", option("state", "on"))
+    assert len(await store.digest_subscriptions("discord")) == 2
+
+    assert await command(fake, ALICE, "digest", option("state", "off")) == texts.DIGEST_OFF
+    [kept] = await store.digest_subscriptions("discord")
+    assert kept.user == key(BOB_ID)  # only the caller's own opt-in goes
+    assert await command(fake, ALICE, "digest", option("state", "off")) == texts.DIGEST_WAS_OFF
+
+
 async def test_week_answers_with_the_models_text_and_a_chart(
     adapter: DiscordAdapter,  # noqa: F811
     fake: FakeDiscord,  # noqa: F811
@@ -205,9 +222,17 @@ async def test_the_daily_loop_sends_only_on_the_digest_day(
     monkeypatch: pytest.MonkeyPatch,
     today: bool,
 ) -> None:
-    weekday = datetime.now(UTC).weekday()
-    day = WEEKDAYS[weekday if today else (weekday + 3) % 7]
-    chat = SYSTEM_LAYOUT.model_copy(update={"digest_day": day})
+    # The loop's clock is pinned: a real one could pass midnight between here and _on_time.
+    now = datetime(2026, 3, 4, 23, 59, 59, 999999, tzinfo=UTC)  # a Wednesday, a blink to go
+
+    class PinnedClock(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> PinnedClock:
+            return cls.fromtimestamp(now.timestamp(), tz)
+
+    monkeypatch.setattr(digest_module, "datetime", PinnedClock)
+    day = WEEKDAYS[2 if today else 5]
+    chat = SYSTEM_LAYOUT.model_copy(update={"digest_day": day, "timezone": "UTC"})
     digest = DiscordDigest(ChatService(scripted_engine.worker, scripted_engine.store, chat),
                            discord.Client(intents=discord.Intents.none()))  # fmt: skip
     runs: list[str] = []

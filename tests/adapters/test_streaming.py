@@ -6,9 +6,11 @@ import itertools
 import random
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import pytest
 
+from adapters import streaming
 from adapters.streaming import (
     Messages,
     RateLimited,
@@ -172,11 +174,25 @@ async def test_final_edit_gives_up_after_max_retries() -> None:
     assert sink.kinds().count("edit") == 3  # the first try and two retries
 
 
-async def test_rate_limited_intermediate_edit_is_skipped_not_lost() -> None:
+async def test_rate_limited_intermediate_edit_is_skipped_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The renderer's clock stands still while the reply streams, then jumps to 0.05 s before
+    # the 30 s window ends: the frames fall inside the window whatever the machine's load,
+    # and the final edit waits the window out (0.05 s, not 30).
+    clock = [1000.0]
+    monkeypatch.setattr(streaming, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+
+    async def window_nearly_over_at_the_end(events: list[ReplyEvent]) -> AsyncIterator[ReplyEvent]:
+        for event in events:
+            if isinstance(event, ReplyDone):
+                clock[0] += 30.0 - 0.05
+            yield event
+
     first_frame = f"{LABEL}\n\nHello"
     sink = FakeSink(edit_failures=[30.0], fail_edits_of=first_frame)
     renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=0.0))
-    result = await renderer.render(stream(reply_events(WORDS)))
+    result = await renderer.render(window_nearly_over_at_the_end(reply_events(WORDS)))
 
     edits = [text for kind, _, text in sink.calls if kind == "edit"]
     # The 429 on the first frame held back the other intermediate frames (its window is 30 s)

@@ -4,11 +4,10 @@ scripted engine, real SQLite store. No network."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+import re
 import sqlite3
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -20,9 +19,10 @@ from adapters.streaming import Transient
 from adapters.telegram.adapter import TelegramAdapter, TelegramAuthError, TelegramConfig
 from adapters.telegram.chat import Outbox, TelegramSink
 from engine.chat import safety, texts
-from engine.types import IncomingMessage, Sentiment, UserKey
+from engine.types import DigestSubscription, IncomingMessage, Sentiment, UserKey
 from storage.store import SqlMoodStore
 from tests.conftest import ScriptedEngine
+from tests.fakes.base import GUARD_S
 from tests.fakes.telegram_api import (
     DEFAULT_TOKEN,
     GROUP_ID,
@@ -32,12 +32,15 @@ from tests.fakes.telegram_api import (
     private_chat,
     user_json,
 )
-from tests.support import stored_mood_events
+from tests.support import link_accounts, stored_mood_events
 
 USER, OTHER = 111, 222
+HANG = 30.0  # only a guard against hanging forever; no test waits this long
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 POSITIVE = texts.label_line(Sentiment("positive", 0.9))
 NEGATIVE = texts.label_line(Sentiment("negative", 0.1))
+
+LINK_CODE = re.compile(r"/link [A-Z2-9]{8}\b")
 
 MakeAdapter = Callable[..., Awaitable[TelegramAdapter]]
 
@@ -91,7 +94,9 @@ def tagged_texts(engine: ScriptedEngine) -> list[str]:
     return [text for batch in engine.runner.tag_calls for text in batch]
 
 
-async def wait_text(api: FakeTelegramAPI, chat_id: int, fragment: str, timeout: float = 5.0) -> str:
+async def wait_text(
+    api: FakeTelegramAPI, chat_id: int, fragment: str, timeout: float = GUARD_S
+) -> str:
     """Wait until one of the bot's messages in the chat contains `fragment`; return it."""
 
     def found() -> str | None:
@@ -175,20 +180,16 @@ async def test_an_update_redelivered_after_a_crash_is_not_answered_again(
 async def test_edits_are_throttled_while_streaming(
     make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
 ) -> None:
-    interval = 0.3
-    await make_adapter(edit_interval_s=interval)
+    # An interval far longer than the reply: every intermediate frame falls inside it, so
+    # the 30 deltas make no edit but the forced final one (unthrottled: about 30 edits).
+    await make_adapter(edit_interval_s=3600.0)
     words = [f"word{i}" for i in range(30)]
     scripted_engine.runner.reply_text = " ".join(words)
-    scripted_engine.runner.delay_s = 0.03  # ~0.9 s of streaming, 30 deltas
     api.private_text(USER, "tell me something")
-    await wait_text(api, USER, words[-1])
+    final = await wait_text(api, USER, words[-1])
 
-    edits = api.calls_to("editMessageText")
-    # Unthrottled this would be ~30 edits; at one per 0.3 s it is about 0.9 / 0.3 + final.
-    assert 2 <= len(edits) <= 6, [round(e.at, 2) for e in edits]
-    intermediate = edits[:-1]  # the final edit is forced out at once
-    gaps = [b.at - a.at for a, b in itertools.pairwise(intermediate)]
-    assert all(gap >= interval - 0.05 for gap in gaps), gaps
+    [edit] = api.calls_to("editMessageText")
+    assert edit.params["text"] == final == f"{NEGATIVE}\n\n{' '.join(words)}"
 
 
 async def test_groups_use_the_stricter_edit_interval(
@@ -424,18 +425,44 @@ async def test_only_messages_the_bot_answers_are_recorded_on_arrival(
 # --- commands -----------------------------------------------------------------------------
 
 
-async def test_commands_are_registered(bot: TelegramAdapter, api: FakeTelegramAPI) -> None:
+async def answer_to(api: FakeTelegramAPI, chat_id: int, text: str, user: int = USER) -> str:
+    """Send `text` from `user` into a private chat (or the group) and return the bot's next
+    message there, exactly."""
+    before = len(api.bot_texts(chat_id))
+    if chat_id == GROUP_ID:
+        api.group_text(user, text)
+    else:
+        api.private_text(user, text)
+    await api.wait_for(lambda: len(api.bot_texts(chat_id)) > before, what=f"the answer to {text}")
+    return api.bot_texts(chat_id)[before]
+
+
+async def test_commands_are_registered(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
     expected = [{"command": name, "description": about} for name, about in texts.COMMANDS.items()]
     assert api.calls_to("setMyCommands")[0].params["commands"] == expected
-    for name in texts.COMMANDS:  # every advertised command has a handler
-        before = len(api.bot_texts(USER))
-        api.private_text(USER, f"/{name}")
-
-        def answered(count: int = before) -> bool:
-            return len(api.bot_texts(USER)) > count
-
-        await api.wait_for(answered, what=f"/{name}")
-        assert api.bot_texts(USER)[before] != texts.UNKNOWN_COMMAND
+    # Every advertised command has a handler that answers it: a new user's answer to each.
+    empty_mood = (await scripted_engine.service.mood(key(USER), 7)).text
+    answers = {
+        "start": texts.start_text(12),
+        "help": texts.help_text(),
+        "mood": empty_mood,
+        "reset": texts.RESET_DONE,
+        "forget": texts.FORGET_ASK,
+        "digest": texts.DIGEST_USAGE,
+        "checkin": texts.CHECKIN_USAGE,
+        "wrong": texts.wrong_usage(None),
+        "unlink": texts.UNLINK_NONE,
+        "export": texts.export_done(0, 0, 0),
+    }
+    for name in texts.COMMANDS:
+        answer = await answer_to(api, USER, f"/{name}")
+        if name == "link":  # a fresh random code
+            assert LINK_CODE.search(answer), answer
+        else:
+            assert answer == answers.pop(name), name
+    assert answers == {}
 
 
 async def test_start_help_and_unknown_command(bot: TelegramAdapter, api: FakeTelegramAPI) -> None:
@@ -477,9 +504,8 @@ async def test_mood_with_bad_days_explains_and_without_data_sends_no_chart(
 ) -> None:
     api.private_text(USER, "/mood lots")
     await wait_text(api, USER, texts.bad_days("lots"))
-    api.private_text(USER, "/mood")
-    await api.wait_for(lambda: len(api.bot_texts(USER)) == 2)
-    await asyncio.sleep(0.2)
+    assert await answer_to(api, USER, "/mood") == (await bot.service.mood(key(USER), 7)).text
+    await bot.stop()  # waits for the command's handler to end: whatever it sent is sent
     assert api.calls_to("sendPhoto") == []
 
 
@@ -493,6 +519,54 @@ async def test_reset_clears_this_chats_memory_but_keeps_mood(
     await wait_text(api, USER, texts.RESET_DONE)
     assert await scripted_engine.store.recent_turns(key(USER), str(USER), 10) == []
     assert len(await mood_events(scripted_engine, USER, at_least=1)) == 1
+
+
+async def test_a_typed_wrong_corrects_the_latest_label(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    api.private_text(USER, "I am so happy today")
+    await wait_text(api, USER, "reply to: I am so happy today")
+    assert await answer_to(api, USER, "/wrong") == texts.wrong_usage("positive")
+    assert await answer_to(api, USER, "/wrong bogus") == texts.wrong_usage("positive")
+    [event] = await mood_events(scripted_engine, USER, at_least=1)
+    assert event.corrected is None  # a bad argument changes nothing
+
+    done = await answer_to(api, USER, "/wrong negative")
+    assert done == texts.correction_done("positive", "negative")
+    [event] = await mood_events(scripted_engine, USER, at_least=1)
+    assert event.corrected == "negative"
+    report = await scripted_engine.service.mood(key(USER), 7)
+    assert (report.positive, report.negative) == (0, 1)
+
+
+async def test_unlink_separates_the_linked_accounts(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    store = scripted_engine.store
+    elsewhere = UserKey("console", "local")
+    await link_accounts(store, key(USER), elsewhere)
+    assert await store.linked_accounts(key(USER)) == [elsewhere]
+
+    assert await answer_to(api, USER, "/unlink") == texts.UNLINK_DONE
+    assert await store.linked_accounts(key(USER)) == []
+    assert await store.linked_accounts(elsewhere) == []
+    assert await answer_to(api, USER, "/unlink") == texts.UNLINK_NONE
+
+
+async def test_digest_on_then_off_in_a_private_chat(
+    bot: TelegramAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    store = scripted_engine.store
+    config = scripted_engine.service.config
+    on = texts.digest_on(config.digest_weekday, config.digest_at, config.timezone, True)
+    assert await answer_to(api, USER, "/digest on") == on
+    assert await store.digest_subscriptions("telegram") == [
+        DigestSubscription(key(USER), str(USER))
+    ]
+
+    assert await answer_to(api, USER, "/digest off") == texts.DIGEST_OFF
+    assert await store.digest_subscriptions("telegram") == []
+    assert await answer_to(api, USER, "/digest off") == texts.DIGEST_WAS_OFF
 
 
 async def test_forget_asks_only_the_owner_can_confirm_and_cancel_keeps_data(
@@ -659,31 +733,58 @@ async def test_allow_list_refuses_others_and_stores_nothing(
     assert api.bot_texts(OTHER) == [texts.NOT_ALLOWED]
 
 
-async def test_stop_is_prompt_and_idempotent(
+async def stopped(adapter: TelegramAdapter) -> bool:
+    """Whether adapter.stop() returned before the guard (asyncio.wait: a timeout must not
+    cancel the stop it measures)."""
+    stopping = asyncio.create_task(adapter.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=HANG)
+    return stopping in done
+
+
+async def test_stop_does_not_wait_out_a_long_poll_and_is_idempotent(
     make_adapter: MakeAdapter, api: FakeTelegramAPI
 ) -> None:
-    adapter = await make_adapter(poll_timeout_s=30.0)
+    adapter = await make_adapter(poll_timeout_s=3600.0)  # the server would hold it an hour
     # Wait until a long poll is actually parked on the server.
     await api.wait_for(lambda: [c for c in api.calls_to("getUpdates") if c.params.get("timeout")])
-    await asyncio.sleep(0.1)
-    began = time.monotonic()
-    await adapter.stop()
-    assert time.monotonic() - began < 2.0
-    await adapter.stop()  # a second stop is a no-op
+    assert await stopped(adapter)
+    assert await stopped(adapter)  # a second stop is a no-op
 
 
-async def test_stop_waits_for_an_inflight_reply_then_is_bounded(
+async def test_stop_lets_an_inflight_reply_finish(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+) -> None:
+    adapter = await make_adapter(stop_grace_s=3600.0)
+    hold = scripted_engine.runner.hold = threading.Event()
+    scripted_engine.runner.reply_text = "first and then the rest"
+    api.private_text(USER, "go on")
+    await wait_text(api, USER, NEGATIVE)
+    stopping = asyncio.create_task(adapter.stop())
+    try:
+        # Once stop() takes no more work, the held reply may go on: it is waited for.
+        await api.wait_for(lambda: adapter._inflight.closed, what="stop() to begin")
+    finally:
+        hold.set()
+    done, _ = await asyncio.wait({stopping}, timeout=HANG)
+    assert stopping in done
+    assert api.bot_texts(USER) == [f"{NEGATIVE}\n\nfirst and then the rest"]
+
+
+async def test_stop_cuts_a_reply_that_outlives_the_grace_period(
     make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
 ) -> None:
     adapter = await make_adapter(stop_grace_s=0.3)
-    scripted_engine.runner.reply_text = " ".join(["long"] * 200)
-    scripted_engine.runner.delay_s = 0.02  # ~4 s: longer than the grace period
+    hold = scripted_engine.runner.hold = threading.Event()  # the rest waits until after stop
+    scripted_engine.runner.reply_text = "first and then the words nobody will see"
     api.private_text(USER, "go on")
     await wait_text(api, USER, NEGATIVE)
-    began = time.monotonic()
-    await adapter.stop()
-    assert time.monotonic() - began < 2.0
-    assert api.bot_texts(USER)[0].count("long") < 200  # it was cut, not waited out
+    try:
+        assert await stopped(adapter)  # bounded by the grace period, not by the reply
+    finally:
+        hold.set()
+    reply = scripted_engine.runner.replies[-1]
+    assert await asyncio.to_thread(reply.closed_signal.wait, HANG)  # the model stopped too
+    assert "nobody" not in " ".join(api.bot_texts(USER))
 
 
 async def test_bad_token_fails_start_without_leaking_it(
@@ -890,12 +991,24 @@ async def test_a_message_left_unanswered_by_a_dead_process_is_answered_at_start(
 
 
 async def test_a_running_bot_finishes_what_another_process_left_later(
-    make_adapter: MakeAdapter, api: FakeTelegramAPI, scripted_engine: ScriptedEngine
+    make_adapter: MakeAdapter,
+    api: FakeTelegramAPI,
+    scripted_engine: ScriptedEngine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Another bot process on the database dies after this one started: the next sweep
     # (RESUME_INTERVAL_S) answers its message, once, however many sweeps follow.
     service = scripted_engine.service
     service.config = service.config.model_copy(update={"resume_interval_s": 0.05})
+    sweeps = 0
+    unfinished = service.unfinished
+
+    async def counted(platform: str) -> Any:
+        nonlocal sweeps
+        sweeps += 1
+        return await unfinished(platform)
+
+    monkeypatch.setattr(service, "unfinished", counted)
     await make_adapter()
     message = api.message_update(private_chat(USER), user_json(USER), "I am so happy")["message"]
     dead = await SqlMoodStore.open(scripted_engine.db_path)
@@ -905,7 +1018,8 @@ async def test_a_running_bot_finishes_what_another_process_left_later(
     await dead.close()
 
     final = await wait_text(api, USER, "A cheerful reply to: I am so happy")
-    await asyncio.sleep(0.3)  # several more sweeps
+    answered_at = sweeps
+    await api.wait_for(lambda: sweeps >= answered_at + 3, what="three more sweeps")
     assert final == f"{texts.RETRY_NOTE}\n{POSITIVE}\n\nA cheerful reply to: I am so happy"
     assert len(api.calls_to("sendMessage")) == 1
     assert len(await mood_events(scripted_engine, USER, at_least=1)) == 1

@@ -56,6 +56,7 @@ async def final_text(api: FakeTelegramAPI, chat_id: int, timeout: float = 15.0) 
 
 # PTB's own RetryAfter constructor trips its retry_after deprecation warning.
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+@pytest.mark.slow  # a long scripted fault sequence
 async def test_a_storm_of_429s_on_edits_loses_no_text(
     make_adapter: MakeAdapter,
     api: FakeTelegramAPI,
@@ -134,6 +135,7 @@ async def test_a_user_who_blocked_the_bot_is_stored_warned_once_and_others_go_on
     assert problems(caplog) == []
 
 
+@pytest.mark.slow  # a long scripted fault sequence
 async def test_polling_survives_network_errors_and_answers_what_came_meanwhile(
     make_adapter: MakeAdapter,
     api: FakeTelegramAPI,

@@ -5,7 +5,6 @@ Only requests carrying the secret token are processed."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from telegram.ext import Updater
 
 from adapters.telegram.adapter import TelegramAdapter, TelegramConfig
 from engine.chat import texts
@@ -20,16 +20,11 @@ from engine.types import Sentiment, UserKey
 from tests.conftest import ScriptedEngine
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI, private_chat, user_json
 from tests.support import stored_mood_events
+from tests.webhook_socket import listening_socket, serve_webhooks_on
 
 USER = 111
 SECRET = "s3cret-hook_token-" * 2
 HOOK_URL = "https://bot.example.test/hooks/telegram"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -42,9 +37,14 @@ MakeAdapter = Callable[..., Awaitable[TelegramAdapter]]
 
 
 @pytest.fixture
-async def hook(scripted_engine: ScriptedEngine, api: FakeTelegramAPI) -> AsyncIterator[str]:
+async def hook(
+    scripted_engine: ScriptedEngine, api: FakeTelegramAPI, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[str]:
     """A started adapter in webhook mode; yields the local address to post updates to."""
-    port = free_port()
+    sock = listening_socket()  # bound here, once, and served by the adapter's webhook
+    port = sock.getsockname()[1]
+    monkeypatch.setattr(Updater, "start_webhook", Updater.start_webhook)  # restored after
+    serve_webhooks_on(sock)
     config = TelegramConfig.model_construct(
         token=DEFAULT_TOKEN,
         api_base_url=api.base_url,

@@ -4,7 +4,6 @@ code 2), naming DATABASE_URL without its password; the model is never loaded."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.postgres import PostgresCluster
+from tests.support import refusing_port
+
+pytestmark = pytest.mark.slow  # each starts `python -m bot`, seconds apiece
 
 ROOT = Path(__file__).resolve().parents[2]
 EXIT_STORAGE = 2
@@ -28,10 +30,8 @@ def run_bot(tmp_path: Path, database_url: str) -> subprocess.CompletedProcess[st
 
 
 def test_a_postgres_that_is_down_stops_the_bot_naming_database_url(tmp_path: Path) -> None:
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    done = run_bot(tmp_path, f"postgresql://bot:pw-SECRET-1@127.0.0.1:{port}/bot")
+    with refusing_port() as port:
+        done = run_bot(tmp_path, f"postgresql://bot:pw-SECRET-1@127.0.0.1:{port}/bot")
     assert done.returncode == EXIT_STORAGE, done.stderr[-2000:]
     assert f"DATABASE_URL (postgresql://bot:***@127.0.0.1:{port}/bot)" in done.stderr
     assert "cannot reach" in done.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import logging
-import socket
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from engine.model.label_head import HEADS_DIR, ModelIdentity, felt_file, head_fi
 from engine.model.model_files import DEFAULT_MODEL, LIGHT_MODEL, PACKAGED_MODELS, PackagedModel
 from tests.fakes.openai_api import FakeOpenAIServer
 from tests.scripted import ScriptedRunner
+from tests.support import refusing_port
 
 MODEL = PACKAGED_MODELS[DEFAULT_MODEL]
 TELEGRAM_TOKEN = "123456789:AAH-telegram-SECRET-token_xyz"
@@ -61,12 +61,6 @@ def cached_gguf(tmp_path: Path, size: int = MODEL.size, stamp: str | None = MODE
         file.truncate(size)
     if stamp is not None:
         gguf.with_suffix(".gguf.sha256").write_text(stamp + "\n")
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def named(checks: list[Check], name: str) -> Check:
@@ -272,8 +266,9 @@ async def test_a_webhook_without_a_listen_address_is_a_note(tmp_path: Path) -> N
 
 async def test_an_openai_server_that_does_not_answer_stops_the_bot(tmp_path: Path) -> None:
     cached_gguf(tmp_path)
-    url = f"http://127.0.0.1:{closed_port()}/v1"
-    checks = await diagnose(settings_env(tmp_path, BACKEND="openai", OPENAI_BASE_URL=url))
+    with refusing_port() as port:
+        url = f"http://127.0.0.1:{port}/v1"
+        checks = await diagnose(settings_env(tmp_path, BACKEND="openai", OPENAI_BASE_URL=url))
     server = named(checks, "server")
     assert (server.ok, server.detail) == (False, f"{url} does not answer (ConnectError)")
     assert "OPENAI_BASE_URL" in server.fix
@@ -295,15 +290,16 @@ async def test_an_openai_server_is_asked_for_its_models(tmp_path: Path) -> None:
 
 async def test_tokens_and_passwords_never_reach_the_screen(tmp_path: Path) -> None:
     cached_gguf(tmp_path)
-    env = settings_env(
-        tmp_path,
-        TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN,
-        TELEGRAM_WEBHOOK_URL="https://bot.example/hook",
-        TELEGRAM_WEBHOOK_SECRET="hook-SECRET" * 3,
-        DISCORD_BOT_TOKEN=DISCORD_TOKEN,
-        DATABASE_URL=f"postgresql://bot:pw-SECRET@127.0.0.1:{closed_port()}/bot",
-    )
-    checks = await diagnose(env)
+    with refusing_port() as port:
+        env = settings_env(
+            tmp_path,
+            TELEGRAM_BOT_TOKEN=TELEGRAM_TOKEN,
+            TELEGRAM_WEBHOOK_URL="https://bot.example/hook",
+            TELEGRAM_WEBHOOK_SECRET="hook-SECRET" * 3,
+            DISCORD_BOT_TOKEN=DISCORD_TOKEN,
+            DATABASE_URL=f"postgresql://bot:pw-SECRET@127.0.0.1:{port}/bot",
+        )
+        checks = await diagnose(env)
     screen = render(checks)
     assert "SECRET" not in screen
     assert f"token set ({len(TELEGRAM_TOKEN)} chars)" in named(checks, "telegram").detail

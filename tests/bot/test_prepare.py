@@ -11,35 +11,27 @@ from bot.app import EXIT_MODEL
 from bot.settings import Settings
 from engine.errors import ModelLoadError
 from engine.model import model_files
-from engine.model.model_files import ModelSource
+from engine.model.model_files import PACKAGED_MODELS, ModelSource
+from tests.packaged_fakes import install_fake_tiers, mark_converted
 
 
-@pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[str] = []
-
-    def gguf(spec: str, cache: Path) -> tuple[Path, str]:
-        seen.append(f"gguf {spec}")
-        return cache / "m.gguf", "m (packaged)"
-
-    def folder(spec: str, cache: Path) -> ModelSource:
-        seen.append(f"convert {spec}")
-        return ModelSource(str(cache / "converted"), True, "m (packaged)")
-
-    monkeypatch.setattr(model_files, "resolve_gguf", gguf)
-    monkeypatch.setattr(model_files, "resolve_model", folder)
-    return seen
-
-
-@pytest.mark.parametrize(("backend", "step"), [("llama_cpp", "gguf"), ("transformers", "convert")])
+@pytest.mark.parametrize("backend", ["llama_cpp", "transformers"])
 def test_prepare_readies_what_the_backend_reads(
-    calls: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str, step: str
-) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    backend: str,
+) -> None:  # fmt: skip
+    joined = install_fake_tiers(tmp_path, monkeypatch)
+    cache = tmp_path / "cache"
+    model = PACKAGED_MODELS["packaged-1.5b"]
+    gguf = cache / f"{model.name}.gguf"
+    folder = mark_converted(gguf, cache) if backend == "transformers" else None
     settings = Settings.from_env({"BACKEND": backend, "MODEL": "packaged-1.5b",
-                                  "MODEL_CACHE_DIR": str(tmp_path)})  # fmt: skip
+                                  "MODEL_CACHE_DIR": str(cache)})  # fmt: skip
     assert prepare(settings) == 0
-    assert calls == [f"{step} packaged-1.5b"]
-    assert "model ready: m (packaged)" in capsys.readouterr().out
+    assert gguf.read_bytes() == joined["packaged-1.5b"]  # both backends start from the GGUF
+    # llama.cpp reads the GGUF as it is; transformers its conversion.
+    ready = gguf if folder is None else folder
+    assert capsys.readouterr().out == f"model ready: {model.name} (packaged) -> {ready}\n"
 
 
 def test_prepare_reports_a_model_that_cannot_be_had(

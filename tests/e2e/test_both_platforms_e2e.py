@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.chat import texts
 from engine.model.model_files import LIGHT_MODEL
+from engine.types import Label, Sentiment
 from tests.e2e.test_discord_e2e import DM_CHANNEL
 from tests.e2e.test_discord_e2e import TOKEN as DISCORD_TOKEN
 from tests.e2e.test_discord_e2e import USER_ID as DISCORD_USER
@@ -42,6 +44,7 @@ async def test_telegram_and_discord_share_one_process(tmp_path: Path) -> None:
                 "DISCORD_PROXY": discord.proxy_url,
                 "DATABASE_PATH": str(db),
                 "MAX_NEW_TOKENS": "40",
+                "REQUEST_TIMEOUT_S": "900",  # load is slow; the deadline is not tested here
                 "MODEL": LIGHT_MODEL,  # Telegram and Discord e2e alone run the default
                 "PYTHONPATH": str(ROOT),
             }
@@ -73,7 +76,10 @@ async def test_telegram_and_discord_share_one_process(tmp_path: Path) -> None:
     assert stderr.count("model ready") == 1  # one model for both adapters
     assert "telegram adapter running" in stderr
     assert "discord adapter running" in stderr
-    for shown in (shown_telegram, shown_discord):
+    # Two unmistakable messages: each platform shows its own message's label, not the other's.
+    expected: list[tuple[str, Label]] = [(shown_telegram, "positive"), (shown_discord, "negative")]
+    for shown, tone in expected:
         label, _, reply = shown.partition("\n\n")
-        assert label.startswith(("😄 情感判断: ", "😔 情感判断: "))
+        line = texts.label_line(Sentiment(tone, 1.0), with_score=False)
+        assert label.startswith(f"{line} ("), (tone, label)
         assert reply.strip()

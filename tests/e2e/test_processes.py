@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from storage.store import SqlMoodStore
 from tests.fakes.telegram_api import DEFAULT_TOKEN, FakeTelegramAPI, private_chat, user_json
 from tests.postgres import PostgresCluster
 from tests.support import bot_process, stored_mood_events
+from tests.webhook_socket import listening_socket
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,12 +74,6 @@ async def test_two_processes_answer_one_users_messages_one_at_a_time(
 # --- Telegram webhook replicas behind a (simulated) load balancer -------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 SECRET = "replica-secret-" * 3
 
 
@@ -93,10 +87,12 @@ async def webhook_replicas(
     **extra: str,
 ) -> AsyncIterator[list[str]]:
     """`count` bot processes in webhook mode on one database; yields their webhook addresses
-    (and appends the processes to `processes`)."""
-    ports = [free_port() for _ in range(count)]
+    (and appends the processes to `processes`). Each serves on a socket bound here and
+    inherited (tests/webhook_socket.py)."""
     async with contextlib.AsyncExitStack() as stack:
-        for n, port in enumerate(ports):
+        socks = [stack.enter_context(listening_socket()) for _ in range(count)]
+        ports = [sock.getsockname()[1] for sock in socks]
+        for n, (sock, port) in enumerate(zip(socks, ports, strict=True)):
             env = scripted_bot_env(
                 database_url,
                 TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
@@ -106,11 +102,12 @@ async def webhook_replicas(
                 TELEGRAM_WEBHOOK_LISTEN=f"127.0.0.1:{port}",
                 TELEGRAM_WEBHOOK_SECRET=SECRET,
                 TELEGRAM_EDIT_INTERVAL_S="0.1",
+                SCRIPTED_WEBHOOK_FD=str(sock.fileno()),
                 **extra,
             )
             out, err = tmp_path / f"replica{n}.out", tmp_path / f"replica{n}.err"
             process = await stack.enter_async_context(
-                bot_process(tmp_path, env, out, err, module="tests.scripted_bot")
+                bot_process(tmp_path, env, out, err, "tests.scripted_bot", [sock.fileno()])
             )
             if processes is not None:
                 processes.append(process)

@@ -15,6 +15,11 @@ Call = TypeVar("Call")
 Fault = TypeVar("Fault")
 T = TypeVar("T")
 
+# How long a wait for something the code under test does may take before the test fails: only
+# a guard against hanging. Far above what any wait takes, even on a loaded machine; a passing
+# test never waits it out.
+GUARD_S = 30.0
+
 
 class RecordingServer(Generic[Call, Fault]):
     def __init__(self) -> None:
@@ -65,7 +70,9 @@ class RecordingServer(Generic[Call, Fault]):
 
     # --- waiting -----------------------------------------------------------------------------
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0, what: str = "") -> T:
+    async def wait_for(
+        self, predicate: Callable[[], T], timeout: float = GUARD_S, what: str = ""
+    ) -> T:
         """Poll until `predicate()` is truthy and return that value; on timeout the error
         shows the last calls the fake saw."""
         deadline = time.monotonic() + timeout

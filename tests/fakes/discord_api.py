@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
-from tests.fakes.base import RecordingServer
+from tests.fakes.base import GUARD_S, RecordingServer
 from tests.fakes.tls_proxy import TlsProxy, loopback_ca
 
 T = TypeVar("T")
@@ -264,7 +264,7 @@ class FakeDiscord(RecordingServer[ApiCall, _Fault]):
         for _ in range(times):
             self.script_fault(f"{method} {route}", _Fault(status, retry_after, via))
 
-    async def dispatch(self, event: str, data: JSON, timeout: float = 5.0) -> None:
+    async def dispatch(self, event: str, data: JSON, timeout: float = GUARD_S) -> None:
         """Send a DISPATCH on the live, identified (or resumed) gateway connection."""
         await asyncio.wait_for(self._live_event.wait(), timeout)
         connection, session = self._live, self._session

@@ -29,6 +29,7 @@ from storage.migrations import head
 from storage.postgres import lock_key
 from storage.store import SqlMoodStore
 from tests.postgres import PostgresCluster
+from tests.support import refusing_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -295,12 +296,7 @@ async def test_postgres_wrong_password_names_database_url_not_the_password(
 
 
 async def test_postgres_down_names_database_url_not_the_password() -> None:
-    import socket
-
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with pytest.raises(StorageError) as info:
+    with refusing_port() as port, pytest.raises(StorageError) as info:
         await SqlMoodStore.open(f"postgresql://bot:s3cret-pw@127.0.0.1:{port}/bot")
     message = str(info.value)
     assert "cannot reach" in message

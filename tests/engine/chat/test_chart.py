@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 import sys
@@ -67,9 +68,20 @@ def test_populated_chart_draws_positive_bars_and_empty_chart_does_not() -> None:
     assert (empty < 200).any()
 
 
-def test_long_period_renders() -> None:
-    pixels = decode(render_mood_chart(report_with(seeded_events(), 365)))
-    assert positive_pixels(pixels) > 0
+def test_a_long_period_draws_its_bars_at_their_days() -> None:
+    def positive_mask(report: MoodReport) -> np.ndarray:
+        pixels = decode(render_mood_chart(report))
+        return np.all(np.abs(pixels.astype(int) - POSITIVE_RGB) <= 3, axis=-1)
+
+    # The same messages all negative: its positive pixels are the legend's patch alone.
+    negative = [dataclasses.replace(e, label="negative") for e in seeded_events()]
+    bars = positive_mask(report_with(seeded_events(), 365)) & ~positive_mask(
+        report_with(negative, 365)
+    )
+    assert bars.sum() > 300  # two days of positive bars, each a few pixels wide
+    # The messages are from the period's last six days of 365: the bars are at its right end.
+    columns = np.nonzero(bars.any(axis=0))[0]
+    assert columns.min() > 0.9 * 800
 
 
 def test_matplotlib_is_imported_lazily() -> None:

@@ -159,11 +159,21 @@ def test_an_injected_message_stays_inside_the_label_frame(
     llama.tag(["warm"])  # the frame's head is in the cache
     monkeypatch.setattr(llama, "_forward", recording)
     (sentiment,) = llama.tag([ATTACK])
-    assert sentiment.label in ("positive", "negative")
     ids = llama._head + fed
     start, end, eot = (llama.specials[name] for name in CONTROL)
     assert (ids.count(start), ids.count(end), eot in ids) == (3, 2, False)  # system, user, answer
     assert fed == llama.encode(ATTACK) + llama._tail
+    # The label is that prompt's: the scores of one uncached pass over it.
+    monkeypatch.undo()
+    seq = llama._take_sequence()
+    try:
+        (row,) = llama._forward([(seq, ids, 0)])
+    finally:
+        llama._drop_sequence(seq)
+    positive, negative = llama.label_ids
+    language = detect_language(ATTACK)
+    whole = llama.label_head.p_positive(float(row[positive]), float(row[negative]), language)
+    assert sentiment.p_positive == pytest.approx(whole, abs=0.02)
 
 
 def test_greetings_are_shown_neutral_and_plain_feelings_are_not(llama: LlamaCppRunner) -> None:

@@ -28,6 +28,7 @@ from engine.model.model_files import (
     resolve_gguf,
     resolve_model,
 )
+from tests.packaged_fakes import install_fake_tiers, mark_converted
 
 PACKAGED = DEFAULT_MODEL  # the fake chunks stand in for the default tier's
 PACKAGED_NAME = PACKAGED_MODELS[DEFAULT_MODEL].name
@@ -188,33 +189,31 @@ def test_resolve_model_dispatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert not cache.exists()
 
 
-def test_resolve_packaged_uses_the_joined_gguf(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("spec", "tier"),
+    [("packaged-1.5b", DEFAULT_MODEL), ("", DEFAULT_MODEL), ("  packaged-1.5b  ", DEFAULT_MODEL),
+     ("packaged-0.5b", LIGHT_MODEL), ("small", LIGHT_MODEL), (" packaged ", LIGHT_MODEL)],
+)  # fmt: skip
+def test_resolve_packaged_reads_the_conversion_of_the_tiers_joined_gguf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str, tier: str
 ) -> None:
-    calls: list[tuple[str, Path]] = []
+    # Unset MODEL is the default tier; the light tier has three names.
+    joined = install_fake_tiers(tmp_path, monkeypatch)
+    model, cache = PACKAGED_MODELS[tier], tmp_path / "cache"
+    gguf = cache / f"{model.name}.gguf"
+    folder = mark_converted(gguf, cache)
+    assert resolve_model(spec, cache) == ModelSource(str(folder), True, f"{model.name} (packaged)")
+    assert gguf.read_bytes() == joined[tier]  # joined from that tier's chunks, and verified
+    assert gguf.with_suffix(".gguf.sha256").read_text().strip() == model.sha256
+    assert [p.name for p in cache.glob("*.gguf")] == [gguf.name]  # no other tier's file
+    assert model_files.names_a_gguf(spec)
 
-    def fake_join(cache_dir: Path, spec: str = PACKAGED) -> Path:
-        calls.append(("join", cache_dir))
-        return cache_dir / f"{PACKAGED_MODELS[spec].name}.gguf"  # a canonical tier name only
 
-    def fake_convert(gguf: Path, cache_dir: Path) -> Path:
-        calls.append(("convert", gguf))
-        return cache_dir / "converted" / "x"
-
-    monkeypatch.setattr(model_files, "packaged_gguf", fake_join)
-    monkeypatch.setattr(model_files, "converted_from_gguf", fake_convert)
-    for spec in ("packaged-1.5b", "", "  packaged-1.5b  "):  # unset MODEL = the default tier
-        source = resolve_model(spec, tmp_path)
-        assert source == ModelSource(
-            str(tmp_path / "converted" / "x"), True, f"{PACKAGED_NAME} (packaged)"
-        )
-    assert calls[:2] == [("join", tmp_path), ("convert", tmp_path / f"{PACKAGED_NAME}.gguf")]
-    for light in ("packaged-0.5b", "small", " packaged "):  # the light tier's three names
-        assert resolve_model(light, tmp_path).description == f"{LIGHT_NAME} (packaged)"
-    assert calls[-2] == ("join", tmp_path)
-    assert calls[-1] == ("convert", tmp_path / f"{LIGHT_NAME}.gguf")
+def test_names_a_gguf() -> None:
     assert model_files.names_a_gguf("small")
+    assert model_files.names_a_gguf("/models/mine.gguf")
     assert not model_files.names_a_gguf("packaged-7b")
+    assert not model_files.names_a_gguf("Qwen/Qwen2.5-0.5B-Instruct")
 
 
 def test_resolve_gguf_takes_the_file_as_it_is(
