@@ -47,10 +47,12 @@ CONF
 created_ca=""
 cleanup() {
   set +e
+  # -v: with their anonymous volumes (the image's /data of a container that mounts none).
+  podman ps -aq --filter "label=io.podman.compose.project=$project" | xargs -r podman rm -f -v \
+    >/dev/null
   if [ -f "$work/compose.yaml" ]; then
     (cd "$work" && podman-compose -p "$project" down -v >/dev/null 2>&1)
   fi
-  podman ps -a --format '{{.Names}}' | grep "^${project}_" | xargs -r podman rm -f >/dev/null
   podman volume ls --format '{{.Name}}' | grep "^${project}_" | xargs -r podman volume rm >/dev/null
   podman pod ls --format '{{.Name}}' | grep "^pod_${project}$" | xargs -r podman pod rm -f >/dev/null
   podman network exists "${project}_default" && podman network rm "${project}_default" >/dev/null
