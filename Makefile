@@ -7,7 +7,7 @@ TORCH_VERSION := 2.13.0
 # Elsewhere, point it at the CPU wheels: make run PIP_TORCH_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 PIP_TORCH_ARGS ?=
 
-.PHONY: install install-llama install-postgres install-fonts prepare run doctor test wheel-check lint bench clean
+.PHONY: install install-llama install-postgres install-fonts prepare run doctor test wheel-check container-check lint bench clean
 
 # Every long step runs through scripts/step.sh: it says what it does and about how long it
 # takes, prints a progress line every 30 s, and keeps the full output in .venv/logs/.
@@ -77,6 +77,12 @@ test: install
 # console messages on the packaged default model (the labels' package data must be shipped).
 wheel-check: install
 	bash scripts/wheel-check.sh
+
+# The container image (Containerfile) and the compose stack (compose.yaml) built and run with
+# podman: doctor and a console message in the image, then PostgreSQL keeping a message across
+# the stack going down and up. Needs root (apt-installs podman & co.); docs/containers.md.
+container-check:
+	bash scripts/container-check.sh
 
 # Lint: ruff's rules, ruff's formatting, and the type checker (settings in pyproject.toml).
 lint: install

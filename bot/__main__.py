@@ -4,6 +4,7 @@ python -m bot                 # Telegram and/or Discord if their tokens are set,
 python -m bot chat            # the console chat (JSONL when stdin is not a terminal)
 python -m bot chat --jsonl --user alice
 python -m bot doctor          # what the bot would run on, and what stops it (exit code)
+python -m bot doctor --quiet  # the same exit code, silent unless something stops the bot
 """
 
 from __future__ import annotations
@@ -37,7 +38,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="start the configured adapters (the default)")
     sub.add_parser("prepare", help="verify and convert the model into the cache, then exit")
-    sub.add_parser("doctor", help="check the settings, model, database and platforms, then exit")
+    doctor = sub.add_parser(
+        "doctor", help="check the settings, model, database and platforms, then exit"
+    )
+    doctor.add_argument(
+        "--quiet", action="store_true", help="print only problems (a container health check)"
+    )
     chat = sub.add_parser("chat", help="chat in the console")
     for target in (parser, chat):
         target.add_argument("--jsonl", action="store_true", help="one JSON object per line")
@@ -76,7 +82,7 @@ def main(argv: list[str] | None = None, runner_factory: RunnerFactory | None = N
     if args.command == "doctor":  # before reading the settings: it reports bad ones itself
         from bot import doctor
 
-        return doctor.main()
+        return doctor.main(quiet=args.quiet)
     try:
         settings = Settings.from_env()
     except SettingsError as error:

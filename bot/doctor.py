@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,10 +98,16 @@ def render(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-def main(env: Mapping[str, str] | None = None) -> int:
+def main(env: Mapping[str, str] | None = None, *, quiet: bool = False) -> int:
+    """`quiet` is for a container's health check, run every minute: nothing is printed when
+    the bot can start, and only the problems (on stderr, where runtimes keep it) otherwise."""
     checks = asyncio.run(diagnose(environment() if env is None else env))
-    print(render(checks))
-    return exit_code(checks)
+    code = exit_code(checks)
+    if not quiet:
+        print(render(checks))
+    elif code:
+        print(render([check for check in checks if not check.ok]), file=sys.stderr)
+    return code
 
 
 # --- the checks ----------------------------------------------------------------------------

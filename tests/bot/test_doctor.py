@@ -357,3 +357,20 @@ async def test_python_m_bot_logs_one_banner_line_before_the_chat(
     ]
     messages = [r.getMessage() for r in caplog.records]
     assert messages.index(banners[0]) < messages.index("console adapter running")
+
+
+def test_doctor_quiet_is_silent_when_the_bot_can_start_and_names_only_the_problems(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The container health check: exit 0 with no output, or the failing checks on stderr."""
+    cached_gguf(tmp_path)
+    for key, value in settings_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert main(["doctor", "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+    monkeypatch.setenv("DATABASE_PATH", str(tmp_path / "cache"))  # a folder: does not open
+    assert main(["doctor", "--quiet"]) == EXIT_STORAGE
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"FAIL database  {tmp_path / 'cache'} (sqlite) does not open" in err
+    assert "SHA-256 verified" not in err  # the model's line: it is fine
