@@ -57,6 +57,11 @@ BATCH_TOKENS = 512  # tokens per llama_decode call; longer work is split over se
 # costs ~7 ms a token here, so this bounds a step at ~0.3 s with 8 replies decoding, and a
 # label that arrives meanwhile waits for no more than that (vLLM calls it chunked prefill).
 PREFILL_TOKENS_PER_STEP = 32
+# Leading tokens after the opening compared first when looking for a slid conversation.
+SLIDE_PROBE_TOKENS = 8
+# Whether a conversation whose history window moved on is shifted rather than read again
+# (benchmarks.speed.conversation --no-shift compares the two).
+SHIFT_KEPT = True
 
 
 def _forward_llama_log(level: int, text: bytes, _: ctypes.c_void_p) -> None:
@@ -159,6 +164,7 @@ class LlamaCppRunner:
         threads: int = 0,
         context_tokens: int = 8192,
         options: RunnerOptions | None = None,
+        map_weights: bool = False,
     ) -> None:
         _require_package()
         if (options or RunnerOptions()).sentiment_method != "logits":
@@ -169,9 +175,13 @@ class LlamaCppRunner:
         self.model_path = model_path
         self.options = options or RunnerOptions()
         self.context_tokens = context_tokens
-        self._model = llama_cpp.llama_model_load_from_file(
-            str(model_path).encode(), llama_cpp.llama_model_default_params()
-        )
+        model_params = llama_cpp.llama_model_default_params()
+        # Read into memory, not mapped: on CPUs where llama.cpp repacks the weights for its
+        # matrix kernels, a mapping keeps both copies resident (the default tier's peak RSS
+        # 2.04 GiB mapped, 1.43 GiB read: python -m benchmarks.speed.memory).
+        if not map_weights:
+            model_params.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE
+        self._model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), model_params)
         if not self._model:
             raise ModelLoadError(f"llama.cpp could not load {model_path} (see the log above)")
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
@@ -196,7 +206,12 @@ class LlamaCppRunner:
         self._openings: dict[tuple[int, ...], int] = {}  # opening ids → its sequence, LRU order
         # Finished sequence → (the tokens its KV holds, how many of them were its prompt).
         self._kept: dict[int, tuple[list[int], int]] = {}  # LRU order
+        # Sequences that may hold cells of another sequence beyond the opening (the same first
+        # words of two users): shifting their positions would move the other's too.
+        self._shared: set[int] = set()
+        self._can_shift = bool(llama_cpp.llama_memory_can_shift(self._memory))
         # The analyst prompt around the user's text; its head's KV goes into sequence 0 once.
+        self._turn_start = self.specials.get("<|im_start|>", -1)  # where a message begins
         self._head, self._tail = analyst_frame(chatml, self.encode, self.specials)
         self._head_cached = False
         self._frame_heads: dict[tuple[str, str], tuple[int, list[int], list[int]]] = {}
@@ -292,6 +307,7 @@ class LlamaCppRunner:
 
     def _drop_sequence(self, seq: int) -> None:
         llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
+        self._shared.discard(seq)
         self._free.append(seq)
 
     def _forward(
@@ -418,15 +434,24 @@ class LlamaCppRunner:
         seq = self._take_sequence()
         source, common = self._continued(prompt.ids)
         cached = min(common, len(prompt.ids) - 1)  # the last prompt token must run: its scores
+        if cached <= prompt.opening and (slid := self._slide_kept(prompt.ids, prompt.opening)):
+            self._free.append(seq)  # the slid conversation's own sequence serves the reply
+            seq, cached = slid
+            sampler = ReplySampler(request.params, prompt.avoid)
+            return LlamaCppReply(self, seq, prompt.ids, cached, sampler)
         try:
             if cached > prompt.opening:
                 llama_cpp.llama_memory_seq_cp(self._memory, source, seq, 0, cached)
+                if source in self._shared:  # what it shares, the copy shares too
+                    self._shared.add(seq)
                 if common > self._kept[source][1]:
                     # It goes on into the kept reply: the same conversation one message later,
                     # which supersedes it. A prompt that stops where the kept one did is
                     # another user's same first words: they share the cells, and it stays.
                     del self._kept[source]
                     self._drop_sequence(source)
+                else:  # both now hold these cells: neither may shift them (_slide_kept)
+                    self._shared.update((source, seq))
             elif prompt.opening:
                 source = self._opening(prompt.ids[: prompt.opening])
                 llama_cpp.llama_memory_seq_cp(self._memory, source, seq, -1, -1)
@@ -438,6 +463,36 @@ class LlamaCppRunner:
             raise
         sampler = ReplySampler(request.params, prompt.avoid)
         return LlamaCppReply(self, seq, prompt.ids, cached, sampler)
+
+    def _slide_kept(self, ids: list[int], opening: int) -> tuple[int, int] | None:
+        """A conversation whose history window moved on: the kept exchange that `ids` continues
+        once its oldest turns (whole messages right after the opening) are left out. Those
+        turns are removed from its KV and the rest is shifted down to follow the opening (the
+        positional encoding is rotated in place, as llama.cpp's context shift does), so the
+        prompt is not read again from the opening: without this, every message of a chat
+        longer than HISTORY_TURNS would re-read its whole history. Returns (the sequence, now
+        this reply's, and how many leading ids it holds), or None."""
+        if not opening or not self._can_shift or not SHIFT_KEPT:
+            return None
+        probe = ids[opening : opening + SLIDE_PROBE_TOKENS]
+        for seq, (tokens, prompt_length) in reversed(self._kept.items()):
+            if seq in self._shared or tokens[:opening] != ids[:opening]:
+                continue
+            for start in range(opening + 1, prompt_length):
+                if tokens[start] != self._turn_start or tokens[start : start + len(probe)] != probe:
+                    continue
+                drop = start - opening
+                rest = tokens[:opening] + tokens[start:]
+                common = continued_length(ids, rest, prompt_length - drop)
+                if common <= opening:
+                    continue
+                del self._kept[seq]
+                cached = min(common, len(ids) - 1)
+                llama_cpp.llama_memory_seq_rm(self._memory, seq, opening, start)
+                llama_cpp.llama_memory_seq_add(self._memory, seq, start, -1, -drop)
+                llama_cpp.llama_memory_seq_rm(self._memory, seq, cached, -1)
+                return seq, cached
+        return None
 
     def _opening(self, ids: list[int]) -> int:
         key = tuple(ids)
