@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -289,17 +290,25 @@ async def test_a_users_lock_is_dropped_once_nobody_waits_for_it(
     scripted_engine: ScriptedEngine,
 ) -> None:
     service = scripted_engine.service
-    scripted_engine.runner.delay_s = 0.01
+    carol = msg("x", user="carol").user
+    scripted_engine.runner.hold = hold = threading.Event()  # the first reply streams until set
 
     async def consume(message: IncomingMessage) -> None:
         async for _ in service.handle(message):
             assert service._user_locks  # held while the message is handled
 
-    first = asyncio.create_task(consume(msg("one " * 10, user="carol")))
-    await asyncio.sleep(0)
-    second = asyncio.create_task(consume(msg("two", user="carol")))
-    await asyncio.sleep(0.01)
-    assert service._user_locks[msg("x", user="carol").user].holders == 2  # one holds, one waits
+    def holders() -> int:
+        entry = service._user_locks.get(carol)
+        return 0 if entry is None else entry.holders
+
+    try:
+        first = asyncio.create_task(consume(msg("one " * 10, user="carol")))
+        await asyncio.wait_for(_until(lambda: bool(scripted_engine.runner.replies)), HANG)
+        second = asyncio.create_task(consume(msg("two", user="carol")))
+        await asyncio.wait_for(_until(lambda: holders() == 2), HANG)  # one holds, one waits
+        assert not second.done()
+    finally:
+        hold.set()
     await asyncio.wait_for(asyncio.gather(first, second), HANG)
     for name in ("dave", "erin", "frank"):
         await run(service, msg("hello", user=name))
