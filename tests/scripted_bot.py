@@ -3,11 +3,13 @@ signals) on the scripted model instead of the real one, so that a test can run s
 processes at once on two cores. Takes the same arguments and settings as `python -m bot`.
 
 SCRIPTED_DELAY_S: seconds per decoded word (default 0). SCRIPTED_TAG_DELAY_S: seconds each label
-takes (default 0; a process to kill before its label is out). PARENT_SSL_CERT_FILE: the CA bundle of
-the test's TLS proxy, for a bot that talks to the Discord fake. SCRIPTED_REPLY=history: each reply
-says how many earlier turns its prompt held ("seen 4 turns"), so a test can read from the
-database whether every message saw all of the user's messages before it. SCRIPTED_WEBHOOK_FD:
-an inherited listening socket the Telegram webhook serves on (tests/webhook_socket.py).
+takes (default 0; a process to kill before its label is out); each label pass logs
+"scripted: labelling" as it starts, so a test knows a handler is in the model.
+PARENT_SSL_CERT_FILE: the CA bundle of the test's TLS proxy, for a bot that talks to the Discord
+fake. SCRIPTED_REPLY=history: each reply says how many earlier turns its prompt held ("seen 4
+turns"), so a test can read from the database whether every message saw all of the user's
+messages before it. SCRIPTED_WEBHOOK_FD: an inherited listening socket the Telegram webhook serves
+on (tests/webhook_socket.py).
 SCRIPTED_DIGEST_AFTER_S: the weekly digest is due that many seconds after the Telegram adapter
 schedules it (its DIGEST_DAY and DIGEST_TIME, set then), so a test need not guess how long the
 process takes to start; the time is logged ("scripted: the digest is due at <ISO time>").
@@ -18,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 # Importing the tests package made this process a loopback CA of its own; a test that runs
@@ -26,11 +29,15 @@ if os.environ.get("PARENT_SSL_CERT_FILE"):
     os.environ["SSL_CERT_FILE"] = os.environ["PARENT_SSL_CERT_FILE"]
 
 from bot.__main__ import main  # imported after the CA is chosen
-from engine.types import ReplyRequest
+from engine.types import ReplyRequest, Sentiment
 from tests.scripted import ScriptedReply, ScriptedRunner
 
 
 class HistoryRunner(ScriptedRunner):
+    def tag(self, texts: Sequence[str]) -> list[Sentiment]:
+        print(f"scripted: labelling {len(texts)} text(s)", file=sys.stderr, flush=True)
+        return super().tag(texts)
+
     def start_reply(self, request: ReplyRequest) -> ScriptedReply:
         if os.environ.get("SCRIPTED_REPLY") == "history":
             self.reply_text = f"seen {len(request.history)} turns"

@@ -472,6 +472,8 @@ async def test_start_help_and_unknown_command(bot: TelegramAdapter, api: FakeTel
     await wait_text(api, USER, texts.help_text())
     api.private_text(USER, "/frobnicate now")
     await wait_text(api, USER, texts.UNKNOWN_COMMAND)
+    # Each answered once, in full, in order (wait_text only looks for its text somewhere).
+    assert api.bot_texts(USER) == [texts.start_text(12), texts.help_text(), texts.UNKNOWN_COMMAND]
 
 
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")

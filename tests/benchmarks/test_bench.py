@@ -27,7 +27,7 @@ from engine.types import GenerationParams
 from storage.store import SqlMoodStore
 from tests.conftest import ScriptedEngine
 from tests.postgres import PostgresCluster
-from tests.scripted import ScriptedRunner
+from tests.scripted import ScriptedRunner, scripted_sentiment
 from tests.support import worker_config
 
 # --- metrics --------------------------------------------------------------------------------
@@ -355,7 +355,8 @@ async def test_the_load_bench_runs_through_python_m_bot_and_the_telegram_fake(
         assert run[key] is not None, key
     for o in run["outcomes"]:  # label, then the first text, then the end, as the fake saw them
         assert 0 < o["label_s"] <= o["first_text_s"] <= o["end_s"]
-        assert o["tone"] in ("positive", "negative")  # read off the label line
+        assert o["tone"] == scripted_sentiment(o["text"]).tone  # read off the label line
+    assert {o["tone"] for o in run["outcomes"]} == {"positive", "negative"}  # the plan mixes
     stages = run["stages"]
     assert stages["matched"] == 6
     assert (stages["first_wave"]["n"], stages["follow_ups"]["n"]) == (3, 3)

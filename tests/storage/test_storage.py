@@ -182,12 +182,17 @@ async def test_unopenable_path_raises_storage_error(tmp_path: Path) -> None:
 async def test_locked_database_write_raises_then_recovers(db_path: Path) -> None:
     store = await SqlMoodStore.open(db_path, busy_timeout_ms=100)
     try:
+        # The configured busy timeout, not the default 5 s, is the one the store waits with.
+        async with store._db.transaction(write=False) as conn:
+            assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() == 100
         holder = sqlite3.connect(db_path, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
         started = time.monotonic()
         with pytest.raises(StorageError, match="locked by another process"):
             await store.record_exchange(event(), exchange(1))
-        assert time.monotonic() - started < 3  # the short busy timeout, not the default 5 s
+        # It waited for the lock (SQLite sleeps the whole timeout before it gives up) rather
+        # than failing at once.
+        assert time.monotonic() - started >= 0.1
         holder.execute("ROLLBACK")
         holder.close()
         # The failed write left no transaction open on the store's connection.
@@ -336,7 +341,7 @@ async def test_postgres_user_turn_keeps_other_processes_waiting(
             waiting = asyncio.create_task(_take_turn(b, ALICE, order))
             other = asyncio.create_task(_take_turn(b, UserKey("discord", "42"), order))
             await asyncio.wait_for(other, 5)  # another user is not held up
-            await asyncio.sleep(0.3)
+            await asked_for_turns(url, 2)  # Alice's, held by a, and asked for by b
             assert not waiting.done()  # the same user on another store waits
             order.append("first released")
         await asyncio.wait_for(waiting, 5)
@@ -344,6 +349,23 @@ async def test_postgres_user_turn_keeps_other_processes_waiting(
         await a.close()
         await b.close()
     assert order == ["discord:42", "first released", "telegram:42"]
+
+
+async def asked_for_turns(url: str, connections: int) -> None:
+    """Wait until that many connections last asked for a user's turn (pg_try_advisory_lock;
+    one that gave its turn back last ran the unlock): a waiter among them has been refused
+    once at least, and keeps asking while the holder holds."""
+    sql = ("SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+           " AND query LIKE '%pg_try_advisory_lock(%'")  # fmt: skip
+    conn = await asyncpg.connect(url)
+    try:
+        for _ in range(1000):
+            if await conn.fetchval(sql) >= connections:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"fewer than {connections} connections asked for a turn")
+    finally:
+        await conn.close()
 
 
 async def _take_turn(store: SqlMoodStore, user: UserKey, order: list[str]) -> None:
@@ -367,7 +389,7 @@ async def test_postgres_a_cancelled_holder_or_waiter_gives_the_turn_back(
         holder = asyncio.create_task(hold_forever(a))
         await asyncio.wait_for(entered.wait(), 5)
         waiter = asyncio.create_task(_take_turn(b, ALICE, []))
-        await asyncio.sleep(0.2)
+        await asked_for_turns(url, 2)  # the holder's and the waiter's
         waiter.cancel()  # gave up waiting: must not take the turn later
         for _ in range(2):  # a stopping adapter cancels, and insists
             holder.cancel()
@@ -392,7 +414,7 @@ async def test_postgres_a_dead_holder_releases_the_users_turn(
     order: list[str] = []
     try:
         waiting = asyncio.create_task(_take_turn(store, ALICE, order))
-        await asyncio.sleep(0.3)
+        await asked_for_turns(url, 1)  # the holder took it with pg_advisory_lock
         assert not waiting.done()
         holder.terminate()  # the process dies: its connection, and the lock, go with it
         await asyncio.wait_for(waiting, 5)

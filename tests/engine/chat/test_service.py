@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import pytest
 
@@ -289,17 +290,25 @@ async def test_a_users_lock_is_dropped_once_nobody_waits_for_it(
     scripted_engine: ScriptedEngine,
 ) -> None:
     service = scripted_engine.service
-    scripted_engine.runner.delay_s = 0.01
+    carol = msg("x", user="carol").user
+    scripted_engine.runner.hold = hold = threading.Event()  # the first reply streams until set
 
     async def consume(message: IncomingMessage) -> None:
         async for _ in service.handle(message):
             assert service._user_locks  # held while the message is handled
 
-    first = asyncio.create_task(consume(msg("one " * 10, user="carol")))
-    await asyncio.sleep(0)
-    second = asyncio.create_task(consume(msg("two", user="carol")))
-    await asyncio.sleep(0.01)
-    assert service._user_locks[msg("x", user="carol").user].holders == 2  # one holds, one waits
+    def holders() -> int:
+        entry = service._user_locks.get(carol)
+        return 0 if entry is None else entry.holders
+
+    try:
+        first = asyncio.create_task(consume(msg("one " * 10, user="carol")))
+        await asyncio.wait_for(_until(lambda: bool(scripted_engine.runner.replies)), HANG)
+        second = asyncio.create_task(consume(msg("two", user="carol")))
+        await asyncio.wait_for(_until(lambda: holders() == 2), HANG)  # one holds, one waits
+        assert not second.done()
+    finally:
+        hold.set()
     await asyncio.wait_for(asyncio.gather(first, second), HANG)
     for name in ("dave", "erin", "frank"):
         await run(service, msg("hello", user=name))
@@ -568,9 +577,19 @@ async def test_mood_reports_only_the_callers_own_data(scripted_engine: ScriptedE
         await service.mood(ALICE, 0)
 
 
+class ShanghaiMorning(datetime):
+    """The service's clock, pinned: 08:00 on 10 March 2026 in Shanghai (00:00 UTC)."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> ShanghaiMorning:
+        return cls(2026, 3, 10, 0, 0, tzinfo=UTC)
+
+
 async def test_mood_respects_the_day_window(scripted_engine: ScriptedEngine) -> None:
     store = scripted_engine.store
-    now = datetime.now(UTC)
+    config = ChatConfig().model_copy(update={"timezone": "Asia/Shanghai"})
+    service = ChatService(scripted_engine.worker, store, config, clock=ShanghaiMorning)
+    now = ShanghaiMorning.now(UTC)
 
     def event(days_ago: float, p: float) -> MoodEvent:
         label: Label = "positive" if p >= 0.5 else "negative"
@@ -579,10 +598,13 @@ async def test_mood_respects_the_day_window(scripted_engine: ScriptedEngine) -> 
     await store.record_exchange(event(0, 0.9), [])
     await store.record_exchange(event(3, 0.1), [])
     await store.record_exchange(event(20, 0.9), [])
-    report = await scripted_engine.service.mood(ALICE, 7)
-    assert (report.positive, report.negative) == (1, 1)
-    month = await scripted_engine.service.mood(ALICE, 30)
-    assert (month.positive, month.negative) == (2, 1)
+    # 00:30 on 4 March in Shanghai, the first of the week's 7 local days (16:30 UTC the
+    # day before: outside a week of UTC days).
+    await store.record_exchange(event(6 + 7.5 / 24, 0.8), [])
+    report = await service.mood(ALICE, 7)
+    assert (report.positive, report.negative) == (2, 1)
+    month = await service.mood(ALICE, 30)
+    assert (month.positive, month.negative) == (3, 1)
 
 
 async def test_a_neutral_message_gets_the_neutral_tone_and_is_stored_neutral(
