@@ -23,7 +23,8 @@ names = zipfile.ZipFile(sys.argv[1]).namelist()
 tops = {name.split("/")[0] for name in names if "/" in name and ".dist-info" not in name}
 assert tops == {"adapters", "bot", "engine", "storage"}, f"unexpected top-level folders: {tops}"
 heads = [n for n in names if n.startswith("engine/model/label_heads/")]
-stems = {n.rsplit("/", 1)[1].split(".")[0] for n in heads}
+stems = {n.rsplit("/", 1)[1].removesuffix(".json") for n in heads if n.endswith(".json")}
+assert stems, "no label heads in the wheel"
 for stem in stems:
     for suffix in (".json", ".felt.npz"):
         assert f"engine/model/label_heads/{stem}{suffix}" in names, f"{stem}{suffix} missing"
