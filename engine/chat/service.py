@@ -216,6 +216,13 @@ class ChatService:
         left by a dead process (or failed here): the adapter's Resumer sweeps at once."""
         self._takeover_watchers[platform] = wake
 
+    def _handed_over(self, key: MessageKey) -> None:
+        """The answer to `key` goes to the adapter to be shown (`delivered` ends it)."""
+        now = time.monotonic()
+        for old in [k for k, at in self._awaiting_delivery.items() if now - at > DELIVERY_GRACE_S]:
+            del self._awaiting_delivery[old]  # their adapter tasks failed: retried as failures
+        self._awaiting_delivery[key] = now
+
     def _is_in_hand(self, key: MessageKey) -> bool:
         handed = self._awaiting_delivery.get(key)
         if handed is not None and time.monotonic() - handed > DELIVERY_GRACE_S:
@@ -338,7 +345,8 @@ class ChatService:
                             # all shown: shown again as it was, and nothing stored twice.
                             log.info("message %s in %s chat %s: showing its stored answer",
                                      key.message_id, key.platform, key.chat_id)  # fmt: skip
-                            self._awaiting_delivery[key] = time.monotonic()
+                            if confirm:
+                                self._handed_over(key)
                             yield SentimentTagged(stored.sentiment, 0.0)
                             yield ReplyDone(stored.text, stored.sentiment, Timings(0.0, None, 0.0),
                                             True, stored.support)  # fmt: skip
@@ -493,7 +501,7 @@ class ChatService:
             yield failure
             return
         if confirm and key is not None:
-            self._awaiting_delivery[key] = time.monotonic()
+            self._handed_over(key)
         if crisis:
             yield TextDelta(reply)
         support = await self._support_note(message, text, crisis, tone, event.created_at)

@@ -8,6 +8,9 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 
+import pytest
+
+from engine.chat import service as service_module
 from engine.types import (
     IncomingMessage,
     MessageKey,
@@ -51,6 +54,23 @@ async def test_a_confirmed_answer_is_done_only_once_delivered(
     assert len(await scripted_engine.store.mood_events(MESSAGE.user, EPOCH)) == 1
     await service.delivered(KEY)
     assert inbox_row(scripted_engine) == ("done", None, False)
+
+
+async def test_an_answer_being_shown_is_not_retried_here_until_its_grace_runs_out(
+    scripted_engine: ScriptedEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = scripted_engine.service
+    events = await events_of(service.handle(MESSAGE, confirm=True))
+    assert isinstance(events[-1], ReplyDone)
+    # Its row is unfinished and this process's, but the adapter is still showing it (the
+    # throttled last edit, retries): the sweep must not answer it a second time meanwhile.
+    assert await service.unfinished("telegram") == []
+    # An adapter that never says it was shown (its task failed) leaves a failure to retry.
+    monkeypatch.setattr(service_module, "DELIVERY_GRACE_S", 0.0)
+    [pending] = await service.unfinished("telegram")
+    assert (pending.key, pending.held_by) == (KEY, "here")
+    await service.delivered(KEY)
+    assert await service.unfinished("telegram") == []
 
 
 async def test_a_stored_answer_left_unshown_by_a_dead_process_is_shown_again_from_the_store(
