@@ -7,7 +7,6 @@ the inbox row done. Real `python -m bot` processes on the scripted model."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from adapters.streaming import split_text
@@ -21,6 +20,8 @@ from tests.e2e.test_recovery_e2e import (
     TEXT,
     USER,
     database,  # noqa: F401 - the fixture: SQLite, PostgreSQL
+    discord_bot_env,
+    dm_texts,
     inbox_rows,
     killed,
     mood_event_count,
@@ -173,16 +174,10 @@ async def test_discord_killed_after_the_label_was_created_but_before_its_answer(
     user = UserKey("discord", str(USER))
     fake = FakeDiscord(token=DISCORD_TOKEN)
     await fake.start()
-    env = scripted_bot_env(
-        f"sqlite:///{db}",
-        DISCORD_BOT_TOKEN=DISCORD_TOKEN,
-        DISCORD_PROXY=fake.proxy_url,
-        PARENT_SSL_CERT_FILE=os.environ["SSL_CERT_FILE"],  # the fake's TLS proxy's CA
-        DISCORD_EDIT_INTERVAL_S="0.1",
-    )
+    env = discord_bot_env(db, fake)
 
     def shown() -> list[str]:
-        return [m["content"] for m in fake.channel_messages(DM_CHANNEL)]
+        return dm_texts(fake)
 
     posts = "POST /channels/{channel_id}/messages"
     fake.hold = lambda call: call.route == posts

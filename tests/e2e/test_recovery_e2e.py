@@ -206,6 +206,23 @@ async def test_telegram_a_message_killed_after_its_confirm_before_its_label_is_a
     assert [row[:2] for row in await inbox_rows(db)] == [("done", None)]
 
 
+def discord_bot_env(db: Path, fake: FakeDiscord, **extra: str) -> dict[str, str]:
+    """The scripted bot on Discord's fake (through its TLS proxy), on the SQLite file `db`."""
+    return scripted_bot_env(
+        f"sqlite:///{db}",
+        DISCORD_BOT_TOKEN=DISCORD_TOKEN,
+        DISCORD_PROXY=fake.proxy_url,
+        PARENT_SSL_CERT_FILE=os.environ["SSL_CERT_FILE"],  # the fake's TLS proxy's CA
+        DISCORD_EDIT_INTERVAL_S="0.1",
+        **extra,
+    )
+
+
+def dm_texts(fake: FakeDiscord) -> list[str]:
+    """What the user's DM channel shows, oldest first."""
+    return [m["content"] for m in fake.channel_messages(DM_CHANNEL)]
+
+
 async def test_discord_a_reply_killed_mid_stream_is_finished_once_after_a_restart(
     tmp_path: Path,
 ) -> None:
@@ -213,17 +230,10 @@ async def test_discord_a_reply_killed_mid_stream_is_finished_once_after_a_restar
     user = UserKey("discord", str(USER))
     fake = FakeDiscord(token=DISCORD_TOKEN)
     await fake.start()
-    env = scripted_bot_env(
-        f"sqlite:///{db}",
-        DISCORD_BOT_TOKEN=DISCORD_TOKEN,
-        DISCORD_PROXY=fake.proxy_url,
-        PARENT_SSL_CERT_FILE=os.environ["SSL_CERT_FILE"],  # the fake's TLS proxy's CA
-        DISCORD_EDIT_INTERVAL_S="0.1",
-        **SLOW,
-    )
+    env = discord_bot_env(db, fake, **SLOW)
 
     def shown() -> list[str]:
-        return [m["content"] for m in fake.channel_messages(DM_CHANNEL)]
+        return dm_texts(fake)
 
     posts = "POST /channels/{channel_id}/messages"
     try:
