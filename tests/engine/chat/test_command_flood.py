@@ -68,8 +68,10 @@ async def test_a_flood_of_mood_why_is_capped_and_another_users_message_still_get
     # One explained, `cap` waited their turn, and only the flooder is told to wait.
     assert sum(answer.startswith(WHY_PREFIX) for answer in answers) == cap + 1
     assert answers.count(texts.SLOW_DOWN) == flood - cap - 1
-    whole = [call for call in scripted_runner.tag_calls if call[0] == said]
-    assert len(whole) == 1 + cap + 1  # the message's label, then one pass per explanation
+    # The message's label, then one pass per explanation. Counted per text, not per call: the
+    # worker may label the other user's message in the same batch as an explanation.
+    whole = sum(call.count(said) for call in scripted_runner.tag_calls)
+    assert whole == 1 + cap + 1
     assert service._user_locks == {}
 
 
