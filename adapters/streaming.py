@@ -9,8 +9,10 @@ as a message of its own. Adapters only supply a `MessageSink`.
 
 Crash-safe delivery: every message of a reply is reported (`on_messages`) as it is sent, its
 send key before the send and its id right after, so a restart edits those messages in place
-instead of posting new ones; `on_delivered` runs once the whole reply (and its note) is on the
-platform, which is when the inbox row may be done (docs/reliability.md).
+instead of posting new ones; `on_delivered` runs once the whole reply (and its note), or the
+failure note that stands for it, is on the platform, which is when the inbox row may be done
+(docs/reliability.md). A send under way at a restart on a platform that cannot give its
+message back (Telegram) may have left a message the bot cannot find: the answer then says so.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ class Transient(Exception):
 
 
 class MessageSink(Protocol[Handle]):
-    # Whether the platform deduplicates sends by `key` (then each key is recorded before its
-    # send, for a restart to repeat it; without, that write would only delay the label).
+    # Whether the platform deduplicates sends by `key`: then a restart repeats a send that was
+    # under way under its key and gets back the message made then. Without, that message
+    # cannot be found again (the recorded key only says a send may have happened).
     keyed_sends: bool
 
     async def send(self, text: str, key: str | None = None) -> Handle:
@@ -145,9 +148,12 @@ class ReplyRenderer(Generic[Handle]):
     """`existing`: the messages of a reply begun before a restart, completed by editing them
     (their shown text is unknown, so the first update edits each), its support note not sent
     again, and a send that was under way repeated under its key. `note`: a line above the
-    label (a retry's). `on_messages`: called with what is posted before each send (its key)
-    and after it (its message), so a restart can find every message. `on_delivered`: called
-    once the whole reply is shown (not after a failure, nor for AlreadyHandled)."""
+    label (a retry's). `doubt`: a line added to it when a send was under way before the
+    restart and the platform cannot give its message back (not `keyed_sends`): the user may
+    see that message, cut off, beside the answer. `on_messages`: called with what is posted
+    before each send (its key) and after it (its message), so a restart can find every
+    message. `on_delivered`: called once the whole reply is shown, or a failure note that
+    answers the message (ReplyFailed.answers); not for AlreadyHandled."""
 
     def __init__(
         self,
@@ -156,6 +162,7 @@ class ReplyRenderer(Generic[Handle]):
         *,
         existing: Messages[Handle] | None = None,
         note: str = "",
+        doubt: str = "",
         on_messages: Callable[[Messages[Handle]], Awaitable[None]] | None = None,
         on_delivered: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -168,6 +175,8 @@ class ReplyRenderer(Generic[Handle]):
         self._support = existing.support
         self._resend_key = existing.sending  # the next send repeats it
         self._last_edit = 0.0
+        if existing.sending is not None and not sink.keyed_sends and doubt:
+            note = f"{note}\n{doubt}" if note else doubt
         self._note = note
         self._on_messages = on_messages
         self._on_delivered = on_delivered
@@ -211,7 +220,8 @@ class ReplyRenderer(Generic[Handle]):
             # Its own message, after the whole reply: never edited into it, never split off.
             self._support = await self._send(support)
             await self._report(None)
-        if done and self._on_delivered is not None:
+        answered = done or (failure is not None and failure.answers)
+        if answered and self._on_delivered is not None:
             await self._on_delivered()
         note = self._support if support else None
         return RenderResult(final, len(self._handles), failure, sentiment, first, note)
@@ -229,10 +239,11 @@ class ReplyRenderer(Generic[Handle]):
             await self.sink.delete(handle)
 
     async def _send(self, text: str) -> Handle:
-        """Post a new message of this reply, recorded before (its key) and after (its id)."""
+        """Post a new message of this reply, recorded before (its key) and after (its id).
+        The key is recorded on every platform: where a repeat cannot find the message made
+        under it (Telegram), a restart still learns that one may exist (`doubt`)."""
         key, self._resend_key = self._resend_key or new_send_key(), None
-        if self.sink.keyed_sends:
-            await self._report(key)
+        await self._report(key)
         return await _with_retry(partial(self.sink.send, text, key), self.limits)
 
     async def _report(self, sending: str | None) -> None:
@@ -281,7 +292,7 @@ class ReplyRenderer(Generic[Handle]):
                         return
                 self._shown[index] = chunk
             else:
-                repeated = self._resend_key is not None
+                repeated = self._resend_key is not None and self.sink.keyed_sends
                 handle = await self._send(chunk)
                 self._handles.append(handle)
                 self._shown.append(chunk)
