@@ -275,3 +275,35 @@ async def test_discord_killed_after_the_label_was_created_but_before_its_answer(
     assert len(nonces) == 1  # the restart repeated the recorded send
     assert await mood_event_count(db, user) == 1
     assert [row[:2] for row in await inbox_rows(str(db))] == [("done", None)]
+
+
+async def test_telegram_killed_while_a_timeout_note_is_on_its_way(tmp_path: Path) -> None:
+    # The label timed out, and the process died sending the timeout note. A failure note is
+    # the message's answer, done only once shown (it used to be done before): the restart
+    # answers the message, once.
+    db = tmp_path / "bot.db"
+    async with FakeTelegramAPI(DEFAULT_TOKEN) as api:
+        env = env_for(db, api, TELEGRAM_EDIT_INTERVAL_S="0.1")
+        shown = lambda: api.bot_texts(USER)  # noqa: E731
+        api.hold = lambda call: call.method == "sendMessage"
+        slow = {**env, "SCRIPTED_TAG_DELAY_S": "3", "REQUEST_TIMEOUT_S": "1"}
+        out, err = tmp_path / "first.out", tmp_path / "first.err"
+        async with bot_process(tmp_path, slow, out, err, module="tests.scripted_bot") as first:
+            api.private_text(USER, TEXT)
+            await api.wait_for(lambda: api.held, 60, "the timeout note")
+            await killed(first)
+        assert api.held[0].params["text"] == texts.TIMEOUT
+        assert shown() == []
+        assert [row[:2] for row in await inbox_rows(str(db))] == [("received", TEXT)]
+
+        api.hold = None
+        late = f"{texts.RETRY_NOTE}\n{texts.cut_off_copy(TEXT)}\n{EXPECTED}"
+        out, err = tmp_path / "second.out", tmp_path / "second.err"
+        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
+            await api.wait_for(lambda: shown() == [late], 60, "the late answer")
+            await stored_as_done(str(db))
+            await stopped(second, err)
+
+    assert shown() == [late]
+    assert await mood_event_count(db, TG_USER) == 1
+    assert [row[:2] for row in await inbox_rows(str(db))] == [("done", None)]
