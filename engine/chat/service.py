@@ -20,7 +20,7 @@ and one answer, whoever restarts and however often it is delivered again.
 
 A flood from one user cannot starve the others: past USER_QUEUE_MAX messages waiting behind
 the one being answered (in any process sharing the store: the inbox counts them), a message
-is answered at once with "slow down" (and marked done).
+is answered at once with "slow down" (done once the adapter has shown it).
 Everyone else is unaffected because the lock also means a user has at most one job (a label
 or a reply) at the model worker at a time, so one user's backlog never fills its queue. The
 commands that use the model (/mood why, /mood week) take the same lock and count against
