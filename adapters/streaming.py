@@ -11,8 +11,9 @@ Crash-safe delivery: every message of a reply is reported (`on_messages`) as it 
 send key before the send and its id right after, so a restart edits those messages in place
 instead of posting new ones; `on_delivered` runs once the whole reply (and its note), or the
 failure note that stands for it, is on the platform, which is when the inbox row may be done
-(docs/reliability.md). A send under way at a restart on a platform that cannot give its
-message back (Telegram) may have left a message the bot cannot find: the answer then says so.
+(docs/reliability.md). A send under way at a restart, or retried after a transient fault, on
+a platform that cannot give its message back (Telegram) may have left a message the bot
+cannot find: the answer then says so.
 """
 
 from __future__ import annotations
@@ -148,12 +149,13 @@ class ReplyRenderer(Generic[Handle]):
     """`existing`: the messages of a reply begun before a restart, completed by editing them
     (their shown text is unknown, so the first update edits each), its support note not sent
     again, and a send that was under way repeated under its key. `note`: a line above the
-    label (a retry's). `doubt`: a line added to it when a send was under way before the
-    restart and the platform cannot give its message back (not `keyed_sends`): the user may
-    see that message, cut off, beside the answer. `on_messages`: called with what is posted
-    before each send (its key) and after it (its message), so a restart can find every
-    message. `on_delivered`: called once the whole reply is shown, or a failure note that
-    answers the message (ReplyFailed.answers); not for AlreadyHandled."""
+    label (a retry's). `doubt`: a line added below it when the platform cannot give back the
+    message of a send that may have happened (not `keyed_sends`): a send under way before the
+    restart, or one retried after a transient fault (its first try may have been made, its
+    answer lost); the user may see that message, cut off, beside the answer. `on_messages`:
+    called with what is posted before each send (its key) and after it (its message), so a
+    restart can find every message. `on_delivered`: called once the whole reply is shown, or
+    a failure note that answers the message (ReplyFailed.answers); not for AlreadyHandled."""
 
     def __init__(
         self,
@@ -175,14 +177,14 @@ class ReplyRenderer(Generic[Handle]):
         self._support = existing.support
         self._resend_key = existing.sending  # the next send repeats it
         self._last_edit = 0.0
-        if existing.sending is not None and not sink.keyed_sends and doubt:
-            note = f"{note}\n{doubt}" if note else doubt
         self._note = note
+        self._doubt = doubt if not sink.keyed_sends else ""
+        self._doubted = existing.sending is not None  # shown only with a `doubt` to show
         self._on_messages = on_messages
         self._on_delivered = on_delivered
 
     async def render(self, events: AsyncIterator[ReplyEvent]) -> RenderResult[Handle]:
-        header = ""
+        label = ""
         sentiment: Sentiment | None = None
         body = ""
         support = ""
@@ -193,13 +195,11 @@ class ReplyRenderer(Generic[Handle]):
             async for event in events:
                 if isinstance(event, SentimentTagged):
                     sentiment = event.sentiment
-                    header = texts.label_line(sentiment)
-                    if self._note:
-                        header = f"{self._note}\n{header}"
-                    await self._show(header, force=True)
+                    label = texts.label_line(sentiment)
+                    await self._show(self._header(label), force=True)
                 elif isinstance(event, TextDelta):
                     body += event.text
-                    await self._show(self._compose(header, body), force=False)
+                    await self._show(self._compose(self._header(label), body), force=False)
                 elif isinstance(event, ReplyDone):
                     body = event.text
                     support = event.support
@@ -211,7 +211,7 @@ class ReplyRenderer(Generic[Handle]):
                     break  # answered by another delivery of the message: show nothing
         finally:
             typing_task.cancel()
-        final = self._compose(header, body)
+        final = self._compose(self._header(label), body)
         await self._show(final, force=True)
         if final:
             await self._drop_extra(len(split_text(final, self.limits.max_chars)))
@@ -220,6 +220,9 @@ class ReplyRenderer(Generic[Handle]):
             # Its own message, after the whole reply: never edited into it, never split off.
             self._support = await self._send(support)
             await self._report(None)
+            if self._compose(self._header(label), body) != final:  # its send was retried
+                final = self._compose(self._header(label), body)
+                await self._show(final, force=True)
         answered = done or (failure is not None and failure.answers)
         if answered and self._on_delivered is not None:
             await self._on_delivered()
@@ -244,7 +247,22 @@ class ReplyRenderer(Generic[Handle]):
         under it (Telegram), a restart still learns that one may exist (`doubt`)."""
         key, self._resend_key = self._resend_key or new_send_key(), None
         await self._report(key)
-        return await _with_retry(partial(self.sink.send, text, key), self.limits)
+
+        async def attempt() -> Handle:
+            try:
+                return await self.sink.send(text, key)
+            except Transient:
+                self._doubted = True  # it may have been made all the same
+                raise
+
+        return await _with_retry(attempt, self.limits)
+
+    def _header(self, label: str) -> str:
+        """The lines above the reply: the note, the doubt when due, the label."""
+        if not label:
+            return ""
+        doubt = self._doubt if self._doubted else ""
+        return "\n".join(line for line in (self._note, doubt, label) if line)
 
     async def _report(self, sending: str | None) -> None:
         if self._on_messages is not None:

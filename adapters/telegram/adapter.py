@@ -294,7 +294,7 @@ class TelegramAdapter:
     ) -> None:
         if not self._inflight.track():
             return  # stopping
-        renderer = self._renderer(outbox, incoming.key)
+        renderer = self._renderer(outbox, incoming.key, doubt=texts.cut_off_copy(incoming.text))
         # aclosing: if stop() cancels us, the chat service still releases this user's lock.
         async with contextlib.aclosing(self.service.handle(incoming, confirm=True)) as events:
             try:

@@ -588,3 +588,14 @@ async def test_the_note_goes_above_messages_completed_in_place_when_a_send_was_u
     renderer = ReplyRenderer(sink, limits, existing=Messages((0,), None, "key-2"), doubt=DOUBT)
     await renderer.render(stream(reply_events(WORDS)))
     assert sink.messages == [f"{DOUBT}\n{FULL}"]
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+async def test_a_send_retried_after_a_transient_fault_is_owned_up_to_where_unkeyed(
+    keyed: bool,
+) -> None:
+    # Its first try may have been made and its answer lost; Discord's nonce would return that
+    # message to the retry, Telegram makes a second one.
+    sink = FlakySink(send_faults=1, keyed_sends=keyed)
+    await ReplyRenderer(sink, FAST_BACKOFF, doubt=DOUBT).render(stream(reply_events(WORDS)))
+    assert sink.messages == [FULL if keyed else f"{DOUBT}\n{FULL}"]
