@@ -103,15 +103,17 @@ class Resumer:
 async def answer_late(
     service: ChatService,
     pending: Unfinished,
-    renderer: Callable[[ReplyMessages, str], ReplyRenderer[Handle]],
+    renderer: Callable[[ReplyMessages, str, str], ReplyRenderer[Handle]],
     refused: type[Exception],
     failed: tuple[type[Exception], ...],
 ) -> RenderResult[Handle] | None:
     """Answer one message a dead process left unfinished, the same way on every platform.
 
-    `renderer(begun, note)` renders into the chat: the reply messages the dead process had
-    begun (`begun`: their platform ids, every chunk's, and a send under way) are completed
-    in place; with none, a fresh answer opens with the note that it is a retry. An answer
+    `renderer(begun, note, doubt)` renders into the chat: the reply messages the dead process
+    had begun (`begun`: their platform ids, every chunk's, and a send under way) are completed
+    in place; with none, a fresh answer opens with the note that it is a retry. `doubt` (in
+    the user's language) joins the note when a send was under way that the platform cannot
+    give back (ReplyRenderer decides: Telegram yes, Discord's keyed sends no). An answer
     already stored comes back from the chat service as it was (no model, no second mood
     event). A user the platform says is out of reach (`refused`: blocked the bot, closed
     their DMs) is stored and done all the same, as a live reply would be; any of `failed`
@@ -122,7 +124,8 @@ async def answer_late(
     begun = replace(begun, chunks=tuple(ref for ref in begun.chunks if ref.isdigit()))
     if begun.support is not None and not begun.support.isdigit():
         begun = replace(begun, support=None)
-    shown = renderer(begun, "" if begun.chunks else texts.RETRY_NOTE)
+    doubt = texts.cut_off_copy(pending.message.text)
+    shown = renderer(begun, "" if begun.chunks else texts.RETRY_NOTE, doubt)
     try:
         async with contextlib.aclosing(service.resume(pending, confirm=True)) as events:
             try:

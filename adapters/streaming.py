@@ -9,8 +9,11 @@ as a message of its own. Adapters only supply a `MessageSink`.
 
 Crash-safe delivery: every message of a reply is reported (`on_messages`) as it is sent, its
 send key before the send and its id right after, so a restart edits those messages in place
-instead of posting new ones; `on_delivered` runs once the whole reply (and its note) is on the
-platform, which is when the inbox row may be done (docs/reliability.md).
+instead of posting new ones; `on_delivered` runs once the whole reply (and its note), or the
+failure note that stands for it, is on the platform, which is when the inbox row may be done
+(docs/reliability.md). A send under way at a restart, or retried after a transient fault, on
+a platform that cannot give its message back (Telegram) may have left a message the bot
+cannot find: the answer then says so.
 """
 
 from __future__ import annotations
@@ -55,8 +58,9 @@ class Transient(Exception):
 
 
 class MessageSink(Protocol[Handle]):
-    # Whether the platform deduplicates sends by `key` (then each key is recorded before its
-    # send, for a restart to repeat it; without, that write would only delay the label).
+    # Whether the platform deduplicates sends by `key`: then a restart repeats a send that was
+    # under way under its key and gets back the message made then. Without, that message
+    # cannot be found again (the recorded key only says a send may have happened).
     keyed_sends: bool
 
     async def send(self, text: str, key: str | None = None) -> Handle:
@@ -145,9 +149,13 @@ class ReplyRenderer(Generic[Handle]):
     """`existing`: the messages of a reply begun before a restart, completed by editing them
     (their shown text is unknown, so the first update edits each), its support note not sent
     again, and a send that was under way repeated under its key. `note`: a line above the
-    label (a retry's). `on_messages`: called with what is posted before each send (its key)
-    and after it (its message), so a restart can find every message. `on_delivered`: called
-    once the whole reply is shown (not after a failure, nor for AlreadyHandled)."""
+    label (a retry's). `doubt`: a line added below it when the platform cannot give back the
+    message of a send that may have happened (not `keyed_sends`): a send under way before the
+    restart, or one retried after a transient fault (its first try may have been made, its
+    answer lost); the user may see that message, cut off, beside the answer. `on_messages`:
+    called with what is posted before each send (its key) and after it (its message), so a
+    restart can find every message. `on_delivered`: called once the whole reply is shown, or
+    a failure note that answers the message (ReplyFailed.answers); not for AlreadyHandled."""
 
     def __init__(
         self,
@@ -156,6 +164,7 @@ class ReplyRenderer(Generic[Handle]):
         *,
         existing: Messages[Handle] | None = None,
         note: str = "",
+        doubt: str = "",
         on_messages: Callable[[Messages[Handle]], Awaitable[None]] | None = None,
         on_delivered: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -169,11 +178,13 @@ class ReplyRenderer(Generic[Handle]):
         self._resend_key = existing.sending  # the next send repeats it
         self._last_edit = 0.0
         self._note = note
+        self._doubt = doubt if not sink.keyed_sends else ""
+        self._doubted = existing.sending is not None  # shown only with a `doubt` to show
         self._on_messages = on_messages
         self._on_delivered = on_delivered
 
     async def render(self, events: AsyncIterator[ReplyEvent]) -> RenderResult[Handle]:
-        header = ""
+        label = ""
         sentiment: Sentiment | None = None
         body = ""
         support = ""
@@ -184,13 +195,11 @@ class ReplyRenderer(Generic[Handle]):
             async for event in events:
                 if isinstance(event, SentimentTagged):
                     sentiment = event.sentiment
-                    header = texts.label_line(sentiment)
-                    if self._note:
-                        header = f"{self._note}\n{header}"
-                    await self._show(header, force=True)
+                    label = texts.label_line(sentiment)
+                    await self._show(self._header(label), force=True)
                 elif isinstance(event, TextDelta):
                     body += event.text
-                    await self._show(self._compose(header, body), force=False)
+                    await self._show(self._compose(self._header(label), body), force=False)
                 elif isinstance(event, ReplyDone):
                     body = event.text
                     support = event.support
@@ -202,7 +211,7 @@ class ReplyRenderer(Generic[Handle]):
                     break  # answered by another delivery of the message: show nothing
         finally:
             typing_task.cancel()
-        final = self._compose(header, body)
+        final = self._compose(self._header(label), body)
         await self._show(final, force=True)
         if final:
             await self._drop_extra(len(split_text(final, self.limits.max_chars)))
@@ -211,7 +220,11 @@ class ReplyRenderer(Generic[Handle]):
             # Its own message, after the whole reply: never edited into it, never split off.
             self._support = await self._send(support)
             await self._report(None)
-        if done and self._on_delivered is not None:
+            if self._compose(self._header(label), body) != final:  # its send was retried
+                final = self._compose(self._header(label), body)
+                await self._show(final, force=True)
+        answered = done or (failure is not None and failure.answers)
+        if answered and self._on_delivered is not None:
             await self._on_delivered()
         note = self._support if support else None
         return RenderResult(final, len(self._handles), failure, sentiment, first, note)
@@ -229,11 +242,27 @@ class ReplyRenderer(Generic[Handle]):
             await self.sink.delete(handle)
 
     async def _send(self, text: str) -> Handle:
-        """Post a new message of this reply, recorded before (its key) and after (its id)."""
+        """Post a new message of this reply, recorded before (its key) and after (its id).
+        The key is recorded on every platform: where a repeat cannot find the message made
+        under it (Telegram), a restart still learns that one may exist (`doubt`)."""
         key, self._resend_key = self._resend_key or new_send_key(), None
-        if self.sink.keyed_sends:
-            await self._report(key)
-        return await _with_retry(partial(self.sink.send, text, key), self.limits)
+        await self._report(key)
+
+        async def attempt() -> Handle:
+            try:
+                return await self.sink.send(text, key)
+            except Transient:
+                self._doubted = True  # it may have been made all the same
+                raise
+
+        return await _with_retry(attempt, self.limits)
+
+    def _header(self, label: str) -> str:
+        """The lines above the reply: the note, the doubt when due, the label."""
+        if not label:
+            return ""
+        doubt = self._doubt if self._doubted else ""
+        return "\n".join(line for line in (self._note, doubt, label) if line)
 
     async def _report(self, sending: str | None) -> None:
         if self._on_messages is not None:
@@ -281,7 +310,7 @@ class ReplyRenderer(Generic[Handle]):
                         return
                 self._shown[index] = chunk
             else:
-                repeated = self._resend_key is not None
+                repeated = self._resend_key is not None and self.sink.keyed_sends
                 handle = await self._send(chunk)
                 self._handles.append(handle)
                 self._shown.append(chunk)

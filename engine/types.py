@@ -128,11 +128,14 @@ FailureReason = Literal["empty", "busy", "slow_down", "timeout", "model_error", 
 class ReplyFailed:
     """The last event when no reply could be made; `message` is ready to show to the user,
     or empty when nothing is to be shown (a message over the user's cap after they were
-    already asked to slow down)."""
+    already asked to slow down). `answers`: the note is the message's answer, so once it is
+    shown the message is done (ChatService.delivered, like a reply); False for a storage
+    error, which leaves the message to be tried again."""
 
     reason: FailureReason
     message: str
     sentiment: Sentiment | None = None
+    answers: bool = True
 
 
 @dataclass(frozen=True)
@@ -164,11 +167,14 @@ class ReplyMessages:
 @dataclass(frozen=True)
 class StoredReply:
     """An answer stored with its exchange but not yet known to be shown in full: what a
-    restart shows again, without the model and without a second mood event."""
+    restart shows again, without the model and without a second mood event. With `failure`
+    (its reason) it is a failure note after the label (the model failed mid-reply), shown
+    again as that failure."""
 
     text: str
     sentiment: Sentiment
     support: str = ""
+    failure: FailureReason | None = None
 
 
 @dataclass(frozen=True)

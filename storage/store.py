@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     ColumnElement,
@@ -34,6 +34,7 @@ from engine.types import (
     CheckinSubscription,
     Correction,
     DigestSubscription,
+    FailureReason,
     IncomingMessage,
     LinkOffer,
     LinkOutcome,
@@ -948,13 +949,16 @@ def _is(key: MessageKey) -> tuple[ColumnElement[bool], ...]:
 def _reply_json(reply: StoredReply) -> dict[str, Any]:
     sentiment = reply.sentiment
     return {"text": reply.text, "label": sentiment.label, "p_positive": sentiment.p_positive,
-            "neutral": sentiment.neutral, "support": reply.support}  # fmt: skip
+            "neutral": sentiment.neutral, "support": reply.support,
+            **({"failure": reply.failure} if reply.failure else {})}  # fmt: skip
 
 
 def _stored_reply(value: str) -> StoredReply:
     data = json.loads(value)
     sentiment = Sentiment(data["label"], float(data["p_positive"]), bool(data["neutral"]))
-    return StoredReply(str(data["text"]), sentiment, str(data.get("support") or ""))
+    failure = data.get("failure")
+    return StoredReply(str(data["text"]), sentiment, str(data.get("support") or ""),
+                       failure if failure in get_args(FailureReason) else None)  # fmt: skip
 
 
 def _numeric(message_id: str) -> tuple[int, str]:

@@ -363,7 +363,8 @@ class ChatCog(commands.Cog):
         )
         sink = _ChannelSink(channel, quote)
 
-        def renderer(begun: ReplyMessages, note: str) -> ReplyRenderer[Reply]:
+        def renderer(begun: ReplyMessages, note: str, doubt: str) -> ReplyRenderer[Reply]:
+            # No `doubt`: a send under way is repeated under its nonce, which finds its message.
             chunks = tuple(channel.get_partial_message(int(ref)) for ref in begun.chunks)
             support = None
             if begun.support is not None:

@@ -294,7 +294,7 @@ class TelegramAdapter:
     ) -> None:
         if not self._inflight.track():
             return  # stopping
-        renderer = self._renderer(outbox, incoming.key)
+        renderer = self._renderer(outbox, incoming.key, doubt=texts.cut_off_copy(incoming.text))
         # aclosing: if stop() cancels us, the chat service still releases this user's lock.
         async with contextlib.aclosing(self.service.handle(incoming, confirm=True)) as events:
             try:
@@ -326,6 +326,7 @@ class TelegramAdapter:
         key: MessageKey | None,
         begun: ReplyMessages | None = None,
         note: str = "",
+        doubt: str = "",
     ) -> ReplyRenderer[Posted]:
         interval = self.config.edit_interval_s
         if not outbox.private:
@@ -349,7 +350,8 @@ class TelegramAdapter:
             chunks = tuple(Posted(int(ref)) for ref in begun.chunks)
             existing = Messages(chunks, support, begun.sending)
         return ReplyRenderer(TelegramSink(outbox), limits, existing=existing, note=note,
-                             on_messages=posted, on_delivered=delivered)  # fmt: skip
+                             doubt=doubt, on_messages=posted,
+                             on_delivered=delivered)  # fmt: skip
 
     # --- after a restart ----------------------------------------------------------------------
 
@@ -366,8 +368,8 @@ class TelegramAdapter:
         if not self._inflight.track():
             return
 
-        def renderer(begun: ReplyMessages, note: str) -> ReplyRenderer[Posted]:
-            return self._renderer(outbox, key, begun, note)
+        def renderer(begun: ReplyMessages, note: str, doubt: str) -> ReplyRenderer[Posted]:
+            return self._renderer(outbox, key, begun, note, doubt)
 
         failed = (TelegramError, RateLimited, Transient)
         result = await answer_late(self.service, pending, renderer, Forbidden, failed)

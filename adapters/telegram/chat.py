@@ -193,8 +193,10 @@ class TelegramSink:
 
     Timeouts, 5xx answers and reset connections (PTB's NetworkError other than BadRequest)
     are Transient: retried. Telegram has no idempotency key for sendMessage, so a send that
-    reached Telegram but whose answer was lost is posted twice; editMessageText is safe to
-    repeat ("message is not modified" is success). See docs/reliability.md."""
+    reached Telegram but whose answer was lost is posted twice, and a message made as the
+    process died cannot be found again: the renderer records each send as under way first,
+    and a reply after such a retry or restart says a cut-off copy may show. editMessageText
+    is safe to repeat ("message is not modified" is success). See docs/reliability.md."""
 
     keyed_sends = False
 

@@ -20,7 +20,7 @@ and one answer, whoever restarts and however often it is delivered again.
 
 A flood from one user cannot starve the others: past USER_QUEUE_MAX messages waiting behind
 the one being answered (in any process sharing the store: the inbox counts them), a message
-is answered at once with "slow down" (and marked done).
+is answered at once with "slow down" (done once the adapter has shown it).
 Everyone else is unaffected because the lock also means a user has at most one job (a label
 or a reply) at the model worker at a time, so one user's backlog never fills its queue. The
 commands that use the model (/mood why, /mood week) take the same lock and count against
@@ -154,7 +154,7 @@ class ChatService:
                                                        self._kept(message))  # fmt: skip
             except StorageError as error:
                 log.error("could not record the incoming message: %s", error)
-                yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
+                yield ReplyFailed("storage_error", texts.STORAGE_ERROR, answers=False)
                 return
             if not first:
                 log.info("message %s in %s chat %s was seen before: skipped",
@@ -297,7 +297,7 @@ class ChatService:
         # Longer texts are cut (MAX_INPUT_CHARS): the answer covers the start of it.
         text = clean(message.text)[: self.config.max_input_chars]
         if not has_visible(text):
-            await self._mark_done(key)
+            await self._failed(key, confirm)
             yield ReplyFailed("empty", texts.EMPTY_MESSAGE)
             return
         entry = None
@@ -314,7 +314,7 @@ class ChatService:
             log.info("%s user %s has too many messages waiting: %s",
                      message.platform, message.user_id,
                      "skipped" if told else "asked to slow down")  # fmt: skip
-            await self._mark_done(key)
+            await self._failed(key, confirm)
             yield ReplyFailed("slow_down", "" if told else texts.SLOW_DOWN)
             return
         while True:
@@ -329,7 +329,7 @@ class ChatService:
                     earlier = [] if key is None or taken is None else await self._earlier(message)
                 except StorageError as error:
                     log.error("could not take the user's turn: %s", error)
-                    yield ReplyFailed("storage_error", texts.STORAGE_ERROR)
+                    yield ReplyFailed("storage_error", texts.STORAGE_ERROR, answers=False)
                     return
                 if taken is None:
                     assert key is not None
@@ -348,6 +348,9 @@ class ChatService:
                             if confirm:
                                 self._handed_over(key)
                             yield SentimentTagged(stored.sentiment, 0.0)
+                            if stored.failure is not None:
+                                yield ReplyFailed(stored.failure, stored.text, stored.sentiment)
+                                return
                             yield ReplyDone(stored.text, stored.sentiment, Timings(0.0, None, 0.0),
                                             True, stored.support)  # fmt: skip
                             return
@@ -355,7 +358,7 @@ class ChatService:
                         log.warning("message %s in %s chat %s was tried %d times: given up",
                                     key and key.message_id, message.platform,
                                     message.chat_id, taken)  # fmt: skip
-                        await self._mark_done(key)
+                        await self._failed(key, confirm)
                         yield ReplyFailed("model_error", texts.MODEL_ERROR)
                         return
                     async for event in self._handle_in_order(message, text, confirm):
@@ -392,16 +395,16 @@ class ChatService:
         try:
             sentiment = await self.model.tag(text)
         except (ModelBusy, ModelStopped):
-            await self._mark_done(key)
+            await self._failed(key, confirm)
             yield ReplyFailed("busy", texts.BUSY)
             return
         except ModelTimeout:
-            await self._mark_done(key)
+            await self._failed(key, confirm)
             yield ReplyFailed("timeout", texts.TIMEOUT)
             return
         except Exception:
             log.exception("tagging failed")
-            await self._mark_done(key)
+            await self._failed(key, confirm)
             yield ReplyFailed("model_error", texts.MODEL_ERROR)
             return
         sentiment_ms = _ms_since(start)
@@ -424,7 +427,7 @@ class ChatService:
             )
         except StorageError as error:
             log.error("could not read conversation memory: %s", error)
-            yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)
+            yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment, answers=False)
             return
 
         # A message about self-harm is answered in the gentle tone whatever its label, with
@@ -484,24 +487,27 @@ class ChatService:
         try:
             # Marked done in the same transaction: stored and done, or neither. A message
             # whose exchange could not be stored stays 'received' (unfinished work).
-            # A failure is done at once; a confirmed answer is kept until shown in full.
+            # A confirmed answer (or failure note) is kept until shown in full.
+            kept = StoredReply(reply, sentiment)
+            if failure is not None:
+                kept = StoredReply(failure.message, sentiment, failure=failure.reason)
             await self.store.record_exchange(
                 event,
                 turns,
                 done=key,
                 keep_turns=self.config.kept_turns,
                 turn_step=self.config.history_step,
-                reply=StoredReply(reply, sentiment) if confirm and not failure else None,
+                reply=kept if confirm else None,
             )
         except StorageError as error:
             log.error("could not store the message: %s", error)
-            yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment)
-            return
-        if failure is not None:
-            yield failure
+            yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment, answers=False)
             return
         if confirm and key is not None:
             self._handed_over(key)
+        if failure is not None:
+            yield failure
+            return
         if crisis:
             yield TextDelta(reply)
         support = await self._support_note(message, text, crisis, tone, event.created_at)
@@ -629,6 +635,15 @@ class ChatService:
             raise TooManyWaiting(user)
         async with self._hold(user, entry):
             yield
+
+    async def _failed(self, key: MessageKey | None, confirm: bool) -> None:
+        """The message is answered by a failure note: done once the adapter has shown it
+        (`delivered`) when it `confirm`s, so a process killed before that leaves the message
+        to be answered after a restart; at once otherwise."""
+        if confirm and key is not None:
+            self._handed_over(key)
+        else:
+            await self._mark_done(key)
 
     async def _mark_done(self, key: MessageKey | None) -> None:
         """The message ended without an exchange to store (the user got a failure answer)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, time, tzinfo
 from typing import TYPE_CHECKING
 
-from engine.language import Language
+from engine.language import Language, detect_language
 from engine.types import MoodEvent, MoodReport, Sentiment, Tone
 
 if TYPE_CHECKING:
@@ -45,6 +45,20 @@ STORAGE_ERROR = (
 # Above an answer sent after a restart, when the reply begun before it cannot be completed
 # in place (nothing had been sent yet, or that message is gone).
 RETRY_NOTE = "🔁 重启后补上的回复 (answered after a restart)"
+# Added to the answer after a restart when a send of it was under way as the process died:
+# Telegram may have posted that message without the bot learning its id (no idempotent send,
+# no way to list a chat's messages), so the user may see a cut-off copy beside the answer.
+CUT_OFF_COPY: dict[Language, str] = {
+    "zh": "⚠️ 中断时可能多发了一条不完整的消息，请以这条回复为准",
+    "en": "⚠️ A cut-off copy may have been sent when I was interrupted; this reply is complete",
+}
+
+
+def cut_off_copy(user_text: str) -> str:
+    """CUT_OFF_COPY in the language of the user's message."""
+    return CUT_OFF_COPY[detect_language(user_text)]
+
+
 # Discord: a message sent while no bot process was connected, answered at the next start.
 LATE_NOTE = "🔁 你发消息时我不在线，现在补上回复 (answered late: I was offline)"
 NOT_TEXT = "我目前只能读懂文字消息。 (I can only read text messages for now.)"

@@ -460,7 +460,7 @@ async def test_a_send_under_way_at_a_restart_is_repeated_under_its_key() -> None
     assert sink.messages == [FULL]
 
 
-async def test_delivered_after_the_whole_reply_and_its_note_never_after_a_failure() -> None:
+async def test_delivered_after_the_whole_reply_or_failure_note_never_before_it() -> None:
     order: list[str] = []
 
     class Watching(FakeSink):
@@ -489,7 +489,13 @@ async def test_delivered_after_the_whole_reply_and_its_note_never_after_a_failur
         ReplyFailed("timeout", texts.TIMEOUT, HAPPY),
     ]
     await ReplyRenderer(Watching(), limits, on_delivered=delivered).render(stream(failed))
-    assert "delivered" not in order
+    # The failure note answers the message: done only once it is on the platform.
+    assert order == [f"send {LABEL}", f"edit {LABEL}\n\n{texts.TIMEOUT}", "delivered"]
+
+    order.clear()
+    unstored: list[ReplyEvent] = [ReplyFailed("storage_error", texts.STORAGE_ERROR, answers=False)]
+    await ReplyRenderer(Watching(), limits, on_delivered=delivered).render(stream(unstored))
+    assert order == [f"send {texts.STORAGE_ERROR}"]  # left to be tried again
 
 
 async def test_a_support_note_sent_before_a_restart_is_not_sent_again() -> None:
@@ -529,7 +535,9 @@ async def test_a_resumed_message_answered_elsewhere_deletes_nothing() -> None:
     assert sink.messages == ["frozen", "frozen too"]
 
 
-async def test_a_platform_without_keyed_sends_records_each_message_after_its_send_only() -> None:
+async def test_a_platform_without_keyed_sends_records_each_send_before_and_after_it() -> None:
+    # Telegram: the key means nothing to the platform, but recorded before the send it tells
+    # a restart that a message may exist whose id was never learnt.
     sink = FakeSink(keyed_sends=False)
     recorded: list[Messages[int]] = []
 
@@ -540,5 +548,54 @@ async def test_a_platform_without_keyed_sends_records_each_message_after_its_sen
     await ReplyRenderer(sink, limits, on_messages=on_messages).render(
         stream(reply_events(LONG_WORDS))
     )
-    assert [messages.sending for messages in recorded] == [None] * len(sink.messages)
-    assert [len(messages.chunks) for messages in recorded] == list(range(1, len(sink.messages) + 1))
+    sends = len(sink.messages)
+    assert [m.sending is not None for m in recorded] == [True, False] * sends
+    assert [len(m.chunks) for m in recorded] == [n for k in range(sends) for n in (k, k + 1)]
+
+
+DOUBT = "⚠️ a cut-off copy may show"
+
+
+@pytest.mark.parametrize(
+    ("keyed", "sending", "first"),
+    [
+        (False, "key-1", f"{texts.RETRY_NOTE}\n{DOUBT}\n{LABEL}"),  # Telegram, send under way
+        (False, None, f"{texts.RETRY_NOTE}\n{LABEL}"),  # nothing was under way: no note
+        (True, "key-1", f"{texts.RETRY_NOTE}\n{LABEL}"),  # Discord: the nonce finds it
+    ],
+)
+async def test_a_send_under_way_at_a_restart_is_owned_up_to_where_it_cannot_be_found(
+    keyed: bool, sending: str | None, first: str
+) -> None:
+    sink = FakeSink(keyed_sends=keyed)
+    renderer = ReplyRenderer(sink, RenderLimits(max_chars=4096, edit_interval_s=3600.0),
+                             existing=Messages((), None, sending), note=texts.RETRY_NOTE,
+                             doubt=DOUBT)  # fmt: skip
+    await renderer.render(stream(reply_events(WORDS)))
+    assert sink.calls[0] == ("send", 0, first)
+    # A repeated send is edited at once only where it may have returned an older message.
+    assert [kind for kind, _, _ in sink.calls] == ["send", "edit", "edit"][
+        : 3 if keyed and sending else 2
+    ]
+    assert sink.messages == [first.replace(LABEL, FULL)]
+
+
+async def test_the_note_goes_above_messages_completed_in_place_when_a_send_was_under_way() -> None:
+    # Killed while the second message of a long reply was on its way: the first is completed
+    # in place and carries the note, the rest follows.
+    sink = FakeSink(messages=[f"{LABEL}\n\nHello"], keyed_sends=False)
+    limits = RenderLimits(max_chars=4096, edit_interval_s=3600.0)
+    renderer = ReplyRenderer(sink, limits, existing=Messages((0,), None, "key-2"), doubt=DOUBT)
+    await renderer.render(stream(reply_events(WORDS)))
+    assert sink.messages == [f"{DOUBT}\n{FULL}"]
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+async def test_a_send_retried_after_a_transient_fault_is_owned_up_to_where_unkeyed(
+    keyed: bool,
+) -> None:
+    # Its first try may have been made and its answer lost; Discord's nonce would return that
+    # message to the retry, Telegram makes a second one.
+    sink = FlakySink(send_faults=1, keyed_sends=keyed)
+    await ReplyRenderer(sink, FAST_BACKOFF, doubt=DOUBT).render(stream(reply_events(WORDS)))
+    assert sink.messages == [FULL if keyed else f"{DOUBT}\n{FULL}"]

@@ -172,10 +172,45 @@ async def test_a_bad_gateway_and_reset_connections_are_retried_not_the_end_of_a_
     api.drop_next("editMessageText", times=2)
     api.private_text(USER, "tell me something")
 
-    assert await final_text(api, USER) == [SHOWN]  # one message, the whole reply
+    # One message, the whole reply. Telegram may have made the first label all the same
+    # (here it did not): the reply says a cut-off copy may show.
+    doubt = texts.cut_off_copy("tell me something")
+    assert await final_text(api, USER) == [f"{doubt}\n{SHOWN}"]
     assert [c.status for c in api.calls_to("sendMessage")] == [502, 200]
     assert [c.status for c in api.calls_to("editMessageText")] == [0, 0, 200]
     done = lambda: list(inbox_states(slow_reply.db_path).values()) == ["done"]  # noqa: E731
     await api.wait_for(done, what="the message done")
     assert len(await stored_mood_events(slow_reply.store, key(USER))) == 1
     assert problems(caplog) == []
+
+
+async def test_a_send_made_although_its_answer_failed_leaves_a_copy_the_reply_owns_up_to(
+    make_adapter: MakeAdapter,
+    api: FakeTelegramAPI,
+    slow_reply: ScriptedEngine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Telegram made the label and its answer was lost (a gateway error after the fact): the
+    # retry posts a second label, which carries the reply. The first cannot be found again
+    # (no idempotent send, no way to list a chat), so the reply says a copy may show.
+    await make_adapter(edit_interval_s=60)
+    api.fail_next("sendMessage", 502, description="Bad Gateway", applied=True)
+    api.private_text(USER, "我今天有点累")
+
+    doubt = texts.cut_off_copy("我今天有点累")
+    assert doubt.startswith("⚠️ 中断时")  # in the language of the message
+    assert await final_text(api, USER) == [LABEL, f"{doubt}\n{SHOWN}"]
+    done = lambda: list(inbox_states(slow_reply.db_path).values()) == ["done"]  # noqa: E731
+    await api.wait_for(done, what="the message done")
+    assert len(await stored_mood_events(slow_reply.store, key(USER))) == 1
+    assert problems(caplog) == []
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_a_reply_without_a_failed_send_carries_no_note(
+    make_adapter: MakeAdapter, api: FakeTelegramAPI, slow_reply: ScriptedEngine
+) -> None:
+    await make_adapter(edit_interval_s=60)
+    api.fail_next("sendMessage", 429, retry_after=1)  # refused, never made: no doubt
+    api.private_text(USER, "tell me something")
+    assert await final_text(api, USER) == [SHOWN]

@@ -7,11 +7,15 @@ the inbox row done. Real `python -m bot` processes on the scripted model."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+
+import asyncpg
 
 from adapters.streaming import split_text
 from engine.chat import texts
 from engine.types import UserKey
+from storage.store import SqlMoodStore
 from tests.e2e.test_processes import scripted_bot_env
 from tests.e2e.test_recovery_e2e import (
     DISCORD_TOKEN,
@@ -135,8 +139,9 @@ async def test_telegram_long_reply_killed_mid_stream_in_its_second_message(
 
 async def test_telegram_killed_while_its_label_message_is_on_its_way(tmp_path: Path) -> None:
     # Telegram never got the label (held before it took effect): the restart answers afresh,
-    # marked as a retry. (One that took effect with its answer lost cannot be found again on
-    # Telegram, which has no idempotent send: docs/reliability.md.)
+    # marked as a retry. The send had been recorded as under way, and the bot cannot tell
+    # whether Telegram made it (no idempotent send, no way to list a chat): the answer says
+    # that a cut-off copy may show (here none does).
     db = tmp_path / "bot.db"
     async with FakeTelegramAPI(DEFAULT_TOKEN) as api:
         env = env_for(db, api, TELEGRAM_EDIT_INTERVAL_S="0.1")
@@ -152,7 +157,7 @@ async def test_telegram_killed_while_its_label_message_is_on_its_way(tmp_path: P
         assert await mood_event_count(db, TG_USER) == 0
 
         api.hold = None
-        late = f"{texts.RETRY_NOTE}\n{EXPECTED}"
+        late = f"{texts.RETRY_NOTE}\n{texts.cut_off_copy(TEXT)}\n{EXPECTED}"
         out, err = tmp_path / "second.out", tmp_path / "second.err"
         async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
             await api.wait_for(lambda: shown() == [late], 60, "the late answer")
@@ -162,6 +167,63 @@ async def test_telegram_killed_while_its_label_message_is_on_its_way(tmp_path: P
     assert shown() == [late]
     assert await mood_event_count(db, TG_USER) == 1
     assert [row[:2] for row in await inbox_rows(str(db))] == [("done", None)]
+
+
+async def test_telegram_killed_after_the_label_was_created_but_before_its_answer(
+    tmp_path: Path,
+    database: str,  # noqa: F811
+) -> None:
+    # Telegram created the label message, and the process died before it learnt its id: that
+    # message cannot be found again (no idempotent send, no way to list a chat's messages),
+    # and probing ids with edits or deletes is not safe. The send was recorded as under way,
+    # so the restart's complete answer says a cut-off copy may show above it.
+    db = database
+    async with FakeTelegramAPI(DEFAULT_TOKEN) as api:
+        env = env_for(db, api, TELEGRAM_EDIT_INTERVAL_S="0.1")
+        shown = lambda: api.bot_texts(USER)  # noqa: E731
+        api.hold = lambda call: call.method == "sendMessage"
+        api.hold_applied = True
+        out, err = tmp_path / "first.out", tmp_path / "first.err"
+        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as first:
+            api.private_text(USER, TEXT)
+            await api.wait_for(lambda: api.held, 60, "the label message made")
+            await killed(first)
+        label = texts.label_line(scripted_sentiment(TEXT))
+        assert shown() == [label]  # made, its id never known to the bot
+        assert await inbox_rows(str(db)) == [("received", TEXT, None)]
+        assert await sending_of(db) is not None  # the send was recorded before it went out
+
+        api.hold = None
+        late = f"{texts.RETRY_NOTE}\n{texts.cut_off_copy(TEXT)}\n{EXPECTED}"
+        out, err = tmp_path / "second.out", tmp_path / "second.err"
+        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
+            await api.wait_for(lambda: shown() == [label, late], 60, "the late answer")
+            await stored_as_done(str(db))
+            await stopped(second, err)
+
+    assert shown() == [label, late]  # the orphan, and one complete answer that owns up to it
+    assert await mood_event_count(db, TG_USER) == 1
+    assert [row[:2] for row in await inbox_rows(str(db))] == [("done", None)]
+    assert await sending_of(db) is None
+    store = await SqlMoodStore.open(url_of(str(db)))
+    try:
+        turns = await store.export_turns(TG_USER)
+    finally:
+        await store.close()
+    assert [t.content for t in turns] == [TEXT, EXPECTED.split("\n\n", 1)[1]]  # as shown
+
+
+async def sending_of(db: str) -> str | None:
+    """The inbox row's send under way (its key), if one is recorded."""
+    sql = "SELECT sending FROM inbox"
+    if not db.startswith("postgresql"):
+        with sqlite3.connect(db) as conn:
+            return conn.execute(sql).fetchone()[0]
+    conn = await asyncpg.connect(db)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
 
 
 async def test_discord_killed_after_the_label_was_created_but_before_its_answer(
@@ -212,4 +274,36 @@ async def test_discord_killed_after_the_label_was_created_but_before_its_answer(
     assert len(fake.calls_to(posts)) == 2
     assert len(nonces) == 1  # the restart repeated the recorded send
     assert await mood_event_count(db, user) == 1
+    assert [row[:2] for row in await inbox_rows(str(db))] == [("done", None)]
+
+
+async def test_telegram_killed_while_a_timeout_note_is_on_its_way(tmp_path: Path) -> None:
+    # The label timed out, and the process died sending the timeout note. A failure note is
+    # the message's answer, done only once shown (it used to be done before): the restart
+    # answers the message, once.
+    db = tmp_path / "bot.db"
+    async with FakeTelegramAPI(DEFAULT_TOKEN) as api:
+        env = env_for(db, api, TELEGRAM_EDIT_INTERVAL_S="0.1")
+        shown = lambda: api.bot_texts(USER)  # noqa: E731
+        api.hold = lambda call: call.method == "sendMessage"
+        slow = {**env, "SCRIPTED_TAG_DELAY_S": "3", "REQUEST_TIMEOUT_S": "1"}
+        out, err = tmp_path / "first.out", tmp_path / "first.err"
+        async with bot_process(tmp_path, slow, out, err, module="tests.scripted_bot") as first:
+            api.private_text(USER, TEXT)
+            await api.wait_for(lambda: api.held, 60, "the timeout note")
+            await killed(first)
+        assert api.held[0].params["text"] == texts.TIMEOUT
+        assert shown() == []
+        assert [row[:2] for row in await inbox_rows(str(db))] == [("received", TEXT)]
+
+        api.hold = None
+        late = f"{texts.RETRY_NOTE}\n{texts.cut_off_copy(TEXT)}\n{EXPECTED}"
+        out, err = tmp_path / "second.out", tmp_path / "second.err"
+        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
+            await api.wait_for(lambda: shown() == [late], 60, "the late answer")
+            await stored_as_done(str(db))
+            await stopped(second, err)
+
+    assert shown() == [late]
+    assert await mood_event_count(db, TG_USER) == 1
     assert [row[:2] for row in await inbox_rows(str(db))] == [("done", None)]

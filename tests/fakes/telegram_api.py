@@ -147,7 +147,9 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
         self.on_confirm: Callable[[list[int]], None] | None = None
         # A call this matches is held unanswered (and not done) until the fake closes: the
         # bot waits at a known step, where a test can kill it. Held calls are in `held`.
+        # With hold_applied the call takes effect first: a send whose answer is lost.
         self.hold: Callable[[ApiCall], bool] | None = None
+        self.hold_applied = False
         self.held: list[ApiCall] = []
         self._released = asyncio.Event()
         self._update_ids = itertools.count(1)
@@ -390,7 +392,9 @@ class FakeTelegramAPI(RecordingServer[ApiCall, _Failure]):
             if handler is None:
                 raise _ApiError(404, "Not Found")
             if self.hold is not None and self.hold(call):
-                self.held.append(call)
+                if self.hold_applied:
+                    await handler(params, files)
+                self.held.append(call)  # (once done: a test may kill the bot as it sees it)
                 await self._released.wait()
                 raise _ApiError(502, "Bad Gateway: the fake is closing")
             failure = self.take_fault(method)

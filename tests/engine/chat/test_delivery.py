@@ -11,11 +11,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from engine.chat import service as service_module
+from engine.chat import texts
+from engine.chat.service import ChatService
 from engine.types import (
     IncomingMessage,
     MessageKey,
     ReplyDone,
     ReplyEvent,
+    ReplyFailed,
     ReplyMessages,
     Sentiment,
     SentimentTagged,
@@ -103,3 +106,66 @@ async def test_a_stored_answer_left_unshown_by_a_dead_process_is_shown_again_fro
     await service.delivered(KEY)
     assert inbox_row(scripted_engine) == ("done", None, False)
     assert await service.unfinished("telegram") == []
+
+
+async def dies_after(engine: ScriptedEngine, confirm: bool = True) -> list[ReplyEvent]:
+    """Another process on the same database handles MESSAGE and dies before its adapter has
+    shown anything of what came out (its store closed: its owner gone)."""
+    other = await SqlMoodStore.open(engine.db_path)
+    try:
+        service = ChatService(engine.worker, other, engine.service.config)
+        return await events_of(service.handle(MESSAGE, confirm=confirm))
+    finally:
+        await other.close()
+
+
+async def test_a_failure_note_is_done_only_once_shown_so_a_kill_before_leaves_it_to_answer(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    scripted_engine.runner.fail_tag = True
+    [failed] = await dies_after(scripted_engine)
+    assert failed == ReplyFailed("model_error", texts.MODEL_ERROR)
+    # The note was never shown: the message is still to be answered.
+    assert inbox_row(scripted_engine) == ("received", MESSAGE.text, False)
+
+    scripted_engine.runner.fail_tag = False
+    service = scripted_engine.service
+    [pending] = await service.unfinished("telegram")
+    events = await events_of(service.resume(pending, confirm=True))
+    assert isinstance(events[-1], ReplyDone)
+    await service.delivered(KEY)
+    assert inbox_row(scripted_engine) == ("done", None, False)
+    assert len(await scripted_engine.store.mood_events(MESSAGE.user, EPOCH)) == 1
+
+
+async def test_a_failure_after_the_label_is_shown_again_after_a_kill_without_the_model(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    # The model failed mid-reply: the mood event is stored, and the failure note with it,
+    # so a restart shows that note again (no second label from the model, no second event).
+    scripted_engine.runner.fail_reply_at = 2
+    events = await dies_after(scripted_engine)
+    failed = events[-1]
+    assert isinstance(failed, ReplyFailed)
+    assert failed.reason == "model_error"
+    assert inbox_row(scripted_engine) == ("received", MESSAGE.text, True)
+    tags = len(scripted_engine.runner.tag_calls)
+
+    service = scripted_engine.service
+    [pending] = await service.unfinished("telegram")
+    again = await events_of(service.resume(pending, confirm=True))
+    assert failed.sentiment is not None
+    assert again == [SentimentTagged(failed.sentiment, 0.0), failed]
+    assert len(scripted_engine.runner.tag_calls) == tags
+    assert len(await scripted_engine.store.mood_events(MESSAGE.user, EPOCH)) == 1
+    await service.delivered(KEY)
+    assert inbox_row(scripted_engine) == ("done", None, False)
+    assert await service.unfinished("telegram") == []
+
+
+async def test_without_confirm_a_failure_is_done_at_once(scripted_engine: ScriptedEngine) -> None:
+    scripted_engine.runner.fail_tag = True
+    [failed] = await dies_after(scripted_engine, confirm=False)
+    assert isinstance(failed, ReplyFailed)
+    assert failed.reason == "model_error"
+    assert inbox_row(scripted_engine) == ("done", None, False)

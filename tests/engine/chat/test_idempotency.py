@@ -143,7 +143,9 @@ async def test_a_message_whose_exchange_was_not_stored_stays_unfinished(
     store = FailingRecord(scripted_engine.store)
     service = ChatService(scripted_engine.worker, store)  # type: ignore[arg-type]
     events = await run(service, msg())
-    assert events[-1] == ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment_of(events))
+    assert events[-1] == ReplyFailed(
+        "storage_error", texts.STORAGE_ERROR, sentiment_of(events), answers=False
+    )
     # Not done: stored-and-done happen together or not at all.
     assert inbox(scripted_engine) == [("chat-1", "7", "received")]
 
@@ -162,5 +164,7 @@ async def test_an_inbox_that_cannot_be_written_fails_before_any_work(
             raise StorageError("the database is locked by another process")
 
     service = ChatService(scripted_engine.worker, NoClaims(scripted_engine.store))  # type: ignore[arg-type]
-    assert await run(service, msg()) == [ReplyFailed("storage_error", texts.STORAGE_ERROR)]
+    assert await run(service, msg()) == [
+        ReplyFailed("storage_error", texts.STORAGE_ERROR, answers=False)
+    ]
     assert scripted_engine.runner.tag_calls == []

@@ -408,7 +408,9 @@ async def test_storage_error_on_record_exchange(scripted_engine: ScriptedEngine)
     service = ChatService(scripted_engine.worker, store)  # type: ignore[arg-type]
     events = await run(service, msg("I am happy"))
     assert isinstance(events[0], SentimentTagged)
-    assert failed(events) == ReplyFailed("storage_error", texts.STORAGE_ERROR, events[0].sentiment)
+    assert failed(events) == ReplyFailed(
+        "storage_error", texts.STORAGE_ERROR, events[0].sentiment, answers=False
+    )
     assert not any(isinstance(e, ReplyDone) for e in events)
     assert await events_of(scripted_engine, ALICE) == []
 
@@ -425,7 +427,7 @@ class NoTurns(FailingStore):
 async def test_storage_error_taking_the_users_turn(scripted_engine: ScriptedEngine) -> None:
     service = ChatService(scripted_engine.worker, NoTurns(scripted_engine.store, set()))  # type: ignore[arg-type]
     events = await run(service, msg("I am happy"))
-    assert events == [ReplyFailed("storage_error", texts.STORAGE_ERROR)]
+    assert events == [ReplyFailed("storage_error", texts.STORAGE_ERROR, answers=False)]
     assert scripted_engine.runner.tag_calls == []  # nothing done outside the user's turn
     with pytest.raises(StorageError):
         await service.forget(ALICE)  # /forget waits for the turn too (Commands says so)
