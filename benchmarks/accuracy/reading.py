@@ -7,8 +7,10 @@ predictions are in `balanced_head` order of the data file, `--limit` as recorded
 READING.jsonl holds, per evaluation line (its `source` file name and `line`), the `reading`
 of a reader who saw the text only, neither the dataset's label nor the model's:
 `positive`, `negative`, or `unclear` (mixed, neutral, a hotel's reply, a line whose side
-depends on the rest of its review). ChnSentiCorp labels whole reviews, so a single line
-can carry the opposite label of what it says ("早餐一般" labelled positive).
+depends on the rest of its review); `seen_before_reading` marks lines whose label and model
+output the reader had seen before reading them (`--blind-only` leaves them out).
+ChnSentiCorp labels whole reviews, so a single line can carry the opposite label of what it
+says ("早餐一般" labelled positive).
 
 Reported: how the reading agrees with the dataset's label, and the label's accuracy on all
 rows, on the rows the reader reads the same side as the dataset (the unambiguous ones), on
@@ -60,12 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("result", type=Path)
     parser.add_argument("reading", type=Path)
     parser.add_argument("--data", type=Path, default=Path("benchmarks/results/data/zh.jsonl"))
+    parser.add_argument("--blind-only", action="store_true", help="only lines read blind")
     args = parser.parse_args(argv)
     report = json.loads(args.result.read_text(encoding="utf-8"))
     (results,) = [value for name, value in report["files"].items()
                   if Path(name).name == args.data.name]  # fmt: skip
     rows = balanced_head(read_jsonl(args.data), report.get("limit"))
-    readings = {key(row): str(row["reading"]) for row in read_jsonl(args.reading)}
+    read = read_jsonl(args.reading)
+    readings = {key(row): str(row["reading"]) for row in read}
+    if args.blind_only:
+        seen = {key(row) for row in read if row.get("seen_before_reading")}
+        kept = [i for i, row in enumerate(rows) if key(row) not in seen]
+        rows = [rows[i] for i in kept]
+        results = {"logits": {"predictions": [results["logits"]["predictions"][i] for i in kept]}}
     agreement = Counter((row["label"], readings[key(row)]) for row in rows)
     counts = [[gold, reading, n] for (gold, reading), n in sorted(agreement.items())]
     print(table(["dataset label", "reader", "rows"], counts))
