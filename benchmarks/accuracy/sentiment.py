@@ -219,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         "--limit", type=int, default=None, help="first N rows of each file, N/2 per label"
     )
     parser.add_argument("--json", default=None, help="default: benchmarks/results/sentiment.json")
+    parser.add_argument(
+        "--no-neutral-messages",
+        action="store_true",
+        help="skip benchmarks.accuracy.neutral's TEST/FELT (e.g. when another run of the same "
+        "head reports them)",
+    )
     args = parser.parse_args(argv)
     files = args.data or [Path(p) for p in DEFAULT_DATA]
     methods = list(METHODS) if args.method == "all" else [args.method]
@@ -273,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                "neutral share", "unparsable", "p50 ms", "p95 ms"]  # fmt: skip
     print(table(headers, rows_out, digits=3))
     print("\nconfusion matrices:\n" + "\n".join(confusions))
-    if "logits" in methods:
+    if "logits" in methods and not args.no_neutral_messages:
         rates = neutral_rates(llm_predictors(runner)["logits"])
         report["neutral"] = rates
         print(f"\nneutral rate: {rates['neutral_rate_test']:.2f} of the neutral bench's TEST "

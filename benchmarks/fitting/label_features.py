@@ -155,9 +155,11 @@ def neutral_rows() -> list[dict[str, Any]]:
             for row in rows]  # fmt: skip
 
 
-def rows_to_score(per_domain: int, seed: int, evaluation: bool = True) -> list[dict[str, Any]]:
+def rows_to_score(
+    per_domain: int, seed: int, evaluation: bool = True, languages: Sequence[str] = ("en", "zh")
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for language in ("en", "zh"):
+    for language in languages:
         train = sample(read_jsonl(DATA / f"train_{language}.jsonl"), per_domain, seed)
         if evaluation:
             rows = read_jsonl(DATA / f"{language}.jsonl")
@@ -192,13 +194,20 @@ def main(argv: list[str] | None = None) -> int:
         help="training rows only (all a head is fitted on; the sentiment bench reports the "
         "eval rows)",
     )
+    parser.add_argument(
+        "--languages",
+        default="en,zh",
+        help="score these languages' rows only (the `native` frame differs from `analyst` in "
+        "English only)",
+    )
     args = parser.parse_args(argv)
     out: Path = args.out or features_folder(args.model)
     out.mkdir(parents=True, exist_ok=True)
     if args.neutral:
         rows = neutral_rows()
     else:
-        rows = rows_to_score(args.train_per_domain, args.seed, evaluation=not args.no_eval)
+        rows = rows_to_score(args.train_per_domain, args.seed, evaluation=not args.no_eval,
+                             languages=args.languages.split(","))  # fmt: skip
     runner = LlamaCppRunner.load(args.model, threads=args.threads)
     started = time.perf_counter()
     lm_head = LmHead.read(runner.model_path)

@@ -58,6 +58,9 @@ class Features:
     hidden: np.ndarray  # (rows, n_embd)
     words: list[str]
     meta: list[dict[str, Any]]
+    # language → w_pos − w_neg, the LM-head rows of the frame's label words in that language
+    # (for the anchored probe)
+    directions: dict[str, np.ndarray] | None = None
 
     @classmethod
     def load(cls, path: Path) -> Features:
@@ -105,16 +108,33 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, prior: np.ndarray | None = None,
                  iterations: int = 50) -> np.ndarray:  # fmt: skip
     """Weights (last one the bias) of a logistic regression by Newton steps, with an L2
-    penalty pulling the weights (not the bias) toward `prior` (zero by default)."""
+    penalty pulling the weights (not the bias) toward `prior` (zero by default).
+
+    With more columns than rows (a hidden state of 1,536 numbers, a few hundred rows) the
+    weights' move away from `prior` lies in the span of the rows (the penalty zeroes any
+    other part), so the fit runs exactly on the rows' coordinates in that span: an
+    n × n problem instead of a width × width one."""
+    if x.shape[1] > len(x) and l2 > 0:
+        basis = np.linalg.svd(x, full_matrices=False)[2]  # x = U S Vᵀ: Vᵀ, rows × width
+        centre = np.zeros(x.shape[1]) if prior is None else prior
+        reduced = _fit_logistic(x @ basis.T, y, l2, x @ centre, iterations)
+        return np.append(centre + basis.T @ reduced[:-1], reduced[-1])
+    if prior is not None:  # as an offset: the weights' move away from it is penalised
+        moved = _fit_logistic(x, y, l2, x @ prior, iterations)
+        return np.append(prior + moved[:-1], moved[-1])
+    return _fit_logistic(x, y, l2, np.zeros(len(x)), iterations)
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, offset: np.ndarray,
+                  iterations: int) -> np.ndarray:  # fmt: skip
+    """Weights (last one the bias) of σ(x·w + b + offset), L2 penalty on w toward zero."""
     design = np.hstack([x, np.ones((len(x), 1))])
     weights = np.zeros(design.shape[1])
-    centre = np.zeros(design.shape[1]) if prior is None else np.append(prior, 0.0)
-    if prior is not None:
-        weights[:] = centre
+    centre = np.zeros(design.shape[1])
     penalty = np.full(design.shape[1], l2)
     penalty[-1] = 0.0
     for _ in range(iterations):
-        p = sigmoid(design @ weights)
+        p = sigmoid(design @ weights + offset)
         gradient = design.T @ (p - y) + penalty * (weights - centre)
         hessian = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty + 1e-9)
         step = np.linalg.solve(hessian, gradient)
@@ -187,12 +207,38 @@ def bias_only(features: Features, fit: np.ndarray, show: np.ndarray) -> np.ndarr
     return sigmoid(d[show] + best)
 
 
-def probe(features: Features, fit: np.ndarray, show: np.ndarray) -> np.ndarray:
+PROBE_L2 = (1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def probe_weights(features: Features, fit: np.ndarray, anchored: bool = False) -> np.ndarray:
+    """Logistic regression over h (last weight the bias), its L2 penalty chosen by
+    cross-validated log loss on the fitted rows. `anchored`: the penalty pulls the weights
+    toward the Platt head's (scale·(w_pos − w_neg), the readout the frame already gives)
+    instead of toward zero, so few rows move it only as far as they show they should."""
     x = features.hidden / 100.0  # keep the weights near unit scale for the solver
     y = features.gold().astype(float)
-    l2 = best_l2(x[fit], y[fit], (1.0, 3.0, 10.0, 30.0, 100.0))
-    w = fit_logistic(x[fit], y[fit], l2)
-    return sigmoid(np.hstack([x[show], np.ones((show.sum(), 1))]) @ w)
+    prior = None
+    if anchored:
+        (language,) = {features.meta[i]["language"] for i in np.flatnonzero(fit)}
+        if features.directions is None:
+            raise ValueError("an anchored probe needs the label words' LM-head rows")
+        d = readout(features)[:, None]
+        scale = fit_logistic(d[fit], y[fit], l2=1e-3)[0]
+        prior = scale * features.directions[language] * 100.0
+    l2 = best_l2(x[fit], y[fit], PROBE_L2, prior)
+    return fit_logistic(x[fit], y[fit], l2, prior)
+
+
+def probe(features: Features, fit: np.ndarray, show: np.ndarray) -> np.ndarray:
+    w = probe_weights(features, fit)
+    x = features.hidden[show] / 100.0
+    return sigmoid(np.hstack([x, np.ones((len(x), 1))]) @ w)
+
+
+def anchored_probe(features: Features, fit: np.ndarray, show: np.ndarray) -> np.ndarray:
+    w = probe_weights(features, fit, anchored=True)
+    x = features.hidden[show] / 100.0
+    return sigmoid(np.hstack([x, np.ones((len(x), 1))]) @ w)
 
 
 LEVERS: dict[str, Lever] = {
@@ -201,7 +247,35 @@ LEVERS: dict[str, Lever] = {
     "bias": bias_only,
     "platt": platt,
     "probe": probe,
+    "anchored probe": anchored_probe,
 }
+
+
+def cross_validate(features: Features, folds: int = 5, seed: int = 0) -> list[list[object]]:
+    """Every lever by `folds`-fold cross-validation on the TRAINING rows only, per language:
+    each row's p comes from a lever fitted on the other folds (no evaluation row is read)."""
+    rows: list[list[object]] = []
+    gold = features.gold()
+    for language in ("en", "zh"):
+        train = np.flatnonzero(features.mask(language=language, split="train"))
+        if not len(train):
+            continue
+        order = np.random.default_rng(seed).permutation(train)
+        for name, lever in LEVERS.items():
+            if name == "anchored probe" and features.directions is None:
+                continue
+            p = np.zeros(len(features.meta))
+            for fold in range(folds):
+                fit = np.zeros(len(features.meta), bool)
+                show = np.zeros(len(features.meta), bool)
+                fit[np.setdiff1d(order, order[fold::folds])] = True
+                show[order[fold::folds]] = True
+                p[show] = lever(features, fit, show)
+            result = report(gold[train], p[train])
+            rows.append([features.frame, language, f"{folds}-fold train", name, result["n"],
+                         result["accuracy"], result["recall+"], result["recall-"],
+                         result["auc"], result["ece"]])  # fmt: skip
+    return rows
 
 
 def evaluate(features: Features) -> list[list[object]]:
@@ -368,8 +442,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--frame", default="analyst", help="the frame the head is fitted on")
     parser.add_argument("--rows", type=Path, help="with --write: the report per row (JSONL)")
+    parser.add_argument(
+        "--cv",
+        type=int,
+        default=0,
+        metavar="FOLDS",
+        help="compare the levers by cross-validation on the training rows only",
+    )
     args = parser.parse_args(argv)
     folder: Path = args.features or features_folder(args.model)
+    if args.cv:
+        return compare_by_cv(folder, args.cv)
     if args.write:
         record = json.loads((folder / "model.json").read_text(encoding="utf-8"))
         model = ModelIdentity(**{key: record[key] for key in
@@ -403,6 +486,41 @@ def main(argv: list[str] | None = None) -> int:
         if path.stem.endswith("-neutral"):
             continue
         rows += evaluate(Features.load(path))
+    headers = ["frame", "lang", "rows", "lever", "n", "accuracy", "recall+", "recall-", "AUC",
+               "ECE"]  # fmt: skip
+    print(table(headers, rows, digits=3))
+    return 0
+
+
+def label_directions(features: Features, w: np.ndarray) -> dict[str, np.ndarray]:
+    """Per language, w_pos − w_neg for the words the frame's readout compares. The features
+    keep the words' scores, not their token ids: each word's row of W is the one whose
+    scores W·h reproduce that word's column on a few rows (exact up to float rounding)."""
+    predicted = w @ features.hidden[:4].T  # (vocab, 4)
+    directions = {}
+    for language in ("en", "zh"):
+        pair = FRAME_WORDS.get(features.frame, ("正面", "负面"))
+        if features.frame == "native" and language == "en":
+            pair = ("positive", "negative")
+        ids = [int(np.abs(predicted - features.column(word)[:4]).sum(axis=1).argmin())
+               for word in pair]  # fmt: skip
+        directions[language] = w[ids[0]] - w[ids[1]]
+    return directions
+
+
+def compare_by_cv(folder: Path, folds: int) -> int:
+    """Every frame's levers by cross-validation on its training rows (`--cv FOLDS`)."""
+    from benchmarks.fitting.label_features import lm_head_matrix
+
+    record = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    w = lm_head_matrix(Path(record["gguf"]))
+    rows: list[list[object]] = []
+    for path in sorted(folder.glob("*.npz")):
+        if path.stem.endswith("-neutral"):
+            continue
+        features = Features.load(path)
+        features.directions = label_directions(features, w)
+        rows += cross_validate(features, folds)
     headers = ["frame", "lang", "rows", "lever", "n", "accuracy", "recall+", "recall-", "AUC",
                "ECE"]  # fmt: skip
     print(table(headers, rows, digits=3))

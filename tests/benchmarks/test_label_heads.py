@@ -153,3 +153,57 @@ def test_features_go_to_a_folder_per_model(tmp_path: Path) -> None:
     gguf = tmp_path / "My-Model-Q4.gguf"
     gguf.write_bytes(b"x")
     assert features_folder(str(gguf)) == Path("benchmarks/results/features/My-Model-Q4")
+
+
+def test_a_wide_logistic_fit_is_the_exact_fit_in_the_rows_span() -> None:
+    """More columns than rows (a hidden state, a few hundred rows): the fit in the rows' span
+    is the full-width fit, with or without a prior to shrink toward."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((30, 80))
+    y = (x[:, 0] + rng.standard_normal(30) > 0).astype(float)
+    for prior in (None, 0.1 * rng.standard_normal(80)):
+        centre = np.zeros(81) if prior is None else np.append(prior, 0.0)
+        design, w = np.hstack([x, np.ones((30, 1))]), centre.copy()
+        penalty = np.append(np.full(80, 3.0), 0.0)
+        for _ in range(100):  # Newton on all 80 columns
+            p = 1 / (1 + np.exp(-(design @ w)))
+            gradient = design.T @ (p - y) + penalty * (w - centre)
+            hessian = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty + 1e-9)
+            w -= np.linalg.solve(hessian, gradient)
+        np.testing.assert_allclose(label_fit.fit_logistic(x, y, 3.0, prior), w, atol=1e-8)
+
+
+def test_cross_validation_reads_training_rows_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--cv compares the levers on the training rows alone: the evaluation rows (scored for
+    the wrong side here) change nothing."""
+    folder, _w = synthetic_model_folder(tmp_path)
+    assert label_fit.main(["--features", str(folder), "--cv", "5"]) == 0
+    out = capsys.readouterr().out
+    platt = [line for line in out.splitlines() if "| platt " in line]
+    assert len(platt) == 2  # en, zh
+    for line in platt:
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        assert cells[2] == "5-fold train"
+        assert cells[4] == "200"  # the training rows of the language, no evaluation row
+        assert float(cells[5]) > 0.75  # the training rows' own cut (eval rows would give ~0)
+    assert "anchored probe" in out
+
+
+def test_features_can_score_one_language(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.fitting import label_features
+
+    for language, text in (("en", "fine"), ("zh", "好")):
+        source = "amazon" if language == "en" else "pos.txt"
+        rows = [{"text": f"{text} {i}", "label": label, "source": source, "line": i}
+                for i in range(8) for label in ("positive", "negative")]  # fmt: skip
+        (tmp_path / f"train_{language}.jsonl").write_text(
+            "".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8"
+        )
+    monkeypatch.setattr(label_features, "DATA", tmp_path)
+    picked = label_features.rows_to_score(4, seed=7, evaluation=False, languages=("en",))
+    assert picked
+    assert {row["language"] for row in picked} == {"en"}
+    both = label_features.rows_to_score(4, seed=7, evaluation=False)
+    assert {row["language"] for row in both} == {"en", "zh"}
