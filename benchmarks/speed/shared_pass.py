@@ -37,7 +37,7 @@ from benchmarks.speed.conversation import CONVERSATION
 from engine.chat import prompts
 from engine.language import detect_language
 from engine.model.prompt_ids import chatml, encode_messages, keep_head_and_tail
-from engine.types import GenerationParams, Turn
+from engine.types import GenerationParams, Tone, Turn
 
 # The label question put on the copy of the reply context, in the language of the label words.
 QUESTION = "判断用户最后这条消息的情感是正面还是负面。只输出“正面”或“负面”。"
@@ -52,7 +52,7 @@ def _ms(start: float) -> float:
 # --- the shared layout: the tone note after the message --------------------------------------
 
 
-def shared_messages(text: str, history: list[tuple[str, str, str]]) -> list[dict[str, str]]:
+def shared_messages(text: str, history: list[tuple[str, Tone, str]]) -> list[dict[str, str]]:
     """Persona, the mixed examples, the history, then the message; each earlier message is
     followed by its tone note (so the message's KV does not depend on its label)."""
     language = detect_language(text)
@@ -82,7 +82,7 @@ def label_tail(runner: Any, context: list[dict[str, str]]) -> list[int]:
     return _tail(runner, context, {"role": "system", "content": QUESTION})
 
 
-def note_tail(runner: Any, context: list[dict[str, str]], tone: str) -> list[int]:
+def note_tail(runner: Any, context: list[dict[str, str]], tone: Tone) -> list[int]:
     language = detect_language(context[-1]["content"])
     return _tail(runner, context, {"role": "system", "content": prompts.TONES[language][tone]})
 
@@ -131,7 +131,7 @@ def profile_shared(runner: Any, texts: list[str], max_new: int) -> list[dict[str
     positive, negative = runner.label_ids
     seq = runner._take_sequence()
     held: list[int] = []
-    history: list[tuple[str, str, str]] = []
+    history: list[tuple[str, Tone, str]] = []
     rows = []
     try:
         for text in texts:
