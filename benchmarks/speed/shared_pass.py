@@ -2,6 +2,7 @@
 
     python -m benchmarks.speed.shared_pass profile [--messages 8] [--max-new-tokens 48]
     python -m benchmarks.speed.shared_pass accuracy [--rows 100]
+    python -m benchmarks.speed.shared_pass chunks [--messages 8] [--repeats 3]
 
 Today the user's message is read twice: once in the analyst frame (the label), once in the
 reply prompt (persona, examples, history, the tone note, then the message). `profile` drives
@@ -20,6 +21,9 @@ ways greedy, the same messages.
 the first --rows of each; no history: persona and examples, then the message) against the
 analyst frame on the same rows: AUC of the raw score difference (positive word minus
 negative word), and of the shipped head's p_positive for the analyst frame.
+
+`chunks` times a lone reply's prompt tail fed in one llama_decode call against the
+PREFILL_TOKENS_PER_STEP chunks step_many cuts it into (alternated, the same prompts).
 """
 
 from __future__ import annotations
