@@ -408,7 +408,6 @@ class ChatService:
             yield ReplyFailed("model_error", texts.MODEL_ERROR)
             return
         sentiment_ms = _ms_since(start)
-        yield SentimentTagged(sentiment, sentiment_ms)
         self.recent.remember(message.user, text, sentiment, self._now())
         event = MoodEvent(
             platform=message.platform,
@@ -427,6 +426,7 @@ class ChatService:
             )
         except StorageError as error:
             log.error("could not read conversation memory: %s", error)
+            yield SentimentTagged(sentiment, sentiment_ms)
             yield ReplyFailed("storage_error", texts.STORAGE_ERROR, sentiment, answers=False)
             return
 
@@ -445,8 +445,17 @@ class ChatService:
         first_token_ms: float | None = None
         failure: ReplyFailed | None = None
         tokens: ReplyTokens | None = None
-        try:
+        refused: Exception | None = None
+        try:  # queued before the label is shown: an adapter sends the label (a round trip to
+            # its platform) while the model already reads the reply prompt
             tokens = self.model.reply(request)
+        except Exception as error:  # noqa: BLE001 - answered below, after the label
+            refused = error
+        try:
+            yield SentimentTagged(sentiment, sentiment_ms)
+            if refused is not None:
+                raise refused
+            assert tokens is not None
             async for delta in tokens:
                 if first_token_ms is None:
                     first_token_ms = _ms_since(start)

@@ -485,6 +485,42 @@ async def test_closing_the_stream_early_cancels_the_reply_and_frees_the_user(
     assert done(await run(scripted_engine.service, msg("again"))).text == "ok then"
 
 
+async def test_the_reply_is_queued_before_the_label_is_shown(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    """An adapter sends the label before it asks for the next event: the model must already
+    be reading the reply prompt meanwhile, not wait for that round trip."""
+    runner = scripted_engine.runner
+    stream = scripted_engine.service.handle(msg("I am so happy today"))
+    assert isinstance(stream, AsyncIterator)
+    first = await asyncio.wait_for(anext(stream), HANG)
+    assert isinstance(first, SentimentTagged)
+    deadline = time.monotonic() + 2.0
+    while not runner.reply_calls:  # the worker thread starts it; the stream is not resumed
+        assert time.monotonic() < deadline, "the reply waited for the label to be shown"
+        await asyncio.sleep(0.005)
+    assert runner.reply_calls[0].user_text == "I am so happy today"
+    rest = [event async for event in stream]
+    assert done([first, *rest]).text == "A cheerful reply to: I am so happy today"
+
+
+async def test_closing_the_stream_at_the_label_cancels_the_queued_reply(
+    scripted_engine: ScriptedEngine,
+) -> None:
+    runner = scripted_engine.runner
+    runner.reply_text = "w " * 500
+    runner.delay_s = 0.005
+    stream = scripted_engine.service.handle(msg("hello"))
+    assert isinstance(stream, AsyncIterator)
+    assert isinstance(await asyncio.wait_for(anext(stream), HANG), SentimentTagged)
+    await stream.aclose()
+    runner.reply_text, runner.delay_s = "ok then", 0.0
+    assert done(await run(scripted_engine.service, msg("again"))).text == "ok then"
+    # The first reply was dropped before it started, or closed (500 tokens take 2.5 s).
+    assert [call.user_text for call in runner.reply_calls][-1] == "again"
+    assert all(reply.closed for reply in runner.replies[:-1])
+
+
 # --- commands -------------------------------------------------------------------------------
 
 
