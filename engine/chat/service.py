@@ -161,8 +161,12 @@ class ChatService:
                          key.message_id, key.platform, key.chat_id)  # fmt: skip
                 yield AlreadyHandled(key)
                 return
-        async for event in self._answer(message, confirm=confirm):
-            yield event
+        # Every stage is closed with the caller's stream: an adapter that stops reading (at the
+        # label, say) releases the user's turn and cancels the queued reply at once, not
+        # whenever the abandoned inner generators happen to be collected.
+        async with contextlib.aclosing(self._answer(message, confirm=confirm)) as events:
+            async for event in events:
+                yield event
 
     async def receive(self, messages: Sequence[IncomingMessage]) -> int:
         """Record messages in the inbox as they arrive, before the platform is told they did:
@@ -250,9 +254,10 @@ class ChatService:
         log.info("resuming message %s in %s chat %s, received %s", pending.key.message_id,
                  pending.key.platform, pending.key.chat_id, pending.received_at)  # fmt: skip
         again = pending.held_by == "here"
-        async for event in self._answer(pending.message, confirm=confirm, resumed=True,
-                                        again=again):  # fmt: skip
-            yield event
+        answer = self._answer(pending.message, confirm=confirm, resumed=True, again=again)
+        async with contextlib.aclosing(answer) as events:
+            async for event in events:
+                yield event
 
     async def note_reply(self, key: MessageKey, messages: ReplyMessages) -> None:
         """The adapter's messages of the reply to `key` so far (and a send under way): a
@@ -279,20 +284,23 @@ class ChatService:
         confirm: bool,
         resumed: bool = False,
         again: bool = False,
-    ) -> AsyncIterator[ReplyEvent]:
+    ) -> AsyncGenerator[ReplyEvent, None]:
         key = message.key
         if key is not None:
             self._in_hand.add(key)
         try:
-            async for event in self._answer_in_turn(message, confirm, resumed, again):
-                yield event
+            async with contextlib.aclosing(
+                self._answer_in_turn(message, confirm, resumed, again)
+            ) as events:
+                async for event in events:
+                    yield event
         finally:
             if key is not None:
                 self._in_hand.discard(key)
 
     async def _answer_in_turn(
         self, message: IncomingMessage, confirm: bool, resumed: bool, again: bool
-    ) -> AsyncIterator[ReplyEvent]:
+    ) -> AsyncGenerator[ReplyEvent, None]:
         key = message.key
         # Longer texts are cut (MAX_INPUT_CHARS): the answer covers the start of it.
         text = clean(message.text)[: self.config.max_input_chars]
@@ -361,8 +369,11 @@ class ChatService:
                         await self._failed(key, confirm)
                         yield ReplyFailed("model_error", texts.MODEL_ERROR)
                         return
-                    async for event in self._handle_in_order(message, text, confirm):
-                        yield event
+                    async with contextlib.aclosing(
+                        self._handle_in_order(message, text, confirm)
+                    ) as events:
+                        async for event in events:
+                            yield event
                     return
             # The user's earlier messages come first, wherever they are: with both locks let
             # go (one of them may be taken over by this very process), look again shortly.
@@ -389,7 +400,7 @@ class ChatService:
 
     async def _handle_in_order(
         self, message: IncomingMessage, text: str, confirm: bool
-    ) -> AsyncIterator[ReplyEvent]:
+    ) -> AsyncGenerator[ReplyEvent, None]:
         start = time.perf_counter()
         key = message.key
         try:

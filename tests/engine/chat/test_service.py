@@ -514,6 +514,9 @@ async def test_closing_the_stream_at_the_label_cancels_the_queued_reply(
     assert isinstance(stream, AsyncIterator)
     assert isinstance(await asyncio.wait_for(anext(stream), HANG), SentimentTagged)
     await stream.aclose()
+    # Closed through every stage at once: the user's turn is free and the reply cancelled
+    # now, not when the abandoned inner generators are collected.
+    assert scripted_engine.service._user_locks == {}
     runner.reply_text, runner.delay_s = "ok then", 0.0
     assert done(await run(scripted_engine.service, msg("again"))).text == "ok then"
     # The first reply was dropped before it started, or closed (500 tokens take 2.5 s).
