@@ -21,7 +21,9 @@ from tests.scripted import ScriptedRunner
 from tests.support import worker_config
 
 if TYPE_CHECKING:
+    from engine.model.backends.llama_cpp import LlamaCppRunner
     from engine.model.backends.transformers_runner import TransformersRunner
+    from tests.llama_server import LlamaServer
 
 
 @dataclass
@@ -93,6 +95,31 @@ def real_runner() -> TransformersRunner:
 
     cache = os.environ.get("MODEL_CACHE_DIR") or None
     return TransformersRunner.load("packaged-0.5b", dtype="auto", cache_dir=cache)
+
+
+@pytest.fixture(scope="session")
+def light_llama() -> Iterator[LlamaCppRunner]:
+    """The light tier on llama.cpp in this process, loaded once per test session: its tests
+    read what it computes (labels, prompts, replies), which a fresh load would not change."""
+    from engine.model.backends import llama_cpp
+
+    if llama_cpp.llama_cpp is None:
+        pytest.skip("the llama extra is not installed: make install-llama")
+    cache = os.environ.get("MODEL_CACHE_DIR") or None
+    runner = llama_cpp.LlamaCppRunner.load("packaged", cache_dir=cache)
+    yield runner
+    runner.close()
+
+
+@pytest.fixture(scope="session")
+def shared_llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    """One `llama_cpp.server` on the light tier for the session (starting one loads the model
+    in a new process): the tests that only talk to it share it. A test that kills its server
+    starts its own (tests/llama_server.py)."""
+    from tests.llama_server import llama_server
+
+    with llama_server(tmp_path_factory.mktemp("llama-server") / "server.log") as running:
+        yield running
 
 
 @pytest.fixture

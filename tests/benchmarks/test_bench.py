@@ -388,7 +388,9 @@ async def test_the_telegram_load_bench_counts_a_message_with_no_answer_as_lost(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SCRIPTED_DELAY_S", "1.0")  # a word a second: no reply within 0.5 s
+    # 0.2 s a word: a reply of five words or more cannot be complete within 0.5 s, however
+    # fast the machine (a word a second made the run wait out ~20 s of sleeps).
+    monkeypatch.setenv("SCRIPTED_DELAY_S", "0.2")
     results = await load.run(telegram_args(users=2, timeout_s=0.5))
     run = results["concurrent"]
     assert run["lost"] == 2  # each user's first message; the user then stops

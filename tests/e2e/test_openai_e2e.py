@@ -10,14 +10,13 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from engine.model.model_files import LIGHT_MODEL
 from tests.fakes.openai_api import FakeOpenAIServer
-from tests.llama_server import LlamaServer, llama_server
+from tests.llama_server import LlamaServer
 
 ROOT = Path(__file__).resolve().parents[2]
 EXIT_MODEL = 3
@@ -48,15 +47,15 @@ async def run_bot(tmp_path: Path, env: dict[str, str], lines: list[str]) -> tupl
     return process.returncode, out.decode(), err.decode()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    with llama_server(tmp_path_factory.mktemp("llama-server") / "server.log") as running:
-        yield running
+@pytest.fixture
+def server(shared_llama_server: LlamaServer) -> LlamaServer:
+    return shared_llama_server  # one per session (tests/conftest.py)
 
 
 @pytest.mark.model
 async def test_console_chat_on_a_llama_cpp_server(tmp_path: Path, server: LlamaServer) -> None:
-    env = bot_env(tmp_path, OPENAI_BASE_URL=server.url, MAX_NEW_TOKENS="60")
+    # 24 tokens: that there is a reply is tested, not its length (each token costs CPU time).
+    env = bot_env(tmp_path, OPENAI_BASE_URL=server.url, MAX_NEW_TOKENS="24")
     lines = [
         "今天的实验终于成功了，太棒了！",
         "I lost my wallet and missed the last train home.",

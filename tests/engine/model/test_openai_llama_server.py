@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -30,6 +31,9 @@ from storage.store import SqlMoodStore
 from tests.llama_server import LlamaServer, llama_server, require_server
 from tests.support import EPOCH, worker_config
 
+if TYPE_CHECKING:
+    from engine.model.backends.llama_cpp import LlamaCppRunner
+
 pytestmark = pytest.mark.model
 
 TEXTS = [
@@ -42,10 +46,9 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    with llama_server(tmp_path_factory.mktemp("llama-server") / "server.log") as running:
-        yield running
+@pytest.fixture
+def server(shared_llama_server: LlamaServer) -> LlamaServer:
+    return shared_llama_server  # one per session (tests/conftest.py)
 
 
 def openai_model_config() -> ModelConfig:
@@ -78,19 +81,14 @@ async def remote(server: LlamaServer) -> AsyncIterator[OpenAIEngine]:
         await engine.stop()
 
 
-async def test_labels_equal_the_in_process_backends(remote: OpenAIEngine) -> None:
+async def test_labels_equal_the_in_process_backends(
+    remote: OpenAIEngine, light_llama: LlamaCppRunner
+) -> None:
     """Within llama.cpp's own noise. Its kernels are not batch-invariant: in-process, the same
     rows labelled 12 at a time and one at a time differed by up to 0.024 (a server re-tokenises
     the text and computes the frame in other batch shapes). So the mean difference must stay
     within 0.02, every one within 0.05, and no clear label (0.05 or more from 0.5) may flip."""
-    pytest.importorskip("llama_cpp")
-    from engine.model.backends.llama_cpp import LlamaCppRunner
-
-    local = LlamaCppRunner.load("packaged", cache_dir=os.environ.get("MODEL_CACHE_DIR") or None)
-    try:
-        in_process = [local.tag([text])[0] for text in TEXTS]  # one per call, as the server
-    finally:
-        local.close()
+    in_process = [light_llama.tag([text])[0] for text in TEXTS]  # one per call, as the server
     served = [await remote.tag(text) for text in TEXTS]
     gaps = [abs(a.p_positive - b.p_positive) for a, b in zip(in_process, served, strict=True)]
     assert sum(gaps) / len(gaps) <= 0.02, gaps
