@@ -3,8 +3,10 @@ a throwaway PostgreSQL cluster for the suites that run on both databases."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,11 +130,27 @@ def scripted_runner() -> ScriptedRunner:
     return ScriptedRunner()
 
 
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database at the schema's head, made once: a test's store starts from a
+    copy (6 ms to open) instead of running every revision (~0.1 s a test). Creating a fresh
+    database is tested by tests/storage and by every bot process the e2e tests start."""
+    path = tmp_path_factory.mktemp("migrated") / "bot.db"
+
+    async def make() -> None:
+        store = await SqlMoodStore.open(path)
+        await store.close()
+
+    asyncio.run(make())
+    return path
+
+
 @pytest.fixture
 async def scripted_engine(
-    tmp_path: Path, scripted_runner: ScriptedRunner
+    tmp_path: Path, scripted_runner: ScriptedRunner, migrated_database: Path
 ) -> AsyncIterator[ScriptedEngine]:
     db_path = tmp_path / "bot.db"
+    shutil.copyfile(migrated_database, db_path)
     store = await SqlMoodStore.open(db_path)
     limits = worker_config(queue_size=16, request_timeout_s=30)
     worker = ModelWorker(lambda: scripted_runner, limits)
