@@ -160,6 +160,16 @@ async def test_polling_survives_network_errors_and_answers_what_came_meanwhile(
     assert await final_text(api, OTHER) == [SHOWN]
 
 
+async def answered_once(
+    api: FakeTelegramAPI, engine: ScriptedEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The user's one message ends done in the inbox, with one mood event and no error."""
+    done = lambda: list(inbox_states(engine.db_path).values()) == ["done"]  # noqa: E731
+    await api.wait_for(done, what="the message done")
+    assert len(await stored_mood_events(engine.store, key(USER))) == 1
+    assert problems(caplog) == []
+
+
 async def test_a_bad_gateway_and_reset_connections_are_retried_not_the_end_of_a_reply(
     make_adapter: MakeAdapter,
     api: FakeTelegramAPI,
@@ -178,10 +188,7 @@ async def test_a_bad_gateway_and_reset_connections_are_retried_not_the_end_of_a_
     assert await final_text(api, USER) == [f"{doubt}\n{SHOWN}"]
     assert [c.status for c in api.calls_to("sendMessage")] == [502, 200]
     assert [c.status for c in api.calls_to("editMessageText")] == [0, 0, 200]
-    done = lambda: list(inbox_states(slow_reply.db_path).values()) == ["done"]  # noqa: E731
-    await api.wait_for(done, what="the message done")
-    assert len(await stored_mood_events(slow_reply.store, key(USER))) == 1
-    assert problems(caplog) == []
+    await answered_once(api, slow_reply, caplog)
 
 
 async def test_a_send_made_although_its_answer_failed_leaves_a_copy_the_reply_owns_up_to(
@@ -200,10 +207,7 @@ async def test_a_send_made_although_its_answer_failed_leaves_a_copy_the_reply_ow
     doubt = texts.cut_off_copy("我今天有点累")
     assert doubt.startswith("⚠️ 中断时")  # in the language of the message
     assert await final_text(api, USER) == [LABEL, f"{doubt}\n{SHOWN}"]
-    done = lambda: list(inbox_states(slow_reply.db_path).values()) == ["done"]  # noqa: E731
-    await api.wait_for(done, what="the message done")
-    assert len(await stored_mood_events(slow_reply.store, key(USER))) == 1
-    assert problems(caplog) == []
+    await answered_once(api, slow_reply, caplog)
 
 
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")

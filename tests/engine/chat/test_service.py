@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
@@ -464,14 +464,21 @@ async def test_storage_error_on_reading_history(scripted_engine: ScriptedEngine)
     assert scripted_engine.runner.reply_calls == []
 
 
+def long_reply_stream(engine: ScriptedEngine) -> AsyncGenerator[ReplyEvent, None]:
+    """A message whose reply would take 2.5 s (500 words, 5 ms each): long enough to close
+    its stream part way."""
+    engine.runner.reply_text = "w " * 500
+    engine.runner.delay_s = 0.005
+    stream = engine.service.handle(msg("hello"))
+    assert isinstance(stream, AsyncIterator)
+    return stream
+
+
 async def test_closing_the_stream_early_cancels_the_reply_and_frees_the_user(
     scripted_engine: ScriptedEngine,
 ) -> None:
     runner = scripted_engine.runner
-    runner.reply_text = "w " * 500
-    runner.delay_s = 0.005
-    stream = scripted_engine.service.handle(msg("hello"))
-    assert isinstance(stream, AsyncIterator)
+    stream = long_reply_stream(scripted_engine)
     async for event in stream:
         if isinstance(event, TextDelta):
             break
@@ -508,10 +515,7 @@ async def test_closing_the_stream_at_the_label_cancels_the_queued_reply(
     scripted_engine: ScriptedEngine,
 ) -> None:
     runner = scripted_engine.runner
-    runner.reply_text = "w " * 500
-    runner.delay_s = 0.005
-    stream = scripted_engine.service.handle(msg("hello"))
-    assert isinstance(stream, AsyncIterator)
+    stream = long_reply_stream(scripted_engine)
     assert isinstance(await asyncio.wait_for(anext(stream), HANG), SentimentTagged)
     await stream.aclose()
     # Closed through every stage at once: the user's turn is free and the reply cancelled
