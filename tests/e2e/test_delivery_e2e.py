@@ -8,6 +8,7 @@ the inbox row done. Real `python -m bot` processes on the scripted model."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -53,6 +54,35 @@ def env_for(db: Path | str, api: FakeTelegramAPI, **extra: str) -> dict[str, str
                             TELEGRAM_API_FILE_URL=api.file_url, **extra)  # fmt: skip
 
 
+async def killed_when_held(
+    tmp_path: Path, env: dict[str, str], api: FakeTelegramAPI, text: str, wait_s: int, what: str
+) -> None:
+    """A bot process gets `text` and is killed (SIGKILL) once the fake holds a call."""
+    out, err = tmp_path / "first.out", tmp_path / "first.err"
+    async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as first:
+        api.private_text(USER, text)
+        await api.wait_for(lambda: api.held, wait_s, what)
+        await killed(first)
+
+
+async def restarted_until(
+    tmp_path: Path,
+    env: dict[str, str],
+    api: FakeTelegramAPI,
+    db: Path | str,
+    shown: Callable[[], bool],
+    wait_s: int,
+    what: str,
+) -> str:
+    """A second bot process runs until `shown` and the inbox is done, then stops; its log."""
+    out, err = tmp_path / "second.out", tmp_path / "second.err"
+    async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
+        await api.wait_for(shown, wait_s, what)
+        await stored_as_done(str(db))
+        await stopped(second, err)
+    return err.read_text(errors="replace")
+
+
 async def test_telegram_killed_after_the_last_token_before_the_final_edit(
     tmp_path: Path,
     database: str,  # noqa: F811
@@ -66,11 +96,7 @@ async def test_telegram_killed_after_the_last_token_before_the_final_edit(
         env = env_for(db, api, TELEGRAM_EDIT_INTERVAL_S="60")
         shown = lambda: api.bot_texts(USER)  # noqa: E731
         api.hold = lambda call: call.method == "editMessageText"
-        out, err = tmp_path / "first.out", tmp_path / "first.err"
-        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as first:
-            api.private_text(USER, TEXT)
-            await api.wait_for(lambda: api.held, 60, "the final edit")
-            await killed(first)
+        await killed_when_held(tmp_path, env, api, TEXT, 60, "the final edit")
         assert api.held[0].params["text"] == EXPECTED
         label = texts.label_line(scripted_sentiment(TEXT))
         assert shown() == [label]  # the answer never reached the chat
@@ -79,12 +105,9 @@ async def test_telegram_killed_after_the_last_token_before_the_final_edit(
         assert await inbox_rows(str(db)) == [("received", TEXT, label_message)]
 
         api.hold = None
-        out, err = tmp_path / "second.out", tmp_path / "second.err"
-        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
-            await api.wait_for(lambda: shown() == [EXPECTED], 60, "the stored answer shown")
-            await stored_as_done(str(db))
-            await stopped(second, err)
-        log = err.read_text(errors="replace")
+        log = await restarted_until(
+            tmp_path, env, api, db, lambda: shown() == [EXPECTED], 60, "the stored answer shown"
+        )
 
     assert shown() == [EXPECTED]  # the label message, completed in place
     assert len(api.calls_to("sendMessage")) == 1
@@ -110,11 +133,7 @@ async def test_telegram_long_reply_killed_mid_stream_in_its_second_message(
                     and call.params.get("message_id") == messages[1]["message_id"])  # fmt: skip
 
         api.hold = second_message_edit
-        out, err = tmp_path / "first.out", tmp_path / "first.err"
-        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as first:
-            api.private_text(USER, LONG_TEXT)
-            await api.wait_for(lambda: api.held, 90, "an edit of the second message")
-            await killed(first)
+        await killed_when_held(tmp_path, env, api, LONG_TEXT, 90, "an edit of the second message")
         frozen = shown()
         assert len(frozen) == 2
         assert "\n".join(frozen) != LONG_EXPECTED  # cut off mid-stream
@@ -123,12 +142,10 @@ async def test_telegram_long_reply_killed_mid_stream_in_its_second_message(
         assert await mood_event_count(db, TG_USER) == 0
 
         api.hold = None
-        out, err = tmp_path / "second.out", tmp_path / "second.err"
         expected = split_text(LONG_EXPECTED, MAX_TEXT)
-        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
-            await api.wait_for(lambda: shown() == expected, 90, "the whole answer")
-            await stored_as_done(str(db))
-            await stopped(second, err)
+        await restarted_until(
+            tmp_path, env, api, db, lambda: shown() == expected, 90, "the whole answer"
+        )
 
     assert len(expected) == 2
     assert shown() == expected  # the same two messages, completed in place
@@ -147,22 +164,16 @@ async def test_telegram_killed_while_its_label_message_is_on_its_way(tmp_path: P
         env = env_for(db, api, TELEGRAM_EDIT_INTERVAL_S="0.1")
         shown = lambda: api.bot_texts(USER)  # noqa: E731
         api.hold = lambda call: call.method == "sendMessage"
-        out, err = tmp_path / "first.out", tmp_path / "first.err"
-        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as first:
-            api.private_text(USER, TEXT)
-            await api.wait_for(lambda: api.held, 60, "the label message")
-            await killed(first)
+        await killed_when_held(tmp_path, env, api, TEXT, 60, "the label message")
         assert shown() == []
         assert await inbox_rows(str(db)) == [("received", TEXT, None)]
         assert await mood_event_count(db, TG_USER) == 0
 
         api.hold = None
         late = f"{texts.RETRY_NOTE}\n{texts.cut_off_copy(TEXT)}\n{EXPECTED}"
-        out, err = tmp_path / "second.out", tmp_path / "second.err"
-        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
-            await api.wait_for(lambda: shown() == [late], 60, "the late answer")
-            await stored_as_done(str(db))
-            await stopped(second, err)
+        await restarted_until(
+            tmp_path, env, api, db, lambda: shown() == [late], 60, "the late answer"
+        )
 
     assert shown() == [late]
     assert await mood_event_count(db, TG_USER) == 1
@@ -183,11 +194,7 @@ async def test_telegram_killed_after_the_label_was_created_but_before_its_answer
         shown = lambda: api.bot_texts(USER)  # noqa: E731
         api.hold = lambda call: call.method == "sendMessage"
         api.hold_applied = True
-        out, err = tmp_path / "first.out", tmp_path / "first.err"
-        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as first:
-            api.private_text(USER, TEXT)
-            await api.wait_for(lambda: api.held, 60, "the label message made")
-            await killed(first)
+        await killed_when_held(tmp_path, env, api, TEXT, 60, "the label message made")
         label = texts.label_line(scripted_sentiment(TEXT))
         assert shown() == [label]  # made, its id never known to the bot
         assert await inbox_rows(str(db)) == [("received", TEXT, None)]
@@ -195,11 +202,9 @@ async def test_telegram_killed_after_the_label_was_created_but_before_its_answer
 
         api.hold = None
         late = f"{texts.RETRY_NOTE}\n{texts.cut_off_copy(TEXT)}\n{EXPECTED}"
-        out, err = tmp_path / "second.out", tmp_path / "second.err"
-        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
-            await api.wait_for(lambda: shown() == [label, late], 60, "the late answer")
-            await stored_as_done(str(db))
-            await stopped(second, err)
+        await restarted_until(
+            tmp_path, env, api, db, lambda: shown() == [label, late], 60, "the late answer"
+        )
 
     assert shown() == [label, late]  # the orphan, and one complete answer that owns up to it
     assert await mood_event_count(db, TG_USER) == 1
@@ -298,11 +303,9 @@ async def test_telegram_killed_while_a_timeout_note_is_on_its_way(tmp_path: Path
 
         api.hold = None
         late = f"{texts.RETRY_NOTE}\n{texts.cut_off_copy(TEXT)}\n{EXPECTED}"
-        out, err = tmp_path / "second.out", tmp_path / "second.err"
-        async with bot_process(tmp_path, env, out, err, module="tests.scripted_bot") as second:
-            await api.wait_for(lambda: shown() == [late], 60, "the late answer")
-            await stored_as_done(str(db))
-            await stopped(second, err)
+        await restarted_until(
+            tmp_path, env, api, db, lambda: shown() == [late], 60, "the late answer"
+        )
 
     assert shown() == [late]
     assert await mood_event_count(db, TG_USER) == 1
