@@ -23,6 +23,7 @@ from benchmarks.speed import batching
 from benchmarks.speed.latency import summarize as latency_summary
 from engine.chat.config import ChatConfig
 from engine.chat.service import ChatService
+from engine.chat.texts import CUT_OFF_COPY
 from engine.types import GenerationParams
 from storage.store import SqlMoodStore
 from tests.conftest import ScriptedEngine
@@ -657,28 +658,40 @@ def test_scale_out_checker_finds_duplicates_losses_and_half_stored_exchanges() -
         Message(2, 0, "[u1#0] died half-stored", message_id=1, posted_to=[0]),
         Message(2, 1, "[u1#1] never arrived", message_id=2, posted_to=[]),
         Message(3, 0, "[u2#0] accepted, then the process died", message_id=1, posted_to=[0]),
+        Message(4, 0, "[u3#0] its label was left behind", message_id=1, posted_to=[0, 1]),
     ]
     rows = {
-        "moods": [{"excerpt": m.text} for m in (sent[0], sent[1], sent[1], sent[2])],
+        "moods": [{"excerpt": m.text} for m in (sent[0], sent[1], sent[1], sent[2], sent[5])],
         "turns": [
             {"role": role, "content": text, "created_at": n}
-            for n, text in enumerate((sent[0].text, sent[1].text, sent[2].text))
+            for n, text in enumerate((sent[0].text, sent[1].text, sent[2].text, sent[5].text))
             for role in ("user", "assistant")
         ],
         "inbox": [
             {"chat_id": "1", "message_id": "1", "state": "done", "reply_ref": "10"},
             {"chat_id": "1", "message_id": "2", "state": "done", "reply_ref": "11"},
             {"chat_id": "2", "message_id": "1", "state": "received", "reply_ref": None},
+            {"chat_id": "4", "message_id": "1", "state": "done", "reply_ref": "13"},
         ],
     }
-    verdict = check(sent, rows, shown={1: 3, 2: 1, 3: 0}, killed=0)
+    # User 1's chat holds three bot messages for two answers; user 4's a lone label, then its
+    # answer saying that a cut-off copy may show (the kill came after Telegram made the label).
+    note = CUT_OFF_COPY["en"]
+    shown = {
+        1: ["😐 neutral", "reply to [u0#0]", "reply to [u0#1]"],
+        2: ["😐 neutral"],
+        3: [],
+        4: ["😐 neutral", f"🔁 answered after a restart\n{note}\n\n😐 neutral\n\nreply"],
+    }
+    verdict = check(sent, rows, shown=shown, killed=0)
     assert verdict["totals"] == {
-        "answered": 2,
+        "answered": 3,
         "failed_before_label": 0,
         "duplicated_mood_rows": 1,
         "duplicated_exchanges": 0,
         "unfinished_in_killed": 1,
         "lost": 2,  # never arrived; and accepted (200) by the killed process, yet not recorded
+        "cut_off_copies_owned_up": 1,
         "duplicated_replies": 1,
         "users_out_of_order_in_chat": 0,
         "users_out_of_order_in_store": 0,
