@@ -70,8 +70,10 @@ run: install
 doctor: install
 	$(BIN)/python -m bot doctor
 
+# Two workers (pytest-xdist); the tests that run a real model stay on one of them, in turn
+# (tests/conftest.py: xdist_group). Plain `pytest` runs everything in one process.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # A plain `pip install` of the wheel, in a fresh venv outside the checkout: doctor, and two
 # console messages on the packaged default model (the labels' package data must be shipped).

@@ -20,7 +20,7 @@ from engine.model.worker import ModelWorker
 from storage.store import SqlMoodStore
 from tests.postgres import PostgresCluster, find_bindir, postgres_cluster
 from tests.scripted import ScriptedRunner
-from tests.support import worker_config
+from tests.support import model_threads, worker_config
 
 if TYPE_CHECKING:
     from engine.model.backends.llama_cpp import LlamaCppRunner
@@ -37,6 +37,13 @@ class ScriptedEngine:
     db_path: Path
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The bot processes the tests start read TORCH_THREADS (both backends): their share of
+    # the cores under xdist, as the models loaded here (tests/support.model_threads).
+    if (threads := model_threads()) and "TORCH_THREADS" not in os.environ:
+        os.environ["TORCH_THREADS"] = str(threads)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     # CI sets this so the llama.cpp backend's tests (and those of BACKEND=openai on its
     # server, the [server] extra) fail loudly instead of skipping.
@@ -51,6 +58,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # CI sets this too, so the PostgreSQL half of the storage tests fails instead of skipping.
     if os.environ.get("REQUIRE_POSTGRES") == "1" and find_bindir() is None:
         raise pytest.UsageError("REQUIRE_POSTGRES=1 but PostgreSQL (initdb, pg_ctl) is missing")
+
+
+# The session's shared models (loaded once, below): `make test` runs the suite on two
+# pytest-xdist workers, and the tests that use them go to one worker (xdist_group), so that
+# they are loaded once, not once a worker. Tests that start their own model process go to
+# either; each model runs on its worker's share of the cores (tests/support.model_threads).
+SHARED_MODELS = {"real_runner", "light_llama", "shared_llama_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if set(getattr(item, "fixturenames", ())) & SHARED_MODELS:
+            item.add_marker(pytest.mark.xdist_group("shared-models"))
 
 
 @pytest.fixture(scope="session")
@@ -96,7 +116,9 @@ def real_runner() -> TransformersRunner:
     from engine.model.backends.transformers_runner import TransformersRunner
 
     cache = os.environ.get("MODEL_CACHE_DIR") or None
-    return TransformersRunner.load("packaged-0.5b", dtype="auto", cache_dir=cache)
+    return TransformersRunner.load(
+        "packaged-0.5b", dtype="auto", cache_dir=cache, threads=model_threads()
+    )
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +130,7 @@ def light_llama() -> Iterator[LlamaCppRunner]:
     if llama_cpp.llama_cpp is None:
         pytest.skip("the llama extra is not installed: make install-llama")
     cache = os.environ.get("MODEL_CACHE_DIR") or None
-    runner = llama_cpp.LlamaCppRunner.load("packaged", cache_dir=cache)
+    runner = llama_cpp.LlamaCppRunner.load("packaged", cache_dir=cache, threads=model_threads())
     yield runner
     runner.close()
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import model_threads
+
 # What `python -m llama_cpp.server` imports beyond llama_cpp itself (the [server] extra).
 SERVER_MODULES = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context")
 MODEL_ALIAS = "qwen-packaged"
@@ -69,7 +71,9 @@ def llama_server(log: Path, *, api_key: str | None = None) -> Iterator[LlamaServ
     listening.bind(("127.0.0.1", 0))
     listening.listen(128)
     port = listening.getsockname()[1]
-    threads = str(os.cpu_count() or 1)  # as the in-process backend (its default uses half)
+    # All cores as the in-process backend (the server's default uses half); under xdist, this
+    # worker's share of them.
+    threads = str(model_threads() or os.cpu_count() or 1)
     command = [
         sys.executable, str(Path(__file__).with_name("llama_server_on_socket.py")),
         str(listening.fileno()), "--model", str(packaged_gguf_path()),

@@ -35,6 +35,15 @@ def refusing_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
+def model_threads() -> int:
+    """Threads for a model a test runs, in this process or in one it starts: the cores shared
+    among `make test`'s pytest-xdist workers. llama.cpp's and torch's threads spin while
+    they wait for each other, so two workers' models each on every core slowed the model
+    tests 3-10x; one thread each leaves a core to each worker. 0 (all cores) without xdist."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, len(os.sched_getaffinity(0)) // workers) if workers > 1 else 0
+
+
 def worker_config(**limits: Any) -> WorkerConfig:
     """The worker's limits for a test, which may be below what the settings allow (a 0.2 s
     deadline, say): built without validation."""

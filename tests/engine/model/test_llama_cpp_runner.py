@@ -23,6 +23,7 @@ from engine.model.labelling import analyst_frame
 from engine.model.prompt_ids import chatml, encode_template
 from engine.model.runner import RunnerOptions
 from engine.types import GenerationParams, Label, ReplyRequest, Turn
+from tests.support import model_threads
 
 HAS_LLAMA = llama_cpp_runner.llama_cpp is not None
 pytestmark = [pytest.mark.model, pytest.mark.skipif(not HAS_LLAMA, reason="make install-llama")]
@@ -385,7 +386,9 @@ def test_kept_conversations_are_bounded_and_make_room(
 def test_a_prompt_that_does_not_fit_ends_only_its_own_reply(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    small = LlamaCppRunner.load("packaged", cache_dir=cache_dir(), context_tokens=640)
+    small = LlamaCppRunner.load(
+        "packaged", cache_dir=cache_dir(), context_tokens=640, threads=model_threads()
+    )
     try:
         decoding = small.start_reply(request("hello there"))
         while len(decoding.pending) > 1:
@@ -406,7 +409,9 @@ def test_a_prompt_that_does_not_fit_ends_only_its_own_reply(
 
 
 def test_a_full_context_fails_the_reply_not_the_runner() -> None:
-    small = LlamaCppRunner.load("packaged", cache_dir=cache_dir(), context_tokens=512)
+    small = LlamaCppRunner.load(
+        "packaged", cache_dir=cache_dir(), context_tokens=512, threads=model_threads()
+    )
     try:
         free = len(small._free)
         reply = small.start_reply(request("long " * 700))
