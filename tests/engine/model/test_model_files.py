@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from filelock import FileLock
 
 from engine.errors import ModelLoadError
 from engine.model import model_files
@@ -28,6 +32,7 @@ from engine.model.model_files import (
     resolve_gguf,
     resolve_model,
 )
+from tests.fakes.base import GUARD_S
 from tests.packaged_fakes import install_fake_tiers, mark_converted
 
 PACKAGED = DEFAULT_MODEL  # the fake chunks stand in for the default tier's
@@ -60,7 +65,76 @@ def fake_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def cache_files(cache: Path) -> set[str]:
-    return {p.name for p in cache.iterdir()} if cache.exists() else set()
+    """The cache's files but the lock files, which stay (removing a lock file another
+    process may be opening would let two processes hold "the" lock)."""
+    return {p.name for p in cache.iterdir() if p.suffix != ".lock"} if cache.exists() else set()
+
+
+def made_by_another_process(
+    make: Callable[[], Path], lock: Path, finish: Callable[[], object], caplog: Any
+) -> Path:
+    """Runs `make` while another process holds `lock` (it is making the same file); once
+    `make` says it waits, the other process finishes (`finish`) and lets go. Returns what
+    `make` returned."""
+    other = FileLock(lock)
+    other.acquire()
+    made: list[Path] = []
+    thread = threading.Thread(target=lambda: made.append(make()))
+    try:
+        with caplog.at_level(logging.INFO, logger=model_files.log.name):
+            thread.start()
+            deadline = time.monotonic() + GUARD_S
+            while "waiting for it to finish" not in caplog.text:
+                assert thread.is_alive(), "it did not wait for the other process"
+                assert time.monotonic() < deadline, "it never said it waits"
+                time.sleep(0.01)
+            finish()
+    finally:
+        other.release()
+        thread.join(GUARD_S)
+    assert made, "it never returned"
+    return made[0]
+
+
+def test_a_second_process_waits_for_the_join_under_way_and_reuses_it(
+    fake_chunks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    target = cache / f"{PACKAGED_NAME}.gguf"
+    joined: list[int] = []
+    part_path = model_files._part_path
+
+    def counted(package: str, index: int, model: PackagedModel) -> Path:
+        joined.append(index)
+        return part_path(package, index, model)
+
+    monkeypatch.setattr(model_files, "_part_path", counted)
+
+    def other_process_done() -> None:
+        target.write_bytes(JOINED)
+        target.with_suffix(".gguf.sha256").write_text(hashlib.sha256(JOINED).hexdigest() + "\n")
+
+    lock = cache / f"{PACKAGED_NAME}.gguf.lock"
+    assert made_by_another_process(lambda: packaged_gguf(cache), lock, other_process_done,
+                                   caplog) == target  # fmt: skip
+    assert joined == []  # the other process's file, not a second join
+    assert f"another process is joining {PACKAGED_NAME}.gguf" in caplog.text
+
+
+def test_a_second_process_waits_for_the_conversion_under_way_and_reuses_it(
+    tmp_path: Path, caplog: Any
+) -> None:
+    gguf = tmp_path / "my-model.gguf"
+    gguf.write_bytes(b"not really a gguf")  # converting these bytes would fail
+    cache = tmp_path / "cache"
+    folder = model_files.converted_folder(gguf, cache)
+    folder.parent.mkdir(parents=True)
+    lock = folder.with_name(folder.name + ".lock")
+    convert = lambda: model_files.converted_from_gguf(gguf, cache)  # noqa: E731
+    assert made_by_another_process(convert, lock, lambda: mark_converted(gguf, cache),
+                                   caplog) == folder  # fmt: skip
+    assert "another process is converting my-model.gguf" in caplog.text
 
 
 def test_chunks_are_joined_verified_and_cached(fake_chunks: Path, tmp_path: Path) -> None:
