@@ -383,3 +383,53 @@ def test_really_different_matrices_are_left_alone() -> None:
     assert model_files.tie_duplicate_embeddings(model) is False
     assert model.config.tie_word_embeddings is False
     assert model.get_input_embeddings().weight is not model.get_output_embeddings().weight
+
+
+class FakeTokenizer:
+    """What `saved_tokenizer` needs of a transformers tokenizer: `save_pretrained`."""
+
+    def save_pretrained(self, folder: Path) -> None:
+        folder.mkdir(parents=True)
+        (folder / "tokenizer.json").write_text("{}")
+
+
+def test_a_tokenizer_read_from_a_gguf_is_saved_once_and_then_reused(tmp_path: Path) -> None:
+    gguf = tmp_path / "my-model.gguf"
+    gguf.write_bytes(b"GGUF")
+    cache = tmp_path / "cache"
+    reads: list[FakeTokenizer] = []
+
+    def read() -> FakeTokenizer:
+        reads.append(FakeTokenizer())
+        return reads[-1]
+
+    folder = model_files.saved_tokenizer(gguf, cache, read)
+    assert folder is not None
+    assert (folder / "tokenizer.json").is_file()
+    assert model_files.saved_tokenizer(gguf, cache, read) == folder
+    assert len(reads) == 1  # the second start loads the folder
+    assert not list(folder.parent.glob("*.partial"))
+
+
+def test_the_conversion_s_tokenizer_is_used_when_there_is_one(tmp_path: Path) -> None:
+    gguf = tmp_path / "my-model.gguf"
+    gguf.write_bytes(b"GGUF")
+    cache = tmp_path / "cache"
+    converted = mark_converted(gguf, cache)
+
+    def read() -> FakeTokenizer:
+        raise AssertionError("read from the GGUF although the conversion holds it")
+
+    assert model_files.saved_tokenizer(gguf, cache, read) == converted
+
+
+def test_a_cache_that_cannot_be_written_reads_the_tokenizer_each_time(
+    tmp_path: Path, caplog: Any
+) -> None:
+    gguf = tmp_path / "my-model.gguf"
+    gguf.write_bytes(b"GGUF")
+    cache = tmp_path / "cache"
+    cache.write_text("a file where the cache folder should be")
+    with caplog.at_level(logging.WARNING, logger=model_files.log.name):
+        assert model_files.saved_tokenizer(gguf, cache, FakeTokenizer) is None
+    assert "it is read from the GGUF at every start" in caplog.text
