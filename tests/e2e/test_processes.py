@@ -187,7 +187,7 @@ async def test_a_replica_killed_holding_several_users_messages_keeps_each_users_
     processes: list[asyncio.subprocess.Process] = []
     async with (
         FakeTelegramAPI(DEFAULT_TOKEN) as api,
-        webhook_replicas(tmp_path, api, url, 2, processes, SCRIPTED_DELAY_S="0.15") as hooks,
+        webhook_replicas(tmp_path, api, url, 2, processes, SCRIPTED_DELAY_S="0.05") as hooks,
     ):
         sent = 0
         for user in users:  # user by user, so that each user's messages alternate replicas
