@@ -89,7 +89,10 @@ async def test_corrections_one_timeline_and_export_across_platforms(tmp_path: Pa
                 assert label is not None
                 row = label["reply_markup"]["inline_keyboard"][0]
                 fix = {b["callback_data"].rsplit(":", 1)[1]: b["callback_data"] for b in row}
+                # One press after the other: two updates in one batch are handled side by
+                # side, and either may be the one that corrects (the other is refused).
                 api.press_button(TG_USER, label, fix["negative"])
+                await api.wait_for(lambda: len(api.calls_to("answerCallbackQuery")) == 1)
                 api.press_button(TG_USER, label, fix["neutral"])
                 await api.wait_for(lambda: len(api.calls_to("answerCallbackQuery")) == 2)
                 answers = api.calls_to("answerCallbackQuery")
