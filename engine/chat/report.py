@@ -31,9 +31,10 @@ from zoneinfo import ZoneInfo
 from engine.chat import mood, texts
 from engine.chat.config import ChatConfig
 from engine.chat.journal import ExportFile
+from engine.chat.report_data import ReportData, ReportWeek
 from engine.chat.week import WEEK_DAYS, WeekSource, user_language, week_facts
 from engine.language import Language, detect_language
-from engine.types import MoodEvent, MoodReport, Tone, UserKey
+from engine.types import MoodEvent, MoodReport, UserKey
 
 log = logging.getLogger(__name__)
 
@@ -43,32 +44,6 @@ PDF_MIME = "application/pdf"
 
 class ReportSource(WeekSource, Protocol):
     config: ChatConfig
-
-
-@dataclass(frozen=True)
-class ReportWeek:
-    first: date
-    last: date
-    report: MoodReport  # the block's counts, with the trend against as many days before it
-    corrected: int
-    sentence: str
-
-
-@dataclass(frozen=True)
-class ReportData:
-    """Everything the PDF shows, in numbers and finished sentences."""
-
-    period: MoodReport  # the whole period, as /mood <days> counts it
-    weeks: tuple[ReportWeek, ...]  # oldest first
-    corrected_by_day: dict[date, int]
-    changes: tuple[tuple[Tone, Tone, int], ...]  # (shown, corrected to, how many), most first
-    language: Language
-    zone: str
-    made_at: datetime  # local time
-
-    @property
-    def corrected(self) -> int:
-        return sum(self.corrected_by_day.values())
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Draw a ReportData (engine/chat/report.py) as an A4 PDF with matplotlib's PDF backend.
+"""Draw a ReportData (engine/chat/report_data.py) as an A4 PDF with matplotlib's PDF backend.
 
 Page one: the period, its counts and mood, the corrections, and /mood's chart. Then the
 weekly counts and sentences, then the daily counts (days with messages), as many pages as
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.font_manager import FontManager
 
-    from engine.chat.report import ReportData
+    from engine.chat.report_data import ReportData
 
 PAGE_IN = (8.27, 11.69)  # A4 portrait
 MARGIN_IN = 0.7
