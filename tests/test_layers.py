@@ -8,12 +8,14 @@ and ports at its top (`engine/*.py`), the chat logic (`engine/chat/`) and the mo
 - the chat logic never imports a platform SDK, a model library, the model runtime or SQL;
 - adapters never import the model runtime, the store or a model library;
 - storage knows only the engine's types and ports;
-- nothing shipped imports the benchmarks or the tests.
+- nothing shipped imports the benchmarks or the tests;
+- no module imports itself through others (no import cycle, type-only imports counted).
 """
 
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,38 @@ def test_every_package_is_covered() -> None:
     assert found == set(SHIPPED) | NOT_SHIPPED
     engine = {p.name for p in (ROOT / "engine").iterdir() if (p / "__init__.py").is_file()}
     assert engine == {"chat", "model"}
+
+
+def import_cycle(root: Path, packages: tuple[str, ...]) -> list[str] | None:
+    """A cycle among the modules of `packages` under `root` (type-only and lazy imports
+    included: such modules still cannot be read apart), or None."""
+    paths = {
+        ".".join(parts[:-1] if parts[-1] == "__init__" else parts): path
+        for package in packages
+        for path in sorted((root / package).rglob("*.py"))
+        if (parts := path.relative_to(root).with_suffix("").parts)
+    }
+    graph = {
+        name: {n for n in imported_modules(path) if n in paths and n != name}
+        for name, path in paths.items()
+    }
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as error:
+        return list(error.args[1])
+    return None
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    assert import_cycle(ROOT, (*SHIPPED, "benchmarks")) is None
+
+
+def test_a_cycle_through_a_lazy_import_is_caught(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("from pkg.b import B\n")
+    (tmp_path / "pkg" / "b.py").write_text("B = 1\ndef f():\n    from pkg import a\n")
+    assert import_cycle(tmp_path, ("pkg",)) in (["pkg.a", "pkg.b", "pkg.a"],
+                                                ["pkg.b", "pkg.a", "pkg.b"])  # fmt: skip
+    (tmp_path / "pkg" / "b.py").write_text("B = 1\n")
+    assert import_cycle(tmp_path, ("pkg",)) is None
