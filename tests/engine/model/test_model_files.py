@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -433,3 +435,18 @@ def test_a_cache_that_cannot_be_written_reads_the_tokenizer_each_time(
     with caplog.at_level(logging.WARNING, logger=model_files.log.name):
         assert model_files.saved_tokenizer(gguf, cache, FakeTokenizer) is None
     assert "it is read from the GGUF at every start" in caplog.text
+
+
+def test_the_module_imports_on_a_bare_python() -> None:
+    """The container build reads PACKAGED_MODELS and joins the chunks on the build stage's
+    bare python3 (scripts/container-requirements.py): the module must import with the
+    standard library alone (-S: no site-packages)."""
+    root = Path(__file__).resolve().parents[3]
+    code = (
+        f"import sys; sys.path.insert(0, {str(root)!r}); "
+        "from engine.model.model_files import PACKAGED_MODELS; print(len(PACKAGED_MODELS))"
+    )
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                          check=False, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(len(PACKAGED_MODELS))
