@@ -2,7 +2,7 @@
 messages in which something plainly is.
 
 Written for this project. `DEV` is what the "nothing felt" readout is fitted on, with
-benchmarks.data.datasets' training rows and FELT_DEV as the felt side (benchmarks.fitting.label_fit
+benchmarks.data.datasets' training rows and FELT_DEV as the felt side (scripts.fitting.label_fit
 --write); `TEST` and `FELT`
 are only ever reported on (benchmarks.accuracy.sentiment's "neutral rate", and how often a short
 felt message is wrongly shown as neutral). FELT guards against a readout that only learned

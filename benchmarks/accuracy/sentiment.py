@@ -7,7 +7,7 @@
 Methods, on the same rows:
 - logits: the bot's default, one forward pass comparing the scores of 正面 and 负面, through
   the shipped calibration and "nothing felt" readout (engine/model/label_head.py, fitted on
-  training rows only by benchmarks.fitting.label_fit);
+  training rows only by scripts.fitting.label_fit);
 - generate: the original design, 5 greedy tokens then parsed (an answer naming neither or
   both labels is "unparsable" and counted as wrong; `accuracy_with_fallback` is what the bot
   does in SENTIMENT_METHOD=generate, which falls back to the scores);

@@ -7,7 +7,7 @@ Reads every corrected mood event (engine/chat/journal.py: a user pressed a corre
 --database is given) and writes one JSONL row per correction whose text was stored
 (STORE_MESSAGE_TEXT=true keeps an excerpt; without it there is no text to learn from and the
 row is only counted): {"text", "label"} as benchmarks.accuracy.sentiment and
-benchmarks.fitting.label_fit read them, plus where it came from ("shown": what the model's label
+scripts.fitting.label_fit read them, plus where it came from ("shown": what the model's label
 showed, "p_positive", "platform", "created_at"). A correction to neutral has no side: it is left
 out unless --neutral, which writes it with "label": "neutral" (for benchmarks.accuracy.neutral's
 readout).

@@ -5,7 +5,7 @@ d = s(正面) − s(负面). Used as it is, d ranks well but leans negative (pos
 0.62–0.67 against 0.89–0.96 for negative on benchmarks.data.datasets' evaluation rows) and its
 probabilities are off (ECE 0.07–0.13). The shipped head corrects both per language:
 - p_positive = σ(scale·d + bias), the Platt scaling fitted on training rows only
-  (`python -m benchmarks.fitting.label_fit --write`); the eval rows are never fitted on;
+  (`python -m scripts.fitting.label_fit --write`); the eval rows are never fitted on;
 - "nothing felt" (greetings, questions, plain facts: shown as neutral, keeping the side the
   scores favour) is a linear readout of the label position's final hidden state h, fitted
   on benchmarks.accuracy.neutral's DEV messages against the training rows. A local backend has h (or
@@ -230,8 +230,8 @@ def head_for(model: ModelIdentity, folder: Path = HEADS_DIR) -> LabelHead:
         f"labels of {model.name!r} are uncalibrated: {why}. Each label is the raw score "
         f"difference at temperature {FALLBACK_TEMPERATURE:g} (confidences are not calibrated) "
         "and nothing is shown as neutral; fit a head with "
-        "`python -m benchmarks.fitting.label_features` "
-        'and `python -m benchmarks.fitting.label_fit --write` (README "Sentiment accuracy")'
+        "`python -m scripts.fitting.label_features` "
+        'and `python -m scripts.fitting.label_fit --write` (README "Sentiment accuracy")'
     )
     return UNCALIBRATED
 

@@ -46,7 +46,7 @@ class Frame:
 
 ANALYST = Frame(ANALYST_SYSTEM, ANALYST_USER_HEAD, ANALYST_USER_TAIL, POSITIVE_WORD, NEGATIVE_WORD)
 
-# Variants compared by benchmarks.fitting.label_fit (README "Labels"): examples inside the cached
+# Variants compared by scripts.fitting.label_fit (README "Labels"): examples inside the cached
 # head (they cost nothing per message), and the frame written in the message's own language.
 FEWSHOT_EXAMPLES: tuple[tuple[str, Label], ...] = (
     ("这家店的菜太难吃了，服务员态度还很差。", "negative"),

@@ -805,12 +805,12 @@ async def test_the_latency_bench_counts_remote_reply_tokens(openai_env: Any) -> 
     assert all(sample["finished"] for sample in result["samples"])
 
 
-# --- benchmarks.fitting.label_fit: fitting the shipped head ---------------------------------------
+# --- scripts.fitting.label_fit: fitting the shipped head ---------------------------------------
 
 
 def synthetic_features(rows: list[tuple[str, str, str, float]], hidden: np.ndarray) -> Any:
     """Features of (language, split, label, score difference) rows."""
-    from benchmarks.fitting.label_fit import Features
+    from scripts.fitting.label_fit import Features
 
     scores = np.array([[d, 0.0] for *_, d in rows], np.float32)
     meta = [{"language": lang, "split": split, "label": label, "domain": "d", "text": ""}
@@ -819,7 +819,7 @@ def synthetic_features(rows: list[tuple[str, str, str, float]], hidden: np.ndarr
 
 
 def test_the_head_is_fitted_on_training_rows_only_and_corrects_a_lean() -> None:
-    from benchmarks.fitting.label_fit import fit_head
+    from scripts.fitting.label_fit import fit_head
 
     rng = np.random.default_rng(0)
     rows: list[tuple[str, str, str, float]] = []

@@ -1,4 +1,4 @@
-"""benchmarks.fitting.label_features / benchmarks.fitting.label_fit: features and heads per model,
+"""scripts.fitting.label_features / scripts.fitting.label_fit: features and heads per model,
 fitted on training
 rows only (no model is run: the features are synthetic, the LM head a tiny GGUF)."""
 
@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.fitting import label_fit
-from benchmarks.fitting.label_features import LmHead, lm_head_matrix
 from engine.model import label_head
 from engine.model.label_head import UNCALIBRATED, LabelHead, ModelIdentity, head_file, head_for
+from scripts.fitting import label_fit
+from scripts.fitting.label_features import LmHead, lm_head_matrix
 
 VOCAB, WIDTH = 40, 6
 
@@ -55,7 +55,7 @@ def features_file(
 
 
 def synthetic_model_folder(tmp_path: Path) -> tuple[Path, np.ndarray]:
-    """model.json, analyst.npz and analyst-neutral.npz as benchmarks.fitting.label_features writes
+    """model.json, analyst.npz and analyst-neutral.npz as scripts.fitting.label_features writes
     them. Training rows lean negative by 1.5; the evaluation rows would pull the fit far the other
     way if they were (wrongly) fitted on. Messages with nothing felt differ along h[0]."""
     rng = np.random.default_rng(0)
@@ -148,7 +148,7 @@ def test_write_fits_that_models_head_on_training_rows_only(
 
 
 def test_features_go_to_a_folder_per_model(tmp_path: Path) -> None:
-    from benchmarks.fitting.label_features import features_folder
+    from scripts.fitting.label_features import features_folder
 
     gguf = tmp_path / "My-Model-Q4.gguf"
     gguf.write_bytes(b"x")
@@ -192,7 +192,7 @@ def test_cross_validation_reads_training_rows_only(
 
 
 def test_features_can_score_one_language(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from benchmarks.fitting import label_features
+    from scripts.fitting import label_features
 
     for language, text in (("en", "fine"), ("zh", "好")):
         source = "amazon" if language == "en" else "pos.txt"

@@ -392,7 +392,7 @@ class LlamaCppRunner:
             for row, text in zip(rows, texts, strict=True)
         ]
 
-    # --- label features, for fitting label heads offline (benchmarks.fitting.label_features) ------
+    # --- label features, for fitting label heads offline (scripts.fitting.label_features) ------
 
     def single_token_or_none(self, word: str) -> int | None:
         ids = self.encode(word)

@@ -1,7 +1,7 @@
-"""Compare label heads offline on the features `benchmarks.fitting.label_features` saved, and fit
+"""Compare label heads offline on the features `scripts.fitting.label_features` saved, and fit
 the head of the model they came from.
 
-    MODEL=packaged-1.5b python -m benchmarks.fitting.label_fit [--model SPEC] [--features FOLDER]
+    MODEL=packaged-1.5b python -m scripts.fitting.label_fit [--model SPEC] [--features FOLDER]
         [--write [engine/model/label_heads]] [--frame analyst] [--rows FILE]
 
 The features are those of the model MODEL (or --model) names: benchmarks/results/features/<GGUF
@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import add_model_argument, auc, ece, table
-from benchmarks.fitting.label_features import LmHead, features_folder
 from engine.language import Language
 from engine.model.label_head import (
     HEADS_DIR,
@@ -44,6 +43,7 @@ from engine.model.label_head import (
     NothingFelt,
     head_file,
 )
+from scripts.fitting.label_features import LmHead, features_folder
 
 POSITIVE_WORDS = ("正面", "积极", "正", "好", "positive", "Positive", "good")
 NEGATIVE_WORDS = ("负面", "消极", "负", "坏", "negative", "Negative", "bad")
@@ -422,7 +422,7 @@ def head_report(head: LabelHead, features: Features, neutral: Features | None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.fitting.label_fit",
+        prog="python -m scripts.fitting.label_fit",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -510,7 +510,7 @@ def label_directions(features: Features, w: np.ndarray) -> dict[str, np.ndarray]
 
 def compare_by_cv(folder: Path, folds: int) -> int:
     """Every frame's levers by cross-validation on its training rows (`--cv FOLDS`)."""
-    from benchmarks.fitting.label_features import lm_head_matrix
+    from scripts.fitting.label_features import lm_head_matrix
 
     record = json.loads((folder / "model.json").read_text(encoding="utf-8"))
     w = lm_head_matrix(Path(record["gguf"]))

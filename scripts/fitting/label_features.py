@@ -1,12 +1,12 @@
 """What the model computes at the label position, for fitting and comparing label heads offline.
 
-    MODEL=packaged-1.5b python -m benchmarks.fitting.label_features [--model SPEC] [--out FOLDER]
+    MODEL=packaged-1.5b python -m scripts.fitting.label_features [--model SPEC] [--out FOLDER]
         [--frames analyst,fewshot] [--train-per-domain 600] [--seed 7] [--neutral]
 
 The model is the one MODEL names (as for the bot; a GGUF: a packaged one or a path), or
 --model. Its features go to `benchmarks/results/features/<GGUF stem>/` unless --out says otherwise,
 with `model.json` recording which model they came from (name, SHA-256, sizes, file), so that
-`benchmarks.fitting.label_fit --write` writes the head of that model and of no other.
+`scripts.fitting.label_fit --write` writes the head of that model and of no other.
 
 For every text of the evaluation files and of a sample of the training files (both written by
 `python -m benchmarks.data.datasets`), and for every analyst frame variant asked for, it runs the
@@ -20,7 +20,7 @@ label pass of the llama.cpp backend once and keeps:
   1.5B model in float32, ~6 GB of float64 while solving for it); W is dequantised from the
   GGUF each run (seconds).
 The rows are saved as `<frame>.npz` with their language, domain, split and gold label, so
-`benchmarks.fitting.label_fit` can compare label-word sets, calibrations and linear probes without
+`scripts.fitting.label_fit` can compare label-word sets, calibrations and linear probes without
 running the model again. The training sample is balanced per domain and label.
 """
 
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.model.labelling import FRAMES
 
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.fitting.label_features",
+        prog="python -m scripts.fitting.label_features",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
