@@ -162,9 +162,9 @@ class DiscordAdapter:
         """Stop taking messages, let in-flight replies finish briefly, then disconnect."""
         await self.resumer.stop()
         if self.digest is not None:
-            self.digest.stop()
+            await self.digest.stop()
         if self.checkins is not None:
-            self.checkins.stop()
+            await self.checkins.stop()
         await self._in_flight.finish(self.config.shutdown_grace_s)
         if self.client is not None and not self.client.is_closed():
             await self.client.close()

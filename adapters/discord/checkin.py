@@ -17,7 +17,7 @@ from typing import Any
 import discord
 from discord.ext import tasks
 
-from adapters.discord.scheduled import send_dm
+from adapters.discord.scheduled import send_dm, stop_loop
 from engine.chat import checkin
 from engine.chat.scheduled import ScheduledRun
 from engine.chat.service import ChatService
@@ -45,8 +45,8 @@ class DiscordCheckins:
         if not self.loop.is_running():
             self.loop.start()
 
-    def stop(self) -> None:
-        self.loop.cancel()
+    async def stop(self) -> None:
+        await stop_loop(self.loop)
 
     async def _on_the_minute(self) -> None:
         # So that a check-in at 21:00 is asked at 21:00, not at 21:00:59.

@@ -16,7 +16,7 @@ from typing import Any
 import discord
 from discord.ext import tasks
 
-from adapters.discord.scheduled import send_dm
+from adapters.discord.scheduled import send_dm, stop_loop
 from engine.chat import digest
 from engine.chat.findings import WeekSummary
 from engine.chat.service import ChatService
@@ -40,8 +40,8 @@ class DiscordDigest:
         if not self.loop.is_running():
             self.loop.start()
 
-    def stop(self) -> None:
-        self.loop.cancel()
+    async def stop(self) -> None:
+        await stop_loop(self.loop)
 
     async def _on_time(self) -> None:
         config = self.service.config

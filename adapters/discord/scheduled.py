@@ -7,9 +7,12 @@ skips. The jobs themselves are discord.ext.tasks loops.
 
 from __future__ import annotations
 
+import asyncio
 import io
+from typing import Any
 
 import discord
+from discord.ext import tasks
 
 from adapters.discord.chat_cog import NO_MENTIONS
 from engine.chat.scheduled import RecipientGone
@@ -28,3 +31,12 @@ async def send_dm(
         return await channel.send(text[:MAX_CHARS], files=files, allowed_mentions=NO_MENTIONS)
     except discord.Forbidden as error:  # DMs closed to the bot, or no shared server
         raise RecipientGone(str(error)) from error
+
+
+async def stop_loop(loop: tasks.Loop[Any]) -> None:
+    """Cancel a job's loop and wait until its task has ended: `Loop.cancel` only asks, and a
+    run cut short must not go on once the adapter closes the client."""
+    task = loop.get_task()
+    loop.cancel()
+    if task is not None:
+        await asyncio.wait({task})

@@ -65,15 +65,18 @@ async def bot(
     service = ChatService(scripted_engine.worker, scripted_engine.store, chat, clock=Clock)
     started = DiscordAdapter(service, config(fake))
     await started.start()
-    assert started.checkins is not None
-    assert started.checkins.loop.is_running()  # the one-minute loop of a real start
-    # The same loop, looking every 0.1 s instead of every minute.
-    started.checkins.stop()
-    assert started.client is not None
-    started.checkins = DiscordCheckins(service, started.client, timedelta(seconds=0.1))
-    started.checkins.start()
-    yield started
-    await started.stop()
+    try:
+        assert started.checkins is not None
+        assert started.checkins.loop.is_running()  # the one-minute loop of a real start
+        # The same loop, looking every 0.1 s instead of every minute.
+        await started.checkins.stop()
+        assert not started.checkins.loop.is_running()  # stopped: ended, not only asked to end
+        assert started.client is not None
+        started.checkins = DiscordCheckins(service, started.client, timedelta(seconds=0.1))
+        started.checkins.start()
+        yield started
+    finally:
+        await started.stop()
     assert not started.checkins.loop.is_running()
 
 
