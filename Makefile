@@ -70,8 +70,9 @@ run: install
 doctor: install
 	$(BIN)/python -m bot doctor
 
-# Two workers (pytest-xdist); the tests that run a real model stay on one of them, in turn
-# (tests/conftest.py: xdist_group). Plain `pytest` runs everything in one process.
+# Two workers (pytest-xdist); the tests of the session's shared models run on one of them
+# (tests/conftest.py: xdist_group), and each model gets one core (tests/support.model_threads).
+# Plain `pytest` runs everything in one process (docs/development.md).
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
